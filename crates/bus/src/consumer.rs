@@ -1,0 +1,239 @@
+//! The consume loop: bounded prefetch, manual acks, retries and dead letters.
+//!
+//! Each delivery is handed to the handler in its own task (at most `prefetch` at once, since
+//! the broker sends no more unacknowledged messages than that). The handler answers:
+//! - `Ack`: the work is committed; the message is acknowledged.
+//! - `Retry`: a transient failure; after a pause that grows with the delivery count the message
+//!   is returned to the queue. Past the queue's delivery limit the broker dead-letters it.
+//! - `DeadLetter`: the message can never succeed (bad JSON, an unknown version, a schema
+//!   violation). It is republished to the dead-letter queue with the reason in its headers,
+//!   confirmed, and only then acknowledged — never lost, never spinning.
+//!
+//! A lost connection ends the session; the loop reconnects with backoff and declares the
+//! topology again, so a broker restart leaves no consumer stuck.
+
+use crate::publisher::{Outgoing, publish_on};
+use crate::topology::{Topology, WorkQueue};
+use crate::{BusError, connect, headers};
+use futures_util::StreamExt;
+use lapin::message::Delivery;
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
+    ConfirmSelectOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{Channel, Connection};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// A delivery as a handler sees it.
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub body: Vec<u8>,
+    pub headers: Option<FieldTable>,
+    pub routing_key: String,
+    /// Deliveries of this message before this one (0 on the first).
+    pub delivery_count: i64,
+}
+
+/// What to do with a message once the handler is done.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Disposition {
+    /// Handled (or a duplicate of something handled): acknowledge.
+    Ack,
+    /// Failed for a reason that may pass (the database is down): requeue after a pause.
+    Retry { reason: String },
+    /// Can never be handled: move to the dead-letter queue with this reason.
+    DeadLetter { reason: String, detail: String },
+}
+
+/// What a consumer needs to know besides its handler.
+#[derive(Debug, Clone)]
+pub struct ConsumerConfig {
+    pub uri: String,
+    pub topology: Topology,
+    /// The queue consumed.
+    pub queue: WorkQueue,
+    /// Every queue this service publishes to, declared on each (re)connect.
+    pub declare: Vec<WorkQueue>,
+    pub prefetch: u16,
+    /// Connection name shown in the broker's management UI.
+    pub name: String,
+}
+
+/// Consumes until `cancel` fires, then stops taking deliveries, lets in-flight handlers
+/// finish and acknowledge, and returns. `ready` is called each time consuming (re)starts.
+pub async fn run<H, F>(
+    config: ConsumerConfig,
+    handler: H,
+    cancel: CancellationToken,
+    ready: impl Fn() + Send + Sync,
+) where
+    H: Fn(Message) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Disposition> + Send + 'static,
+{
+    let mut backoff = Duration::from_millis(100);
+    while !cancel.is_cancelled() {
+        let Some(conn) = connect::connect_with_retry(&config.uri, &config.name, &cancel).await
+        else {
+            break;
+        };
+        match session(&config, &conn, handler.clone(), &cancel, &ready).await {
+            Ok(()) => {
+                let _ = conn.close(200, "shutting down".into()).await;
+                break;
+            }
+            Err(err) => {
+                tracing::warn!(queue = config.queue.name, error = %err, "consumer session ended; reconnecting");
+                let _ = conn.close(200, "reconnecting".into()).await;
+            }
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+    tracing::info!(queue = config.queue.name, "consumer stopped");
+}
+
+async fn session<H, F>(
+    config: &ConsumerConfig,
+    conn: &Connection,
+    handler: H,
+    cancel: &CancellationToken,
+    ready: &(impl Fn() + Send + Sync),
+) -> Result<(), BusError>
+where
+    H: Fn(Message) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Disposition> + Send + 'static,
+{
+    let topology = &config.topology;
+    let channel = conn
+        .create_channel()
+        .await
+        .map_err(BusError::amqp("open a consuming channel"))?;
+    topology.declare_exchanges(&channel).await?;
+    topology.declare_work_queue(&channel, &config.queue).await?;
+    for queue in &config.declare {
+        topology.declare_work_queue(&channel, queue).await?;
+    }
+    channel
+        .basic_qos(config.prefetch, BasicQosOptions::default())
+        .await
+        .map_err(BusError::amqp("set the prefetch"))?;
+    let dead_letters = conn
+        .create_channel()
+        .await
+        .map_err(BusError::amqp("open a dead-letter channel"))?;
+    dead_letters
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .map_err(BusError::amqp("enable confirms for dead letters"))?;
+
+    let queue_name = topology.queue(config.queue.name);
+    let tag = format!("{}-{}", config.name, uuid::Uuid::now_v7());
+    let mut deliveries = channel
+        .basic_consume(
+            queue_name.as_str().into(),
+            tag.as_str().into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .map_err(BusError::amqp("start consuming"))?;
+    tracing::info!(queue = %queue_name, "consuming");
+    ready();
+
+    let dlx = Arc::new((dead_letters, topology.dead_letter_exchange(), queue_name.clone()));
+    let mut in_flight = JoinSet::new();
+    let result = loop {
+        tokio::select! {
+            _ = cancel.cancelled() => {
+                let _ = channel.basic_cancel(tag.as_str().into(), BasicCancelOptions::default()).await;
+                break Ok(());
+            }
+            next = deliveries.next() => match next {
+                Some(Ok(delivery)) => {
+                    let handler = handler.clone();
+                    let dlx = dlx.clone();
+                    in_flight.spawn(async move { process(delivery, handler, &dlx).await });
+                }
+                Some(Err(source)) => break Err(BusError::Amqp { context: "receive a delivery", source }),
+                None => break Err(BusError::Closed("consumer stream")),
+            },
+            Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
+        }
+    };
+    // Finish what was taken: handlers commit and ack before the connection closes.
+    while in_flight.join_next().await.is_some() {}
+    result
+}
+
+async fn process<H, F>(delivery: Delivery, handler: H, dlx: &(Channel, String, String))
+where
+    H: Fn(Message) -> F,
+    F: Future<Output = Disposition>,
+{
+    let headers = delivery.properties.headers().clone();
+    let delivery_count = headers::get_int(headers.as_ref(), headers::DELIVERY_COUNT).unwrap_or(0);
+    let message = Message {
+        body: delivery.data.clone(),
+        headers: headers.clone(),
+        routing_key: delivery.routing_key.as_str().to_owned(),
+        delivery_count,
+    };
+    let outcome = match handler(message).await {
+        Disposition::Ack => delivery.ack(BasicAckOptions::default()).await,
+        Disposition::Retry { reason } => {
+            let pause = Duration::from_millis(100u64 << delivery_count.clamp(0, 6));
+            tracing::warn!(%reason, delivery_count, pause_ms = pause.as_millis() as u64, "handler failed; will retry");
+            tokio::time::sleep(pause).await;
+            delivery
+                .nack(BasicNackOptions {
+                    requeue: true,
+                    ..Default::default()
+                })
+                .await
+        }
+        Disposition::DeadLetter { reason, detail } => {
+            let (channel, exchange, queue) = dlx;
+            let mut table = headers.unwrap_or_default();
+            headers::set_str(&mut table, headers::REASON, &reason);
+            headers::set_str(&mut table, headers::DETAIL, &detail);
+            headers::set_str(&mut table, headers::SOURCE_QUEUE, queue);
+            tracing::error!(%reason, %detail, %queue, "dead-lettering a message");
+            let moved = publish_on(
+                channel,
+                &Outgoing {
+                    exchange,
+                    routing_key: queue,
+                    body: &delivery.data,
+                    message_id: delivery.properties.message_id().as_ref().map(|m| m.to_string()),
+                    headers: table,
+                    mandatory: true,
+                },
+            )
+            .await;
+            match moved {
+                Ok(()) => delivery.ack(BasicAckOptions::default()).await,
+                Err(err) => {
+                    tracing::error!(error = %err, "could not dead-letter; requeueing");
+                    delivery
+                        .nack(BasicNackOptions {
+                            requeue: true,
+                            ..Default::default()
+                        })
+                        .await
+                }
+            }
+        }
+    };
+    if let Err(err) = outcome {
+        // The channel broke: the broker requeues the unacknowledged message by itself.
+        tracing::warn!(error = %err, "could not settle a delivery");
+    }
+}

@@ -1,0 +1,114 @@
+//! The payloads of the dispatch pipeline:
+//! gateway → `event.received` → matcher → `event.matched` → invitation → `dispatch.completed`.
+
+use super::Payload;
+use crate::event::LifecycleEvent;
+use crate::outcome::DispatchCounts;
+use crate::user_ref::UserRef;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// How a trigger entered Beckon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TriggerType {
+    /// `POST /api/v1/lifecycle/dispatch`, answered synchronously.
+    Dispatch,
+    /// `POST /api/v1/events/send`, fire and forget.
+    Event,
+    /// An event that fired at a scheduled time.
+    Scheduled,
+}
+
+impl TriggerType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Dispatch => "dispatch",
+            Self::Event => "event",
+            Self::Scheduled => "scheduled",
+        }
+    }
+}
+
+/// Where the stage that finishes a trigger sends its one reply. AMQP properties do not carry
+/// over from hop to hop, so the address travels inside the payload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ReplyTo {
+    /// The queue of the waiting gateway instance, reached through the default exchange.
+    pub queue: String,
+}
+
+/// A lifecycle event for one user, accepted by the gateway. The envelope's `correlation_id`
+/// is the trigger id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct EventReceived {
+    pub trigger_type: TriggerType,
+    pub user_ref: UserRef,
+    pub event: LifecycleEvent,
+    /// Set when a caller waits for the outcome.
+    pub reply_to: Option<ReplyTo>,
+}
+
+impl Payload for EventReceived {
+    const TYPE: &'static str = "event.received";
+    const VERSION: u32 = 1;
+}
+
+/// A Live survey an event matched, with the rules that apply to it as they were at matching
+/// time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct MatchedSurvey {
+    pub survey_id: Uuid,
+    /// The survey version the invitation will show.
+    pub version: i32,
+    /// Seconds after an invitation during which the same user gets no other; 0 = off.
+    pub cooldown_seconds: i64,
+    /// Share of triggers that get an invitation, 0 to 1.
+    pub sample_rate: f64,
+    /// Seconds an invitation's magic link stays valid.
+    pub invitation_lifetime_seconds: i64,
+}
+
+/// Every Live survey one event matched — one envelope per event, possibly with none, so the
+/// next stage knows when all matches are done and can reply once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct EventMatched {
+    pub trigger_type: TriggerType,
+    pub user_ref: UserRef,
+    pub event: LifecycleEvent,
+    pub reply_to: Option<ReplyTo>,
+    pub surveys: Vec<MatchedSurvey>,
+}
+
+impl Payload for EventMatched {
+    const TYPE: &'static str = "event.matched";
+    const VERSION: u32 = 1;
+}
+
+/// An invitation a dispatch created, as the dispatch response lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct CreatedInvitation {
+    pub survey_id: Uuid,
+    pub user_ref: UserRef,
+    /// The public base URL, `/surveys/` and the 43-character token.
+    pub magic_link_url: String,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schemars(with = "String", extend("format" = "date-time"))]
+    pub expires_at: OffsetDateTime,
+}
+
+/// The outcome of a trigger, sent once to the gateway that waits for it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct DispatchCompleted {
+    pub trigger_id: Uuid,
+    #[serde(flatten)]
+    pub counts: DispatchCounts,
+    pub created_invitations: Vec<CreatedInvitation>,
+}
+
+impl Payload for DispatchCompleted {
+    const TYPE: &'static str = "dispatch.completed";
+    const VERSION: u32 = 1;
+}

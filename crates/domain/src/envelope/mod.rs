@@ -1,0 +1,188 @@
+//! The versioned JSON envelope every bus message travels in.
+//!
+//! `id` is a UUIDv7 and the consumer's idempotency key; `correlation_id` is the trigger the
+//! message belongs to. The routing key names the payload's type and version
+//! (`event.received.v1`). An additive change to a payload is a new `Option` field; a breaking
+//! one is a new type with a new `VERSION`, consumed beside the old one.
+
+mod messages;
+
+pub use messages::*;
+
+use schemars::JsonSchema;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// A payload type carried in an [`Envelope`].
+pub trait Payload: Serialize + DeserializeOwned + JsonSchema {
+    /// The envelope `type`, dot-separated (`event.received`).
+    const TYPE: &'static str;
+    /// The envelope `version`, from 1.
+    const VERSION: u32;
+
+    fn routing_key() -> String {
+        routing_key(Self::TYPE, Self::VERSION)
+    }
+}
+
+/// The routing key of a payload type and version.
+pub fn routing_key(kind: &str, version: u32) -> String {
+    format!("{kind}.v{version}")
+}
+
+/// A bus message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Envelope<T> {
+    /// UUIDv7; the consumer's idempotency key. Kept on redelivery and on replay.
+    pub id: Uuid,
+    /// The payload type.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The payload version, from 1.
+    pub version: u32,
+    /// When the fact the envelope reports happened.
+    #[serde(with = "time::serde::rfc3339")]
+    #[schemars(with = "String", extend("format" = "date-time"))]
+    pub occurred_at: OffsetDateTime,
+    pub org_id: Uuid,
+    pub project_id: Uuid,
+    /// The trigger this message belongs to.
+    pub correlation_id: Uuid,
+    pub data: T,
+}
+
+impl<T: Payload> Envelope<T> {
+    /// A new envelope with the given id (fresh or derived from a parent).
+    pub fn new(id: Uuid, org_id: Uuid, project_id: Uuid, correlation_id: Uuid, data: T) -> Self {
+        Self {
+            id,
+            kind: T::TYPE.to_owned(),
+            version: T::VERSION,
+            occurred_at: OffsetDateTime::now_utc(),
+            org_id,
+            project_id,
+            correlation_id,
+            data,
+        }
+    }
+
+    /// A child of `parent` in the same trigger: its id is derived from the parent's and
+    /// `purpose`, so handling a redelivered parent emits the same child.
+    pub fn child_of<P>(parent: &Envelope<P>, purpose: &str, data: T) -> Self {
+        let mut child = Self::new(
+            crate::ids::child_envelope_id(parent.id, purpose),
+            parent.org_id,
+            parent.project_id,
+            parent.correlation_id,
+            data,
+        );
+        child.occurred_at = parent.occurred_at;
+        child
+    }
+
+    pub fn routing_key(&self) -> String {
+        T::routing_key()
+    }
+
+    pub fn to_json(&self) -> Vec<u8> {
+        // Serialising these types cannot fail: every map key is a string.
+        serde_json::to_vec(self).expect("an envelope always serialises")
+    }
+}
+
+/// Why bytes taken off the bus are not an envelope this consumer understands. Each is
+/// permanent: redelivering the same bytes cannot succeed, so they are dead-lettered.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// Not JSON at all.
+    #[error("the message is not valid JSON: {0}")]
+    MalformedJson(#[source] serde_json::Error),
+    /// JSON, but not an envelope, or its `data` does not fit the payload's schema.
+    #[error("the message does not match the envelope schema: {0}")]
+    SchemaViolation(#[source] serde_json::Error),
+    /// An envelope of a type this consumer does not handle.
+    #[error("unexpected envelope type `{found}`, expected `{expected}`")]
+    UnknownType {
+        found: String,
+        expected: &'static str,
+    },
+    /// An envelope of a known type in a version this consumer does not handle.
+    #[error("unsupported version {found} of `{kind}`, this consumer handles version {expected}")]
+    UnknownVersion {
+        kind: String,
+        found: u32,
+        expected: u32,
+    },
+}
+
+impl DecodeError {
+    /// The stable reason written in the dead-letter headers.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::MalformedJson(_) => "malformed_json",
+            Self::SchemaViolation(_) => "schema_violation",
+            Self::UnknownType { .. } => "unknown_type",
+            Self::UnknownVersion { .. } => "unknown_version",
+        }
+    }
+}
+
+/// Decodes `bytes` as an envelope of payload `T`, telling bad JSON, a foreign type, an
+/// unknown version and a schema violation apart.
+pub fn decode<T: Payload>(bytes: &[u8]) -> Result<Envelope<T>, DecodeError> {
+    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(DecodeError::MalformedJson)?;
+    let raw: Envelope<serde_json::Value> =
+        serde_json::from_value(value).map_err(DecodeError::SchemaViolation)?;
+    if raw.kind != T::TYPE {
+        return Err(DecodeError::UnknownType {
+            found: raw.kind,
+            expected: T::TYPE,
+        });
+    }
+    if raw.version != T::VERSION {
+        return Err(DecodeError::UnknownVersion {
+            kind: raw.kind,
+            found: raw.version,
+            expected: T::VERSION,
+        });
+    }
+    let data = serde_json::from_value(raw.data).map_err(DecodeError::SchemaViolation)?;
+    Ok(Envelope {
+        id: raw.id,
+        kind: raw.kind,
+        version: raw.version,
+        occurred_at: raw.occurred_at,
+        org_id: raw.org_id,
+        project_id: raw.project_id,
+        correlation_id: raw.correlation_id,
+        data,
+    })
+}
+
+/// The JSON Schema of `Envelope<T>`, with `type` and `version` pinned to `T`'s.
+pub fn schema_of<T: Payload>() -> serde_json::Value {
+    let mut schema = serde_json::to_value(schemars::schema_for!(Envelope<T>))
+        .expect("a schema always serialises");
+    schema["title"] = format!("{} v{}", T::TYPE, T::VERSION).into();
+    schema["properties"]["type"] = serde_json::json!({ "const": T::TYPE });
+    schema["properties"]["version"] = serde_json::json!({ "const": T::VERSION });
+    schema
+}
+
+/// Every envelope the services emit, as (file name, schema), for `proto-schemas/envelopes/`.
+pub fn all_schemas() -> Vec<(String, serde_json::Value)> {
+    fn entry<T: Payload>() -> (String, serde_json::Value) {
+        (format!("{}.json", T::routing_key()), schema_of::<T>())
+    }
+    vec![
+        entry::<EventReceived>(),
+        entry::<EventMatched>(),
+        entry::<DispatchCompleted>(),
+    ]
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,23 @@
+#![doc = include_str!("../README.md")]
+//!
+//! # Layout
+//! - [`event`]: the lifecycle event a backend fires (`trial_expired`, `{"custom": "…"}`).
+//! - [`user_ref`]: the customer's identifier of one of its users.
+//! - [`survey`]: survey status, questions, trigger, cooldown, sample rate, lifetime.
+//! - [`envelope`]: the versioned JSON envelope every bus message travels in, and its payloads.
+//! - [`ids`]: ids derived from their parent so a redelivered message derives the same ones.
+//! - [`sampling`]: the sample roll, seeded so a redelivery rolls the same.
+//! - [`secret`]: organization access tokens and magic-link tokens, and their hashes.
+//! - [`outcome`]: what became of each matched survey, and the counts of a dispatch.
+
+pub mod envelope;
+pub mod event;
+pub mod ids;
+pub mod outcome;
+pub mod sampling;
+pub mod secret;
+pub mod survey;
+pub mod user_ref;
+
+pub use event::LifecycleEvent;
+pub use user_ref::UserRef;

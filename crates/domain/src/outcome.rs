@@ -1,0 +1,84 @@
+//! What became of each survey an event matched, and the counts a dispatch answers with.
+
+use serde::{Deserialize, Serialize};
+
+/// The outcome of one matched survey for one trigger.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum SurveyOutcome {
+    /// An invitation was created.
+    Created,
+    /// The survey's cooldown for this user was still open (checked before the sample roll).
+    Cooldown,
+    /// The sample roll missed; no invitation, no cooldown started.
+    Sample,
+    /// Creating the invitation failed; the reason is recorded.
+    Errored,
+}
+
+impl SurveyOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Created => "created",
+            Self::Cooldown => "cooldown",
+            Self::Sample => "sample",
+            Self::Errored => "errored",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        [Self::Created, Self::Cooldown, Self::Sample, Self::Errored]
+            .into_iter()
+            .find(|o| o.as_str() == raw)
+    }
+}
+
+/// The counts of a dispatch, as the response names them.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+pub struct DispatchCounts {
+    pub matched_surveys: u32,
+    pub created_count: u32,
+    pub suppressed_by_cooldown_count: u32,
+    pub suppressed_by_sample_count: u32,
+    pub errored_count: u32,
+}
+
+impl DispatchCounts {
+    pub fn from_outcomes(outcomes: impl IntoIterator<Item = SurveyOutcome>) -> Self {
+        outcomes.into_iter().fold(Self::default(), |mut c, o| {
+            c.matched_surveys += 1;
+            match o {
+                SurveyOutcome::Created => c.created_count += 1,
+                SurveyOutcome::Cooldown => c.suppressed_by_cooldown_count += 1,
+                SurveyOutcome::Sample => c.suppressed_by_sample_count += 1,
+                SurveyOutcome::Errored => c.errored_count += 1,
+            }
+            c
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_add_up_to_the_matched_surveys() {
+        use SurveyOutcome::*;
+        let c = DispatchCounts::from_outcomes([Created, Created, Cooldown, Sample, Errored]);
+        assert_eq!(
+            c,
+            DispatchCounts {
+                matched_surveys: 5,
+                created_count: 2,
+                suppressed_by_cooldown_count: 1,
+                suppressed_by_sample_count: 1,
+                errored_count: 1,
+            }
+        );
+    }
+}

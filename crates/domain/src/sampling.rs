@@ -1,0 +1,56 @@
+//! The sample roll.
+//!
+//! A miss creates no invitation, so a re-fired event (a new trigger) rolls again. A redelivered
+//! envelope is the same trigger and must roll the same, so the roll is a hash of the trigger
+//! and the survey, not a random draw.
+
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+/// A number in `[0, 1)`, uniform over triggers, fixed for one (trigger, survey) pair.
+pub fn roll(trigger_id: Uuid, survey_id: Uuid) -> f64 {
+    let digest = Sha256::new()
+        .chain_update(b"sample")
+        .chain_update(trigger_id.as_bytes())
+        .chain_update(survey_id.as_bytes())
+        .finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    // The top 53 bits fill an f64 mantissa exactly, so the result is < 1.
+    (u64::from_be_bytes(first) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// Whether the survey's sample admits this trigger. A rate of 0 admits none, 1 admits all.
+pub fn admits(sample_rate: f64, trigger_id: Uuid, survey_id: Uuid) -> bool {
+    roll(trigger_id, survey_id) < sample_rate
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_zero_and_one_are_exact() {
+        let survey = Uuid::now_v7();
+        for _ in 0..10_000 {
+            let trigger = Uuid::now_v7();
+            assert!(!admits(0.0, trigger, survey));
+            assert!(admits(1.0, trigger, survey));
+        }
+    }
+
+    #[test]
+    fn the_same_trigger_and_survey_roll_the_same() {
+        let (trigger, survey) = (Uuid::now_v7(), Uuid::now_v7());
+        assert_eq!(roll(trigger, survey), roll(trigger, survey));
+    }
+
+    #[test]
+    fn half_the_triggers_pass_a_half_sample() {
+        let survey = Uuid::now_v7();
+        let admitted = (0..10_000)
+            .filter(|_| admits(0.5, Uuid::now_v7(), survey))
+            .count();
+        assert!((4_500..=5_500).contains(&admitted), "{admitted}");
+    }
+}
