@@ -148,7 +148,11 @@ where
     tracing::info!(queue = %queue_name, "consuming");
     ready();
 
-    let dlx = Arc::new((dead_letters, topology.dead_letter_exchange(), queue_name.clone()));
+    let dlx = Arc::new((
+        dead_letters,
+        topology.dead_letter_exchange(),
+        queue_name.clone(),
+    ));
     let mut in_flight = JoinSet::new();
     let result = loop {
         tokio::select! {
@@ -212,7 +216,11 @@ where
                     exchange,
                     routing_key: queue,
                     body: &delivery.data,
-                    message_id: delivery.properties.message_id().as_ref().map(|m| m.to_string()),
+                    message_id: delivery
+                        .properties
+                        .message_id()
+                        .as_ref()
+                        .map(|m| m.to_string()),
                     headers: table,
                     mandatory: true,
                 },

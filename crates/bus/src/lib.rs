@@ -36,7 +36,9 @@ pub enum BusError {
     #[error("the broker closed the {0}")]
     Closed(&'static str),
     /// The broker refused a published message (a negative confirm).
-    #[error("the broker did not accept the message published to `{exchange}` with key `{routing_key}`")]
+    #[error(
+        "the broker did not accept the message published to `{exchange}` with key `{routing_key}`"
+    )]
     Nacked {
         exchange: String,
         routing_key: String,

@@ -79,10 +79,10 @@ impl Publisher {
     /// (`failed_generation`) is still current.
     async fn link(&self, failed_generation: u64) -> Result<Link, BusError> {
         let mut guard = self.inner.link.lock().await;
-        if let Some(link) = guard.as_ref() {
-            if link.generation != failed_generation {
-                return Ok(link.clone());
-            }
+        if let Some(link) = guard.as_ref()
+            && link.generation != failed_generation
+        {
+            return Ok(link.clone());
         }
         let generation = guard.as_ref().map_or(1, |l| l.generation + 1);
         *guard = None;
@@ -93,7 +93,10 @@ impl Publisher {
             .map_err(BusError::amqp("open a publishing channel"))?;
         self.inner.topology.declare_exchanges(&channel).await?;
         for queue in &self.inner.queues {
-            self.inner.topology.declare_work_queue(&channel, queue).await?;
+            self.inner
+                .topology
+                .declare_work_queue(&channel, queue)
+                .await?;
         }
         channel
             .confirm_select(ConfirmSelectOptions::default())

@@ -66,7 +66,9 @@ impl ReplyListener {
         let uri = uri.to_owned();
         tokio::spawn(async move {
             let mut backoff = Duration::from_millis(100);
-            while let Some(conn) = connect::connect_with_retry(&uri, "reply-listener", &cancel).await {
+            while let Some(conn) =
+                connect::connect_with_retry(&uri, "reply-listener", &cancel).await
+            {
                 let result = tokio::select! {
                     _ = cancel.cancelled() => Ok(()),
                     r = listen(&conn, &queue, &waiters, &ready_tx) => r,
@@ -170,7 +172,10 @@ async fn listen(
             tracing::warn!("dropping a reply that is not an envelope");
             continue;
         };
-        let waiter = waiters.lock().ok().and_then(|mut m| m.remove(&correlation_id));
+        let waiter = waiters
+            .lock()
+            .ok()
+            .and_then(|mut m| m.remove(&correlation_id));
         match waiter {
             Some(tx) => {
                 let _ = tx.send(delivery.data);

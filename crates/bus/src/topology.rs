@@ -93,7 +93,10 @@ impl Topology {
         // is what lets the broker dead-letter a message that keeps failing.
         headers::set_str(&mut args, "x-queue-type", "quorum");
         if let Some(ms) = self.queue_expires_ms {
-            args.insert(ShortString::from("x-expires"), AMQPValue::LongInt(ms as i32));
+            args.insert(
+                ShortString::from("x-expires"),
+                AMQPValue::LongInt(ms as i32),
+            );
         }
         args
     }
@@ -127,11 +130,19 @@ impl Topology {
             .map_err(BusError::amqp("bind a dead-letter queue"))?;
 
         let mut args = self.quorum_arguments();
-        headers::set_str(&mut args, "x-dead-letter-exchange", &self.dead_letter_exchange());
+        headers::set_str(
+            &mut args,
+            "x-dead-letter-exchange",
+            &self.dead_letter_exchange(),
+        );
         headers::set_str(&mut args, "x-dead-letter-routing-key", &work);
         // A message delivered this often without an ack is poison: dead-letter it rather than
         // let it spin.
-        headers::set_int(&mut args, "x-delivery-limit", i64::from(self.delivery_limit));
+        headers::set_int(
+            &mut args,
+            "x-delivery-limit",
+            i64::from(self.delivery_limit),
+        );
         // The broker moves dead letters with its own publisher confirms, so none is lost on
         // the way to the dead-letter queue; that strategy requires reject-publish overflow.
         headers::set_str(&mut args, "x-dead-letter-strategy", "at-least-once");

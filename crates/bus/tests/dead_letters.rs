@@ -60,7 +60,8 @@ async fn unhandleable_messages_are_dead_lettered_with_their_reason() -> anyhow::
         name: "work",
         bindings: vec![EventReceived::routing_key()],
     };
-    let publisher = Publisher::connect(&config.uri, "test", topology.clone(), vec![queue.clone()]).await?;
+    let publisher =
+        Publisher::connect(&config.uri, "test", topology.clone(), vec![queue.clone()]).await?;
 
     let handled = Arc::new(AtomicUsize::new(0));
     let cancel = CancellationToken::new();
@@ -74,7 +75,12 @@ async fn unhandleable_messages_are_dead_lettered_with_their_reason() -> anyhow::
             prefetch: 8,
             name: "test-consumer".into(),
         };
-        consumer::run(cfg, move |m| handle(m, handled.clone()), cancel.clone(), || {})
+        consumer::run(
+            cfg,
+            move |m| handle(m, handled.clone()),
+            cancel.clone(),
+            || {},
+        )
     });
 
     let exchange = topology.events_exchange();
@@ -112,11 +118,18 @@ async fn unhandleable_messages_are_dead_lettered_with_their_reason() -> anyhow::
     let mut reasons = BTreeMap::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     while reasons.len() < 4 && Instant::now() < deadline {
-        match channel.basic_get(dlq.as_str().into(), BasicGetOptions { no_ack: true }).await? {
+        match channel
+            .basic_get(dlq.as_str().into(), BasicGetOptions { no_ack: true })
+            .await?
+        {
             Some(msg) => {
-                let reason = headers::dead_letter_reason(msg.delivery.properties.headers().as_ref())
-                    .unwrap_or_else(|| "none".into());
-                reasons.insert(reason, String::from_utf8_lossy(&msg.delivery.data).into_owned());
+                let reason =
+                    headers::dead_letter_reason(msg.delivery.properties.headers().as_ref())
+                        .unwrap_or_else(|| "none".into());
+                reasons.insert(
+                    reason,
+                    String::from_utf8_lossy(&msg.delivery.data).into_owned(),
+                );
             }
             None => tokio::time::sleep(Duration::from_millis(50)).await,
         }
@@ -124,7 +137,12 @@ async fn unhandleable_messages_are_dead_lettered_with_their_reason() -> anyhow::
     let found: Vec<&str> = reasons.keys().map(String::as_str).collect();
     assert_eq!(
         found,
-        ["delivery_limit", "malformed_json", "schema_violation", "unknown_version"],
+        [
+            "delivery_limit",
+            "malformed_json",
+            "schema_violation",
+            "unknown_version"
+        ],
         "dead letters: {reasons:?}"
     );
     assert!(reasons["malformed_json"].starts_with("{this is not json"));

@@ -28,10 +28,19 @@ pub const PREDEFINED: [(LifecycleEvent, &str); 7] = [
     (LifecycleEvent::TrialExpired, "trial_expired"),
     (LifecycleEvent::TrialEndingSoon, "trial_ending_soon"),
     (LifecycleEvent::TrialCancelled, "trial_cancelled"),
-    (LifecycleEvent::SubscriptionCancelled, "subscription_cancelled"),
-    (LifecycleEvent::SubscriptionDowngraded, "subscription_downgraded"),
+    (
+        LifecycleEvent::SubscriptionCancelled,
+        "subscription_cancelled",
+    ),
+    (
+        LifecycleEvent::SubscriptionDowngraded,
+        "subscription_downgraded",
+    ),
     (LifecycleEvent::OnboardingCompleted, "onboarding_completed"),
-    (LifecycleEvent::FirstFeedbackSubmitted, "first_feedback_submitted"),
+    (
+        LifecycleEvent::FirstFeedbackSubmitted,
+        "first_feedback_submitted",
+    ),
 ];
 
 /// The prefix that keeps custom keys apart from predefined ones: predefined names hold no `:`.

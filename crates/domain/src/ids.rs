@@ -51,7 +51,10 @@ mod tests {
         let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
         assert_eq!(invitation_id(trigger, a), invitation_id(trigger, a));
         assert_ne!(invitation_id(trigger, a), invitation_id(trigger, b));
-        assert_ne!(child_envelope_id(trigger, "x"), child_envelope_id(trigger, "y"));
+        assert_ne!(
+            child_envelope_id(trigger, "x"),
+            child_envelope_id(trigger, "y")
+        );
     }
 
     #[test]

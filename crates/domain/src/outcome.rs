@@ -3,9 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// The outcome of one matched survey for one trigger.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SurveyOutcome {
     /// An invitation was created.

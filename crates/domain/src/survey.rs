@@ -5,9 +5,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 
 /// Where a survey is in its life. Only `live` surveys are matched by events.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SurveyStatus {
     Draft,
@@ -235,7 +233,12 @@ mod tests {
         ]));
         assert_eq!(qs.len(), 5);
         assert!(qs[0].required && !qs[1].required);
-        assert_eq!(qs[2].kind, QuestionKind::Mcq { options: vec!["Price".into(), "Bugs".into()] });
+        assert_eq!(
+            qs[2].kind,
+            QuestionKind::Mcq {
+                options: vec!["Price".into(), "Bugs".into()]
+            }
+        );
         assert_eq!(validate_questions(&qs), Ok(()));
     }
 
@@ -245,13 +248,19 @@ mod tests {
             {"id": "q", "type": "nps", "title": "a"},
             {"id": "q", "type": "text", "title": "b"}
         ]));
-        assert_eq!(validate_questions(&dup), Err(SurveyError::QuestionId("q".into())));
-        let no_options = questions(json!([{"id": "q", "type": "mcq", "title": "a", "options": []}]));
+        assert_eq!(
+            validate_questions(&dup),
+            Err(SurveyError::QuestionId("q".into()))
+        );
+        let no_options =
+            questions(json!([{"id": "q", "type": "mcq", "title": "a", "options": []}]));
         assert_eq!(
             validate_questions(&no_options),
             Err(SurveyError::QuestionOptions("q".into()))
         );
-        let repeated = questions(json!([{"id": "q", "type": "checkbox", "title": "a", "options": ["x", "x"]}]));
+        let repeated = questions(
+            json!([{"id": "q", "type": "checkbox", "title": "a", "options": ["x", "x"]}]),
+        );
         assert!(validate_questions(&repeated).is_err());
         assert_eq!(validate_questions(&[]), Err(SurveyError::QuestionCount));
     }
@@ -280,12 +289,20 @@ mod tests {
             "events": ["trial_expired", {"custom": "x"}, "trial_expired"]
         }))
         .unwrap();
-        assert_eq!(trigger.keys(), vec!["trial_expired".to_owned(), "custom:x".to_owned()]);
+        assert_eq!(
+            trigger.keys(),
+            vec!["trial_expired".to_owned(), "custom:x".to_owned()]
+        );
     }
 
     #[test]
     fn status_names_round_trip() {
-        for s in [SurveyStatus::Draft, SurveyStatus::Live, SurveyStatus::Paused, SurveyStatus::Archived] {
+        for s in [
+            SurveyStatus::Draft,
+            SurveyStatus::Live,
+            SurveyStatus::Paused,
+            SurveyStatus::Archived,
+        ] {
             assert_eq!(SurveyStatus::parse(s.as_str()), Some(s));
         }
     }

@@ -84,7 +84,10 @@ mod tests {
     #[test]
     fn control_characters_and_overlong_refs_are_rejected() {
         assert_eq!(UserRef::parse("a\nb"), Err(UserRefError::ControlCharacter));
-        assert_eq!(UserRef::parse(&"x".repeat(MAX_LEN + 1)), Err(UserRefError::TooLong));
+        assert_eq!(
+            UserRef::parse(&"x".repeat(MAX_LEN + 1)),
+            Err(UserRefError::TooLong)
+        );
         assert!(UserRef::parse(&"x".repeat(MAX_LEN)).is_ok());
     }
 }

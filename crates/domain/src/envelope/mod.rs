@@ -16,7 +16,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 /// A payload type carried in an [`Envelope`].
-pub trait Payload: Serialize + DeserializeOwned + JsonSchema {
+pub trait Payload: Serialize + DeserializeOwned + JsonSchema + Send + Sync + 'static {
     /// The envelope `type`, dot-separated (`event.received`).
     const TYPE: &'static str;
     /// The envelope `version`, from 1.
@@ -133,7 +133,8 @@ impl DecodeError {
 /// Decodes `bytes` as an envelope of payload `T`, telling bad JSON, a foreign type, an
 /// unknown version and a schema violation apart.
 pub fn decode<T: Payload>(bytes: &[u8]) -> Result<Envelope<T>, DecodeError> {
-    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(DecodeError::MalformedJson)?;
+    let value: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(DecodeError::MalformedJson)?;
     let raw: Envelope<serde_json::Value> =
         serde_json::from_value(value).map_err(DecodeError::SchemaViolation)?;
     if raw.kind != T::TYPE {

@@ -29,23 +29,40 @@ fn an_envelope_round_trips_and_names_its_routing_key() {
 
 #[test]
 fn decode_tells_the_four_kinds_of_bad_message_apart() {
-    assert_eq!(decode::<EventReceived>(b"{not json").unwrap_err().reason(), "malformed_json");
-    assert_eq!(decode::<EventReceived>(b"{\"id\": 1}").unwrap_err().reason(), "schema_violation");
+    assert_eq!(
+        decode::<EventReceived>(b"{not json").unwrap_err().reason(),
+        "malformed_json"
+    );
+    assert_eq!(
+        decode::<EventReceived>(b"{\"id\": 1}")
+            .unwrap_err()
+            .reason(),
+        "schema_violation"
+    );
 
     let mut value = serde_json::to_value(received()).unwrap();
     value["version"] = 2.into();
     let bytes = serde_json::to_vec(&value).unwrap();
-    assert_eq!(decode::<EventReceived>(&bytes).unwrap_err().reason(), "unknown_version");
+    assert_eq!(
+        decode::<EventReceived>(&bytes).unwrap_err().reason(),
+        "unknown_version"
+    );
 
     value["version"] = 1.into();
     value["type"] = "something.else".into();
     let bytes = serde_json::to_vec(&value).unwrap();
-    assert_eq!(decode::<EventReceived>(&bytes).unwrap_err().reason(), "unknown_type");
+    assert_eq!(
+        decode::<EventReceived>(&bytes).unwrap_err().reason(),
+        "unknown_type"
+    );
 
     value["type"] = "event.received".into();
     value["data"]["user_ref"] = "".into();
     let bytes = serde_json::to_vec(&value).unwrap();
-    assert_eq!(decode::<EventReceived>(&bytes).unwrap_err().reason(), "schema_violation");
+    assert_eq!(
+        decode::<EventReceived>(&bytes).unwrap_err().reason(),
+        "schema_violation"
+    );
 }
 
 #[test]

@@ -1,0 +1,41 @@
+# The few commands a newcomer needs. `make help` lists them.
+SHELL := /bin/bash
+CARGO ?= cargo
+PROFILE ?= debug
+BIN_DIR = $(or $(CARGO_TARGET_DIR),target)/$(PROFILE)
+RELEASE_FLAG = $(if $(filter release,$(PROFILE)),--release,)
+
+.PHONY: help up down deps test lint test-only schemas fmt
+
+help: ## List the commands
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+deps: ## Install (if missing) and start PostgreSQL and RabbitMQ
+	@scripts/ensure-deps.sh
+
+up: deps ## Bring the whole system up on this machine with demo data, and print a curl line
+	$(CARGO) build --workspace --bins $(RELEASE_FLAG)
+	@BIN_DIR=$(BIN_DIR) scripts/up.sh
+
+down: ## Stop the services `make up` started
+	@scripts/down.sh
+
+test: deps lint test-only ## Run the whole suite (formatting, clippy, unit and end-to-end tests)
+
+lint: ## cargo fmt --check and clippy with warnings denied
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+test-only: ## Only the tests (needs `make deps`)
+	$(CARGO) build --workspace --bins
+	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
+	  $(CARGO) nextest run --workspace --no-fail-fast; \
+	else \
+	  $(CARGO) test --workspace --no-fail-fast; \
+	fi
+
+schemas: ## Regenerate proto-schemas/ from the Rust types
+	BECKON_BLESS_SCHEMAS=1 $(CARGO) test -p beckon-domain --lib envelope::tests::committed_envelope_schemas
+
+fmt: ## Format the code
+	$(CARGO) fmt --all

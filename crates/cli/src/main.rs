@@ -1,0 +1,202 @@
+//! `beckon`: the operator CLI. The first way in: it migrates the database and creates the
+//! organization and token everything else is done with.
+
+use anyhow::Context as _;
+use beckon_domain::LifecycleEvent;
+use beckon_domain::survey::{
+    DEFAULT_LIFETIME_SECONDS, Question, QuestionKind, SurveyStatus, SurveyTrigger,
+};
+use beckon_store::surveys::{self, NewSurvey};
+use beckon_store::{Store, tenancy};
+use clap::{Parser, Subcommand};
+use uuid::Uuid;
+
+#[derive(Parser)]
+#[command(name = "beckon", version, about = "Operate a Beckon deployment")]
+struct Cli {
+    /// PostgreSQL URL of the Beckon database.
+    #[arg(
+        long,
+        env = "BECKON_DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/beckon",
+        global = true
+    )]
+    database_url: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Apply pending database migrations.
+    Migrate,
+    /// Organizations.
+    Org {
+        #[command(subcommand)]
+        command: OrgCommand,
+    },
+    /// Organization access tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// Create a demo organization, token, project and Live survey, and print them as JSON.
+    Demo,
+}
+
+#[derive(Subcommand)]
+enum OrgCommand {
+    /// Create an organization and its first access token (printed once).
+    Create {
+        /// The organization's name.
+        #[arg(long)]
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create another access token for an organization (printed once).
+    Create {
+        #[arg(long)]
+        org: Uuid,
+        /// A label to tell tokens apart.
+        #[arg(long, default_value = "cli")]
+        name: String,
+    },
+    /// Revoke an access token by its id.
+    Revoke {
+        #[arg(long)]
+        org: Uuid,
+        #[arg(long)]
+        id: Uuid,
+    },
+}
+
+fn print(value: serde_json::Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&value).unwrap_or_default()
+    );
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if let Command::Migrate = cli.command {
+        beckon_store::migrate(&cli.database_url)
+            .await
+            .context("Failed to apply the migrations")?;
+        eprintln!("migrations applied");
+        return Ok(());
+    }
+    let store =
+        Store::new(&cli.database_url, 2).context("Failed to configure the database pool")?;
+    let mut conn = store
+        .conn()
+        .await
+        .context("Failed to connect to the database")?;
+    match cli.command {
+        Command::Migrate => unreachable!("handled above"),
+        Command::Org {
+            command: OrgCommand::Create { name },
+        } => {
+            let org = tenancy::create_organization(&mut conn, &name)
+                .await
+                .context("Failed to create the organization")?;
+            let (token, plaintext) = tenancy::create_token(&mut conn, org.id, "initial")
+                .await
+                .context("Failed to create the token")?;
+            print(serde_json::json!({
+                "org_id": org.id,
+                "token_id": token.id,
+                "token": plaintext.expose(),
+            }));
+            eprintln!("The token is shown only this once; store it now.");
+        }
+        Command::Token {
+            command: TokenCommand::Create { org, name },
+        } => {
+            tenancy::get_organization(&mut conn, org)
+                .await?
+                .with_context(|| format!("No organization {org}"))?;
+            let (token, plaintext) = tenancy::create_token(&mut conn, org, &name)
+                .await
+                .context("Failed to create the token")?;
+            print(serde_json::json!({"token_id": token.id, "token": plaintext.expose()}));
+            eprintln!("The token is shown only this once; store it now.");
+        }
+        Command::Token {
+            command: TokenCommand::Revoke { org, id },
+        } => {
+            let revoked = tenancy::revoke_token(&mut conn, org, id)
+                .await
+                .context("Failed to revoke the token")?;
+            anyhow::ensure!(revoked, "No live token {id} in organization {org}");
+            eprintln!("token {id} revoked");
+        }
+        Command::Demo => demo(&mut conn).await?,
+    }
+    Ok(())
+}
+
+async fn demo(conn: &mut beckon_store::Conn) -> anyhow::Result<()> {
+    let org = tenancy::create_organization(conn, "Demo")
+        .await
+        .context("Failed to create the demo organization")?;
+    let (_, token) = tenancy::create_token(conn, org.id, "demo").await?;
+    let project = tenancy::create_project(conn, org.id, "Demo app").await?;
+    let survey = surveys::create_survey(
+        conn,
+        NewSurvey {
+            org_id: org.id,
+            project_id: project.id,
+            name: "Why are you leaving?".into(),
+            status: SurveyStatus::Live,
+            questions: vec![
+                Question {
+                    id: "nps".into(),
+                    title: "How likely are you to recommend us to a friend?".into(),
+                    required: true,
+                    kind: QuestionKind::Nps,
+                },
+                Question {
+                    id: "reason".into(),
+                    title: "What is the main reason you cancelled?".into(),
+                    required: false,
+                    kind: QuestionKind::Mcq {
+                        options: vec![
+                            "Price".into(),
+                            "Missing features".into(),
+                            "Switched tools".into(),
+                        ],
+                    },
+                },
+                Question {
+                    id: "more".into(),
+                    title: "Anything else we should know?".into(),
+                    required: false,
+                    kind: QuestionKind::Text,
+                },
+            ],
+            trigger: SurveyTrigger {
+                events: vec![
+                    LifecycleEvent::SubscriptionCancelled,
+                    LifecycleEvent::from_name("payment_failed")?,
+                ],
+            },
+            cooldown_seconds: 0,
+            sample_rate: 1.0,
+            invitation_lifetime_seconds: DEFAULT_LIFETIME_SECONDS,
+        },
+    )
+    .await
+    .context("Failed to create the demo survey")?;
+    print(serde_json::json!({
+        "org_id": org.id,
+        "token": token.expose(),
+        "project_id": project.id,
+        "survey_id": survey.id,
+    }));
+    Ok(())
+}

@@ -1,0 +1,117 @@
+#![doc = include_str!("../README.md")]
+
+use std::str::FromStr;
+use tokio_util::sync::CancellationToken;
+
+/// A configuration variable is present but unusable.
+#[derive(Debug, thiserror::Error)]
+#[error("environment variable {name}={value:?} is invalid: {reason}")]
+pub struct ConfigError {
+    pub name: &'static str,
+    pub value: String,
+    pub reason: String,
+}
+
+/// The variable `name`, or `default` when unset or empty.
+pub fn env_or(name: &'static str, default: &str) -> String {
+    match std::env::var(name) {
+        Ok(v) if !v.is_empty() => v,
+        _ => default.to_owned(),
+    }
+}
+
+/// The variable `name` parsed as `T`, or `default` when unset or empty.
+pub fn env_parse<T>(name: &'static str, default: T) -> Result<T, ConfigError>
+where
+    T: FromStr,
+    T::Err: std::fmt::Display,
+{
+    match std::env::var(name) {
+        Ok(v) if !v.is_empty() => v.parse().map_err(|e: T::Err| ConfigError {
+            name,
+            value: v,
+            reason: e.to_string(),
+        }),
+        _ => Ok(default),
+    }
+}
+
+/// JSON logs on stdout, filtered by `RUST_LOG` (default `info`), each line naming `service`.
+pub fn init_logs(service: &'static str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_current_span(false)
+        .try_init();
+    tracing::info!(service, version = env!("CARGO_PKG_VERSION"), "starting");
+}
+
+/// A token cancelled on SIGTERM (Kubernetes' stop signal) or Ctrl-C.
+pub fn shutdown_token() -> CancellationToken {
+    let token = CancellationToken::new();
+    let fire = token.clone();
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(s) => s,
+                    Err(err) => {
+                        tracing::error!(error = %err, "cannot listen for SIGTERM");
+                        let _ = ctrl_c.await;
+                        fire.cancel();
+                        return;
+                    }
+                };
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        tracing::info!("shutdown requested");
+        fire.cancel();
+    });
+    token
+}
+
+/// Where the database and the broker are, shared by every service.
+#[derive(Debug, Clone)]
+pub struct InfraConfig {
+    /// `BECKON_DATABASE_URL`: PostgreSQL URL.
+    pub database_url: String,
+    /// `BECKON_DB_POOL_SIZE`: most database connections this process opens (default 8).
+    pub db_pool_size: usize,
+    /// `BECKON_AMQP_URL`: RabbitMQ URL.
+    pub amqp_url: String,
+    /// `BECKON_QUEUE_PREFIX`: prefix of every exchange and queue (default `beckon`).
+    pub queue_prefix: String,
+    /// `BECKON_PREFETCH`: unacknowledged deliveries a consumer holds at once (default 64).
+    pub prefetch: u16,
+    /// `BECKON_DELIVERY_LIMIT`: deliveries before a failing message is dead-lettered (default 5).
+    pub delivery_limit: u32,
+    /// `BECKON_QUEUE_EXPIRES_MS`: delete queues unused this long; for tests only (default unset).
+    pub queue_expires_ms: Option<u32>,
+}
+
+impl InfraConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let expires: u32 = env_parse("BECKON_QUEUE_EXPIRES_MS", 0)?;
+        Ok(Self {
+            database_url: env_or(
+                "BECKON_DATABASE_URL",
+                "postgres://postgres@127.0.0.1:5432/beckon",
+            ),
+            db_pool_size: env_parse("BECKON_DB_POOL_SIZE", 8)?,
+            amqp_url: env_or("BECKON_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f"),
+            queue_prefix: env_or("BECKON_QUEUE_PREFIX", "beckon"),
+            prefetch: env_parse("BECKON_PREFETCH", 64)?,
+            delivery_limit: env_parse("BECKON_DELIVERY_LIMIT", 5)?,
+            queue_expires_ms: (expires > 0).then_some(expires),
+        })
+    }
+}

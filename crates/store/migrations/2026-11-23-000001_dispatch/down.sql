@@ -1,0 +1,11 @@
+DROP TABLE outbox;
+DROP TABLE processed_envelopes;
+DROP TABLE cooldowns;
+DROP TABLE invitations;
+DROP TABLE trigger_surveys;
+DROP TABLE triggers;
+DROP TABLE survey_versions;
+DROP TABLE surveys;
+DROP TABLE projects;
+DROP TABLE api_tokens;
+DROP TABLE organizations;

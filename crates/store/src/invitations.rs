@@ -1,0 +1,198 @@
+//! Invitations, the magic-link lookup, and the atomic cooldown claim.
+
+use crate::StoreError;
+use crate::schema::{invitations, survey_versions, surveys};
+use beckon_domain::secret;
+use beckon_domain::survey::Question;
+use diesel::prelude::*;
+use diesel::sql_types::{Double, Text, Uuid as SqlUuid};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// An invitation to insert. Its id derives from (trigger, survey).
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = invitations)]
+pub struct NewInvitation {
+    pub id: Uuid,
+    pub org_id: Uuid,
+    pub project_id: Uuid,
+    pub survey_id: Uuid,
+    pub survey_version: i32,
+    pub trigger_id: Uuid,
+    pub user_ref: String,
+    pub token_hash: Vec<u8>,
+    pub expires_at: OffsetDateTime,
+}
+
+/// What an insert did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inserted {
+    Created,
+    /// An invitation with this id exists: the envelope was handled before.
+    AlreadyExists,
+}
+
+pub async fn insert(
+    conn: &mut AsyncPgConnection,
+    new: &NewInvitation,
+) -> Result<Inserted, StoreError> {
+    let n = diesel::insert_into(invitations::table)
+        .values(new)
+        .on_conflict(invitations::id)
+        .do_nothing()
+        .execute(conn)
+        .await?;
+    Ok(if n == 1 {
+        Inserted::Created
+    } else {
+        Inserted::AlreadyExists
+    })
+}
+
+/// Claims the cooldown window of (`survey_id`, `user_ref`): `true` when no invitation was
+/// created within the last `cooldown_seconds`, and the window now starts afresh.
+///
+/// One statement, so concurrent claims serialise on the row: `ON CONFLICT DO UPDATE` locks the
+/// existing row and evaluates `WHERE` against its latest committed version. A reader-then-writer
+/// pair would let two dispatches both see an open window.
+pub async fn claim_cooldown(
+    conn: &mut AsyncPgConnection,
+    survey_id: Uuid,
+    user_ref: &str,
+    cooldown_seconds: i64,
+) -> Result<bool, StoreError> {
+    let claimed = diesel::sql_query(
+        "INSERT INTO cooldowns (survey_id, user_ref, last_invited_at) \
+         VALUES ($1, $2, clock_timestamp()) \
+         ON CONFLICT (survey_id, user_ref) DO UPDATE SET last_invited_at = EXCLUDED.last_invited_at \
+         WHERE cooldowns.last_invited_at <= EXCLUDED.last_invited_at - make_interval(secs => $3)",
+    )
+    .bind::<SqlUuid, _>(survey_id)
+    .bind::<Text, _>(user_ref)
+    .bind::<Double, _>(cooldown_seconds as f64)
+    .execute(conn)
+    .await?;
+    Ok(claimed == 1)
+}
+
+/// Whether the cooldown window of (`survey_id`, `user_ref`) is open, without claiming it.
+pub async fn in_cooldown(
+    conn: &mut AsyncPgConnection,
+    survey_id: Uuid,
+    user_ref: &str,
+    cooldown_seconds: i64,
+) -> Result<bool, StoreError> {
+    let n = diesel::sql_query(
+        "SELECT 1 FROM cooldowns WHERE survey_id = $1 AND user_ref = $2 \
+         AND last_invited_at > clock_timestamp() - make_interval(secs => $3)",
+    )
+    .bind::<SqlUuid, _>(survey_id)
+    .bind::<Text, _>(user_ref)
+    .bind::<Double, _>(cooldown_seconds as f64)
+    .execute(conn)
+    .await?;
+    Ok(n > 0)
+}
+
+/// An invitation as the magic link finds it, with the survey version it shows.
+#[derive(Debug, Clone)]
+pub struct LinkedInvitation {
+    pub id: Uuid,
+    pub project_id: Uuid,
+    pub survey_id: Uuid,
+    pub survey_name: String,
+    pub survey_version: i32,
+    pub questions: Vec<Question>,
+    pub user_ref: String,
+    pub created_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+    pub revoked_at: Option<OffsetDateTime>,
+}
+
+/// The invitation whose magic-link token is `token`, found by the token's hash.
+pub async fn find_by_token(
+    conn: &mut AsyncPgConnection,
+    token: &str,
+) -> Result<Option<LinkedInvitation>, StoreError> {
+    if !secret::looks_like_token_body(token) {
+        return Ok(None);
+    }
+    type Row = (
+        Uuid,
+        Uuid,
+        Uuid,
+        String,
+        i32,
+        serde_json::Value,
+        String,
+        OffsetDateTime,
+        OffsetDateTime,
+        Option<OffsetDateTime>,
+    );
+    let row: Option<Row> = invitations::table
+        .inner_join(surveys::table)
+        .inner_join(
+            survey_versions::table.on(survey_versions::survey_id
+                .eq(invitations::survey_id)
+                .and(survey_versions::version.eq(invitations::survey_version))),
+        )
+        .filter(invitations::token_hash.eq(secret::hash(token)))
+        .select((
+            invitations::id,
+            invitations::project_id,
+            invitations::survey_id,
+            surveys::name,
+            invitations::survey_version,
+            survey_versions::questions,
+            invitations::user_ref,
+            invitations::created_at,
+            invitations::expires_at,
+            invitations::revoked_at,
+        ))
+        .first(conn)
+        .await
+        .optional()?;
+    row.map(
+        |(
+            id,
+            project_id,
+            survey_id,
+            survey_name,
+            survey_version,
+            questions,
+            user_ref,
+            created_at,
+            expires_at,
+            revoked_at,
+        )| {
+            Ok(LinkedInvitation {
+                id,
+                project_id,
+                survey_id,
+                survey_name,
+                survey_version,
+                questions: serde_json::from_value(questions)?,
+                user_ref,
+                created_at,
+                expires_at,
+                revoked_at,
+            })
+        },
+    )
+    .transpose()
+}
+
+/// How many invitations exist for a (survey, user) pair. For tests and operators.
+pub async fn count_for(
+    conn: &mut AsyncPgConnection,
+    survey_id: Uuid,
+    user_ref: &str,
+) -> Result<i64, StoreError> {
+    Ok(invitations::table
+        .filter(invitations::survey_id.eq(survey_id))
+        .filter(invitations::user_ref.eq(user_ref))
+        .count()
+        .get_result(conn)
+        .await?)
+}

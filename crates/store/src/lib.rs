@@ -1,0 +1,142 @@
+#![doc = include_str!("../README.md")]
+//!
+//! # Layout
+//! - [`schema`]: the tables, as diesel sees them.
+//! - [`tenancy`]: organizations, access tokens, projects.
+//! - [`surveys`]: surveys, their versions, and matching Live surveys to an event.
+//! - [`triggers`]: one row per fired event and the outcome per matched survey.
+//! - [`invitations`]: invitations, magic-link lookup, the atomic cooldown claim.
+//! - [`outbox`]: envelopes committed with the work that emits them.
+//! - [`processed`]: envelope ids a consumer has handled.
+//! - [`testing`]: a fresh database per test, cloned from a migrated template.
+
+pub mod invitations;
+pub mod outbox;
+pub mod processed;
+pub mod schema;
+pub mod surveys;
+pub mod tenancy;
+pub mod testing;
+pub mod triggers;
+
+use diesel_async::pooled_connection::AsyncDieselConnectionManager;
+use diesel_async::pooled_connection::deadpool::{Object, Pool, PoolError};
+use diesel_async::{AsyncConnection, AsyncPgConnection};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+pub use diesel_async::AsyncPgConnection as Conn;
+
+/// The schema migrations, compiled into every binary that runs them.
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
+
+/// A store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// No connection could be had from the pool (the database is down or saturated).
+    #[error("could not get a database connection")]
+    Pool(#[from] PoolError),
+    /// A direct connection could not be established.
+    #[error("could not connect to the database")]
+    Connect(#[from] diesel::ConnectionError),
+    /// A statement failed.
+    #[error("a database statement failed")]
+    Query(#[from] diesel::result::Error),
+    /// Applying the migrations failed.
+    #[error("could not apply the migrations: {0}")]
+    Migrate(String),
+    /// The pool could not be built from the configuration.
+    #[error("invalid database pool configuration: {0}")]
+    Config(String),
+    /// A stored JSON document does not fit its type (a bug or a manual edit).
+    #[error("stored data does not match its type: {0}")]
+    Corrupt(#[from] serde_json::Error),
+    /// A stored value is outside its domain (a bug or a manual edit).
+    #[error("stored row is invalid: {0}")]
+    InvalidRow(String),
+}
+
+impl StoreError {
+    /// Whether retrying later may succeed: everything but a violated constraint or corrupt
+    /// data, which would fail the same way again.
+    pub fn is_transient(&self) -> bool {
+        use diesel::result::{DatabaseErrorKind as K, Error as E};
+        !matches!(
+            self,
+            Self::Query(
+                E::DatabaseError(
+                    K::UniqueViolation
+                        | K::ForeignKeyViolation
+                        | K::CheckViolation
+                        | K::NotNullViolation,
+                    _,
+                ) | E::NotFound
+                    | E::DeserializationError(_)
+                    | E::SerializationError(_)
+            ) | Self::Corrupt(_)
+                | Self::InvalidRow(_)
+                | Self::Config(_)
+                | Self::Migrate(_)
+        )
+    }
+
+    /// Whether this is a unique-constraint violation.
+    pub fn is_unique_violation(&self) -> bool {
+        matches!(
+            self,
+            Self::Query(diesel::result::Error::DatabaseError(
+                diesel::result::DatabaseErrorKind::UniqueViolation,
+                _
+            ))
+        )
+    }
+}
+
+/// A pooled connection.
+pub type PooledConn = Object<AsyncPgConnection>;
+
+/// The connection pool every service shares among its handlers.
+#[derive(Clone)]
+pub struct Store {
+    pool: Pool<AsyncPgConnection>,
+}
+
+impl Store {
+    /// Builds a pool of at most `max_size` connections; connections open lazily.
+    pub fn new(url: &str, max_size: usize) -> Result<Self, StoreError> {
+        let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url);
+        let pool = Pool::builder(manager)
+            .max_size(max_size)
+            .wait_timeout(Some(std::time::Duration::from_secs(5)))
+            .create_timeout(Some(std::time::Duration::from_secs(5)))
+            .runtime(deadpool::Runtime::Tokio1)
+            .build()
+            .map_err(|e| StoreError::Config(e.to_string()))?;
+        Ok(Self { pool })
+    }
+
+    pub async fn conn(&self) -> Result<PooledConn, StoreError> {
+        Ok(self.pool.get().await?)
+    }
+
+    /// Whether the database answers a trivial query.
+    pub async fn ping(&self) -> bool {
+        use diesel_async::RunQueryDsl;
+        match self.conn().await {
+            Ok(mut conn) => diesel::sql_query("SELECT 1")
+                .execute(&mut conn)
+                .await
+                .is_ok(),
+            Err(_) => false,
+        }
+    }
+}
+
+/// Applies every pending migration. Needs the multi-threaded tokio runtime.
+pub async fn migrate(url: &str) -> Result<(), StoreError> {
+    let conn = AsyncPgConnection::establish(url).await?;
+    let mut harness = diesel_async::AsyncMigrationHarness::new(conn);
+    harness
+        .run_pending_migrations(MIGRATIONS)
+        .map_err(|e| StoreError::Migrate(e.to_string()))?;
+    Ok(())
+}

@@ -1,0 +1,77 @@
+//! The outbox: envelopes committed in the same transaction as the work that emits them.
+//!
+//! After commit the consumer publishes them at once and deletes the rows; a crash in between
+//! leaves the rows, and the relay publishes whatever is older than a grace period. Consumers
+//! are idempotent on the envelope id, so a row published twice does no harm.
+
+use crate::StoreError;
+use crate::schema::outbox;
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// A message to publish.
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable)]
+#[diesel(table_name = outbox)]
+pub struct OutboxMessage {
+    pub id: i64,
+    pub envelope_id: Uuid,
+    pub exchange: String,
+    pub routing_key: String,
+    pub body: Vec<u8>,
+}
+
+/// Adds a message; returns it with its row id.
+pub async fn enqueue(
+    conn: &mut AsyncPgConnection,
+    envelope_id: Uuid,
+    exchange: &str,
+    routing_key: &str,
+    body: Vec<u8>,
+) -> Result<OutboxMessage, StoreError> {
+    Ok(diesel::insert_into(outbox::table)
+        .values((
+            outbox::envelope_id.eq(envelope_id),
+            outbox::exchange.eq(exchange),
+            outbox::routing_key.eq(routing_key),
+            outbox::body.eq(body),
+        ))
+        .returning(OutboxMessage::as_returning())
+        .get_result(conn)
+        .await?)
+}
+
+/// Deletes published messages.
+pub async fn delete(conn: &mut AsyncPgConnection, ids: &[i64]) -> Result<(), StoreError> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    diesel::delete(outbox::table.filter(outbox::id.eq_any(ids)))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Locks up to `limit` messages older than `older_than` that no one else holds. Call inside a
+/// transaction; publish, delete, commit.
+pub async fn claim_stale(
+    conn: &mut AsyncPgConnection,
+    older_than: OffsetDateTime,
+    limit: i64,
+) -> Result<Vec<OutboxMessage>, StoreError> {
+    Ok(outbox::table
+        .filter(outbox::created_at.lt(older_than))
+        .order(outbox::id.asc())
+        .limit(limit)
+        .for_update()
+        .skip_locked()
+        .select(OutboxMessage::as_select())
+        .load(conn)
+        .await?)
+}
+
+/// How many messages wait to be published.
+pub async fn pending(conn: &mut AsyncPgConnection) -> Result<i64, StoreError> {
+    Ok(outbox::table.count().get_result(conn).await?)
+}

@@ -1,0 +1,152 @@
+//! The diesel view of the tables in `migrations/`.
+
+diesel::table! {
+    organizations (id) {
+        id -> Uuid,
+        name -> Text,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    api_tokens (id) {
+        id -> Uuid,
+        org_id -> Uuid,
+        name -> Text,
+        token_hash -> Bytea,
+        created_at -> Timestamptz,
+        revoked_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    projects (id) {
+        id -> Uuid,
+        org_id -> Uuid,
+        name -> Text,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    surveys (id) {
+        id -> Uuid,
+        org_id -> Uuid,
+        project_id -> Uuid,
+        name -> Text,
+        status -> Text,
+        current_version -> Int4,
+        trigger_events -> Array<Text>,
+        trigger_json -> Jsonb,
+        cooldown_seconds -> Int8,
+        sample_rate -> Float8,
+        invitation_lifetime_seconds -> Int8,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    survey_versions (survey_id, version) {
+        survey_id -> Uuid,
+        version -> Int4,
+        questions -> Jsonb,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    triggers (id) {
+        id -> Uuid,
+        org_id -> Uuid,
+        project_id -> Uuid,
+        trigger_type -> Text,
+        status -> Text,
+        user_ref -> Text,
+        event -> Jsonb,
+        error -> Nullable<Text>,
+        matched_count -> Int4,
+        created_count -> Int4,
+        cooldown_count -> Int4,
+        sample_count -> Int4,
+        errored_count -> Int4,
+        created_at -> Timestamptz,
+        started_at -> Nullable<Timestamptz>,
+        completed_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    trigger_surveys (trigger_id, survey_id) {
+        trigger_id -> Uuid,
+        survey_id -> Uuid,
+        survey_version -> Int4,
+        outcome -> Text,
+        reason -> Nullable<Text>,
+        invitation_id -> Nullable<Uuid>,
+    }
+}
+
+diesel::table! {
+    invitations (id) {
+        id -> Uuid,
+        org_id -> Uuid,
+        project_id -> Uuid,
+        survey_id -> Uuid,
+        survey_version -> Int4,
+        trigger_id -> Uuid,
+        user_ref -> Text,
+        token_hash -> Bytea,
+        created_at -> Timestamptz,
+        expires_at -> Timestamptz,
+        revoked_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    cooldowns (survey_id, user_ref) {
+        survey_id -> Uuid,
+        user_ref -> Text,
+        last_invited_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    processed_envelopes (consumer, envelope_id) {
+        consumer -> Text,
+        envelope_id -> Uuid,
+        processed_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    outbox (id) {
+        id -> Int8,
+        envelope_id -> Uuid,
+        exchange -> Text,
+        routing_key -> Text,
+        body -> Bytea,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::joinable!(api_tokens -> organizations (org_id));
+diesel::joinable!(projects -> organizations (org_id));
+diesel::joinable!(surveys -> projects (project_id));
+diesel::joinable!(survey_versions -> surveys (survey_id));
+diesel::joinable!(invitations -> surveys (survey_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    organizations,
+    api_tokens,
+    projects,
+    surveys,
+    survey_versions,
+    triggers,
+    trigger_surveys,
+    invitations,
+    cooldowns,
+    processed_envelopes,
+    outbox,
+);

@@ -1,0 +1,277 @@
+//! Surveys, their question versions, and matching Live surveys to an event.
+
+use crate::StoreError;
+use crate::schema::{survey_versions, surveys};
+use beckon_domain::envelope::MatchedSurvey;
+use beckon_domain::survey::{Question, SurveyStatus, SurveyTrigger};
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// A survey with the questions of its current version.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Survey {
+    pub id: Uuid,
+    pub org_id: Uuid,
+    pub project_id: Uuid,
+    pub name: String,
+    pub status: SurveyStatus,
+    pub version: i32,
+    pub questions: Vec<Question>,
+    pub trigger: SurveyTrigger,
+    pub cooldown_seconds: i64,
+    pub sample_rate: f64,
+    pub invitation_lifetime_seconds: i64,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+}
+
+/// A survey to create; the caller has validated every field.
+#[derive(Debug, Clone)]
+pub struct NewSurvey {
+    pub org_id: Uuid,
+    pub project_id: Uuid,
+    pub name: String,
+    pub status: SurveyStatus,
+    pub questions: Vec<Question>,
+    pub trigger: SurveyTrigger,
+    pub cooldown_seconds: i64,
+    pub sample_rate: f64,
+    pub invitation_lifetime_seconds: i64,
+}
+
+/// Fields to change; `None` keeps the current value. New questions make a new version.
+#[derive(Debug, Clone, Default)]
+pub struct SurveyPatch {
+    pub name: Option<String>,
+    pub status: Option<SurveyStatus>,
+    pub questions: Option<Vec<Question>>,
+    pub trigger: Option<SurveyTrigger>,
+    pub cooldown_seconds: Option<i64>,
+    pub sample_rate: Option<f64>,
+    pub invitation_lifetime_seconds: Option<i64>,
+}
+
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = surveys)]
+struct SurveyRow {
+    id: Uuid,
+    org_id: Uuid,
+    project_id: Uuid,
+    name: String,
+    status: String,
+    current_version: i32,
+    trigger_json: serde_json::Value,
+    cooldown_seconds: i64,
+    sample_rate: f64,
+    invitation_lifetime_seconds: i64,
+    created_at: OffsetDateTime,
+    updated_at: OffsetDateTime,
+}
+
+impl SurveyRow {
+    fn into_survey(self, questions: serde_json::Value) -> Result<Survey, StoreError> {
+        Ok(Survey {
+            id: self.id,
+            org_id: self.org_id,
+            project_id: self.project_id,
+            name: self.name,
+            status: SurveyStatus::parse(&self.status).ok_or_else(|| {
+                StoreError::InvalidRow(format!("unknown survey status `{}`", self.status))
+            })?,
+            version: self.current_version,
+            questions: serde_json::from_value(questions)?,
+            trigger: serde_json::from_value(self.trigger_json)?,
+            cooldown_seconds: self.cooldown_seconds,
+            sample_rate: self.sample_rate,
+            invitation_lifetime_seconds: self.invitation_lifetime_seconds,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        })
+    }
+}
+
+async fn load(
+    conn: &mut AsyncPgConnection,
+    query: surveys::BoxedQuery<'_, diesel::pg::Pg>,
+) -> Result<Vec<Survey>, StoreError> {
+    let rows: Vec<(SurveyRow, serde_json::Value)> = query
+        .inner_join(
+            survey_versions::table.on(survey_versions::survey_id
+                .eq(surveys::id)
+                .and(survey_versions::version.eq(surveys::current_version))),
+        )
+        .select((SurveyRow::as_select(), survey_versions::questions))
+        .load(conn)
+        .await?;
+    rows.into_iter()
+        .map(|(row, q)| row.into_survey(q))
+        .collect()
+}
+
+pub async fn create_survey(
+    conn: &mut AsyncPgConnection,
+    new: NewSurvey,
+) -> Result<Survey, StoreError> {
+    let id = Uuid::now_v7();
+    let questions = serde_json::to_value(&new.questions)?;
+    let trigger_json = serde_json::to_value(&new.trigger)?;
+    conn.transaction::<_, StoreError, _>(async |conn| {
+        diesel::insert_into(surveys::table)
+            .values((
+                surveys::id.eq(id),
+                surveys::org_id.eq(new.org_id),
+                surveys::project_id.eq(new.project_id),
+                surveys::name.eq(&new.name),
+                surveys::status.eq(new.status.as_str()),
+                surveys::current_version.eq(1),
+                surveys::trigger_events.eq(new.trigger.keys()),
+                surveys::trigger_json.eq(&trigger_json),
+                surveys::cooldown_seconds.eq(new.cooldown_seconds),
+                surveys::sample_rate.eq(new.sample_rate),
+                surveys::invitation_lifetime_seconds.eq(new.invitation_lifetime_seconds),
+            ))
+            .execute(conn)
+            .await?;
+        diesel::insert_into(survey_versions::table)
+            .values((
+                survey_versions::survey_id.eq(id),
+                survey_versions::version.eq(1),
+                survey_versions::questions.eq(&questions),
+            ))
+            .execute(conn)
+            .await?;
+        Ok(())
+    })
+    .await?;
+    get_survey(conn, new.project_id, id)
+        .await?
+        .ok_or(StoreError::Query(diesel::result::Error::NotFound))
+}
+
+pub async fn get_survey(
+    conn: &mut AsyncPgConnection,
+    project_id: Uuid,
+    id: Uuid,
+) -> Result<Option<Survey>, StoreError> {
+    let query = surveys::table
+        .filter(surveys::project_id.eq(project_id))
+        .filter(surveys::id.eq(id))
+        .into_boxed();
+    Ok(load(conn, query).await?.pop())
+}
+
+pub async fn list_surveys(
+    conn: &mut AsyncPgConnection,
+    project_id: Uuid,
+) -> Result<Vec<Survey>, StoreError> {
+    let query = surveys::table
+        .filter(surveys::project_id.eq(project_id))
+        .order(surveys::created_at.asc())
+        .into_boxed();
+    load(conn, query).await
+}
+
+/// Applies `patch` under a row lock; new questions become version `current + 1`.
+pub async fn update_survey(
+    conn: &mut AsyncPgConnection,
+    project_id: Uuid,
+    id: Uuid,
+    patch: SurveyPatch,
+) -> Result<Option<Survey>, StoreError> {
+    let updated = conn
+        .transaction::<_, StoreError, _>(async |conn| {
+            let current: Option<i32> = surveys::table
+                .filter(surveys::project_id.eq(project_id))
+                .filter(surveys::id.eq(id))
+                .select(surveys::current_version)
+                .for_update()
+                .first(conn)
+                .await
+                .optional()?;
+            let Some(mut version) = current else {
+                return Ok(false);
+            };
+            if let Some(questions) = &patch.questions {
+                version += 1;
+                diesel::insert_into(survey_versions::table)
+                    .values((
+                        survey_versions::survey_id.eq(id),
+                        survey_versions::version.eq(version),
+                        survey_versions::questions.eq(serde_json::to_value(questions)?),
+                    ))
+                    .execute(conn)
+                    .await?;
+            }
+            let trigger = patch
+                .trigger
+                .as_ref()
+                .map(|t| Ok::<_, StoreError>((t.keys(), serde_json::to_value(t)?)))
+                .transpose()?;
+            diesel::update(surveys::table.find(id))
+                .set((
+                    surveys::current_version.eq(version),
+                    surveys::updated_at.eq(OffsetDateTime::now_utc()),
+                    patch.name.as_deref().map(|n| surveys::name.eq(n)),
+                    patch.status.map(|s| surveys::status.eq(s.as_str())),
+                    trigger
+                        .as_ref()
+                        .map(|(keys, _)| surveys::trigger_events.eq(keys)),
+                    trigger
+                        .as_ref()
+                        .map(|(_, json)| surveys::trigger_json.eq(json)),
+                    patch
+                        .cooldown_seconds
+                        .map(|c| surveys::cooldown_seconds.eq(c)),
+                    patch.sample_rate.map(|r| surveys::sample_rate.eq(r)),
+                    patch
+                        .invitation_lifetime_seconds
+                        .map(|l| surveys::invitation_lifetime_seconds.eq(l)),
+                ))
+                .execute(conn)
+                .await?;
+            Ok(true)
+        })
+        .await?;
+    if !updated {
+        return Ok(None);
+    }
+    get_survey(conn, project_id, id).await
+}
+
+/// Every Live survey of `project_id` whose trigger subscribes to the event with `event_key`,
+/// with the rules that apply to it now.
+pub async fn live_matching(
+    conn: &mut AsyncPgConnection,
+    project_id: Uuid,
+    event_key: &str,
+) -> Result<Vec<MatchedSurvey>, StoreError> {
+    use diesel::PgArrayExpressionMethods;
+    let rows: Vec<(Uuid, i32, i64, f64, i64)> = surveys::table
+        .filter(surveys::project_id.eq(project_id))
+        .filter(surveys::status.eq(SurveyStatus::Live.as_str()))
+        .filter(surveys::trigger_events.contains(vec![event_key]))
+        .order(surveys::id.asc())
+        .select((
+            surveys::id,
+            surveys::current_version,
+            surveys::cooldown_seconds,
+            surveys::sample_rate,
+            surveys::invitation_lifetime_seconds,
+        ))
+        .load(conn)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(survey_id, version, cooldown_seconds, sample_rate, lifetime)| MatchedSurvey {
+                survey_id,
+                version,
+                cooldown_seconds,
+                sample_rate,
+                invitation_lifetime_seconds: lifetime,
+            },
+        )
+        .collect())
+}

@@ -1,0 +1,189 @@
+//! Organizations, their access tokens and their projects.
+
+use crate::StoreError;
+use crate::schema::{api_tokens, organizations, projects};
+use beckon_domain::secret::{self, Plaintext};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = organizations)]
+pub struct Organization {
+    pub id: Uuid,
+    pub name: String,
+    pub created_at: OffsetDateTime,
+}
+
+pub async fn create_organization(
+    conn: &mut AsyncPgConnection,
+    name: &str,
+) -> Result<Organization, StoreError> {
+    let org = Organization {
+        id: Uuid::now_v7(),
+        name: name.to_owned(),
+        created_at: OffsetDateTime::now_utc(),
+    };
+    diesel::insert_into(organizations::table)
+        .values(&org)
+        .execute(conn)
+        .await?;
+    Ok(org)
+}
+
+pub async fn get_organization(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+) -> Result<Option<Organization>, StoreError> {
+    Ok(organizations::table
+        .find(id)
+        .select(Organization::as_select())
+        .first(conn)
+        .await
+        .optional()?)
+}
+
+/// An access token as stored: never its plaintext.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = api_tokens)]
+pub struct ApiToken {
+    pub id: Uuid,
+    pub org_id: Uuid,
+    pub name: String,
+    pub created_at: OffsetDateTime,
+    pub revoked_at: Option<OffsetDateTime>,
+}
+
+/// Creates a token for `org_id`; the plaintext is returned once and only its hash is kept.
+pub async fn create_token(
+    conn: &mut AsyncPgConnection,
+    org_id: Uuid,
+    name: &str,
+) -> Result<(ApiToken, Plaintext), StoreError> {
+    let plaintext = secret::new_org_token();
+    let token = ApiToken {
+        id: Uuid::now_v7(),
+        org_id,
+        name: name.to_owned(),
+        created_at: OffsetDateTime::now_utc(),
+        revoked_at: None,
+    };
+    diesel::insert_into(api_tokens::table)
+        .values((
+            api_tokens::id.eq(token.id),
+            api_tokens::org_id.eq(org_id),
+            api_tokens::name.eq(name),
+            api_tokens::token_hash.eq(plaintext.hash()),
+            api_tokens::created_at.eq(token.created_at),
+        ))
+        .execute(conn)
+        .await?;
+    Ok((token, plaintext))
+}
+
+/// The organization a presented token belongs to, when the token exists and is not revoked.
+pub async fn authenticate(
+    conn: &mut AsyncPgConnection,
+    presented: &str,
+) -> Result<Option<Uuid>, StoreError> {
+    if !secret::looks_like_org_token(presented) {
+        return Ok(None);
+    }
+    Ok(api_tokens::table
+        .filter(api_tokens::token_hash.eq(secret::hash(presented)))
+        .filter(api_tokens::revoked_at.is_null())
+        .select(api_tokens::org_id)
+        .first(conn)
+        .await
+        .optional()?)
+}
+
+/// Revokes a token of `org_id`; `false` when there is no such live token.
+pub async fn revoke_token(
+    conn: &mut AsyncPgConnection,
+    org_id: Uuid,
+    token_id: Uuid,
+) -> Result<bool, StoreError> {
+    let n = diesel::update(
+        api_tokens::table
+            .filter(api_tokens::id.eq(token_id))
+            .filter(api_tokens::org_id.eq(org_id))
+            .filter(api_tokens::revoked_at.is_null()),
+    )
+    .set(api_tokens::revoked_at.eq(OffsetDateTime::now_utc()))
+    .execute(conn)
+    .await?;
+    Ok(n == 1)
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = projects)]
+pub struct Project {
+    pub id: Uuid,
+    pub org_id: Uuid,
+    pub name: String,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+}
+
+pub async fn create_project(
+    conn: &mut AsyncPgConnection,
+    org_id: Uuid,
+    name: &str,
+) -> Result<Project, StoreError> {
+    let now = OffsetDateTime::now_utc();
+    let project = Project {
+        id: Uuid::now_v7(),
+        org_id,
+        name: name.to_owned(),
+        created_at: now,
+        updated_at: now,
+    };
+    diesel::insert_into(projects::table)
+        .values(&project)
+        .execute(conn)
+        .await?;
+    Ok(project)
+}
+
+/// A project by id, whichever organization owns it: the caller tells 403 from 404.
+pub async fn get_project(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+) -> Result<Option<Project>, StoreError> {
+    Ok(projects::table
+        .find(id)
+        .select(Project::as_select())
+        .first(conn)
+        .await
+        .optional()?)
+}
+
+pub async fn list_projects(
+    conn: &mut AsyncPgConnection,
+    org_id: Uuid,
+) -> Result<Vec<Project>, StoreError> {
+    Ok(projects::table
+        .filter(projects::org_id.eq(org_id))
+        .order(projects::created_at.asc())
+        .select(Project::as_select())
+        .load(conn)
+        .await?)
+}
+
+pub async fn rename_project(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    name: &str,
+) -> Result<Option<Project>, StoreError> {
+    Ok(diesel::update(projects::table.find(id))
+        .set((
+            projects::name.eq(name),
+            projects::updated_at.eq(OffsetDateTime::now_utc()),
+        ))
+        .returning(Project::as_returning())
+        .get_result(conn)
+        .await
+        .optional()?)
+}

@@ -1,0 +1,221 @@
+//! The repositories against a real, freshly migrated database.
+
+use beckon_domain::LifecycleEvent;
+use beckon_domain::survey::{Question, QuestionKind, SurveyStatus, SurveyTrigger};
+use beckon_store::surveys::{self, NewSurvey, SurveyPatch};
+use beckon_store::testing::TestDatabase;
+use beckon_store::{Store, invitations, tenancy};
+use uuid::Uuid;
+
+async fn setup() -> (TestDatabase, Store, Uuid, Uuid) {
+    let db = TestDatabase::new().await.expect("test database");
+    let store = Store::new(db.url(), 24).unwrap();
+    let mut conn = store.conn().await.unwrap();
+    let org = tenancy::create_organization(&mut conn, "Acme")
+        .await
+        .unwrap();
+    let project = tenancy::create_project(&mut conn, org.id, "Web")
+        .await
+        .unwrap();
+    (db, store, org.id, project.id)
+}
+
+fn new_survey(
+    org: Uuid,
+    project: Uuid,
+    status: SurveyStatus,
+    events: Vec<LifecycleEvent>,
+) -> NewSurvey {
+    NewSurvey {
+        org_id: org,
+        project_id: project,
+        name: "Churn".into(),
+        status,
+        questions: vec![Question {
+            id: "q1".into(),
+            title: "How likely?".into(),
+            required: true,
+            kind: QuestionKind::Nps,
+        }],
+        trigger: SurveyTrigger { events },
+        cooldown_seconds: 3600,
+        sample_rate: 1.0,
+        invitation_lifetime_seconds: 60,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_authenticate_until_revoked_and_only_by_their_hash() {
+    let (_db, store, org, _) = setup().await;
+    let mut conn = store.conn().await.unwrap();
+    let (token, plaintext) = tenancy::create_token(&mut conn, org, "ci").await.unwrap();
+    assert_eq!(
+        tenancy::authenticate(&mut conn, plaintext.expose())
+            .await
+            .unwrap(),
+        Some(org)
+    );
+    assert_eq!(
+        tenancy::authenticate(&mut conn, "oat_nope").await.unwrap(),
+        None
+    );
+    assert!(
+        tenancy::revoke_token(&mut conn, org, token.id)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        tenancy::authenticate(&mut conn, plaintext.expose())
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_live_surveys_subscribed_to_the_exact_event_match() {
+    let (_db, store, org, project) = setup().await;
+    let mut conn = store.conn().await.unwrap();
+    let custom = LifecycleEvent::from_name("payment_failed").unwrap();
+    let live = surveys::create_survey(
+        &mut conn,
+        new_survey(org, project, SurveyStatus::Live, vec![custom.clone()]),
+    )
+    .await
+    .unwrap();
+    surveys::create_survey(
+        &mut conn,
+        new_survey(org, project, SurveyStatus::Paused, vec![custom.clone()]),
+    )
+    .await
+    .unwrap();
+    surveys::create_survey(
+        &mut conn,
+        new_survey(
+            org,
+            project,
+            SurveyStatus::Live,
+            vec![LifecycleEvent::TrialExpired],
+        ),
+    )
+    .await
+    .unwrap();
+
+    let matched = surveys::live_matching(&mut conn, project, &custom.key())
+        .await
+        .unwrap();
+    assert_eq!(
+        matched.iter().map(|m| m.survey_id).collect::<Vec<_>>(),
+        vec![live.id]
+    );
+    let other_project = Uuid::now_v7();
+    assert!(
+        surveys::live_matching(&mut conn, other_project, &custom.key())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let named_like_predefined = LifecycleEvent::Custom(
+        beckon_domain::event::CustomEventName::parse("trial_expired").unwrap(),
+    );
+    assert!(
+        surveys::live_matching(&mut conn, project, &named_like_predefined.key())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_questions_make_a_new_version_and_other_edits_do_not() {
+    let (_db, store, org, project) = setup().await;
+    let mut conn = store.conn().await.unwrap();
+    let s = surveys::create_survey(
+        &mut conn,
+        new_survey(org, project, SurveyStatus::Live, vec![]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.version, 1);
+    let renamed = surveys::update_survey(
+        &mut conn,
+        project,
+        s.id,
+        SurveyPatch {
+            name: Some("Renamed".into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!((renamed.version, renamed.name.as_str()), (1, "Renamed"));
+    let mut questions = s.questions.clone();
+    questions[0].title = "Changed?".into();
+    let v2 = surveys::update_survey(
+        &mut conn,
+        project,
+        s.id,
+        SurveyPatch {
+            questions: Some(questions),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(v2.version, 2);
+    assert_eq!(v2.questions[0].title, "Changed?");
+    assert!(
+        surveys::update_survey(&mut conn, Uuid::now_v7(), s.id, SurveyPatch::default())
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_concurrent_cooldown_claims_let_exactly_one_through() {
+    let (_db, store, org, project) = setup().await;
+    let survey = {
+        let mut conn = store.conn().await.unwrap();
+        surveys::create_survey(
+            &mut conn,
+            new_survey(org, project, SurveyStatus::Live, vec![]),
+        )
+        .await
+        .unwrap()
+    };
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut conn = store.conn().await.unwrap();
+            invitations::claim_cooldown(&mut conn, survey.id, "user_1", 3600)
+                .await
+                .unwrap()
+        }));
+    }
+    let mut claimed = 0;
+    for t in tasks {
+        claimed += usize::from(t.await.unwrap());
+    }
+    assert_eq!(claimed, 1);
+    let mut conn = store.conn().await.unwrap();
+    assert!(
+        invitations::in_cooldown(&mut conn, survey.id, "user_1", 3600)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !invitations::in_cooldown(&mut conn, survey.id, "user_2", 3600)
+            .await
+            .unwrap()
+    );
+    // A zero-length window is always open again.
+    assert!(
+        invitations::claim_cooldown(&mut conn, survey.id, "user_1", 0)
+            .await
+            .unwrap()
+    );
+}

@@ -1,0 +1,261 @@
+#![doc = include_str!("../README.md")]
+
+mod relay;
+
+pub use relay::run_relay;
+
+use beckon_bus::consumer::{self, ConsumerConfig};
+use beckon_bus::publisher::Outgoing;
+use beckon_bus::{Disposition, Message, Publisher, Topology};
+use beckon_domain::envelope::{self, Envelope, Payload};
+use beckon_store::{Store, StoreError, outbox, processed};
+use diesel_async::{AsyncConnection, AsyncPgConnection};
+use std::future::Future;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// An envelope a handler emits, committed to the outbox with its work.
+#[derive(Debug, Clone)]
+pub struct Emit {
+    pub envelope_id: Uuid,
+    pub exchange: String,
+    pub routing_key: String,
+    pub body: Vec<u8>,
+}
+
+impl Emit {
+    /// To the events exchange, under the envelope's routing key.
+    pub fn event<T: Payload>(topology: &Topology, env: &Envelope<T>) -> Self {
+        Self {
+            envelope_id: env.id,
+            exchange: topology.events_exchange(),
+            routing_key: env.routing_key(),
+            body: env.to_json(),
+        }
+    }
+
+    /// Straight to a reply queue, through the default exchange.
+    pub fn reply<T: Payload>(queue: &str, env: &Envelope<T>) -> Self {
+        Self {
+            envelope_id: env.id,
+            exchange: String::new(),
+            routing_key: queue.to_owned(),
+            body: env.to_json(),
+        }
+    }
+}
+
+/// Why a handler failed.
+#[derive(Debug, thiserror::Error)]
+pub enum HandleError {
+    /// May pass on a later try (the database is unreachable): the message is redelivered.
+    #[error("transient failure")]
+    Retryable(#[source] StoreError),
+    /// Will fail the same way every time: the message is dead-lettered.
+    #[error("{reason}: {detail}")]
+    Permanent {
+        reason: &'static str,
+        detail: String,
+    },
+}
+
+impl From<StoreError> for HandleError {
+    fn from(err: StoreError) -> Self {
+        if err.is_transient() {
+            Self::Retryable(err)
+        } else {
+            Self::Permanent {
+                reason: "handler_failed",
+                detail: error_chain(&err),
+            }
+        }
+    }
+}
+
+impl From<diesel::result::Error> for HandleError {
+    fn from(err: diesel::result::Error) -> Self {
+        StoreError::from(err).into()
+    }
+}
+
+/// An error with its causes, `: `-separated.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    out
+}
+
+/// The heart of a consumer: given one envelope and a connection inside the transaction that
+/// also records the envelope as processed, do the work and say what to emit.
+pub trait Handler<T: Payload>: Send + Sync + 'static {
+    fn handle(
+        &self,
+        env: &Envelope<T>,
+        conn: &mut AsyncPgConnection,
+    ) -> impl Future<Output = Result<Vec<Emit>, HandleError>> + Send;
+}
+
+/// Everything a worker needs besides its handler.
+#[derive(Clone)]
+pub struct Deps {
+    pub store: Store,
+    pub publisher: Publisher,
+}
+
+/// What handling one message came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Handled {
+    /// The work is committed and its envelopes are published (or left to the relay).
+    Done { emitted: usize },
+    /// The envelope was handled before; nothing was done.
+    Duplicate,
+}
+
+/// Decodes and handles one message: the whole of a consumer's work except the ack, callable
+/// from tests without a broker delivery.
+pub async fn process<T: Payload, H: Handler<T>>(
+    consumer: &str,
+    deps: &Deps,
+    handler: &H,
+    body: &[u8],
+) -> Disposition {
+    let env = match envelope::decode::<T>(body) {
+        Ok(env) => env,
+        Err(err) => {
+            return Disposition::DeadLetter {
+                reason: err.reason().to_owned(),
+                detail: err.to_string(),
+            };
+        }
+    };
+    match handle_envelope(consumer, deps, handler, &env).await {
+        Ok(_) => Disposition::Ack,
+        Err(HandleError::Retryable(err)) => Disposition::Retry {
+            reason: error_chain(&err),
+        },
+        Err(HandleError::Permanent { reason, detail }) => Disposition::DeadLetter {
+            reason: reason.to_owned(),
+            detail,
+        },
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum TxError {
+    #[error(transparent)]
+    Handle(#[from] HandleError),
+    #[error(transparent)]
+    Query(#[from] diesel::result::Error),
+}
+
+impl From<StoreError> for TxError {
+    fn from(err: StoreError) -> Self {
+        Self::Handle(err.into())
+    }
+}
+
+#[tracing::instrument(skip_all, fields(consumer, envelope_id = %env.id, kind = %env.kind, trigger_id = %env.correlation_id))]
+pub async fn handle_envelope<T: Payload, H: Handler<T>>(
+    consumer: &str,
+    deps: &Deps,
+    handler: &H,
+    env: &Envelope<T>,
+) -> Result<Handled, HandleError> {
+    let mut conn = deps.store.conn().await.map_err(HandleError::Retryable)?;
+    let committed = conn
+        .transaction::<_, TxError, _>(async |conn| {
+            if !processed::mark(conn, consumer, env.id).await? {
+                return Ok(None);
+            }
+            let emits = handler.handle(env, conn).await?;
+            let mut rows = Vec::with_capacity(emits.len());
+            for emit in emits {
+                rows.push(
+                    outbox::enqueue(
+                        conn,
+                        emit.envelope_id,
+                        &emit.exchange,
+                        &emit.routing_key,
+                        emit.body,
+                    )
+                    .await?,
+                );
+            }
+            Ok(Some(rows))
+        })
+        .await
+        .map_err(|err| match err {
+            TxError::Handle(err) => err,
+            TxError::Query(err) => err.into(),
+        })?;
+    let Some(rows) = committed else {
+        tracing::info!("duplicate envelope; already handled");
+        return Ok(Handled::Duplicate);
+    };
+    let emitted = rows.len();
+    let mut published = Vec::with_capacity(rows.len());
+    for row in &rows {
+        match publish_row(&deps.publisher, row).await {
+            Ok(()) => published.push(row.id),
+            // Committed in the outbox: the relay publishes it once the broker is back.
+            Err(err) => {
+                tracing::warn!(error = %error_chain(&err), "publish after commit failed; left to the relay")
+            }
+        }
+    }
+    if let Err(err) = outbox::delete(&mut conn, &published).await {
+        // The relay will publish these again; consumers drop the duplicates.
+        tracing::warn!(error = %error_chain(&err), "could not clear published outbox rows");
+    }
+    Ok(Handled::Done { emitted })
+}
+
+pub(crate) async fn publish_row(
+    publisher: &Publisher,
+    row: &outbox::OutboxMessage,
+) -> Result<(), beckon_bus::BusError> {
+    let message_id = row.envelope_id.to_string();
+    publisher
+        .publish(&Outgoing {
+            exchange: &row.exchange,
+            routing_key: &row.routing_key,
+            body: &row.body,
+            message_id: Some(message_id),
+            headers: Default::default(),
+            // Replies go to a gateway's private queue that may be gone: dropping them then is
+            // right, the outcome is recorded. Pipeline envelopes must reach a queue.
+            mandatory: !row.exchange.is_empty(),
+        })
+        .await
+}
+
+/// Consumes `config.queue` with `handler` until `cancel` fires.
+pub async fn run<T: Payload, H: Handler<T>>(
+    consumer_name: &'static str,
+    config: ConsumerConfig,
+    deps: Deps,
+    handler: H,
+    cancel: CancellationToken,
+    ready: impl Fn() + Send + Sync,
+) {
+    let shared = Arc::new((deps, handler));
+    consumer::run(
+        config,
+        move |message: Message| {
+            let shared = shared.clone();
+            async move {
+                let (deps, handler) = &*shared;
+                process::<T, H>(consumer_name, deps, handler, &message.body).await
+            }
+        },
+        cancel,
+        ready,
+    )
+    .await;
+}
