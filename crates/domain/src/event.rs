@@ -10,6 +10,7 @@ pub const MAX_CUSTOM_NAME_LEN: usize = 128;
 
 /// A lifecycle event kind.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum LifecycleEvent {
     TrialExpired,
@@ -84,6 +85,7 @@ impl LifecycleEvent {
 /// The name of a custom event: 1 to [`MAX_CUSTOM_NAME_LEN`] characters, no surrounding
 /// whitespace, no control characters.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(try_from = "String", into = "String")]
 #[schemars(extend("minLength" = 1, "maxLength" = 128))]
 pub struct CustomEventName(String);

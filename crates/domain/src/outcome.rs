@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// The outcome of one matched survey for one trigger.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum SurveyOutcome {
     /// An invitation was created.
@@ -37,6 +38,7 @@ impl SurveyOutcome {
 #[derive(
     Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
 )]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DispatchCounts {
     pub matched_surveys: u32,
     pub created_count: u32,

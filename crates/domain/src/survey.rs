@@ -6,6 +6,7 @@ use std::collections::HashSet;
 
 /// Where a survey is in its life. Only `live` surveys are matched by events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum SurveyStatus {
     Draft,
@@ -40,6 +41,7 @@ pub const MAX_LABEL_LEN: usize = 500;
 
 /// One question of a survey.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Question {
     /// Stable within the survey; answers refer to it.
     pub id: String,
@@ -54,6 +56,7 @@ pub struct Question {
 
 /// The kind of a question and what its answers may be.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum QuestionKind {
     /// Net Promoter Score, 0 to 10.
@@ -159,6 +162,7 @@ pub const MAX_TRIGGER_EVENTS: usize = 32;
 
 /// The backend trigger: the lifecycle events a survey subscribes to.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SurveyTrigger {
     pub events: Vec<LifecycleEvent>,
 }

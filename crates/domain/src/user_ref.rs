@@ -8,6 +8,7 @@ pub const MAX_LEN: usize = 256;
 /// A non-empty, trimmed user identifier of at most [`MAX_LEN`] characters without control
 /// characters. Built only by [`UserRef::parse`].
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(try_from = "String", into = "String")]
 #[schemars(extend("minLength" = 1, "maxLength" = 256))]
 pub struct UserRef(String);

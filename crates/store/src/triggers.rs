@@ -189,3 +189,21 @@ pub async fn results(
         )
         .collect()
 }
+
+/// Marks a trigger failed with `reason` (it could not be queued, or its envelope was
+/// dead-lettered), unless it already finished.
+pub async fn fail(conn: &mut AsyncPgConnection, id: Uuid, reason: &str) -> Result<(), StoreError> {
+    diesel::update(triggers::table.find(id).filter(triggers::status.eq_any([
+        status::QUEUED,
+        status::SCHEDULED,
+        status::PROCESSING,
+    ])))
+    .set((
+        triggers::status.eq(status::FAILED),
+        triggers::error.eq(reason),
+        triggers::completed_at.eq(OffsetDateTime::now_utc()),
+    ))
+    .execute(conn)
+    .await?;
+    Ok(())
+}

@@ -259,3 +259,67 @@ pub async fn run<T: Payload, H: Handler<T>>(
     )
     .await;
 }
+
+/// The bus settings of a service, from the shared infrastructure configuration.
+pub fn bus_config(infra: &beckon_runtime::InfraConfig) -> beckon_bus::BusConfig {
+    let mut bus = beckon_bus::BusConfig::new(&infra.amqp_url, &infra.queue_prefix);
+    bus.prefetch = infra.prefetch;
+    bus.delivery_limit = infra.delivery_limit;
+    bus.queue_expires_ms = infra.queue_expires_ms;
+    bus
+}
+
+/// A consumer service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("could not set up the database pool")]
+    Store(#[from] StoreError),
+    #[error("could not connect to the broker")]
+    Bus(#[from] beckon_bus::BusError),
+}
+
+/// The whole life of a consumer service: connect, run the outbox relay beside the consumer of
+/// `queue`, and on `cancel` finish in-flight work and return.
+pub async fn serve<T: Payload, H: Handler<T>>(
+    consumer_name: &'static str,
+    infra: &beckon_runtime::InfraConfig,
+    queue: beckon_bus::WorkQueue,
+    make_handler: impl FnOnce(&Topology) -> H,
+    cancel: CancellationToken,
+) -> Result<(), ServeError> {
+    use beckon_bus::topology::queues;
+    let bus = bus_config(infra);
+    let topology = Topology::new(&bus);
+    let store = Store::new(&infra.database_url, infra.db_pool_size)?;
+    let publisher =
+        Publisher::connect(&bus.uri, consumer_name, topology.clone(), queues::all()).await?;
+    let relay = tokio::spawn(run_relay(
+        store.clone(),
+        publisher.clone(),
+        std::time::Duration::from_secs(5),
+        std::time::Duration::from_secs(1),
+        cancel.clone(),
+    ));
+    let config = ConsumerConfig {
+        uri: bus.uri.clone(),
+        topology: topology.clone(),
+        queue,
+        declare: queues::all(),
+        prefetch: bus.prefetch,
+        name: consumer_name.into(),
+    };
+    let handler = make_handler(&topology);
+    run(
+        consumer_name,
+        config,
+        Deps { store, publisher },
+        handler,
+        cancel,
+        || {},
+    )
+    .await;
+    if let Err(err) = relay.await {
+        tracing::error!(error = %err, "the outbox relay panicked");
+    }
+    Ok(())
+}

@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 /// How a trigger entered Beckon.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum TriggerType {
     /// `POST /api/v1/lifecycle/dispatch`, answered synchronously.
@@ -89,6 +90,7 @@ impl Payload for EventMatched {
 
 /// An invitation a dispatch created, as the dispatch response lists it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreatedInvitation {
     pub survey_id: Uuid,
     pub user_ref: UserRef,
@@ -96,6 +98,7 @@ pub struct CreatedInvitation {
     pub magic_link_url: String,
     #[serde(with = "time::serde::rfc3339")]
     #[schemars(with = "String", extend("format" = "date-time"))]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub expires_at: OffsetDateTime,
 }
 

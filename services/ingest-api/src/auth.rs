@@ -1,0 +1,64 @@
+//! Organization access tokens: `Authorization: Bearer oat_…` or `X-API-Key: oat_…`.
+
+use crate::AppState;
+use crate::error::ApiError;
+use actix_web::dev::Payload;
+use actix_web::{FromRequest, HttpRequest, web};
+use beckon_store::tenancy;
+use std::future::Future;
+use std::pin::Pin;
+use uuid::Uuid;
+
+/// The organization the request's token belongs to.
+#[derive(Debug, Clone, Copy)]
+pub struct OrgAuth {
+    pub org_id: Uuid,
+}
+
+/// The token a request presents, if any.
+pub fn presented_token(req: &HttpRequest) -> Option<String> {
+    let headers = req.headers();
+    if let Some(value) = headers.get("authorization").and_then(|v| v.to_str().ok()) {
+        let mut parts = value.splitn(2, ' ');
+        if let (Some(scheme), Some(token)) = (parts.next(), parts.next())
+            && scheme.eq_ignore_ascii_case("bearer")
+        {
+            return Some(token.trim().to_owned());
+        }
+    }
+    headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().to_owned())
+}
+
+impl FromRequest for OrgAuth {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let token = presented_token(req);
+        let state = req.app_data::<web::Data<AppState>>().cloned();
+        Box::pin(async move {
+            let token = token.filter(|t| !t.is_empty()).ok_or_else(|| {
+                ApiError::unauthorized(
+                    "missing_token",
+                    "Send an organization access token as `Authorization: Bearer <token>` or `X-API-Key: <token>`.",
+                )
+            })?;
+            let state = state.ok_or_else(|| ApiError::internal(&MissingState))?;
+            let mut conn = state.store.conn().await?;
+            match tenancy::authenticate(&mut conn, &token).await? {
+                Some(org_id) => Ok(Self { org_id }),
+                None => Err(ApiError::unauthorized(
+                    "invalid_token",
+                    "The access token is invalid or revoked.",
+                )),
+            }
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the application state is not registered")]
+struct MissingState;

@@ -1,0 +1,29 @@
+//! JSON request bodies, parsed with precise error codes: `invalid_json` when the bytes are
+//! not JSON, `invalid_body` (with serde's explanation) when JSON does not fit the request.
+
+use crate::error::ApiError;
+use serde::de::DeserializeOwned;
+
+/// Largest request body accepted.
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+
+/// The body as a JSON value.
+pub fn json_value(bytes: &[u8]) -> Result<serde_json::Value, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        ApiError::bad_request(
+            "invalid_json",
+            format!("The request body is not valid JSON: {e}"),
+        )
+    })
+}
+
+/// The body as `T`.
+pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let value = json_value(bytes)?;
+    serde_json::from_value(value).map_err(|e| ApiError::bad_request("invalid_body", e.to_string()))
+}
+
+/// A path segment that must be an id; a malformed one names nothing, so it is a 404.
+pub fn path_id(raw: &str, code: &'static str, what: &str) -> Result<uuid::Uuid, ApiError> {
+    uuid::Uuid::parse_str(raw).map_err(|_| ApiError::not_found(code, format!("No {what} {raw}")))
+}

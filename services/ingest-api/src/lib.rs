@@ -1,0 +1,140 @@
+//! The gateway: authenticates organization tokens, validates input, serves the admin API
+//! (projects, surveys) and the dispatch endpoint, and publishes envelopes to the pipeline.
+//!
+//! # Layout
+//! - [`error`]: the one error shape of every endpoint.
+//! - [`auth`]: organization access tokens.
+//! - [`body`]: JSON bodies parsed with precise error codes.
+//! - [`routes`]: one module per resource.
+//! - [`openapi`]: the spec served at `/openapi.json`, generated from the handlers.
+
+pub mod auth;
+pub mod body;
+pub mod error;
+pub mod openapi;
+pub mod routes;
+
+use actix_web::dev::Server;
+use actix_web::middleware::{ErrorHandlers, Logger};
+use actix_web::{App, HttpServer, web};
+use anyhow::Context as _;
+use beckon_bus::reply::ReplyListener;
+use beckon_bus::topology::queues;
+use beckon_bus::{BusConfig, Publisher, Topology};
+use beckon_runtime::{InfraConfig, env_or, env_parse};
+use beckon_store::Store;
+use std::net::TcpListener;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// The gateway's configuration, from the environment.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub infra: InfraConfig,
+    /// `BECKON_HTTP_ADDR`: where to listen (default `127.0.0.1:8080`; port 0 picks one).
+    pub http_addr: String,
+    /// `BECKON_DISPATCH_TIMEOUT_MS`: how long a synchronous dispatch waits for its outcome
+    /// before answering 504 with the trigger id (default 10000).
+    pub dispatch_timeout: Duration,
+    /// `BECKON_HTTP_WORKERS`: HTTP worker threads (default: one per core).
+    pub http_workers: usize,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, beckon_runtime::ConfigError> {
+        Ok(Self {
+            infra: InfraConfig::from_env()?,
+            http_addr: env_or("BECKON_HTTP_ADDR", "127.0.0.1:8080"),
+            dispatch_timeout: Duration::from_millis(env_parse(
+                "BECKON_DISPATCH_TIMEOUT_MS",
+                10_000,
+            )?),
+            http_workers: env_parse(
+                "BECKON_HTTP_WORKERS",
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+            )?,
+        })
+    }
+}
+
+/// What every handler shares.
+pub struct AppState {
+    pub store: Store,
+    pub publisher: Publisher,
+    pub replies: ReplyListener,
+    pub dispatch_timeout: Duration,
+}
+
+/// A bound, not yet running gateway.
+pub struct Application {
+    port: u16,
+    server: Server,
+    background: CancellationToken,
+}
+
+impl Application {
+    /// Connects to the database and the broker, declares the topology, binds the listener.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let mut bus = BusConfig::new(&config.infra.amqp_url, &config.infra.queue_prefix);
+        bus.delivery_limit = config.infra.delivery_limit;
+        bus.queue_expires_ms = config.infra.queue_expires_ms;
+        let topology = Topology::new(&bus);
+        let store = Store::new(&config.infra.database_url, config.infra.db_pool_size)
+            .context("Failed to configure the database pool")?;
+        // Declares every work queue before accepting anything, so no accepted event is
+        // published to an exchange with no queue bound.
+        let publisher = Publisher::connect(&bus.uri, "ingest-api", topology.clone(), queues::all())
+            .await
+            .context("Failed to connect to the broker")?;
+        let background = CancellationToken::new();
+        let replies = ReplyListener::start(&bus.uri, &topology, background.clone());
+        if !replies.wait_ready(Duration::from_secs(10)).await {
+            tracing::warn!("the reply queue is not consumed yet; dispatches wait for it");
+        }
+        let state = web::Data::new(AppState {
+            store,
+            publisher,
+            replies,
+            dispatch_timeout: config.dispatch_timeout,
+        });
+        let listener = TcpListener::bind(&config.http_addr)
+            .with_context(|| format!("Failed to bind {}", config.http_addr))?;
+        let port = listener.local_addr()?.port();
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .app_data(web::PayloadConfig::new(body::MAX_BODY_BYTES))
+                .wrap(ErrorHandlers::new().default_handler(error::json_errors))
+                .wrap(Logger::new("%r %s %Dms").log_target("http"))
+                .configure(routes::configure)
+        })
+        .workers(config.http_workers.max(1))
+        .disable_signals()
+        .shutdown_timeout(30)
+        .listen(listener)?
+        .run();
+        tracing::info!(port, "listening");
+        Ok(Self {
+            port,
+            server,
+            background,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until `cancel` fires, then stops accepting, lets in-flight requests finish and
+    /// returns.
+    pub async fn run_until_stopped(self, cancel: CancellationToken) -> anyhow::Result<()> {
+        let handle = self.server.handle();
+        let server = tokio::spawn(self.server);
+        cancel.cancelled().await;
+        handle.stop(true).await;
+        self.background.cancel();
+        server.await.context("The HTTP server panicked")??;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}

@@ -1,0 +1,56 @@
+//! The OpenAPI spec, generated from the handlers' annotations and served at `/openapi.json`.
+
+use actix_web::HttpResponse;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::routes::{dispatch, health, links, projects, surveys};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Beckon API",
+        description = "Event-triggered surveys: fire lifecycle events, get invitations with magic links, configure projects and surveys. Every error has the shape {statusCode, error, code, message}."
+    ),
+    paths(
+        dispatch::dispatch,
+        projects::create, projects::list, projects::get, projects::update,
+        surveys::create, surveys::list, surveys::get, surveys::update,
+        links::show,
+        health::healthz, health::readyz,
+    ),
+    modifiers(&Security)
+)]
+pub struct ApiDoc;
+
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("An organization access token, `oat_…`"))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))),
+        );
+    }
+}
+
+/// The spec as JSON.
+pub fn spec() -> String {
+    ApiDoc::openapi().to_json().unwrap_or_default()
+}
+
+pub async fn serve() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(spec())
+}

@@ -1,0 +1,209 @@
+//! `POST /api/v1/lifecycle/dispatch`: fire a lifecycle event now and get back the invitations
+//! it created.
+//!
+//! The dispatch rides the same pipeline as every event: the gateway records the trigger,
+//! publishes `event.received` with its own reply queue inside the envelope, and waits (with a
+//! deadline) for the one reply the invitation stage sends when every matched survey is done.
+
+use crate::AppState;
+use crate::auth::OrgAuth;
+use crate::body;
+use crate::error::{ApiError, ErrorBody};
+use crate::routes::owned_project;
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use beckon_domain::LifecycleEvent;
+use beckon_domain::envelope::{
+    self, CreatedInvitation, DispatchCompleted, Envelope, EventReceived, ReplyTo, TriggerType,
+};
+use beckon_domain::outcome::DispatchCounts;
+use beckon_domain::user_ref::{UserRef, UserRefError};
+use beckon_store::triggers::{self, NewTrigger};
+use serde::Serialize;
+use uuid::Uuid;
+
+/// The request, as documented; the handler reads it field by field to give precise codes.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct DispatchRequest {
+    /// The project to fire the event against; it must belong to the token's organization.
+    project_id: String,
+    /// Your stable identifier of the user the event is about. Must not be empty.
+    user_ref: String,
+    /// A predefined kind, or `{"custom": "name"}`; matched by exact equality.
+    event: LifecycleEvent,
+}
+
+/// The outcome of a dispatch.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct DispatchResponse {
+    /// The trigger recorded for this dispatch.
+    pub trigger_id: Uuid,
+    #[serde(flatten)]
+    pub counts: DispatchCounts,
+    pub created_invitations: Vec<CreatedInvitation>,
+}
+
+struct DispatchInput {
+    project_id: String,
+    user_ref: UserRef,
+    event: LifecycleEvent,
+}
+
+fn parse(bytes: &[u8]) -> Result<DispatchInput, ApiError> {
+    let value = body::json_value(bytes)?;
+    let object = value
+        .as_object()
+        .ok_or_else(|| ApiError::bad_request("invalid_body", "The body must be a JSON object."))?;
+    let project_id = match object.get("project_id") {
+        Some(serde_json::Value::String(id)) => id.clone(),
+        None | Some(serde_json::Value::Null) => {
+            return Err(ApiError::bad_request(
+                "project_id_required",
+                "project_id is required.",
+            ));
+        }
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "invalid_body",
+                "project_id must be a string.",
+            ));
+        }
+    };
+    let user_ref = match object.get("user_ref") {
+        Some(serde_json::Value::String(raw)) => UserRef::parse(raw).map_err(|e| {
+            let code = match e {
+                UserRefError::Empty => "user_ref_empty",
+                _ => "user_ref_invalid",
+            };
+            ApiError::bad_request(code, e.to_string())
+        })?,
+        None | Some(serde_json::Value::Null) => {
+            return Err(ApiError::bad_request(
+                "user_ref_required",
+                "user_ref is required.",
+            ));
+        }
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "invalid_body",
+                "user_ref must be a string.",
+            ));
+        }
+    };
+    let event = match object.get("event") {
+        None | Some(serde_json::Value::Null) => {
+            return Err(ApiError::bad_request(
+                "event_required",
+                "event is required.",
+            ));
+        }
+        Some(raw) => parse_event(raw)?,
+    };
+    Ok(DispatchInput {
+        project_id,
+        user_ref,
+        event,
+    })
+}
+
+fn parse_event(raw: &serde_json::Value) -> Result<LifecycleEvent, ApiError> {
+    serde_json::from_value(raw.clone()).map_err(|_| {
+        if let Some(name) = raw.get("custom") {
+            return ApiError::bad_request(
+                "invalid_event_name",
+                format!("{name} is not a valid custom event name: 1 to 128 characters, no surrounding whitespace."),
+            );
+        }
+        let known: Vec<&str> = beckon_domain::event::PREDEFINED.iter().map(|(_, n)| *n).collect();
+        ApiError::bad_request(
+            "unknown_event",
+            format!("{raw} is not a lifecycle event: use one of {} or {{\"custom\": \"name\"}}.", known.join(", ")),
+        )
+    })
+}
+
+/// Fire a lifecycle event now.
+///
+/// Matches every Live survey of the project whose backend trigger subscribes to the event,
+/// applies each survey's cooldown and sample rate, and returns the invitations created with
+/// their magic links. A 200 with `created_count: 0` is a success that created nothing.
+#[utoipa::path(post, path = "/api/v1/lifecycle/dispatch", tag = "dispatch",
+    request_body = DispatchRequest,
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "Dispatch handled; inspect the counts", body = DispatchResponse),
+        (status = 400, description = "Empty user_ref, unparseable body or unknown event", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 403, description = "The project belongs to another organization", body = ErrorBody),
+        (status = 404, description = "No such project", body = ErrorBody),
+        (status = 503, description = "The broker or database is unavailable; nothing was accepted", body = ErrorBody),
+        (status = 504, description = "No outcome within the deadline; the work still completes (see trigger_id)", body = ErrorBody)
+    ))]
+pub async fn dispatch(
+    auth: OrgAuth,
+    state: web::Data<AppState>,
+    bytes: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let input = parse(&bytes)?;
+    let mut conn = state.store.conn().await?;
+    let project = owned_project(&mut conn, auth.org_id, &input.project_id).await?;
+
+    let trigger_id = Uuid::now_v7();
+    triggers::insert(
+        &mut conn,
+        &NewTrigger {
+            id: trigger_id,
+            org_id: auth.org_id,
+            project_id: project.id,
+            trigger_type: TriggerType::Dispatch,
+            user_ref: input.user_ref.as_str().to_owned(),
+            event: serde_json::to_value(&input.event).unwrap_or_default(),
+        },
+    )
+    .await?;
+    drop(conn);
+
+    let env = Envelope::new(
+        Uuid::now_v7(),
+        auth.org_id,
+        project.id,
+        trigger_id,
+        EventReceived {
+            trigger_type: TriggerType::Dispatch,
+            user_ref: input.user_ref,
+            event: input.event,
+            reply_to: Some(ReplyTo {
+                queue: state.replies.queue().to_owned(),
+            }),
+        },
+    );
+    // Registered before publishing, so a fast reply cannot arrive before anyone waits.
+    let waiting = state.replies.register(trigger_id);
+    if let Err(err) = state.publisher.publish_envelope(&env).await {
+        tracing::error!(error = %err, %trigger_id, "could not publish a dispatch");
+        let mut conn = state.store.conn().await?;
+        triggers::fail(&mut conn, trigger_id, "the event could not be queued").await?;
+        return Err(ApiError::unavailable(
+            "broker_unavailable",
+            "The event could not be queued; nothing was created. Try again shortly.",
+        ));
+    }
+
+    let Some(reply) = waiting.wait(state.dispatch_timeout).await else {
+        let mut err = ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "dispatch_timeout",
+            "The dispatch did not complete within the deadline. It is still being processed; look it up by trigger_id.",
+        );
+        err.trigger_id = Some(trigger_id);
+        return Err(err);
+    };
+    let reply =
+        envelope::decode::<DispatchCompleted>(&reply).map_err(|e| ApiError::internal(&e))?;
+    Ok(HttpResponse::Ok().json(DispatchResponse {
+        trigger_id,
+        counts: reply.data.counts,
+        created_invitations: reply.data.created_invitations,
+    }))
+}

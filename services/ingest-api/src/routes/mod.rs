@@ -1,0 +1,69 @@
+//! The HTTP routes, one module per resource.
+
+pub mod dispatch;
+pub mod health;
+pub mod links;
+pub mod projects;
+pub mod surveys;
+
+use crate::error::ApiError;
+use actix_web::web;
+use beckon_store::tenancy::{self, Project};
+use uuid::Uuid;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", web::get().to(health::healthz))
+        .route("/readyz", web::get().to(health::readyz))
+        .route("/openapi.json", web::get().to(crate::openapi::serve))
+        .route("/surveys/{token}", web::get().to(links::show))
+        .service(
+            web::scope("/api/v1")
+                .route("/lifecycle/dispatch", web::post().to(dispatch::dispatch))
+                .route("/projects", web::post().to(projects::create))
+                .route("/projects", web::get().to(projects::list))
+                .route("/projects/{project_id}", web::get().to(projects::get))
+                .route("/projects/{project_id}", web::patch().to(projects::update))
+                .route(
+                    "/projects/{project_id}/surveys",
+                    web::post().to(surveys::create),
+                )
+                .route(
+                    "/projects/{project_id}/surveys",
+                    web::get().to(surveys::list),
+                )
+                .route(
+                    "/projects/{project_id}/surveys/{survey_id}",
+                    web::get().to(surveys::get),
+                )
+                .route(
+                    "/projects/{project_id}/surveys/{survey_id}",
+                    web::patch().to(surveys::update),
+                ),
+        )
+        .default_service(web::to(not_found));
+}
+
+async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {
+    Err(ApiError::not_found("not_found", "No such route."))
+}
+
+/// The project `raw_id` when it exists and belongs to `org_id`: 404 when it does not exist (a
+/// malformed id names nothing), 403 when another organization owns it.
+pub async fn owned_project(
+    conn: &mut beckon_store::Conn,
+    org_id: Uuid,
+    raw_id: &str,
+) -> Result<Project, ApiError> {
+    let not_found = || ApiError::not_found("project_not_found", format!("No project {raw_id}."));
+    let id = Uuid::parse_str(raw_id).map_err(|_| not_found())?;
+    let project = tenancy::get_project(conn, id)
+        .await?
+        .ok_or_else(not_found)?;
+    if project.org_id != org_id {
+        return Err(ApiError::forbidden(
+            "project_forbidden",
+            format!("Project {raw_id} belongs to another organization."),
+        ));
+    }
+    Ok(project)
+}

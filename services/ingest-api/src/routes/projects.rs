@@ -1,0 +1,141 @@
+//! Projects of the caller's organization.
+
+use crate::AppState;
+use crate::auth::OrgAuth;
+use crate::body;
+use crate::error::{ApiError, ErrorBody};
+use crate::routes::owned_project;
+use actix_web::{HttpResponse, web};
+use beckon_store::tenancy::{self, Project};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ProjectView {
+    pub id: Uuid,
+    pub org_id: Uuid,
+    pub name: String,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: OffsetDateTime,
+}
+
+impl From<Project> for ProjectView {
+    fn from(p: Project) -> Self {
+        Self {
+            id: p.id,
+            org_id: p.org_id,
+            name: p.name,
+            created_at: p.created_at,
+            updated_at: p.updated_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ProjectList {
+    pub data: Vec<ProjectView>,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectInput {
+    /// 1 to 200 characters.
+    pub name: String,
+}
+
+fn valid_name(name: &str) -> Result<&str, ApiError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 200 {
+        return Err(ApiError::bad_request(
+            "invalid_name",
+            "name must be 1 to 200 characters",
+        ));
+    }
+    Ok(name)
+}
+
+/// Create a project.
+#[utoipa::path(post, path = "/api/v1/projects", tag = "projects", request_body = ProjectInput,
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 201, body = ProjectView),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)
+    ))]
+pub async fn create(
+    auth: OrgAuth,
+    state: web::Data<AppState>,
+    bytes: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let input: ProjectInput = body::parse(&bytes)?;
+    let name = valid_name(&input.name)?;
+    let mut conn = state.store.conn().await?;
+    let project = tenancy::create_project(&mut conn, auth.org_id, name).await?;
+    Ok(HttpResponse::Created().json(ProjectView::from(project)))
+}
+
+/// List the organization's projects.
+#[utoipa::path(get, path = "/api/v1/projects", tag = "projects",
+    security(("bearer" = []), ("api_key" = [])),
+    responses((status = 200, body = ProjectList), (status = 401, body = ErrorBody)))]
+pub async fn list(auth: OrgAuth, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let mut conn = state.store.conn().await?;
+    let data = tenancy::list_projects(&mut conn, auth.org_id)
+        .await?
+        .into_iter()
+        .map(ProjectView::from)
+        .collect();
+    Ok(HttpResponse::Ok().json(ProjectList { data }))
+}
+
+/// Get a project.
+#[utoipa::path(get, path = "/api/v1/projects/{project_id}", tag = "projects",
+    params(("project_id" = String, Path, description = "Project id")),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, body = ProjectView),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)
+    ))]
+pub async fn get(
+    auth: OrgAuth,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let mut conn = state.store.conn().await?;
+    let project = owned_project(&mut conn, auth.org_id, &path).await?;
+    Ok(HttpResponse::Ok().json(ProjectView::from(project)))
+}
+
+/// Rename a project.
+#[utoipa::path(patch, path = "/api/v1/projects/{project_id}", tag = "projects", request_body = ProjectInput,
+    params(("project_id" = String, Path, description = "Project id")),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, body = ProjectView),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)
+    ))]
+pub async fn update(
+    auth: OrgAuth,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    bytes: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let input: ProjectInput = body::parse(&bytes)?;
+    let name = valid_name(&input.name)?;
+    let mut conn = state.store.conn().await?;
+    let project = owned_project(&mut conn, auth.org_id, &path).await?;
+    let project = tenancy::rename_project(&mut conn, project.id, name)
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found(
+                "project_not_found",
+                format!("No project {}.", path.as_str()),
+            )
+        })?;
+    Ok(HttpResponse::Ok().json(ProjectView::from(project)))
+}

@@ -1,0 +1,263 @@
+//! Surveys of a project: questions, status, the backend trigger and the delivery rules.
+
+use crate::AppState;
+use crate::auth::OrgAuth;
+use crate::body;
+use crate::error::{ApiError, ErrorBody};
+use crate::routes::owned_project;
+use actix_web::{HttpResponse, web};
+use beckon_domain::survey::{self as rules, Question, SurveyError, SurveyStatus, SurveyTrigger};
+use beckon_store::surveys::{self, NewSurvey, Survey, SurveyPatch};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SurveyView {
+    pub id: Uuid,
+    pub project_id: Uuid,
+    pub name: String,
+    pub status: SurveyStatus,
+    /// The version new invitations show; new questions make a new version.
+    pub version: i32,
+    pub questions: Vec<Question>,
+    pub trigger: SurveyTrigger,
+    pub cooldown_seconds: i64,
+    pub sample_rate: f64,
+    pub invitation_lifetime_seconds: i64,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: OffsetDateTime,
+}
+
+impl From<Survey> for SurveyView {
+    fn from(s: Survey) -> Self {
+        Self {
+            id: s.id,
+            project_id: s.project_id,
+            name: s.name,
+            status: s.status,
+            version: s.version,
+            questions: s.questions,
+            trigger: s.trigger,
+            cooldown_seconds: s.cooldown_seconds,
+            sample_rate: s.sample_rate,
+            invitation_lifetime_seconds: s.invitation_lifetime_seconds,
+            created_at: s.created_at,
+            updated_at: s.updated_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SurveyList {
+    pub data: Vec<SurveyView>,
+}
+
+fn default_status() -> SurveyStatus {
+    SurveyStatus::Draft
+}
+fn default_sample_rate() -> f64 {
+    1.0
+}
+fn default_lifetime() -> i64 {
+    rules::DEFAULT_LIFETIME_SECONDS
+}
+
+/// A survey to create.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSurvey {
+    pub name: String,
+    /// Default `draft`; only `live` surveys are matched.
+    #[serde(default = "default_status")]
+    pub status: SurveyStatus,
+    pub questions: Vec<Question>,
+    /// The lifecycle events the survey subscribes to. Default: none.
+    #[serde(default)]
+    pub trigger: SurveyTrigger,
+    /// Seconds after an invitation during which the same user gets no other from this survey;
+    /// 0 (the default) turns it off.
+    #[serde(default)]
+    pub cooldown_seconds: i64,
+    /// Share of matching events that create an invitation, 0 to 1 (default 1).
+    #[serde(default = "default_sample_rate")]
+    pub sample_rate: f64,
+    /// Seconds a magic link stays valid (default 30 days).
+    #[serde(default = "default_lifetime")]
+    pub invitation_lifetime_seconds: i64,
+}
+
+/// Fields to change; absent fields keep their value.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateSurvey {
+    pub name: Option<String>,
+    pub status: Option<SurveyStatus>,
+    /// New questions make a new survey version; existing invitations keep theirs.
+    pub questions: Option<Vec<Question>>,
+    pub trigger: Option<SurveyTrigger>,
+    pub cooldown_seconds: Option<i64>,
+    pub sample_rate: Option<f64>,
+    pub invitation_lifetime_seconds: Option<i64>,
+}
+
+fn invalid(err: SurveyError) -> ApiError {
+    ApiError::bad_request(err.code(), err.to_string())
+}
+
+fn validate(patch: &UpdateSurvey) -> Result<(), ApiError> {
+    let checks = [
+        patch.name.as_deref().map(rules::validate_name),
+        patch.questions.as_deref().map(rules::validate_questions),
+        patch.trigger.as_ref().map(SurveyTrigger::validate),
+        patch.cooldown_seconds.map(rules::validate_cooldown),
+        patch.sample_rate.map(rules::validate_sample_rate),
+        patch
+            .invitation_lifetime_seconds
+            .map(rules::validate_lifetime),
+    ];
+    checks
+        .into_iter()
+        .flatten()
+        .try_for_each(|r| r.map_err(invalid))
+}
+
+/// Create a survey.
+#[utoipa::path(post, path = "/api/v1/projects/{project_id}/surveys", tag = "surveys",
+    request_body = CreateSurvey,
+    params(("project_id" = String, Path, description = "Project id")),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 201, body = SurveyView),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)
+    ))]
+pub async fn create(
+    auth: OrgAuth,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    bytes: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let input: CreateSurvey = body::parse(&bytes)?;
+    validate(&UpdateSurvey {
+        name: Some(input.name.clone()),
+        questions: Some(input.questions.clone()),
+        trigger: Some(input.trigger.clone()),
+        cooldown_seconds: Some(input.cooldown_seconds),
+        sample_rate: Some(input.sample_rate),
+        invitation_lifetime_seconds: Some(input.invitation_lifetime_seconds),
+        ..Default::default()
+    })?;
+    let mut conn = state.store.conn().await?;
+    let project = owned_project(&mut conn, auth.org_id, &path).await?;
+    let survey = surveys::create_survey(
+        &mut conn,
+        NewSurvey {
+            org_id: auth.org_id,
+            project_id: project.id,
+            name: input.name.trim().to_owned(),
+            status: input.status,
+            questions: input.questions,
+            trigger: input.trigger,
+            cooldown_seconds: input.cooldown_seconds,
+            sample_rate: input.sample_rate,
+            invitation_lifetime_seconds: input.invitation_lifetime_seconds,
+        },
+    )
+    .await?;
+    Ok(HttpResponse::Created().json(SurveyView::from(survey)))
+}
+
+/// List a project's surveys.
+#[utoipa::path(get, path = "/api/v1/projects/{project_id}/surveys", tag = "surveys",
+    params(("project_id" = String, Path, description = "Project id")),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, body = SurveyList),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)
+    ))]
+pub async fn list(
+    auth: OrgAuth,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let mut conn = state.store.conn().await?;
+    let project = owned_project(&mut conn, auth.org_id, &path).await?;
+    let data = surveys::list_surveys(&mut conn, project.id)
+        .await?
+        .into_iter()
+        .map(SurveyView::from)
+        .collect();
+    Ok(HttpResponse::Ok().json(SurveyList { data }))
+}
+
+fn survey_not_found(raw: &str) -> ApiError {
+    ApiError::not_found(
+        "survey_not_found",
+        format!("No survey {raw} in this project."),
+    )
+}
+
+/// Get a survey.
+#[utoipa::path(get, path = "/api/v1/projects/{project_id}/surveys/{survey_id}", tag = "surveys",
+    params(("project_id" = String, Path, description = "Project id"), ("survey_id" = String, Path, description = "Survey id")),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, body = SurveyView),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)
+    ))]
+pub async fn get(
+    auth: OrgAuth,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (project_raw, survey_raw) = path.into_inner();
+    let mut conn = state.store.conn().await?;
+    let project = owned_project(&mut conn, auth.org_id, &project_raw).await?;
+    let survey_id = body::path_id(&survey_raw, "survey_not_found", "survey")?;
+    let survey = surveys::get_survey(&mut conn, project.id, survey_id)
+        .await?
+        .ok_or_else(|| survey_not_found(&survey_raw))?;
+    Ok(HttpResponse::Ok().json(SurveyView::from(survey)))
+}
+
+/// Change a survey: name, status, questions (a new version), trigger, rules.
+#[utoipa::path(patch, path = "/api/v1/projects/{project_id}/surveys/{survey_id}", tag = "surveys",
+    request_body = UpdateSurvey,
+    params(("project_id" = String, Path, description = "Project id"), ("survey_id" = String, Path, description = "Survey id")),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, body = SurveyView),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)
+    ))]
+pub async fn update(
+    auth: OrgAuth,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    bytes: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let (project_raw, survey_raw) = path.into_inner();
+    let input: UpdateSurvey = body::parse(&bytes)?;
+    validate(&input)?;
+    let mut conn = state.store.conn().await?;
+    let project = owned_project(&mut conn, auth.org_id, &project_raw).await?;
+    let survey_id = body::path_id(&survey_raw, "survey_not_found", "survey")?;
+    let patch = SurveyPatch {
+        name: input.name.map(|n| n.trim().to_owned()),
+        status: input.status,
+        questions: input.questions,
+        trigger: input.trigger,
+        cooldown_seconds: input.cooldown_seconds,
+        sample_rate: input.sample_rate,
+        invitation_lifetime_seconds: input.invitation_lifetime_seconds,
+    };
+    let survey = surveys::update_survey(&mut conn, project.id, survey_id, patch)
+        .await?
+        .ok_or_else(|| survey_not_found(&survey_raw))?;
+    Ok(HttpResponse::Ok().json(SurveyView::from(survey)))
+}

@@ -1,0 +1,184 @@
+//! The invitation service: for each matched event, applies every matched survey's cooldown and
+//! sample rate, creates the invitations with their magic links, records the outcome of every
+//! survey on the trigger, and — when a caller waits — replies once with the whole result.
+
+use anyhow::Context as _;
+use beckon_bus::Topology;
+use beckon_bus::topology::queues;
+use beckon_domain::envelope::{
+    CreatedInvitation, DispatchCompleted, Envelope, EventMatched, MatchedSurvey,
+};
+use beckon_domain::outcome::SurveyOutcome;
+use beckon_domain::{ids, sampling, secret};
+use beckon_runtime::InfraConfig;
+use beckon_store::StoreError;
+use beckon_store::invitations::{self, Inserted, NewInvitation};
+use beckon_store::triggers::{self, SurveyResult};
+use beckon_worker::{Emit, HandleError, Handler, error_chain};
+use diesel_async::{AsyncConnection, AsyncPgConnection};
+use time::{Duration, OffsetDateTime};
+use tokio_util::sync::CancellationToken;
+
+/// The name this consumer records processed envelopes under.
+pub const CONSUMER: &str = "invitation";
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub infra: InfraConfig,
+    /// `BECKON_PUBLIC_URL`: the base of magic links, as end users reach the gateway
+    /// (default `http://127.0.0.1:8080`).
+    pub public_url: String,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, beckon_runtime::ConfigError> {
+        Ok(Self {
+            infra: InfraConfig::from_env()?,
+            public_url: beckon_runtime::env_or("BECKON_PUBLIC_URL", "http://127.0.0.1:8080")
+                .trim_end_matches('/')
+                .to_owned(),
+        })
+    }
+}
+
+/// Creates the invitations of one matched event.
+pub struct Inviter {
+    pub public_url: String,
+}
+
+impl Inviter {
+    /// One survey's outcome, inside its own savepoint: an error here marks this survey
+    /// `errored` without undoing the others.
+    async fn invite(
+        &self,
+        env: &Envelope<EventMatched>,
+        survey: &MatchedSurvey,
+        conn: &mut AsyncPgConnection,
+    ) -> Result<(SurveyResult, Option<CreatedInvitation>), StoreError> {
+        let trigger_id = env.correlation_id;
+        let user = env.data.user_ref.as_str();
+        let result = |outcome, invitation_id| SurveyResult {
+            survey_id: survey.survey_id,
+            survey_version: survey.version,
+            outcome,
+            reason: None,
+            invitation_id,
+        };
+        // Seeded from (trigger, survey): a redelivered envelope rolls the same.
+        let admitted = sampling::admits(survey.sample_rate, trigger_id, survey.survey_id);
+        if survey.cooldown_seconds > 0 {
+            // Cooldown is checked before the roll; only an admitted match claims the window,
+            // since a sample miss creates no invitation and so starts no cooldown.
+            let suppressed = if admitted {
+                !invitations::claim_cooldown(conn, survey.survey_id, user, survey.cooldown_seconds)
+                    .await?
+            } else {
+                invitations::in_cooldown(conn, survey.survey_id, user, survey.cooldown_seconds)
+                    .await?
+            };
+            if suppressed {
+                return Ok((result(SurveyOutcome::Cooldown, None), None));
+            }
+        }
+        if !admitted {
+            return Ok((result(SurveyOutcome::Sample, None), None));
+        }
+        let token = secret::new_link_token();
+        let id = ids::invitation_id(trigger_id, survey.survey_id);
+        let expires_at =
+            OffsetDateTime::now_utc() + Duration::seconds(survey.invitation_lifetime_seconds);
+        let inserted = invitations::insert(
+            conn,
+            &NewInvitation {
+                id,
+                org_id: env.org_id,
+                project_id: env.project_id,
+                survey_id: survey.survey_id,
+                survey_version: survey.version,
+                trigger_id,
+                user_ref: user.to_owned(),
+                token_hash: token.hash(),
+                expires_at,
+            },
+        )
+        .await?;
+        let link = (inserted == Inserted::Created).then(|| CreatedInvitation {
+            survey_id: survey.survey_id,
+            user_ref: env.data.user_ref.clone(),
+            magic_link_url: format!("{}/surveys/{}", self.public_url, token.expose()),
+            expires_at,
+        });
+        Ok((result(SurveyOutcome::Created, Some(id)), link))
+    }
+}
+
+impl Handler<EventMatched> for Inviter {
+    async fn handle(
+        &self,
+        env: &Envelope<EventMatched>,
+        conn: &mut AsyncPgConnection,
+    ) -> Result<Vec<Emit>, HandleError> {
+        let mut results = Vec::with_capacity(env.data.surveys.len());
+        let mut created = Vec::new();
+        for survey in &env.data.surveys {
+            let outcome = conn
+                .transaction::<_, StoreError, _>(async |conn| self.invite(env, survey, conn).await)
+                .await;
+            match outcome {
+                Ok((result, link)) => {
+                    results.push(result);
+                    created.extend(link);
+                }
+                // The database is away: retry the whole envelope rather than report an error.
+                Err(err) if err.is_transient() => return Err(HandleError::Retryable(err)),
+                Err(err) => {
+                    tracing::error!(survey_id = %survey.survey_id, error = %error_chain(&err), "invitation failed");
+                    results.push(SurveyResult {
+                        survey_id: survey.survey_id,
+                        survey_version: survey.version,
+                        outcome: SurveyOutcome::Errored,
+                        reason: Some(error_chain(&err)),
+                        invitation_id: None,
+                    });
+                }
+            }
+        }
+        let counts = triggers::complete(conn, env.correlation_id, &results).await?;
+        tracing::info!(
+            matched = counts.matched_surveys,
+            created = counts.created_count,
+            cooldown = counts.suppressed_by_cooldown_count,
+            sample = counts.suppressed_by_sample_count,
+            errored = counts.errored_count,
+            "trigger completed"
+        );
+        let mut emits = Vec::new();
+        if let Some(reply_to) = &env.data.reply_to {
+            let reply = Envelope::child_of(
+                env,
+                "reply",
+                DispatchCompleted {
+                    trigger_id: env.correlation_id,
+                    counts,
+                    created_invitations: created,
+                },
+            );
+            emits.push(Emit::reply(&reply_to.queue, &reply));
+        }
+        Ok(emits)
+    }
+}
+
+/// Runs until `cancel` fires; then finishes in-flight messages and returns.
+pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()> {
+    let public_url = config.public_url.clone();
+    beckon_worker::serve(
+        CONSUMER,
+        &config.infra,
+        queues::invitation(),
+        |_: &Topology| Inviter { public_url },
+        cancel,
+    )
+    .await
+    .context("The invitation service failed to start")
+}

@@ -1,0 +1,8 @@
+use anyhow::Context as _;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    beckon_runtime::init_logs("invitation");
+    let config = invitation::Config::from_env().context("Failed to read the configuration")?;
+    invitation::run(config, beckon_runtime::shutdown_token()).await
+}

@@ -1,0 +1,75 @@
+//! The matcher: for each accepted event, every Live survey of the project whose backend
+//! trigger subscribes to that exact event, sent on as ONE `event.matched` envelope (possibly
+//! listing none) so the invitation stage knows when the trigger is complete and can reply once.
+
+use anyhow::Context as _;
+use beckon_bus::Topology;
+use beckon_bus::topology::queues;
+use beckon_domain::envelope::{Envelope, EventMatched, EventReceived};
+use beckon_runtime::InfraConfig;
+use beckon_store::{surveys, triggers};
+use beckon_worker::{Emit, HandleError, Handler};
+use diesel_async::AsyncPgConnection;
+use tokio_util::sync::CancellationToken;
+
+/// The name this consumer records processed envelopes under.
+pub const CONSUMER: &str = "matcher";
+
+/// The matcher's configuration: only the shared infrastructure settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub infra: InfraConfig,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, beckon_runtime::ConfigError> {
+        Ok(Self {
+            infra: InfraConfig::from_env()?,
+        })
+    }
+}
+
+/// Matches one event to the Live surveys subscribed to it.
+pub struct Matcher {
+    pub topology: Topology,
+}
+
+impl Handler<EventReceived> for Matcher {
+    async fn handle(
+        &self,
+        env: &Envelope<EventReceived>,
+        conn: &mut AsyncPgConnection,
+    ) -> Result<Vec<Emit>, HandleError> {
+        triggers::mark_processing(conn, env.correlation_id).await?;
+        // Matched against the surveys as they are now, at firing time.
+        let matched = surveys::live_matching(conn, env.project_id, &env.data.event.key()).await?;
+        tracing::info!(matched = matched.len(), "event matched");
+        let out = Envelope::child_of(
+            env,
+            "matched",
+            EventMatched {
+                trigger_type: env.data.trigger_type,
+                user_ref: env.data.user_ref.clone(),
+                event: env.data.event.clone(),
+                reply_to: env.data.reply_to.clone(),
+                surveys: matched,
+            },
+        );
+        Ok(vec![Emit::event(&self.topology, &out)])
+    }
+}
+
+/// Runs until `cancel` fires; then finishes in-flight messages and returns.
+pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()> {
+    beckon_worker::serve(
+        CONSUMER,
+        &config.infra,
+        queues::matcher(),
+        |topology| Matcher {
+            topology: topology.clone(),
+        },
+        cancel,
+    )
+    .await
+    .context("The matcher failed to start")
+}
