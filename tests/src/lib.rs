@@ -1,0 +1,360 @@
+//! The end-to-end test harness: [`TestApp`] starts the real service binaries against a fresh
+//! database and a unique queue prefix, so tests run in parallel without seeing each other.
+//!
+//! Binaries are taken from the target directory this test was built into; unless
+//! `BECKON_E2E_SKIP_BUILD` is set (as `make test` does after building), the harness runs
+//! `cargo build --bins` once first, so a test never runs against stale services.
+
+use anyhow::{Context as _, bail};
+use beckon_store::testing::TestDatabase;
+use beckon_store::{Store, tenancy};
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Once;
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+pub mod broker;
+
+pub const AMQP_URL_DEFAULT: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+pub fn amqp_url() -> String {
+    std::env::var("BECKON_TEST_AMQP_URL").unwrap_or_else(|_| AMQP_URL_DEFAULT.to_owned())
+}
+
+/// The directory holding the workspace's binaries.
+fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary has a path");
+    // target/<profile>/deps/<test> → target/<profile>
+    exe.parent()
+        .and_then(|deps| deps.parent())
+        .expect("the test binary lives in target/<profile>/deps")
+        .to_path_buf()
+}
+
+fn ensure_built() {
+    static BUILD: Once = Once::new();
+    BUILD.call_once(|| {
+        if std::env::var_os("BECKON_E2E_SKIP_BUILD").is_some() {
+            return;
+        }
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--workspace", "--bins", "--quiet"])
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building the service binaries failed");
+    });
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free local port")
+}
+
+/// How to start a [`TestApp`].
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// How long a synchronous dispatch waits (`BECKON_DISPATCH_TIMEOUT_MS`).
+    pub dispatch_timeout_ms: u64,
+    /// Replicas of the invitation service to start.
+    pub invitation_replicas: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            dispatch_timeout_ms: 10_000,
+            invitation_replicas: 1,
+        }
+    }
+}
+
+struct Running {
+    name: &'static str,
+    child: Child,
+}
+
+/// The whole system, started for one test.
+pub struct TestApp {
+    pub db: TestDatabase,
+    pub store: Store,
+    pub prefix: String,
+    pub base_url: String,
+    pub http: reqwest::Client,
+    /// The organization the test acts as, and its token.
+    pub org_id: Uuid,
+    pub token: String,
+    port: u16,
+    options: Options,
+    running: Vec<Running>,
+    log_dir: PathBuf,
+    launches: usize,
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(Options::default()).await
+    }
+
+    pub async fn spawn_with(options: Options) -> Self {
+        Self::try_spawn(options).await.expect("the test app starts")
+    }
+
+    async fn try_spawn(options: Options) -> anyhow::Result<Self> {
+        ensure_built();
+        let db = TestDatabase::new()
+            .await
+            .context("create a test database")?;
+        let store = Store::new(db.url(), 4)?;
+        let mut conn = store.conn().await?;
+        let org = tenancy::create_organization(&mut conn, "Test org").await?;
+        let (_, token) = tenancy::create_token(&mut conn, org.id, "test").await?;
+        drop(conn);
+        let prefix = format!("t{}", Uuid::now_v7().simple());
+        let port = free_port();
+        let log_dir = bin_dir().join("e2e-logs").join(&prefix);
+        std::fs::create_dir_all(&log_dir)?;
+        let mut app = Self {
+            db,
+            store,
+            base_url: format!("http://127.0.0.1:{port}"),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()?,
+            org_id: org.id,
+            token: token.expose().to_owned(),
+            prefix,
+            port,
+            options: options.clone(),
+            running: Vec::new(),
+            log_dir,
+            launches: 0,
+        };
+        app.start("matcher");
+        for _ in 0..options.invitation_replicas {
+            app.start("invitation");
+        }
+        app.start("ingest-api");
+        app.wait_ready(Duration::from_secs(30)).await?;
+        Ok(app)
+    }
+
+    /// Starts one more process of `service` (`ingest-api`, `matcher`, `invitation`).
+    pub fn start(&mut self, service: &'static str) {
+        self.launches += 1;
+        let log = self
+            .log_dir
+            .join(format!("{service}-{}.log", self.launches));
+        let log = std::fs::File::create(&log).expect("a log file");
+        let child = Command::new(bin_dir().join(service))
+            .env("BECKON_DATABASE_URL", self.db.url())
+            .env("BECKON_AMQP_URL", amqp_url())
+            .env("BECKON_QUEUE_PREFIX", &self.prefix)
+            .env("BECKON_QUEUE_EXPIRES_MS", "600000")
+            .env("BECKON_DB_POOL_SIZE", "4")
+            .env("BECKON_DELIVERY_LIMIT", "3")
+            .env("BECKON_HTTP_ADDR", format!("127.0.0.1:{}", self.port))
+            .env("BECKON_HTTP_WORKERS", "1")
+            .env("BECKON_PUBLIC_URL", &self.base_url)
+            .env(
+                "BECKON_DISPATCH_TIMEOUT_MS",
+                self.options.dispatch_timeout_ms.to_string(),
+            )
+            .env("RUST_LOG", "info")
+            .stdout(log.try_clone().expect("a log handle"))
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {service}: {e}"));
+        self.running.push(Running {
+            name: service,
+            child,
+        });
+    }
+
+    /// Stops every process of `service` with SIGTERM and waits for them to exit.
+    pub fn stop(&mut self, service: &str) {
+        let (stopping, keep): (Vec<_>, Vec<_>) =
+            self.running.drain(..).partition(|r| r.name == service);
+        self.running = keep;
+        for mut r in stopping {
+            let _ = Command::new("kill")
+                .args(["-TERM", &r.child.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = r.child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = r.child.kill();
+            let _ = r.child.wait();
+        }
+    }
+
+    /// Waits until the gateway answers `/readyz` with 200.
+    pub async fn wait_ready(&self, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(r) = self.http.get(self.url("/readyz")).send().await
+                && r.status().is_success()
+            {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "the gateway was not ready within {timeout:?}; logs in {}",
+                    self.log_dir.display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+
+    /// A request with the test organization's token.
+    pub fn authed(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, self.url(path))
+            .bearer_auth(&self.token)
+    }
+
+    pub async fn create_project(&self) -> Uuid {
+        let r = self
+            .authed(reqwest::Method::POST, "/api/v1/projects")
+            .json(&json!({"name": "Web app"}))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(r.status(), 201, "creating a project");
+        let body: Value = r.json().await.expect("json");
+        body["id"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .expect("an id")
+    }
+
+    /// Creates a survey from `overrides` on top of a Live NPS survey with no trigger.
+    pub async fn create_survey(&self, project: Uuid, overrides: Value) -> Value {
+        let mut body = json!({
+            "name": "Churn survey",
+            "status": "live",
+            "questions": [{"id": "nps", "type": "nps", "title": "How likely?", "required": true}],
+        });
+        if let (Some(b), Some(o)) = (body.as_object_mut(), overrides.as_object()) {
+            for (k, v) in o {
+                b.insert(k.clone(), v.clone());
+            }
+        }
+        let r = self
+            .authed(
+                reqwest::Method::POST,
+                &format!("/api/v1/projects/{project}/surveys"),
+            )
+            .json(&body)
+            .send()
+            .await
+            .expect("request");
+        let status = r.status();
+        let body: Value = r.json().await.expect("json");
+        assert_eq!(status, 201, "creating a survey: {body}");
+        body
+    }
+
+    /// Dispatches and returns the status and the JSON body.
+    pub async fn dispatch(&self, body: Value) -> (u16, Value) {
+        let r = self
+            .authed(reqwest::Method::POST, "/api/v1/lifecycle/dispatch")
+            .json(&body)
+            .send()
+            .await
+            .expect("request");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// A second organization with its own token.
+    pub async fn other_org(&self) -> (Uuid, String) {
+        let mut conn = self.store.conn().await.expect("conn");
+        let org = tenancy::create_organization(&mut conn, "Other org")
+            .await
+            .expect("org");
+        let (_, token) = tenancy::create_token(&mut conn, org.id, "other")
+            .await
+            .expect("token");
+        (org.id, token.expose().to_owned())
+    }
+
+    /// Runs `sql` against the test database (for arranging states no API makes, such as an
+    /// expired invitation).
+    pub async fn execute(&self, sql: &str) -> usize {
+        use diesel_async::RunQueryDsl;
+        let mut conn = self.store.conn().await.expect("conn");
+        diesel::sql_query(sql)
+            .execute(&mut conn)
+            .await
+            .expect("sql")
+    }
+
+    /// Polls `probe` until it returns `Some`, or panics after `timeout`.
+    pub async fn eventually<T, F, Fut>(&self, timeout: Duration, what: &str, mut probe: F) -> T
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Option<T>>,
+    {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(v) = probe().await {
+                return v;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out after {timeout:?} waiting for {what}; logs in {}",
+                self.log_dir.display()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        for r in &mut self.running {
+            let _ = r.child.kill();
+            let _ = r.child.wait();
+        }
+    }
+}
+
+/// The committed JSON Schema of an envelope type and version.
+pub fn envelope_schema(kind: &str, version: u64) -> Value {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../proto-schemas/envelopes")
+        .join(format!("{kind}.v{version}.json"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).expect("a schema is JSON")
+}
+
+/// Asserts `envelope` validates against the committed schema its `type` and `version` name.
+pub fn assert_valid_envelope(envelope: &Value) {
+    let kind = envelope["type"].as_str().expect("a type");
+    let version = envelope["version"].as_u64().expect("a version");
+    let schema = envelope_schema(kind, version);
+    let validator = jsonschema::validator_for(&schema).expect("a valid schema");
+    let errors: Vec<String> = validator
+        .iter_errors(envelope)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{kind} v{version} violates its schema: {errors:?}\n{envelope}"
+    );
+}

@@ -1,0 +1,54 @@
+//! Tests that disturb shared infrastructure (they restart the broker), so they run on their
+//! own after the rest: `make test` runs them in a second, serial phase
+//! (`cargo nextest run --run-ignored only`).
+
+use beckon_e2e::TestApp;
+use serde_json::json;
+use std::process::Command;
+use std::time::Duration;
+
+fn rabbitmqctl(args: &[&str]) {
+    let status = Command::new("rabbitmqctl")
+        .args(args)
+        .status()
+        .expect("rabbitmqctl runs");
+    assert!(status.success(), "rabbitmqctl {args:?} failed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "disruptive: restarts RabbitMQ; run alone by `make test`"]
+async fn every_consumer_comes_back_after_the_broker_restarts() {
+    let app = TestApp::spawn().await;
+    let project = app.create_project().await;
+    app.create_survey(project, json!({"trigger": {"events": ["trial_expired"]}}))
+        .await;
+    let (status, _) = app
+        .dispatch(json!({"project_id": project, "user_ref": "before", "event": "trial_expired"}))
+        .await;
+    assert_eq!(status, 200);
+
+    rabbitmqctl(&["stop_app"]);
+    rabbitmqctl(&["start_app"]);
+    rabbitmqctl(&["await_startup"]);
+
+    // No service is restarted: each must reconnect by itself. Generous deadline, no timing claim.
+    let body = app
+        .eventually(Duration::from_secs(90), "a dispatch to succeed after the restart", || async {
+            let (status, body) = app
+                .dispatch(json!({"project_id": project, "user_ref": "after", "event": "trial_expired"}))
+                .await;
+            (status == 200).then_some(body)
+        })
+        .await;
+    assert_eq!(body["matched_surveys"], 1);
+    app.wait_ready(Duration::from_secs(30)).await.unwrap();
+    // Dispatches that timed out while the consumers reconnected still complete; none twice.
+    let late = app
+        .execute("SELECT 1 FROM invitations WHERE user_ref = 'after'")
+        .await;
+    assert!(late >= 1);
+    let per_trigger = app
+        .execute("SELECT trigger_id FROM invitations GROUP BY trigger_id HAVING count(*) > 1")
+        .await;
+    assert_eq!(per_trigger, 0);
+}

@@ -1,0 +1,237 @@
+//! The pipeline under concurrency, redelivery and failure: exactly-once effects, dead letters,
+//! the dispatch deadline.
+
+use beckon_bus::headers;
+use beckon_e2e::broker::Broker;
+use beckon_e2e::{Options, TestApp};
+use futures_util::future::join_all;
+use futures_util::stream::{self, StreamExt};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_concurrent_dispatches_across_two_invitation_replicas_create_exactly_one() {
+    let app = TestApp::spawn_with(Options {
+        invitation_replicas: 2,
+        ..Options::default()
+    })
+    .await;
+    let project = app.create_project().await;
+    app.create_survey(
+        project,
+        json!({"trigger": {"events": ["trial_expired"]}, "cooldown_seconds": 3600}),
+    )
+    .await;
+    let body = json!({"project_id": project, "user_ref": "racer", "event": "trial_expired"});
+    let responses = join_all((0..20).map(|_| app.dispatch(body.clone()))).await;
+    let (mut created, mut cooldown) = (0, 0);
+    for (status, body) in &responses {
+        assert_eq!(*status, 200, "{body}");
+        created += body["created_count"].as_u64().unwrap();
+        cooldown += body["suppressed_by_cooldown_count"].as_u64().unwrap();
+    }
+    assert_eq!((created, cooldown), (1, 19));
+    assert_eq!(
+        app.execute("SELECT 1 FROM invitations WHERE user_ref = 'racer'")
+            .await,
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_sample_over_a_thousand_users_invites_between_400_and_600() {
+    let app = TestApp::spawn().await;
+    let project = app.create_project().await;
+    app.create_survey(
+        project,
+        json!({"trigger": {"events": ["trial_expired"]}, "sample_rate": 0.5}),
+    )
+    .await;
+    let results: Vec<(u16, Value)> = stream::iter(0..1000)
+        .map(|i| app.dispatch(json!({"project_id": project, "user_ref": format!("user-{i}"), "event": "trial_expired"})))
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    let mut created = 0;
+    let mut sampled_out = 0;
+    for (status, body) in &results {
+        assert_eq!(*status, 200, "{body}");
+        created += body["created_count"].as_u64().unwrap();
+        sampled_out += body["suppressed_by_sample_count"].as_u64().unwrap();
+    }
+    assert_eq!(created + sampled_out, 1000);
+    assert!((400..=600).contains(&created), "{created} invitations");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_messages_are_dead_lettered_with_a_reason_and_the_pipeline_keeps_going() {
+    let app = TestApp::spawn().await;
+    let project = app.create_project().await;
+    app.create_survey(project, json!({"trigger": {"events": ["trial_expired"]}}))
+        .await;
+    let broker = Broker::connect(&app.prefix).await;
+
+    let valid = json!({
+        "id": uuid::Uuid::now_v7(), "type": "event.received", "version": 1,
+        "occurred_at": "2026-11-23T10:00:00Z", "org_id": app.org_id, "project_id": project,
+        "correlation_id": uuid::Uuid::now_v7(),
+        "data": {"trigger_type": "event", "user_ref": "u1", "event": "trial_expired", "reply_to": null}
+    });
+    let mut unknown_version = valid.clone();
+    unknown_version["version"] = json!(99);
+    let mut schema_violation = valid.clone();
+    schema_violation["data"]["user_ref"] = json!(42);
+    broker
+        .publish_raw("event.received.v1", b"{\"not\": json")
+        .await;
+    broker
+        .publish_raw(
+            "event.received.v1",
+            &serde_json::to_vec(&unknown_version).unwrap(),
+        )
+        .await;
+    broker
+        .publish_raw(
+            "event.received.v1",
+            &serde_json::to_vec(&schema_violation).unwrap(),
+        )
+        .await;
+
+    let dead = broker
+        .drain(
+            &format!("{}.matcher.dlq", app.prefix),
+            3,
+            Duration::from_secs(20),
+        )
+        .await;
+    let mut reasons: Vec<String> = dead
+        .iter()
+        .map(|m| {
+            headers::dead_letter_reason(m.delivery.properties.headers().as_ref())
+                .unwrap_or_default()
+        })
+        .collect();
+    reasons.sort();
+    assert_eq!(
+        reasons,
+        ["malformed_json", "schema_violation", "unknown_version"]
+    );
+    for m in &dead {
+        let table = m.delivery.properties.headers().as_ref();
+        assert_eq!(
+            headers::get_str(table, headers::SOURCE_QUEUE).as_deref(),
+            Some(format!("{}.matcher", app.prefix).as_str())
+        );
+        assert!(headers::get_str(table, headers::DETAIL).is_some_and(|d| !d.is_empty()));
+    }
+
+    let (status, body) = app
+        .dispatch(json!({"project_id": project, "user_ref": "u2", "event": "trial_expired"}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["created_count"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dispatch_past_its_deadline_is_504_and_completes_exactly_once_later() {
+    let mut app = TestApp::spawn_with(Options {
+        dispatch_timeout_ms: 1000,
+        ..Options::default()
+    })
+    .await;
+    let project = app.create_project().await;
+    app.create_survey(project, json!({"trigger": {"events": ["trial_expired"]}}))
+        .await;
+    app.stop("invitation");
+
+    let (status, body) = app
+        .dispatch(json!({"project_id": project, "user_ref": "late", "event": "trial_expired"}))
+        .await;
+    assert_eq!(status, 504, "{body}");
+    assert_eq!(body["code"], "dispatch_timeout");
+    let trigger = body["trigger_id"]
+        .as_str()
+        .expect("a trigger id")
+        .to_owned();
+
+    app.start("invitation");
+    let done_sql =
+        format!("SELECT 1 FROM triggers WHERE id = '{trigger}' AND status = 'completed'");
+    app.eventually(
+        Duration::from_secs(30),
+        "the trigger to complete",
+        || async { (app.execute(&done_sql).await == 1).then_some(()) },
+    )
+    .await;
+    assert_eq!(
+        app.execute("SELECT 1 FROM invitations WHERE user_ref = 'late'")
+            .await,
+        1
+    );
+    assert_eq!(
+        app.execute(&format!(
+            "SELECT 1 FROM triggers WHERE id = '{trigger}' AND created_count = 1"
+        ))
+        .await,
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redelivered_envelope_creates_nothing_new() {
+    let app = TestApp::spawn().await;
+    let project = app.create_project().await;
+    app.create_survey(project, json!({"trigger": {"events": ["trial_expired"]}}))
+        .await;
+    let broker = Broker::connect(&app.prefix).await;
+    let mut tap = broker.tap().await;
+    let (status, _) = app
+        .dispatch(json!({"project_id": project, "user_ref": "u1", "event": "trial_expired"}))
+        .await;
+    assert_eq!(status, 200);
+    // Publish both envelopes of that trigger again, as a redelivery or a replay would.
+    let mut seen = Vec::new();
+    while let Some(bytes) = tap.next(Duration::from_secs(2)).await {
+        seen.push(bytes);
+        if seen.len() == 2 {
+            break;
+        }
+    }
+    assert_eq!(seen.len(), 2);
+    for bytes in &seen {
+        let env: Value = serde_json::from_slice(bytes).unwrap();
+        let key = format!("{}.v{}", env["type"].as_str().unwrap(), env["version"]);
+        broker.publish_raw(&key, bytes).await;
+    }
+    // Both duplicates are consumed (acked) without effect.
+    for queue in ["matcher", "invitation"] {
+        let name = format!("{}.{queue}", app.prefix);
+        app.eventually(
+            Duration::from_secs(10),
+            "the duplicates to be consumed",
+            || async {
+                let q = broker
+                    .channel
+                    .queue_declare(
+                        name.as_str().into(),
+                        lapin::options::QueueDeclareOptions {
+                            passive: true,
+                            ..Default::default()
+                        },
+                        Default::default(),
+                    )
+                    .await
+                    .ok()?;
+                (q.message_count() == 0).then_some(())
+            },
+        )
+        .await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        app.execute("SELECT 1 FROM invitations WHERE user_ref = 'u1'")
+            .await,
+        1
+    );
+    assert_eq!(app.execute("SELECT 1 FROM processed_envelopes").await, 2);
+}
