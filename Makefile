@@ -26,12 +26,15 @@ lint: ## cargo fmt --check and clippy with warnings denied
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-test-only: ## Only the tests (needs `make deps`)
+test-only: ## Only the tests (needs `make deps`); disruptive ones (broker restarts) run last, alone
 	$(CARGO) build --workspace --bins
-	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
-	  $(CARGO) nextest run --workspace --no-fail-fast; \
+	@export BECKON_E2E_SKIP_BUILD=1; \
+	if $(CARGO) nextest --version >/dev/null 2>&1; then \
+	  $(CARGO) nextest run --workspace --no-fail-fast && \
+	  $(CARGO) nextest run --workspace --no-fail-fast --run-ignored only --test-threads 1; \
 	else \
-	  $(CARGO) test --workspace --no-fail-fast; \
+	  $(CARGO) test --workspace --no-fail-fast && \
+	  $(CARGO) test --workspace --no-fail-fast -- --ignored --test-threads 1; \
 	fi
 
 schemas: ## Regenerate proto-schemas/ from the Rust types

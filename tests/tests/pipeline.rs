@@ -235,3 +235,48 @@ async fn a_redelivered_envelope_creates_nothing_new() {
     );
     assert_eq!(app.execute("SELECT 1 FROM processed_envelopes").await, 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_envelope_a_crash_left_in_the_outbox_is_published_by_the_relay() {
+    let app = TestApp::spawn().await;
+    let project = app.create_project().await;
+    app.create_survey(project, json!({"trigger": {"events": ["trial_expired"]}}))
+        .await;
+    // As if a gateway committed an event and its outbox row, then died before publishing.
+    let trigger = uuid::Uuid::now_v7();
+    let envelope = json!({
+        "id": uuid::Uuid::now_v7(), "type": "event.received", "version": 1,
+        "occurred_at": "2026-11-23T10:00:00Z", "org_id": app.org_id, "project_id": project,
+        "correlation_id": trigger,
+        "data": {"trigger_type": "event", "user_ref": "orphan", "event": "trial_expired", "reply_to": null}
+    });
+    app.execute(&format!(
+        "INSERT INTO triggers (id, org_id, project_id, trigger_type, status, user_ref, event) \
+         VALUES ('{trigger}', '{}', '{project}', 'event', 'queued', 'orphan', '\"trial_expired\"')",
+        app.org_id
+    ))
+    .await;
+    app.execute(&format!(
+        "INSERT INTO outbox (envelope_id, exchange, routing_key, body, created_at) \
+         VALUES ('{}', '{}.events', 'event.received.v1', convert_to('{}', 'UTF8'), now() - interval '1 minute')",
+        envelope["id"].as_str().unwrap(),
+        app.prefix,
+        envelope.to_string().replace('\'', "''")
+    ))
+    .await;
+    let done = format!(
+        "SELECT 1 FROM triggers WHERE id = '{trigger}' AND status = 'completed' AND created_count = 1"
+    );
+    app.eventually(
+        Duration::from_secs(30),
+        "the relayed trigger to complete",
+        || async { (app.execute(&done).await == 1).then_some(()) },
+    )
+    .await;
+    assert_eq!(app.execute("SELECT 1 FROM outbox").await, 0);
+    assert_eq!(
+        app.execute("SELECT 1 FROM invitations WHERE user_ref = 'orphan'")
+            .await,
+        1
+    );
+}

@@ -116,3 +116,63 @@ fn emitted_envelopes_validate_against_their_schemas() {
     wrong["version"] = 7.into();
     assert!(!validator.is_valid(&wrong));
 }
+
+#[test]
+fn every_payload_type_validates_against_its_generated_schema() {
+    let parent = received();
+    let matched = Envelope::child_of(
+        &parent,
+        "matched",
+        EventMatched {
+            trigger_type: TriggerType::Event,
+            user_ref: UserRef::parse("u1").unwrap(),
+            event: LifecycleEvent::from_name("payment_failed").unwrap(),
+            reply_to: Some(ReplyTo { queue: "q".into() }),
+            surveys: vec![MatchedSurvey {
+                survey_id: Uuid::now_v7(),
+                version: 2,
+                cooldown_seconds: 60,
+                sample_rate: 0.5,
+                invitation_lifetime_seconds: 3600,
+            }],
+        },
+    );
+    let completed = Envelope::child_of(
+        &matched,
+        "reply",
+        DispatchCompleted {
+            trigger_id: parent.correlation_id,
+            counts: crate::outcome::DispatchCounts {
+                matched_surveys: 1,
+                created_count: 1,
+                ..Default::default()
+            },
+            created_invitations: vec![CreatedInvitation {
+                survey_id: Uuid::now_v7(),
+                user_ref: UserRef::parse("u1").unwrap(),
+                magic_link_url: "http://127.0.0.1:8080/surveys/x".into(),
+                expires_at: OffsetDateTime::now_utc(),
+            }],
+        },
+    );
+    let check = |schema: serde_json::Value, value: serde_json::Value| {
+        let validator = jsonschema::validator_for(&schema).unwrap();
+        let errors: Vec<String> = validator
+            .iter_errors(&value)
+            .map(|e| e.to_string())
+            .collect();
+        assert!(errors.is_empty(), "{errors:?}");
+    };
+    check(
+        schema_of::<EventReceived>(),
+        serde_json::to_value(&parent).unwrap(),
+    );
+    check(
+        schema_of::<EventMatched>(),
+        serde_json::to_value(&matched).unwrap(),
+    );
+    check(
+        schema_of::<DispatchCompleted>(),
+        serde_json::to_value(&completed).unwrap(),
+    );
+}
