@@ -4,7 +4,8 @@
 use anyhow::Context as _;
 use beckon_domain::LifecycleEvent;
 use beckon_domain::survey::{
-    DEFAULT_LIFETIME_SECONDS, Question, QuestionKind, SurveyStatus, SurveyTrigger,
+    DEFAULT_LIFETIME_SECONDS, DEFAULT_REMINDER_LEAD_SECONDS, Question, QuestionKind, SurveyStatus,
+    SurveyTrigger,
 };
 use beckon_store::surveys::{self, NewSurvey};
 use beckon_store::{Store, tenancy};
@@ -188,6 +189,7 @@ async fn demo(conn: &mut beckon_store::Conn) -> anyhow::Result<()> {
             cooldown_seconds: 0,
             sample_rate: 1.0,
             invitation_lifetime_seconds: DEFAULT_LIFETIME_SECONDS,
+            trial_reminder_lead_seconds: DEFAULT_REMINDER_LEAD_SECONDS,
         },
     )
     .await

@@ -8,12 +8,14 @@
 //! - [`ids`]: ids derived from their parent so a redelivered message derives the same ones.
 //! - [`sampling`]: the sample roll, seeded so a redelivery rolls the same.
 //! - [`secret`]: organization access tokens and magic-link tokens, and their hashes.
+//! - [`reminder`]: when a `trial_ending_soon` reminder fires.
 //! - [`outcome`]: what became of each matched survey, and the counts of a dispatch.
 
 pub mod envelope;
 pub mod event;
 pub mod ids;
 pub mod outcome;
+pub mod reminder;
 pub mod sampling;
 pub mod secret;
 pub mod survey;

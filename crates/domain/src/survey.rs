@@ -97,6 +97,8 @@ pub enum SurveyError {
         "invitation_lifetime_seconds must be from {MIN_LIFETIME_SECONDS} to {MAX_LIFETIME_SECONDS}"
     )]
     Lifetime,
+    #[error("trial_reminder_lead_seconds must be from 0 to {MAX_REMINDER_LEAD_SECONDS}")]
+    ReminderLead,
     #[error("a trigger may list at most {MAX_TRIGGER_EVENTS} events")]
     TooManyTriggerEvents,
 }
@@ -114,6 +116,7 @@ impl SurveyError {
             Self::Cooldown => "invalid_cooldown",
             Self::Lifetime => "invalid_invitation_lifetime",
             Self::TooManyTriggerEvents => "invalid_trigger",
+            Self::ReminderLead => "invalid_trial_reminder_lead",
         }
     }
 }
@@ -192,6 +195,19 @@ pub const MAX_COOLDOWN_SECONDS: i64 = 365 * 24 * 3600;
 pub const DEFAULT_LIFETIME_SECONDS: i64 = 30 * 24 * 3600;
 pub const MIN_LIFETIME_SECONDS: i64 = 60;
 pub const MAX_LIFETIME_SECONDS: i64 = 365 * 24 * 3600;
+
+/// Default lead time of a `trial_ending_soon` reminder: 3 days before the trial ends.
+pub const DEFAULT_REMINDER_LEAD_SECONDS: i64 = 3 * 24 * 3600;
+/// Longest reminder lead time: 90 days.
+pub const MAX_REMINDER_LEAD_SECONDS: i64 = 90 * 24 * 3600;
+
+pub fn validate_reminder_lead(seconds: i64) -> Result<(), SurveyError> {
+    if (0..=MAX_REMINDER_LEAD_SECONDS).contains(&seconds) {
+        Ok(())
+    } else {
+        Err(SurveyError::ReminderLead)
+    }
+}
 
 pub fn validate_sample_rate(rate: f64) -> Result<(), SurveyError> {
     if rate.is_finite() && (0.0..=1.0).contains(&rate) {

@@ -7,6 +7,7 @@
 //! - [`triggers`]: one row per fired event and the outcome per matched survey.
 //! - [`invitations`]: invitations, magic-link lookup, the atomic cooldown claim.
 //! - [`outbox`]: envelopes committed with the work that emits them.
+//! - [`users`]: the users a project tells Beckon about.
 //! - [`processed`]: envelope ids a consumer has handled.
 //! - [`testing`]: a fresh database per test, cloned from a migrated template.
 
@@ -18,6 +19,7 @@ pub mod surveys;
 pub mod tenancy;
 pub mod testing;
 pub mod triggers;
+pub mod users;
 
 use diesel_async::pooled_connection::AsyncDieselConnectionManager;
 use diesel_async::pooled_connection::deadpool::{Object, Pool, PoolError};

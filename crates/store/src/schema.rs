@@ -44,6 +44,7 @@ diesel::table! {
         invitation_lifetime_seconds -> Int8,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        trial_reminder_lead_seconds -> Int8,
     }
 }
 
@@ -74,6 +75,13 @@ diesel::table! {
         created_at -> Timestamptz,
         started_at -> Nullable<Timestamptz>,
         completed_at -> Nullable<Timestamptz>,
+        job_id -> Nullable<Uuid>,
+        source -> Nullable<Jsonb>,
+        event_data -> Nullable<Jsonb>,
+        variables -> Nullable<Jsonb>,
+        scheduled_for -> Nullable<Timestamptz>,
+        survey_id -> Nullable<Uuid>,
+        reminder_for -> Nullable<Timestamptz>,
     }
 }
 
@@ -131,6 +139,29 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    project_event_keys (project_id, event_key) {
+        project_id -> Uuid,
+        event_key -> Text,
+        first_seen -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    users (project_id, user_ref) {
+        project_id -> Uuid,
+        user_ref -> Text,
+        org_id -> Uuid,
+        email -> Nullable<Text>,
+        name -> Nullable<Text>,
+        phone -> Nullable<Text>,
+        attributes -> Jsonb,
+        trial_ends_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
 diesel::joinable!(api_tokens -> organizations (org_id));
 diesel::joinable!(projects -> organizations (org_id));
 diesel::joinable!(surveys -> projects (project_id));
@@ -149,4 +180,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     cooldowns,
     processed_envelopes,
     outbox,
+    project_event_keys,
+    users,
 );

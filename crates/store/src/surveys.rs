@@ -23,6 +23,8 @@ pub struct Survey {
     pub cooldown_seconds: i64,
     pub sample_rate: f64,
     pub invitation_lifetime_seconds: i64,
+    /// How long before a user's trial ends its `trial_ending_soon` reminder fires.
+    pub trial_reminder_lead_seconds: i64,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
 }
@@ -39,6 +41,7 @@ pub struct NewSurvey {
     pub cooldown_seconds: i64,
     pub sample_rate: f64,
     pub invitation_lifetime_seconds: i64,
+    pub trial_reminder_lead_seconds: i64,
 }
 
 /// Fields to change; `None` keeps the current value. New questions make a new version.
@@ -51,6 +54,7 @@ pub struct SurveyPatch {
     pub cooldown_seconds: Option<i64>,
     pub sample_rate: Option<f64>,
     pub invitation_lifetime_seconds: Option<i64>,
+    pub trial_reminder_lead_seconds: Option<i64>,
 }
 
 #[derive(Queryable, Selectable)]
@@ -66,6 +70,7 @@ struct SurveyRow {
     cooldown_seconds: i64,
     sample_rate: f64,
     invitation_lifetime_seconds: i64,
+    trial_reminder_lead_seconds: i64,
     created_at: OffsetDateTime,
     updated_at: OffsetDateTime,
 }
@@ -86,6 +91,7 @@ impl SurveyRow {
             cooldown_seconds: self.cooldown_seconds,
             sample_rate: self.sample_rate,
             invitation_lifetime_seconds: self.invitation_lifetime_seconds,
+            trial_reminder_lead_seconds: self.trial_reminder_lead_seconds,
             created_at: self.created_at,
             updated_at: self.updated_at,
         })
@@ -131,9 +137,11 @@ pub async fn create_survey(
                 surveys::cooldown_seconds.eq(new.cooldown_seconds),
                 surveys::sample_rate.eq(new.sample_rate),
                 surveys::invitation_lifetime_seconds.eq(new.invitation_lifetime_seconds),
+                surveys::trial_reminder_lead_seconds.eq(new.trial_reminder_lead_seconds),
             ))
             .execute(conn)
             .await?;
+        remember_event_keys(conn, new.project_id, &new.trigger.keys()).await?;
         diesel::insert_into(survey_versions::table)
             .values((
                 survey_versions::survey_id.eq(id),
@@ -228,9 +236,15 @@ pub async fn update_survey(
                     patch
                         .invitation_lifetime_seconds
                         .map(|l| surveys::invitation_lifetime_seconds.eq(l)),
+                    patch
+                        .trial_reminder_lead_seconds
+                        .map(|l| surveys::trial_reminder_lead_seconds.eq(l)),
                 ))
                 .execute(conn)
                 .await?;
+            if let Some((keys, _)) = &trigger {
+                remember_event_keys(conn, project_id, keys).await?;
+            }
             Ok(true)
         })
         .await?;
@@ -242,13 +256,20 @@ pub async fn update_survey(
 
 /// Every Live survey of `project_id` whose trigger subscribes to the event with `event_key`,
 /// with the rules that apply to it now.
+///
+/// `only` restricts matching to one survey (a trial reminder fires for its own survey only).
 pub async fn live_matching(
     conn: &mut AsyncPgConnection,
     project_id: Uuid,
     event_key: &str,
+    only: Option<Uuid>,
 ) -> Result<Vec<MatchedSurvey>, StoreError> {
     use diesel::PgArrayExpressionMethods;
-    let rows: Vec<(Uuid, i32, i64, f64, i64)> = surveys::table
+    let mut query = surveys::table.into_boxed();
+    if let Some(id) = only {
+        query = query.filter(surveys::id.eq(id));
+    }
+    let rows: Vec<(Uuid, i32, i64, f64, i64)> = query
         .filter(surveys::project_id.eq(project_id))
         .filter(surveys::status.eq(SurveyStatus::Live.as_str()))
         .filter(surveys::trigger_events.contains(vec![event_key]))
@@ -274,4 +295,66 @@ pub async fn live_matching(
             },
         )
         .collect())
+}
+
+/// Records that the project's surveys subscribe to `keys` (kept for ever: events/send answers
+/// 404 only for a custom event no survey ever listened for).
+async fn remember_event_keys(
+    conn: &mut AsyncPgConnection,
+    project_id: Uuid,
+    keys: &[String],
+) -> Result<(), StoreError> {
+    use crate::schema::project_event_keys;
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<_> = keys
+        .iter()
+        .map(|k| {
+            (
+                project_event_keys::project_id.eq(project_id),
+                project_event_keys::event_key.eq(k),
+            )
+        })
+        .collect();
+    diesel::insert_into(project_event_keys::table)
+        .values(rows)
+        .on_conflict_do_nothing()
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Whether any survey of the project ever subscribed to the event with `key`.
+pub async fn event_key_known(
+    conn: &mut AsyncPgConnection,
+    project_id: Uuid,
+    key: &str,
+) -> Result<bool, StoreError> {
+    use crate::schema::project_event_keys;
+    let n: i64 = project_event_keys::table
+        .filter(project_event_keys::project_id.eq(project_id))
+        .filter(project_event_keys::event_key.eq(key))
+        .count()
+        .get_result(conn)
+        .await?;
+    Ok(n > 0)
+}
+
+/// The Live surveys of a project subscribed to `trial_ending_soon`, with their reminder lead
+/// time in seconds.
+pub async fn trial_reminder_surveys(
+    conn: &mut AsyncPgConnection,
+    project_id: Uuid,
+) -> Result<Vec<(Uuid, i64)>, StoreError> {
+    use diesel::PgArrayExpressionMethods;
+    let key = beckon_domain::LifecycleEvent::TrialEndingSoon.key();
+    Ok(surveys::table
+        .filter(surveys::project_id.eq(project_id))
+        .filter(surveys::status.eq(SurveyStatus::Live.as_str()))
+        .filter(surveys::trigger_events.contains(vec![key]))
+        .order(surveys::id.asc())
+        .select((surveys::id, surveys::trial_reminder_lead_seconds))
+        .load(conn)
+        .await?)
 }

@@ -28,9 +28,47 @@ pub struct NewTrigger {
     pub trigger_type: TriggerType,
     pub user_ref: String,
     pub event: serde_json::Value,
+    /// The id of the envelope that will carry the event.
+    pub job_id: Uuid,
+    /// When set, the trigger waits (`scheduled`) until then; otherwise it is `queued`.
+    pub scheduled_for: Option<OffsetDateTime>,
+    pub source: Option<serde_json::Value>,
+    pub event_data: Option<serde_json::Value>,
+    pub variables: Option<serde_json::Value>,
+    /// Restricts matching to one survey (trial reminders).
+    pub survey_id: Option<Uuid>,
+    /// The trial end a reminder was computed from.
+    pub reminder_for: Option<OffsetDateTime>,
 }
 
-#[derive(Debug, Clone, Queryable, Selectable)]
+impl NewTrigger {
+    /// A trigger for `event` about `user_ref`, queued now; set the other fields as needed.
+    pub fn new(
+        org_id: Uuid,
+        project_id: Uuid,
+        trigger_type: TriggerType,
+        user_ref: &str,
+        event: &beckon_domain::LifecycleEvent,
+    ) -> Self {
+        Self {
+            id: Uuid::now_v7(),
+            org_id,
+            project_id,
+            trigger_type,
+            user_ref: user_ref.to_owned(),
+            event: serde_json::to_value(event).unwrap_or_default(),
+            job_id: Uuid::now_v7(),
+            scheduled_for: None,
+            source: None,
+            event_data: None,
+            variables: None,
+            survey_id: None,
+            reminder_for: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, QueryableByName)]
 #[diesel(table_name = triggers)]
 pub struct Trigger {
     pub id: Uuid,
@@ -49,6 +87,13 @@ pub struct Trigger {
     pub created_at: OffsetDateTime,
     pub started_at: Option<OffsetDateTime>,
     pub completed_at: Option<OffsetDateTime>,
+    pub job_id: Option<Uuid>,
+    pub source: Option<serde_json::Value>,
+    pub event_data: Option<serde_json::Value>,
+    pub variables: Option<serde_json::Value>,
+    pub scheduled_for: Option<OffsetDateTime>,
+    pub survey_id: Option<Uuid>,
+    pub reminder_for: Option<OffsetDateTime>,
 }
 
 pub async fn insert(conn: &mut AsyncPgConnection, new: &NewTrigger) -> Result<(), StoreError> {
@@ -58,13 +103,158 @@ pub async fn insert(conn: &mut AsyncPgConnection, new: &NewTrigger) -> Result<()
             triggers::org_id.eq(new.org_id),
             triggers::project_id.eq(new.project_id),
             triggers::trigger_type.eq(new.trigger_type.as_str()),
-            triggers::status.eq(status::QUEUED),
+            triggers::status.eq(if new.scheduled_for.is_some() {
+                status::SCHEDULED
+            } else {
+                status::QUEUED
+            }),
             triggers::user_ref.eq(&new.user_ref),
             triggers::event.eq(&new.event),
+            triggers::job_id.eq(new.job_id),
+            triggers::scheduled_for.eq(new.scheduled_for),
+            triggers::source.eq(&new.source),
+            triggers::event_data.eq(&new.event_data),
+            triggers::variables.eq(&new.variables),
+            triggers::survey_id.eq(new.survey_id),
+            triggers::reminder_for.eq(new.reminder_for),
         ))
         .execute(conn)
         .await?;
     Ok(())
+}
+
+/// A trigger of `org_id` by id; another organization's trigger is not found.
+pub async fn get_for_org(
+    conn: &mut AsyncPgConnection,
+    org_id: Uuid,
+    id: Uuid,
+) -> Result<Option<Trigger>, StoreError> {
+    Ok(triggers::table
+        .find(id)
+        .filter(triggers::org_id.eq(org_id))
+        .select(Trigger::as_select())
+        .first(conn)
+        .await
+        .optional()?)
+}
+
+/// Claims up to `limit` scheduled triggers that are due by the database's clock, moving them
+/// to `queued`. Rows another scheduler holds are skipped, so each fires exactly once however
+/// many schedulers run; a cancel or move that races the claim waits on the row lock and then
+/// finds the trigger no longer `scheduled`.
+pub async fn claim_due(
+    conn: &mut AsyncPgConnection,
+    limit: i64,
+) -> Result<Vec<Trigger>, StoreError> {
+    Ok(diesel::sql_query(
+        "UPDATE triggers SET status = 'queued' WHERE id IN ( \
+           SELECT id FROM triggers WHERE status = 'scheduled' AND scheduled_for <= now() \
+           ORDER BY scheduled_for LIMIT $1 FOR UPDATE SKIP LOCKED) \
+         RETURNING *",
+    )
+    .bind::<diesel::sql_types::BigInt, _>(limit)
+    .load(conn)
+    .await?)
+}
+
+/// Cancels a trigger of `org_id` that is still scheduled; `None` when there is no such
+/// trigger, `Some(false)` when it is past cancelling.
+pub async fn cancel(
+    conn: &mut AsyncPgConnection,
+    org_id: Uuid,
+    id: Uuid,
+) -> Result<Option<bool>, StoreError> {
+    let n = diesel::update(
+        triggers::table
+            .find(id)
+            .filter(triggers::org_id.eq(org_id))
+            .filter(triggers::status.eq(status::SCHEDULED)),
+    )
+    .set((
+        triggers::status.eq(status::CANCELLED),
+        triggers::completed_at.eq(OffsetDateTime::now_utc()),
+    ))
+    .execute(conn)
+    .await?;
+    if n == 1 {
+        return Ok(Some(true));
+    }
+    Ok(get_for_org(conn, org_id, id).await?.map(|_| false))
+}
+
+/// The trial reminders of (`project_id`, `user_ref`) for `survey_id`: scheduled ones locked for
+/// update, newest first.
+pub async fn reminders(
+    conn: &mut AsyncPgConnection,
+    project_id: Uuid,
+    user_ref: &str,
+    survey_id: Uuid,
+) -> Result<Vec<Trigger>, StoreError> {
+    Ok(triggers::table
+        .filter(triggers::project_id.eq(project_id))
+        .filter(triggers::user_ref.eq(user_ref))
+        .filter(triggers::survey_id.eq(survey_id))
+        .filter(triggers::trigger_type.eq(TriggerType::Scheduled.as_str()))
+        .order(triggers::created_at.desc())
+        .select(Trigger::as_select())
+        .for_update()
+        .load(conn)
+        .await?)
+}
+
+/// Moves a scheduled trigger; `false` when it is no longer scheduled (it fired or was
+/// cancelled meanwhile).
+pub async fn reschedule(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    at: OffsetDateTime,
+    reminder_for: Option<OffsetDateTime>,
+) -> Result<bool, StoreError> {
+    let n = diesel::update(
+        triggers::table
+            .find(id)
+            .filter(triggers::status.eq(status::SCHEDULED)),
+    )
+    .set((
+        triggers::scheduled_for.eq(at),
+        triggers::reminder_for.eq(reminder_for),
+    ))
+    .execute(conn)
+    .await?;
+    Ok(n == 1)
+}
+
+/// Cancels a scheduled trigger by id, whoever owns it (the caller has checked).
+pub async fn cancel_scheduled(conn: &mut AsyncPgConnection, id: Uuid) -> Result<bool, StoreError> {
+    let n = diesel::update(
+        triggers::table
+            .find(id)
+            .filter(triggers::status.eq(status::SCHEDULED)),
+    )
+    .set((
+        triggers::status.eq(status::CANCELLED),
+        triggers::completed_at.eq(OffsetDateTime::now_utc()),
+    ))
+    .execute(conn)
+    .await?;
+    Ok(n == 1)
+}
+
+/// Scheduled trial reminders of a user, soonest first.
+pub async fn scheduled_reminders_of(
+    conn: &mut AsyncPgConnection,
+    project_id: Uuid,
+    user_ref: &str,
+) -> Result<Vec<Trigger>, StoreError> {
+    Ok(triggers::table
+        .filter(triggers::project_id.eq(project_id))
+        .filter(triggers::user_ref.eq(user_ref))
+        .filter(triggers::status.eq(status::SCHEDULED))
+        .filter(triggers::survey_id.is_not_null())
+        .order(triggers::scheduled_for.asc())
+        .select(Trigger::as_select())
+        .load(conn)
+        .await?)
 }
 
 pub async fn get(conn: &mut AsyncPgConnection, id: Uuid) -> Result<Option<Trigger>, StoreError> {

@@ -41,6 +41,7 @@ fn new_survey(
         cooldown_seconds: 3600,
         sample_rate: 1.0,
         invitation_lifetime_seconds: 60,
+        trial_reminder_lead_seconds: 3600,
     }
 }
 
@@ -101,7 +102,7 @@ async fn only_live_surveys_subscribed_to_the_exact_event_match() {
     .await
     .unwrap();
 
-    let matched = surveys::live_matching(&mut conn, project, &custom.key())
+    let matched = surveys::live_matching(&mut conn, project, &custom.key(), None)
         .await
         .unwrap();
     assert_eq!(
@@ -110,7 +111,7 @@ async fn only_live_surveys_subscribed_to_the_exact_event_match() {
     );
     let other_project = Uuid::now_v7();
     assert!(
-        surveys::live_matching(&mut conn, other_project, &custom.key())
+        surveys::live_matching(&mut conn, other_project, &custom.key(), None)
             .await
             .unwrap()
             .is_empty()
@@ -119,7 +120,7 @@ async fn only_live_surveys_subscribed_to_the_exact_event_match() {
         beckon_domain::event::CustomEventName::parse("trial_expired").unwrap(),
     );
     assert!(
-        surveys::live_matching(&mut conn, project, &named_like_predefined.key())
+        surveys::live_matching(&mut conn, project, &named_like_predefined.key(), None)
             .await
             .unwrap()
             .is_empty()

@@ -2,7 +2,7 @@
 
 mod relay;
 
-pub use relay::run_relay;
+pub use relay::{relay_once, run_relay};
 
 use beckon_bus::consumer::{self, ConsumerConfig};
 use beckon_bus::publisher::Outgoing;
@@ -125,24 +125,51 @@ pub async fn process<T: Payload, H: Handler<T>>(
     handler: &H,
     body: &[u8],
 ) -> Disposition {
-    let env = match envelope::decode::<T>(body) {
-        Ok(env) => env,
-        Err(err) => {
-            return Disposition::DeadLetter {
-                reason: err.reason().to_owned(),
-                detail: err.to_string(),
-            };
-        }
+    let disposition = match envelope::decode::<T>(body) {
+        Err(err) => Disposition::DeadLetter {
+            reason: err.reason().to_owned(),
+            detail: err.to_string(),
+        },
+        Ok(env) => match handle_envelope(consumer, deps, handler, &env).await {
+            Ok(_) => Disposition::Ack,
+            Err(HandleError::Retryable(err)) => Disposition::Retry {
+                reason: error_chain(&err),
+            },
+            Err(HandleError::Permanent { reason, detail }) => Disposition::DeadLetter {
+                reason: reason.to_owned(),
+                detail,
+            },
+        },
     };
-    match handle_envelope(consumer, deps, handler, &env).await {
-        Ok(_) => Disposition::Ack,
-        Err(HandleError::Retryable(err)) => Disposition::Retry {
-            reason: error_chain(&err),
-        },
-        Err(HandleError::Permanent { reason, detail }) => Disposition::DeadLetter {
-            reason: reason.to_owned(),
-            detail,
-        },
+    if let Disposition::DeadLetter { reason, .. } = &disposition {
+        fail_trigger(deps, body, reason).await;
+    }
+    disposition
+}
+
+/// No trigger stays queued for ever: when its envelope is dead-lettered, the trigger (named
+/// by the envelope's `correlation_id`, when that much can be read) is marked failed. Best
+/// effort: the dead letter itself keeps the message.
+async fn fail_trigger(deps: &Deps, body: &[u8], reason: &str) {
+    #[derive(serde::Deserialize)]
+    struct Correlated {
+        correlation_id: Uuid,
+    }
+    let Ok(Correlated { correlation_id }) = serde_json::from_slice(body) else {
+        return;
+    };
+    let result = async {
+        let mut conn = deps.store.conn().await?;
+        beckon_store::triggers::fail(
+            &mut conn,
+            correlation_id,
+            &format!("dead-lettered: {reason}"),
+        )
+        .await
+    }
+    .await;
+    if let Err(err) = result {
+        tracing::warn!(trigger_id = %correlation_id, error = %error_chain(&err), "could not mark the trigger failed");
     }
 }
 
@@ -199,21 +226,32 @@ pub async fn handle_envelope<T: Payload, H: Handler<T>>(
         return Ok(Handled::Duplicate);
     };
     let emitted = rows.len();
+    flush(&deps.publisher, &mut conn, &rows).await;
+    Ok(Handled::Done { emitted })
+}
+
+/// Publishes committed outbox rows and deletes those the broker confirmed. What fails stays
+/// in the outbox for the relay, so a caller never needs to handle the error.
+pub async fn flush(
+    publisher: &Publisher,
+    conn: &mut AsyncPgConnection,
+    rows: &[outbox::OutboxMessage],
+) {
     let mut published = Vec::with_capacity(rows.len());
-    for row in &rows {
-        match publish_row(&deps.publisher, row).await {
+    for row in rows {
+        match publish_row(publisher, row).await {
             Ok(()) => published.push(row.id),
             // Committed in the outbox: the relay publishes it once the broker is back.
             Err(err) => {
-                tracing::warn!(error = %error_chain(&err), "publish after commit failed; left to the relay")
+                tracing::warn!(error = %error_chain(&err), "publish after commit failed; left to the relay");
+                break;
             }
         }
     }
-    if let Err(err) = outbox::delete(&mut conn, &published).await {
+    if let Err(err) = outbox::delete(conn, &published).await {
         // The relay will publish these again; consumers drop the duplicates.
         tracing::warn!(error = %error_chain(&err), "could not clear published outbox rows");
     }
-    Ok(Handled::Done { emitted })
 }
 
 pub(crate) async fn publish_row(
@@ -278,15 +316,23 @@ pub enum ServeError {
     Bus(#[from] beckon_bus::BusError),
 }
 
-/// The whole life of a consumer service: connect, run the outbox relay beside the consumer of
+/// The whole life of a consumer service: connect, run the outbox relay and `sidecar` (a
+/// background loop of the service's own, such as the scheduler) beside the consumer of
 /// `queue`, and on `cancel` finish in-flight work and return.
-pub async fn serve<T: Payload, H: Handler<T>>(
+pub async fn serve<T, H, S, F>(
     consumer_name: &'static str,
     infra: &beckon_runtime::InfraConfig,
     queue: beckon_bus::WorkQueue,
     make_handler: impl FnOnce(&Topology) -> H,
+    sidecar: S,
     cancel: CancellationToken,
-) -> Result<(), ServeError> {
+) -> Result<(), ServeError>
+where
+    T: Payload,
+    H: Handler<T>,
+    S: FnOnce(Deps, Topology, CancellationToken) -> F,
+    F: Future<Output = ()> + Send + 'static,
+{
     use beckon_bus::topology::queues;
     let bus = bus_config(infra);
     let topology = Topology::new(&bus);
@@ -309,17 +355,13 @@ pub async fn serve<T: Payload, H: Handler<T>>(
         name: consumer_name.into(),
     };
     let handler = make_handler(&topology);
-    run(
-        consumer_name,
-        config,
-        Deps { store, publisher },
-        handler,
-        cancel,
-        || {},
-    )
-    .await;
-    if let Err(err) = relay.await {
-        tracing::error!(error = %err, "the outbox relay panicked");
+    let deps = Deps { store, publisher };
+    let sidecar = tokio::spawn(sidecar(deps.clone(), topology.clone(), cancel.clone()));
+    run(consumer_name, config, deps, handler, cancel, || {}).await;
+    for task in [relay, sidecar] {
+        if let Err(err) = task.await {
+            tracing::error!(error = %err, "a background task panicked");
+        }
     }
     Ok(())
 }

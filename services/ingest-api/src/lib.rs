@@ -88,6 +88,15 @@ impl Application {
             .context("Failed to connect to the broker")?;
         let background = CancellationToken::new();
         let replies = ReplyListener::start(&bus.uri, &topology, background.clone());
+        // events/send commits envelopes to the outbox; what a crash or an outage left there is
+        // published from here.
+        tokio::spawn(beckon_worker::run_relay(
+            store.clone(),
+            publisher.clone(),
+            Duration::from_secs(5),
+            Duration::from_secs(1),
+            background.clone(),
+        ));
         if !replies.wait_ready(Duration::from_secs(10)).await {
             tracing::warn!("the reply queue is not consumed yet; dispatches wait for it");
         }

@@ -4,7 +4,7 @@ use actix_web::HttpResponse;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{dispatch, health, links, projects, surveys};
+use crate::routes::{dispatch, events, health, links, projects, surveys, triggers, users};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -14,6 +14,9 @@ use crate::routes::{dispatch, health, links, projects, surveys};
     ),
     paths(
         dispatch::dispatch,
+        events::send,
+        triggers::get, triggers::details, triggers::cancel,
+        users::upsert,
         projects::create, projects::list, projects::get, projects::update,
         surveys::create, surveys::list, surveys::get, surveys::update,
         links::show,

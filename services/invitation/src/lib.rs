@@ -177,6 +177,7 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
         &config.infra,
         queues::invitation(),
         |_: &Topology| Inviter { public_url },
+        |_, _, _| async {},
         cancel,
     )
     .await

@@ -15,16 +15,25 @@ use tokio_util::sync::CancellationToken;
 /// The name this consumer records processed envelopes under.
 pub const CONSUMER: &str = "matcher";
 
-/// The matcher's configuration: only the shared infrastructure settings.
+pub mod scheduler;
+
+/// The matcher's configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub infra: InfraConfig,
+    /// `BECKON_SCHEDULER_INTERVAL_MS`: how often the scheduler looks for due triggers
+    /// (default 200).
+    pub scheduler_interval: std::time::Duration,
 }
 
 impl Config {
     pub fn from_env() -> Result<Self, beckon_runtime::ConfigError> {
         Ok(Self {
             infra: InfraConfig::from_env()?,
+            scheduler_interval: std::time::Duration::from_millis(beckon_runtime::env_parse(
+                "BECKON_SCHEDULER_INTERVAL_MS",
+                200,
+            )?),
         })
     }
 }
@@ -42,7 +51,13 @@ impl Handler<EventReceived> for Matcher {
     ) -> Result<Vec<Emit>, HandleError> {
         triggers::mark_processing(conn, env.correlation_id).await?;
         // Matched against the surveys as they are now, at firing time.
-        let matched = surveys::live_matching(conn, env.project_id, &env.data.event.key()).await?;
+        let matched = surveys::live_matching(
+            conn,
+            env.project_id,
+            &env.data.event.key(),
+            env.data.survey_id,
+        )
+        .await?;
         tracing::info!(matched = matched.len(), "event matched");
         let out = Envelope::child_of(
             env,
@@ -53,6 +68,7 @@ impl Handler<EventReceived> for Matcher {
                 event: env.data.event.clone(),
                 reply_to: env.data.reply_to.clone(),
                 surveys: matched,
+                event_data: env.data.event_data.clone(),
             },
         );
         Ok(vec![Emit::event(&self.topology, &out)])
@@ -67,6 +83,9 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
         queues::matcher(),
         |topology| Matcher {
             topology: topology.clone(),
+        },
+        move |deps, topology, cancel| {
+            scheduler::run(deps, topology, config.scheduler_interval, cancel)
         },
         cancel,
     )

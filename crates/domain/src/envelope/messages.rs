@@ -50,6 +50,12 @@ pub struct EventReceived {
     pub event: LifecycleEvent,
     /// Set when a caller waits for the outcome.
     pub reply_to: Option<ReplyTo>,
+    /// Match this one survey only (a trial reminder fires for its own survey).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub survey_id: Option<Uuid>,
+    /// The event's own parameters, carried to the webhooks it causes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_data: Option<serde_json::Value>,
 }
 
 impl Payload for EventReceived {
@@ -81,6 +87,9 @@ pub struct EventMatched {
     pub event: LifecycleEvent,
     pub reply_to: Option<ReplyTo>,
     pub surveys: Vec<MatchedSurvey>,
+    /// The event's own parameters, carried to the webhooks it causes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_data: Option<serde_json::Value>,
 }
 
 impl Payload for EventMatched {

@@ -13,6 +13,8 @@ fn received() -> Envelope<EventReceived> {
             user_ref: UserRef::parse("u1").unwrap(),
             event: LifecycleEvent::TrialExpired,
             reply_to: None,
+            survey_id: None,
+            event_data: Some(serde_json::json!({"plan": "pro"})),
         },
     )
 }
@@ -128,6 +130,7 @@ fn every_payload_type_validates_against_its_generated_schema() {
             user_ref: UserRef::parse("u1").unwrap(),
             event: LifecycleEvent::from_name("payment_failed").unwrap(),
             reply_to: Some(ReplyTo { queue: "q".into() }),
+            event_data: None,
             surveys: vec![MatchedSurvey {
                 survey_id: Uuid::now_v7(),
                 version: 2,

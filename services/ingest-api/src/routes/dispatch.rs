@@ -149,23 +149,19 @@ pub async fn dispatch(
     let mut conn = state.store.conn().await?;
     let project = owned_project(&mut conn, auth.org_id, &input.project_id).await?;
 
-    let trigger_id = Uuid::now_v7();
-    triggers::insert(
-        &mut conn,
-        &NewTrigger {
-            id: trigger_id,
-            org_id: auth.org_id,
-            project_id: project.id,
-            trigger_type: TriggerType::Dispatch,
-            user_ref: input.user_ref.as_str().to_owned(),
-            event: serde_json::to_value(&input.event).unwrap_or_default(),
-        },
-    )
-    .await?;
+    let trigger = NewTrigger::new(
+        auth.org_id,
+        project.id,
+        TriggerType::Dispatch,
+        input.user_ref.as_str(),
+        &input.event,
+    );
+    let trigger_id = trigger.id;
+    triggers::insert(&mut conn, &trigger).await?;
     drop(conn);
 
     let env = Envelope::new(
-        Uuid::now_v7(),
+        trigger.job_id,
         auth.org_id,
         project.id,
         trigger_id,
@@ -176,6 +172,8 @@ pub async fn dispatch(
             reply_to: Some(ReplyTo {
                 queue: state.replies.queue().to_owned(),
             }),
+            survey_id: None,
+            event_data: None,
         },
     );
     // Registered before publishing, so a fast reply cannot arrive before anyone waits.

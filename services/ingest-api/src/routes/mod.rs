@@ -1,10 +1,13 @@
 //! The HTTP routes, one module per resource.
 
 pub mod dispatch;
+pub mod events;
 pub mod health;
 pub mod links;
 pub mod projects;
 pub mod surveys;
+pub mod triggers;
+pub mod users;
 
 use crate::error::ApiError;
 use actix_web::web;
@@ -19,6 +22,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(
             web::scope("/api/v1")
                 .route("/lifecycle/dispatch", web::post().to(dispatch::dispatch))
+                .route("/events/send", web::post().to(events::send))
+                .route("/users/upsert", web::post().to(users::upsert))
+                .route("/triggers/{trigger_id}", web::get().to(triggers::get))
+                .route("/triggers/{trigger_id}", web::delete().to(triggers::cancel))
+                .route(
+                    "/triggers/{trigger_id}/details",
+                    web::get().to(triggers::details),
+                )
                 .route("/projects", web::post().to(projects::create))
                 .route("/projects", web::get().to(projects::list))
                 .route("/projects/{project_id}", web::get().to(projects::get))

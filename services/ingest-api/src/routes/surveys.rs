@@ -25,6 +25,7 @@ pub struct SurveyView {
     pub cooldown_seconds: i64,
     pub sample_rate: f64,
     pub invitation_lifetime_seconds: i64,
+    pub trial_reminder_lead_seconds: i64,
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub created_at: OffsetDateTime,
@@ -46,6 +47,7 @@ impl From<Survey> for SurveyView {
             cooldown_seconds: s.cooldown_seconds,
             sample_rate: s.sample_rate,
             invitation_lifetime_seconds: s.invitation_lifetime_seconds,
+            trial_reminder_lead_seconds: s.trial_reminder_lead_seconds,
             created_at: s.created_at,
             updated_at: s.updated_at,
         }
@@ -65,6 +67,9 @@ fn default_sample_rate() -> f64 {
 }
 fn default_lifetime() -> i64 {
     rules::DEFAULT_LIFETIME_SECONDS
+}
+fn default_reminder_lead() -> i64 {
+    rules::DEFAULT_REMINDER_LEAD_SECONDS
 }
 
 /// A survey to create.
@@ -89,6 +94,10 @@ pub struct CreateSurvey {
     /// Seconds a magic link stays valid (default 30 days).
     #[serde(default = "default_lifetime")]
     pub invitation_lifetime_seconds: i64,
+    /// For surveys subscribed to `trial_ending_soon`: how long before a user's
+    /// `trial_ends_at` the reminder fires (default 3 days).
+    #[serde(default = "default_reminder_lead")]
+    pub trial_reminder_lead_seconds: i64,
 }
 
 /// Fields to change; absent fields keep their value.
@@ -103,6 +112,7 @@ pub struct UpdateSurvey {
     pub cooldown_seconds: Option<i64>,
     pub sample_rate: Option<f64>,
     pub invitation_lifetime_seconds: Option<i64>,
+    pub trial_reminder_lead_seconds: Option<i64>,
 }
 
 fn invalid(err: SurveyError) -> ApiError {
@@ -150,6 +160,7 @@ pub async fn create(
         cooldown_seconds: Some(input.cooldown_seconds),
         sample_rate: Some(input.sample_rate),
         invitation_lifetime_seconds: Some(input.invitation_lifetime_seconds),
+        trial_reminder_lead_seconds: Some(input.trial_reminder_lead_seconds),
         ..Default::default()
     })?;
     let mut conn = state.store.conn().await?;
@@ -166,6 +177,7 @@ pub async fn create(
             cooldown_seconds: input.cooldown_seconds,
             sample_rate: input.sample_rate,
             invitation_lifetime_seconds: input.invitation_lifetime_seconds,
+            trial_reminder_lead_seconds: input.trial_reminder_lead_seconds,
         },
     )
     .await?;
@@ -255,6 +267,7 @@ pub async fn update(
         cooldown_seconds: input.cooldown_seconds,
         sample_rate: input.sample_rate,
         invitation_lifetime_seconds: input.invitation_lifetime_seconds,
+        trial_reminder_lead_seconds: input.trial_reminder_lead_seconds,
     };
     let survey = surveys::update_survey(&mut conn, project.id, survey_id, patch)
         .await?

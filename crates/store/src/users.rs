@@ -1,0 +1,72 @@
+//! The users a project tells Beckon about (`users/upsert`, `user_info` on events).
+
+use crate::StoreError;
+use crate::schema::users;
+use diesel::prelude::*;
+use diesel::sql_types::{Bool, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable, QueryableByName)]
+#[diesel(table_name = users)]
+pub struct User {
+    pub project_id: Uuid,
+    pub user_ref: String,
+    pub org_id: Uuid,
+    pub email: Option<String>,
+    pub name: Option<String>,
+    pub phone: Option<String>,
+    pub attributes: serde_json::Value,
+    pub trial_ends_at: Option<OffsetDateTime>,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+}
+
+/// What an upsert changes. `None` keeps the stored value; attributes are merged key by key.
+#[derive(Debug, Clone, Default)]
+pub struct UserChanges {
+    pub email: Option<String>,
+    pub name: Option<String>,
+    pub phone: Option<String>,
+    pub attributes: Option<serde_json::Value>,
+    /// `Some(None)` clears the trial end; `None` keeps it.
+    pub trial_ends_at: Option<Option<OffsetDateTime>>,
+}
+
+/// Creates or updates the user; returns it as stored.
+pub async fn upsert(
+    conn: &mut AsyncPgConnection,
+    org_id: Uuid,
+    project_id: Uuid,
+    user_ref: &str,
+    changes: &UserChanges,
+) -> Result<User, StoreError> {
+    let attributes = changes
+        .attributes
+        .clone()
+        .unwrap_or_else(|| serde_json::json!({}));
+    Ok(diesel::sql_query(
+        "INSERT INTO users (project_id, user_ref, org_id, email, name, phone, attributes, trial_ends_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+         ON CONFLICT (project_id, user_ref) DO UPDATE SET \
+           email = COALESCE(EXCLUDED.email, users.email), \
+           name = COALESCE(EXCLUDED.name, users.name), \
+           phone = COALESCE(EXCLUDED.phone, users.phone), \
+           attributes = users.attributes || EXCLUDED.attributes, \
+           trial_ends_at = CASE WHEN $9 THEN EXCLUDED.trial_ends_at ELSE users.trial_ends_at END, \
+           updated_at = now() \
+         RETURNING *",
+    )
+    .bind::<SqlUuid, _>(project_id)
+    .bind::<Text, _>(user_ref)
+    .bind::<SqlUuid, _>(org_id)
+    .bind::<Nullable<Text>, _>(changes.email.as_deref())
+    .bind::<Nullable<Text>, _>(changes.name.as_deref())
+    .bind::<Nullable<Text>, _>(changes.phone.as_deref())
+    .bind::<Jsonb, _>(attributes)
+    .bind::<Nullable<Timestamptz>, _>(changes.trial_ends_at.flatten())
+    .bind::<Bool, _>(changes.trial_ends_at.is_some())
+    .get_result(conn)
+    .await?)
+}

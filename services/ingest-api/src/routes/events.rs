@@ -1,0 +1,290 @@
+//! `POST /api/v1/events/send`: queue an event now or for later, and answer at once.
+//!
+//! A 201 means the event is durable: the trigger and the envelope that carries it commit in
+//! one transaction (the envelope in the outbox), so a crash or a broker outage after the
+//! answer loses nothing — the outbox relay publishes what the request could not.
+
+use crate::AppState;
+use crate::auth::OrgAuth;
+use crate::body;
+use crate::error::{ApiError, ErrorBody};
+use crate::routes::owned_project;
+use actix_web::{HttpRequest, HttpResponse, web};
+use beckon_domain::LifecycleEvent;
+use beckon_domain::envelope::{Envelope, EventReceived, TriggerType};
+use beckon_domain::user_ref::UserRef;
+use beckon_store::triggers::{self, NewTrigger};
+use beckon_store::users::{self, UserChanges};
+use beckon_store::{StoreError, outbox, surveys};
+use diesel_async::AsyncConnection;
+use serde::Serialize;
+use serde_json::{Map, Value};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use uuid::Uuid;
+
+/// The request, as documented; the handler reads it field by field to give precise errors.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct SendEventRequest {
+    /// A predefined lifecycle name (`trial_expired`, …) is that event; any other name is the
+    /// custom event of that name.
+    event_name: String,
+    /// The project, when no `X-Team-ID` header names it.
+    project_id: Option<String>,
+    /// `contact_external_id` (required) is the user the event is about; `email`, `phone`,
+    /// `name` and `custom_fields` update the user's record.
+    #[schema(value_type = Object)]
+    user_info: Value,
+    /// Where the event came from: `type`, `ip`, `user_agent`.
+    #[schema(value_type = Option<Object>)]
+    source: Option<Value>,
+    /// The event's own parameters; they travel with the trigger to its webhooks.
+    #[schema(value_type = Option<Object>)]
+    event_data: Option<Value>,
+    #[schema(value_type = Option<Object>)]
+    variables: Option<Value>,
+    /// ISO 8601, in the future: fire then instead of now.
+    trigger_at: Option<String>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SendEventResponse {
+    pub success: bool,
+    pub trigger_id: Uuid,
+    /// The id of the envelope that carries the event.
+    pub job_id: Uuid,
+    pub message: String,
+    /// Present when `trigger_at` was given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scheduled_for: Option<String>,
+    #[schema(example = "survey")]
+    pub flow_type: &'static str,
+}
+
+fn team_context_error() -> ApiError {
+    ApiError::unauthorized("invalid_team_context", "Invalid team context")
+}
+
+fn optional_object(object: &Map<String, Value>, field: &str) -> Result<Option<Value>, ApiError> {
+    match object.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v @ Value::Object(_)) => Ok(Some(v.clone())),
+        Some(_) => Err(ApiError::bad_request(
+            "invalid_body",
+            format!("{field} must be an object"),
+        )),
+    }
+}
+
+fn optional_string(object: &Map<String, Value>, field: &str) -> Result<Option<String>, ApiError> {
+    match object.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(ApiError::bad_request(
+            "invalid_body",
+            format!("{field} must be a string"),
+        )),
+    }
+}
+
+/// Parses an ISO 8601 timestamp, truncated to the microseconds the database keeps.
+pub fn parse_timestamp(raw: &str) -> Option<OffsetDateTime> {
+    let t = OffsetDateTime::parse(raw, &Rfc3339).ok()?;
+    t.replace_nanosecond(t.nanosecond() / 1000 * 1000).ok()
+}
+
+pub fn format_timestamp(t: OffsetDateTime) -> String {
+    t.format(&Rfc3339).unwrap_or_default()
+}
+
+/// Queue an event.
+///
+/// Answers at once; the event is matched behind the queue (or at `trigger_at`). Track it with
+/// `GET /api/v1/triggers/{trigger_id}`.
+#[utoipa::path(post, path = "/api/v1/events/send", tag = "events",
+    request_body = SendEventRequest,
+    params(("X-Team-ID" = Option<String>, Header, description = "The project id (or `project_id` in the body)")),
+    security(("api_key" = []), ("bearer" = [])),
+    responses(
+        (status = 201, description = "Queued, durably", body = SendEventResponse),
+        (status = 400, description = "Event name is required, Invalid trigger_at format, trigger_at must be a future date, or header and body name different projects", body = ErrorBody),
+        (status = 401, description = "Unauthorized, or Invalid team context", body = ErrorBody),
+        (status = 403, description = "The project belongs to another organization", body = ErrorBody),
+        (status = 404, description = "Event type not found: no survey of the project ever subscribed to this custom event", body = ErrorBody),
+        (status = 503, description = "The database is unavailable; nothing was accepted", body = ErrorBody)
+    ))]
+pub async fn send(
+    auth: OrgAuth,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    bytes: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let value = body::json_value(&bytes)?;
+    let object = value
+        .as_object()
+        .ok_or_else(|| ApiError::bad_request("invalid_body", "The body must be a JSON object."))?;
+
+    let header_team = req
+        .headers()
+        .get("x-team-id")
+        .map(|v| {
+            v.to_str()
+                .map(|s| s.trim().to_owned())
+                .map_err(|_| team_context_error())
+        })
+        .transpose()?;
+    let body_team = optional_string(object, "project_id")?;
+    let team = match (header_team, body_team) {
+        (Some(h), Some(b)) if h != b => {
+            return Err(ApiError::bad_request(
+                "project_mismatch",
+                "X-Team-ID and project_id name different projects.",
+            ));
+        }
+        (Some(t), _) | (None, Some(t)) => t,
+        (None, None) => return Err(team_context_error()),
+    };
+
+    let event_name = match object.get("event_name") {
+        Some(Value::String(s)) if !s.is_empty() => s.clone(),
+        None | Some(Value::Null) | Some(Value::String(_)) => {
+            return Err(ApiError::bad_request(
+                "event_name_required",
+                "Event name is required",
+            ));
+        }
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "invalid_body",
+                "event_name must be a string",
+            ));
+        }
+    };
+    let event = LifecycleEvent::from_name(&event_name)
+        .map_err(|e| ApiError::bad_request("invalid_event_name", e.to_string()))?;
+
+    let user_info = optional_object(object, "user_info")?.unwrap_or_default();
+    let user_ref = match user_info.get("contact_external_id") {
+        Some(Value::String(raw)) => UserRef::parse(raw).map_err(|e| {
+            ApiError::bad_request(
+                "user_ref_invalid",
+                format!("user_info.contact_external_id: {e}"),
+            )
+        })?,
+        _ => {
+            return Err(ApiError::bad_request(
+                "user_ref_required",
+                "user_info.contact_external_id is required: it names the user the event is about.",
+            ));
+        }
+    };
+    let info = user_info.as_object().cloned().unwrap_or_default();
+    let changes = UserChanges {
+        email: optional_string(&info, "email")?,
+        name: optional_string(&info, "name")?,
+        phone: optional_string(&info, "phone")?,
+        attributes: optional_object(&info, "custom_fields")?,
+        trial_ends_at: None,
+    };
+    let source = optional_object(object, "source")?;
+    let event_data = optional_object(object, "event_data")?;
+    let variables = optional_object(object, "variables")?;
+    let trigger_at = match optional_string(object, "trigger_at")? {
+        None => None,
+        Some(raw) => {
+            let at = parse_timestamp(&raw).ok_or_else(|| {
+                ApiError::bad_request("invalid_trigger_at", "Invalid trigger_at format")
+            })?;
+            if at <= OffsetDateTime::now_utc() {
+                return Err(ApiError::bad_request(
+                    "trigger_at_in_past",
+                    "trigger_at must be a future date",
+                ));
+            }
+            Some(at)
+        }
+    };
+
+    let mut conn = state.store.conn().await?;
+    let project = owned_project(&mut conn, auth.org_id, &team)
+        .await
+        .map_err(|e| {
+            if e.status.as_u16() == 404 {
+                team_context_error()
+            } else {
+                e
+            }
+        })?;
+    if let LifecycleEvent::Custom(_) = &event
+        && !surveys::event_key_known(&mut conn, project.id, &event.key()).await?
+    {
+        return Err(ApiError::not_found(
+            "event_type_not_found",
+            "Event type not found",
+        ));
+    }
+
+    let mut trigger = NewTrigger::new(
+        auth.org_id,
+        project.id,
+        if trigger_at.is_some() {
+            TriggerType::Scheduled
+        } else {
+            TriggerType::Event
+        },
+        user_ref.as_str(),
+        &event,
+    );
+    trigger.scheduled_for = trigger_at;
+    trigger.source = source;
+    trigger.event_data = event_data.clone();
+    trigger.variables = variables;
+    let envelope = Envelope::new(
+        trigger.job_id,
+        auth.org_id,
+        project.id,
+        trigger.id,
+        EventReceived {
+            trigger_type: TriggerType::Event,
+            user_ref: user_ref.clone(),
+            event,
+            reply_to: None,
+            survey_id: None,
+            event_data,
+        },
+    );
+    let exchange = state.publisher.topology().events_exchange();
+    let rows = conn
+        .transaction::<_, StoreError, _>(async |conn| {
+            users::upsert(conn, auth.org_id, project.id, user_ref.as_str(), &changes).await?;
+            triggers::insert(conn, &trigger).await?;
+            if trigger.scheduled_for.is_some() {
+                return Ok(Vec::new());
+            }
+            let row = outbox::enqueue(
+                conn,
+                envelope.id,
+                &exchange,
+                &envelope.routing_key(),
+                envelope.to_json(),
+            )
+            .await?;
+            Ok(vec![row])
+        })
+        .await?;
+    beckon_worker::flush(&state.publisher, &mut conn, &rows).await;
+
+    let scheduled_for = trigger.scheduled_for.map(format_timestamp);
+    Ok(HttpResponse::Created().json(SendEventResponse {
+        success: true,
+        trigger_id: trigger.id,
+        job_id: trigger.job_id,
+        message: match &scheduled_for {
+            Some(at) => format!("Event scheduled for {at}"),
+            None => "Event queued successfully".to_owned(),
+        },
+        scheduled_for,
+        flow_type: "survey",
+    }))
+}

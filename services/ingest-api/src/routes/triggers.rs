@@ -1,0 +1,196 @@
+//! What became of each fired event: `GET /api/v1/triggers/{id}`, its per-survey details, and
+//! cancelling a trigger that is still scheduled.
+
+use crate::AppState;
+use crate::auth::OrgAuth;
+use crate::body;
+use crate::error::{ApiError, ErrorBody};
+use crate::routes::events::format_timestamp;
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use beckon_domain::outcome::SurveyOutcome;
+use beckon_store::triggers::{self, Trigger};
+use serde::Serialize;
+use serde_json::Value;
+use uuid::Uuid;
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct FilteredCounts {
+    /// Skipped because the survey's cooldown for the user was open.
+    pub cooldown: i32,
+    /// Skipped by the survey's sample rate.
+    pub sample: i32,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TriggerSummary {
+    /// Users the event was about (always 1).
+    pub total_contacts: i32,
+    /// Live surveys the event matched.
+    pub matched: i32,
+    /// Invitations created.
+    pub sent: i32,
+    /// Matches skipped, per reason.
+    pub filtered: FilteredCounts,
+    /// Matches that errored.
+    pub failed: i32,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TriggerView {
+    pub id: Uuid,
+    #[schema(example = "survey")]
+    pub flow_type: &'static str,
+    /// `dispatch`, `event` or `scheduled`.
+    pub trigger_type: String,
+    /// `queued`, `scheduled`, `processing`, `completed`, `failed` or `cancelled`.
+    pub status: String,
+    #[schema(value_type = Object)]
+    pub event: Value,
+    pub user_ref: String,
+    /// Why a failed trigger failed.
+    pub error: Option<String>,
+    pub created_at: String,
+    pub scheduled_for: Option<String>,
+    pub started_at: Option<String>,
+    pub completed_at: Option<String>,
+    /// The survey a trial reminder is for.
+    pub survey_id: Option<Uuid>,
+    pub summary: TriggerSummary,
+    pub details_endpoint: String,
+}
+
+impl From<Trigger> for TriggerView {
+    fn from(t: Trigger) -> Self {
+        Self {
+            id: t.id,
+            flow_type: "survey",
+            trigger_type: t.trigger_type,
+            status: t.status,
+            event: t.event,
+            user_ref: t.user_ref,
+            error: t.error,
+            created_at: format_timestamp(t.created_at),
+            scheduled_for: t.scheduled_for.map(format_timestamp),
+            started_at: t.started_at.map(format_timestamp),
+            completed_at: t.completed_at.map(format_timestamp),
+            survey_id: t.survey_id,
+            summary: TriggerSummary {
+                total_contacts: 1,
+                matched: t.matched_count,
+                sent: t.created_count,
+                filtered: FilteredCounts {
+                    cooldown: t.cooldown_count,
+                    sample: t.sample_count,
+                },
+                failed: t.errored_count,
+            },
+            details_endpoint: format!("/api/v1/triggers/{}/details", t.id),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SurveyOutcomeView {
+    pub survey_id: Uuid,
+    pub survey_version: i32,
+    pub outcome: SurveyOutcome,
+    pub reason: Option<String>,
+    /// The invitation created, when the outcome is `created`.
+    pub invitation_id: Option<Uuid>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TriggerDetails {
+    pub trigger_id: Uuid,
+    pub status: String,
+    pub surveys: Vec<SurveyOutcomeView>,
+}
+
+fn not_found(raw: &str) -> ApiError {
+    ApiError::not_found("trigger_not_found", format!("No trigger {raw}."))
+}
+
+async fn load(state: &AppState, auth: OrgAuth, raw: &str) -> Result<Trigger, ApiError> {
+    let id = body::path_id(raw, "trigger_not_found", "trigger")?;
+    let mut conn = state.store.conn().await?;
+    triggers::get_for_org(&mut conn, auth.org_id, id)
+        .await?
+        .ok_or_else(|| not_found(raw))
+}
+
+/// A trigger's status and summary.
+#[utoipa::path(get, path = "/api/v1/triggers/{trigger_id}", tag = "triggers",
+    params(("trigger_id" = String, Path, description = "Trigger id")),
+    security(("bearer" = []), ("api_key" = [])),
+    responses((status = 200, body = TriggerView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn get(
+    auth: OrgAuth,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let trigger = load(&state, auth, &path).await?;
+    Ok(HttpResponse::Ok().json(TriggerView::from(trigger)))
+}
+
+/// The outcome of each survey the trigger matched, with the invitation it created.
+#[utoipa::path(get, path = "/api/v1/triggers/{trigger_id}/details", tag = "triggers",
+    params(("trigger_id" = String, Path, description = "Trigger id")),
+    security(("bearer" = []), ("api_key" = [])),
+    responses((status = 200, body = TriggerDetails), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn details(
+    auth: OrgAuth,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let trigger = load(&state, auth, &path).await?;
+    let mut conn = state.store.conn().await?;
+    let surveys = triggers::results(&mut conn, trigger.id)
+        .await?
+        .into_iter()
+        .map(|r| SurveyOutcomeView {
+            survey_id: r.survey_id,
+            survey_version: r.survey_version,
+            outcome: r.outcome,
+            reason: r.reason,
+            invitation_id: r.invitation_id,
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(TriggerDetails {
+        trigger_id: trigger.id,
+        status: trigger.status,
+        surveys,
+    }))
+}
+
+/// Cancel a trigger that is still scheduled.
+#[utoipa::path(delete, path = "/api/v1/triggers/{trigger_id}", tag = "triggers",
+    params(("trigger_id" = String, Path, description = "Trigger id")),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "Cancelled", body = TriggerView),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "The trigger is not scheduled any more (it fired, or was cancelled)", body = ErrorBody)
+    ))]
+pub async fn cancel(
+    auth: OrgAuth,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = body::path_id(&path, "trigger_not_found", "trigger")?;
+    let mut conn = state.store.conn().await?;
+    match triggers::cancel(&mut conn, auth.org_id, id).await? {
+        None => Err(not_found(&path)),
+        Some(false) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "trigger_not_cancellable",
+            "Only a scheduled trigger can be cancelled; this one has fired or was cancelled.",
+        )),
+        Some(true) => {
+            let trigger = triggers::get_for_org(&mut conn, auth.org_id, id)
+                .await?
+                .ok_or_else(|| not_found(&path))?;
+            Ok(HttpResponse::Ok().json(TriggerView::from(trigger)))
+        }
+    }
+}

@@ -1,0 +1,242 @@
+//! `POST /api/v1/users/upsert`: keep a user's record, and schedule (move, cancel) a
+//! `trial_ending_soon` reminder per subscribed survey ahead of the user's `trial_ends_at`.
+
+use crate::AppState;
+use crate::auth::OrgAuth;
+use crate::body;
+use crate::error::{ApiError, ErrorBody};
+use crate::routes::events::{format_timestamp, parse_timestamp};
+use crate::routes::owned_project;
+use actix_web::{HttpResponse, web};
+use beckon_domain::envelope::TriggerType;
+use beckon_domain::user_ref::{UserRef, UserRefError};
+use beckon_domain::{LifecycleEvent, reminder};
+use beckon_store::triggers::{self, NewTrigger, status};
+use beckon_store::users::{self, User, UserChanges};
+use beckon_store::{Conn, StoreError, surveys};
+use diesel_async::AsyncConnection;
+use serde::Serialize;
+use serde_json::Value;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// The request, as documented; read field by field for precise errors.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct UpsertUserRequest {
+    project_id: String,
+    user_ref: String,
+    email: Option<String>,
+    name: Option<String>,
+    phone: Option<String>,
+    /// Merged key by key into the stored attributes.
+    #[schema(value_type = Option<Object>)]
+    attributes: Option<Value>,
+    /// ISO 8601. Schedules a `trial_ending_soon` reminder per subscribed Live survey, the
+    /// survey's lead time ahead; a new value moves it, `null` cancels it, absent keeps it.
+    trial_ends_at: Option<String>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct UserView {
+    pub project_id: Uuid,
+    pub user_ref: String,
+    pub email: Option<String>,
+    pub name: Option<String>,
+    pub phone: Option<String>,
+    #[schema(value_type = Object)]
+    pub attributes: Value,
+    pub trial_ends_at: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl From<User> for UserView {
+    fn from(u: User) -> Self {
+        Self {
+            project_id: u.project_id,
+            user_ref: u.user_ref,
+            email: u.email,
+            name: u.name,
+            phone: u.phone,
+            attributes: u.attributes,
+            trial_ends_at: u.trial_ends_at.map(format_timestamp),
+            created_at: format_timestamp(u.created_at),
+            updated_at: format_timestamp(u.updated_at),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ScheduledReminder {
+    pub trigger_id: Uuid,
+    pub survey_id: Uuid,
+    pub fire_at: String,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct UpsertUserResponse {
+    pub user: UserView,
+    /// Every reminder of this user still waiting to fire.
+    pub scheduled_reminders: Vec<ScheduledReminder>,
+}
+
+fn string_field(
+    object: &serde_json::Map<String, Value>,
+    field: &str,
+) -> Result<Option<String>, ApiError> {
+    match object.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(ApiError::bad_request(
+            "invalid_body",
+            format!("{field} must be a string"),
+        )),
+    }
+}
+
+/// Create or update a user, and schedule its trial reminders.
+#[utoipa::path(post, path = "/api/v1/users/upsert", tag = "users",
+    request_body = UpsertUserRequest,
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, body = UpsertUserResponse),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)
+    ))]
+pub async fn upsert(
+    auth: OrgAuth,
+    state: web::Data<AppState>,
+    bytes: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let value = body::json_value(&bytes)?;
+    let object = value
+        .as_object()
+        .ok_or_else(|| ApiError::bad_request("invalid_body", "The body must be a JSON object."))?;
+    let project_raw = string_field(object, "project_id")?
+        .ok_or_else(|| ApiError::bad_request("project_id_required", "project_id is required."))?;
+    let user_ref = match string_field(object, "user_ref")? {
+        Some(raw) => UserRef::parse(&raw).map_err(|e| {
+            let code = if e == UserRefError::Empty {
+                "user_ref_empty"
+            } else {
+                "user_ref_invalid"
+            };
+            ApiError::bad_request(code, e.to_string())
+        })?,
+        None => {
+            return Err(ApiError::bad_request(
+                "user_ref_required",
+                "user_ref is required.",
+            ));
+        }
+    };
+    let attributes = match object.get("attributes") {
+        None | Some(Value::Null) => None,
+        Some(v @ Value::Object(_)) => Some(v.clone()),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "invalid_body",
+                "attributes must be an object",
+            ));
+        }
+    };
+    let trial_ends_at = match object.get("trial_ends_at") {
+        None => None,
+        Some(Value::Null) => Some(None),
+        Some(Value::String(raw)) => Some(Some(parse_timestamp(raw).ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_trial_ends_at",
+                "trial_ends_at must be an ISO 8601 timestamp",
+            )
+        })?)),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "invalid_trial_ends_at",
+                "trial_ends_at must be an ISO 8601 timestamp or null",
+            ));
+        }
+    };
+    let changes = UserChanges {
+        email: string_field(object, "email")?,
+        name: string_field(object, "name")?,
+        phone: string_field(object, "phone")?,
+        attributes,
+        trial_ends_at,
+    };
+
+    let mut conn = state.store.conn().await?;
+    let project = owned_project(&mut conn, auth.org_id, &project_raw).await?;
+    let (user, reminders) = conn
+        .transaction::<_, StoreError, _>(async |conn| {
+            let user =
+                users::upsert(conn, auth.org_id, project.id, user_ref.as_str(), &changes).await?;
+            if let Some(ends) = changes.trial_ends_at {
+                reconcile_reminders(conn, auth.org_id, project.id, user_ref.as_str(), ends).await?;
+            }
+            let reminders =
+                triggers::scheduled_reminders_of(conn, project.id, user_ref.as_str()).await?;
+            Ok((user, reminders))
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(UpsertUserResponse {
+        user: UserView::from(user),
+        scheduled_reminders: reminders
+            .into_iter()
+            .filter_map(|t| {
+                Some(ScheduledReminder {
+                    trigger_id: t.id,
+                    survey_id: t.survey_id?,
+                    fire_at: format_timestamp(t.scheduled_for?),
+                })
+            })
+            .collect(),
+    }))
+}
+
+/// Makes each subscribed survey's reminder match the user's trial end. Runs in the upsert's
+/// transaction with the user's reminder rows locked; the scheduler's claim also locks them, so
+/// a move or cancel that races a firing resolves to exactly one outcome.
+async fn reconcile_reminders(
+    conn: &mut Conn,
+    org_id: Uuid,
+    project_id: Uuid,
+    user_ref: &str,
+    trial_ends_at: Option<OffsetDateTime>,
+) -> Result<(), StoreError> {
+    let now = OffsetDateTime::now_utc();
+    for (survey_id, lead) in surveys::trial_reminder_surveys(conn, project_id).await? {
+        let existing = triggers::reminders(conn, project_id, user_ref, survey_id).await?;
+        let scheduled = existing.iter().find(|t| t.status == status::SCHEDULED);
+        match (reminder::fire_time(trial_ends_at, lead, now), scheduled) {
+            (None, Some(pending)) => {
+                triggers::cancel_scheduled(conn, pending.id).await?;
+            }
+            (None, None) => {}
+            (Some(at), Some(pending)) => {
+                triggers::reschedule(conn, pending.id, at, trial_ends_at).await?;
+            }
+            (Some(at), None) => {
+                // A reminder for this very trial end already fired: the user had it.
+                let already = existing
+                    .iter()
+                    .any(|t| t.reminder_for == trial_ends_at && t.status != status::CANCELLED);
+                if already {
+                    continue;
+                }
+                let mut trigger = NewTrigger::new(
+                    org_id,
+                    project_id,
+                    TriggerType::Scheduled,
+                    user_ref,
+                    &LifecycleEvent::TrialEndingSoon,
+                );
+                trigger.scheduled_for = Some(at);
+                trigger.survey_id = Some(survey_id);
+                trigger.reminder_for = trial_ends_at;
+                triggers::insert(conn, &trigger).await?;
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,97 @@
+//! The scheduler: fires scheduled triggers when they are due.
+//!
+//! Scheduled triggers live in PostgreSQL (`triggers` with status `scheduled`), where they can
+//! be listed, moved and cancelled, and survive restarts. Every matcher replica runs this loop;
+//! `claim_due` takes rows with `FOR UPDATE SKIP LOCKED` by the database's clock, so each fires
+//! exactly once. A claimed trigger's envelope goes through the outbox in the same transaction,
+//! and from there into the same matching path as any event.
+
+use beckon_bus::Topology;
+use beckon_domain::envelope::{Envelope, EventReceived, TriggerType};
+use beckon_domain::{LifecycleEvent, UserRef};
+use beckon_store::triggers::{self, Trigger};
+use beckon_store::{StoreError, outbox};
+use beckon_worker::{Deps, error_chain};
+use diesel_async::AsyncConnection;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Most triggers claimed in one transaction.
+const BATCH: i64 = 200;
+
+/// Polls every `interval` (and at once again after a full batch) until `cancel` fires.
+pub async fn run(deps: Deps, topology: Topology, interval: Duration, cancel: CancellationToken) {
+    loop {
+        let fired = match fire_due(&deps, &topology).await {
+            Ok(n) => n,
+            Err(err) => {
+                tracing::warn!(error = %error_chain(&err), "scheduler pass failed");
+                0
+            }
+        };
+        if fired as i64 == BATCH {
+            continue;
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(interval) => {}
+        }
+    }
+}
+
+/// The envelope a due trigger fires as: its id is the trigger's `job_id`, so firing twice
+/// (which the claim prevents) would still be one envelope to the consumers.
+pub fn envelope_for(trigger: &Trigger) -> Result<Envelope<EventReceived>, String> {
+    let user_ref = UserRef::parse(&trigger.user_ref).map_err(|e| e.to_string())?;
+    let event: LifecycleEvent =
+        serde_json::from_value(trigger.event.clone()).map_err(|e| e.to_string())?;
+    Ok(Envelope::new(
+        trigger.job_id.unwrap_or(trigger.id),
+        trigger.org_id,
+        trigger.project_id,
+        trigger.id,
+        EventReceived {
+            trigger_type: TriggerType::Scheduled,
+            user_ref,
+            event,
+            reply_to: None,
+            survey_id: trigger.survey_id,
+            event_data: trigger.event_data.clone(),
+        },
+    ))
+}
+
+/// One pass: claims what is due, commits the envelopes to the outbox, publishes them.
+pub async fn fire_due(deps: &Deps, topology: &Topology) -> Result<usize, StoreError> {
+    let mut conn = deps.store.conn().await?;
+    let rows = conn
+        .transaction::<_, StoreError, _>(async |conn| {
+            let due = triggers::claim_due(conn, BATCH).await?;
+            let mut rows = Vec::with_capacity(due.len());
+            for trigger in &due {
+                match envelope_for(trigger) {
+                    Ok(env) => rows.push(
+                        outbox::enqueue(
+                            conn,
+                            env.id,
+                            &topology.events_exchange(),
+                            &env.routing_key(),
+                            env.to_json(),
+                        )
+                        .await?,
+                    ),
+                    Err(reason) => {
+                        tracing::error!(trigger_id = %trigger.id, %reason, "a scheduled trigger cannot fire");
+                        triggers::fail(conn, trigger.id, &format!("cannot fire: {reason}")).await?;
+                    }
+                }
+            }
+            Ok(rows)
+        })
+        .await?;
+    if !rows.is_empty() {
+        tracing::info!(fired = rows.len(), "scheduled triggers fired");
+        beckon_worker::flush(&deps.publisher, &mut conn, &rows).await;
+    }
+    Ok(rows.len())
+}
