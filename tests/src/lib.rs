@@ -62,6 +62,8 @@ pub struct Options {
     pub dispatch_timeout_ms: u64,
     /// Replicas of the invitation service to start.
     pub invitation_replicas: usize,
+    /// Replicas of the matcher (and so of the scheduler) to start.
+    pub matcher_replicas: usize,
 }
 
 impl Default for Options {
@@ -69,6 +71,7 @@ impl Default for Options {
         Self {
             dispatch_timeout_ms: 10_000,
             invitation_replicas: 1,
+            matcher_replicas: 1,
         }
     }
 }
@@ -134,7 +137,9 @@ impl TestApp {
             log_dir,
             launches: 0,
         };
-        app.start("matcher");
+        for _ in 0..options.matcher_replicas {
+            app.start("matcher");
+        }
         for _ in 0..options.invitation_replicas {
             app.start("invitation");
         }
@@ -164,6 +169,7 @@ impl TestApp {
                 "BECKON_DISPATCH_TIMEOUT_MS",
                 self.options.dispatch_timeout_ms.to_string(),
             )
+            .env("BECKON_SCHEDULER_INTERVAL_MS", "100")
             .env("RUST_LOG", "info")
             .stdout(log.try_clone().expect("a log handle"))
             .stderr(log)
@@ -279,6 +285,68 @@ impl TestApp {
             .expect("request");
         let status = r.status().as_u16();
         (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// `POST /api/v1/events/send` with `X-API-Key`, naming the project in `X-Team-ID` when
+    /// `team` is given.
+    pub async fn send_event(&self, team: Option<Uuid>, body: Value) -> (u16, Value) {
+        let mut request = self
+            .http
+            .post(self.url("/api/v1/events/send"))
+            .header("x-api-key", &self.token)
+            .json(&body);
+        if let Some(team) = team {
+            request = request.header("x-team-id", team.to_string());
+        }
+        let r = request.send().await.expect("request");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// `POST /api/v1/users/upsert`.
+    pub async fn upsert_user(&self, body: Value) -> (u16, Value) {
+        let r = self
+            .authed(reqwest::Method::POST, "/api/v1/users/upsert")
+            .json(&body)
+            .send()
+            .await
+            .expect("request");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// `GET /api/v1/triggers/{id}` as the test organization.
+    pub async fn trigger(&self, id: &str) -> (u16, Value) {
+        let r = self
+            .authed(reqwest::Method::GET, &format!("/api/v1/triggers/{id}"))
+            .send()
+            .await
+            .expect("request");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Polls the trigger until its status is `status`; returns it then.
+    pub async fn wait_trigger(&self, id: &str, status: &str, timeout: Duration) -> Value {
+        self.eventually(timeout, &format!("trigger {id} to be {status}"), || async {
+            let (_, body) = self.trigger(id).await;
+            (body["status"] == status).then_some(body)
+        })
+        .await
+    }
+
+    /// Starts every service again (after [`TestApp::stop`]) and waits for the gateway.
+    pub async fn start_all(&mut self) {
+        for _ in 0..self.options.matcher_replicas {
+            self.start("matcher");
+        }
+        for _ in 0..self.options.invitation_replicas {
+            self.start("invitation");
+        }
+        self.start("ingest-api");
+        self.wait_ready(Duration::from_secs(30))
+            .await
+            .expect("ready again");
     }
 
     /// A second organization with its own token.

@@ -1,0 +1,432 @@
+//! POST /api/v1/events/send and GET/DELETE /api/v1/triggers/{id}, through the real services.
+
+use beckon_e2e::TestApp;
+use beckon_e2e::broker::Broker;
+use serde_json::{Value, json};
+use std::time::Duration;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn in_seconds(s: i64) -> String {
+    (OffsetDateTime::now_utc() + time::Duration::seconds(s))
+        .format(&Rfc3339)
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_is_accepted_at_once_and_its_trigger_completes_with_a_summary() {
+    let app = TestApp::spawn().await;
+    let project = app.create_project().await;
+    let survey = app
+        .create_survey(
+            project,
+            json!({"trigger": {"events": [{"custom": "payment_failed"}]}}),
+        )
+        .await;
+    let (status, body) = app
+        .send_event(
+            Some(project),
+            json!({
+                "event_name": "payment_failed",
+                "user_info": {"contact_external_id": "user_1", "email": "ada@example.com", "name": "Ada",
+                              "custom_fields": {"plan": "pro"}},
+                "source": {"type": "api", "ip": "127.0.0.1"},
+                "event_data": {"amount": 49.0, "currency": "EUR"},
+                "variables": {"first_name": "Ada"}
+            }),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["success"], true);
+    assert_eq!(body["message"], "Event queued successfully");
+    assert_eq!(body["flow_type"], "survey");
+    assert!(body.get("scheduled_for").is_none());
+    let trigger_id = body["trigger_id"].as_str().unwrap().to_owned();
+    assert!(body["job_id"].as_str().is_some_and(|j| j != trigger_id));
+
+    let trigger = app.wait_trigger(&trigger_id, "completed", WAIT).await;
+    assert_eq!(trigger["trigger_type"], "event");
+    assert_eq!(trigger["flow_type"], "survey");
+    assert_eq!(trigger["event"], json!({"custom": "payment_failed"}));
+    assert_eq!(
+        trigger["summary"],
+        json!({"total_contacts": 1, "matched": 1, "sent": 1, "filtered": {"cooldown": 0, "sample": 0}, "failed": 0})
+    );
+    assert!(trigger["started_at"].is_string() && trigger["completed_at"].is_string());
+    let details_path = trigger["details_endpoint"].as_str().unwrap();
+    let details: Value = app
+        .authed(reqwest::Method::GET, details_path)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(details["surveys"][0]["survey_id"], survey["id"]);
+    assert_eq!(details["surveys"][0]["outcome"], "created");
+    assert!(details["surveys"][0]["invitation_id"].is_string());
+
+    // user_info updated the user; event_data travels with the trigger.
+    assert_eq!(
+        app.execute("SELECT 1 FROM users WHERE user_ref = 'user_1' AND email = 'ada@example.com' AND attributes->>'plan' = 'pro'").await,
+        1
+    );
+    assert_eq!(
+        app.execute(&format!(
+            "SELECT 1 FROM triggers WHERE id = '{trigger_id}' AND event_data->>'currency' = 'EUR'"
+        ))
+        .await,
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_predefined_name_is_that_event_and_the_body_may_name_the_project() {
+    let app = TestApp::spawn().await;
+    let project = app.create_project().await;
+    app.create_survey(project, json!({"trigger": {"events": ["trial_expired"]}}))
+        .await;
+    let (status, body) = app
+        .send_event(None, json!({"project_id": project, "event_name": "trial_expired", "user_info": {"contact_external_id": "u1"}}))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let trigger = app
+        .wait_trigger(body["trigger_id"].as_str().unwrap(), "completed", WAIT)
+        .await;
+    assert_eq!(trigger["event"], "trial_expired");
+    assert_eq!(trigger["summary"]["sent"], 1);
+    // A predefined event no survey listens to is still an event: accepted, matching nothing.
+    let (status, body) = app
+        .send_event(Some(project), json!({"event_name": "onboarding_completed", "user_info": {"contact_external_id": "u1"}}))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let trigger = app
+        .wait_trigger(body["trigger_id"].as_str().unwrap(), "completed", WAIT)
+        .await;
+    assert_eq!(trigger["summary"]["matched"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_send_errors_have_the_seeds_messages_and_stable_codes() {
+    let app = TestApp::spawn().await;
+    let project = app.create_project().await;
+    app.create_survey(
+        project,
+        json!({"trigger": {"events": [{"custom": "known"}]}}),
+    )
+    .await;
+    let user = json!({"contact_external_id": "u1"});
+    let (_, other_token) = app.other_org().await;
+    let other_project = {
+        let r = app
+            .http
+            .post(app.url("/api/v1/projects"))
+            .bearer_auth(&other_token)
+            .json(&json!({"name": "theirs"}))
+            .send()
+            .await
+            .unwrap();
+        let v: Value = r.json().await.unwrap();
+        v["id"].as_str().unwrap().to_owned()
+    };
+
+    let cases: Vec<(Option<String>, Value, u16, &str, &str)> = vec![
+        (
+            Some(project.to_string()),
+            json!({"user_info": user}),
+            400,
+            "event_name_required",
+            "Event name is required",
+        ),
+        (
+            Some(project.to_string()),
+            json!({"event_name": "", "user_info": user}),
+            400,
+            "event_name_required",
+            "Event name is required",
+        ),
+        (
+            Some(project.to_string()),
+            json!({"event_name": "known", "user_info": user, "trigger_at": "tomorrow"}),
+            400,
+            "invalid_trigger_at",
+            "Invalid trigger_at format",
+        ),
+        (
+            Some(project.to_string()),
+            json!({"event_name": "known", "user_info": user, "trigger_at": "2020-01-01T00:00:00Z"}),
+            400,
+            "trigger_at_in_past",
+            "trigger_at must be a future date",
+        ),
+        (
+            Some(project.to_string()),
+            json!({"event_name": "known", "user_info": user, "project_id": uuid::Uuid::now_v7()}),
+            400,
+            "project_mismatch",
+            "",
+        ),
+        (
+            Some(project.to_string()),
+            json!({"event_name": "known"}),
+            400,
+            "user_ref_required",
+            "",
+        ),
+        (
+            None,
+            json!({"event_name": "known", "user_info": user}),
+            401,
+            "invalid_team_context",
+            "Invalid team context",
+        ),
+        (
+            Some("not-a-team".into()),
+            json!({"event_name": "known", "user_info": user}),
+            401,
+            "invalid_team_context",
+            "Invalid team context",
+        ),
+        (
+            Some(uuid::Uuid::now_v7().to_string()),
+            json!({"event_name": "known", "user_info": user}),
+            401,
+            "invalid_team_context",
+            "Invalid team context",
+        ),
+        (
+            Some(other_project),
+            json!({"event_name": "known", "user_info": user}),
+            403,
+            "project_forbidden",
+            "",
+        ),
+        (
+            Some(project.to_string()),
+            json!({"event_name": "never_subscribed", "user_info": user}),
+            404,
+            "event_type_not_found",
+            "Event type not found",
+        ),
+    ];
+    for (team, body, status, code, message) in cases {
+        let mut request = app
+            .http
+            .post(app.url("/api/v1/events/send"))
+            .header("x-api-key", &app.token)
+            .json(&body);
+        if let Some(team) = &team {
+            request = request.header("x-team-id", team);
+        }
+        let r = request.send().await.unwrap();
+        let got = r.status().as_u16();
+        let e: Value = r.json().await.unwrap();
+        assert_eq!(
+            (got, e["code"].as_str().unwrap_or("")),
+            (status, code),
+            "{team:?} {body} → {e}"
+        );
+        assert_eq!(e["statusCode"], status);
+        if !message.is_empty() {
+            assert_eq!(e["message"], message);
+        }
+    }
+    let r = app
+        .http
+        .post(app.url("/api/v1/events/send"))
+        .header("x-team-id", project.to_string())
+        .json(&json!({"event_name": "known"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(
+        app.execute("SELECT 1 FROM triggers").await,
+        0,
+        "no error created a trigger"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduled_event_fires_when_due_against_the_surveys_as_they_are_then() {
+    let app = TestApp::spawn().await;
+    let project = app.create_project().await;
+    // Subscribe the event so it is known, but leave that survey paused.
+    let first = app
+        .create_survey(
+            project,
+            json!({"trigger": {"events": [{"custom": "renewal"}]}, "status": "paused"}),
+        )
+        .await;
+    let at = in_seconds(2);
+    let (status, body) = app
+        .send_event(Some(project), json!({"event_name": "renewal", "user_info": {"contact_external_id": "u1"}, "trigger_at": at}))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let scheduled_for = body["scheduled_for"].as_str().unwrap().to_owned();
+    let drift = OffsetDateTime::parse(&scheduled_for, &Rfc3339).unwrap()
+        - OffsetDateTime::parse(&at, &Rfc3339).unwrap();
+    assert!(
+        drift.abs() < time::Duration::microseconds(1),
+        "scheduled for {scheduled_for}, asked {at}"
+    );
+    assert_eq!(
+        body["message"],
+        format!("Event scheduled for {scheduled_for}")
+    );
+    let id = body["trigger_id"].as_str().unwrap().to_owned();
+    let (_, waiting) = app.trigger(&id).await;
+    assert_eq!(
+        (waiting["status"].clone(), waiting["trigger_type"].clone()),
+        (json!("scheduled"), json!("scheduled"))
+    );
+
+    // Changed after scheduling: the firing sees the survey Live.
+    let r = app
+        .authed(
+            reqwest::Method::PATCH,
+            &format!(
+                "/api/v1/projects/{project}/surveys/{}",
+                first["id"].as_str().unwrap()
+            ),
+        )
+        .json(&json!({"status": "live"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    let done = app.wait_trigger(&id, "completed", WAIT).await;
+    assert_eq!(done["summary"]["sent"], 1);
+    let fired = OffsetDateTime::parse(done["started_at"].as_str().unwrap(), &Rfc3339).unwrap();
+    assert!(
+        fired >= OffsetDateTime::parse(&scheduled_for, &Rfc3339).unwrap(),
+        "fired before it was due"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_trigger_never_fires_and_only_scheduled_ones_can_be_cancelled() {
+    let app = TestApp::spawn().await;
+    let project = app.create_project().await;
+    app.create_survey(project, json!({"trigger": {"events": ["trial_expired"]}}))
+        .await;
+    let (_, body) = app
+        .send_event(Some(project), json!({"event_name": "trial_expired", "user_info": {"contact_external_id": "u1"}, "trigger_at": in_seconds(2)}))
+        .await;
+    let id = body["trigger_id"].as_str().unwrap().to_owned();
+    let r = app
+        .authed(reqwest::Method::DELETE, &format!("/api/v1/triggers/{id}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let cancelled: Value = r.json().await.unwrap();
+    assert_eq!(cancelled["status"], "cancelled");
+
+    // A later event for another user fires and completes; the cancelled one stays cancelled.
+    let (_, later) = app
+        .send_event(Some(project), json!({"event_name": "trial_expired", "user_info": {"contact_external_id": "u2"}, "trigger_at": in_seconds(3)}))
+        .await;
+    app.wait_trigger(later["trigger_id"].as_str().unwrap(), "completed", WAIT)
+        .await;
+    let (_, after) = app.trigger(&id).await;
+    assert_eq!(after["status"], "cancelled");
+    assert_eq!(
+        app.execute("SELECT 1 FROM invitations WHERE user_ref = 'u1'")
+            .await,
+        0
+    );
+
+    let r = app
+        .authed(reqwest::Method::DELETE, &format!("/api/v1/triggers/{id}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+    let e: Value = r.json().await.unwrap();
+    assert_eq!(e["code"], "trigger_not_cancellable");
+    let r = app
+        .authed(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/triggers/{}", later["trigger_id"].as_str().unwrap()),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn triggers_of_other_organizations_and_unknown_ids_are_404() {
+    let app = TestApp::spawn().await;
+    let project = app.create_project().await;
+    let (_, body) = app
+        .dispatch(json!({"project_id": project, "user_ref": "u1", "event": "trial_expired"}))
+        .await;
+    let id = body["trigger_id"].as_str().unwrap().to_owned();
+    let (status, trigger) = app.trigger(&id).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        (trigger["trigger_type"].clone(), trigger["status"].clone()),
+        (json!("dispatch"), json!("completed"))
+    );
+
+    let (_, other_token) = app.other_org().await;
+    for path in [
+        format!("/api/v1/triggers/{id}"),
+        format!("/api/v1/triggers/{id}/details"),
+    ] {
+        let r = app
+            .http
+            .get(app.url(&path))
+            .bearer_auth(&other_token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404);
+        let e: Value = r.json().await.unwrap();
+        assert_eq!(e["code"], "trigger_not_found");
+    }
+    let r = app
+        .http
+        .delete(app.url(&format!("/api/v1/triggers/{id}")))
+        .bearer_auth(&other_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    for unknown in [uuid::Uuid::now_v7().to_string(), "nope".to_owned()] {
+        let (status, _) = app.trigger(&unknown).await;
+        assert_eq!(status, 404);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trigger_whose_envelope_is_dead_lettered_shows_failed_with_the_reason() {
+    let app = TestApp::spawn().await;
+    let project = app.create_project().await;
+    let (_, body) = app
+        .send_event(Some(project), json!({"event_name": "trial_expired", "user_info": {"contact_external_id": "u1"}, "trigger_at": in_seconds(3600)}))
+        .await;
+    let id = body["trigger_id"].as_str().unwrap().to_owned();
+    let broker = Broker::connect(&app.prefix).await;
+    let poison = json!({
+        "id": uuid::Uuid::now_v7(), "type": "event.received", "version": 42,
+        "occurred_at": "2026-11-23T10:00:00Z", "org_id": app.org_id, "project_id": project,
+        "correlation_id": id, "data": {}
+    });
+    broker
+        .publish_raw("event.received.v1", &serde_json::to_vec(&poison).unwrap())
+        .await;
+    let failed = app.wait_trigger(&id, "failed", WAIT).await;
+    assert!(
+        failed["error"]
+            .as_str()
+            .unwrap()
+            .contains("unknown_version"),
+        "{failed}"
+    );
+}

@@ -1,0 +1,282 @@
+//! Trial reminders from users/upsert, and scheduled triggers across replicas and restarts.
+
+use beckon_e2e::{Options, TestApp};
+use futures_util::future::join_all;
+use serde_json::{Value, json};
+use std::time::Duration;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+const DAY: i64 = 24 * 3600;
+const WAIT: Duration = Duration::from_secs(30);
+
+fn from_now(seconds: i64) -> OffsetDateTime {
+    OffsetDateTime::now_utc() + time::Duration::seconds(seconds)
+}
+
+fn iso(t: OffsetDateTime) -> String {
+    t.format(&Rfc3339).unwrap()
+}
+
+fn parse(v: &Value) -> OffsetDateTime {
+    OffsetDateTime::parse(v.as_str().unwrap(), &Rfc3339).unwrap()
+}
+
+/// Reminders of the answer, as (survey id, fire time, trigger id), sorted by survey.
+fn reminders(answer: &Value) -> Vec<(String, OffsetDateTime, String)> {
+    let mut out: Vec<_> = answer["scheduled_reminders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["survey_id"].as_str().unwrap().to_owned(),
+                parse(&r["fire_at"]),
+                r["trigger_id"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn close(a: OffsetDateTime, b: OffsetDateTime) -> bool {
+    (a - b).abs() < time::Duration::seconds(5)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upserting_trial_ends_at_sets_moves_and_clears_one_reminder_per_subscribed_survey() {
+    let app = TestApp::spawn().await;
+    let project = app.create_project().await;
+    let three_days = app
+        .create_survey(
+            project,
+            json!({"trigger": {"events": ["trial_ending_soon"]}}),
+        )
+        .await;
+    let one_day = app
+        .create_survey(project, json!({"trigger": {"events": ["trial_ending_soon"]}, "trial_reminder_lead_seconds": DAY}))
+        .await;
+    app.create_survey(
+        project,
+        json!({"trigger": {"events": ["trial_ending_soon"]}, "status": "draft"}),
+    )
+    .await;
+    app.create_survey(project, json!({"trigger": {"events": ["trial_expired"]}}))
+        .await;
+    let mut ids = [
+        three_days["id"].as_str().unwrap().to_owned(),
+        one_day["id"].as_str().unwrap().to_owned(),
+    ];
+    ids.sort();
+    let lead_of = |survey: &str| {
+        if survey == three_days["id"].as_str().unwrap() {
+            3 * DAY
+        } else {
+            DAY
+        }
+    };
+    let upsert = |trial: Value| {
+        app.upsert_user(json!({"project_id": project, "user_ref": "trialist", "email": "t@example.com", "trial_ends_at": trial}))
+    };
+
+    // Set.
+    let ends = from_now(10 * DAY);
+    let (status, set) = upsert(json!(iso(ends))).await;
+    assert_eq!(status, 200, "{set}");
+    assert_eq!(set["user"]["user_ref"], "trialist");
+    assert_eq!(set["user"]["email"], "t@example.com");
+    let first = reminders(&set);
+    assert_eq!(first.iter().map(|r| r.0.clone()).collect::<Vec<_>>(), ids);
+    for (survey, at, _) in &first {
+        assert!(
+            close(*at, ends - time::Duration::seconds(lead_of(survey))),
+            "{survey} at {at}"
+        );
+    }
+    let (_, trigger) = app.trigger(&first[0].2).await;
+    assert_eq!(
+        (
+            trigger["status"].clone(),
+            trigger["trigger_type"].clone(),
+            trigger["event"].clone()
+        ),
+        (
+            json!("scheduled"),
+            json!("scheduled"),
+            json!("trial_ending_soon")
+        )
+    );
+
+    // The same value again changes nothing.
+    let (_, same) = upsert(json!(iso(ends))).await;
+    assert_eq!(reminders(&same), first);
+
+    // Move earlier, then later: the same triggers move.
+    for days in [5, 20] {
+        let ends = from_now(days * DAY);
+        let (_, moved) = upsert(json!(iso(ends))).await;
+        let moved = reminders(&moved);
+        assert_eq!(
+            moved.iter().map(|r| r.2.clone()).collect::<Vec<_>>(),
+            first.iter().map(|r| r.2.clone()).collect::<Vec<_>>()
+        );
+        for (survey, at, _) in &moved {
+            assert!(close(*at, ends - time::Duration::seconds(lead_of(survey))));
+        }
+    }
+
+    // An upsert without trial_ends_at keeps the schedule.
+    let (_, kept) = app
+        .upsert_user(json!({"project_id": project, "user_ref": "trialist", "name": "T"}))
+        .await;
+    assert_eq!(reminders(&kept).len(), 2);
+    assert_eq!(
+        kept["user"]["email"], "t@example.com",
+        "absent fields keep their value"
+    );
+
+    // Clear: null cancels.
+    let (_, cleared) = upsert(Value::Null).await;
+    assert_eq!(cleared["scheduled_reminders"], json!([]));
+    assert_eq!(cleared["user"]["trial_ends_at"], Value::Null);
+    for (_, _, id) in &first {
+        let (_, t) = app.trigger(id).await;
+        assert_eq!(t["status"], "cancelled");
+    }
+
+    // A trial already over schedules nothing.
+    let (_, over) = upsert(json!(iso(from_now(-3600)))).await;
+    assert_eq!(over["scheduled_reminders"], json!([]));
+    assert_eq!(app.execute("SELECT 1 FROM invitations").await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reminder_already_due_fires_now_each_for_its_own_survey() {
+    let app = TestApp::spawn().await;
+    let project = app.create_project().await;
+    let a = app
+        .create_survey(
+            project,
+            json!({"trigger": {"events": ["trial_ending_soon"]}}),
+        )
+        .await;
+    let b = app
+        .create_survey(
+            project,
+            json!({"trigger": {"events": ["trial_ending_soon"]}}),
+        )
+        .await;
+    // The trial ends in a day: both 3-day reminders are past due while the trial still runs.
+    let (status, body) = app
+        .upsert_user(
+            json!({"project_id": project, "user_ref": "soon", "trial_ends_at": iso(from_now(DAY))}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let ids: Vec<String> = body["scheduled_reminders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["trigger_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids.len(), 2);
+    for id in &ids {
+        let done = app.wait_trigger(id, "completed", WAIT).await;
+        assert_eq!(
+            (
+                done["summary"]["matched"].clone(),
+                done["summary"]["sent"].clone()
+            ),
+            (json!(1), json!(1)),
+            "{done}"
+        );
+    }
+    // Two surveys, two invitations — not four.
+    assert_eq!(
+        app.execute("SELECT 1 FROM invitations WHERE user_ref = 'soon'")
+            .await,
+        2
+    );
+    for survey in [&a, &b] {
+        let sql = format!(
+            "SELECT 1 FROM invitations WHERE user_ref = 'soon' AND survey_id = '{}'",
+            survey["id"].as_str().unwrap()
+        );
+        assert_eq!(app.execute(&sql).await, 1);
+    }
+    // Upserting the same trial end again does not remind twice.
+    let (_, again) = app
+        .upsert_user(json!({"project_id": project, "user_ref": "soon", "trial_ends_at": body["user"]["trial_ends_at"]}))
+        .await;
+    assert_eq!(again["scheduled_reminders"], json!([]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_scheduler_replicas_fire_each_trigger_exactly_once() {
+    let app = TestApp::spawn_with(Options {
+        matcher_replicas: 2,
+        ..Options::default()
+    })
+    .await;
+    let project = app.create_project().await;
+    app.create_survey(project, json!({"trigger": {"events": ["trial_expired"]}}))
+        .await;
+    let at = iso(from_now(2));
+    let sends = (0..30).map(|i| {
+        app.send_event(Some(project), json!({"event_name": "trial_expired", "user_info": {"contact_external_id": format!("u{i}")}, "trigger_at": at}))
+    });
+    let ids: Vec<String> = join_all(sends)
+        .await
+        .into_iter()
+        .map(|(status, body)| {
+            assert_eq!(status, 201, "{body}");
+            body["trigger_id"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    for id in &ids {
+        let done = app.wait_trigger(id, "completed", WAIT).await;
+        assert_eq!(done["summary"]["sent"], 1);
+    }
+    assert_eq!(app.execute("SELECT 1 FROM invitations").await, 30);
+    assert_eq!(
+        app.execute("SELECT 1 FROM processed_envelopes WHERE consumer = 'matcher'")
+            .await,
+        30,
+        "each fired once"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduled_event_survives_a_restart_of_every_service() {
+    let mut app = TestApp::spawn().await;
+    let project = app.create_project().await;
+    app.create_survey(project, json!({"trigger": {"events": ["trial_expired"]}}))
+        .await;
+    let (status, body) = app
+        .send_event(Some(project), json!({"event_name": "trial_expired", "user_info": {"contact_external_id": "patient"}, "trigger_at": iso(from_now(2))}))
+        .await;
+    assert_eq!(status, 201);
+    let id = body["trigger_id"].as_str().unwrap().to_owned();
+    for service in ["ingest-api", "matcher", "invitation"] {
+        app.stop(service);
+    }
+    // Down past the due time.
+    let due = format!(
+        "SELECT 1 FROM triggers WHERE id = '{id}' AND scheduled_for < now() AND status = 'scheduled'"
+    );
+    app.eventually(
+        WAIT,
+        "the trigger to fall due while everything is down",
+        || async { (app.execute(&due).await == 1).then_some(()) },
+    )
+    .await;
+    app.start_all().await;
+    let done = app.wait_trigger(&id, "completed", WAIT).await;
+    assert_eq!(done["summary"]["sent"], 1);
+    assert_eq!(
+        app.execute("SELECT 1 FROM invitations WHERE user_ref = 'patient'")
+            .await,
+        1
+    );
+}
