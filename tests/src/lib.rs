@@ -64,6 +64,8 @@ pub struct Options {
     pub invitation_replicas: usize,
     /// Replicas of the matcher (and so of the scheduler) to start.
     pub matcher_replicas: usize,
+    /// More environment variables for every service.
+    pub env: Vec<(&'static str, String)>,
 }
 
 impl Default for Options {
@@ -72,6 +74,7 @@ impl Default for Options {
             dispatch_timeout_ms: 10_000,
             invitation_replicas: 1,
             matcher_replicas: 1,
+            env: Vec::new(),
         }
     }
 }
@@ -155,7 +158,9 @@ impl TestApp {
             .log_dir
             .join(format!("{service}-{}.log", self.launches));
         let log = std::fs::File::create(&log).expect("a log file");
-        let child = Command::new(bin_dir().join(service))
+        let mut command = Command::new(bin_dir().join(service));
+        command.envs(self.options.env.iter().map(|(k, v)| (k, v)));
+        let child = command
             .env("BECKON_DATABASE_URL", self.db.url())
             .env("BECKON_AMQP_URL", amqp_url())
             .env("BECKON_QUEUE_PREFIX", &self.prefix)

@@ -37,9 +37,10 @@ pub struct Waiting {
 }
 
 impl Waiting {
-    /// The reply body, or `None` when `deadline` passes first.
-    pub async fn wait(mut self, deadline: Duration) -> Option<Vec<u8>> {
-        let rx = self.rx.take()?;
+    /// The reply body, or `None` when `deadline` passes first. The wait stays registered
+    /// until dropped, so a caller that gave up answering may still wait on.
+    pub async fn wait(&mut self, deadline: Duration) -> Option<Vec<u8>> {
+        let rx = self.rx.as_mut()?;
         tokio::time::timeout(deadline, rx).await.ok()?.ok()
     }
 }

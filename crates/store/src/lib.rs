@@ -5,12 +5,14 @@
 //! - [`tenancy`]: organizations, access tokens, projects.
 //! - [`surveys`]: surveys, their versions, and matching Live surveys to an event.
 //! - [`triggers`]: one row per fired event and the outcome per matched survey.
+//! - [`idempotency`]: `Idempotency-Key` records.
 //! - [`invitations`]: invitations, magic-link lookup, the atomic cooldown claim.
 //! - [`outbox`]: envelopes committed with the work that emits them.
 //! - [`users`]: the users a project tells Beckon about.
 //! - [`processed`]: envelope ids a consumer has handled.
 //! - [`testing`]: a fresh database per test, cloned from a migrated template.
 
+pub mod idempotency;
 pub mod invitations;
 pub mod outbox;
 pub mod processed;

@@ -162,6 +162,19 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    idempotency_keys (org_id, key) {
+        org_id -> Uuid,
+        key -> Text,
+        request_hash -> Bytea,
+        state -> Text,
+        response_status -> Nullable<Int4>,
+        response_body -> Nullable<Bytea>,
+        created_at -> Timestamptz,
+        expires_at -> Timestamptz,
+    }
+}
+
 diesel::joinable!(api_tokens -> organizations (org_id));
 diesel::joinable!(projects -> organizations (org_id));
 diesel::joinable!(surveys -> projects (project_id));
@@ -182,4 +195,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     outbox,
     project_event_keys,
     users,
+    idempotency_keys,
 );

@@ -2,7 +2,9 @@
 
 use crate::AppState;
 use crate::error::ApiError;
+use crate::ratelimit::Decision;
 use actix_web::dev::Payload;
+use actix_web::http::StatusCode;
 use actix_web::{FromRequest, HttpRequest, web};
 use beckon_store::tenancy;
 use std::future::Future;
@@ -48,13 +50,28 @@ impl FromRequest for OrgAuth {
             })?;
             let state = state.ok_or_else(|| ApiError::internal(&MissingState))?;
             let mut conn = state.store.conn().await?;
-            match tenancy::authenticate(&mut conn, &token).await? {
-                Some(org_id) => Ok(Self { org_id }),
-                None => Err(ApiError::unauthorized(
-                    "invalid_token",
-                    "The access token is invalid or revoked.",
-                )),
+            let org_id = tenancy::authenticate(&mut conn, &token)
+                .await?
+                .ok_or_else(|| {
+                    ApiError::unauthorized(
+                        "invalid_token",
+                        "The access token is invalid or revoked.",
+                    )
+                })?;
+            if let Some(limiter) = &state.limiter
+                && let Decision::Deny { retry_after_secs } = limiter.check(org_id)
+            {
+                return Err(ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    "Too many requests for this organization; retry after the delay given.",
+                )
+                .with_header("Retry-After", retry_after_secs.to_string())
+                .with_header("RateLimit-Limit", limiter.limit().to_string())
+                .with_header("RateLimit-Remaining", "0")
+                .with_header("RateLimit-Reset", retry_after_secs.to_string()));
             }
+            Ok(Self { org_id })
         })
     }
 }

@@ -5,13 +5,17 @@
 //! - [`error`]: the one error shape of every endpoint.
 //! - [`auth`]: organization access tokens.
 //! - [`body`]: JSON bodies parsed with precise error codes.
+//! - [`idempotency`]: `Idempotency-Key` on the POST endpoints.
+//! - [`ratelimit`]: per-organization rate limits.
 //! - [`routes`]: one module per resource.
 //! - [`openapi`]: the spec served at `/openapi.json`, generated from the handlers.
 
 pub mod auth;
 pub mod body;
 pub mod error;
+pub mod idempotency;
 pub mod openapi;
+pub mod ratelimit;
 pub mod routes;
 
 use actix_web::dev::Server;
@@ -38,6 +42,14 @@ pub struct Config {
     pub dispatch_timeout: Duration,
     /// `BECKON_HTTP_WORKERS`: HTTP worker threads (default: one per core).
     pub http_workers: usize,
+    /// `BECKON_DISPATCH_LATE_REPLY_MS`: how long a dispatch that answered 504 keeps waiting for
+    /// its outcome, to store it as the answer of its `Idempotency-Key` (default 300000).
+    pub late_reply_window: Duration,
+    /// `BECKON_RATE_LIMIT_PER_SECOND`: requests per second per organization, per gateway
+    /// replica; 0 turns the limit off (default 5000).
+    pub rate_limit_per_second: f64,
+    /// `BECKON_RATE_LIMIT_BURST`: requests an organization may send at once (default 10000).
+    pub rate_limit_burst: u32,
 }
 
 impl Config {
@@ -53,6 +65,12 @@ impl Config {
                 "BECKON_HTTP_WORKERS",
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             )?,
+            late_reply_window: Duration::from_millis(env_parse(
+                "BECKON_DISPATCH_LATE_REPLY_MS",
+                300_000,
+            )?),
+            rate_limit_per_second: env_parse("BECKON_RATE_LIMIT_PER_SECOND", 5000.0)?,
+            rate_limit_burst: env_parse("BECKON_RATE_LIMIT_BURST", 10_000)?,
         })
     }
 }
@@ -63,6 +81,9 @@ pub struct AppState {
     pub publisher: Publisher,
     pub replies: ReplyListener,
     pub dispatch_timeout: Duration,
+    pub late_reply_window: Duration,
+    /// `None` when rate limiting is off.
+    pub limiter: Option<ratelimit::RateLimiter>,
 }
 
 /// A bound, not yet running gateway.
@@ -105,7 +126,12 @@ impl Application {
             publisher,
             replies,
             dispatch_timeout: config.dispatch_timeout,
+            late_reply_window: config.late_reply_window,
+            limiter: (config.rate_limit_per_second > 0.0).then(|| {
+                ratelimit::RateLimiter::new(config.rate_limit_per_second, config.rate_limit_burst)
+            }),
         });
+        tokio::spawn(sweep_idempotency_keys(state.clone(), background.clone()));
         let listener = TcpListener::bind(&config.http_addr)
             .with_context(|| format!("Failed to bind {}", config.http_addr))?;
         let port = listener.local_addr()?.port();
@@ -145,5 +171,25 @@ impl Application {
         server.await.context("The HTTP server panicked")??;
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// Deletes expired `Idempotency-Key` records, a small batch at a time.
+async fn sweep_idempotency_keys(state: web::Data<AppState>, cancel: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+        }
+        let swept = async {
+            let mut conn = state.store.conn().await?;
+            beckon_store::idempotency::sweep(&mut conn, 1000).await
+        }
+        .await;
+        match swept {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(swept = n, "expired idempotency keys deleted"),
+            Err(err) => tracing::warn!(error = %err, "idempotency sweep failed"),
+        }
     }
 }

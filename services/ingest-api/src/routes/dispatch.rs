@@ -9,9 +9,10 @@ use crate::AppState;
 use crate::auth::OrgAuth;
 use crate::body;
 use crate::error::{ApiError, ErrorBody};
+use crate::idempotency::{self, Slot};
 use crate::routes::owned_project;
 use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use beckon_domain::LifecycleEvent;
 use beckon_domain::envelope::{
     self, CreatedInvitation, DispatchCompleted, Envelope, EventReceived, ReplyTo, TriggerType,
@@ -130,6 +131,7 @@ fn parse_event(raw: &serde_json::Value) -> Result<LifecycleEvent, ApiError> {
 /// their magic links. A 200 with `created_count: 0` is a success that created nothing.
 #[utoipa::path(post, path = "/api/v1/lifecycle/dispatch", tag = "dispatch",
     request_body = DispatchRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer for 24 hours; see the README")),
     security(("bearer" = []), ("api_key" = [])),
     responses(
         (status = 200, description = "Dispatch handled; inspect the counts", body = DispatchResponse),
@@ -138,12 +140,30 @@ fn parse_event(raw: &serde_json::Value) -> Result<LifecycleEvent, ApiError> {
         (status = 403, description = "The project belongs to another organization", body = ErrorBody),
         (status = 404, description = "No such project", body = ErrorBody),
         (status = 503, description = "The broker or database is unavailable; nothing was accepted", body = ErrorBody),
-        (status = 504, description = "No outcome within the deadline; the work still completes (see trigger_id)", body = ErrorBody)
+        (status = 504, description = "No outcome within the deadline; the work still completes (see trigger_id)", body = ErrorBody),
+        (status = 409, description = "A request with this Idempotency-Key is still running", body = ErrorBody),
+        (status = 422, description = "This Idempotency-Key was used with another request", body = ErrorBody),
+        (status = 429, description = "Rate limited; see Retry-After", body = ErrorBody)
     ))]
 pub async fn dispatch(
     auth: OrgAuth,
     state: web::Data<AppState>,
+    req: HttpRequest,
     bytes: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let inner_state = state.clone();
+    let body = bytes.clone();
+    idempotency::run(&state, auth.org_id, &req, &bytes, |slot| {
+        dispatch_inner(auth, inner_state, body, slot)
+    })
+    .await
+}
+
+async fn dispatch_inner(
+    auth: OrgAuth,
+    state: web::Data<AppState>,
+    bytes: web::Bytes,
+    slot: Option<Slot>,
 ) -> Result<HttpResponse, ApiError> {
     let input = parse(&bytes)?;
     let mut conn = state.store.conn().await?;
@@ -177,7 +197,7 @@ pub async fn dispatch(
         },
     );
     // Registered before publishing, so a fast reply cannot arrive before anyone waits.
-    let waiting = state.replies.register(trigger_id);
+    let mut waiting = state.replies.register(trigger_id);
     if let Err(err) = state.publisher.publish_envelope(&env).await {
         tracing::error!(error = %err, %trigger_id, "could not publish a dispatch");
         let mut conn = state.store.conn().await?;
@@ -189,6 +209,22 @@ pub async fn dispatch(
     }
 
     let Some(reply) = waiting.wait(state.dispatch_timeout).await else {
+        if let Some(slot) = slot {
+            // Keep waiting past the answer, so a retry with the same key gets the outcome.
+            let state = state.clone();
+            tokio::spawn(async move {
+                let late = waiting.wait(state.late_reply_window).await;
+                match late.as_deref().map(response_from) {
+                    Some(Ok(response)) => {
+                        let body = serde_json::to_vec(&response).unwrap_or_default();
+                        slot.complete(&state, StatusCode::OK, &body).await;
+                    }
+                    _ => {
+                        tracing::warn!(%trigger_id, "no late outcome for an idempotent dispatch; its key stays in flight until it expires")
+                    }
+                }
+            });
+        }
         let mut err = ApiError::new(
             StatusCode::GATEWAY_TIMEOUT,
             "dispatch_timeout",
@@ -197,11 +233,14 @@ pub async fn dispatch(
         err.trigger_id = Some(trigger_id);
         return Err(err);
     };
-    let reply =
-        envelope::decode::<DispatchCompleted>(&reply).map_err(|e| ApiError::internal(&e))?;
-    Ok(HttpResponse::Ok().json(DispatchResponse {
-        trigger_id,
+    Ok(HttpResponse::Ok().json(response_from(&reply)?))
+}
+
+fn response_from(reply: &[u8]) -> Result<DispatchResponse, ApiError> {
+    let reply = envelope::decode::<DispatchCompleted>(reply).map_err(|e| ApiError::internal(&e))?;
+    Ok(DispatchResponse {
+        trigger_id: reply.data.trigger_id,
         counts: reply.data.counts,
         created_invitations: reply.data.created_invitations,
-    }))
+    })
 }

@@ -8,6 +8,7 @@ use crate::AppState;
 use crate::auth::OrgAuth;
 use crate::body;
 use crate::error::{ApiError, ErrorBody};
+use crate::idempotency;
 use crate::routes::owned_project;
 use actix_web::{HttpRequest, HttpResponse, web};
 use beckon_domain::LifecycleEvent;
@@ -104,7 +105,7 @@ pub fn format_timestamp(t: OffsetDateTime) -> String {
 /// `GET /api/v1/triggers/{trigger_id}`.
 #[utoipa::path(post, path = "/api/v1/events/send", tag = "events",
     request_body = SendEventRequest,
-    params(("X-Team-ID" = Option<String>, Header, description = "The project id (or `project_id` in the body)")),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer for 24 hours; see the README"), ("X-Team-ID" = Option<String>, Header, description = "The project id (or `project_id` in the body)")),
     security(("api_key" = []), ("bearer" = [])),
     responses(
         (status = 201, description = "Queued, durably", body = SendEventResponse),
@@ -112,7 +113,10 @@ pub fn format_timestamp(t: OffsetDateTime) -> String {
         (status = 401, description = "Unauthorized, or Invalid team context", body = ErrorBody),
         (status = 403, description = "The project belongs to another organization", body = ErrorBody),
         (status = 404, description = "Event type not found: no survey of the project ever subscribed to this custom event", body = ErrorBody),
-        (status = 503, description = "The database is unavailable; nothing was accepted", body = ErrorBody)
+        (status = 503, description = "The database is unavailable; nothing was accepted", body = ErrorBody),
+        (status = 409, description = "A request with this Idempotency-Key is still running", body = ErrorBody),
+        (status = 422, description = "This Idempotency-Key was used with another request", body = ErrorBody),
+        (status = 429, description = "Rate limited; see Retry-After", body = ErrorBody)
     ))]
 pub async fn send(
     auth: OrgAuth,
@@ -120,7 +124,19 @@ pub async fn send(
     req: HttpRequest,
     bytes: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let value = body::json_value(&bytes)?;
+    idempotency::run(&state, auth.org_id, &req, &bytes, |_| {
+        send_inner(auth, &state, &req, &bytes)
+    })
+    .await
+}
+
+async fn send_inner(
+    auth: OrgAuth,
+    state: &AppState,
+    req: &HttpRequest,
+    bytes: &[u8],
+) -> Result<HttpResponse, ApiError> {
+    let value = body::json_value(bytes)?;
     let object = value
         .as_object()
         .ok_or_else(|| ApiError::bad_request("invalid_body", "The body must be a JSON object."))?;

@@ -5,9 +5,10 @@ use crate::AppState;
 use crate::auth::OrgAuth;
 use crate::body;
 use crate::error::{ApiError, ErrorBody};
+use crate::idempotency;
 use crate::routes::events::{format_timestamp, parse_timestamp};
 use crate::routes::owned_project;
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use beckon_domain::envelope::TriggerType;
 use beckon_domain::user_ref::{UserRef, UserRefError};
 use beckon_domain::{LifecycleEvent, reminder};
@@ -98,18 +99,34 @@ fn string_field(
 /// Create or update a user, and schedule its trial reminders.
 #[utoipa::path(post, path = "/api/v1/users/upsert", tag = "users",
     request_body = UpsertUserRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer for 24 hours; see the README")),
     security(("bearer" = []), ("api_key" = [])),
     responses(
         (status = 200, body = UpsertUserResponse),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "A request with this Idempotency-Key is still running", body = ErrorBody),
+        (status = 422, description = "This Idempotency-Key was used with another request", body = ErrorBody),
+        (status = 429, description = "Rate limited; see Retry-After", body = ErrorBody)
     ))]
 pub async fn upsert(
     auth: OrgAuth,
     state: web::Data<AppState>,
+    req: HttpRequest,
     bytes: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let value = body::json_value(&bytes)?;
+    idempotency::run(&state, auth.org_id, &req, &bytes, |_| {
+        upsert_inner(auth, &state, &bytes)
+    })
+    .await
+}
+
+async fn upsert_inner(
+    auth: OrgAuth,
+    state: &AppState,
+    bytes: &[u8],
+) -> Result<HttpResponse, ApiError> {
+    let value = body::json_value(bytes)?;
     let object = value
         .as_object()
         .ok_or_else(|| ApiError::bad_request("invalid_body", "The body must be a JSON object."))?;

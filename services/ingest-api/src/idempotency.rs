@@ -1,0 +1,149 @@
+//! `Idempotency-Key` on the POST endpoints that create work (dispatch, events/send,
+//! users/upsert), per organization, kept 24 hours:
+//! - the same key and body replays the first answer, with `Idempotency-Replay: true`;
+//! - the same key with another request is 422;
+//! - a key whose first request still runs is 409 with `Retry-After`;
+//! - a 5xx (or a 409/429) is never stored as the answer: the key is released and a retry runs
+//!   afresh — except a dispatch past its deadline (504), whose key stays in flight until the
+//!   dispatch completes and its real answer is stored, so a retry gets 409 and then that 200.
+
+use crate::AppState;
+use crate::error::ApiError;
+use actix_web::http::StatusCode;
+use actix_web::http::header::CONTENT_TYPE;
+use actix_web::{HttpRequest, HttpResponse, ResponseError};
+use beckon_store::idempotency::{self, Claim};
+use sha2::{Digest, Sha256};
+use std::future::Future;
+use uuid::Uuid;
+
+/// The key a request owns while it runs.
+#[derive(Debug, Clone)]
+pub struct Slot {
+    pub org_id: Uuid,
+    pub key: String,
+}
+
+impl Slot {
+    /// Stores the answer for replays.
+    pub async fn complete(&self, state: &AppState, status: StatusCode, body: &[u8]) {
+        let result = async {
+            let mut conn = state.store.conn().await?;
+            idempotency::complete(
+                &mut conn,
+                self.org_id,
+                &self.key,
+                i32::from(status.as_u16()),
+                body,
+            )
+            .await
+        }
+        .await;
+        if let Err(err) = result {
+            tracing::warn!(error = %err, "could not store an idempotent answer");
+        }
+    }
+
+    async fn release(&self, state: &AppState) {
+        let result = async {
+            let mut conn = state.store.conn().await?;
+            idempotency::release(&mut conn, self.org_id, &self.key).await
+        }
+        .await;
+        if let Err(err) = result {
+            tracing::warn!(error = %err, "could not release an idempotency key");
+        }
+    }
+}
+
+fn valid_key(raw: &str) -> bool {
+    !raw.is_empty() && raw.len() <= 255 && raw.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// Runs `inner` under the request's `Idempotency-Key`, if it has one.
+pub async fn run<F, Fut>(
+    state: &AppState,
+    org_id: Uuid,
+    req: &HttpRequest,
+    body: &[u8],
+    inner: F,
+) -> Result<HttpResponse, ApiError>
+where
+    F: FnOnce(Option<Slot>) -> Fut,
+    Fut: Future<Output = Result<HttpResponse, ApiError>>,
+{
+    let Some(raw) = req.headers().get("idempotency-key") else {
+        return inner(None).await;
+    };
+    let key = raw
+        .to_str()
+        .ok()
+        .filter(|k| valid_key(k))
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_idempotency_key",
+                "Idempotency-Key must be 1 to 255 visible ASCII characters.",
+            )
+        })?
+        .to_owned();
+    let hash = Sha256::new()
+        .chain_update(req.method().as_str())
+        .chain_update(b" ")
+        .chain_update(req.path())
+        .chain_update(b"\n")
+        .chain_update(body)
+        .finalize()
+        .to_vec();
+    let claim = {
+        let mut conn = state.store.conn().await?;
+        idempotency::claim(&mut conn, org_id, &key, &hash).await?
+    };
+    match claim {
+        Claim::Mismatch => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency_key_reused",
+            "This Idempotency-Key was already used with a different request.",
+        )),
+        Claim::InFlight => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "idempotency_key_in_flight",
+            "A request with this Idempotency-Key is still being processed; retry shortly.",
+        )
+        .with_header("Retry-After", "1")),
+        Claim::Done { status, body } => Ok(HttpResponse::build(
+            StatusCode::from_u16(status as u16).unwrap_or(StatusCode::OK),
+        )
+        .insert_header((CONTENT_TYPE, "application/json"))
+        .insert_header(("Idempotency-Replay", "true"))
+        .body(body)),
+        Claim::Owned => {
+            let slot = Slot { org_id, key };
+            let response = match inner(Some(slot.clone())).await {
+                Ok(response) => response,
+                Err(err) => err.error_response(),
+            };
+            let status = response.status();
+            if status == StatusCode::GATEWAY_TIMEOUT {
+                // The dispatch still completes; its late answer is stored under this key.
+                return Ok(response);
+            }
+            if status.is_server_error()
+                || status == StatusCode::CONFLICT
+                || status == StatusCode::TOO_MANY_REQUESTS
+            {
+                slot.release(state).await;
+                return Ok(response);
+            }
+            let headers = response.headers().clone();
+            let bytes = actix_web::body::to_bytes(response.into_body())
+                .await
+                .unwrap_or_default();
+            slot.complete(state, status, &bytes).await;
+            let mut rebuilt = HttpResponse::build(status);
+            for (name, value) in headers.iter() {
+                rebuilt.insert_header((name.clone(), value.clone()));
+            }
+            Ok(rebuilt.body(bytes))
+        }
+    }
+}
