@@ -52,3 +52,33 @@ async fn every_consumer_comes_back_after_the_broker_restarts() {
         .await;
     assert_eq!(per_trigger, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "disruptive: stops RabbitMQ; run alone by `make test`"]
+async fn an_event_accepted_while_the_broker_is_down_is_delivered_when_it_is_back() {
+    let app = TestApp::spawn().await;
+    let project = app.create_project().await;
+    app.create_survey(project, json!({"trigger": {"events": ["trial_expired"]}}))
+        .await;
+    rabbitmqctl(&["stop_app"]);
+    let sent = app
+        .send_event(
+            Some(project),
+            json!({"event_name": "trial_expired", "user_info": {"contact_external_id": "during-outage"}}),
+        )
+        .await;
+    rabbitmqctl(&["start_app"]);
+    rabbitmqctl(&["await_startup"]);
+    let (status, body) = sent;
+    assert_eq!(status, 201, "a 201 means the event is durable: {body}");
+    let id = body["trigger_id"].as_str().unwrap().to_owned();
+    let done = app
+        .wait_trigger(&id, "completed", Duration::from_secs(90))
+        .await;
+    assert_eq!(done["summary"]["sent"], 1);
+    assert_eq!(
+        app.execute("SELECT 1 FROM invitations WHERE user_ref = 'during-outage'")
+            .await,
+        1
+    );
+}

@@ -32,6 +32,9 @@ pub enum BusError {
         #[source]
         source: lapin::Error,
     },
+    /// The broker did not answer in time (a hung connection).
+    #[error("the broker did not answer within {0:?} while trying to {1}")]
+    Timeout(std::time::Duration, &'static str),
     /// The broker closed the channel or connection under us.
     #[error("the broker closed the {0}")]
     Closed(&'static str),

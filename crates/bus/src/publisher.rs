@@ -15,6 +15,9 @@ use lapin::{BasicProperties, Channel, Confirmation, Connection};
 use std::sync::Arc;
 use tokio::sync::Mutex;
 
+/// The longest a publish (with its reconnect and retry) may take.
+pub const PUBLISH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// A cloneable handle that publishes with confirms.
 #[derive(Clone)]
 pub struct Publisher {
@@ -120,7 +123,14 @@ impl Publisher {
     }
 
     /// Publishes and waits for the broker's confirm; reconnects and retries once on failure.
+    /// Gives up after [`PUBLISH_TIMEOUT`], so a hung broker never hangs a caller.
     pub async fn publish(&self, msg: &Outgoing<'_>) -> Result<(), BusError> {
+        tokio::time::timeout(PUBLISH_TIMEOUT, self.publish_with_retry(msg))
+            .await
+            .map_err(|_| BusError::Timeout(PUBLISH_TIMEOUT, "publish"))?
+    }
+
+    async fn publish_with_retry(&self, msg: &Outgoing<'_>) -> Result<(), BusError> {
         let link = match self.link(0).await {
             Ok(link) => link,
             Err(_) => self.link(u64::MAX).await?,
