@@ -28,6 +28,7 @@ lint: ## cargo fmt --check and clippy with warnings denied
 
 test-only: ## Only the tests (needs `make deps`); disruptive ones (broker restarts) run last, alone
 	$(CARGO) build --workspace --bins
+	@BIN_DIR=$(BIN_DIR) scripts/clean-test-broker.sh
 	@export BECKON_E2E_SKIP_BUILD=1; \
 	if $(CARGO) nextest --version >/dev/null 2>&1; then \
 	  $(CARGO) nextest run --workspace --no-fail-fast && \

@@ -147,7 +147,7 @@ impl TestApp {
             app.start("invitation");
         }
         app.start("ingest-api");
-        app.wait_ready(Duration::from_secs(30)).await?;
+        app.wait_ready(Duration::from_secs(60)).await?;
         Ok(app)
     }
 
@@ -164,7 +164,7 @@ impl TestApp {
             .env("BECKON_DATABASE_URL", self.db.url())
             .env("BECKON_AMQP_URL", amqp_url())
             .env("BECKON_QUEUE_PREFIX", &self.prefix)
-            .env("BECKON_QUEUE_EXPIRES_MS", "600000")
+            .env("BECKON_QUEUE_EXPIRES_MS", "120000")
             .env("BECKON_DB_POOL_SIZE", "4")
             .env("BECKON_DELIVERY_LIMIT", "3")
             .env("BECKON_HTTP_ADDR", format!("127.0.0.1:{}", self.port))
@@ -404,6 +404,28 @@ impl Drop for TestApp {
             let _ = r.child.kill();
             let _ = r.child.wait();
         }
+        // Delete this test's queues and exchanges now rather than let them expire in bulk
+        // later. Drop may run inside a runtime, which cannot block on itself: use a thread.
+        let prefix = self.prefix.clone();
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            rt.block_on(async {
+                let config = beckon_bus::BusConfig::new(amqp_url(), prefix);
+                let topology = beckon_bus::Topology::new(&config);
+                let conn = beckon_bus::connect::connect(&config.uri, "test-cleanup")
+                    .await
+                    .ok()?;
+                let channel = conn.create_channel().await.ok()?;
+                topology
+                    .delete(&channel, &beckon_bus::topology::queues::all())
+                    .await
+                    .ok()
+            })
+        })
+        .join();
     }
 }
 
