@@ -40,6 +40,7 @@ test-only: ## Only the tests (needs `make deps`); disruptive ones (broker restar
 
 schemas: ## Regenerate proto-schemas/ from the Rust types
 	BECKON_BLESS_SCHEMAS=1 $(CARGO) test -p beckon-domain --lib envelope::tests::committed_envelope_schemas
+	BECKON_BLESS_SCHEMAS=1 $(CARGO) test -p beckon-webhooks --lib payload::tests::committed_webhook_schemas
 
 fmt: ## Format the code
 	$(CARGO) fmt --all

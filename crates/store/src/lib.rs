@@ -9,6 +9,7 @@
 //! - [`invitations`]: invitations, magic-link lookup, the atomic cooldown claim.
 //! - [`outbox`]: envelopes committed with the work that emits them.
 //! - [`users`]: the users a project tells Beckon about.
+//! - [`webhooks`]: webhook subscriptions, messages, deliveries, attempts.
 //! - [`processed`]: envelope ids a consumer has handled.
 //! - [`testing`]: a fresh database per test, cloned from a migrated template.
 
@@ -22,6 +23,7 @@ pub mod tenancy;
 pub mod testing;
 pub mod triggers;
 pub mod users;
+pub mod webhooks;
 
 use diesel_async::pooled_connection::AsyncDieselConnectionManager;
 use diesel_async::pooled_connection::deadpool::{Object, Pool, PoolError};

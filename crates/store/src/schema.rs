@@ -175,6 +175,73 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    webhook_subscriptions (id) {
+        id -> Uuid,
+        org_id -> Uuid,
+        project_id -> Uuid,
+        url -> Text,
+        description -> Text,
+        event_types -> Array<Text>,
+        status -> Text,
+        disabled_reason -> Nullable<Text>,
+        retry_policy -> Jsonb,
+        timeout_ms -> Int4,
+        payload_version -> Int4,
+        secret_encrypted -> Bytea,
+        previous_secret_encrypted -> Nullable<Bytea>,
+        previous_secret_expires_at -> Nullable<Timestamptz>,
+        last_success_at -> Nullable<Timestamptz>,
+        verified_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    webhook_messages (id) {
+        id -> Uuid,
+        org_id -> Uuid,
+        project_id -> Uuid,
+        event_type -> Text,
+        version -> Int4,
+        body_encrypted -> Bytea,
+        occurred_at -> Timestamptz,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    webhook_deliveries (id) {
+        id -> Uuid,
+        message_id -> Uuid,
+        subscription_id -> Uuid,
+        status -> Text,
+        attempts -> Int4,
+        next_attempt_at -> Timestamptz,
+        first_attempt_at -> Nullable<Timestamptz>,
+        last_attempt_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    webhook_attempts (id) {
+        id -> Int8,
+        delivery_id -> Uuid,
+        message_id -> Uuid,
+        subscription_id -> Uuid,
+        attempted_at -> Timestamptz,
+        status_code -> Nullable<Int4>,
+        duration_ms -> Int4,
+        response_body -> Nullable<Text>,
+        error -> Nullable<Text>,
+    }
+}
+
+diesel::joinable!(webhook_deliveries -> webhook_messages (message_id));
+diesel::joinable!(webhook_deliveries -> webhook_subscriptions (subscription_id));
+
 diesel::joinable!(api_tokens -> organizations (org_id));
 diesel::joinable!(projects -> organizations (org_id));
 diesel::joinable!(surveys -> projects (project_id));
@@ -196,4 +263,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     project_event_keys,
     users,
     idempotency_keys,
+    webhook_subscriptions,
+    webhook_messages,
+    webhook_deliveries,
+    webhook_attempts,
 );

@@ -269,13 +269,14 @@ pub async fn live_matching(
     if let Some(id) = only {
         query = query.filter(surveys::id.eq(id));
     }
-    let rows: Vec<(Uuid, i32, i64, f64, i64)> = query
+    let rows: Vec<(Uuid, String, i32, i64, f64, i64)> = query
         .filter(surveys::project_id.eq(project_id))
         .filter(surveys::status.eq(SurveyStatus::Live.as_str()))
         .filter(surveys::trigger_events.contains(vec![event_key]))
         .order(surveys::id.asc())
         .select((
             surveys::id,
+            surveys::name,
             surveys::current_version,
             surveys::cooldown_seconds,
             surveys::sample_rate,
@@ -286,8 +287,9 @@ pub async fn live_matching(
     Ok(rows
         .into_iter()
         .map(
-            |(survey_id, version, cooldown_seconds, sample_rate, lifetime)| MatchedSurvey {
+            |(survey_id, name, version, cooldown_seconds, sample_rate, lifetime)| MatchedSurvey {
                 survey_id,
+                name,
                 version,
                 cooldown_seconds,
                 sample_rate,

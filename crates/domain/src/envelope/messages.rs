@@ -68,6 +68,9 @@ impl Payload for EventReceived {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct MatchedSurvey {
     pub survey_id: Uuid,
+    /// The survey's name, for the webhooks the invitation causes.
+    #[serde(default)]
+    pub name: String,
     /// The survey version the invitation will show.
     pub version: i32,
     /// Seconds after an invitation during which the same user gets no other; 0 = off.
@@ -122,5 +125,59 @@ pub struct DispatchCompleted {
 
 impl Payload for DispatchCompleted {
     const TYPE: &'static str = "dispatch.completed";
+    const VERSION: u32 = 1;
+}
+
+/// The invitation a `invitation.created` webhook announces.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct InvitationDetails {
+    pub id: Uuid,
+    /// The link to send the user; it is a secret, like a password for this one survey.
+    pub magic_link_url: String,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schemars(with = "String", extend("format" = "date-time"))]
+    pub expires_at: OffsetDateTime,
+}
+
+/// The survey (and the version of it) an invitation shows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SurveyDetails {
+    pub id: Uuid,
+    pub name: String,
+    pub version: i32,
+}
+
+/// The user, as the project last described them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct UserDetails {
+    pub user_ref: UserRef,
+    pub email: Option<String>,
+    pub name: Option<String>,
+    /// The user's custom attributes.
+    pub attributes: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The event that caused an invitation, with its parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TriggerDetails {
+    pub id: Uuid,
+    pub trigger_type: TriggerType,
+    pub event: LifecycleEvent,
+    /// The event's parameters (`event_data` of events/send), if any.
+    pub parameters: Option<serde_json::Value>,
+}
+
+/// An invitation was created: the `invitation.created` webhook's data, and the envelope that
+/// carries it to the webhook service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct InvitationCreated {
+    pub invitation: InvitationDetails,
+    pub survey: SurveyDetails,
+    pub user: UserDetails,
+    pub trigger: TriggerDetails,
+}
+
+impl Payload for InvitationCreated {
+    const TYPE: &'static str = "invitation.created";
     const VERSION: u32 = 1;
 }

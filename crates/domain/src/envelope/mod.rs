@@ -182,6 +182,7 @@ pub fn all_schemas() -> Vec<(String, serde_json::Value)> {
         entry::<EventReceived>(),
         entry::<EventMatched>(),
         entry::<DispatchCompleted>(),
+        entry::<InvitationCreated>(),
     ]
 }
 

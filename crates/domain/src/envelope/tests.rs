@@ -133,6 +133,7 @@ fn every_payload_type_validates_against_its_generated_schema() {
             event_data: None,
             surveys: vec![MatchedSurvey {
                 survey_id: Uuid::now_v7(),
+                name: "Churn".into(),
                 version: 2,
                 cooldown_seconds: 60,
                 sample_rate: 0.5,

@@ -1,0 +1,496 @@
+//! Webhook subscriptions, messages, deliveries and the attempt log.
+//!
+//! A message is one event (its id is the `webhook-id`); a delivery is that message to one
+//! subscription. A pending delivery's `next_attempt_at` is both its due time and, while an
+//! attempt is in flight, a lease pushed past that attempt's timeout: a crash mid-attempt
+//! leaves a delivery that falls due again, a live attempt is never doubled.
+
+use crate::StoreError;
+use crate::schema::{
+    webhook_attempts, webhook_deliveries, webhook_messages, webhook_subscriptions,
+};
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Double, Uuid as SqlUuid};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// Subscription statuses.
+pub mod status {
+    /// Created; waits for its URL to echo the verification challenge.
+    pub const PENDING_VERIFICATION: &str = "pending_verification";
+    pub const ACTIVE: &str = "active";
+    /// Gets nothing; `disabled_reason` says why.
+    pub const DISABLED: &str = "disabled";
+}
+
+/// Delivery statuses.
+pub mod delivery {
+    pub const PENDING: &str = "pending";
+    pub const SUCCEEDED: &str = "succeeded";
+    /// The retry policy gave up, or the subscription was disabled.
+    pub const FAILED: &str = "failed";
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = webhook_subscriptions)]
+pub struct Subscription {
+    pub id: Uuid,
+    pub org_id: Uuid,
+    pub project_id: Uuid,
+    pub url: String,
+    pub description: String,
+    pub event_types: Vec<String>,
+    pub status: String,
+    pub disabled_reason: Option<String>,
+    pub retry_policy: serde_json::Value,
+    pub timeout_ms: i32,
+    pub payload_version: i32,
+    pub secret_encrypted: Vec<u8>,
+    pub previous_secret_encrypted: Option<Vec<u8>>,
+    pub previous_secret_expires_at: Option<OffsetDateTime>,
+    pub last_success_at: Option<OffsetDateTime>,
+    pub verified_at: Option<OffsetDateTime>,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = webhook_subscriptions)]
+pub struct NewSubscription {
+    pub id: Uuid,
+    pub org_id: Uuid,
+    pub project_id: Uuid,
+    pub url: String,
+    pub description: String,
+    pub event_types: Vec<String>,
+    pub status: String,
+    pub retry_policy: serde_json::Value,
+    pub timeout_ms: i32,
+    pub payload_version: i32,
+    pub secret_encrypted: Vec<u8>,
+    pub verified_at: Option<OffsetDateTime>,
+}
+
+pub async fn create_subscription(
+    conn: &mut AsyncPgConnection,
+    new: &NewSubscription,
+) -> Result<Subscription, StoreError> {
+    Ok(diesel::insert_into(webhook_subscriptions::table)
+        .values(new)
+        .returning(Subscription::as_returning())
+        .get_result(conn)
+        .await?)
+}
+
+pub async fn list_subscriptions(
+    conn: &mut AsyncPgConnection,
+    project_id: Uuid,
+) -> Result<Vec<Subscription>, StoreError> {
+    Ok(webhook_subscriptions::table
+        .filter(webhook_subscriptions::project_id.eq(project_id))
+        .order(webhook_subscriptions::created_at.asc())
+        .select(Subscription::as_select())
+        .load(conn)
+        .await?)
+}
+
+pub async fn get_subscription(
+    conn: &mut AsyncPgConnection,
+    project_id: Uuid,
+    id: Uuid,
+) -> Result<Option<Subscription>, StoreError> {
+    Ok(webhook_subscriptions::table
+        .find(id)
+        .filter(webhook_subscriptions::project_id.eq(project_id))
+        .select(Subscription::as_select())
+        .first(conn)
+        .await
+        .optional()?)
+}
+
+/// Fields to change; `None` keeps the value.
+#[derive(Debug, Clone, Default, AsChangeset)]
+#[diesel(table_name = webhook_subscriptions)]
+pub struct SubscriptionChanges {
+    pub url: Option<String>,
+    pub description: Option<String>,
+    pub event_types: Option<Vec<String>>,
+    pub status: Option<String>,
+    pub disabled_reason: Option<Option<String>>,
+    pub retry_policy: Option<serde_json::Value>,
+    pub timeout_ms: Option<i32>,
+    pub payload_version: Option<i32>,
+    pub secret_encrypted: Option<Vec<u8>>,
+    pub previous_secret_encrypted: Option<Option<Vec<u8>>>,
+    pub previous_secret_expires_at: Option<Option<OffsetDateTime>>,
+    pub verified_at: Option<Option<OffsetDateTime>>,
+    pub last_success_at: Option<Option<OffsetDateTime>>,
+    pub updated_at: Option<OffsetDateTime>,
+}
+
+pub async fn update_subscription(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    mut changes: SubscriptionChanges,
+) -> Result<Subscription, StoreError> {
+    changes.updated_at = Some(OffsetDateTime::now_utc());
+    Ok(diesel::update(webhook_subscriptions::table.find(id))
+        .set(changes)
+        .returning(Subscription::as_returning())
+        .get_result(conn)
+        .await?)
+}
+
+pub async fn delete_subscription(conn: &mut AsyncPgConnection, id: Uuid) -> Result<(), StoreError> {
+    diesel::delete(webhook_subscriptions::table.find(id))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// The active subscriptions of a project that want `event_type` (an empty list wants all).
+pub async fn subscribers(
+    conn: &mut AsyncPgConnection,
+    project_id: Uuid,
+    event_type: &str,
+) -> Result<Vec<Uuid>, StoreError> {
+    use diesel::PgArrayExpressionMethods;
+    Ok(webhook_subscriptions::table
+        .filter(webhook_subscriptions::project_id.eq(project_id))
+        .filter(webhook_subscriptions::status.eq(status::ACTIVE))
+        .filter(
+            webhook_subscriptions::event_types
+                .eq(Vec::<String>::new())
+                .or(webhook_subscriptions::event_types.contains(vec![event_type])),
+        )
+        .select(webhook_subscriptions::id)
+        .load(conn)
+        .await?)
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = webhook_messages)]
+pub struct Message {
+    pub id: Uuid,
+    pub org_id: Uuid,
+    pub project_id: Uuid,
+    pub event_type: String,
+    pub version: i32,
+    pub body_encrypted: Vec<u8>,
+    pub occurred_at: OffsetDateTime,
+}
+
+/// Stores a message once; a repeat (a redelivered envelope) changes nothing.
+pub async fn insert_message(
+    conn: &mut AsyncPgConnection,
+    message: &Message,
+) -> Result<(), StoreError> {
+    diesel::insert_into(webhook_messages::table)
+        .values(message)
+        .on_conflict_do_nothing()
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// The delivery of `message_id` to `subscription_id`: one per pair, whoever asks.
+pub fn delivery_id(message_id: Uuid, subscription_id: Uuid) -> Uuid {
+    beckon_domain::ids::derive(message_id, "delivery", &[subscription_id])
+}
+
+/// Creates the deliveries of a message, due at `due` (a lease when the caller attempts them
+/// itself right away). Returns the ids of those it created.
+pub async fn insert_deliveries(
+    conn: &mut AsyncPgConnection,
+    message_id: Uuid,
+    subscriptions: &[Uuid],
+    due: OffsetDateTime,
+) -> Result<Vec<Uuid>, StoreError> {
+    if subscriptions.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows: Vec<_> = subscriptions
+        .iter()
+        .map(|s| {
+            (
+                webhook_deliveries::id.eq(delivery_id(message_id, *s)),
+                webhook_deliveries::message_id.eq(message_id),
+                webhook_deliveries::subscription_id.eq(*s),
+                webhook_deliveries::status.eq(delivery::PENDING),
+                webhook_deliveries::next_attempt_at.eq(due),
+            )
+        })
+        .collect();
+    Ok(diesel::insert_into(webhook_deliveries::table)
+        .values(rows)
+        .on_conflict_do_nothing()
+        .returning(webhook_deliveries::id)
+        .get_results(conn)
+        .await?)
+}
+
+#[derive(QueryableByName)]
+struct Claimed {
+    #[diesel(sql_type = SqlUuid)]
+    id: Uuid,
+}
+
+/// Claims due deliveries of active subscriptions, at most `per_subscription` of each so one
+/// backlogged endpoint cannot crowd out the others, by pushing their due time `lease_seconds`
+/// ahead. Two claimers racing for a row serialise on it; the loser's re-check finds it no
+/// longer due.
+pub async fn claim_due(
+    conn: &mut AsyncPgConnection,
+    per_subscription: i64,
+    batch: i64,
+    lease_seconds: f64,
+) -> Result<Vec<Uuid>, StoreError> {
+    let rows: Vec<Claimed> = diesel::sql_query(
+        "WITH due AS ( \
+           SELECT d.id, row_number() OVER (PARTITION BY d.subscription_id ORDER BY d.next_attempt_at) AS rank \
+           FROM webhook_deliveries d JOIN webhook_subscriptions s ON s.id = d.subscription_id \
+           WHERE d.status = 'pending' AND d.next_attempt_at <= now() AND s.status = 'active') \
+         UPDATE webhook_deliveries SET next_attempt_at = now() + make_interval(secs => $3) \
+         WHERE id IN (SELECT id FROM due WHERE rank <= $1 LIMIT $2) \
+           AND status = 'pending' AND next_attempt_at <= now() \
+         RETURNING id",
+    )
+    .bind::<BigInt, _>(per_subscription)
+    .bind::<BigInt, _>(batch)
+    .bind::<Double, _>(lease_seconds)
+    .load(conn)
+    .await?;
+    Ok(rows.into_iter().map(|r| r.id).collect())
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = webhook_deliveries)]
+pub struct Delivery {
+    pub id: Uuid,
+    pub message_id: Uuid,
+    pub subscription_id: Uuid,
+    pub status: String,
+    pub attempts: i32,
+    pub next_attempt_at: OffsetDateTime,
+    pub first_attempt_at: Option<OffsetDateTime>,
+    pub last_attempt_at: Option<OffsetDateTime>,
+    pub created_at: OffsetDateTime,
+}
+
+/// A delivery with its message and subscription: everything an attempt needs.
+pub async fn attempt_context(
+    conn: &mut AsyncPgConnection,
+    delivery_id: Uuid,
+) -> Result<Option<(Delivery, Message, Subscription)>, StoreError> {
+    Ok(webhook_deliveries::table
+        .find(delivery_id)
+        .inner_join(webhook_messages::table)
+        .inner_join(webhook_subscriptions::table)
+        .select((
+            Delivery::as_select(),
+            Message::as_select(),
+            Subscription::as_select(),
+        ))
+        .first(conn)
+        .await
+        .optional()?)
+}
+
+/// One attempt, as logged.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = webhook_attempts)]
+pub struct Attempt {
+    pub id: i64,
+    pub delivery_id: Uuid,
+    pub message_id: Uuid,
+    pub subscription_id: Uuid,
+    pub attempted_at: OffsetDateTime,
+    pub status_code: Option<i32>,
+    pub duration_ms: i32,
+    pub response_body: Option<String>,
+    pub error: Option<String>,
+}
+
+/// What to record after an attempt.
+#[derive(Debug, Clone)]
+pub struct AttemptRecord {
+    pub status_code: Option<i32>,
+    pub duration_ms: i32,
+    pub response_body: Option<String>,
+    pub error: Option<String>,
+    /// The delivery's fate: succeeded, failed, or pending again at this time.
+    pub next: NextStep,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum NextStep {
+    Succeeded,
+    RetryAt(OffsetDateTime),
+    GiveUp,
+}
+
+/// Logs an attempt and moves the delivery on, in one transaction's worth of statements (the
+/// caller wraps them).
+pub async fn record_attempt(
+    conn: &mut AsyncPgConnection,
+    delivery: &Delivery,
+    record: &AttemptRecord,
+) -> Result<(), StoreError> {
+    let now = OffsetDateTime::now_utc();
+    diesel::insert_into(webhook_attempts::table)
+        .values((
+            webhook_attempts::delivery_id.eq(delivery.id),
+            webhook_attempts::message_id.eq(delivery.message_id),
+            webhook_attempts::subscription_id.eq(delivery.subscription_id),
+            webhook_attempts::attempted_at.eq(now),
+            webhook_attempts::status_code.eq(record.status_code),
+            webhook_attempts::duration_ms.eq(record.duration_ms),
+            webhook_attempts::response_body.eq(&record.response_body),
+            webhook_attempts::error.eq(&record.error),
+        ))
+        .execute(conn)
+        .await?;
+    let (status, next_at) = match &record.next {
+        NextStep::Succeeded => (delivery::SUCCEEDED, now),
+        NextStep::GiveUp => (delivery::FAILED, now),
+        NextStep::RetryAt(at) => (delivery::PENDING, *at),
+    };
+    diesel::update(webhook_deliveries::table.find(delivery.id))
+        .set((
+            webhook_deliveries::status.eq(status),
+            webhook_deliveries::attempts.eq(webhook_deliveries::attempts + 1),
+            webhook_deliveries::next_attempt_at.eq(next_at),
+            webhook_deliveries::first_attempt_at.eq(delivery.first_attempt_at.unwrap_or(now)),
+            webhook_deliveries::last_attempt_at.eq(now),
+        ))
+        .execute(conn)
+        .await?;
+    if record.next == NextStep::Succeeded {
+        diesel::update(webhook_subscriptions::table.find(delivery.subscription_id))
+            .set(webhook_subscriptions::last_success_at.eq(now))
+            .execute(conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Gives a claimed delivery back, due at once (its subscription had no free slot).
+pub async fn release(conn: &mut AsyncPgConnection, delivery_id: Uuid) -> Result<(), StoreError> {
+    diesel::update(webhook_deliveries::table.find(delivery_id))
+        .set(webhook_deliveries::next_attempt_at.eq(OffsetDateTime::now_utc()))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Disables a subscription with a reason, if it is not disabled already.
+pub async fn disable(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    reason: &str,
+) -> Result<bool, StoreError> {
+    let n = diesel::update(
+        webhook_subscriptions::table
+            .find(id)
+            .filter(webhook_subscriptions::status.ne(status::DISABLED)),
+    )
+    .set((
+        webhook_subscriptions::status.eq(status::DISABLED),
+        webhook_subscriptions::disabled_reason.eq(reason),
+        webhook_subscriptions::updated_at.eq(OffsetDateTime::now_utc()),
+    ))
+    .execute(conn)
+    .await?;
+    Ok(n == 1)
+}
+
+/// Attempts of a subscription, newest first, before attempt id `before` when given.
+pub async fn attempts_of_subscription(
+    conn: &mut AsyncPgConnection,
+    subscription_id: Uuid,
+    message_id: Option<Uuid>,
+    before: Option<i64>,
+    limit: i64,
+) -> Result<Vec<Attempt>, StoreError> {
+    let mut query = webhook_attempts::table
+        .filter(webhook_attempts::subscription_id.eq(subscription_id))
+        .into_boxed();
+    if let Some(message) = message_id {
+        query = query.filter(webhook_attempts::message_id.eq(message));
+    }
+    if let Some(before) = before {
+        query = query.filter(webhook_attempts::id.lt(before));
+    }
+    Ok(query
+        .order(webhook_attempts::id.desc())
+        .limit(limit)
+        .select(Attempt::as_select())
+        .load(conn)
+        .await?)
+}
+
+/// Makes one message due again to a subscription (resend), creating the delivery if the
+/// message never had one there. `false` when the message is not the subscription project's.
+pub async fn resend(
+    conn: &mut AsyncPgConnection,
+    subscription: &Subscription,
+    message_id: Uuid,
+) -> Result<bool, StoreError> {
+    let exists: i64 = webhook_messages::table
+        .filter(webhook_messages::id.eq(message_id))
+        .filter(webhook_messages::project_id.eq(subscription.project_id))
+        .count()
+        .get_result(conn)
+        .await?;
+    if exists == 0 {
+        return Ok(false);
+    }
+    let now = OffsetDateTime::now_utc();
+    insert_deliveries(conn, message_id, &[subscription.id], now).await?;
+    diesel::update(webhook_deliveries::table.find(delivery_id(message_id, subscription.id)))
+        .set((
+            webhook_deliveries::status.eq(delivery::PENDING),
+            webhook_deliveries::next_attempt_at.eq(now),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(true)
+}
+
+/// Makes every failed delivery of a subscription created since `since` due again (recover);
+/// returns how many.
+pub async fn recover(
+    conn: &mut AsyncPgConnection,
+    subscription_id: Uuid,
+    since: OffsetDateTime,
+) -> Result<usize, StoreError> {
+    Ok(diesel::update(
+        webhook_deliveries::table
+            .filter(webhook_deliveries::subscription_id.eq(subscription_id))
+            .filter(webhook_deliveries::status.eq(delivery::FAILED))
+            .filter(webhook_deliveries::created_at.ge(since)),
+    )
+    .set((
+        webhook_deliveries::status.eq(delivery::PENDING),
+        webhook_deliveries::next_attempt_at.eq(OffsetDateTime::now_utc()),
+    ))
+    .execute(conn)
+    .await?)
+}
+
+/// The age in seconds of the oldest delivery waiting to go out (0 when none waits).
+pub async fn oldest_pending_age(conn: &mut AsyncPgConnection) -> Result<f64, StoreError> {
+    #[derive(QueryableByName)]
+    struct Age {
+        #[diesel(sql_type = Double)]
+        age: f64,
+    }
+    let row: Age = diesel::sql_query(
+        "SELECT coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8 AS age \
+         FROM webhook_deliveries WHERE status = 'pending'",
+    )
+    .get_result(conn)
+    .await?;
+    Ok(row.age)
+}

@@ -1,0 +1,133 @@
+//! The body every webhook carries: `{id, type, version, occurred_at, project_id, data}`, and
+//! the catalogue of event types a subscription may choose.
+//!
+//! `id` is the event's id, sent as `webhook-id` too, the same for every subscription and on
+//! every retry. `version` is the payload version, an integer from 1; a subscription pins the
+//! version it receives.
+
+use beckon_domain::envelope::{Envelope, InvitationCreated, Payload};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// A webhook body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookBody<T> {
+    /// The event id; also the `webhook-id` header. Stable across retries and subscriptions.
+    pub id: Uuid,
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The payload version, from 1.
+    pub version: u32,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schemars(with = "String", extend("format" = "date-time"))]
+    pub occurred_at: OffsetDateTime,
+    pub project_id: Uuid,
+    pub data: T,
+}
+
+impl<T: Payload> WebhookBody<T> {
+    /// The webhook an envelope announces: same id, type, version and time.
+    pub fn from_envelope(env: &Envelope<T>) -> Self
+    where
+        T: Clone,
+    {
+        Self {
+            id: env.id,
+            kind: env.kind.clone(),
+            version: env.version,
+            occurred_at: env.occurred_at,
+            project_id: env.project_id,
+            data: env.data.clone(),
+        }
+    }
+}
+
+/// The test event a `ping` sends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Ping {
+    /// Always `"ping"`.
+    pub message: String,
+    pub subscription_id: Uuid,
+}
+
+/// The type of a ping; delivered to its subscription whatever event types it chose.
+pub const PING: &str = "webhook.ping";
+
+/// One entry of the event type catalogue.
+#[derive(Debug, Clone, Serialize)]
+pub struct EventType {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub version: u32,
+    pub description: &'static str,
+    /// The JSON Schema of the whole webhook body.
+    pub schema: serde_json::Value,
+}
+
+/// The JSON Schema of the body of a webhook whose data is `T`, with `type` and `version` pinned.
+pub fn schema_of<T: JsonSchema>(kind: &str, version: u32) -> serde_json::Value {
+    let mut schema = serde_json::to_value(schemars::schema_for!(WebhookBody<T>))
+        .expect("a schema always serialises");
+    schema["title"] = format!("{kind} v{version} webhook").into();
+    schema["properties"]["type"] = serde_json::json!({ "const": kind });
+    schema["properties"]["version"] = serde_json::json!({ "const": version });
+    schema
+}
+
+/// Every event type a subscription may choose, with its schema.
+pub fn catalogue() -> Vec<EventType> {
+    vec![
+        EventType {
+            kind: InvitationCreated::TYPE,
+            version: InvitationCreated::VERSION,
+            description: "An invitation was created for a user: the survey, the user, the magic link, and the event that caused it with its parameters.",
+            schema: schema_of::<InvitationCreated>(
+                InvitationCreated::TYPE,
+                InvitationCreated::VERSION,
+            ),
+        },
+        EventType {
+            kind: PING,
+            version: 1,
+            description: "A test event sent on request (POST …/webhooks/{id}/ping); delivered whatever event types the subscription chose.",
+            schema: schema_of::<Ping>(PING, 1),
+        },
+    ]
+}
+
+/// Whether `kind` names an event type a subscription may choose.
+pub fn is_known_type(kind: &str) -> bool {
+    catalogue().iter().any(|t| t.kind == kind)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    /// Run with `BECKON_BLESS_SCHEMAS=1` (`make schemas`) to rewrite the committed schemas.
+    #[test]
+    fn committed_webhook_schemas_equal_the_generated_ones_byte_for_byte() {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto-schemas/webhooks");
+        let bless = std::env::var_os("BECKON_BLESS_SCHEMAS").is_some();
+        for event in catalogue() {
+            let generated = serde_json::to_string_pretty(&event.schema).unwrap() + "\n";
+            let path = dir.join(format!("{}.v{}.json", event.kind, event.version));
+            if bless {
+                std::fs::create_dir_all(&dir).unwrap();
+                std::fs::write(&path, &generated).unwrap();
+            }
+            let committed = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+                panic!("{} is missing ({e}); run `make schemas`", path.display())
+            });
+            assert!(
+                committed == generated,
+                "{} drifted; run `make schemas`",
+                path.display()
+            );
+        }
+    }
+}

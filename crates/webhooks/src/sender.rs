@@ -1,0 +1,276 @@
+//! The HTTP client webhooks go out through.
+
+use crate::guard::AllowList;
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Once};
+use std::time::{Duration, Instant};
+
+/// Most bytes of an endpoint's answer kept in the attempt log.
+pub const RESPONSE_EXCERPT_BYTES: usize = 1024;
+
+/// What one request came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// The HTTP status, when an answer came.
+    pub status: Option<u16>,
+    pub duration: Duration,
+    /// The start of the answer's body.
+    pub body: Option<String>,
+    /// Why no usable answer came (refused address, connection refused, timeout, ...).
+    pub error: Option<String>,
+    /// A `Retry-After` the endpoint sent with 429 or 503.
+    pub retry_after: Option<Duration>,
+}
+
+impl Outcome {
+    pub fn succeeded(&self) -> bool {
+        self.status.is_some_and(|s| (200..300).contains(&s))
+    }
+}
+
+/// Resolves names to allowed addresses only, so the address checked is the one connected to.
+struct GuardedResolver {
+    allow: AllowList,
+}
+
+impl Resolve for GuardedResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let allow = self.allow.clone();
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let resolved: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let allowed: Vec<SocketAddr> = resolved
+                .into_iter()
+                .filter(|a| allow.permits(a.ip()))
+                .collect();
+            if allowed.is_empty() {
+                return Err(
+                    format!("{host} resolves only to addresses webhooks may not reach").into(),
+                );
+            }
+            Ok(Box::new(allowed.into_iter()) as Addrs)
+        })
+    }
+}
+
+/// Sends webhooks: no redirects followed, every request bounded by its timeout.
+#[derive(Clone)]
+pub struct Sender {
+    client: reqwest::Client,
+    allow: AllowList,
+}
+
+/// The sender could not be built.
+#[derive(Debug, thiserror::Error)]
+#[error("could not build the webhook HTTP client")]
+pub struct SenderError(#[source] reqwest::Error);
+
+fn install_crypto_provider() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // One TLS provider for the process (ring); ignore a provider installed before us.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+impl Sender {
+    pub fn new(allow: AllowList) -> Result<Self, SenderError> {
+        install_crypto_provider();
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .user_agent(concat!("Beckon-Webhooks/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(10))
+            .pool_idle_timeout(Duration::from_secs(30))
+            .dns_resolver(GuardedResolver {
+                allow: allow.clone(),
+            })
+            .build()
+            .map_err(SenderError)?;
+        Ok(Self { client, allow })
+    }
+
+    /// Why `url` cannot be a webhook destination, if it cannot.
+    pub fn check_url(&self, url: &str) -> Result<reqwest::Url, String> {
+        let parsed = reqwest::Url::parse(url).map_err(|e| format!("not a valid URL: {e}"))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err("the URL must be http or https".into());
+        }
+        match parsed.host() {
+            None => return Err("the URL has no host".into()),
+            Some(url::Host::Ipv4(ip)) if !self.allow.permits(IpAddr::V4(ip)) => {
+                return Err(format!("{ip} is an address webhooks may not reach"));
+            }
+            Some(url::Host::Ipv6(ip)) if !self.allow.permits(IpAddr::V6(ip)) => {
+                return Err(format!("{ip} is an address webhooks may not reach"));
+            }
+            _ => {}
+        }
+        if !parsed.username().is_empty() || parsed.password().is_some() {
+            return Err("the URL must not carry credentials".into());
+        }
+        Ok(parsed)
+    }
+
+    /// POSTs `body` with `headers`, giving up after `timeout`.
+    pub async fn post(
+        &self,
+        url: &str,
+        headers: &[(&str, String)],
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> Outcome {
+        let started = Instant::now();
+        let failed = |error: String| Outcome {
+            status: None,
+            duration: started.elapsed(),
+            body: None,
+            error: Some(error),
+            retry_after: None,
+        };
+        let url = match self.check_url(url) {
+            Ok(u) => u,
+            Err(e) => return failed(e),
+        };
+        let mut request = self
+            .client
+            .post(url)
+            .timeout(timeout)
+            .header("content-type", "application/json")
+            .body(body);
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        let mut response = match request.send().await {
+            Ok(r) => r,
+            Err(e) => return failed(describe(&e)),
+        };
+        let status = response.status().as_u16();
+        let retry_after = if status == 429 || status == 503 {
+            response
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(parse_retry_after)
+        } else {
+            None
+        };
+        let mut excerpt = Vec::new();
+        let mut error = None;
+        while excerpt.len() < RESPONSE_EXCERPT_BYTES {
+            match tokio::time::timeout(timeout.saturating_sub(started.elapsed()), response.chunk())
+                .await
+            {
+                Ok(Ok(Some(chunk))) => excerpt.extend_from_slice(&chunk),
+                Ok(Ok(None)) => break,
+                Ok(Err(e)) => {
+                    error = Some(describe(&e));
+                    break;
+                }
+                Err(_) => {
+                    error = Some("timed out reading the response".into());
+                    break;
+                }
+            }
+        }
+        excerpt.truncate(RESPONSE_EXCERPT_BYTES);
+        Outcome {
+            status: Some(status),
+            duration: started.elapsed(),
+            body: Some(String::from_utf8_lossy(&excerpt).into_owned()),
+            error,
+            retry_after,
+        }
+    }
+
+    /// The URL verification handshake: POSTs `{"type": "verification", "challenge": …}` and
+    /// expects the challenge back as the body of a 2xx within `timeout`.
+    pub async fn verify(
+        &self,
+        url: &str,
+        challenge: &str,
+        timeout: Duration,
+    ) -> Result<(), String> {
+        let body = serde_json::to_vec(
+            &serde_json::json!({"type": "verification", "challenge": challenge}),
+        )
+        .unwrap_or_default();
+        let outcome = self.post(url, &[], body, timeout).await;
+        if let Some(error) = outcome.error.filter(|_| outcome.status.is_none()) {
+            return Err(error);
+        }
+        match (outcome.status, outcome.body.as_deref().map(str::trim)) {
+            (Some(s), Some(b)) if (200..300).contains(&s) && b == challenge => Ok(()),
+            (Some(s), _) if !(200..300).contains(&s) => Err(format!("the endpoint answered {s}")),
+            _ => Err("the endpoint did not echo the challenge".into()),
+        }
+    }
+}
+
+fn describe(err: &reqwest::Error) -> String {
+    let kind = if err.is_timeout() {
+        "timed out"
+    } else if err.is_connect() {
+        "could not connect"
+    } else {
+        "request failed"
+    };
+    let mut out = kind.to_owned();
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    out
+}
+
+/// `Retry-After` as seconds or an HTTP date, capped at one day.
+pub fn parse_retry_after(raw: &str) -> Option<Duration> {
+    let raw = raw.trim();
+    let wait = if let Ok(secs) = raw.parse::<u64>() {
+        Duration::from_secs(secs)
+    } else {
+        let at = time::OffsetDateTime::parse(raw, &time::format_description::well_known::Rfc2822)
+            .ok()?;
+        let delta = at - time::OffsetDateTime::now_utc();
+        Duration::try_from(delta).unwrap_or(Duration::ZERO)
+    };
+    Some(wait.min(Duration::from_secs(24 * 3600)))
+}
+
+/// Makes a sender shareable.
+pub type SharedSender = Arc<Sender>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_is_read_as_seconds_or_a_date_and_capped() {
+        assert_eq!(parse_retry_after("7"), Some(Duration::from_secs(7)));
+        assert_eq!(
+            parse_retry_after("999999999"),
+            Some(Duration::from_secs(24 * 3600))
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon"), None);
+    }
+
+    #[test]
+    fn urls_to_refused_addresses_schemes_and_credentials_are_rejected() {
+        let sender = Sender::new(AllowList::default()).unwrap();
+        assert!(sender.check_url("http://127.0.0.1:9/hook").is_err());
+        assert!(sender.check_url("http://[::1]/hook").is_err());
+        assert!(sender.check_url("ftp://example.com/").is_err());
+        assert!(sender.check_url("https://user:pw@example.com/").is_err());
+        assert!(sender.check_url("https://example.com/hook").is_ok());
+        let open = Sender::new(AllowList::parse("127.0.0.1/32").unwrap()).unwrap();
+        assert!(open.check_url("http://127.0.0.1:9/hook").is_ok());
+    }
+}
