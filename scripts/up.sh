@@ -12,6 +12,15 @@ export BECKON_DATABASE_URL=${BECKON_DATABASE_URL:-postgres://postgres@127.0.0.1:
 export BECKON_HTTP_ADDR=${BECKON_HTTP_ADDR:-127.0.0.1:8080}
 export BECKON_PUBLIC_URL=${BECKON_PUBLIC_URL:-http://$BECKON_HTTP_ADDR}
 export RUST_LOG=${RUST_LOG:-info}
+# The key that seals webhook signing secrets and message bodies: generated once, kept here.
+if [ -z "${BECKON_SECRET_KEY:-}" ]; then
+  [ -s "$STATE/secret.key" ] || head -c 32 /dev/urandom | base64 >"$STATE/secret.key"
+  chmod 600 "$STATE/secret.key"
+  BECKON_SECRET_KEY=$(cat "$STATE/secret.key")
+fi
+export BECKON_SECRET_KEY
+# Let webhooks reach receivers on this machine (refused by default in production).
+export BECKON_WEBHOOK_ALLOWED_CIDRS=${BECKON_WEBHOOK_ALLOWED_CIDRS:-127.0.0.0/8,::1/128}
 
 db_name=${BECKON_DATABASE_URL##*/}
 admin_url=${BECKON_DATABASE_URL%/*}/postgres
@@ -22,7 +31,7 @@ fi
 "$BIN_DIR/beckon" migrate
 
 scripts/down.sh >/dev/null 2>&1 || true
-for service in matcher invitation ingest-api; do
+for service in matcher invitation webhook-delivery ingest-api; do
   nohup "$BIN_DIR/$service" >"$STATE/logs/$service.log" 2>&1 &
   echo $! >"$STATE/$service.pid"
   echo "==> started $service (pid $!, log $STATE/logs/$service.log)"
@@ -51,6 +60,10 @@ Demo organization token (shown once, also in $STATE/demo.json): $token
 Fire a lifecycle event and get the invitation back:
 
 curl -sS -X POST http://$BECKON_HTTP_ADDR/api/v1/lifecycle/dispatch -H "Authorization: Bearer $token" -H "Content-Type: application/json" -d '{"project_id": "$project", "user_ref": "user_abc123", "event": "subscription_cancelled"}'
+
+Receive webhooks: point a subscription at any endpoint on this machine, e.g.
+
+curl -sS -X POST http://$BECKON_HTTP_ADDR/api/v1/projects/$project/webhooks -H "Authorization: Bearer $token" -H "Content-Type: application/json" -d '{"url": "http://127.0.0.1:9000/hooks"}'
 
 Stop everything with: make down
 MSG

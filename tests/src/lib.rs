@@ -16,6 +16,10 @@ use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 pub mod broker;
+pub mod receiver;
+
+/// The deployment key tests run with (base64 of 32 bytes).
+pub const TEST_SECRET_KEY: &str = "dGVzdC1rZXktdGVzdC1rZXktdGVzdC1rZXktMzJieXQ=";
 
 pub const AMQP_URL_DEFAULT: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
@@ -112,6 +116,7 @@ impl TestApp {
 
     async fn try_spawn(options: Options) -> anyhow::Result<Self> {
         ensure_built();
+        beckon_webhooks::sender::install_crypto_provider();
         let db = TestDatabase::new()
             .await
             .context("create a test database")?;
@@ -146,12 +151,14 @@ impl TestApp {
         for _ in 0..options.invitation_replicas {
             app.start("invitation");
         }
+        app.start("webhook-delivery");
         app.start("ingest-api");
         app.wait_ready(Duration::from_secs(60)).await?;
         Ok(app)
     }
 
-    /// Starts one more process of `service` (`ingest-api`, `matcher`, `invitation`).
+    /// Starts one more process of `service` (`ingest-api`, `matcher`, `invitation`,
+    /// `webhook-delivery`).
     pub fn start(&mut self, service: &'static str) {
         self.launches += 1;
         let log = self
@@ -175,6 +182,9 @@ impl TestApp {
                 self.options.dispatch_timeout_ms.to_string(),
             )
             .env("BECKON_SCHEDULER_INTERVAL_MS", "100")
+            .env("BECKON_SECRET_KEY", TEST_SECRET_KEY)
+            .env("BECKON_WEBHOOK_ALLOWED_CIDRS", "127.0.0.1/32")
+            .env("BECKON_WEBHOOK_POLL_INTERVAL_MS", "100")
             .env("RUST_LOG", "info")
             .stdout(log.try_clone().expect("a log handle"))
             .stderr(log)
@@ -206,6 +216,34 @@ impl TestApp {
             let _ = r.child.kill();
             let _ = r.child.wait();
         }
+    }
+
+    /// Kills every process of `service` with SIGKILL: no shutdown, as in a crash.
+    pub fn kill(&mut self, service: &str) {
+        let (killing, keep): (Vec<_>, Vec<_>) =
+            self.running.drain(..).partition(|r| r.name == service);
+        self.running = keep;
+        for mut r in killing {
+            let _ = r.child.kill();
+            let _ = r.child.wait();
+        }
+    }
+
+    /// Creates a webhook subscription; returns the answer (with its one-time `secret`).
+    pub async fn create_webhook(&self, project: Uuid, body: Value) -> Value {
+        let r = self
+            .authed(
+                reqwest::Method::POST,
+                &format!("/api/v1/projects/{project}/webhooks"),
+            )
+            .json(&body)
+            .send()
+            .await
+            .expect("request");
+        let status = r.status();
+        let body: Value = r.json().await.expect("json");
+        assert_eq!(status, 201, "creating a webhook: {body}");
+        body
     }
 
     /// Waits until the gateway answers `/readyz` with 200.

@@ -258,7 +258,7 @@ async fn a_scheduled_event_survives_a_restart_of_every_service() {
         .await;
     assert_eq!(status, 201);
     let id = body["trigger_id"].as_str().unwrap().to_owned();
-    for service in ["ingest-api", "matcher", "invitation"] {
+    for service in ["ingest-api", "matcher", "invitation", "webhook-delivery"] {
         app.stop(service);
     }
     // Down past the due time.

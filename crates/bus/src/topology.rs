@@ -170,7 +170,7 @@ impl Topology {
 /// The work queues of the dispatch pipeline, by the service that consumes each.
 pub mod queues {
     use super::WorkQueue;
-    use beckon_domain::envelope::{EventMatched, EventReceived, Payload};
+    use beckon_domain::envelope::{EventMatched, EventReceived, InvitationCreated, Payload};
 
     /// The matcher takes accepted events.
     pub fn matcher() -> WorkQueue {
@@ -188,9 +188,17 @@ pub mod queues {
         }
     }
 
+    /// The webhook service takes the events customers subscribe to.
+    pub fn webhooks() -> WorkQueue {
+        WorkQueue {
+            name: "webhooks",
+            bindings: vec![InvitationCreated::routing_key()],
+        }
+    }
+
     /// Every work queue, in pipeline order.
     pub fn all() -> Vec<WorkQueue> {
-        vec![matcher(), invitation()]
+        vec![matcher(), invitation(), webhooks()]
     }
 }
 

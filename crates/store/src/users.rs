@@ -70,3 +70,16 @@ pub async fn upsert(
     .get_result(conn)
     .await?)
 }
+
+pub async fn get(
+    conn: &mut AsyncPgConnection,
+    project_id: Uuid,
+    user_ref: &str,
+) -> Result<Option<User>, StoreError> {
+    Ok(users::table
+        .find((project_id, user_ref))
+        .select(User::as_select())
+        .first(conn)
+        .await
+        .optional()?)
+}

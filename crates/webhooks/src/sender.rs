@@ -67,7 +67,9 @@ pub struct Sender {
 #[error("could not build the webhook HTTP client")]
 pub struct SenderError(#[source] reqwest::Error);
 
-fn install_crypto_provider() {
+/// Installs the process's TLS crypto provider (ring) if none is; every reqwest client in a
+/// process that links this crate needs it.
+pub fn install_crypto_provider() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         // One TLS provider for the process (ring); ignore a provider installed before us.

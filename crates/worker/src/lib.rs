@@ -99,6 +99,13 @@ pub trait Handler<T: Payload>: Send + Sync + 'static {
         env: &Envelope<T>,
         conn: &mut AsyncPgConnection,
     ) -> impl Future<Output = Result<Vec<Emit>, HandleError>> + Send;
+
+    /// Runs after the work of a new (not duplicate) envelope is committed, before the ack:
+    /// the place to start what must not hold the transaction, such as outbound HTTP calls.
+    /// It must not block for long; spawn what may.
+    fn after_commit(&self, _env: &Envelope<T>) -> impl Future<Output = ()> + Send {
+        async {}
+    }
 }
 
 /// Everything a worker needs besides its handler.
@@ -227,6 +234,8 @@ pub async fn handle_envelope<T: Payload, H: Handler<T>>(
     };
     let emitted = rows.len();
     flush(&deps.publisher, &mut conn, &rows).await;
+    drop(conn);
+    handler.after_commit(env).await;
     Ok(Handled::Done { emitted })
 }
 

@@ -50,11 +50,18 @@ pub struct Config {
     pub rate_limit_per_second: f64,
     /// `BECKON_RATE_LIMIT_BURST`: requests an organization may send at once (default 10000).
     pub rate_limit_burst: u32,
+    /// `BECKON_SECRET_KEY` (required): seals webhook signing secrets and message bodies.
+    pub sealing_key: beckon_webhooks::sealed::SealingKey,
+    /// `BECKON_WEBHOOK_ALLOWED_CIDRS`: private ranges webhook URLs may point at.
+    pub webhook_allow: beckon_webhooks::guard::AllowList,
 }
 
 impl Config {
-    pub fn from_env() -> Result<Self, beckon_runtime::ConfigError> {
+    pub fn from_env() -> anyhow::Result<Self> {
+        let (sealing_key, webhook_allow) = beckon_webhooks::settings_from_env()?;
         Ok(Self {
+            sealing_key,
+            webhook_allow,
             infra: InfraConfig::from_env()?,
             http_addr: env_or("BECKON_HTTP_ADDR", "127.0.0.1:8080"),
             dispatch_timeout: Duration::from_millis(env_parse(
@@ -84,6 +91,9 @@ pub struct AppState {
     pub late_reply_window: Duration,
     /// `None` when rate limiting is off.
     pub limiter: Option<ratelimit::RateLimiter>,
+    pub sealing_key: beckon_webhooks::sealed::SealingKey,
+    /// Verifies webhook URLs, through the same address guard deliveries use.
+    pub sender: beckon_webhooks::sender::Sender,
 }
 
 /// A bound, not yet running gateway.
@@ -127,6 +137,8 @@ impl Application {
             replies,
             dispatch_timeout: config.dispatch_timeout,
             late_reply_window: config.late_reply_window,
+            sealing_key: config.sealing_key.clone(),
+            sender: beckon_webhooks::sender::Sender::new(config.webhook_allow.clone())?,
             limiter: (config.rate_limit_per_second > 0.0).then(|| {
                 ratelimit::RateLimiter::new(config.rate_limit_per_second, config.rate_limit_burst)
             }),

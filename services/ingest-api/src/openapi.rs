@@ -4,7 +4,9 @@ use actix_web::HttpResponse;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{dispatch, events, health, links, projects, surveys, triggers, users};
+use crate::routes::{
+    dispatch, events, health, links, projects, surveys, triggers, users, webhooks,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -17,6 +19,9 @@ use crate::routes::{dispatch, events, health, links, projects, surveys, triggers
         events::send,
         triggers::get, triggers::details, triggers::cancel,
         users::upsert,
+        webhooks::create, webhooks::list, webhooks::get, webhooks::update, webhooks::delete,
+        webhooks::reverify, webhooks::rotate_secret, webhooks::ping, webhooks::attempts,
+        webhooks::message_attempts, webhooks::resend, webhooks::recover, webhooks::event_types,
         projects::create, projects::list, projects::get, projects::update,
         surveys::create, surveys::list, surveys::get, surveys::update,
         links::show,

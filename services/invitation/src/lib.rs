@@ -6,14 +6,15 @@ use anyhow::Context as _;
 use beckon_bus::Topology;
 use beckon_bus::topology::queues;
 use beckon_domain::envelope::{
-    CreatedInvitation, DispatchCompleted, Envelope, EventMatched, MatchedSurvey,
+    CreatedInvitation, DispatchCompleted, Envelope, EventMatched, InvitationCreated,
+    InvitationDetails, MatchedSurvey, SurveyDetails, TriggerDetails, UserDetails,
 };
 use beckon_domain::outcome::SurveyOutcome;
 use beckon_domain::{ids, sampling, secret};
 use beckon_runtime::InfraConfig;
-use beckon_store::StoreError;
 use beckon_store::invitations::{self, Inserted, NewInvitation};
 use beckon_store::triggers::{self, SurveyResult};
+use beckon_store::{StoreError, users};
 use beckon_worker::{Emit, HandleError, Handler, error_chain};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use time::{Duration, OffsetDateTime};
@@ -44,6 +45,7 @@ impl Config {
 /// Creates the invitations of one matched event.
 pub struct Inviter {
     pub public_url: String,
+    pub topology: Topology,
 }
 
 impl Inviter {
@@ -144,6 +146,7 @@ impl Handler<EventMatched> for Inviter {
             }
         }
         let counts = triggers::complete(conn, env.correlation_id, &results).await?;
+        let mut emits = self.announce(env, &results, &created, conn).await?;
         tracing::info!(
             matched = counts.matched_surveys,
             created = counts.created_count,
@@ -152,7 +155,6 @@ impl Handler<EventMatched> for Inviter {
             errored = counts.errored_count,
             "trigger completed"
         );
-        let mut emits = Vec::new();
         if let Some(reply_to) = &env.data.reply_to {
             let reply = Envelope::child_of(
                 env,
@@ -169,6 +171,70 @@ impl Handler<EventMatched> for Inviter {
     }
 }
 
+impl Inviter {
+    /// One `invitation.created` envelope per invitation created, for the webhook service. Its
+    /// id derives from the matched envelope and the survey, so a redelivery repeats it exactly.
+    async fn announce(
+        &self,
+        env: &Envelope<EventMatched>,
+        results: &[SurveyResult],
+        created: &[CreatedInvitation],
+        conn: &mut AsyncPgConnection,
+    ) -> Result<Vec<Emit>, StoreError> {
+        if created.is_empty() {
+            return Ok(Vec::new());
+        }
+        let user = users::get(conn, env.project_id, env.data.user_ref.as_str()).await?;
+        let user = UserDetails {
+            user_ref: env.data.user_ref.clone(),
+            email: user.as_ref().and_then(|u| u.email.clone()),
+            name: user.as_ref().and_then(|u| u.name.clone()),
+            attributes: user
+                .and_then(|u| u.attributes.as_object().cloned())
+                .unwrap_or_default(),
+        };
+        let mut emits = Vec::with_capacity(created.len());
+        for link in created {
+            let Some(result) = results.iter().find(|r| r.survey_id == link.survey_id) else {
+                continue;
+            };
+            let Some(matched) = env
+                .data
+                .surveys
+                .iter()
+                .find(|s| s.survey_id == link.survey_id)
+            else {
+                continue;
+            };
+            let announcement = Envelope::child_of(
+                env,
+                &format!("invitation.created/{}", link.survey_id),
+                InvitationCreated {
+                    invitation: InvitationDetails {
+                        id: result.invitation_id.unwrap_or_default(),
+                        magic_link_url: link.magic_link_url.clone(),
+                        expires_at: link.expires_at,
+                    },
+                    survey: SurveyDetails {
+                        id: matched.survey_id,
+                        name: matched.name.clone(),
+                        version: matched.version,
+                    },
+                    user: user.clone(),
+                    trigger: TriggerDetails {
+                        id: env.correlation_id,
+                        trigger_type: env.data.trigger_type,
+                        event: env.data.event.clone(),
+                        parameters: env.data.event_data.clone(),
+                    },
+                },
+            );
+            emits.push(Emit::event(&self.topology, &announcement));
+        }
+        Ok(emits)
+    }
+}
+
 /// Runs until `cancel` fires; then finishes in-flight messages and returns.
 pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()> {
     let public_url = config.public_url.clone();
@@ -176,7 +242,10 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
         CONSUMER,
         &config.infra,
         queues::invitation(),
-        |_: &Topology| Inviter { public_url },
+        |topology: &Topology| Inviter {
+            public_url,
+            topology: topology.clone(),
+        },
         |_, _, _| async {},
         cancel,
     )

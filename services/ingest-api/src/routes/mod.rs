@@ -8,6 +8,7 @@ pub mod projects;
 pub mod surveys;
 pub mod triggers;
 pub mod users;
+pub mod webhooks;
 
 use crate::error::ApiError;
 use actix_web::web;
@@ -34,6 +35,31 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route("/projects", web::get().to(projects::list))
                 .route("/projects/{project_id}", web::get().to(projects::get))
                 .route("/projects/{project_id}", web::patch().to(projects::update))
+                .route("/webhook-event-types", web::get().to(webhooks::event_types))
+                .service(
+                    web::scope("/projects/{project_id}/webhooks")
+                        .route("", web::post().to(webhooks::create))
+                        .route("", web::get().to(webhooks::list))
+                        .route("/{webhook_id}", web::get().to(webhooks::get))
+                        .route("/{webhook_id}", web::patch().to(webhooks::update))
+                        .route("/{webhook_id}", web::delete().to(webhooks::delete))
+                        .route("/{webhook_id}/verify", web::post().to(webhooks::reverify))
+                        .route(
+                            "/{webhook_id}/rotate-secret",
+                            web::post().to(webhooks::rotate_secret),
+                        )
+                        .route("/{webhook_id}/ping", web::post().to(webhooks::ping))
+                        .route("/{webhook_id}/attempts", web::get().to(webhooks::attempts))
+                        .route("/{webhook_id}/recover", web::post().to(webhooks::recover))
+                        .route(
+                            "/{webhook_id}/messages/{message_id}/attempts",
+                            web::get().to(webhooks::message_attempts),
+                        )
+                        .route(
+                            "/{webhook_id}/messages/{message_id}/resend",
+                            web::post().to(webhooks::resend),
+                        ),
+                )
                 .route(
                     "/projects/{project_id}/surveys",
                     web::post().to(surveys::create),

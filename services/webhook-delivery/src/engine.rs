@@ -1,0 +1,300 @@
+//! Attempts: sign, send, log, and decide what comes next.
+
+use beckon_store::webhooks::{self, AttemptRecord, NextStep, Subscription};
+use beckon_store::{Store, StoreError};
+use beckon_webhooks::policy::RetryPolicy;
+use beckon_webhooks::sealed::SealingKey;
+use beckon_webhooks::sender::{Outcome, Sender};
+use beckon_webhooks::signing::{SigningSecret, signature_header};
+use beckon_worker::error_chain;
+use diesel_async::AsyncConnection;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use time::OffsetDateTime;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use uuid::Uuid;
+
+/// Longer than the longest allowed response timeout (30 s), so a live attempt's lease never
+/// ends before the attempt does.
+const LEASE: Duration = Duration::from_secs(60);
+/// Most deliveries claimed per poll.
+const BATCH: i64 = 256;
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub disable_after: Duration,
+    pub per_subscription: usize,
+}
+
+pub struct Engine {
+    store: Store,
+    sender: Sender,
+    key: SealingKey,
+    settings: Settings,
+    /// Attempts in flight per subscription.
+    slots: Mutex<HashMap<Uuid, Arc<Semaphore>>>,
+    tasks: TaskTracker,
+}
+
+impl Engine {
+    pub fn new(store: Store, sender: Sender, key: SealingKey, settings: Settings) -> Self {
+        Self {
+            store,
+            sender,
+            key,
+            settings,
+            slots: Mutex::new(HashMap::new()),
+            tasks: TaskTracker::new(),
+        }
+    }
+
+    pub fn seal(&self, plaintext: &[u8]) -> Vec<u8> {
+        self.key.seal(plaintext)
+    }
+
+    pub fn lease(&self) -> time::Duration {
+        time::Duration::try_from(LEASE).unwrap_or(time::Duration::MINUTE)
+    }
+
+    fn slot(&self, subscription: Uuid) -> Arc<Semaphore> {
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        slots
+            .entry(subscription)
+            .or_insert_with(|| Arc::new(Semaphore::new(self.settings.per_subscription.max(1))))
+            .clone()
+    }
+
+    /// Sends the first attempts of a message's deliveries, each in its own task.
+    pub async fn start_first_attempts(self: Arc<Self>, message_id: Uuid) {
+        let ids = async {
+            let mut conn = self.store.conn().await?;
+            first_attempts_of(&mut conn, message_id).await
+        }
+        .await;
+        match ids {
+            Ok(ids) => ids.into_iter().for_each(|id| self.spawn(id)),
+            // The deliveries are leased, not lost: the poller sends them when the lease ends.
+            Err(err) => {
+                tracing::warn!(%message_id, error = %error_chain(&err), "could not start first attempts")
+            }
+        }
+    }
+
+    fn spawn(self: &Arc<Self>, delivery_id: Uuid) {
+        let engine = self.clone();
+        self.tasks.spawn(async move {
+            if let Err(err) = engine.attempt(delivery_id).await {
+                tracing::warn!(%delivery_id, error = %error_chain(&err), "attempt failed to run; it will fall due again");
+            }
+        });
+    }
+
+    /// Claims due retries every `interval` until `cancel` fires.
+    pub async fn run_poller(self: Arc<Self>, interval: Duration, cancel: CancellationToken) {
+        loop {
+            let claimed = async {
+                let mut conn = self.store.conn().await?;
+                webhooks::claim_due(
+                    &mut conn,
+                    self.settings.per_subscription as i64,
+                    BATCH,
+                    LEASE.as_secs_f64(),
+                )
+                .await
+            }
+            .await;
+            let full = match claimed {
+                Ok(ids) => {
+                    let full = ids.len() as i64 == BATCH;
+                    ids.into_iter().for_each(|id| self.spawn(id));
+                    full
+                }
+                Err(err) => {
+                    tracing::warn!(error = %error_chain(&err), "could not claim due deliveries");
+                    false
+                }
+            };
+            if full {
+                continue;
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(interval) => {}
+            }
+        }
+    }
+
+    /// Waits (up to `timeout`) for attempts in flight to finish and be recorded.
+    pub async fn drain(&self, timeout: Duration) {
+        self.tasks.close();
+        if tokio::time::timeout(timeout, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "attempts still in flight at shutdown; their leases will expire and they will be retried"
+            );
+        }
+    }
+
+    fn secrets(&self, sub: &Subscription) -> Vec<SigningSecret> {
+        let open = |sealed: &[u8]| {
+            self.key
+                .open(sealed)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .and_then(|s| SigningSecret::parse(&s).ok())
+        };
+        let mut secrets: Vec<SigningSecret> = open(&sub.secret_encrypted).into_iter().collect();
+        if let (Some(previous), Some(until)) = (
+            &sub.previous_secret_encrypted,
+            sub.previous_secret_expires_at,
+        ) && until > OffsetDateTime::now_utc()
+        {
+            secrets.extend(open(previous));
+        }
+        secrets
+    }
+
+    #[tracing::instrument(skip(self), fields(message_id, subscription_id))]
+    async fn attempt(self: Arc<Self>, delivery_id: Uuid) -> Result<(), StoreError> {
+        let mut conn = self.store.conn().await?;
+        let Some((delivery, message, sub)) =
+            webhooks::attempt_context(&mut conn, delivery_id).await?
+        else {
+            return Ok(());
+        };
+        tracing::Span::current()
+            .record("message_id", tracing::field::display(message.id))
+            .record("subscription_id", tracing::field::display(sub.id));
+        if delivery.status != webhooks::delivery::PENDING || sub.status != webhooks::status::ACTIVE
+        {
+            return Ok(());
+        }
+        let Ok(_permit) = self.slot(sub.id).try_acquire_owned() else {
+            // The subscription has its share in flight: try again shortly, without waiting here.
+            webhooks::release(&mut conn, delivery.id).await?;
+            return Ok(());
+        };
+        // No database connection is held across the HTTP call.
+        drop(conn);
+
+        let outcome = match self.key.open(&message.body_encrypted) {
+            Ok(body) => {
+                let secrets = self.secrets(&sub);
+                let refs: Vec<&SigningSecret> = secrets.iter().collect();
+                let id = message.id.to_string();
+                let timestamp = OffsetDateTime::now_utc().unix_timestamp();
+                let headers = [
+                    ("webhook-id", id.clone()),
+                    ("webhook-timestamp", timestamp.to_string()),
+                    (
+                        "webhook-signature",
+                        signature_header(&refs, &id, timestamp, &body),
+                    ),
+                ];
+                let timeout = Duration::from_millis(sub.timeout_ms.max(1000) as u64);
+                self.sender.post(&sub.url, &headers, body, timeout).await
+            }
+            Err(err) => Outcome {
+                status: None,
+                duration: Duration::ZERO,
+                body: None,
+                error: Some(format!("the stored message cannot be opened: {err}")),
+                retry_after: None,
+            },
+        };
+
+        let now = OffsetDateTime::now_utc();
+        let mut disable = None;
+        let next = if outcome.succeeded() {
+            NextStep::Succeeded
+        } else if outcome.status == Some(410) {
+            disable = Some("the endpoint answered 410 Gone".to_owned());
+            NextStep::GiveUp
+        } else {
+            let policy: RetryPolicy =
+                serde_json::from_value(sub.retry_policy.clone()).unwrap_or_default();
+            let failed = (delivery.attempts + 1) as u32;
+            let since_first = delivery
+                .first_attempt_at
+                .map(|t| Duration::try_from(now - t).unwrap_or_default())
+                .unwrap_or_default();
+            let healthy_since = sub.last_success_at.unwrap_or(sub.created_at);
+            if Duration::try_from(now - healthy_since).unwrap_or_default()
+                >= self.settings.disable_after
+            {
+                disable = Some(format!(
+                    "no successful delivery for {} seconds (since {})",
+                    self.settings.disable_after.as_secs(),
+                    if sub.last_success_at.is_some() {
+                        "its last success"
+                    } else {
+                        "its creation"
+                    }
+                ));
+            }
+            match policy.next_delay(failed, since_first, jitter()) {
+                None => NextStep::GiveUp,
+                Some(delay) => {
+                    let wait = outcome.retry_after.map_or(delay, |r| r.max(delay));
+                    NextStep::RetryAt(
+                        now + time::Duration::try_from(wait).unwrap_or(time::Duration::HOUR),
+                    )
+                }
+            }
+        };
+        tracing::info!(
+            status = outcome.status,
+            duration_ms = outcome.duration.as_millis() as u64,
+            error = outcome.error.as_deref(),
+            next = ?next,
+            "webhook attempt"
+        );
+        let record = AttemptRecord {
+            status_code: outcome.status.map(i32::from),
+            duration_ms: outcome.duration.as_millis().min(i32::MAX as u128) as i32,
+            response_body: outcome.body,
+            error: outcome.error,
+            next,
+        };
+        let mut conn = self.store.conn().await?;
+        conn.transaction::<_, StoreError, _>(async |conn| {
+            webhooks::record_attempt(conn, &delivery, &record).await?;
+            if let Some(reason) = &disable
+                && webhooks::disable(conn, sub.id, reason).await?
+            {
+                tracing::warn!(subscription_id = %sub.id, %reason, "subscription disabled");
+            }
+            Ok(())
+        })
+        .await
+    }
+}
+
+/// The deliveries of a message that have never been attempted.
+async fn first_attempts_of(
+    conn: &mut beckon_store::Conn,
+    message_id: Uuid,
+) -> Result<Vec<Uuid>, StoreError> {
+    use beckon_store::schema::webhook_deliveries as d;
+    use diesel::prelude::*;
+    use diesel_async::RunQueryDsl;
+    Ok(d::table
+        .filter(d::message_id.eq(message_id))
+        .filter(d::status.eq(webhooks::delivery::PENDING))
+        .filter(d::attempts.eq(0))
+        .select(d::id)
+        .load(conn)
+        .await?)
+}
+
+/// A number in `[0, 1)` for spreading retries.
+fn jitter() -> f64 {
+    let mut bytes = [0u8; 8];
+    let _ = getrandom::fill(&mut bytes);
+    (u64::from_be_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64
+}

@@ -1,0 +1,100 @@
+//! The webhook service: turns the events customers subscribe to into signed HTTP POSTs to
+//! their endpoints, and keeps at it through their outages.
+//!
+//! # Layout
+//! - [`fanout`]: the consumer — one message per event, one delivery per subscription that
+//!   wants it, committed, then the first attempts go out at once.
+//! - [`engine`]: attempts — signing, sending, logging, the retry schedule, disabling — and the
+//!   poller that claims deliveries whose retry is due.
+//!
+//! No broker message is held across an HTTP call: the consumer commits and acknowledges, and
+//! attempts run in their own tasks, at most a few at a time per subscription, so a slow
+//! endpoint never delays a healthy one.
+
+pub mod engine;
+pub mod fanout;
+
+use anyhow::Context as _;
+use beckon_bus::topology::queues;
+use beckon_runtime::{InfraConfig, env_parse};
+use beckon_webhooks::guard::AllowList;
+use beckon_webhooks::sealed::SealingKey;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// The name this consumer records processed envelopes under.
+pub const CONSUMER: &str = "webhooks";
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub infra: InfraConfig,
+    /// `BECKON_SECRET_KEY` (required): base64 of 32 bytes; seals signing secrets and bodies.
+    pub sealing_key: SealingKey,
+    /// `BECKON_WEBHOOK_ALLOWED_CIDRS`: comma-separated ranges webhooks may reach despite being
+    /// private or loopback (default none).
+    pub allow: AllowList,
+    /// `BECKON_WEBHOOK_DISABLE_AFTER_SECS`: a subscription failing with no success for this
+    /// long (since its last success or creation) is disabled (default 7 days).
+    pub disable_after: Duration,
+    /// `BECKON_WEBHOOK_POLL_INTERVAL_MS`: how often due retries are looked for (default 200).
+    pub poll_interval: Duration,
+    /// `BECKON_WEBHOOK_CONCURRENCY_PER_SUBSCRIPTION`: attempts in flight per subscription
+    /// (default 16).
+    pub per_subscription: usize,
+}
+
+impl Config {
+    pub fn from_env() -> anyhow::Result<Self> {
+        let (sealing_key, allow) = beckon_webhooks::settings_from_env()?;
+        Ok(Self {
+            infra: InfraConfig::from_env()?,
+            sealing_key,
+            allow,
+            disable_after: Duration::from_secs(env_parse(
+                "BECKON_WEBHOOK_DISABLE_AFTER_SECS",
+                7 * 24 * 3600,
+            )?),
+            poll_interval: Duration::from_millis(env_parse(
+                "BECKON_WEBHOOK_POLL_INTERVAL_MS",
+                200,
+            )?),
+            per_subscription: env_parse("BECKON_WEBHOOK_CONCURRENCY_PER_SUBSCRIPTION", 16)?,
+        })
+    }
+}
+
+/// Runs until `cancel` fires; then finishes in-flight work and returns.
+pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()> {
+    let store = beckon_store::Store::new(&config.infra.database_url, config.infra.db_pool_size)
+        .context("Failed to configure the database pool")?;
+    let sender = beckon_webhooks::sender::Sender::new(config.allow.clone())?;
+    let engine = Arc::new(engine::Engine::new(
+        store,
+        sender,
+        config.sealing_key.clone(),
+        engine::Settings {
+            disable_after: config.disable_after,
+            per_subscription: config.per_subscription,
+        },
+    ));
+    let poller = {
+        let engine = engine.clone();
+        let interval = config.poll_interval;
+        move |_, _, cancel| async move { engine.run_poller(interval, cancel).await }
+    };
+    beckon_worker::serve(
+        CONSUMER,
+        &config.infra,
+        queues::webhooks(),
+        |_| fanout::Fanout {
+            engine: engine.clone(),
+        },
+        poller,
+        cancel,
+    )
+    .await
+    .context("The webhook service failed to start")?;
+    engine.drain(Duration::from_secs(30)).await;
+    Ok(())
+}

@@ -1,0 +1,558 @@
+//! Webhooks to real HTTP receivers on 127.0.0.1: signing checked by the `standardwebhooks`
+//! PyPI library, URL verification, retries, Retry-After, 410, timeouts, auto-disable, resend,
+//! recover, rotation, isolation from a hanging endpoint, and a crash while retries wait.
+
+use beckon_e2e::receiver::{Receiver, verify_with_standardwebhooks};
+use beckon_e2e::{Options, TestApp};
+use reqwest::Method;
+use serde_json::{Value, json};
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+use uuid::Uuid;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+async fn project_with_survey(app: &TestApp) -> Uuid {
+    let project = app.create_project().await;
+    app.create_survey(
+        project,
+        json!({"trigger": {"events": ["trial_expired", {"custom": "payment_failed"}]}}),
+    )
+    .await;
+    project
+}
+
+async fn fire(app: &TestApp, project: Uuid, user: &str) -> Value {
+    let (status, body) = app
+        .dispatch(json!({"project_id": project, "user_ref": user, "event": "trial_expired"}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+fn webhook_path(app: &TestApp, project: Uuid, sub: &Value, rest: &str) -> String {
+    let _ = app;
+    format!(
+        "/api/v1/projects/{project}/webhooks/{}{rest}",
+        sub["id"].as_str().unwrap()
+    )
+}
+
+async fn get_json(app: &TestApp, path: &str) -> Value {
+    app.authed(Method::GET, path)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+fn schema_validates(body: &Value) {
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!(
+        "../proto-schemas/webhooks/{}.v{}.json",
+        body["type"].as_str().unwrap(),
+        body["version"]
+    ));
+    let schema: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let errors: Vec<String> = validator.iter_errors(body).map(|e| e.to_string()).collect();
+    assert!(errors.is_empty(), "{errors:?}\n{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invitation_created_webhook_is_signed_versioned_and_carries_the_event() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let project = project_with_survey(&app).await;
+    let sub = app
+        .create_webhook(
+            project,
+            json!({"url": receiver.url("/ok/a"), "description": "CRM"}),
+        )
+        .await;
+    assert_eq!(sub["status"], "active");
+    assert_eq!(sub["verification"]["verified"], true);
+    let secret = sub["secret"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("whsec_"));
+    // The secret is shown once: never again, and not stored in the clear.
+    let read = get_json(&app, &webhook_path(&app, project, &sub, "")).await;
+    assert!(read.get("secret").is_none());
+    assert_eq!(app.execute(&format!("SELECT 1 FROM webhook_subscriptions WHERE position(convert_to('{secret}', 'UTF8') in secret_encrypted) > 0")).await, 0);
+
+    let (status, sent) = app
+        .send_event(Some(project), json!({"event_name": "payment_failed", "user_info": {"contact_external_id": "u1", "email": "ada@example.com"}, "event_data": {"amount": 49}}))
+        .await;
+    assert_eq!(status, 201);
+    let got = receiver.wait_for("/ok/a", 1, WAIT).await;
+    let hook = &got[0];
+    verify_with_standardwebhooks(&secret, hook)
+        .expect("the standardwebhooks library verifies the signature");
+    assert!(
+        verify_with_standardwebhooks("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", hook).is_err(),
+        "a wrong secret does not verify"
+    );
+    let body = hook.json();
+    schema_validates(&body);
+    assert_eq!(hook.header("webhook-id"), body["id"].as_str().unwrap());
+    assert_eq!(hook.header("content-type"), "application/json");
+    assert_eq!(
+        (body["type"].clone(), body["version"].clone()),
+        (json!("invitation.created"), json!(1))
+    );
+    assert_eq!(body["project_id"], json!(project));
+    assert_eq!(body["data"]["user"]["email"], "ada@example.com");
+    assert_eq!(body["data"]["trigger"]["id"], sent["trigger_id"]);
+    assert_eq!(
+        body["data"]["trigger"]["event"],
+        json!({"custom": "payment_failed"})
+    );
+    assert_eq!(body["data"]["trigger"]["parameters"], json!({"amount": 49}));
+    assert!(
+        body["data"]["invitation"]["magic_link_url"]
+            .as_str()
+            .unwrap()
+            .starts_with(&app.base_url)
+    );
+
+    // A dispatch's webhook carries the same magic link the dispatch answered with.
+    let dispatched = fire(&app, project, "u2").await;
+    let got = receiver.wait_for("/ok/a", 2, WAIT).await;
+    assert_eq!(
+        got[1].json()["data"]["invitation"]["magic_link_url"],
+        dispatched["created_invitations"][0]["magic_link_url"]
+    );
+    // Message bodies are stored sealed: no magic link in the clear.
+    let link = dispatched["created_invitations"][0]["magic_link_url"]
+        .as_str()
+        .unwrap();
+    let token = link.rsplit('/').next().unwrap();
+    assert_eq!(app.execute(&format!("SELECT 1 FROM webhook_messages WHERE position(convert_to('{token}', 'UTF8') in body_encrypted) > 0")).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_that_fails_verification_gets_nothing_until_it_passes() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let project = project_with_survey(&app).await;
+    let sub = app
+        .create_webhook(project, json!({"url": receiver.url("/noverify/x")}))
+        .await;
+    assert_eq!(sub["status"], "pending_verification");
+    assert_eq!(sub["verification"]["verified"], false);
+    assert!(
+        sub["verification"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("challenge")
+    );
+    fire(&app, project, "u1").await;
+    let verify = app
+        .authed(Method::POST, &webhook_path(&app, project, &sub, "/verify"))
+        .send()
+        .await
+        .unwrap();
+    let verify: Value = verify.json().await.unwrap();
+    assert_eq!(
+        (
+            verify["status"].clone(),
+            verify["verification"]["verified"].clone()
+        ),
+        (json!("pending_verification"), json!(false))
+    );
+    // Nothing was kept for it: no message, no delivery.
+    assert_eq!(app.execute("SELECT 1 FROM webhook_messages").await, 0);
+
+    let moved = app
+        .authed(Method::PATCH, &webhook_path(&app, project, &sub, ""))
+        .json(&json!({"url": receiver.url("/ok/x")}))
+        .send()
+        .await
+        .unwrap();
+    let moved: Value = moved.json().await.unwrap();
+    assert_eq!(moved["status"], "active", "{moved}");
+    fire(&app, project, "u2").await;
+    let got = receiver.wait_for("/ok/x", 1, WAIT).await;
+    assert_eq!(got.len(), 1, "only the event after verification");
+    assert!(receiver.received("/noverify").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_delivery_is_retried_with_the_same_webhook_id_and_every_attempt_is_logged() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let project = project_with_survey(&app).await;
+    let sub = app
+        .create_webhook(project, json!({"url": receiver.url("/fail-first/2/r"), "retry_policy": {"kind": "custom", "delays_seconds": [1, 1, 1]}}))
+        .await;
+    fire(&app, project, "u1").await;
+    let got = receiver.wait_for("/fail-first/2/r", 3, WAIT).await;
+    let ids: HashSet<&str> = got.iter().map(|r| r.header("webhook-id")).collect();
+    assert_eq!(ids.len(), 1, "the same webhook-id on every retry");
+    assert!(got[1].at.duration_since(got[0].at) >= Duration::from_millis(900));
+
+    let attempts = app
+        .eventually(WAIT, "three logged attempts", || async {
+            let list = get_json(&app, &webhook_path(&app, project, &sub, "/attempts")).await;
+            (list["data"].as_array().map_or(0, Vec::len) == 3).then_some(list)
+        })
+        .await;
+    let statuses: Vec<i64> = attempts["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["status_code"].as_i64().unwrap())
+        .collect();
+    assert_eq!(statuses, [200, 500, 500], "newest first");
+    assert_eq!(attempts["data"][1]["response_body"], "not yet");
+    let message = attempts["data"][0]["message_id"].as_str().unwrap();
+    let per_message = get_json(
+        &app,
+        &webhook_path(
+            &app,
+            project,
+            &sub,
+            &format!("/messages/{message}/attempts"),
+        ),
+    )
+    .await;
+    assert_eq!(per_message["data"].as_array().unwrap().len(), 3);
+    let read = get_json(&app, &webhook_path(&app, project, &sub, "")).await;
+    assert!(read["last_success_at"].is_string());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_after_is_honoured_and_410_disables_the_subscription() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let project = project_with_survey(&app).await;
+    app.create_webhook(project, json!({"url": receiver.url("/retry-after/2/w"), "retry_policy": {"kind": "custom", "delays_seconds": [1]}}))
+        .await;
+    let gone = app
+        .create_webhook(project, json!({"url": receiver.url("/gone/w")}))
+        .await;
+    fire(&app, project, "u1").await;
+    let got = receiver.wait_for("/retry-after/2/w", 2, WAIT).await;
+    let waited = got[1].at.duration_since(got[0].at);
+    assert!(
+        waited >= Duration::from_millis(1900),
+        "Retry-After: 2 honoured, waited {waited:?}"
+    );
+
+    let disabled = app
+        .eventually(WAIT, "the 410 subscription to be disabled", || async {
+            let s = get_json(&app, &webhook_path(&app, project, &gone, "")).await;
+            (s["status"] == "disabled").then_some(s)
+        })
+        .await;
+    assert!(
+        disabled["disabled_reason"]
+            .as_str()
+            .unwrap()
+            .contains("410")
+    );
+    fire(&app, project, "u2").await;
+    receiver.wait_for("/retry-after/2/w", 3, WAIT).await;
+    assert_eq!(
+        receiver.received("/gone").len(),
+        1,
+        "nothing more goes to a disabled subscription"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timeout_is_a_failure_and_a_subscription_failing_too_long_is_disabled() {
+    let app = TestApp::spawn_with(Options {
+        env: vec![("BECKON_WEBHOOK_DISABLE_AFTER_SECS", "2".into())],
+        ..Options::default()
+    })
+    .await;
+    let receiver = Receiver::start().await;
+    let project = project_with_survey(&app).await;
+    let slow = app
+        .create_webhook(project, json!({"url": receiver.url("/hang/5/t"), "timeout_ms": 1000, "retry_policy": {"kind": "custom", "delays_seconds": [1, 1, 1, 1]}}))
+        .await;
+    fire(&app, project, "u1").await;
+    let attempts = app
+        .eventually(WAIT, "a timed-out attempt", || async {
+            let list = get_json(&app, &webhook_path(&app, project, &slow, "/attempts")).await;
+            list["data"]
+                .as_array()
+                .filter(|a| !a.is_empty())
+                .map(|a| a[a.len() - 1].clone())
+        })
+        .await;
+    assert!(attempts["status_code"].is_null());
+    assert!(
+        attempts["error"].as_str().unwrap().contains("timed out"),
+        "{attempts}"
+    );
+    assert!(attempts["duration_ms"].as_i64().unwrap() < 2500);
+
+    let disabled = app
+        .eventually(WAIT, "the failing subscription to be disabled", || async {
+            let s = get_json(&app, &webhook_path(&app, project, &slow, "")).await;
+            (s["status"] == "disabled").then_some(s)
+        })
+        .await;
+    assert!(
+        disabled["disabled_reason"]
+            .as_str()
+            .unwrap()
+            .contains("no successful delivery"),
+        "{disabled}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_messages_can_be_resent_one_by_one_or_recovered_since_a_time() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let project = project_with_survey(&app).await;
+    let sub = app
+        .create_webhook(project, json!({"url": receiver.url("/always-500/m"), "retry_policy": {"kind": "custom", "delays_seconds": [1]}}))
+        .await;
+    let since = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    for user in ["u1", "u2", "u3"] {
+        fire(&app, project, user).await;
+    }
+    let failed_sql = "SELECT 1 FROM webhook_deliveries WHERE status = 'failed'";
+    app.eventually(WAIT, "three deliveries to fail for good", || async {
+        (app.execute(failed_sql).await == 3).then_some(())
+    })
+    .await;
+    // The endpoint is fixed.
+    let r = app
+        .authed(Method::PATCH, &webhook_path(&app, project, &sub, ""))
+        .json(&json!({"url": receiver.url("/ok/m")}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    let failed_ids: Vec<String> = receiver
+        .received("/always-500/m")
+        .iter()
+        .map(|r| r.header("webhook-id").to_owned())
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    assert_eq!(failed_ids.len(), 3);
+    let r = app
+        .authed(
+            Method::POST,
+            &webhook_path(
+                &app,
+                project,
+                &sub,
+                &format!("/messages/{}/resend", failed_ids[0]),
+            ),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let got = receiver.wait_for("/ok/m", 1, WAIT).await;
+    assert_eq!(got[0].header("webhook-id"), failed_ids[0]);
+
+    let r = app
+        .authed(Method::POST, &webhook_path(&app, project, &sub, "/recover"))
+        .json(&json!({"since": since}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let queued: Value = r.json().await.unwrap();
+    assert_eq!(queued["queued"], 2);
+    let got = receiver.wait_for("/ok/m", 3, WAIT).await;
+    let delivered: HashSet<&str> = got.iter().map(|r| r.header("webhook-id")).collect();
+    assert_eq!(delivered, failed_ids.iter().map(String::as_str).collect());
+    let r = app
+        .authed(
+            Method::POST,
+            &webhook_path(
+                &app,
+                project,
+                &sub,
+                &format!("/messages/{}/resend", Uuid::now_v7()),
+            ),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_rotation_both_secrets_sign_for_a_day() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let project = project_with_survey(&app).await;
+    let sub = app
+        .create_webhook(project, json!({"url": receiver.url("/ok/rot")}))
+        .await;
+    let old = sub["secret"].as_str().unwrap().to_owned();
+    let r = app
+        .authed(
+            Method::POST,
+            &webhook_path(&app, project, &sub, "/rotate-secret"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let rotated: Value = r.json().await.unwrap();
+    let new = rotated["secret"].as_str().unwrap().to_owned();
+    assert_ne!(old, new);
+    let until = time::OffsetDateTime::parse(
+        rotated["previous_secret_expires_at"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    assert!((until - time::OffsetDateTime::now_utc()).whole_hours() >= 23);
+
+    fire(&app, project, "u1").await;
+    let got = receiver.wait_for("/ok/rot", 1, WAIT).await;
+    assert_eq!(got[0].header("webhook-signature").split(' ').count(), 2);
+    verify_with_standardwebhooks(&new, &got[0]).expect("the new secret verifies");
+    verify_with_standardwebhooks(&old, &got[0]).expect("the old secret still verifies");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ping_goes_out_and_urls_to_private_addresses_are_refused() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let project = app.create_project().await;
+    let sub = app
+        .create_webhook(
+            project,
+            json!({"url": receiver.url("/ok/ping"), "event_types": ["invitation.created"]}),
+        )
+        .await;
+    let r = app
+        .authed(Method::POST, &webhook_path(&app, project, &sub, "/ping"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let got = receiver.wait_for("/ok/ping", 1, WAIT).await;
+    assert_eq!(got[0].json()["type"], "webhook.ping");
+    verify_with_standardwebhooks(sub["secret"].as_str().unwrap(), &got[0]).unwrap();
+
+    for url in [
+        "http://10.0.0.1/hook",
+        "http://169.254.169.254/latest",
+        "http://[::1]:8080/x",
+        "ftp://example.com/",
+        "not a url",
+    ] {
+        let r = app
+            .authed(
+                Method::POST,
+                &format!("/api/v1/projects/{project}/webhooks"),
+            )
+            .json(&json!({"url": url}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{url}");
+        let e: Value = r.json().await.unwrap();
+        assert_eq!(e["code"], "invalid_url");
+    }
+    let r = app
+        .authed(
+            Method::POST,
+            &format!("/api/v1/projects/{project}/webhooks"),
+        )
+        .json(&json!({"url": receiver.url("/ok/x"), "event_types": ["nope"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let catalogue: Value = app
+        .http
+        .get(app.url("/api/v1/webhook-event-types"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let types: Vec<&str> = catalogue["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["type"].as_str().unwrap())
+        .collect();
+    assert!(types.contains(&"invitation.created"));
+    assert!(catalogue["data"][0]["schema"]["properties"]["data"].is_object());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_endpoint_never_delays_a_healthy_one() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let project = project_with_survey(&app).await;
+    app.create_webhook(project, json!({"url": receiver.url("/hang/30/slow")}))
+        .await;
+    app.create_webhook(project, json!({"url": receiver.url("/ok/fast")}))
+        .await;
+    let sends = (0..100).map(|i| {
+        app.send_event(Some(project), json!({"event_name": "trial_expired", "user_info": {"contact_external_id": format!("u{i}")}}))
+    });
+    for (status, body) in futures_util::future::join_all(sends).await {
+        assert_eq!(status, 201, "{body}");
+    }
+    let fast = receiver.wait_for("/ok/fast", 100, WAIT).await;
+    let first_hang = receiver
+        .received("/hang")
+        .first()
+        .map(|r| r.at)
+        .expect("the hanging endpoint was tried");
+    let last_fast = fast.iter().map(|r| r.at).max().unwrap();
+    assert!(
+        last_fast < first_hang + Duration::from_secs(10),
+        "all 100 healthy webhooks arrived {:?} after the hanging endpoint's first attempt began, within its 10 s timeout",
+        last_fast.saturating_duration_since(first_hang)
+    );
+    let ids: HashSet<&str> = fast.iter().map(|r| r.header("webhook-id")).collect();
+    assert_eq!(ids.len(), 100);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_pending_retry_survive_a_sigkill_of_the_delivery_service() {
+    let mut app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let project = project_with_survey(&app).await;
+    app.create_webhook(project, json!({"url": receiver.url("/fail-first/5/k"), "retry_policy": {"kind": "custom", "delays_seconds": [3, 1, 1]}}))
+        .await;
+    for i in 0..5 {
+        fire(&app, project, &format!("u{i}")).await;
+    }
+    // All five first attempts failed and are recorded; their retries wait in PostgreSQL.
+    receiver.wait_for("/fail-first/5/k", 5, WAIT).await;
+    let waiting = "SELECT 1 FROM webhook_deliveries WHERE status = 'pending' AND attempts = 1";
+    app.eventually(WAIT, "five retries to wait", || async {
+        (app.execute(waiting).await == 5).then_some(())
+    })
+    .await;
+    app.kill("webhook-delivery");
+    app.start("webhook-delivery");
+    let got = receiver.wait_for("/fail-first/5/k", 10, WAIT).await;
+    let mut by_id: HashMap<&str, usize> = HashMap::new();
+    for r in &got {
+        *by_id.entry(r.header("webhook-id")).or_default() += 1;
+    }
+    assert_eq!(by_id.len(), 5, "five distinct webhooks");
+    assert!(
+        by_id.values().all(|n| *n >= 2),
+        "each failed once and was delivered after the crash: {by_id:?}"
+    );
+    let delivered = "SELECT 1 FROM webhook_deliveries WHERE status = 'succeeded'";
+    app.eventually(WAIT, "all five recorded as delivered", || async {
+        (app.execute(delivered).await == 5).then_some(())
+    })
+    .await;
+}
