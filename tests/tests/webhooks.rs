@@ -219,6 +219,13 @@ async fn a_failed_delivery_is_retried_with_the_same_webhook_id_and_every_attempt
     assert_eq!(per_message["data"].as_array().unwrap().len(), 3);
     let read = get_json(&app, &webhook_path(&app, project, &sub, "")).await;
     assert!(read["last_success_at"].is_string());
+    let deliveries = get_json(
+        &app,
+        &webhook_path(&app, project, &sub, "/deliveries?status=succeeded"),
+    )
+    .await;
+    assert_eq!(deliveries["data"][0]["attempts"], 3);
+    assert_eq!(deliveries["data"][0]["event_type"], "invitation.created");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -538,6 +545,22 @@ async fn webhooks_pending_retry_survive_a_sigkill_of_the_delivery_service() {
         (app.execute(waiting).await == 5).then_some(())
     })
     .await;
+    // The retries waiting in the database are listed with when each is due.
+    let subs = get_json(&app, &format!("/api/v1/projects/{project}/webhooks")).await;
+    let sub_id = subs["data"][0]["id"].as_str().unwrap();
+    let pending = get_json(
+        &app,
+        &format!("/api/v1/projects/{project}/webhooks/{sub_id}/deliveries?status=pending"),
+    )
+    .await;
+    assert_eq!(pending["data"].as_array().unwrap().len(), 5);
+    assert!(
+        pending["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|d| d["next_attempt_at"].is_string() && d["attempts"] == 1)
+    );
     app.kill("webhook-delivery");
     app.start("webhook-delivery");
     let got = receiver.wait_for("/fail-first/5/k", 10, WAIT).await;

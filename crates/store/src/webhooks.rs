@@ -494,3 +494,40 @@ pub async fn oldest_pending_age(conn: &mut AsyncPgConnection) -> Result<f64, Sto
     .await?;
     Ok(row.age)
 }
+
+/// A delivery as listed: with its message's type.
+#[derive(Debug, Clone, Queryable)]
+pub struct DeliveryRow {
+    pub delivery: Delivery,
+    pub event_type: String,
+}
+
+/// Deliveries of a subscription, newest first, optionally of one status, before a creation
+/// time (for paging).
+pub async fn deliveries_of_subscription(
+    conn: &mut AsyncPgConnection,
+    subscription_id: Uuid,
+    status_filter: Option<&str>,
+    before: Option<OffsetDateTime>,
+    limit: i64,
+) -> Result<Vec<DeliveryRow>, StoreError> {
+    let mut query = webhook_deliveries::table
+        .inner_join(webhook_messages::table)
+        .filter(webhook_deliveries::subscription_id.eq(subscription_id))
+        .into_boxed();
+    if let Some(s) = status_filter {
+        query = query.filter(webhook_deliveries::status.eq(s));
+    }
+    if let Some(t) = before {
+        query = query.filter(webhook_deliveries::created_at.lt(t));
+    }
+    Ok(query
+        .order((
+            webhook_deliveries::created_at.desc(),
+            webhook_deliveries::id.desc(),
+        ))
+        .limit(limit)
+        .select((Delivery::as_select(), webhook_messages::event_type))
+        .load(conn)
+        .await?)
+}

@@ -20,7 +20,7 @@ use crate::routes::{
         triggers::get, triggers::details, triggers::cancel,
         users::upsert,
         webhooks::create, webhooks::list, webhooks::get, webhooks::update, webhooks::delete,
-        webhooks::reverify, webhooks::rotate_secret, webhooks::ping, webhooks::attempts,
+        webhooks::reverify, webhooks::rotate_secret, webhooks::ping, webhooks::attempts, webhooks::deliveries,
         webhooks::message_attempts, webhooks::resend, webhooks::recover, webhooks::event_types,
         projects::create, projects::list, projects::get, projects::update,
         surveys::create, surveys::list, surveys::get, surveys::update,

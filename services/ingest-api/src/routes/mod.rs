@@ -50,6 +50,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                         )
                         .route("/{webhook_id}/ping", web::post().to(webhooks::ping))
                         .route("/{webhook_id}/attempts", web::get().to(webhooks::attempts))
+                        .route(
+                            "/{webhook_id}/deliveries",
+                            web::get().to(webhooks::deliveries),
+                        )
                         .route("/{webhook_id}/recover", web::post().to(webhooks::recover))
                         .route(
                             "/{webhook_id}/messages/{message_id}/attempts",
