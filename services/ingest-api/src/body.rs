@@ -27,3 +27,33 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 pub fn path_id(raw: &str, code: &'static str, what: &str) -> Result<uuid::Uuid, ApiError> {
     uuid::Uuid::parse_str(raw).map_err(|_| ApiError::not_found(code, format!("No {what} {raw}")))
 }
+
+/// An optional object field of a JSON object: absent and `null` are `None`.
+pub fn optional_object(
+    object: &serde_json::Map<String, serde_json::Value>,
+    field: &str,
+) -> Result<Option<serde_json::Value>, ApiError> {
+    match object.get(field) {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(v @ serde_json::Value::Object(_)) => Ok(Some(v.clone())),
+        Some(_) => Err(ApiError::bad_request(
+            "invalid_body",
+            format!("{field} must be an object"),
+        )),
+    }
+}
+
+/// An optional string field of a JSON object: absent and `null` are `None`.
+pub fn optional_string(
+    object: &serde_json::Map<String, serde_json::Value>,
+    field: &str,
+) -> Result<Option<String>, ApiError> {
+    match object.get(field) {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(ApiError::bad_request(
+            "invalid_body",
+            format!("{field} must be a string"),
+        )),
+    }
+}

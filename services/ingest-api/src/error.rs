@@ -80,7 +80,7 @@ impl ApiError {
 
     /// Our fault: logged with its causes, shown as an opaque 500.
     pub fn internal(err: &dyn std::error::Error) -> Self {
-        tracing::error!(error = %chain(err), "internal error");
+        tracing::error!(error = %beckon_worker::error_chain(err), "internal error");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal_error",
@@ -142,7 +142,7 @@ impl ResponseError for ApiError {
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         if err.is_transient() {
-            tracing::warn!(error = %chain(&err), "database unavailable");
+            tracing::warn!(error = %beckon_worker::error_chain(&err), "database unavailable");
             Self::unavailable(
                 "database_unavailable",
                 "The database is unavailable; try again shortly.",
@@ -151,17 +151,6 @@ impl From<StoreError> for ApiError {
             Self::internal(&err)
         }
     }
-}
-
-fn chain(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        out.push_str(": ");
-        out.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    out
 }
 
 /// Rewrites error responses that did not come from [`ApiError`] (unknown routes, payload

@@ -19,7 +19,7 @@ use beckon_store::users::{self, UserChanges};
 use beckon_store::{StoreError, outbox, surveys};
 use diesel_async::AsyncConnection;
 use serde::Serialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
@@ -65,28 +65,6 @@ pub struct SendEventResponse {
 
 fn team_context_error() -> ApiError {
     ApiError::unauthorized("invalid_team_context", "Invalid team context")
-}
-
-fn optional_object(object: &Map<String, Value>, field: &str) -> Result<Option<Value>, ApiError> {
-    match object.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(v @ Value::Object(_)) => Ok(Some(v.clone())),
-        Some(_) => Err(ApiError::bad_request(
-            "invalid_body",
-            format!("{field} must be an object"),
-        )),
-    }
-}
-
-fn optional_string(object: &Map<String, Value>, field: &str) -> Result<Option<String>, ApiError> {
-    match object.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(ApiError::bad_request(
-            "invalid_body",
-            format!("{field} must be a string"),
-        )),
-    }
 }
 
 /// Parses an ISO 8601 timestamp, truncated to the microseconds the database keeps.
@@ -150,7 +128,7 @@ async fn send_inner(
                 .map_err(|_| team_context_error())
         })
         .transpose()?;
-    let body_team = optional_string(object, "project_id")?;
+    let body_team = body::optional_string(object, "project_id")?;
     let team = match (header_team, body_team) {
         (Some(h), Some(b)) if h != b => {
             return Err(ApiError::bad_request(
@@ -180,7 +158,7 @@ async fn send_inner(
     let event = LifecycleEvent::from_name(&event_name)
         .map_err(|e| ApiError::bad_request("invalid_event_name", e.to_string()))?;
 
-    let user_info = optional_object(object, "user_info")?.unwrap_or_default();
+    let user_info = body::optional_object(object, "user_info")?.unwrap_or_default();
     let user_ref = match user_info.get("contact_external_id") {
         Some(Value::String(raw)) => UserRef::parse(raw).map_err(|e| {
             ApiError::bad_request(
@@ -197,16 +175,16 @@ async fn send_inner(
     };
     let info = user_info.as_object().cloned().unwrap_or_default();
     let changes = UserChanges {
-        email: optional_string(&info, "email")?,
-        name: optional_string(&info, "name")?,
-        phone: optional_string(&info, "phone")?,
-        attributes: optional_object(&info, "custom_fields")?,
+        email: body::optional_string(&info, "email")?,
+        name: body::optional_string(&info, "name")?,
+        phone: body::optional_string(&info, "phone")?,
+        attributes: body::optional_object(&info, "custom_fields")?,
         trial_ends_at: None,
     };
-    let source = optional_object(object, "source")?;
-    let event_data = optional_object(object, "event_data")?;
-    let variables = optional_object(object, "variables")?;
-    let trigger_at = match optional_string(object, "trigger_at")? {
+    let source = body::optional_object(object, "source")?;
+    let event_data = body::optional_object(object, "event_data")?;
+    let variables = body::optional_object(object, "variables")?;
+    let trigger_at = match body::optional_string(object, "trigger_at")? {
         None => None,
         Some(raw) => {
             let at = parse_timestamp(&raw).ok_or_else(|| {

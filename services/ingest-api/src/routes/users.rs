@@ -82,20 +82,6 @@ pub struct UpsertUserResponse {
     pub scheduled_reminders: Vec<ScheduledReminder>,
 }
 
-fn string_field(
-    object: &serde_json::Map<String, Value>,
-    field: &str,
-) -> Result<Option<String>, ApiError> {
-    match object.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(ApiError::bad_request(
-            "invalid_body",
-            format!("{field} must be a string"),
-        )),
-    }
-}
-
 /// Create or update a user, and schedule its trial reminders.
 #[utoipa::path(post, path = "/api/v1/users/upsert", tag = "users",
     request_body = UpsertUserRequest,
@@ -130,9 +116,9 @@ async fn upsert_inner(
     let object = value
         .as_object()
         .ok_or_else(|| ApiError::bad_request("invalid_body", "The body must be a JSON object."))?;
-    let project_raw = string_field(object, "project_id")?
+    let project_raw = body::optional_string(object, "project_id")?
         .ok_or_else(|| ApiError::bad_request("project_id_required", "project_id is required."))?;
-    let user_ref = match string_field(object, "user_ref")? {
+    let user_ref = match body::optional_string(object, "user_ref")? {
         Some(raw) => UserRef::parse(&raw).map_err(|e| {
             let code = if e == UserRefError::Empty {
                 "user_ref_empty"
@@ -175,9 +161,9 @@ async fn upsert_inner(
         }
     };
     let changes = UserChanges {
-        email: string_field(object, "email")?,
-        name: string_field(object, "name")?,
-        phone: string_field(object, "phone")?,
+        email: body::optional_string(object, "email")?,
+        name: body::optional_string(object, "name")?,
+        phone: body::optional_string(object, "phone")?,
         attributes,
         trial_ends_at,
     };
