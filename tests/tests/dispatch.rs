@@ -81,6 +81,7 @@ async fn dispatch_creates_one_invitation_per_matching_live_survey() {
         let opened: Value = app
             .http
             .get(link)
+            .header("accept", "application/json")
             .send()
             .await
             .unwrap()
@@ -411,7 +412,13 @@ async fn magic_links_answer_404_when_unknown_and_410_when_expired_or_revoked() {
         (&links[0], "invitation_expired"),
         (&links[1], "invitation_revoked"),
     ] {
-        let r = app.http.get(link).send().await.unwrap();
+        let r = app
+            .http
+            .get(link)
+            .header("accept", "application/json")
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 410);
         let e: Value = r.json().await.unwrap();
         assert_eq!(e["code"], code);
@@ -420,6 +427,7 @@ async fn magic_links_answer_404_when_unknown_and_410_when_expired_or_revoked() {
         let r = app
             .http
             .get(app.url(&format!("/surveys/{token}")))
+            .header("accept", "application/json")
             .send()
             .await
             .unwrap();

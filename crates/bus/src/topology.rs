@@ -170,7 +170,9 @@ impl Topology {
 /// The work queues of the dispatch pipeline, by the service that consumes each.
 pub mod queues {
     use super::WorkQueue;
-    use beckon_domain::envelope::{EventMatched, EventReceived, InvitationCreated, Payload};
+    use beckon_domain::envelope::{
+        EventMatched, EventReceived, InvitationCreated, Payload, ResponseProgressed,
+    };
 
     /// The matcher takes accepted events.
     pub fn matcher() -> WorkQueue {
@@ -196,9 +198,17 @@ pub mod queues {
         }
     }
 
+    /// The webhook service takes response progress too, on a queue of its own.
+    pub fn webhook_responses() -> WorkQueue {
+        WorkQueue {
+            name: "webhook-responses",
+            bindings: vec![ResponseProgressed::routing_key()],
+        }
+    }
+
     /// Every work queue, in pipeline order.
     pub fn all() -> Vec<WorkQueue> {
-        vec![matcher(), invitation(), webhooks()]
+        vec![matcher(), invitation(), webhooks(), webhook_responses()]
     }
 }
 

@@ -4,6 +4,7 @@
 //! - [`event`]: the lifecycle event a backend fires (`trial_expired`, `{"custom": "…"}`).
 //! - [`user_ref`]: the customer's identifier of one of its users.
 //! - [`survey`]: survey status, questions, trigger, cooldown, sample rate, lifetime.
+//! - [`answer`]: answers, validated against their question.
 //! - [`envelope`]: the versioned JSON envelope every bus message travels in, and its payloads.
 //! - [`ids`]: ids derived from their parent so a redelivered message derives the same ones.
 //! - [`sampling`]: the sample roll, seeded so a redelivery rolls the same.
@@ -11,6 +12,7 @@
 //! - [`reminder`]: when a `trial_ending_soon` reminder fires.
 //! - [`outcome`]: what became of each matched survey, and the counts of a dispatch.
 
+pub mod answer;
 pub mod envelope;
 pub mod event;
 pub mod ids;

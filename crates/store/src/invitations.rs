@@ -99,7 +99,9 @@ pub async fn in_cooldown(
 #[derive(Debug, Clone)]
 pub struct LinkedInvitation {
     pub id: Uuid,
+    pub org_id: Uuid,
     pub project_id: Uuid,
+    pub trigger_id: Uuid,
     pub survey_id: Uuid,
     pub survey_name: String,
     pub survey_version: i32,
@@ -122,6 +124,8 @@ pub async fn find_by_token(
         Uuid,
         Uuid,
         Uuid,
+        Uuid,
+        Uuid,
         String,
         i32,
         serde_json::Value,
@@ -140,7 +144,9 @@ pub async fn find_by_token(
         .filter(invitations::token_hash.eq(secret::hash(token)))
         .select((
             invitations::id,
+            invitations::org_id,
             invitations::project_id,
+            invitations::trigger_id,
             invitations::survey_id,
             surveys::name,
             invitations::survey_version,
@@ -156,7 +162,9 @@ pub async fn find_by_token(
     row.map(
         |(
             id,
+            org_id,
             project_id,
+            trigger_id,
             survey_id,
             survey_name,
             survey_version,
@@ -168,7 +176,9 @@ pub async fn find_by_token(
         )| {
             Ok(LinkedInvitation {
                 id,
+                org_id,
                 project_id,
+                trigger_id,
                 survey_id,
                 survey_name,
                 survey_version,

@@ -7,6 +7,7 @@
 //! - [`triggers`]: one row per fired event and the outcome per matched survey.
 //! - [`idempotency`]: `Idempotency-Key` records.
 //! - [`invitations`]: invitations, magic-link lookup, the atomic cooldown claim.
+//! - [`responses`]: responses to invitations and their answers.
 //! - [`outbox`]: envelopes committed with the work that emits them.
 //! - [`users`]: the users a project tells Beckon about.
 //! - [`webhooks`]: webhook subscriptions, messages, deliveries, attempts.
@@ -17,6 +18,7 @@ pub mod idempotency;
 pub mod invitations;
 pub mod outbox;
 pub mod processed;
+pub mod responses;
 pub mod schema;
 pub mod surveys;
 pub mod tenancy;

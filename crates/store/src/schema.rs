@@ -242,6 +242,35 @@ diesel::table! {
 diesel::joinable!(webhook_deliveries -> webhook_messages (message_id));
 diesel::joinable!(webhook_deliveries -> webhook_subscriptions (subscription_id));
 
+diesel::table! {
+    responses (id) {
+        id -> Uuid,
+        invitation_id -> Uuid,
+        org_id -> Uuid,
+        project_id -> Uuid,
+        survey_id -> Uuid,
+        survey_version -> Int4,
+        submitted_by -> Text,
+        status -> Text,
+        sequence -> Int4,
+        displayed_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+        completed_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    answers (response_id, question_id) {
+        response_id -> Uuid,
+        question_id -> Text,
+        value -> Jsonb,
+        answered_at -> Timestamptz,
+    }
+}
+
+diesel::joinable!(answers -> responses (response_id));
+
 diesel::joinable!(api_tokens -> organizations (org_id));
 diesel::joinable!(projects -> organizations (org_id));
 diesel::joinable!(surveys -> projects (project_id));
@@ -267,4 +296,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     webhook_messages,
     webhook_deliveries,
     webhook_attempts,
+    responses,
+    answers,
 );

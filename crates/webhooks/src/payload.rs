@@ -5,7 +5,9 @@
 //! every retry. `version` is the payload version, an integer from 1; a subscription pins the
 //! version it receives.
 
-use beckon_domain::envelope::{Envelope, InvitationCreated, Payload};
+use beckon_domain::envelope::{
+    Envelope, InvitationCreated, Payload, ResponseProgressed, ResponseStage,
+};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -28,15 +30,30 @@ pub struct WebhookBody<T> {
     pub data: T,
 }
 
-impl<T: Payload> WebhookBody<T> {
-    /// The webhook an envelope announces: same id, type, version and time.
-    pub fn from_envelope(env: &Envelope<T>) -> Self
-    where
-        T: Clone,
-    {
+/// A bus payload that customers receive as a webhook.
+pub trait Announcement: Payload + Clone {
+    /// The webhook type this payload is delivered as.
+    fn webhook_type(&self) -> &'static str;
+}
+
+impl Announcement for InvitationCreated {
+    fn webhook_type(&self) -> &'static str {
+        Self::TYPE
+    }
+}
+
+impl Announcement for ResponseProgressed {
+    fn webhook_type(&self) -> &'static str {
+        self.stage.webhook_type()
+    }
+}
+
+impl<T: Announcement> WebhookBody<T> {
+    /// The webhook an envelope announces: same id, version and time.
+    pub fn from_envelope(env: &Envelope<T>) -> Self {
         Self {
             id: env.id,
-            kind: env.kind.clone(),
+            kind: env.data.webhook_type().to_owned(),
             version: env.version,
             occurred_at: env.occurred_at,
             project_id: env.project_id,
@@ -88,6 +105,24 @@ pub fn catalogue() -> Vec<EventType> {
                 InvitationCreated::TYPE,
                 InvitationCreated::VERSION,
             ),
+        },
+        EventType {
+            kind: ResponseStage::Displayed.webhook_type(),
+            version: 1,
+            description: "The respond page was shown to the user (reported by the page itself, once per invitation, so mail link scanners do not count).",
+            schema: schema_of::<ResponseProgressed>(ResponseStage::Displayed.webhook_type(), 1),
+        },
+        EventType {
+            kind: ResponseStage::Answered.webhook_type(),
+            version: 1,
+            description: "A question was answered: the answer given (`question`) and the response so far.",
+            schema: schema_of::<ResponseProgressed>(ResponseStage::Answered.webhook_type(), 1),
+        },
+        EventType {
+            kind: ResponseStage::Ended.webhook_type(),
+            version: 1,
+            description: "The user finished the survey: the whole response.",
+            schema: schema_of::<ResponseProgressed>(ResponseStage::Ended.webhook_type(), 1),
         },
         EventType {
             kind: PING,

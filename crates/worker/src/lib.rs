@@ -325,9 +325,86 @@ pub enum ServeError {
     Bus(#[from] beckon_bus::BusError),
 }
 
-/// The whole life of a consumer service: connect, run the outbox relay and `sidecar` (a
-/// background loop of the service's own, such as the scheduler) beside the consumer of
-/// `queue`, and on `cancel` finish in-flight work and return.
+/// A connected consumer service: its store, publisher and topology.
+pub struct Service {
+    pub deps: Deps,
+    pub topology: Topology,
+    bus: beckon_bus::BusConfig,
+    name: &'static str,
+}
+
+impl Service {
+    /// Builds the pool and connects the publisher (declaring the whole topology).
+    pub async fn connect(
+        name: &'static str,
+        infra: &beckon_runtime::InfraConfig,
+    ) -> Result<Self, ServeError> {
+        use beckon_bus::topology::queues;
+        let bus = bus_config(infra);
+        let topology = Topology::new(&bus);
+        let store = Store::new(&infra.database_url, infra.db_pool_size)?;
+        let publisher = Publisher::connect(&bus.uri, name, topology.clone(), queues::all()).await?;
+        Ok(Self {
+            deps: Deps { store, publisher },
+            topology,
+            bus,
+            name,
+        })
+    }
+
+    /// A consumer of `queue` with `handler`, to pass to [`Service::run`].
+    pub fn consumer<T: Payload, H: Handler<T>>(
+        &self,
+        queue: beckon_bus::WorkQueue,
+        handler: H,
+        cancel: CancellationToken,
+    ) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> {
+        let config = ConsumerConfig {
+            uri: self.bus.uri.clone(),
+            topology: self.topology.clone(),
+            queue,
+            declare: beckon_bus::topology::queues::all(),
+            prefetch: self.bus.prefetch,
+            name: self.name.into(),
+        };
+        Box::pin(run(
+            self.name,
+            config,
+            self.deps.clone(),
+            handler,
+            cancel,
+            || {},
+        ))
+    }
+
+    /// Runs the outbox relay, `sidecar` and the consumers until `cancel` fires and every
+    /// consumer has finished its in-flight work.
+    pub async fn run(
+        self,
+        consumers: Vec<std::pin::Pin<Box<dyn Future<Output = ()> + Send>>>,
+        sidecar: impl Future<Output = ()> + Send + 'static,
+        cancel: CancellationToken,
+    ) {
+        let relay = tokio::spawn(run_relay(
+            self.deps.store.clone(),
+            self.deps.publisher.clone(),
+            std::time::Duration::from_secs(5),
+            std::time::Duration::from_secs(1),
+            cancel.clone(),
+        ));
+        let sidecar = tokio::spawn(sidecar);
+        futures_util::future::join_all(consumers).await;
+        for task in [relay, sidecar] {
+            if let Err(err) = task.await {
+                tracing::error!(error = %err, "a background task panicked");
+            }
+        }
+    }
+}
+
+/// The whole life of a single-queue consumer service: connect, run the outbox relay and
+/// `sidecar` (a background loop of the service's own, such as the scheduler) beside the
+/// consumer of `queue`, and on `cancel` finish in-flight work and return.
 pub async fn serve<T, H, S, F>(
     consumer_name: &'static str,
     infra: &beckon_runtime::InfraConfig,
@@ -342,35 +419,13 @@ where
     S: FnOnce(Deps, Topology, CancellationToken) -> F,
     F: Future<Output = ()> + Send + 'static,
 {
-    use beckon_bus::topology::queues;
-    let bus = bus_config(infra);
-    let topology = Topology::new(&bus);
-    let store = Store::new(&infra.database_url, infra.db_pool_size)?;
-    let publisher =
-        Publisher::connect(&bus.uri, consumer_name, topology.clone(), queues::all()).await?;
-    let relay = tokio::spawn(run_relay(
-        store.clone(),
-        publisher.clone(),
-        std::time::Duration::from_secs(5),
-        std::time::Duration::from_secs(1),
+    let service = Service::connect(consumer_name, infra).await?;
+    let consumer = service.consumer(queue, make_handler(&service.topology), cancel.clone());
+    let sidecar = sidecar(
+        service.deps.clone(),
+        service.topology.clone(),
         cancel.clone(),
-    ));
-    let config = ConsumerConfig {
-        uri: bus.uri.clone(),
-        topology: topology.clone(),
-        queue,
-        declare: queues::all(),
-        prefetch: bus.prefetch,
-        name: consumer_name.into(),
-    };
-    let handler = make_handler(&topology);
-    let deps = Deps { store, publisher };
-    let sidecar = tokio::spawn(sidecar(deps.clone(), topology.clone(), cancel.clone()));
-    run(consumer_name, config, deps, handler, cancel, || {}).await;
-    for task in [relay, sidecar] {
-        if let Err(err) = task.await {
-            tracing::error!(error = %err, "a background task panicked");
-        }
-    }
+    );
+    service.run(vec![consumer], sidecar, cancel).await;
     Ok(())
 }

@@ -102,7 +102,7 @@ impl ApiError {
         Self::new(status, code, message)
     }
 
-    fn body(&self) -> ErrorBody {
+    pub fn body(&self) -> ErrorBody {
         ErrorBody {
             status_code: self.status.as_u16(),
             error: self.status.canonical_reason().unwrap_or("Error").to_owned(),
@@ -153,15 +153,14 @@ impl From<StoreError> for ApiError {
     }
 }
 
-/// Rewrites error responses that did not come from [`ApiError`] (unknown routes, payload
-/// limits, extractor failures) into the same shape.
+/// Rewrites error responses that did not come from us (unknown routes, payload limits,
+/// extractor failures) into the same shape.
 pub fn json_errors<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandlerResponse<B>> {
-    let is_json = res
-        .response()
-        .headers()
-        .get(CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
-    if is_json {
+    // Ours already: JSON errors, and the respond page's HTML notices.
+    let is_ours = res.response().headers().get(CONTENT_TYPE).is_some_and(|v| {
+        v.as_bytes().starts_with(b"application/json") || v.as_bytes().starts_with(b"text/html")
+    });
+    if is_ours {
         return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
     }
     let status = res.status();

@@ -8,6 +8,7 @@
 //! - [`idempotency`]: `Idempotency-Key` on the POST endpoints.
 //! - [`ratelimit`]: per-organization rate limits.
 //! - [`routes`]: one module per resource.
+//! - [`page`]: the hosted respond page.
 //! - [`openapi`]: the spec served at `/openapi.json`, generated from the handlers.
 
 pub mod auth;
@@ -15,6 +16,7 @@ pub mod body;
 pub mod error;
 pub mod idempotency;
 pub mod openapi;
+pub mod page;
 pub mod ratelimit;
 pub mod routes;
 

@@ -5,7 +5,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{Modify, OpenApi};
 
 use crate::routes::{
-    dispatch, events, health, links, projects, surveys, triggers, users, webhooks,
+    dispatch, events, health, projects, respond, surveys, triggers, users, webhooks,
 };
 
 #[derive(OpenApi)]
@@ -24,7 +24,7 @@ use crate::routes::{
         webhooks::message_attempts, webhooks::resend, webhooks::recover, webhooks::event_types,
         projects::create, projects::list, projects::get, projects::update,
         surveys::create, surveys::list, surveys::get, surveys::update,
-        links::show,
+        respond::show, respond::display, respond::answer, respond::complete,
         health::healthz, health::readyz,
     ),
     modifiers(&Security)

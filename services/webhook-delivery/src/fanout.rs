@@ -1,25 +1,28 @@
 //! The consumer: one message per event, one delivery per subscription that wants it.
 
 use crate::engine::Engine;
-use beckon_domain::envelope::{Envelope, InvitationCreated};
+use beckon_domain::envelope::Envelope;
 use beckon_store::webhooks::{self, Message};
-use beckon_webhooks::payload::WebhookBody;
+use beckon_webhooks::payload::{Announcement, WebhookBody};
 use beckon_worker::{Emit, HandleError, Handler};
 use diesel_async::AsyncPgConnection;
 use std::sync::Arc;
 use time::OffsetDateTime;
 
+/// Handles every payload customers receive as webhooks.
+#[derive(Clone)]
 pub struct Fanout {
     pub engine: Arc<Engine>,
 }
 
-impl Handler<InvitationCreated> for Fanout {
+impl<T: Announcement> Handler<T> for Fanout {
     async fn handle(
         &self,
-        env: &Envelope<InvitationCreated>,
+        env: &Envelope<T>,
         conn: &mut AsyncPgConnection,
     ) -> Result<Vec<Emit>, HandleError> {
-        let subscribers = webhooks::subscribers(conn, env.project_id, &env.kind).await?;
+        let kind = env.data.webhook_type();
+        let subscribers = webhooks::subscribers(conn, env.project_id, kind).await?;
         if subscribers.is_empty() {
             // Nothing is kept for an event no active subscription wants.
             return Ok(Vec::new());
@@ -31,7 +34,7 @@ impl Handler<InvitationCreated> for Fanout {
                 id: env.id,
                 org_id: env.org_id,
                 project_id: env.project_id,
-                event_type: env.kind.clone(),
+                event_type: kind.to_owned(),
                 version: env.version as i32,
                 body_encrypted: self.engine.seal(&body),
                 occurred_at: env.occurred_at,
@@ -45,7 +48,7 @@ impl Handler<InvitationCreated> for Fanout {
         Ok(Vec::new())
     }
 
-    async fn after_commit(&self, env: &Envelope<InvitationCreated>) {
+    async fn after_commit(&self, env: &Envelope<T>) {
         self.engine.clone().start_first_attempts(env.id).await;
     }
 }

@@ -16,6 +16,7 @@ pub mod fanout;
 
 use anyhow::Context as _;
 use beckon_bus::topology::queues;
+use beckon_domain::envelope::{InvitationCreated, ResponseProgressed};
 use beckon_runtime::{InfraConfig, env_parse};
 use beckon_webhooks::guard::AllowList;
 use beckon_webhooks::sealed::SealingKey;
@@ -78,23 +79,28 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
             per_subscription: config.per_subscription,
         },
     ));
-    let poller = {
-        let engine = engine.clone();
-        let interval = config.poll_interval;
-        move |_, _, cancel| async move { engine.run_poller(interval, cancel).await }
+    let service = beckon_worker::Service::connect(CONSUMER, &config.infra)
+        .await
+        .context("The webhook service failed to start")?;
+    let fanout = fanout::Fanout {
+        engine: engine.clone(),
     };
-    beckon_worker::serve(
-        CONSUMER,
-        &config.infra,
-        queues::webhooks(),
-        |_| fanout::Fanout {
-            engine: engine.clone(),
-        },
-        poller,
-        cancel,
-    )
-    .await
-    .context("The webhook service failed to start")?;
+    let consumers = vec![
+        service.consumer::<InvitationCreated, _>(
+            queues::webhooks(),
+            fanout.clone(),
+            cancel.clone(),
+        ),
+        service.consumer::<ResponseProgressed, _>(
+            queues::webhook_responses(),
+            fanout,
+            cancel.clone(),
+        ),
+    ];
+    let poller = engine
+        .clone()
+        .run_poller(config.poll_interval, cancel.clone());
+    service.run(consumers, poller, cancel).await;
     engine.drain(Duration::from_secs(30)).await;
     Ok(())
 }

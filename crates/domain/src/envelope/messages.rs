@@ -181,3 +181,72 @@ impl Payload for InvitationCreated {
     const TYPE: &'static str = "invitation.created";
     const VERSION: u32 = 1;
 }
+
+/// The stage of a response a `response.*` webhook reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ResponseStage {
+    /// The respond page was shown (reported by the page itself, once per invitation).
+    Displayed,
+    /// A question was answered (each answer, as it is given).
+    Answered,
+    /// The respondent finished.
+    Ended,
+}
+
+impl ResponseStage {
+    /// The webhook type of this stage: `response.displayed`, `response.answered`,
+    /// `response.ended`.
+    pub fn webhook_type(self) -> &'static str {
+        match self {
+            Self::Displayed => "response.displayed",
+            Self::Answered => "response.answered",
+            Self::Ended => "response.ended",
+        }
+    }
+}
+
+/// One answer, with the question it answers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct AnswerDetails {
+    pub question_id: String,
+    pub title: String,
+    /// `nps`, `rating`, `mcq`, `checkbox` or `text`.
+    pub question_type: String,
+    /// A number (nps, rating), an option (mcq), a list of options (checkbox) or text.
+    pub answer: serde_json::Value,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schemars(with = "String", extend("format" = "date-time"))]
+    pub answered_at: OffsetDateTime,
+}
+
+/// A response so far.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ResponseDetails {
+    pub id: Uuid,
+    pub invitation_id: Uuid,
+    /// `in_progress` or `completed`.
+    pub status: String,
+    /// Counts this response's webhooks from 1, so a receiver can order them.
+    pub sequence: i32,
+    pub answers: Vec<AnswerDetails>,
+}
+
+/// A response progressed: the data of the `response.displayed`, `response.answered` and
+/// `response.ended` webhooks, and the envelope that carries them to the webhook service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ResponseProgressed {
+    pub stage: ResponseStage,
+    pub survey: SurveyDetails,
+    pub user: UserDetails,
+    /// The event that caused the invitation, when it is still known.
+    pub trigger: Option<TriggerDetails>,
+    pub response: ResponseDetails,
+    /// The answer just given (`response.answered` only).
+    pub question: Option<AnswerDetails>,
+}
+
+impl Payload for ResponseProgressed {
+    const TYPE: &'static str = "response.progressed";
+    const VERSION: u32 = 1;
+}

@@ -183,6 +183,7 @@ pub fn all_schemas() -> Vec<(String, serde_json::Value)> {
         entry::<EventMatched>(),
         entry::<DispatchCompleted>(),
         entry::<InvitationCreated>(),
+        entry::<ResponseProgressed>(),
     ]
 }
 

@@ -3,8 +3,8 @@
 pub mod dispatch;
 pub mod events;
 pub mod health;
-pub mod links;
 pub mod projects;
+pub mod respond;
 pub mod surveys;
 pub mod triggers;
 pub mod users;
@@ -19,7 +19,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(health::healthz))
         .route("/readyz", web::get().to(health::readyz))
         .route("/openapi.json", web::get().to(crate::openapi::serve))
-        .route("/surveys/{token}", web::get().to(links::show))
+        .route("/surveys/{token}", web::get().to(respond::show))
+        .route("/surveys/{token}/display", web::post().to(respond::display))
+        .route(
+            "/surveys/{token}/answers/{question_id}",
+            web::put().to(respond::answer),
+        )
+        .route(
+            "/surveys/{token}/complete",
+            web::post().to(respond::complete),
+        )
         .service(
             web::scope("/api/v1")
                 .route("/lifecycle/dispatch", web::post().to(dispatch::dispatch))

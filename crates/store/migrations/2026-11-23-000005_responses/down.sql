@@ -1,0 +1,2 @@
+DROP TABLE answers;
+DROP TABLE responses;

@@ -1,0 +1,175 @@
+//! Responses to invitations, and their answers.
+
+use crate::StoreError;
+use crate::schema::{answers, responses};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// Response statuses.
+pub mod status {
+    pub const IN_PROGRESS: &str = "in_progress";
+    pub const COMPLETED: &str = "completed";
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = responses)]
+pub struct Response {
+    pub id: Uuid,
+    pub invitation_id: Uuid,
+    pub org_id: Uuid,
+    pub project_id: Uuid,
+    pub survey_id: Uuid,
+    pub survey_version: i32,
+    pub submitted_by: String,
+    pub status: String,
+    pub sequence: i32,
+    pub displayed_at: Option<OffsetDateTime>,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+    pub completed_at: Option<OffsetDateTime>,
+}
+
+/// What a response is created from.
+#[derive(Debug, Clone)]
+pub struct NewResponse {
+    pub invitation_id: Uuid,
+    pub org_id: Uuid,
+    pub project_id: Uuid,
+    pub survey_id: Uuid,
+    pub survey_version: i32,
+    pub submitted_by: String,
+}
+
+/// The response of an invitation, if it has one.
+pub async fn of_invitation(
+    conn: &mut AsyncPgConnection,
+    invitation_id: Uuid,
+) -> Result<Option<Response>, StoreError> {
+    Ok(responses::table
+        .filter(responses::invitation_id.eq(invitation_id))
+        .select(Response::as_select())
+        .first(conn)
+        .await
+        .optional()?)
+}
+
+/// The invitation's response, created if needed, locked for the rest of the transaction so
+/// concurrent actions on one response take turns.
+pub async fn lock_or_create(
+    conn: &mut AsyncPgConnection,
+    new: &NewResponse,
+) -> Result<Response, StoreError> {
+    diesel::insert_into(responses::table)
+        .values((
+            responses::id.eq(beckon_domain::ids::derive(
+                new.invitation_id,
+                "response",
+                &[],
+            )),
+            responses::invitation_id.eq(new.invitation_id),
+            responses::org_id.eq(new.org_id),
+            responses::project_id.eq(new.project_id),
+            responses::survey_id.eq(new.survey_id),
+            responses::survey_version.eq(new.survey_version),
+            responses::submitted_by.eq(&new.submitted_by),
+            responses::status.eq(status::IN_PROGRESS),
+        ))
+        .on_conflict(responses::invitation_id)
+        .do_nothing()
+        .execute(conn)
+        .await?;
+    Ok(responses::table
+        .filter(responses::invitation_id.eq(new.invitation_id))
+        .select(Response::as_select())
+        .for_update()
+        .first(conn)
+        .await?)
+}
+
+/// Records the first display; `false` when it was recorded before.
+pub async fn mark_displayed(conn: &mut AsyncPgConnection, id: Uuid) -> Result<bool, StoreError> {
+    let n = diesel::update(
+        responses::table
+            .find(id)
+            .filter(responses::displayed_at.is_null()),
+    )
+    .set(responses::displayed_at.eq(OffsetDateTime::now_utc()))
+    .execute(conn)
+    .await?;
+    Ok(n == 1)
+}
+
+/// Saves an answer, replacing an earlier one to the same question.
+pub async fn save_answer(
+    conn: &mut AsyncPgConnection,
+    response_id: Uuid,
+    question_id: &str,
+    value: &serde_json::Value,
+) -> Result<(), StoreError> {
+    let now = OffsetDateTime::now_utc();
+    diesel::insert_into(answers::table)
+        .values((
+            answers::response_id.eq(response_id),
+            answers::question_id.eq(question_id),
+            answers::value.eq(value),
+            answers::answered_at.eq(now),
+        ))
+        .on_conflict((answers::response_id, answers::question_id))
+        .do_update()
+        .set((answers::value.eq(value), answers::answered_at.eq(now)))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// An answer as stored.
+#[derive(Debug, Clone, Queryable)]
+pub struct StoredAnswer {
+    pub question_id: String,
+    pub value: serde_json::Value,
+    pub answered_at: OffsetDateTime,
+}
+
+pub async fn answers_of(
+    conn: &mut AsyncPgConnection,
+    response_id: Uuid,
+) -> Result<Vec<StoredAnswer>, StoreError> {
+    Ok(answers::table
+        .filter(answers::response_id.eq(response_id))
+        .order(answers::answered_at.asc())
+        .select((answers::question_id, answers::value, answers::answered_at))
+        .load(conn)
+        .await?)
+}
+
+/// Closes the response; `false` when it was closed before.
+pub async fn complete(conn: &mut AsyncPgConnection, id: Uuid) -> Result<bool, StoreError> {
+    let now = OffsetDateTime::now_utc();
+    let n = diesel::update(
+        responses::table
+            .find(id)
+            .filter(responses::status.eq(status::IN_PROGRESS)),
+    )
+    .set((
+        responses::status.eq(status::COMPLETED),
+        responses::completed_at.eq(now),
+        responses::updated_at.eq(now),
+    ))
+    .execute(conn)
+    .await?;
+    Ok(n == 1)
+}
+
+/// The number the response's next webhook carries.
+pub async fn next_sequence(conn: &mut AsyncPgConnection, id: Uuid) -> Result<i32, StoreError> {
+    Ok(diesel::update(responses::table.find(id))
+        .set((
+            responses::sequence.eq(responses::sequence + 1),
+            responses::updated_at.eq(OffsetDateTime::now_utc()),
+        ))
+        .returning(responses::sequence)
+        .get_result(conn)
+        .await?)
+}

@@ -1,0 +1,290 @@
+//! The hosted respond page: server-rendered HTML, usable on a phone and with a keyboard, with
+//! a little progressive JavaScript that reports the page shown, saves each answer as it is
+//! given, and finishes the response.
+
+use beckon_domain::survey::{Question, QuestionKind};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::fmt::Write as _;
+
+/// Escapes text for HTML content and attribute values.
+pub fn escape(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    for c in raw.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+const STYLE: &str = r#"
+:root { color-scheme: light dark; --accent: #4f46e5; --muted: #6b7280; --border: #d1d5db; --error: #b91c1c; }
+* { box-sizing: border-box; }
+body { margin: 0; font: 17px/1.5 system-ui, -apple-system, "Segoe UI", sans-serif; }
+main { max-width: 40rem; margin: 0 auto; padding: 1.5rem 1rem 4rem; }
+h1 { font-size: 1.4rem; margin: 0 0 1.5rem; }
+fieldset { border: 1px solid var(--border); border-radius: .75rem; margin: 0 0 1.25rem; padding: 1rem; }
+legend { font-weight: 600; padding: 0 .25rem; }
+.required legend::after { content: " *"; color: var(--error); }
+.scale { display: flex; flex-wrap: wrap; gap: .4rem; }
+.scale label { flex: 1 0 2.6rem; }
+.scale input { position: absolute; opacity: 0; }
+.scale span { display: block; text-align: center; padding: .6rem 0; border: 1px solid var(--border); border-radius: .5rem; cursor: pointer; }
+.scale input:checked + span { background: var(--accent); color: #fff; border-color: var(--accent); }
+.scale input:focus-visible + span { outline: 3px solid var(--accent); outline-offset: 2px; }
+.ends { display: flex; justify-content: space-between; color: var(--muted); font-size: .85rem; margin-top: .3rem; }
+.choice { display: flex; gap: .6rem; align-items: center; padding: .45rem 0; }
+.choice input { width: 1.2rem; height: 1.2rem; }
+textarea { width: 100%; min-height: 6rem; font: inherit; padding: .6rem; border: 1px solid var(--border); border-radius: .5rem; }
+.error { color: var(--error); min-height: 1.2em; margin: .4rem 0 0; font-size: .9rem; }
+button { font: inherit; font-weight: 600; width: 100%; padding: .85rem; border: 0; border-radius: .6rem; background: var(--accent); color: #fff; cursor: pointer; }
+button:disabled { opacity: .6; }
+.status { color: var(--muted); font-size: .9rem; min-height: 1.2em; }
+.notice { text-align: center; padding-top: 3rem; }
+"#;
+
+fn shell(title: &str, body: &str) -> String {
+    format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <meta name=\"robots\" content=\"noindex\"><title>{}</title><style>{STYLE}</style></head>\
+         <body><main>{body}</main></body></html>",
+        escape(title)
+    )
+}
+
+/// A page that says why the link cannot be answered (expired, withdrawn, unknown, done).
+pub fn notice(title: &str, message: &str) -> String {
+    shell(
+        title,
+        &format!(
+            "<div class=\"notice\" role=\"status\"><h1>{}</h1><p>{}</p></div>",
+            escape(title),
+            escape(message)
+        ),
+    )
+}
+
+fn scale(
+    out: &mut String,
+    q: &Question,
+    from: i64,
+    to: i64,
+    answer: Option<&Value>,
+    ends: (&str, &str),
+) {
+    let chosen = answer.and_then(Value::as_i64);
+    out.push_str("<div class=\"scale\">");
+    for n in from..=to {
+        let _ = write!(
+            out,
+            "<label><input type=\"radio\" name=\"{id}\" value=\"{n}\"{checked}><span>{n}</span></label>",
+            id = escape(&q.id),
+            checked = if chosen == Some(n) { " checked" } else { "" },
+        );
+    }
+    let _ = write!(
+        out,
+        "</div><div class=\"ends\" aria-hidden=\"true\"><span>{}</span><span>{}</span></div>",
+        ends.0, ends.1
+    );
+}
+
+fn choices(
+    out: &mut String,
+    q: &Question,
+    options: &[String],
+    multiple: bool,
+    answer: Option<&Value>,
+) {
+    let chosen: Vec<&str> = match answer {
+        Some(Value::String(s)) => vec![s.as_str()],
+        Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    };
+    for (i, option) in options.iter().enumerate() {
+        let _ = write!(
+            out,
+            "<label class=\"choice\" for=\"{id}-{i}\"><input id=\"{id}-{i}\" type=\"{kind}\" name=\"{id}\" value=\"{value}\"{checked}>{value}</label>",
+            id = escape(&q.id),
+            kind = if multiple { "checkbox" } else { "radio" },
+            value = escape(option),
+            checked = if chosen.contains(&option.as_str()) {
+                " checked"
+            } else {
+                ""
+            },
+        );
+    }
+}
+
+/// The survey to answer, with the answers given so far filled in (a person who left and comes
+/// back resumes where they stopped).
+pub fn survey(
+    token: &str,
+    name: &str,
+    questions: &[Question],
+    answers: &HashMap<String, Value>,
+) -> String {
+    let mut form = format!("<h1>{}</h1><form id=\"survey\" novalidate>", escape(name));
+    for q in questions {
+        let answer = answers.get(&q.id);
+        let kind = match &q.kind {
+            QuestionKind::Nps => "nps",
+            QuestionKind::Rating => "rating",
+            QuestionKind::Mcq { .. } => "mcq",
+            QuestionKind::Checkbox { .. } => "checkbox",
+            QuestionKind::Text => "text",
+        };
+        let _ = write!(
+            form,
+            "<fieldset class=\"question{req}\" data-question=\"{id}\" data-type=\"{kind}\" aria-describedby=\"{id}-error\"><legend>{title}</legend>",
+            req = if q.required { " required" } else { "" },
+            id = escape(&q.id),
+            title = escape(&q.title),
+        );
+        match &q.kind {
+            QuestionKind::Nps => scale(&mut form, q, 0, 10, answer, ("Not likely", "Very likely")),
+            QuestionKind::Rating => scale(&mut form, q, 1, 5, answer, ("Poor", "Excellent")),
+            QuestionKind::Mcq { options } => choices(&mut form, q, options, false, answer),
+            QuestionKind::Checkbox { options } => choices(&mut form, q, options, true, answer),
+            QuestionKind::Text => {
+                let _ = write!(
+                    form,
+                    "<textarea name=\"{id}\" aria-label=\"{title}\" maxlength=\"5000\">{text}</textarea>",
+                    id = escape(&q.id),
+                    title = escape(&q.title),
+                    text = escape(answer.and_then(Value::as_str).unwrap_or("")),
+                );
+            }
+        }
+        let _ = write!(
+            form,
+            "<p class=\"error\" id=\"{}-error\" aria-live=\"polite\"></p></fieldset>",
+            escape(&q.id)
+        );
+    }
+    form.push_str("<p class=\"status\" id=\"status\" aria-live=\"polite\"></p><button type=\"submit\">Submit</button></form>");
+    form.push_str(&format!(
+        "<script>const TOKEN = \"{}\";{SCRIPT}</script>",
+        escape(token)
+    ));
+    shell(name, &form)
+}
+
+const SCRIPT: &str = r#"
+(() => {
+  const base = "/surveys/" + TOKEN;
+  const form = document.getElementById("survey");
+  const status = document.getElementById("status");
+  const json = { "content-type": "application/json", "accept": "application/json" };
+  fetch(base + "/display", { method: "POST", headers: json }).catch(() => {});
+  const valueOf = (fs) => {
+    const type = fs.dataset.type;
+    if (type === "text") { return fs.querySelector("textarea").value; }
+    if (type === "checkbox") { return [...fs.querySelectorAll("input:checked")].map((i) => i.value); }
+    const picked = fs.querySelector("input:checked");
+    if (!picked) { return null; }
+    return type === "mcq" ? picked.value : Number(picked.value);
+  };
+  const showError = (fs, message) => { fs.querySelector(".error").textContent = message || ""; };
+  const save = async (fs) => {
+    const value = valueOf(fs);
+    if (value === null || (Array.isArray(value) && value.length === 0) || value === "") { return true; }
+    const r = await fetch(base + "/answers/" + encodeURIComponent(fs.dataset.question), {
+      method: "PUT", headers: json, body: JSON.stringify({ value }) });
+    if (r.ok) { showError(fs, ""); status.textContent = "Saved"; return true; }
+    const body = await r.json().catch(() => ({}));
+    showError(fs, body.message || "Could not save this answer");
+    return false;
+  };
+  const timers = new Map();
+  form.addEventListener("change", (e) => {
+    const fs = e.target.closest("fieldset");
+    if (fs) { save(fs); }
+  });
+  form.addEventListener("input", (e) => {
+    const fs = e.target.closest("fieldset");
+    if (!fs || fs.dataset.type !== "text") { return; }
+    clearTimeout(timers.get(fs));
+    timers.set(fs, setTimeout(() => save(fs), 600));
+  });
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const button = form.querySelector("button");
+    button.disabled = true;
+    for (const fs of form.querySelectorAll("fieldset")) { clearTimeout(timers.get(fs)); await save(fs); }
+    const r = await fetch(base + "/complete", { method: "POST", headers: json });
+    const body = await r.json().catch(() => ({}));
+    if (r.ok) {
+      document.querySelector("main").innerHTML =
+        '<div class="notice" role="status"><h1>Thank you!</h1><p>Your answers were recorded.</p></div>';
+      return;
+    }
+    for (const id of body.missing || []) {
+      const fs = form.querySelector('fieldset[data-question="' + CSS.escape(id) + '"]');
+      if (fs) { showError(fs, "Please answer this question"); }
+    }
+    const first = form.querySelector(".error:not(:empty)");
+    if (first) { first.closest("fieldset").querySelector("input, textarea").focus(); }
+    status.textContent = body.message || "Please check your answers";
+    button.disabled = false;
+  });
+})();
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_is_escaped_everywhere_it_is_shown() {
+        assert_eq!(
+            escape("<a href=\"x\">'&'</a>"),
+            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
+        );
+        let q = Question {
+            id: "q".into(),
+            title: "<script>alert(1)</script>".into(),
+            required: true,
+            kind: QuestionKind::Mcq {
+                options: vec!["<b>".into()],
+            },
+        };
+        let html = survey("tok", "<i>name</i>", &[q], &HashMap::new());
+        assert!(!html.contains("<script>alert"));
+        assert!(!html.contains("<b>"));
+        assert!(html.contains("&lt;i&gt;name&lt;/i&gt;"));
+    }
+
+    #[test]
+    fn saved_answers_are_filled_in() {
+        let questions = vec![
+            Question {
+                id: "n".into(),
+                title: "N".into(),
+                required: true,
+                kind: QuestionKind::Nps,
+            },
+            Question {
+                id: "t".into(),
+                title: "T".into(),
+                required: false,
+                kind: QuestionKind::Text,
+            },
+        ];
+        let answers = HashMap::from([
+            ("n".to_owned(), Value::from(9)),
+            ("t".to_owned(), Value::from("so far")),
+        ]);
+        let html = survey("tok", "S", &questions, &answers);
+        assert!(html.contains("value=\"9\" checked"));
+        assert!(html.contains(">so far</textarea>"));
+    }
+}

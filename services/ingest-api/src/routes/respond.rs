@@ -1,0 +1,528 @@
+//! What a magic link opens: `GET /surveys/{token}` (the respond page, or JSON for the in-app
+//! widget with `Accept: application/json`), and the calls the page makes: report itself shown,
+//! save an answer, finish. Each stage is announced to the webhook service through the outbox
+//! (`response.displayed`, `response.answered`, `response.ended`).
+
+use crate::AppState;
+use crate::body;
+use crate::error::{ApiError, ErrorBody};
+use crate::page;
+use actix_web::http::StatusCode;
+use actix_web::http::header::{ACCEPT, CACHE_CONTROL};
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+use beckon_domain::answer;
+use beckon_domain::envelope::{
+    AnswerDetails, Envelope, ResponseDetails, ResponseProgressed, ResponseStage, SurveyDetails,
+    TriggerDetails, TriggerType, UserDetails,
+};
+use beckon_domain::survey::{Question, QuestionKind};
+use beckon_domain::{LifecycleEvent, UserRef, ids};
+use beckon_store::invitations::{self, LinkedInvitation};
+use beckon_store::outbox::{self, OutboxMessage};
+use beckon_store::responses::{self, NewResponse, Response};
+use beckon_store::{Conn, StoreError, triggers, users};
+use diesel_async::AsyncConnection;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct LinkedSurvey {
+    pub id: Uuid,
+    pub name: String,
+    /// The version this invitation was created with.
+    pub version: i32,
+    pub questions: Vec<Question>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ProgressView {
+    /// `not_started`, `in_progress` or `completed`.
+    pub status: String,
+    /// The answers given so far, by question id.
+    #[schema(value_type = Object)]
+    pub answers: HashMap<String, serde_json::Value>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct InvitationView {
+    pub invitation_id: Uuid,
+    pub survey: LinkedSurvey,
+    pub response: ProgressView,
+    pub expires_at: String,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AnswerInput {
+    /// A number (nps 0–10, rating 1–5), an option (mcq), a list of options (checkbox) or text.
+    #[schema(value_type = Object)]
+    pub value: serde_json::Value,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SavedAnswer {
+    pub question_id: String,
+    /// The answer as stored (trimmed text, options in the question's order).
+    #[schema(value_type = Object)]
+    pub value: serde_json::Value,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Completed {
+    pub status: String,
+}
+
+fn wants_json(req: &HttpRequest) -> bool {
+    req.headers()
+        .get(ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("application/json") && !a.contains("text/html"))
+}
+
+/// Why a link cannot be answered, as JSON or as a friendly page.
+fn closed(err: ApiError, html: bool) -> HttpResponse {
+    if !html {
+        return err.error_response();
+    }
+    let (title, message) = match err.code {
+        "invitation_expired" => (
+            "This survey has closed",
+            "The link has expired. Thank you for your interest.",
+        ),
+        "invitation_revoked" => (
+            "This survey is no longer available",
+            "The link has been withdrawn.",
+        ),
+        "invitation_not_found" => (
+            "Survey not found",
+            "This link is not valid. Check that it was copied whole.",
+        ),
+        _ => ("Something went wrong", "Please try again in a moment."),
+    };
+    HttpResponse::build(err.status)
+        .content_type("text/html; charset=utf-8")
+        .insert_header((CACHE_CONTROL, "no-store"))
+        .body(page::notice(title, message))
+}
+
+/// The invitation behind `token`: 404 unknown, 410 revoked or expired.
+async fn open(conn: &mut Conn, token: &str) -> Result<LinkedInvitation, ApiError> {
+    let invitation = invitations::find_by_token(conn, token)
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found("invitation_not_found", "This survey link is not valid.")
+        })?;
+    if invitation.revoked_at.is_some() {
+        return Err(ApiError::new(
+            StatusCode::GONE,
+            "invitation_revoked",
+            "This survey link has been withdrawn.",
+        ));
+    }
+    if invitation.expires_at <= OffsetDateTime::now_utc() {
+        return Err(ApiError::new(
+            StatusCode::GONE,
+            "invitation_expired",
+            "This survey link has expired.",
+        ));
+    }
+    Ok(invitation)
+}
+
+/// Open a magic link: the respond page, or (`Accept: application/json`) the survey and the
+/// answers so far for the in-app widget.
+#[utoipa::path(get, path = "/surveys/{token}", tag = "respond",
+    params(("token" = String, Path, description = "The 43-character token of the magic link")),
+    responses(
+        (status = 200, description = "The respond page (text/html), or as JSON", body = InvitationView),
+        (status = 404, description = "Unknown token", body = ErrorBody),
+        (status = 410, description = "Expired or revoked", body = ErrorBody)
+    ))]
+pub async fn show(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let html = !wants_json(&req);
+    let mut conn = state.store.conn().await?;
+    let invitation = match open(&mut conn, &path).await {
+        Ok(i) => i,
+        Err(err) => return Ok(closed(err, html)),
+    };
+    let response = responses::of_invitation(&mut conn, invitation.id).await?;
+    let answers: HashMap<String, serde_json::Value> = match &response {
+        Some(r) => responses::answers_of(&mut conn, r.id)
+            .await?
+            .into_iter()
+            .map(|a| (a.question_id, a.value))
+            .collect(),
+        None => HashMap::new(),
+    };
+    let status = response
+        .as_ref()
+        .map_or("not_started", |r| r.status.as_str())
+        .to_owned();
+    if html {
+        let body = if status == responses::status::COMPLETED {
+            page::notice(
+                "Thanks, already answered",
+                "Your answers to this survey were recorded.",
+            )
+        } else {
+            page::survey(
+                &path,
+                &invitation.survey_name,
+                &invitation.questions,
+                &answers,
+            )
+        };
+        return Ok(HttpResponse::Ok()
+            .content_type("text/html; charset=utf-8")
+            .insert_header((CACHE_CONTROL, "no-store"))
+            .insert_header(("Referrer-Policy", "no-referrer"))
+            .body(body));
+    }
+    Ok(HttpResponse::Ok()
+        .insert_header((CACHE_CONTROL, "no-store"))
+        .json(InvitationView {
+            invitation_id: invitation.id,
+            survey: LinkedSurvey {
+                id: invitation.survey_id,
+                name: invitation.survey_name,
+                version: invitation.survey_version,
+                questions: invitation.questions,
+            },
+            response: ProgressView { status, answers },
+            expires_at: crate::routes::events::format_timestamp(invitation.expires_at),
+        }))
+}
+
+fn kind_name(kind: &QuestionKind) -> &'static str {
+    match kind {
+        QuestionKind::Nps => "nps",
+        QuestionKind::Rating => "rating",
+        QuestionKind::Mcq { .. } => "mcq",
+        QuestionKind::Checkbox { .. } => "checkbox",
+        QuestionKind::Text => "text",
+    }
+}
+
+/// The `response.progressed` envelope of a stage, committed to the outbox with the stage.
+async fn announce(
+    conn: &mut Conn,
+    exchange: &str,
+    invitation: &LinkedInvitation,
+    response: &Response,
+    stage: ResponseStage,
+    answered: Option<&str>,
+) -> Result<OutboxMessage, StoreError> {
+    let sequence = responses::next_sequence(conn, response.id).await?;
+    let stored = responses::answers_of(conn, response.id).await?;
+    let details = |a: &responses::StoredAnswer| {
+        invitation
+            .questions
+            .iter()
+            .find(|q| q.id == a.question_id)
+            .map(|q| AnswerDetails {
+                question_id: q.id.clone(),
+                title: q.title.clone(),
+                question_type: kind_name(&q.kind).to_owned(),
+                answer: a.value.clone(),
+                answered_at: a.answered_at,
+            })
+    };
+    let question = answered
+        .and_then(|id| stored.iter().find(|a| a.question_id == id))
+        .and_then(details);
+    let user = users::get(conn, invitation.project_id, &invitation.user_ref).await?;
+    let trigger = triggers::get(conn, invitation.trigger_id)
+        .await?
+        .and_then(|t| {
+            Some(TriggerDetails {
+                id: t.id,
+                trigger_type: match t.trigger_type.as_str() {
+                    "dispatch" => TriggerType::Dispatch,
+                    "scheduled" => TriggerType::Scheduled,
+                    _ => TriggerType::Event,
+                },
+                event: serde_json::from_value::<LifecycleEvent>(t.event).ok()?,
+                parameters: t.event_data,
+            })
+        });
+    let status = if stage == ResponseStage::Ended {
+        responses::status::COMPLETED
+    } else {
+        responses::status::IN_PROGRESS
+    };
+    let data = ResponseProgressed {
+        stage,
+        survey: SurveyDetails {
+            id: invitation.survey_id,
+            name: invitation.survey_name.clone(),
+            version: invitation.survey_version,
+        },
+        user: UserDetails {
+            user_ref: UserRef::parse(&invitation.user_ref)
+                .map_err(|e| StoreError::InvalidRow(e.to_string()))?,
+            email: user.as_ref().and_then(|u| u.email.clone()),
+            name: user.as_ref().and_then(|u| u.name.clone()),
+            attributes: user
+                .and_then(|u| u.attributes.as_object().cloned())
+                .unwrap_or_default(),
+        },
+        trigger,
+        response: ResponseDetails {
+            id: response.id,
+            invitation_id: invitation.id,
+            status: status.to_owned(),
+            sequence,
+            answers: stored.iter().filter_map(details).collect(),
+        },
+        question,
+    };
+    let env = Envelope::new(
+        ids::derive(response.id, &format!("response/{sequence}"), &[]),
+        invitation.org_id,
+        invitation.project_id,
+        invitation.trigger_id,
+        data,
+    );
+    outbox::enqueue(conn, env.id, exchange, &env.routing_key(), env.to_json()).await
+}
+
+fn new_response(invitation: &LinkedInvitation) -> NewResponse {
+    NewResponse {
+        invitation_id: invitation.id,
+        org_id: invitation.org_id,
+        project_id: invitation.project_id,
+        survey_id: invitation.survey_id,
+        survey_version: invitation.survey_version,
+        submitted_by: invitation.user_ref.clone(),
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum StageError {
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<diesel::result::Error> for StageError {
+    fn from(e: diesel::result::Error) -> Self {
+        Self::Store(e.into())
+    }
+}
+
+impl From<StageError> for ApiError {
+    fn from(e: StageError) -> Self {
+        match e {
+            StageError::Api(e) => e,
+            StageError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+fn completed_error() -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "response_completed",
+        "This survey was already answered.",
+    )
+}
+
+/// What the page asks for.
+enum Action {
+    Display,
+    Answer {
+        question_id: String,
+        value: serde_json::Value,
+    },
+    Complete,
+}
+
+/// What an action came to.
+enum Done {
+    Nothing,
+    Saved(serde_json::Value),
+    Missing(Vec<String>),
+}
+
+/// Runs one action in a transaction with the response locked; what it announces is committed
+/// with it (outbox) and published after.
+async fn act(state: &AppState, token: &str, action: Action) -> Result<Done, ApiError> {
+    let mut conn = state.store.conn().await?;
+    let invitation = open(&mut conn, token).await?;
+    let exchange = state.publisher.topology().events_exchange();
+    let (done, rows) = conn
+        .transaction::<_, StageError, _>(async |conn| {
+            let response = responses::lock_or_create(conn, &new_response(&invitation)).await?;
+            apply(conn, &exchange, &invitation, &response, &action).await
+        })
+        .await?;
+    beckon_worker::flush(&state.publisher, &mut conn, &rows).await;
+    Ok(done)
+}
+
+async fn apply(
+    conn: &mut Conn,
+    exchange: &str,
+    invitation: &LinkedInvitation,
+    response: &Response,
+    action: &Action,
+) -> Result<(Done, Vec<OutboxMessage>), StageError> {
+    let completed = response.status == responses::status::COMPLETED;
+    match action {
+        Action::Display => {
+            if !responses::mark_displayed(conn, response.id).await? {
+                return Ok((Done::Nothing, Vec::new()));
+            }
+            let row = announce(
+                conn,
+                exchange,
+                invitation,
+                response,
+                ResponseStage::Displayed,
+                None,
+            )
+            .await?;
+            Ok((Done::Nothing, vec![row]))
+        }
+        Action::Answer { question_id, value } => {
+            if completed {
+                return Err(completed_error().into());
+            }
+            let question = invitation
+                .questions
+                .iter()
+                .find(|q| q.id == *question_id)
+                .ok_or_else(|| {
+                    ApiError::not_found(
+                        "question_not_found",
+                        format!("No question {question_id} in this survey."),
+                    )
+                })?;
+            let value = answer::validate(question, value)
+                .map_err(|e| ApiError::bad_request("invalid_answer", e.to_string()))?;
+            responses::save_answer(conn, response.id, question_id, &value).await?;
+            let row = announce(
+                conn,
+                exchange,
+                invitation,
+                response,
+                ResponseStage::Answered,
+                Some(question_id),
+            )
+            .await?;
+            Ok((Done::Saved(value), vec![row]))
+        }
+        Action::Complete => {
+            if completed {
+                return Ok((Done::Nothing, Vec::new()));
+            }
+            let stored = responses::answers_of(conn, response.id).await?;
+            let answered: Vec<&str> = stored.iter().map(|a| a.question_id.as_str()).collect();
+            let missing: Vec<String> = answer::missing_required(&invitation.questions, &answered)
+                .into_iter()
+                .map(str::to_owned)
+                .collect();
+            if !missing.is_empty() {
+                return Ok((Done::Missing(missing), Vec::new()));
+            }
+            responses::complete(conn, response.id).await?;
+            let row = announce(
+                conn,
+                exchange,
+                invitation,
+                response,
+                ResponseStage::Ended,
+                None,
+            )
+            .await?;
+            Ok((Done::Nothing, vec![row]))
+        }
+    }
+}
+
+/// Report the page shown. Sent by the page itself once it is on screen — not counted on the
+/// GET, which mail link scanners also make. Only the first report counts.
+#[utoipa::path(post, path = "/surveys/{token}/display", tag = "respond",
+    params(("token" = String, Path, description = "The magic link's token")),
+    responses((status = 204, description = "Recorded (or recorded before)"), (status = 404, body = ErrorBody), (status = 410, body = ErrorBody)))]
+pub async fn display(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    act(&state, &path, Action::Display).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Save the answer to one question (again, to change it), validated against the question.
+#[utoipa::path(put, path = "/surveys/{token}/answers/{question_id}", tag = "respond",
+    request_body = AnswerInput,
+    params(("token" = String, Path, description = "The magic link's token"), ("question_id" = String, Path, description = "Question id")),
+    responses(
+        (status = 200, body = SavedAnswer),
+        (status = 400, description = "Not a valid answer to this question (`invalid_answer`)", body = ErrorBody),
+        (status = 404, description = "Unknown token or question", body = ErrorBody),
+        (status = 409, description = "Already answered (`response_completed`)", body = ErrorBody),
+        (status = 410, body = ErrorBody)
+    ))]
+pub async fn answer(
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    bytes: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let (token, question_id) = path.into_inner();
+    let input: AnswerInput = body::parse(&bytes)?;
+    let done = act(
+        &state,
+        &token,
+        Action::Answer {
+            question_id: question_id.clone(),
+            value: input.value,
+        },
+    )
+    .await?;
+    let value = match done {
+        Done::Saved(v) => v,
+        _ => serde_json::Value::Null,
+    };
+    Ok(HttpResponse::Ok().json(SavedAnswer { question_id, value }))
+}
+
+/// Finish: every required question must be answered. Finishing twice is harmless.
+#[utoipa::path(post, path = "/surveys/{token}/complete", tag = "respond",
+    params(("token" = String, Path, description = "The magic link's token")),
+    responses(
+        (status = 200, body = Completed),
+        (status = 400, description = "Required questions unanswered (`required_questions_missing`, listed in `missing`)", body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 410, body = ErrorBody)
+    ))]
+pub async fn complete(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    match act(&state, &path, Action::Complete).await? {
+        Done::Missing(missing) => {
+            let err = ApiError::bad_request(
+                "required_questions_missing",
+                format!(
+                    "Please answer every required question ({}).",
+                    missing.join(", ")
+                ),
+            );
+            let mut body = serde_json::to_value(err.body()).unwrap_or_default();
+            body["missing"] = serde_json::json!(missing);
+            Ok(HttpResponse::BadRequest().json(body))
+        }
+        _ => Ok(HttpResponse::Ok().json(Completed {
+            status: responses::status::COMPLETED.to_owned(),
+        })),
+    }
+}

@@ -1,0 +1,324 @@
+//! The respond flow a magic link opens: the page, displayed, answers saved as given (and
+//! resumed), validation, finishing, and the response webhooks with their sequence numbers.
+
+use beckon_e2e::TestApp;
+use beckon_e2e::receiver::{Receiver, verify_with_standardwebhooks};
+use reqwest::Method;
+use serde_json::{Value, json};
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn every_kind() -> Value {
+    json!([
+        {"id": "nps", "type": "nps", "title": "How likely are you to recommend us?", "required": true},
+        {"id": "rating", "type": "rating", "title": "Rate the onboarding", "required": true},
+        {"id": "reason", "type": "mcq", "title": "Main reason?", "options": ["Price", "Bugs", "Other"], "required": true},
+        {"id": "used", "type": "checkbox", "title": "What did you use?", "options": ["Reports", "API", "Widget"]},
+        {"id": "more", "type": "text", "title": "Anything else?"}
+    ])
+}
+
+async fn link_for(app: &TestApp, project: uuid::Uuid, user: &str) -> String {
+    let (status, body) = app
+        .dispatch(json!({"project_id": project, "user_ref": user, "event": "trial_expired"}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body["created_invitations"][0]["magic_link_url"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn as_json(app: &TestApp, link: &str) -> (u16, Value) {
+    let r = app
+        .http
+        .get(link)
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+async fn put_answer(app: &TestApp, link: &str, question: &str, value: Value) -> (u16, Value) {
+    let r = app
+        .http
+        .put(format!("{link}/answers/{question}"))
+        .json(&json!({"value": value}))
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+async fn post(app: &TestApp, url: String) -> (u16, Value) {
+    let r = app.http.post(url).send().await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_respondent_answers_every_kind_leaves_resumes_finishes_and_each_stage_reaches_the_customer()
+ {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let project = app.create_project().await;
+    app.create_survey(project, json!({"name": "Exit survey", "questions": every_kind(), "trigger": {"events": ["trial_expired"]}})).await;
+    let sub = app
+        .create_webhook(project, json!({"url": receiver.url("/ok/responses"), "event_types": ["response.displayed", "response.answered", "response.ended"]}))
+        .await;
+    let secret = sub["secret"].as_str().unwrap().to_owned();
+    let link = link_for(&app, project, "respondent").await;
+
+    // The page is real HTML with every question; opening it (as a mail scanner would) counts nothing.
+    let page = app.http.get(&link).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(
+        page.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let html = page.text().await.unwrap();
+    for text in [
+        "Exit survey",
+        "How likely are you to recommend us?",
+        "name=\"nps\" value=\"10\"",
+        "value=\"Bugs\"",
+        "<textarea",
+    ] {
+        assert!(html.contains(text), "the page lacks {text}");
+    }
+    assert_eq!(
+        app.execute("SELECT 1 FROM responses WHERE displayed_at IS NOT NULL")
+            .await,
+        0
+    );
+
+    // The page reports itself shown; only the first report counts.
+    for _ in 0..2 {
+        let r = app
+            .http
+            .post(format!("{link}/display"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 204);
+    }
+    let (_, opened) = as_json(&app, &link).await;
+    assert_eq!(opened["response"]["status"], "in_progress");
+
+    // Answers are validated server-side.
+    let (s, e) = put_answer(&app, &link, "nps", json!(11)).await;
+    assert_eq!((s, e["code"].as_str().unwrap()), (400, "invalid_answer"));
+    let (s, e) = put_answer(&app, &link, "reason", json!("Weather")).await;
+    assert_eq!((s, e["code"].as_str().unwrap()), (400, "invalid_answer"));
+    let (s, e) = put_answer(&app, &link, "nope", json!(1)).await;
+    assert_eq!(
+        (s, e["code"].as_str().unwrap()),
+        (404, "question_not_found")
+    );
+
+    // Some answers, then the person leaves...
+    assert_eq!(put_answer(&app, &link, "nps", json!(9)).await.0, 200);
+    assert_eq!(
+        put_answer(&app, &link, "used", json!(["Widget", "API"]))
+            .await
+            .1["value"],
+        json!(["API", "Widget"])
+    );
+    let (s, e) = post(&app, format!("{link}/complete")).await;
+    assert_eq!(
+        (s, e["code"].as_str().unwrap()),
+        (400, "required_questions_missing")
+    );
+    assert_eq!(e["missing"], json!(["rating", "reason"]));
+
+    // ...and comes back with the same link to find them in place.
+    let html = app
+        .http
+        .get(&link)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("name=\"nps\" value=\"9\" checked"));
+    assert!(html.contains("value=\"API\" checked"));
+    let (_, resumed) = as_json(&app, &link).await;
+    assert_eq!(resumed["response"]["answers"]["nps"], 9);
+
+    assert_eq!(put_answer(&app, &link, "rating", json!(4)).await.0, 200);
+    assert_eq!(
+        put_answer(&app, &link, "reason", json!("Price")).await.0,
+        200
+    );
+    assert_eq!(
+        put_answer(&app, &link, "more", json!("  Great support  "))
+            .await
+            .1["value"],
+        "Great support"
+    );
+    let (s, done) = post(&app, format!("{link}/complete")).await;
+    assert_eq!((s, done["status"].as_str().unwrap()), (200, "completed"));
+    assert_eq!(
+        post(&app, format!("{link}/complete")).await.0,
+        200,
+        "finishing twice is harmless"
+    );
+    let (s, e) = put_answer(&app, &link, "nps", json!(3)).await;
+    assert_eq!(
+        (s, e["code"].as_str().unwrap()),
+        (409, "response_completed")
+    );
+    let thanks = app
+        .http
+        .get(&link)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(thanks.contains("already answered"));
+
+    let stored = app.execute("SELECT 1 FROM responses WHERE submitted_by = 'respondent' AND status = 'completed' AND survey_version = 1").await;
+    assert_eq!(stored, 1);
+
+    // displayed once, answered once per saved answer (5), ended once: in order, each signed.
+    let hooks = receiver.wait_for("/ok/responses", 7, WAIT).await;
+    let mut bodies: Vec<Value> = hooks.iter().map(|h| h.json()).collect();
+    for h in &hooks {
+        verify_with_standardwebhooks(&secret, h).expect("a valid signature");
+    }
+    bodies.sort_by_key(|b| b["data"]["response"]["sequence"].as_i64());
+    let types: Vec<&str> = bodies.iter().map(|b| b["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        types,
+        [
+            "response.displayed",
+            "response.answered",
+            "response.answered",
+            "response.answered",
+            "response.answered",
+            "response.answered",
+            "response.ended"
+        ]
+    );
+    let sequences: Vec<i64> = bodies
+        .iter()
+        .map(|b| b["data"]["response"]["sequence"].as_i64().unwrap())
+        .collect();
+    assert_eq!(sequences, (1..=7).collect::<Vec<_>>());
+    assert_eq!(bodies[1]["data"]["question"]["question_id"], "nps");
+    assert_eq!(bodies[1]["data"]["question"]["question_type"], "nps");
+    let ended = &bodies[6]["data"];
+    assert_eq!(
+        ended["survey"],
+        json!({"id": ended["survey"]["id"], "name": "Exit survey", "version": 1})
+    );
+    assert_eq!(ended["user"]["user_ref"], "respondent");
+    assert_eq!(ended["trigger"]["event"], "trial_expired");
+    assert_eq!(ended["response"]["status"], "completed");
+    let answers: Vec<(&str, &str)> = ended["response"]["answers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["question_id"].as_str().unwrap(),
+                a["title"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(answers.len(), 5);
+    assert!(answers.contains(&("more", "Anything else?")));
+    for body in &bodies {
+        let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!(
+            "../proto-schemas/webhooks/{}.v1.json",
+            body["type"].as_str().unwrap()
+        ));
+        let schema: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        assert!(
+            jsonschema::validator_for(&schema).unwrap().is_valid(body),
+            "{body}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invitation_keeps_the_survey_version_it_was_created_with() {
+    let app = TestApp::spawn().await;
+    let project = app.create_project().await;
+    let survey = app
+        .create_survey(project, json!({"questions": [{"id": "q1", "type": "rating", "title": "Version one?", "required": true}], "trigger": {"events": ["trial_expired"]}}))
+        .await;
+    let old_link = link_for(&app, project, "early").await;
+    let r = app
+        .authed(Method::PATCH, &format!("/api/v1/projects/{project}/surveys/{}", survey["id"].as_str().unwrap()))
+        .json(&json!({"questions": [{"id": "q2", "type": "text", "title": "Version two?", "required": true}]}))
+        .send()
+        .await
+        .unwrap();
+    let updated: Value = r.json().await.unwrap();
+    assert_eq!(updated["version"], 2);
+    let new_link = link_for(&app, project, "late").await;
+
+    let (_, old) = as_json(&app, &old_link).await;
+    assert_eq!(
+        (
+            old["survey"]["version"].clone(),
+            old["survey"]["questions"][0]["id"].clone()
+        ),
+        (json!(1), json!("q1"))
+    );
+    let (_, new) = as_json(&app, &new_link).await;
+    assert_eq!(
+        (
+            new["survey"]["version"].clone(),
+            new["survey"]["questions"][0]["id"].clone()
+        ),
+        (json!(2), json!("q2"))
+    );
+    // Answers are validated against the invitation's version.
+    assert_eq!(put_answer(&app, &old_link, "q1", json!(5)).await.0, 200);
+    assert_eq!(put_answer(&app, &old_link, "q2", json!("x")).await.0, 404);
+    assert_eq!(post(&app, format!("{old_link}/complete")).await.0, 200);
+    assert_eq!(
+        app.execute("SELECT 1 FROM responses WHERE submitted_by = 'early' AND survey_version = 1")
+            .await,
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closed_links_show_friendly_pages_with_their_status() {
+    let app = TestApp::spawn().await;
+    let project = app.create_project().await;
+    app.create_survey(project, json!({"trigger": {"events": ["trial_expired"]}}))
+        .await;
+    let expired = link_for(&app, project, "u-expired").await;
+    let revoked = link_for(&app, project, "u-revoked").await;
+    app.execute("UPDATE invitations SET expires_at = now() - interval '1 second' WHERE user_ref = 'u-expired'").await;
+    app.execute("UPDATE invitations SET revoked_at = now() WHERE user_ref = 'u-revoked'")
+        .await;
+    let unknown = app.url(&format!("/surveys/{}", "A".repeat(43)));
+    for (link, status, text) in [
+        (&expired, 410, "expired"),
+        (&revoked, 410, "withdrawn"),
+        (&unknown, 404, "not valid"),
+    ] {
+        let r = app.http.get(link.as_str()).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), status);
+        assert!(
+            r.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/html")
+        );
+        assert!(r.text().await.unwrap().contains(text));
+        let (s, _) = put_answer(&app, link, "nps", json!(5)).await;
+        assert_eq!(s, status);
+    }
+}
