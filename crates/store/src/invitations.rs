@@ -206,3 +206,25 @@ pub async fn count_for(
         .get_result(conn)
         .await?)
 }
+
+/// Revokes an invitation of `project_id` (its link then answers 410); returns when it was
+/// revoked (the first time, if it already was), or `None` when there is no such invitation.
+pub async fn revoke(
+    conn: &mut AsyncPgConnection,
+    project_id: Uuid,
+    id: Uuid,
+) -> Result<Option<OffsetDateTime>, StoreError> {
+    Ok(diesel::update(
+        invitations::table
+            .find(id)
+            .filter(invitations::project_id.eq(project_id)),
+    )
+    .set(invitations::revoked_at.eq(diesel::dsl::sql::<
+        diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>,
+    >("coalesce(revoked_at, now())")))
+    .returning(invitations::revoked_at)
+    .get_result::<Option<OffsetDateTime>>(conn)
+    .await
+    .optional()?
+    .flatten())
+}

@@ -173,3 +173,72 @@ pub async fn next_sequence(conn: &mut AsyncPgConnection, id: Uuid) -> Result<i32
         .get_result(conn)
         .await?)
 }
+
+/// Which responses to list.
+#[derive(Debug, Clone, Default)]
+pub struct ResponseFilter {
+    pub status: Option<String>,
+    /// Created at or after.
+    pub since: Option<OffsetDateTime>,
+    /// Created before.
+    pub until: Option<OffsetDateTime>,
+    /// Paging: created before this (the previous page's last).
+    pub before: Option<OffsetDateTime>,
+    pub limit: i64,
+}
+
+/// Responses to a survey, newest first, each with its answers.
+pub async fn list(
+    conn: &mut AsyncPgConnection,
+    survey_id: Uuid,
+    filter: &ResponseFilter,
+) -> Result<Vec<(Response, Vec<StoredAnswer>)>, StoreError> {
+    let mut query = responses::table
+        .filter(responses::survey_id.eq(survey_id))
+        .into_boxed();
+    if let Some(s) = &filter.status {
+        query = query.filter(responses::status.eq(s.clone()));
+    }
+    if let Some(t) = filter.since {
+        query = query.filter(responses::created_at.ge(t));
+    }
+    if let Some(t) = filter.until {
+        query = query.filter(responses::created_at.lt(t));
+    }
+    if let Some(t) = filter.before {
+        query = query.filter(responses::created_at.lt(t));
+    }
+    let rows: Vec<Response> = query
+        .order((responses::created_at.desc(), responses::id.desc()))
+        .limit(filter.limit)
+        .select(Response::as_select())
+        .load(conn)
+        .await?;
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+    let all: Vec<(Uuid, String, serde_json::Value, OffsetDateTime)> = answers::table
+        .filter(answers::response_id.eq_any(&ids))
+        .order(answers::answered_at.asc())
+        .select((
+            answers::response_id,
+            answers::question_id,
+            answers::value,
+            answers::answered_at,
+        ))
+        .load(conn)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let mine = all
+                .iter()
+                .filter(|a| a.0 == r.id)
+                .map(|a| StoredAnswer {
+                    question_id: a.1.clone(),
+                    value: a.2.clone(),
+                    answered_at: a.3,
+                })
+                .collect();
+            (r, mine)
+        })
+        .collect())
+}

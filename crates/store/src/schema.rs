@@ -208,6 +208,7 @@ diesel::table! {
         body_encrypted -> Bytea,
         occurred_at -> Timestamptz,
         created_at -> Timestamptz,
+        user_ref -> Nullable<Text>,
     }
 }
 

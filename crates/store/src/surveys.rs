@@ -360,3 +360,19 @@ pub async fn trial_reminder_surveys(
         .load(conn)
         .await?)
 }
+
+/// Every version of a survey's questions, oldest first.
+pub async fn versions(
+    conn: &mut AsyncPgConnection,
+    survey_id: Uuid,
+) -> Result<Vec<(i32, Vec<Question>)>, StoreError> {
+    let rows: Vec<(i32, serde_json::Value)> = survey_versions::table
+        .filter(survey_versions::survey_id.eq(survey_id))
+        .order(survey_versions::version.asc())
+        .select((survey_versions::version, survey_versions::questions))
+        .load(conn)
+        .await?;
+    rows.into_iter()
+        .map(|(v, q)| Ok((v, serde_json::from_value(q)?)))
+        .collect()
+}

@@ -83,3 +83,73 @@ pub async fn get(
         .await
         .optional()?)
 }
+
+/// What erasing a user deleted.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Erased {
+    pub invitations: usize,
+    pub responses: usize,
+    pub triggers: usize,
+    pub webhook_messages: usize,
+    pub user: bool,
+}
+
+/// Deletes everything held about `user_ref` in a project: invitations (and with them their
+/// responses and answers), triggers and schedules, cooldowns, the webhook messages about them
+/// (with their deliveries and attempts), and the user record. Call inside a transaction.
+pub async fn erase(
+    conn: &mut AsyncPgConnection,
+    project_id: Uuid,
+    user_ref: &str,
+) -> Result<Erased, StoreError> {
+    use crate::schema::{cooldowns, invitations, responses, surveys, triggers, webhook_messages};
+    let responses = diesel::delete(
+        responses::table
+            .filter(responses::project_id.eq(project_id))
+            .filter(responses::submitted_by.eq(user_ref)),
+    )
+    .execute(conn)
+    .await?;
+    let invitations = diesel::delete(
+        invitations::table
+            .filter(invitations::project_id.eq(project_id))
+            .filter(invitations::user_ref.eq(user_ref)),
+    )
+    .execute(conn)
+    .await?;
+    let triggers = diesel::delete(
+        triggers::table
+            .filter(triggers::project_id.eq(project_id))
+            .filter(triggers::user_ref.eq(user_ref)),
+    )
+    .execute(conn)
+    .await?;
+    let project_surveys = surveys::table
+        .filter(surveys::project_id.eq(project_id))
+        .select(surveys::id);
+    diesel::delete(
+        cooldowns::table
+            .filter(cooldowns::user_ref.eq(user_ref))
+            .filter(cooldowns::survey_id.eq_any(project_surveys)),
+    )
+    .execute(conn)
+    .await?;
+    let webhook_messages = diesel::delete(
+        webhook_messages::table
+            .filter(webhook_messages::project_id.eq(project_id))
+            .filter(webhook_messages::user_ref.eq(user_ref)),
+    )
+    .execute(conn)
+    .await?;
+    let user = diesel::delete(users::table.find((project_id, user_ref)))
+        .execute(conn)
+        .await?
+        == 1;
+    Ok(Erased {
+        invitations,
+        responses,
+        triggers,
+        webhook_messages,
+        user,
+    })
+}

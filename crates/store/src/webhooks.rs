@@ -179,6 +179,8 @@ pub struct Message {
     pub version: i32,
     pub body_encrypted: Vec<u8>,
     pub occurred_at: OffsetDateTime,
+    /// The user the event is about, for erasure.
+    pub user_ref: Option<String>,
 }
 
 /// Stores a message once; a repeat (a redelivered envelope) changes nothing.

@@ -34,17 +34,25 @@ pub struct WebhookBody<T> {
 pub trait Announcement: Payload + Clone {
     /// The webhook type this payload is delivered as.
     fn webhook_type(&self) -> &'static str;
+    /// The user the event is about, so erasing the user can find it.
+    fn user_ref(&self) -> &str;
 }
 
 impl Announcement for InvitationCreated {
     fn webhook_type(&self) -> &'static str {
         Self::TYPE
     }
+    fn user_ref(&self) -> &str {
+        self.user.user_ref.as_str()
+    }
 }
 
 impl Announcement for ResponseProgressed {
     fn webhook_type(&self) -> &'static str {
         self.stage.webhook_type()
+    }
+    fn user_ref(&self) -> &str {
+        self.user.user_ref.as_str()
     }
 }
 

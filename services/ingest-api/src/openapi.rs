@@ -5,7 +5,8 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{Modify, OpenApi};
 
 use crate::routes::{
-    dispatch, events, health, projects, respond, surveys, triggers, users, webhooks,
+    dispatch, events, health, invitations, projects, respond, responses, surveys, triggers, users,
+    webhooks,
 };
 
 #[derive(OpenApi)]
@@ -18,7 +19,7 @@ use crate::routes::{
         dispatch::dispatch,
         events::send,
         triggers::get, triggers::details, triggers::cancel,
-        users::upsert,
+        users::upsert, users::erase, invitations::revoke, responses::list, responses::csv,
         webhooks::create, webhooks::list, webhooks::get, webhooks::update, webhooks::delete,
         webhooks::reverify, webhooks::rotate_secret, webhooks::ping, webhooks::attempts, webhooks::deliveries,
         webhooks::message_attempts, webhooks::resend, webhooks::recover, webhooks::event_types,

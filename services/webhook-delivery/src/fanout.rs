@@ -38,6 +38,7 @@ impl<T: Announcement> Handler<T> for Fanout {
                 version: env.version as i32,
                 body_encrypted: self.engine.seal(&body),
                 occurred_at: env.occurred_at,
+                user_ref: Some(env.data.user_ref().to_owned()),
             },
         )
         .await?;

@@ -3,8 +3,10 @@
 pub mod dispatch;
 pub mod events;
 pub mod health;
+pub mod invitations;
 pub mod projects;
 pub mod respond;
+pub mod responses;
 pub mod surveys;
 pub mod triggers;
 pub mod users;
@@ -45,6 +47,22 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route("/projects/{project_id}", web::get().to(projects::get))
                 .route("/projects/{project_id}", web::patch().to(projects::update))
                 .route("/webhook-event-types", web::get().to(webhooks::event_types))
+                .route(
+                    "/projects/{project_id}/invitations/{invitation_id}/revoke",
+                    web::post().to(invitations::revoke),
+                )
+                .route(
+                    "/projects/{project_id}/users/{user_ref}",
+                    web::delete().to(users::erase),
+                )
+                .route(
+                    "/projects/{project_id}/surveys/{survey_id}/responses",
+                    web::get().to(responses::list),
+                )
+                .route(
+                    "/projects/{project_id}/surveys/{survey_id}/responses.csv",
+                    web::get().to(responses::csv),
+                )
                 .service(
                     web::scope("/projects/{project_id}/webhooks")
                         .route("", web::post().to(webhooks::create))

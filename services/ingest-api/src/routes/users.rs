@@ -243,3 +243,26 @@ async fn reconcile_reminders(
     }
     Ok(())
 }
+
+/// Erase a user: delete everything held about `user_ref` in the project — invitations,
+/// responses and answers, triggers and schedules, cooldowns, the webhook messages about them
+/// and the user record — for privacy requests.
+#[utoipa::path(delete, path = "/api/v1/projects/{project_id}/users/{user_ref}", tag = "users",
+    params(("project_id" = String, Path, description = "Project id"), ("user_ref" = String, Path, description = "The user's user_ref")),
+    security(("bearer" = []), ("api_key" = [])),
+    responses((status = 200, description = "What was deleted", body = Object), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn erase(
+    auth: OrgAuth,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (project, user_ref) = path.into_inner();
+    let mut conn = state.store.conn().await?;
+    let project = owned_project(&mut conn, auth.org_id, &project).await?;
+    let erased = conn
+        .transaction::<_, StoreError, _>(async |conn| {
+            users::erase(conn, project.id, &user_ref).await
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({"user_ref": user_ref, "erased": erased})))
+}

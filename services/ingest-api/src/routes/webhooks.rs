@@ -606,6 +606,7 @@ pub async fn ping(
             version: 1,
             body_encrypted: state.sealing_key.seal(&body),
             occurred_at: now,
+            user_ref: None,
         },
     )
     .await?;
