@@ -1,13 +1,35 @@
 #!/usr/bin/env bash
-# Installs the third-party tools the tests use, once, outside the checkout:
-# the `standardwebhooks` verifier from PyPI (webhook signatures are checked by a library no one
-# here wrote). Prints the path of the Python that has them.
+# Installs the third-party tools the tests use, once, outside the checkout, and prints the
+# `export` lines that point the tests at them (`eval "$(scripts/test-tools.sh)"`):
+# - the `standardwebhooks` verifier from PyPI (signatures are checked by a library no one here
+#   wrote);
+# - `playwright-core` from npm and Debian's `chromium`, for the real-browser test of the
+#   respond page.
 set -euo pipefail
 tools=${BECKON_TOOLS_DIR:-$HOME/.cache/beckon-tools}
+log() { printf '==> %s\n' "$*" >&2; }
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
 venv=$tools/venv
 if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import standardwebhooks' 2>/dev/null; then
-  echo "==> installing standardwebhooks into $venv" >&2
+  log "installing standardwebhooks into $venv"
   python3 -m venv "$venv" >&2
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check 'standardwebhooks==1.0.0' >&2
 fi
-echo "$venv/bin/python"
+
+node_dir=$tools/node
+if [ ! -d "$node_dir/node_modules/playwright-core" ]; then
+  log "installing playwright-core into $node_dir"
+  mkdir -p "$node_dir"
+  npm install --silent --no-audit --no-fund --prefix "$node_dir" 'playwright-core@1' >&2
+fi
+
+if ! command -v chromium >/dev/null; then
+  log "installing Debian's chromium"
+  as_root apt-get update -qq >&2
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >&2
+fi
+
+echo "export BECKON_TEST_PYTHON=$venv/bin/python"
+echo "export BECKON_TEST_NODE_PATH=$node_dir/node_modules"
+echo "export BECKON_TEST_CHROMIUM=$(command -v chromium)"

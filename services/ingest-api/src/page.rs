@@ -194,26 +194,35 @@ const SCRIPT: &str = r#"
     return type === "mcq" ? picked.value : Number(picked.value);
   };
   const showError = (fs, message) => { fs.querySelector(".error").textContent = message || ""; };
+  // What the server holds, per question: an answer is sent only when it changed.
+  const saved = new Map();
+  for (const fs of form.querySelectorAll("fieldset")) { saved.set(fs, JSON.stringify(valueOf(fs))); }
   const save = async (fs) => {
     const value = valueOf(fs);
     if (value === null || (Array.isArray(value) && value.length === 0) || value === "") { return true; }
+    const key = JSON.stringify(value);
+    if (saved.get(fs) === key) { return true; }
     const r = await fetch(base + "/answers/" + encodeURIComponent(fs.dataset.question), {
       method: "PUT", headers: json, body: JSON.stringify({ value }) });
-    if (r.ok) { showError(fs, ""); status.textContent = "Saved"; return true; }
+    if (r.ok) { saved.set(fs, key); showError(fs, ""); status.textContent = "Saved"; return true; }
     const body = await r.json().catch(() => ({}));
     showError(fs, body.message || "Could not save this answer");
     return false;
   };
+  // Text and multiple choice settle before they are saved, so one answer is one save.
   const timers = new Map();
+  const later = (fs) => {
+    clearTimeout(timers.get(fs));
+    timers.set(fs, setTimeout(() => save(fs), 600));
+  };
   form.addEventListener("change", (e) => {
     const fs = e.target.closest("fieldset");
-    if (fs) { save(fs); }
+    if (!fs || fs.dataset.type === "text") { return; }
+    if (fs.dataset.type === "checkbox") { later(fs); } else { save(fs); }
   });
   form.addEventListener("input", (e) => {
     const fs = e.target.closest("fieldset");
-    if (!fs || fs.dataset.type !== "text") { return; }
-    clearTimeout(timers.get(fs));
-    timers.set(fs, setTimeout(() => save(fs), 600));
+    if (fs && fs.dataset.type === "text") { later(fs); }
   });
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
