@@ -22,6 +22,8 @@ pub struct NewInvitation {
     pub trigger_id: Uuid,
     pub user_ref: String,
     pub token_hash: Vec<u8>,
+    /// The token sealed under the deployment's key, for the widget.
+    pub token_sealed: Option<Vec<u8>>,
     pub expires_at: OffsetDateTime,
 }
 
@@ -227,4 +229,47 @@ pub async fn revoke(
     .await
     .optional()?
     .flatten())
+}
+
+/// A user's invitation still waiting for an answer.
+#[derive(Debug, Clone, Queryable)]
+pub struct Pending {
+    pub id: Uuid,
+    pub survey_id: Uuid,
+    pub survey_name: String,
+    pub survey_version: i32,
+    pub token_sealed: Option<Vec<u8>>,
+    pub expires_at: OffsetDateTime,
+}
+
+/// The invitations of `user_ref` in a project that are neither revoked, expired nor answered,
+/// newest first.
+pub async fn pending_for(
+    conn: &mut AsyncPgConnection,
+    project_id: Uuid,
+    user_ref: &str,
+) -> Result<Vec<Pending>, StoreError> {
+    use crate::schema::responses;
+    let completed = responses::table
+        .filter(responses::status.eq("completed"))
+        .select(responses::invitation_id);
+    Ok(invitations::table
+        .inner_join(surveys::table)
+        .filter(invitations::project_id.eq(project_id))
+        .filter(invitations::user_ref.eq(user_ref))
+        .filter(invitations::revoked_at.is_null())
+        .filter(invitations::expires_at.gt(OffsetDateTime::now_utc()))
+        .filter(diesel::dsl::not(invitations::id.eq_any(completed)))
+        .order(invitations::created_at.desc())
+        .limit(50)
+        .select((
+            invitations::id,
+            invitations::survey_id,
+            surveys::name,
+            invitations::survey_version,
+            invitations::token_sealed,
+            invitations::expires_at,
+        ))
+        .load(conn)
+        .await?)
 }

@@ -26,6 +26,8 @@ diesel::table! {
         name -> Text,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        publishable_key -> Nullable<Text>,
+        allowed_origins -> Array<Text>,
     }
 }
 
@@ -109,6 +111,7 @@ diesel::table! {
         created_at -> Timestamptz,
         expires_at -> Timestamptz,
         revoked_at -> Nullable<Timestamptz>,
+        token_sealed -> Nullable<Bytea>,
     }
 }
 

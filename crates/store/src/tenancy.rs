@@ -125,6 +125,10 @@ pub struct Project {
     pub name: String,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
+    /// The in-app widget's key; publishable, not a secret.
+    pub publishable_key: Option<String>,
+    /// Origins the widget may call from.
+    pub allowed_origins: Vec<String>,
 }
 
 pub async fn create_project(
@@ -139,6 +143,8 @@ pub async fn create_project(
         name: name.to_owned(),
         created_at: now,
         updated_at: now,
+        publishable_key: None,
+        allowed_origins: Vec::new(),
     };
     diesel::insert_into(projects::table)
         .values(&project)
@@ -172,18 +178,51 @@ pub async fn list_projects(
         .await?)
 }
 
-pub async fn rename_project(
+/// Changes a project's name and/or the widget's allowed origins.
+pub async fn update_project(
     conn: &mut AsyncPgConnection,
     id: Uuid,
-    name: &str,
+    name: Option<&str>,
+    allowed_origins: Option<&[String]>,
 ) -> Result<Option<Project>, StoreError> {
     Ok(diesel::update(projects::table.find(id))
         .set((
-            projects::name.eq(name),
+            name.map(|n| projects::name.eq(n)),
+            allowed_origins.map(|o| projects::allowed_origins.eq(o)),
             projects::updated_at.eq(OffsetDateTime::now_utc()),
         ))
         .returning(Project::as_returning())
         .get_result(conn)
+        .await
+        .optional()?)
+}
+
+/// Issues a new publishable key for the widget (the previous one stops working).
+pub async fn rotate_publishable_key(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+) -> Result<Option<Project>, StoreError> {
+    let key = format!("pk_{}", &secret::new_link_token().expose()[..32]);
+    Ok(diesel::update(projects::table.find(id))
+        .set((
+            projects::publishable_key.eq(key),
+            projects::updated_at.eq(OffsetDateTime::now_utc()),
+        ))
+        .returning(Project::as_returning())
+        .get_result(conn)
+        .await
+        .optional()?)
+}
+
+/// The project a publishable key belongs to.
+pub async fn project_by_publishable_key(
+    conn: &mut AsyncPgConnection,
+    key: &str,
+) -> Result<Option<Project>, StoreError> {
+    Ok(projects::table
+        .filter(projects::publishable_key.eq(key))
+        .select(Project::as_select())
+        .first(conn)
         .await
         .optional()?)
 }

@@ -56,6 +56,8 @@ pub struct Config {
     pub sealing_key: beckon_webhooks::sealed::SealingKey,
     /// `BECKON_WEBHOOK_ALLOWED_CIDRS`: private ranges webhook URLs may point at.
     pub webhook_allow: beckon_webhooks::guard::AllowList,
+    /// `BECKON_PUBLIC_URL`: the base of magic links (default `http://127.0.0.1:8080`).
+    pub public_url: String,
 }
 
 impl Config {
@@ -64,6 +66,9 @@ impl Config {
         Ok(Self {
             sealing_key,
             webhook_allow,
+            public_url: env_or("BECKON_PUBLIC_URL", "http://127.0.0.1:8080")
+                .trim_end_matches('/')
+                .to_owned(),
             infra: InfraConfig::from_env()?,
             http_addr: env_or("BECKON_HTTP_ADDR", "127.0.0.1:8080"),
             dispatch_timeout: Duration::from_millis(env_parse(
@@ -94,6 +99,8 @@ pub struct AppState {
     /// `None` when rate limiting is off.
     pub limiter: Option<ratelimit::RateLimiter>,
     pub sealing_key: beckon_webhooks::sealed::SealingKey,
+    /// The base of magic links.
+    pub public_url: String,
     /// Verifies webhook URLs, through the same address guard deliveries use.
     pub sender: beckon_webhooks::sender::Sender,
 }
@@ -140,6 +147,7 @@ impl Application {
             dispatch_timeout: config.dispatch_timeout,
             late_reply_window: config.late_reply_window,
             sealing_key: config.sealing_key.clone(),
+            public_url: config.public_url.clone(),
             sender: beckon_webhooks::sender::Sender::new(config.webhook_allow.clone())?,
             limiter: (config.rate_limit_per_second > 0.0).then(|| {
                 ratelimit::RateLimiter::new(config.rate_limit_per_second, config.rate_limit_burst)

@@ -26,14 +26,18 @@ pub const CONSUMER: &str = "invitation";
 #[derive(Debug, Clone)]
 pub struct Config {
     pub infra: InfraConfig,
+    /// `BECKON_SECRET_KEY` (required): seals magic-link tokens for the in-app widget.
+    pub sealing_key: beckon_webhooks::sealed::SealingKey,
     /// `BECKON_PUBLIC_URL`: the base of magic links, as end users reach the gateway
     /// (default `http://127.0.0.1:8080`).
     pub public_url: String,
 }
 
 impl Config {
-    pub fn from_env() -> Result<Self, beckon_runtime::ConfigError> {
+    pub fn from_env() -> anyhow::Result<Self> {
+        let (sealing_key, _) = beckon_webhooks::settings_from_env()?;
         Ok(Self {
+            sealing_key,
             infra: InfraConfig::from_env()?,
             public_url: beckon_runtime::env_or("BECKON_PUBLIC_URL", "http://127.0.0.1:8080")
                 .trim_end_matches('/')
@@ -46,6 +50,7 @@ impl Config {
 pub struct Inviter {
     pub public_url: String,
     pub topology: Topology,
+    pub sealing_key: beckon_webhooks::sealed::SealingKey,
 }
 
 impl Inviter {
@@ -100,6 +105,7 @@ impl Inviter {
                 trigger_id,
                 user_ref: user.to_owned(),
                 token_hash: token.hash(),
+                token_sealed: Some(self.sealing_key.seal(token.expose().as_bytes())),
                 expires_at,
             },
         )
@@ -238,6 +244,7 @@ impl Inviter {
 /// Runs until `cancel` fires; then finishes in-flight messages and returns.
 pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()> {
     let public_url = config.public_url.clone();
+    let sealing_key = config.sealing_key.clone();
     beckon_worker::serve(
         CONSUMER,
         &config.infra,
@@ -245,6 +252,7 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
         |topology: &Topology| Inviter {
             public_url,
             topology: topology.clone(),
+            sealing_key,
         },
         |_, _, _| async {},
         cancel,

@@ -11,6 +11,7 @@ pub mod surveys;
 pub mod triggers;
 pub mod users;
 pub mod webhooks;
+pub mod widget;
 
 use crate::error::ApiError;
 use actix_web::web;
@@ -47,6 +48,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route("/projects/{project_id}", web::get().to(projects::get))
                 .route("/projects/{project_id}", web::patch().to(projects::update))
                 .route("/webhook-event-types", web::get().to(webhooks::event_types))
+                .route("/widget/invitations", web::get().to(widget::pending))
+                .route(
+                    "/widget/invitations",
+                    web::method(actix_web::http::Method::OPTIONS).to(widget::preflight),
+                )
+                .route(
+                    "/projects/{project_id}/publishable-key",
+                    web::post().to(projects::rotate_publishable_key),
+                )
                 .route(
                     "/projects/{project_id}/invitations/{invitation_id}/revoke",
                     web::post().to(invitations::revoke),

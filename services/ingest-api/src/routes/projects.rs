@@ -22,6 +22,11 @@ pub struct ProjectView {
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub updated_at: OffsetDateTime,
+    /// The in-app widget's key (`pk_…`); publishable, not a secret. Issue one with
+    /// `POST /api/v1/projects/{id}/publishable-key`.
+    pub publishable_key: Option<String>,
+    /// Origins the widget may call from.
+    pub allowed_origins: Vec<String>,
 }
 
 impl From<Project> for ProjectView {
@@ -32,6 +37,8 @@ impl From<Project> for ProjectView {
             name: p.name,
             created_at: p.created_at,
             updated_at: p.updated_at,
+            publishable_key: p.publishable_key,
+            allowed_origins: p.allowed_origins,
         }
     }
 }
@@ -46,6 +53,39 @@ pub struct ProjectList {
 pub struct ProjectInput {
     /// 1 to 200 characters.
     pub name: String,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectChanges {
+    /// 1 to 200 characters.
+    pub name: Option<String>,
+    /// Origins (`https://app.example.com`) the in-app widget may call from.
+    pub allowed_origins: Option<Vec<String>>,
+}
+
+/// An origin as browsers send it: `scheme://host[:port]`, nothing more.
+fn valid_origins(origins: &[String]) -> Result<Vec<String>, ApiError> {
+    origins
+        .iter()
+        .map(|raw| {
+            let url = url::Url::parse(raw).ok().filter(|u| {
+                matches!(u.scheme(), "http" | "https")
+                    && u.host().is_some()
+                    && u.path() == "/"
+                    && u.query().is_none()
+                    && u.username().is_empty()
+                    && !raw.trim_end_matches('/').ends_with(':')
+            });
+            url.map(|u| u.origin().ascii_serialization())
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                        "invalid_origin",
+                        format!("{raw} is not an origin like https://app.example.com"),
+                    )
+                })
+        })
+        .collect()
 }
 
 fn valid_name(name: &str) -> Result<&str, ApiError> {
@@ -110,8 +150,8 @@ pub async fn get(
     Ok(HttpResponse::Ok().json(ProjectView::from(project)))
 }
 
-/// Rename a project.
-#[utoipa::path(patch, path = "/api/v1/projects/{project_id}", tag = "projects", request_body = ProjectInput,
+/// Change a project's name or the widget's allowed origins.
+#[utoipa::path(patch, path = "/api/v1/projects/{project_id}", tag = "projects", request_body = ProjectChanges,
     params(("project_id" = String, Path, description = "Project id")),
     security(("bearer" = []), ("api_key" = [])),
     responses(
@@ -125,11 +165,42 @@ pub async fn update(
     path: web::Path<String>,
     bytes: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let input: ProjectInput = body::parse(&bytes)?;
-    let name = valid_name(&input.name)?;
+    let input: ProjectChanges = body::parse(&bytes)?;
+    let name = input.name.as_deref().map(valid_name).transpose()?;
+    let origins = input
+        .allowed_origins
+        .as_deref()
+        .map(valid_origins)
+        .transpose()?;
     let mut conn = state.store.conn().await?;
     let project = owned_project(&mut conn, auth.org_id, &path).await?;
-    let project = tenancy::rename_project(&mut conn, project.id, name)
+    let project = tenancy::update_project(&mut conn, project.id, name, origins.as_deref())
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found(
+                "project_not_found",
+                format!("No project {}.", path.as_str()),
+            )
+        })?;
+    Ok(HttpResponse::Ok().json(ProjectView::from(project)))
+}
+
+/// Issue the project's publishable key for the in-app widget (a new one replaces the old).
+#[utoipa::path(post, path = "/api/v1/projects/{project_id}/publishable-key", tag = "projects",
+    params(("project_id" = String, Path, description = "Project id")),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, body = ProjectView),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)
+    ))]
+pub async fn rotate_publishable_key(
+    auth: OrgAuth,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let mut conn = state.store.conn().await?;
+    let project = owned_project(&mut conn, auth.org_id, &path).await?;
+    let project = tenancy::rotate_publishable_key(&mut conn, project.id)
         .await?
         .ok_or_else(|| {
             ApiError::not_found(
