@@ -45,6 +45,25 @@ impl Broker {
             .expect("confirm");
     }
 
+    /// Puts raw bytes into the dead-letter queue of work queue `queue` (short name), as a
+    /// consumer that gave up on them would, with a reason header.
+    pub async fn dead_letter(&self, queue: &str, body: &[u8], reason: &str) {
+        let mut headers = FieldTable::default();
+        beckon_bus::headers::set_str(&mut headers, beckon_bus::headers::REASON, reason);
+        self.channel
+            .basic_publish(
+                format!("{}.dlx", self.prefix).into(),
+                format!("{}.{queue}", self.prefix).into(),
+                BasicPublishOptions::default(),
+                body,
+                BasicProperties::default().with_headers(headers),
+            )
+            .await
+            .expect("publish")
+            .await
+            .expect("confirm");
+    }
+
     /// Takes every message now in `queue` (full name), waiting up to `wait` for `at_least`.
     pub async fn drain(
         &self,

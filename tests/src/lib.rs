@@ -246,6 +246,27 @@ impl TestApp {
         body
     }
 
+    /// Runs the operator CLI (`beckon`) against this app's database and broker prefix, with
+    /// `stdin` as its input.
+    pub fn cli(&self, args: &[&str], stdin: &str) -> std::process::Output {
+        use std::io::Write as _;
+        let mut child = Command::new(bin_dir().join("beckon"))
+            .args(args)
+            .env("BECKON_DATABASE_URL", self.db.url())
+            .env("BECKON_AMQP_URL", amqp_url())
+            .env("BECKON_QUEUE_PREFIX", &self.prefix)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the CLI starts");
+        let _ = child
+            .stdin
+            .take()
+            .map(|mut s| s.write_all(stdin.as_bytes()));
+        child.wait_with_output().expect("the CLI finishes")
+    }
+
     /// Waits until the gateway answers `/readyz` with 200.
     pub async fn wait_ready(&self, timeout: Duration) -> anyhow::Result<()> {
         let deadline = Instant::now() + timeout;

@@ -12,6 +12,8 @@ use beckon_store::{Store, tenancy};
 use clap::{Parser, Subcommand};
 use uuid::Uuid;
 
+mod queues;
+
 #[derive(Parser)]
 #[command(name = "beckon", version, about = "Operate a Beckon deployment")]
 struct Cli {
@@ -23,6 +25,22 @@ struct Cli {
         global = true
     )]
     database_url: String,
+    /// RabbitMQ URL.
+    #[arg(
+        long,
+        env = "BECKON_AMQP_URL",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f",
+        global = true
+    )]
+    amqp_url: String,
+    /// Prefix of the deployment's exchanges and queues.
+    #[arg(
+        long,
+        env = "BECKON_QUEUE_PREFIX",
+        default_value = "beckon",
+        global = true
+    )]
+    queue_prefix: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -43,6 +61,41 @@ enum Command {
     },
     /// Create a demo organization, token, project and Live survey, and print them as JSON.
     Demo,
+    /// List the work and dead-letter queues with their depths.
+    Queues,
+    /// Dead-lettered messages of a work queue (matcher, invitation, webhooks, webhook-responses).
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DlqCommand {
+    /// Show dead-lettered messages (envelope, reason, headers) without removing them.
+    Peek {
+        queue: String,
+        #[arg(long, default_value_t = 10)]
+        count: u32,
+    },
+    /// Move dead-lettered messages back to their work queue. They keep their envelope id, so
+    /// what was already handled is skipped by the consumers.
+    Replay {
+        queue: String,
+        /// At most this many.
+        #[arg(long)]
+        count: Option<u32>,
+        /// Only envelopes of this type (e.g. `event.received`).
+        #[arg(long = "type")]
+        kind: Option<String>,
+    },
+    /// Delete every dead-lettered message of the queue.
+    Purge {
+        queue: String,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -74,6 +127,19 @@ enum TokenCommand {
     },
 }
 
+/// Asks on the terminal; only `y` or `yes` agrees.
+fn confirm(question: &str) -> anyhow::Result<bool> {
+    use std::io::Write as _;
+    eprint!("{question} [y/N] ");
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    Ok(matches!(
+        answer.trim().to_ascii_lowercase().as_str(),
+        "y" | "yes"
+    ))
+}
+
 fn print(value: serde_json::Value) {
     println!(
         "{}",
@@ -90,6 +156,9 @@ async fn main() -> anyhow::Result<()> {
             .context("Failed to apply the migrations")?;
         eprintln!("migrations applied");
         return Ok(());
+    }
+    if let Command::Queues | Command::Dlq { .. } = &cli.command {
+        return broker_command(cli).await;
     }
     let store =
         Store::new(&cli.database_url, 2).context("Failed to configure the database pool")?;
@@ -137,6 +206,7 @@ async fn main() -> anyhow::Result<()> {
             eprintln!("token {id} revoked");
         }
         Command::Demo => demo(&mut conn).await?,
+        Command::Queues | Command::Dlq { .. } => unreachable!("handled above"),
     }
     Ok(())
 }
@@ -200,5 +270,34 @@ async fn demo(conn: &mut beckon_store::Conn) -> anyhow::Result<()> {
         "project_id": project.id,
         "survey_id": survey.id,
     }));
+    Ok(())
+}
+
+async fn broker_command(cli: Cli) -> anyhow::Result<()> {
+    let broker = queues::Broker::connect(&cli.amqp_url, &cli.queue_prefix).await?;
+    match cli.command {
+        Command::Queues => broker.list().await?,
+        Command::Dlq { command } => match command {
+            DlqCommand::Peek { queue, count } => broker.peek(&queue, count).await?,
+            DlqCommand::Replay { queue, count, kind } => {
+                let n = broker.replay(&queue, count, kind.as_deref()).await?;
+                eprintln!("replayed {n} message(s)");
+            }
+            DlqCommand::Purge { queue, yes } => {
+                let n = broker.dead_letters(&queue).await?;
+                if !yes
+                    && !confirm(&format!(
+                        "Delete {n} dead-lettered message(s) of {queue} for good?"
+                    ))?
+                {
+                    eprintln!("nothing deleted");
+                    return Ok(());
+                }
+                let n = broker.purge(&queue).await?;
+                eprintln!("deleted {n} message(s)");
+            }
+        },
+        _ => unreachable!("only broker commands reach here"),
+    }
     Ok(())
 }
