@@ -86,6 +86,7 @@ impl Default for Options {
 struct Running {
     name: &'static str,
     child: Child,
+    log: PathBuf,
 }
 
 /// The whole system, started for one test.
@@ -164,6 +165,7 @@ impl TestApp {
         let log = self
             .log_dir
             .join(format!("{service}-{}.log", self.launches));
+        let log_path = log.clone();
         let log = std::fs::File::create(&log).expect("a log file");
         let mut command = Command::new(bin_dir().join(service));
         command.envs(self.options.env.iter().map(|(k, v)| (k, v)));
@@ -183,6 +185,8 @@ impl TestApp {
             )
             .env("BECKON_SCHEDULER_INTERVAL_MS", "100")
             .env("BECKON_SECRET_KEY", TEST_SECRET_KEY)
+            // Parallel tests and replicas must not fight over the default ports.
+            .env("BECKON_HEALTH_ADDR", "127.0.0.1:0")
             .env("BECKON_WEBHOOK_ALLOWED_CIDRS", "127.0.0.1/32")
             .env("BECKON_WEBHOOK_POLL_INTERVAL_MS", "100")
             .env("RUST_LOG", "info")
@@ -194,6 +198,7 @@ impl TestApp {
         self.running.push(Running {
             name: service,
             child,
+            log: log_path,
         });
     }
 
@@ -216,6 +221,35 @@ impl TestApp {
             let _ = r.child.kill();
             let _ = r.child.wait();
         }
+    }
+
+    /// The port of the operations endpoints (`/healthz`, `/readyz`, `/metrics`) of the first
+    /// running process of a consumer `service`, read from its log once it is listening.
+    pub async fn ops_port(&self, service: &str) -> u16 {
+        let log = self
+            .running
+            .iter()
+            .find(|r| r.name == service)
+            .map(|r| r.log.clone())
+            .expect("the service runs");
+        self.eventually(
+            Duration::from_secs(30),
+            "the operations endpoints to listen",
+            || {
+                let log = log.clone();
+                async move {
+                    let text = std::fs::read_to_string(&log).ok()?;
+                    text.lines().find_map(|line| {
+                        let v: Value = serde_json::from_str(line).ok()?;
+                        (v["fields"]["message"] == "operations endpoints listening")
+                            .then(|| v["fields"]["port"].as_u64())
+                            .flatten()
+                            .map(|p| p as u16)
+                    })
+                }
+            },
+        )
+        .await
     }
 
     /// Kills every process of `service` with SIGKILL: no shutdown, as in a crash.

@@ -65,12 +65,13 @@ pub struct ConsumerConfig {
 }
 
 /// Consumes until `cancel` fires, then stops taking deliveries, lets in-flight handlers
-/// finish and acknowledge, and returns. `ready` is called each time consuming (re)starts.
+/// finish and acknowledge, and returns. `ready(true)` is called each time consuming
+/// (re)starts, `ready(false)` each time it stops.
 pub async fn run<H, F>(
     config: ConsumerConfig,
     handler: H,
     cancel: CancellationToken,
-    ready: impl Fn() + Send + Sync,
+    ready: impl Fn(bool) + Send + Sync,
 ) where
     H: Fn(Message) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Disposition> + Send + 'static,
@@ -81,7 +82,9 @@ pub async fn run<H, F>(
         else {
             break;
         };
-        match session(&config, &conn, handler.clone(), &cancel, &ready).await {
+        let outcome = session(&config, &conn, handler.clone(), &cancel, &ready).await;
+        ready(false);
+        match outcome {
             Ok(()) => {
                 let _ = conn.close(200, "shutting down".into()).await;
                 break;
@@ -105,7 +108,7 @@ async fn session<H, F>(
     conn: &Connection,
     handler: H,
     cancel: &CancellationToken,
-    ready: &(impl Fn() + Send + Sync),
+    ready: &(impl Fn(bool) + Send + Sync),
 ) -> Result<(), BusError>
 where
     H: Fn(Message) -> F + Clone + Send + Sync + 'static,
@@ -146,7 +149,7 @@ where
         .await
         .map_err(BusError::amqp("start consuming"))?;
     tracing::info!(queue = %queue_name, "consuming");
-    ready();
+    ready(true);
 
     let dlx = Arc::new((
         dead_letters,
@@ -164,7 +167,8 @@ where
                 Some(Ok(delivery)) => {
                     let handler = handler.clone();
                     let dlx = dlx.clone();
-                    in_flight.spawn(async move { process(delivery, handler, &dlx).await });
+                    let queue = config.queue.name;
+                    in_flight.spawn(async move { process(queue, delivery, handler, &dlx).await });
                 }
                 Some(Err(source)) => break Err(BusError::Amqp { context: "receive a delivery", source }),
                 None => break Err(BusError::Closed("consumer stream")),
@@ -177,8 +181,12 @@ where
     result
 }
 
-async fn process<H, F>(delivery: Delivery, handler: H, dlx: &(Channel, String, String))
-where
+async fn process<H, F>(
+    queue_label: &'static str,
+    delivery: Delivery,
+    handler: H,
+    dlx: &(Channel, String, String),
+) where
     H: Fn(Message) -> F,
     F: Future<Output = Disposition>,
 {
@@ -190,9 +198,14 @@ where
         routing_key: delivery.routing_key.as_str().to_owned(),
         delivery_count,
     };
+    metrics::counter!("beckon_messages_consumed_total", "queue" => queue_label).increment(1);
     let outcome = match handler(message).await {
-        Disposition::Ack => delivery.ack(BasicAckOptions::default()).await,
+        Disposition::Ack => {
+            metrics::counter!("beckon_messages_acked_total", "queue" => queue_label).increment(1);
+            delivery.ack(BasicAckOptions::default()).await
+        }
         Disposition::Retry { reason } => {
+            metrics::counter!("beckon_messages_retried_total", "queue" => queue_label).increment(1);
             let pause = Duration::from_millis(100u64 << delivery_count.clamp(0, 6));
             tracing::warn!(%reason, delivery_count, pause_ms = pause.as_millis() as u64, "handler failed; will retry");
             tokio::time::sleep(pause).await;
@@ -204,6 +217,7 @@ where
                 .await
         }
         Disposition::DeadLetter { reason, detail } => {
+            metrics::counter!("beckon_messages_dead_lettered_total", "queue" => queue_label, "reason" => reason.clone()).increment(1);
             let (channel, exchange, queue) = dlx;
             let mut table = headers.unwrap_or_default();
             headers::set_str(&mut table, headers::REASON, &reason);

@@ -79,7 +79,7 @@ async fn unhandleable_messages_are_dead_lettered_with_their_reason() -> anyhow::
             cfg,
             move |m| handle(m, handled.clone()),
             cancel.clone(),
-            || {},
+            |_| {},
         )
     });
 

@@ -1,5 +1,7 @@
 #![doc = include_str!("../README.md")]
 
+pub mod health;
+
 use std::str::FromStr;
 use tokio_util::sync::CancellationToken;
 
@@ -96,6 +98,9 @@ pub struct InfraConfig {
     pub delivery_limit: u32,
     /// `BECKON_QUEUE_EXPIRES_MS`: delete queues unused this long; for tests only (default unset).
     pub queue_expires_ms: Option<u32>,
+    /// `BECKON_HEALTH_ADDR`: where a consumer service serves `/healthz`, `/readyz` and
+    /// `/metrics` (the gateway serves them on its own port). Default per service.
+    pub health_addr: Option<String>,
 }
 
 impl InfraConfig {
@@ -112,6 +117,9 @@ impl InfraConfig {
             prefetch: env_parse("BECKON_PREFETCH", 64)?,
             delivery_limit: env_parse("BECKON_DELIVERY_LIMIT", 5)?,
             queue_expires_ms: (expires > 0).then_some(expires),
+            health_addr: std::env::var("BECKON_HEALTH_ADDR")
+                .ok()
+                .filter(|a| !a.is_empty()),
         })
     }
 }

@@ -289,7 +289,7 @@ pub async fn run<T: Payload, H: Handler<T>>(
     deps: Deps,
     handler: H,
     cancel: CancellationToken,
-    ready: impl Fn() + Send + Sync,
+    ready: impl Fn(bool) + Send + Sync,
 ) {
     let shared = Arc::new((deps, handler));
     consumer::run(
@@ -298,7 +298,11 @@ pub async fn run<T: Payload, H: Handler<T>>(
             let shared = shared.clone();
             async move {
                 let (deps, handler) = &*shared;
-                process::<T, H>(consumer_name, deps, handler, &message.body).await
+                let started = std::time::Instant::now();
+                let disposition = process::<T, H>(consumer_name, deps, handler, &message.body).await;
+                metrics::histogram!("beckon_handler_seconds", "consumer" => consumer_name, "type" => T::TYPE)
+                    .record(started.elapsed().as_secs_f64());
+                disposition
             }
         },
         cancel,
@@ -323,6 +327,8 @@ pub enum ServeError {
     Store(#[from] StoreError),
     #[error("could not connect to the broker")]
     Bus(#[from] beckon_bus::BusError),
+    #[error("could not serve the operations endpoints")]
+    Health(#[source] std::io::Error),
 }
 
 /// A connected consumer service: its store, publisher and topology.
@@ -331,13 +337,19 @@ pub struct Service {
     pub topology: Topology,
     bus: beckon_bus::BusConfig,
     name: &'static str,
+    health_addr: String,
+    /// One flag per consumer: consuming right now.
+    consuming: Vec<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl Service {
     /// Builds the pool and connects the publisher (declaring the whole topology).
+    /// `default_health_addr` is where `/healthz`, `/readyz` and `/metrics` are served unless
+    /// `BECKON_HEALTH_ADDR` says otherwise.
     pub async fn connect(
         name: &'static str,
         infra: &beckon_runtime::InfraConfig,
+        default_health_addr: &str,
     ) -> Result<Self, ServeError> {
         use beckon_bus::topology::queues;
         let bus = bus_config(infra);
@@ -349,16 +361,23 @@ impl Service {
             topology,
             bus,
             name,
+            health_addr: infra
+                .health_addr
+                .clone()
+                .unwrap_or_else(|| default_health_addr.to_owned()),
+            consuming: Vec::new(),
         })
     }
 
     /// A consumer of `queue` with `handler`, to pass to [`Service::run`].
     pub fn consumer<T: Payload, H: Handler<T>>(
-        &self,
+        &mut self,
         queue: beckon_bus::WorkQueue,
         handler: H,
         cancel: CancellationToken,
     ) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> {
+        let flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        self.consuming.push(flag.clone());
         let config = ConsumerConfig {
             uri: self.bus.uri.clone(),
             topology: self.topology.clone(),
@@ -373,7 +392,7 @@ impl Service {
             self.deps.clone(),
             handler,
             cancel,
-            || {},
+            move |on| flag.store(on, std::sync::atomic::Ordering::SeqCst),
         ))
     }
 
@@ -384,7 +403,33 @@ impl Service {
         consumers: Vec<std::pin::Pin<Box<dyn Future<Output = ()> + Send>>>,
         sidecar: impl Future<Output = ()> + Send + 'static,
         cancel: CancellationToken,
-    ) {
+    ) -> Result<(), ServeError> {
+        let checks: beckon_runtime::health::Checks = {
+            let (store, publisher, consuming) = (
+                self.deps.store.clone(),
+                self.deps.publisher.clone(),
+                self.consuming.clone(),
+            );
+            Arc::new(move || {
+                let (store, publisher, consuming) =
+                    (store.clone(), publisher.clone(), consuming.clone());
+                Box::pin(async move {
+                    vec![
+                        ("database", store.ping().await),
+                        ("broker", publisher.is_connected().await),
+                        (
+                            "consuming",
+                            consuming
+                                .iter()
+                                .all(|f| f.load(std::sync::atomic::Ordering::SeqCst)),
+                        ),
+                    ]
+                })
+            })
+        };
+        beckon_runtime::health::metrics();
+        beckon_runtime::health::serve(&self.health_addr, checks, cancel.clone())
+            .map_err(ServeError::Health)?;
         let relay = tokio::spawn(run_relay(
             self.deps.store.clone(),
             self.deps.publisher.clone(),
@@ -399,6 +444,7 @@ impl Service {
                 tracing::error!(error = %err, "a background task panicked");
             }
         }
+        Ok(())
     }
 }
 
@@ -408,6 +454,7 @@ impl Service {
 pub async fn serve<T, H, S, F>(
     consumer_name: &'static str,
     infra: &beckon_runtime::InfraConfig,
+    default_health_addr: &str,
     queue: beckon_bus::WorkQueue,
     make_handler: impl FnOnce(&Topology) -> H,
     sidecar: S,
@@ -419,13 +466,13 @@ where
     S: FnOnce(Deps, Topology, CancellationToken) -> F,
     F: Future<Output = ()> + Send + 'static,
 {
-    let service = Service::connect(consumer_name, infra).await?;
-    let consumer = service.consumer(queue, make_handler(&service.topology), cancel.clone());
+    let mut service = Service::connect(consumer_name, infra, default_health_addr).await?;
+    let handler = make_handler(&service.topology);
+    let consumer = service.consumer(queue, handler, cancel.clone());
     let sidecar = sidecar(
         service.deps.clone(),
         service.topology.clone(),
         cancel.clone(),
     );
-    service.run(vec![consumer], sidecar, cancel).await;
-    Ok(())
+    service.run(vec![consumer], sidecar, cancel).await
 }

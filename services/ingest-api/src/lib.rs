@@ -115,6 +115,7 @@ pub struct Application {
 impl Application {
     /// Connects to the database and the broker, declares the topology, binds the listener.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        beckon_runtime::health::metrics();
         let mut bus = BusConfig::new(&config.infra.amqp_url, &config.infra.queue_prefix);
         bus.delivery_limit = config.infra.delivery_limit;
         bus.queue_expires_ms = config.infra.queue_expires_ms;
@@ -162,6 +163,7 @@ impl Application {
                 .app_data(state.clone())
                 .app_data(web::PayloadConfig::new(body::MAX_BODY_BYTES))
                 .wrap(ErrorHandlers::new().default_handler(error::json_errors))
+                .wrap(actix_web::middleware::from_fn(http_metrics))
                 .wrap(Logger::new("%r %s %Dms").log_target("http"))
                 .configure(routes::configure)
         })
@@ -194,6 +196,27 @@ impl Application {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// Counts requests and their latency per route pattern (not per path, which would make every
+/// id a new series) and status.
+async fn http_metrics(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    let started = std::time::Instant::now();
+    let method = req.method().to_string();
+    let response = next.call(req).await?;
+    let route = response
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("beckon_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!("beckon_http_request_seconds", "method" => method, "route" => route)
+        .record(started.elapsed().as_secs_f64());
+    Ok(response)
 }
 
 /// Deletes expired `Idempotency-Key` records, a small batch at a time.

@@ -248,6 +248,7 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
     beckon_worker::serve(
         CONSUMER,
         &config.infra,
+        "127.0.0.1:9102",
         queues::invitation(),
         |topology: &Topology| Inviter {
             public_url,

@@ -80,6 +80,7 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
     beckon_worker::serve(
         CONSUMER,
         &config.infra,
+        "127.0.0.1:9101",
         queues::matcher(),
         |topology| Matcher {
             topology: topology.clone(),

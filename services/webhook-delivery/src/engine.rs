@@ -92,9 +92,19 @@ impl Engine {
         });
     }
 
-    /// Claims due retries every `interval` until `cancel` fires.
+    /// Claims due retries every `interval` until `cancel` fires. Also keeps the age of the
+    /// oldest pending delivery as a gauge, so a silent stall shows in the metrics.
     pub async fn run_poller(self: Arc<Self>, interval: Duration, cancel: CancellationToken) {
+        let mut last_gauge = std::time::Instant::now() - Duration::from_secs(60);
         loop {
+            if last_gauge.elapsed() >= Duration::from_secs(5) {
+                last_gauge = std::time::Instant::now();
+                if let Ok(mut conn) = self.store.conn().await
+                    && let Ok(age) = webhooks::oldest_pending_age(&mut conn).await
+                {
+                    metrics::gauge!("beckon_webhook_oldest_pending_seconds").set(age);
+                }
+            }
             let claimed = async {
                 let mut conn = self.store.conn().await?;
                 webhooks::claim_due(
@@ -247,6 +257,20 @@ impl Engine {
                 }
             }
         };
+        let class = match outcome.status {
+            Some(s) => format!("{}xx", s / 100),
+            None if outcome
+                .error
+                .as_deref()
+                .is_some_and(|e| e.contains("timed out")) =>
+            {
+                "timeout".to_owned()
+            }
+            None => "error".to_owned(),
+        };
+        metrics::counter!("beckon_webhook_attempts_total", "outcome" => class).increment(1);
+        metrics::histogram!("beckon_webhook_attempt_seconds")
+            .record(outcome.duration.as_secs_f64());
         tracing::info!(
             status = outcome.status,
             duration_ms = outcome.duration.as_millis() as u64,

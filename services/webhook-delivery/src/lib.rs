@@ -79,7 +79,7 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
             per_subscription: config.per_subscription,
         },
     ));
-    let service = beckon_worker::Service::connect(CONSUMER, &config.infra)
+    let mut service = beckon_worker::Service::connect(CONSUMER, &config.infra, "127.0.0.1:9103")
         .await
         .context("The webhook service failed to start")?;
     let fanout = fanout::Fanout {
@@ -100,7 +100,10 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
     let poller = engine
         .clone()
         .run_poller(config.poll_interval, cancel.clone());
-    service.run(consumers, poller, cancel).await;
+    service
+        .run(consumers, poller, cancel)
+        .await
+        .context("The webhook service failed")?;
     engine.drain(Duration::from_secs(30)).await;
     Ok(())
 }

@@ -22,6 +22,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(health::healthz))
         .route("/readyz", web::get().to(health::readyz))
         .route("/openapi.json", web::get().to(crate::openapi::serve))
+        .route(
+            "/metrics",
+            web::get().to(|| async { beckon_runtime::health::metrics_response() }),
+        )
         .route("/surveys/{token}", web::get().to(respond::show))
         .route("/surveys/{token}/display", web::post().to(respond::display))
         .route(

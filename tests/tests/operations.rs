@@ -1,0 +1,109 @@
+//! Every service's operations endpoints: alive, ready (database, broker, consuming), and
+//! Prometheus metrics that move with the work.
+
+use beckon_e2e::TestApp;
+use beckon_e2e::receiver::Receiver;
+use serde_json::{Value, json};
+use std::time::Duration;
+
+async fn metric_value(app: &TestApp, url: &str, name_and_labels: &str) -> Option<f64> {
+    let text = app.http.get(url).send().await.ok()?.text().await.ok()?;
+    text.lines()
+        .filter(|l| l.starts_with(name_and_labels))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .reduce(f64::max)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_service_reports_health_readiness_and_metrics() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let project = app.create_project().await;
+    app.create_survey(project, json!({"trigger": {"events": ["trial_expired"]}}))
+        .await;
+    app.create_webhook(project, json!({"url": receiver.url("/ok/ops")}))
+        .await;
+
+    for service in ["matcher", "invitation", "webhook-delivery"] {
+        let base = format!("http://127.0.0.1:{}", app.ops_port(service).await);
+        let alive = app
+            .http
+            .get(format!("{base}/healthz"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(alive.status(), 200, "{service}");
+        let ready: Value = app
+            .eventually(
+                Duration::from_secs(30),
+                "the service to be ready",
+                || async {
+                    let r = app.http.get(format!("{base}/readyz")).send().await.ok()?;
+                    (r.status() == 200).then_some(())?;
+                    r.json().await.ok()
+                },
+            )
+            .await;
+        assert_eq!(
+            ready,
+            json!({"status": "ready", "database": true, "broker": true, "consuming": true}),
+            "{service}"
+        );
+    }
+
+    let (status, _) = app
+        .dispatch(json!({"project_id": project, "user_ref": "u1", "event": "trial_expired"}))
+        .await;
+    assert_eq!(status, 200);
+    receiver
+        .wait_for("/ok/ops", 1, Duration::from_secs(30))
+        .await;
+
+    let matcher = format!("http://127.0.0.1:{}/metrics", app.ops_port("matcher").await);
+    let consumed = app
+        .eventually(
+            Duration::from_secs(10),
+            "the matcher to count its message",
+            || async {
+                metric_value(
+                    &app,
+                    &matcher,
+                    "beckon_messages_consumed_total{queue=\"matcher\"}",
+                )
+                .await
+                .filter(|v| *v >= 1.0)
+            },
+        )
+        .await;
+    assert!(consumed >= 1.0);
+    assert!(
+        metric_value(&app, &matcher, "beckon_handler_seconds_count")
+            .await
+            .unwrap_or(0.0)
+            >= 1.0
+    );
+
+    let webhooks = format!(
+        "http://127.0.0.1:{}/metrics",
+        app.ops_port("webhook-delivery").await
+    );
+    let delivered = app
+        .eventually(
+            Duration::from_secs(10),
+            "a 2xx webhook attempt to be counted",
+            || async {
+                metric_value(
+                    &app,
+                    &webhooks,
+                    "beckon_webhook_attempts_total{outcome=\"2xx\"}",
+                )
+                .await
+            },
+        )
+        .await;
+    assert!(delivered >= 1.0);
+
+    let gateway = app.url("/metrics");
+    let dispatches = metric_value(&app, &gateway, "beckon_http_requests_total{method=\"POST\",route=\"/api/v1/lifecycle/dispatch\",status=\"200\"}").await;
+    assert_eq!(dispatches, Some(1.0));
+}
