@@ -7,6 +7,7 @@
 //! - [`triggers`]: one row per fired event and the outcome per matched survey.
 //! - [`idempotency`]: `Idempotency-Key` records.
 //! - [`invitations`]: invitations, magic-link lookup, the atomic cooldown claim.
+//! - [`retention`]: age-based sweeps of the tables that only grow.
 //! - [`responses`]: responses to invitations and their answers.
 //! - [`outbox`]: envelopes committed with the work that emits them.
 //! - [`users`]: the users a project tells Beckon about.
@@ -19,6 +20,7 @@ pub mod invitations;
 pub mod outbox;
 pub mod processed;
 pub mod responses;
+pub mod retention;
 pub mod schema;
 pub mod surveys;
 pub mod tenancy;

@@ -154,7 +154,6 @@ impl Application {
                 ratelimit::RateLimiter::new(config.rate_limit_per_second, config.rate_limit_burst)
             }),
         });
-        tokio::spawn(sweep_idempotency_keys(state.clone(), background.clone()));
         let listener = TcpListener::bind(&config.http_addr)
             .with_context(|| format!("Failed to bind {}", config.http_addr))?;
         let port = listener.local_addr()?.port();
@@ -217,24 +216,4 @@ async fn http_metrics(
     metrics::histogram!("beckon_http_request_seconds", "method" => method, "route" => route)
         .record(started.elapsed().as_secs_f64());
     Ok(response)
-}
-
-/// Deletes expired `Idempotency-Key` records, a small batch at a time.
-async fn sweep_idempotency_keys(state: web::Data<AppState>, cancel: CancellationToken) {
-    loop {
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = tokio::time::sleep(Duration::from_secs(60)) => {}
-        }
-        let swept = async {
-            let mut conn = state.store.conn().await?;
-            beckon_store::idempotency::sweep(&mut conn, 1000).await
-        }
-        .await;
-        match swept {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(swept = n, "expired idempotency keys deleted"),
-            Err(err) => tracing::warn!(error = %err, "idempotency sweep failed"),
-        }
-    }
 }

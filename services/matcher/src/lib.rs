@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 /// The name this consumer records processed envelopes under.
 pub const CONSUMER: &str = "matcher";
 
+pub mod retention;
 pub mod scheduler;
 
 /// The matcher's configuration.
@@ -24,6 +25,12 @@ pub struct Config {
     /// `BECKON_SCHEDULER_INTERVAL_MS`: how often the scheduler looks for due triggers
     /// (default 200).
     pub scheduler_interval: std::time::Duration,
+    /// How long records that only grow are kept (`BECKON_RETENTION_ATTEMPTS_SECS`, default
+    /// 30 days; `BECKON_RETENTION_PROCESSED_SECS`, 14 days; `BECKON_RETENTION_TRIGGERS_SECS`,
+    /// 90 days).
+    pub retention: beckon_store::retention::Retention,
+    /// `BECKON_RETENTION_INTERVAL_SECS`: how often the sweep runs (default 60).
+    pub retention_interval: std::time::Duration,
 }
 
 impl Config {
@@ -34,8 +41,25 @@ impl Config {
                 "BECKON_SCHEDULER_INTERVAL_MS",
                 200,
             )?),
+            retention: beckon_store::retention::Retention {
+                attempts: secs("BECKON_RETENTION_ATTEMPTS_SECS", 30 * DAY)?,
+                processed: secs("BECKON_RETENTION_PROCESSED_SECS", 14 * DAY)?,
+                triggers: secs("BECKON_RETENTION_TRIGGERS_SECS", 90 * DAY)?,
+            },
+            retention_interval: secs("BECKON_RETENTION_INTERVAL_SECS", 60)?,
         })
     }
+}
+
+const DAY: u64 = 24 * 3600;
+
+fn secs(
+    name: &'static str,
+    default: u64,
+) -> Result<std::time::Duration, beckon_runtime::ConfigError> {
+    Ok(std::time::Duration::from_secs(beckon_runtime::env_parse(
+        name, default,
+    )?))
 }
 
 /// Matches one event to the Live surveys subscribed to it.
@@ -85,8 +109,18 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
         |topology| Matcher {
             topology: topology.clone(),
         },
-        move |deps, topology, cancel| {
-            scheduler::run(deps, topology, config.scheduler_interval, cancel)
+        // Beside the consumer: the scheduler, and the retention sweep.
+        move |deps: beckon_worker::Deps, topology, cancel: CancellationToken| {
+            let sweep = retention::run(
+                deps.store.clone(),
+                config.retention.clone(),
+                config.retention_interval,
+                cancel.clone(),
+            );
+            let schedule = scheduler::run(deps, topology, config.scheduler_interval, cancel);
+            async move {
+                tokio::join!(sweep, schedule);
+            }
         },
         cancel,
     )
