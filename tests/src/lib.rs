@@ -202,6 +202,28 @@ impl TestApp {
         });
     }
 
+    /// Stops one process of `service` with SIGTERM, waiting for it to exit; `false` when none
+    /// runs.
+    pub fn stop_one(&mut self, service: &str) -> bool {
+        let Some(i) = self.running.iter().position(|r| r.name == service) else {
+            return false;
+        };
+        let mut r = self.running.remove(i);
+        let _ = Command::new("kill")
+            .args(["-TERM", &r.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = r.child.try_wait() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = r.child.kill();
+        let _ = r.child.wait();
+        true
+    }
+
     /// Stops every process of `service` with SIGTERM and waits for them to exit.
     pub fn stop(&mut self, service: &str) {
         let (stopping, keep): (Vec<_>, Vec<_>) =
