@@ -120,3 +120,67 @@ async fn replaying_dead_letters_does_the_new_work_once_and_skips_what_was_done()
     let unknown = app.cli(&["dlq", "peek", "nope"], "");
     assert!(!unknown.status.success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_list_and_cancel_scheduled_triggers_and_recover_failed_webhooks() {
+    let app = TestApp::spawn().await;
+    let receiver = beckon_e2e::receiver::Receiver::start().await;
+    let project = app.create_project().await;
+    app.create_survey(project, json!({"trigger": {"events": ["trial_expired"]}}))
+        .await;
+    let later = (time::OffsetDateTime::now_utc() + time::Duration::hours(1))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let (status, sent) = app
+        .send_event(Some(project), json!({"event_name": "trial_expired", "user_info": {"contact_external_id": "u1"}, "trigger_at": later}))
+        .await;
+    assert_eq!(status, 201);
+    let id = sent["trigger_id"].as_str().unwrap();
+    let listed = ok(&app.cli(&["triggers", "scheduled"], ""));
+    assert!(listed.contains(id), "{listed}");
+    ok(&app.cli(&["triggers", "cancel", id], ""));
+    let (_, trigger) = app.trigger(id).await;
+    assert_eq!(trigger["status"], "cancelled");
+    assert!(
+        !app.cli(&["triggers", "cancel", id], "").status.success(),
+        "cancelling twice is refused"
+    );
+
+    // A webhook that failed for good is sent again by `webhooks recover`.
+    let since = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let sub = app
+        .create_webhook(project, json!({"url": receiver.url("/fail-first/2/rec"), "retry_policy": {"kind": "custom", "delays_seconds": [1]}}))
+        .await;
+    let (status, _) = app
+        .dispatch(json!({"project_id": project, "user_ref": "u2", "event": "trial_expired"}))
+        .await;
+    assert_eq!(status, 200);
+    let failed = "SELECT 1 FROM webhook_deliveries WHERE status = 'failed'";
+    app.eventually(
+        Duration::from_secs(30),
+        "the delivery to fail for good",
+        || async { (app.execute(failed).await == 1).then_some(()) },
+    )
+    .await;
+    let recovered = ok(&app.cli(
+        &[
+            "webhooks",
+            "recover",
+            "--subscription",
+            sub["id"].as_str().unwrap(),
+            "--since",
+            &since,
+        ],
+        "",
+    ));
+    assert!(
+        recovered.contains("1 failed deliveries queued again"),
+        "{recovered}"
+    );
+    let got = receiver
+        .wait_for("/fail-first/2/rec", 3, Duration::from_secs(30))
+        .await;
+    assert_eq!(got[2].header("webhook-id"), got[0].header("webhook-id"));
+}

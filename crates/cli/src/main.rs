@@ -61,12 +61,48 @@ enum Command {
     },
     /// Create a demo organization, token, project and Live survey, and print them as JSON.
     Demo,
+    /// Scheduled triggers: list and cancel.
+    Triggers {
+        #[command(subcommand)]
+        command: TriggerCommand,
+    },
+    /// Webhook deliveries.
+    Webhooks {
+        #[command(subcommand)]
+        command: WebhookCommand,
+    },
     /// List the work and dead-letter queues with their depths.
     Queues,
     /// Dead-lettered messages of a work queue (matcher, invitation, webhooks, webhook-responses).
     Dlq {
         #[command(subcommand)]
         command: DlqCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TriggerCommand {
+    /// List triggers waiting for their time, soonest first.
+    Scheduled {
+        /// Only this project's.
+        #[arg(long)]
+        project: Option<Uuid>,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+    /// Cancel a scheduled trigger so it never fires.
+    Cancel { id: Uuid },
+}
+
+#[derive(Subcommand)]
+enum WebhookCommand {
+    /// Send again every failed delivery of a subscription created since a time.
+    Recover {
+        #[arg(long)]
+        subscription: Uuid,
+        /// ISO 8601, e.g. 2026-11-23T00:00:00Z.
+        #[arg(long)]
+        since: String,
     },
 }
 
@@ -206,6 +242,51 @@ async fn main() -> anyhow::Result<()> {
             eprintln!("token {id} revoked");
         }
         Command::Demo => demo(&mut conn).await?,
+        Command::Triggers {
+            command: TriggerCommand::Scheduled { project, limit },
+        } => {
+            let rows = beckon_store::triggers::scheduled(&mut conn, project, limit).await?;
+            println!(
+                "{:<38} {:<38} {:<28} {:<24} user_ref",
+                "trigger", "project", "fires at", "event"
+            );
+            for t in rows {
+                let at = t
+                    .scheduled_for
+                    .and_then(|d| {
+                        d.format(&time::format_description::well_known::Rfc3339)
+                            .ok()
+                    })
+                    .unwrap_or_default();
+                println!(
+                    "{:<38} {:<38} {:<28} {:<24} {}",
+                    t.id, t.project_id, at, t.event, t.user_ref
+                );
+            }
+        }
+        Command::Triggers {
+            command: TriggerCommand::Cancel { id },
+        } => {
+            let cancelled = beckon_store::triggers::cancel_scheduled(&mut conn, id).await?;
+            anyhow::ensure!(
+                cancelled,
+                "Trigger {id} is not scheduled (it fired, was cancelled, or does not exist)"
+            );
+            eprintln!("trigger {id} cancelled");
+        }
+        Command::Webhooks {
+            command:
+                WebhookCommand::Recover {
+                    subscription,
+                    since,
+                },
+        } => {
+            let since =
+                time::OffsetDateTime::parse(&since, &time::format_description::well_known::Rfc3339)
+                    .with_context(|| format!("{since} is not an ISO 8601 time"))?;
+            let n = beckon_store::webhooks::recover(&mut conn, subscription, since).await?;
+            eprintln!("{n} failed deliveries queued again");
+        }
         Command::Queues | Command::Dlq { .. } => unreachable!("handled above"),
     }
     Ok(())

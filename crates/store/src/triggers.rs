@@ -397,3 +397,23 @@ pub async fn fail(conn: &mut AsyncPgConnection, id: Uuid, reason: &str) -> Resul
     .await?;
     Ok(())
 }
+
+/// Triggers waiting for their time, soonest first; of one project when given.
+pub async fn scheduled(
+    conn: &mut AsyncPgConnection,
+    project_id: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<Trigger>, StoreError> {
+    let mut query = triggers::table
+        .filter(triggers::status.eq(status::SCHEDULED))
+        .into_boxed();
+    if let Some(p) = project_id {
+        query = query.filter(triggers::project_id.eq(p));
+    }
+    Ok(query
+        .order(triggers::scheduled_for.asc())
+        .limit(limit)
+        .select(Trigger::as_select())
+        .load(conn)
+        .await?)
+}
