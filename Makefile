@@ -29,7 +29,7 @@ lint: ## cargo fmt --check and clippy with warnings denied
 test-only: ## Only the tests (needs `make deps`); broker restarts and the browser run last, alone
 	$(CARGO) build --workspace --bins
 	@BIN_DIR=$(BIN_DIR) scripts/clean-test-broker.sh
-	@eval "$$(scripts/test-tools.sh)"; export BECKON_E2E_SKIP_BUILD=1; \
+	@eval "$$(scripts/test-tools.sh)" && scripts/validate-deploy.sh && export BECKON_E2E_SKIP_BUILD=1 && \
 	if $(CARGO) nextest --version >/dev/null 2>&1; then \
 	  $(CARGO) nextest run --workspace --no-fail-fast && \
 	  $(CARGO) nextest run --workspace --no-fail-fast --run-ignored only --test-threads 1; \

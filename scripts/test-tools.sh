@@ -3,6 +3,7 @@
 # `export` lines that point the tests at them (`eval "$(scripts/test-tools.sh)"`):
 # - the `standardwebhooks` verifier from PyPI (signatures are checked by a library no one here
 #   wrote);
+# - `kubernetes-validate` from PyPI, to check the Kubernetes manifests offline;
 # - `playwright-core` from npm and Debian's `chromium`, for the real-browser test of the
 #   respond page.
 set -euo pipefail
@@ -11,10 +12,12 @@ log() { printf '==> %s\n' "$*" >&2; }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 venv=$tools/venv
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import standardwebhooks' 2>/dev/null; then
-  log "installing standardwebhooks into $venv"
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import standardwebhooks' 2>/dev/null \
+   || [ ! -x "$venv/bin/kubernetes-validate" ]; then
+  log "installing standardwebhooks and kubernetes-validate into $venv"
   python3 -m venv "$venv" >&2
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check 'standardwebhooks==1.0.0' >&2
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+    'standardwebhooks==1.0.0' 'kubernetes-validate==1.37.0' >&2
 fi
 
 node_dir=$tools/node
@@ -31,5 +34,6 @@ if ! command -v chromium >/dev/null; then
 fi
 
 echo "export BECKON_TEST_PYTHON=$venv/bin/python"
+echo "export BECKON_KUBERNETES_VALIDATE=$venv/bin/kubernetes-validate"
 echo "export BECKON_TEST_NODE_PATH=$node_dir/node_modules"
 echo "export BECKON_TEST_CHROMIUM=$(command -v chromium)"
