@@ -82,3 +82,49 @@ async fn an_event_accepted_while_the_broker_is_down_is_delivered_when_it_is_back
         1
     );
 }
+
+fn postgres(action: &str) {
+    let version = std::fs::read_dir("/etc/postgresql")
+        .expect("a local PostgreSQL")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .max()
+        .expect("a cluster version");
+    let status = Command::new("pg_ctlcluster")
+        .args(["--skip-systemctl-redirect", &version, "main", action])
+        .status()
+        .expect("pg_ctlcluster runs");
+    assert!(status.success(), "pg_ctlcluster {action} failed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "disruptive: stops PostgreSQL; run alone by `make test`"]
+async fn with_the_database_down_requests_get_503_and_everything_recovers() {
+    let app = TestApp::spawn().await;
+    let project = app.create_project().await;
+    app.create_survey(project, json!({"trigger": {"events": ["trial_expired"]}}))
+        .await;
+    postgres("stop");
+    let (status, body) = app
+        .dispatch(json!({"project_id": project, "user_ref": "down", "event": "trial_expired"}))
+        .await;
+    let ready = app
+        .http
+        .get(app.url("/readyz"))
+        .send()
+        .await
+        .map(|r| r.status().as_u16());
+    postgres("start");
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["code"], "database_unavailable");
+    assert_eq!(ready.ok(), Some(503), "not ready without its database");
+    // Back without restarting anything.
+    let body = app
+        .eventually(Duration::from_secs(60), "a dispatch to succeed again", || async {
+            let (status, body) = app
+                .dispatch(json!({"project_id": project, "user_ref": "back", "event": "trial_expired"}))
+                .await;
+            (status == 200).then_some(body)
+        })
+        .await;
+    assert_eq!(body["created_count"], 1);
+}
