@@ -1,5 +1,6 @@
-//! Two replicas of every consumer share the work; each is stopped with SIGTERM in turn while
-//! events stream in and started again. Nothing accepted is lost and nothing is done twice.
+//! Two replicas of every consumer share the work; each service (the gateway too) is stopped
+//! with SIGTERM in turn while events stream in, and started again. Nothing accepted is lost and
+//! nothing is done twice.
 
 use beckon_e2e::receiver::Receiver;
 use beckon_e2e::{Options, TestApp};
@@ -67,8 +68,10 @@ async fn replicas_share_the_work_and_sigterm_under_load_loses_nothing() {
             accepted
         })
     };
-    // Meanwhile each consumer service loses one replica to SIGTERM, and gets it back.
-    for service in ["matcher", "invitation", "webhook-delivery"] {
+    // Meanwhile each consumer service loses one replica to SIGTERM, and gets it back; so does
+    // the gateway, which finishes the requests it holds (those sent while it is away are
+    // refused, never half-accepted).
+    for service in ["matcher", "invitation", "webhook-delivery", "ingest-api"] {
         tokio::time::sleep(Duration::from_millis(400)).await;
         let mut a = app.lock().await;
         assert!(a.stop_one(service), "{service} runs");
@@ -77,8 +80,8 @@ async fn replicas_share_the_work_and_sigterm_under_load_loses_nothing() {
     let accepted = load.await.unwrap();
     assert!(done.load(Ordering::SeqCst));
     assert!(
-        accepted.len() >= 200,
-        "the gateway stayed up: {} accepted",
+        accepted.len() >= 100,
+        "most events were accepted: {}",
         accepted.len()
     );
 
