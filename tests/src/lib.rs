@@ -52,11 +52,17 @@ fn ensure_built() {
     });
 }
 
+/// A free port for a gateway, below the kernel's ephemeral range (32768 and up), so that no
+/// socket bound to port 0 meanwhile — a receiver, another service's operations endpoints —
+/// can take it between this choice and the gateway's bind.
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free local port")
+    for _ in 0..1000 {
+        let port = 20_000 + (Uuid::new_v4().as_u128() % 12_000) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in 20000-31999");
 }
 
 /// How to start a [`TestApp`].
@@ -327,8 +333,12 @@ impl TestApp {
     pub async fn wait_ready(&self, timeout: Duration) -> anyhow::Result<()> {
         let deadline = Instant::now() + timeout;
         loop {
+            // Only our gateway's readiness counts (it reports its reply queue).
             if let Ok(r) = self.http.get(self.url("/readyz")).send().await
                 && r.status().is_success()
+                && r.json::<Value>()
+                    .await
+                    .is_ok_and(|b| b["reply_queue"] == true)
             {
                 return Ok(());
             }
