@@ -195,20 +195,6 @@ pub async fn find_by_token(
     .transpose()
 }
 
-/// How many invitations exist for a (survey, user) pair. For tests and operators.
-pub async fn count_for(
-    conn: &mut AsyncPgConnection,
-    survey_id: Uuid,
-    user_ref: &str,
-) -> Result<i64, StoreError> {
-    Ok(invitations::table
-        .filter(invitations::survey_id.eq(survey_id))
-        .filter(invitations::user_ref.eq(user_ref))
-        .count()
-        .get_result(conn)
-        .await?)
-}
-
 /// Revokes an invitation of `project_id` (its link then answers 410); returns when it was
 /// revoked (the first time, if it already was), or `None` when there is no such invitation.
 pub async fn revoke(

@@ -70,8 +70,3 @@ pub async fn claim_stale(
         .load(conn)
         .await?)
 }
-
-/// How many messages wait to be published.
-pub async fn pending(conn: &mut AsyncPgConnection) -> Result<i64, StoreError> {
-    Ok(outbox::table.count().get_result(conn).await?)
-}
