@@ -71,6 +71,19 @@ pub enum QuestionKind {
     Text,
 }
 
+impl QuestionKind {
+    /// The kind's wire name: `nps`, `rating`, `mcq`, `checkbox` or `text`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Nps => "nps",
+            Self::Rating => "rating",
+            Self::Mcq { .. } => "mcq",
+            Self::Checkbox { .. } => "checkbox",
+            Self::Text => "text",
+        }
+    }
+}
+
 /// A survey's list of questions, validated by [`validate_questions`].
 pub type Questions = Vec<Question>;
 
@@ -313,6 +326,18 @@ mod tests {
             trigger.keys(),
             vec!["trial_expired".to_owned(), "custom:x".to_owned()]
         );
+    }
+
+    #[test]
+    fn a_kind_is_named_as_it_travels() {
+        for q in questions(json!([
+            {"id": "a", "type": "nps", "title": "t"},
+            {"id": "b", "type": "checkbox", "title": "t", "options": ["x"]},
+            {"id": "c", "type": "text", "title": "t"}
+        ])) {
+            let wire = serde_json::to_value(&q).unwrap();
+            assert_eq!(wire["type"], q.kind.name());
+        }
     }
 
     #[test]

@@ -164,22 +164,10 @@ pub async fn cancel(
     org_id: Uuid,
     id: Uuid,
 ) -> Result<Option<bool>, StoreError> {
-    let n = diesel::update(
-        triggers::table
-            .find(id)
-            .filter(triggers::org_id.eq(org_id))
-            .filter(triggers::status.eq(status::SCHEDULED)),
-    )
-    .set((
-        triggers::status.eq(status::CANCELLED),
-        triggers::completed_at.eq(OffsetDateTime::now_utc()),
-    ))
-    .execute(conn)
-    .await?;
-    if n == 1 {
-        return Ok(Some(true));
+    if get_for_org(conn, org_id, id).await?.is_none() {
+        return Ok(None);
     }
-    Ok(get_for_org(conn, org_id, id).await?.map(|_| false))
+    Ok(Some(cancel_scheduled(conn, id).await?))
 }
 
 /// The trial reminders of (`project_id`, `user_ref`) for `survey_id`: scheduled ones locked for

@@ -26,7 +26,7 @@ use actix_web::{App, HttpServer, web};
 use anyhow::Context as _;
 use beckon_bus::reply::ReplyListener;
 use beckon_bus::topology::queues;
-use beckon_bus::{BusConfig, Publisher, Topology};
+use beckon_bus::{Publisher, Topology};
 use beckon_runtime::{InfraConfig, env_or, env_parse};
 use beckon_store::Store;
 use std::net::TcpListener;
@@ -116,9 +116,7 @@ impl Application {
     /// Connects to the database and the broker, declares the topology, binds the listener.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         beckon_runtime::health::metrics();
-        let mut bus = BusConfig::new(&config.infra.amqp_url, &config.infra.queue_prefix);
-        bus.delivery_limit = config.infra.delivery_limit;
-        bus.queue_expires_ms = config.infra.queue_expires_ms;
+        let bus = beckon_worker::bus_config(&config.infra);
         let topology = Topology::new(&bus);
         let store = Store::new(&config.infra.database_url, config.infra.db_pool_size)
             .context("Failed to configure the database pool")?;

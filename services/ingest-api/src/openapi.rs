@@ -55,8 +55,9 @@ impl Modify for Security {
 }
 
 /// The spec as JSON.
-pub fn spec() -> String {
-    ApiDoc::openapi().to_json().unwrap_or_default()
+pub fn spec() -> &'static str {
+    static SPEC: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SPEC.get_or_init(|| ApiDoc::openapi().to_json().unwrap_or_default())
 }
 
 pub async fn serve() -> HttpResponse {

@@ -135,13 +135,7 @@ pub fn survey(
     let mut form = format!("<h1>{}</h1><form id=\"survey\" novalidate>", escape(name));
     for q in questions {
         let answer = answers.get(&q.id);
-        let kind = match &q.kind {
-            QuestionKind::Nps => "nps",
-            QuestionKind::Rating => "rating",
-            QuestionKind::Mcq { .. } => "mcq",
-            QuestionKind::Checkbox { .. } => "checkbox",
-            QuestionKind::Text => "text",
-        };
+        let kind = q.kind.name();
         let _ = write!(
             form,
             "<fieldset class=\"question{req}\" data-question=\"{id}\" data-type=\"{kind}\" aria-describedby=\"{id}-error\"><legend>{title}</legend>",

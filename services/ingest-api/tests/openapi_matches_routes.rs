@@ -4,7 +4,7 @@ use actix_web::{App, test, web};
 
 #[actix_web::test]
 async fn every_documented_operation_is_routed() {
-    let spec: serde_json::Value = serde_json::from_str(&ingest_api::openapi::spec()).unwrap();
+    let spec: serde_json::Value = serde_json::from_str(ingest_api::openapi::spec()).unwrap();
     let app = test::init_service(
         App::new()
             .app_data(web::PayloadConfig::new(1024))

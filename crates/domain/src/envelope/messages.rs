@@ -31,6 +31,13 @@ impl TriggerType {
             Self::Scheduled => "scheduled",
         }
     }
+
+    /// The inverse of [`TriggerType::as_str`].
+    pub fn parse(raw: &str) -> Option<Self> {
+        [Self::Dispatch, Self::Event, Self::Scheduled]
+            .into_iter()
+            .find(|t| t.as_str() == raw)
+    }
 }
 
 /// Where the stage that finishes a trigger sends its one reply. AMQP properties do not carry

@@ -180,3 +180,16 @@ fn every_payload_type_validates_against_its_generated_schema() {
         serde_json::to_value(&completed).unwrap(),
     );
 }
+
+#[test]
+fn trigger_types_round_trip_through_their_names() {
+    for t in [
+        TriggerType::Dispatch,
+        TriggerType::Event,
+        TriggerType::Scheduled,
+    ] {
+        assert_eq!(TriggerType::parse(t.as_str()), Some(t));
+        assert_eq!(serde_json::to_value(t).unwrap(), t.as_str());
+    }
+    assert_eq!(TriggerType::parse("nope"), None);
+}

@@ -15,7 +15,7 @@ use beckon_domain::envelope::{
     AnswerDetails, Envelope, ResponseDetails, ResponseProgressed, ResponseStage, SurveyDetails,
     TriggerDetails, TriggerType, UserDetails,
 };
-use beckon_domain::survey::{Question, QuestionKind};
+use beckon_domain::survey::Question;
 use beckon_domain::{LifecycleEvent, UserRef, ids};
 use beckon_store::invitations::{self, LinkedInvitation};
 use beckon_store::outbox::{self, OutboxMessage};
@@ -199,16 +199,6 @@ pub async fn show(
         }))
 }
 
-fn kind_name(kind: &QuestionKind) -> &'static str {
-    match kind {
-        QuestionKind::Nps => "nps",
-        QuestionKind::Rating => "rating",
-        QuestionKind::Mcq { .. } => "mcq",
-        QuestionKind::Checkbox { .. } => "checkbox",
-        QuestionKind::Text => "text",
-    }
-}
-
 /// The `response.progressed` envelope of a stage, committed to the outbox with the stage.
 async fn announce(
     conn: &mut Conn,
@@ -228,7 +218,7 @@ async fn announce(
             .map(|q| AnswerDetails {
                 question_id: q.id.clone(),
                 title: q.title.clone(),
-                question_type: kind_name(&q.kind).to_owned(),
+                question_type: q.kind.name().to_owned(),
                 answer: a.value.clone(),
                 answered_at: a.answered_at,
             })
@@ -242,11 +232,7 @@ async fn announce(
         .and_then(|t| {
             Some(TriggerDetails {
                 id: t.id,
-                trigger_type: match t.trigger_type.as_str() {
-                    "dispatch" => TriggerType::Dispatch,
-                    "scheduled" => TriggerType::Scheduled,
-                    _ => TriggerType::Event,
-                },
+                trigger_type: TriggerType::parse(&t.trigger_type)?,
                 event: serde_json::from_value::<LifecycleEvent>(t.event).ok()?,
                 parameters: t.event_data,
             })
