@@ -28,6 +28,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 /// A delivery as a handler sees it.
 #[derive(Debug, Clone)]
@@ -181,7 +182,36 @@ where
     result
 }
 
+/// Handles one delivery inside a `consume` span that continues the publisher's trace.
 async fn process<H, F>(
+    queue_label: &'static str,
+    delivery: Delivery,
+    handler: H,
+    dlx: &(Channel, String, String),
+) where
+    H: Fn(Message) -> F,
+    F: Future<Output = Disposition>,
+{
+    let span = tracing::info_span!(
+        "consume",
+        otel.name = %format_args!("{queue_label} process"),
+        otel.kind = "consumer",
+        messaging.system = "rabbitmq",
+        messaging.operation = "process",
+        messaging.destination.name = queue_label,
+        messaging.message.id = delivery.properties.message_id().as_ref().map(|m| m.as_str()),
+    );
+    let traceparent = headers::get_str(
+        delivery.properties.headers().as_ref(),
+        beckon_runtime::telemetry::TRACEPARENT,
+    );
+    beckon_runtime::telemetry::follow(&span, traceparent.as_deref());
+    settle(queue_label, delivery, handler, dlx)
+        .instrument(span)
+        .await
+}
+
+async fn settle<H, F>(
     queue_label: &'static str,
     delivery: Delivery,
     handler: H,

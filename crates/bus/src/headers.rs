@@ -13,6 +13,15 @@ pub const FIRST_DEATH_REASON: &str = "x-first-death-reason";
 /// Set by quorum queues: how many times the message was delivered before.
 pub const DELIVERY_COUNT: &str = "x-delivery-count";
 
+/// Headers carrying the W3C trace context `traceparent`, when there is one.
+pub fn traced(traceparent: Option<&str>) -> FieldTable {
+    let mut table = FieldTable::default();
+    if let Some(value) = traceparent {
+        set_str(&mut table, beckon_runtime::telemetry::TRACEPARENT, value);
+    }
+    table
+}
+
 pub fn set_str(table: &mut FieldTable, key: &str, value: &str) {
     table.insert(
         ShortString::from(key),

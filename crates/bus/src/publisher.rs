@@ -146,7 +146,8 @@ impl Publisher {
         }
     }
 
-    /// Publishes an envelope to the events exchange under its routing key.
+    /// Publishes an envelope to the events exchange under its routing key, with the current
+    /// span's trace context.
     pub async fn publish_envelope<T: Payload>(&self, env: &Envelope<T>) -> Result<(), BusError> {
         let body = env.to_json();
         self.publish(&Outgoing {
@@ -154,7 +155,7 @@ impl Publisher {
             routing_key: &env.routing_key(),
             body: &body,
             message_id: Some(env.id.to_string()),
-            headers: FieldTable::default(),
+            headers: crate::headers::traced(beckon_runtime::telemetry::traceparent().as_deref()),
             mandatory: true,
         })
         .await

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod health;
+pub mod telemetry;
 
 use std::str::FromStr;
 use tokio_util::sync::CancellationToken;
@@ -38,16 +39,19 @@ where
     }
 }
 
-/// JSON logs on stdout, filtered by `RUST_LOG` (default `info`), each line naming `service`.
-pub fn init_logs(service: &'static str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(filter)
-        .with_current_span(false)
-        .try_init();
-    tracing::info!(service, version = env!("CARGO_PKG_VERSION"), "starting");
+/// Logs and, when configured, traces for `service`; see [`telemetry`]. Keep the guard for
+/// the life of `main`: dropping it flushes the last spans.
+pub fn init_telemetry(service: &'static str) -> telemetry::Telemetry {
+    telemetry::init(service)
+}
+
+/// Installs the process's one TLS provider (ring) for every rustls client (webhooks, the OTLP
+/// exporter); a provider installed before is kept. Idempotent.
+pub fn install_crypto_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
 }
 
 /// A token cancelled on SIGTERM (Kubernetes' stop signal) or Ctrl-C.

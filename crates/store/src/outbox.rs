@@ -20,6 +20,8 @@ pub struct OutboxMessage {
     pub exchange: String,
     pub routing_key: String,
     pub body: Vec<u8>,
+    /// The W3C trace context of the work that emitted it, published as a header.
+    pub traceparent: Option<String>,
 }
 
 /// Adds a message; returns it with its row id.
@@ -29,6 +31,7 @@ pub async fn enqueue(
     exchange: &str,
     routing_key: &str,
     body: Vec<u8>,
+    traceparent: Option<&str>,
 ) -> Result<OutboxMessage, StoreError> {
     Ok(diesel::insert_into(outbox::table)
         .values((
@@ -36,6 +39,7 @@ pub async fn enqueue(
             outbox::exchange.eq(exchange),
             outbox::routing_key.eq(routing_key),
             outbox::body.eq(body),
+            outbox::traceparent.eq(traceparent),
         ))
         .returning(OutboxMessage::as_returning())
         .get_result(conn)

@@ -139,6 +139,7 @@ diesel::table! {
         routing_key -> Text,
         body -> Bytea,
         created_at -> Timestamptz,
+        traceparent -> Nullable<Text>,
     }
 }
 

@@ -3,7 +3,7 @@
 use crate::guard::AllowList;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Once};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Most bytes of an endpoint's answer kept in the attempt log.
@@ -70,11 +70,7 @@ pub struct SenderError(#[source] reqwest::Error);
 /// Installs the process's TLS crypto provider (ring) if none is; every reqwest client in a
 /// process that links this crate needs it.
 pub fn install_crypto_provider() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        // One TLS provider for the process (ring); ignore a provider installed before us.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    });
+    beckon_runtime::install_crypto_provider();
 }
 
 impl Sender {

@@ -201,6 +201,8 @@ pub async fn handle_envelope<T: Payload, H: Handler<T>>(
     handler: &H,
     env: &Envelope<T>,
 ) -> Result<Handled, HandleError> {
+    // The envelopes emitted continue this trace.
+    let traceparent = beckon_runtime::telemetry::traceparent();
     let mut conn = deps.store.conn().await.map_err(HandleError::Retryable)?;
     let committed = conn
         .transaction::<_, TxError, _>(async |conn| {
@@ -217,6 +219,7 @@ pub async fn handle_envelope<T: Payload, H: Handler<T>>(
                         &emit.exchange,
                         &emit.routing_key,
                         emit.body,
+                        traceparent.as_deref(),
                     )
                     .await?,
                 );
@@ -274,7 +277,7 @@ pub(crate) async fn publish_row(
             routing_key: &row.routing_key,
             body: &row.body,
             message_id: Some(message_id),
-            headers: Default::default(),
+            headers: beckon_bus::headers::traced(row.traceparent.as_deref()),
             // Replies go to a gateway's private queue that may be gone: dropping them then is
             // right, the outcome is recorded. Pipeline envelopes must reach a queue.
             mandatory: !row.exchange.is_empty(),

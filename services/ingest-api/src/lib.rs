@@ -196,18 +196,33 @@ impl Application {
 }
 
 /// Counts requests and their latency per route pattern (not per path, which would make every
-/// id a new series) and status.
+/// id a new series) and status, and serves each request inside a server span that continues
+/// the caller's trace when it sends a `traceparent` header.
 async fn http_metrics(
     req: actix_web::dev::ServiceRequest,
     next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
 ) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    use tracing::Instrument as _;
     let started = std::time::Instant::now();
     let method = req.method().to_string();
-    let response = next.call(req).await?;
-    let route = response
-        .request()
+    let route = req
         .match_pattern()
         .unwrap_or_else(|| "unmatched".to_owned());
+    let span = tracing::info_span!(
+        "request",
+        otel.name = %format_args!("{method} {route}"),
+        otel.kind = "server",
+        http.request.method = %method,
+        http.route = %route,
+        http.response.status_code = tracing::field::Empty,
+    );
+    let traceparent = req
+        .headers()
+        .get(beckon_runtime::telemetry::TRACEPARENT)
+        .and_then(|v| v.to_str().ok());
+    beckon_runtime::telemetry::follow(&span, traceparent);
+    let response = next.call(req).instrument(span.clone()).await?;
+    span.record("http.response.status_code", response.status().as_u16());
     let status = response.status().as_u16().to_string();
     metrics::counter!("beckon_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
         .increment(1);

@@ -2,7 +2,7 @@ use anyhow::Context as _;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    beckon_runtime::init_logs("ingest-api");
+    let _telemetry = beckon_runtime::init_telemetry("ingest-api");
     let config = ingest_api::Config::from_env().context("Failed to read the configuration")?;
     let app = ingest_api::Application::build(config)
         .await

@@ -2,7 +2,7 @@ use anyhow::Context as _;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    beckon_runtime::init_logs("matcher");
+    let _telemetry = beckon_runtime::init_telemetry("matcher");
     let config = matcher::Config::from_env().context("Failed to read the configuration")?;
     matcher::run(config, beckon_runtime::shutdown_token()).await
 }

@@ -77,6 +77,8 @@ pub async fn fire_due(deps: &Deps, topology: &Topology) -> Result<usize, StoreEr
                             &topology.events_exchange(),
                             &env.routing_key(),
                             env.to_json(),
+                            // Due days later: a trace of its own.
+                            None,
                         )
                         .await?,
                     ),

@@ -15,6 +15,7 @@ use time::OffsetDateTime;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 use uuid::Uuid;
 
 /// Longer than the longest allowed response timeout (30 s), so a live attempt's lease never
@@ -85,11 +86,15 @@ impl Engine {
 
     fn spawn(self: &Arc<Self>, delivery_id: Uuid) {
         let engine = self.clone();
-        self.tasks.spawn(async move {
-            if let Err(err) = engine.attempt(delivery_id).await {
-                tracing::warn!(%delivery_id, error = %error_chain(&err), "attempt failed to run; it will fall due again");
+        // A first attempt continues the trace of the event that caused it.
+        self.tasks.spawn(
+            async move {
+                if let Err(err) = engine.attempt(delivery_id).await {
+                    tracing::warn!(%delivery_id, error = %error_chain(&err), "attempt failed to run; it will fall due again");
+                }
             }
-        });
+            .in_current_span(),
+        );
     }
 
     /// Claims due retries every `interval` until `cancel` fires. Also keeps the age of the

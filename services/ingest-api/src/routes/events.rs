@@ -249,6 +249,7 @@ async fn send_inner(
         },
     );
     let exchange = state.publisher.topology().events_exchange();
+    let traceparent = beckon_runtime::telemetry::traceparent();
     let rows = conn
         .transaction::<_, StoreError, _>(async |conn| {
             users::upsert(conn, auth.org_id, project.id, user_ref.as_str(), &changes).await?;
@@ -262,6 +263,7 @@ async fn send_inner(
                 &exchange,
                 &envelope.routing_key(),
                 envelope.to_json(),
+                traceparent.as_deref(),
             )
             .await?;
             Ok(vec![row])

@@ -275,7 +275,16 @@ async fn announce(
         invitation.trigger_id,
         data,
     );
-    outbox::enqueue(conn, env.id, exchange, &env.routing_key(), env.to_json()).await
+    let traceparent = beckon_runtime::telemetry::traceparent();
+    outbox::enqueue(
+        conn,
+        env.id,
+        exchange,
+        &env.routing_key(),
+        env.to_json(),
+        traceparent.as_deref(),
+    )
+    .await
 }
 
 fn new_response(invitation: &LinkedInvitation) -> NewResponse {
