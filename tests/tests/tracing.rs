@@ -74,47 +74,54 @@ async fn one_trace_spans_gateway_matcher_invitation_and_delivery() {
     let hooks = collector.wait_for("/ok/hooks", 1, WAIT).await;
     assert_eq!(hooks[0].json()["type"], "invitation.created");
 
-    let wanted: BTreeSet<&str> = ["ingest-api", "matcher", "invitation", "webhook-delivery"].into();
-    let by_service = app
-        .eventually(WAIT, "spans of the trace from every service", || {
-            let mut by_service: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
-            for (service, name, trace, parent) in spans(&collector.received("/otlp/v1/traces")) {
-                if trace == trace_id {
-                    by_service.entry(service).or_default().push((name, parent));
-                }
+    // Each service's spans of the caller's trace, as (span name, parent span id).
+    let of_trace = || {
+        let mut by_service: BTreeMap<String, BTreeSet<(String, String)>> = BTreeMap::new();
+        for (service, name, trace, parent) in spans(&collector.received("/otlp/v1/traces")) {
+            if trace == trace_id {
+                by_service
+                    .entry(service)
+                    .or_default()
+                    .insert((name, parent));
             }
-            let services: BTreeSet<&str> = by_service.keys().map(String::as_str).collect();
-            let done = services == wanted;
-            std::future::ready(done.then_some(by_service))
-        })
-        .await;
-
-    let gateway = &by_service["ingest-api"];
-    assert!(
-        gateway
+        }
+        by_service
+    };
+    // The spans that must be there: the gateway's server span as the caller's child, each
+    // consumer's span, and the first webhook attempt.
+    let wanted = [
+        ("ingest-api", "POST /api/v1/events/send", Some(caller_span)),
+        ("matcher", "matcher process", None),
+        ("invitation", "invitation process", None),
+        ("webhook-delivery", "webhooks process", None),
+        ("webhook-delivery", "attempt", None),
+    ];
+    let missing = |by_service: &BTreeMap<String, BTreeSet<(String, String)>>| -> Vec<String> {
+        wanted
             .iter()
-            .any(|(name, parent)| name == "POST /api/v1/events/send" && parent == caller_span),
-        "the gateway's server span is the caller's child: {gateway:?}"
-    );
-    for (service, queue) in [
-        ("matcher", "matcher process"),
-        ("invitation", "invitation process"),
-        ("webhook-delivery", "webhooks process"),
-    ] {
-        let names: Vec<&str> = by_service[service]
-            .iter()
-            .map(|(n, _)| n.as_str())
-            .collect();
-        assert!(names.contains(&queue), "{service}: {names:?}");
+            .filter(|(service, name, parent)| {
+                !by_service.get(*service).is_some_and(|spans| {
+                    spans
+                        .iter()
+                        .any(|(n, p)| n == name && parent.is_none_or(|want| p == want))
+                })
+            })
+            .map(|(service, name, _)| format!("{service}: {name}"))
+            .collect()
+    };
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let by_service = of_trace();
+        let missing = missing(&by_service);
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "spans missing from trace {trace_id}: {missing:?}; seen: {by_service:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let delivery: Vec<&str> = by_service["webhook-delivery"]
-        .iter()
-        .map(|(n, _)| n.as_str())
-        .collect();
-    assert!(
-        delivery.contains(&"attempt"),
-        "the first attempt is in the trace: {delivery:?}"
-    );
 
     // Every exported span was accepted by the collector as OTLP/JSON.
     let exports = collector.received("/otlp/v1/traces");

@@ -7,6 +7,82 @@ use serde::de::DeserializeOwned;
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
 
+/// How long a client may take to send a request body, unless configured.
+pub const DEFAULT_BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Middleware: reads the whole request body (at most [`MAX_BODY_BYTES`]) within the body
+/// timeout before any handler runs. A client that stalls mid-body gets 408 and a closed
+/// connection instead of holding a request open for ever; a body over the limit gets 413 without
+/// being read to its end. Memory per request stays bounded by the limit.
+pub async fn bounded(
+    mut req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+) -> Result<
+    actix_web::dev::ServiceResponse<actix_web::body::EitherBody<impl actix_web::body::MessageBody>>,
+    actix_web::Error,
+> {
+    use actix_web::HttpMessage as _;
+    use futures_util::StreamExt as _;
+    let timeout = req
+        .app_data::<actix_web::web::Data<crate::AppState>>()
+        .map_or(DEFAULT_BODY_TIMEOUT, |s| s.body_timeout);
+    let declared = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    let error = if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
+        too_large()
+    } else {
+        let mut payload = req.take_payload();
+        let read = tokio::time::timeout(timeout, async {
+            let mut body = actix_web::web::BytesMut::new();
+            while let Some(chunk) = payload.next().await {
+                let chunk = chunk.map_err(|e| {
+                    ApiError::bad_request(
+                        "invalid_body",
+                        format!("The request body could not be read: {e}"),
+                    )
+                })?;
+                if body.len() + chunk.len() > MAX_BODY_BYTES {
+                    return Err(too_large());
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(body.freeze())
+        })
+        .await;
+        match read {
+            Ok(Ok(bytes)) => {
+                req.set_payload(actix_web::dev::Payload::from(bytes));
+                return Ok(next.call(req).await?.map_into_left_body());
+            }
+            Ok(Err(err)) => err,
+            Err(_) => ApiError::new(
+                actix_web::http::StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                format!(
+                    "The request body did not arrive within {} ms.",
+                    timeout.as_millis()
+                ),
+            ),
+        }
+    };
+    let mut response = actix_web::ResponseError::error_response(&error);
+    // What is left of the body is never read: the connection cannot carry another request.
+    response
+        .head_mut()
+        .set_connection_type(actix_web::http::ConnectionType::Close);
+    Ok(req.into_response(response).map_into_right_body())
+}
+
+fn too_large() -> ApiError {
+    ApiError::new(
+        actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        format!("The request body is larger than {MAX_BODY_BYTES} bytes."),
+    )
+}
+
 /// The body as a JSON value.
 pub fn json_value(bytes: &[u8]) -> Result<serde_json::Value, ApiError> {
     serde_json::from_slice(bytes).map_err(|e| {

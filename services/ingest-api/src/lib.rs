@@ -58,6 +58,9 @@ pub struct Config {
     pub webhook_allow: beckon_webhooks::guard::AllowList,
     /// `BECKON_PUBLIC_URL`: the base of magic links (default `http://127.0.0.1:8080`).
     pub public_url: String,
+    /// `BECKON_HTTP_BODY_TIMEOUT_MS`: how long a client may take to send a request body before
+    /// it is answered 408 (default 10000).
+    pub body_timeout: Duration,
 }
 
 impl Config {
@@ -85,6 +88,10 @@ impl Config {
             )?),
             rate_limit_per_second: env_parse("BECKON_RATE_LIMIT_PER_SECOND", 5000.0)?,
             rate_limit_burst: env_parse("BECKON_RATE_LIMIT_BURST", 10_000)?,
+            body_timeout: Duration::from_millis(env_parse(
+                "BECKON_HTTP_BODY_TIMEOUT_MS",
+                body::DEFAULT_BODY_TIMEOUT.as_millis() as u64,
+            )?),
         })
     }
 }
@@ -103,6 +110,8 @@ pub struct AppState {
     pub public_url: String,
     /// Verifies webhook URLs, through the same address guard deliveries use.
     pub sender: beckon_webhooks::sender::Sender,
+    /// How long a client may take to send a request body.
+    pub body_timeout: Duration,
 }
 
 /// A bound, not yet running gateway.
@@ -147,6 +156,7 @@ impl Application {
             late_reply_window: config.late_reply_window,
             sealing_key: config.sealing_key.clone(),
             public_url: config.public_url.clone(),
+            body_timeout: config.body_timeout,
             sender: beckon_webhooks::sender::Sender::new(config.webhook_allow.clone())?,
             limiter: (config.rate_limit_per_second > 0.0).then(|| {
                 ratelimit::RateLimiter::new(config.rate_limit_per_second, config.rate_limit_burst)
@@ -159,6 +169,7 @@ impl Application {
             App::new()
                 .app_data(state.clone())
                 .app_data(web::PayloadConfig::new(body::MAX_BODY_BYTES))
+                .wrap(actix_web::middleware::from_fn(body::bounded))
                 .wrap(ErrorHandlers::new().default_handler(error::json_errors))
                 .wrap(actix_web::middleware::from_fn(http_metrics))
                 .wrap(Logger::new("%r %s %Dms").log_target("http"))

@@ -1,0 +1,168 @@
+//! Hostile HTTP input at the gateway: bodies over the size limit, deeply nested JSON, and
+//! clients that stall while sending headers or the body. Each gets a clear 4xx (or a closed
+//! connection) quickly, and the gateway keeps serving everyone else.
+
+use beckon_e2e::{Options, TestApp};
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// The JSON error shape every error shares.
+fn assert_error_shape(status: u16, body: &Value, code: &str) {
+    assert_eq!(body["statusCode"], status, "{body}");
+    assert_eq!(body["code"], code, "{body}");
+    assert!(
+        body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+}
+
+async fn raw_post(app: &TestApp, path: &str, body: Vec<u8>) -> (u16, Value) {
+    let r = app
+        .http
+        .post(app.url(path))
+        .header("x-api-key", &app.token)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .expect("the gateway answers");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_and_deeply_nested_bodies_get_clear_4xx_errors() {
+    let app = TestApp::spawn().await;
+    let project = app.create_project().await;
+    let paths = [
+        "/api/v1/events/send".to_owned(),
+        "/api/v1/lifecycle/dispatch".to_owned(),
+        "/api/v1/users/upsert".to_owned(),
+        "/api/v1/projects".to_owned(),
+        format!("/api/v1/projects/{project}/surveys"),
+        format!("/api/v1/projects/{project}/webhooks"),
+    ];
+    // Just over the 256 KiB limit, valid JSON all the same.
+    let big =
+        serde_json::to_vec(&json!({"project_id": project, "pad": "x".repeat(256 * 1024)})).unwrap();
+    // Far deeper than any parser should follow, well under the size limit.
+    let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000)).into_bytes();
+    let deep_object = format!(
+        "{{\"project_id\": \"{project}\", \"event\": {}1{}}}",
+        "{\"a\":".repeat(20_000),
+        "}".repeat(20_000)
+    )
+    .into_bytes();
+    for path in &paths {
+        let (status, body) = raw_post(&app, path, big.clone()).await;
+        assert_eq!(status, 413, "{path}: {body}");
+        assert_error_shape(413, &body, "payload_too_large");
+
+        for nested in [&deep, &deep_object] {
+            let started = Instant::now();
+            let (status, body) = raw_post(&app, path, nested.clone()).await;
+            assert_eq!(status, 400, "{path}: {body}");
+            assert_error_shape(400, &body, "invalid_json");
+            assert!(
+                started.elapsed() < Duration::from_secs(2),
+                "{path} took {:?}",
+                started.elapsed()
+            );
+        }
+    }
+    // A body far over the limit is refused without being read to the end.
+    let huge = vec![b' '; 8 * 1024 * 1024];
+    let (status, body) = raw_post(&app, "/api/v1/events/send", huge).await;
+    assert_eq!(status, 413, "{body}");
+    // And the gateway is fine.
+    let r = app.http.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+/// Reads until the server closes the connection or `limit` passes; returns what it sent.
+async fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> Option<String> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Err(_) => return None,
+            Ok(Ok(0)) | Ok(Err(_)) => return Some(String::from_utf8_lossy(&out).into_owned()),
+            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_that_stall_are_cut_off_and_do_not_block_others() {
+    let app = TestApp::spawn_with(Options {
+        env: vec![("BECKON_HTTP_BODY_TIMEOUT_MS", "2000".to_owned())],
+        ..Options::default()
+    })
+    .await;
+    let project = app.create_project().await;
+    let addr = app.base_url.trim_start_matches("http://").to_owned();
+
+    // Many connections that send half a request head and stop.
+    let mut heads = Vec::new();
+    for _ in 0..200 {
+        let mut s = TcpStream::connect(&addr).await.unwrap();
+        s.write_all(b"POST /api/v1/events/send HTTP/1.1\r\nHost: beckon\r\nX-API-Key: ")
+            .await
+            .unwrap();
+        heads.push(s);
+    }
+    // Connections that send the head and a little of a promised body, then stop.
+    let mut bodies = Vec::new();
+    for _ in 0..50 {
+        let mut s = TcpStream::connect(&addr).await.unwrap();
+        let head = format!(
+            "POST /api/v1/events/send HTTP/1.1\r\nHost: beckon\r\nX-API-Key: {}\r\n\
+             X-Team-ID: {project}\r\nContent-Type: application/json\r\nContent-Length: 5000\r\n\r\n{{\"event_name\":",
+            app.token
+        );
+        s.write_all(head.as_bytes()).await.unwrap();
+        bodies.push(s);
+    }
+
+    // Everyone else is served meanwhile.
+    let started = Instant::now();
+    let (status, body) = app
+        .send_event(
+            Some(project),
+            json!({"event_name": "trial_expired", "user_info": {"contact_external_id": "u1"}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // The stalled heads are answered 408 (or closed) within the request timeout.
+    for s in heads.iter_mut().take(5) {
+        let answer = read_until_closed(s, Duration::from_secs(15))
+            .await
+            .expect("a stalled request head is cut off");
+        assert!(
+            answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
+            "{answer}"
+        );
+    }
+    // The stalled bodies are cut off too, with a 408 in the error shape.
+    for s in bodies.iter_mut().take(5) {
+        let answer = read_until_closed(s, Duration::from_secs(20))
+            .await
+            .expect("a stalled request body is cut off");
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        let json = answer.split("\r\n\r\n").nth(1).unwrap_or("");
+        let body: Value = serde_json::from_str(json).unwrap_or(Value::Null);
+        assert_error_shape(408, &body, "request_timeout");
+    }
+    // (A new client: the pooled connections idled past the server's keep-alive.)
+    let r = reqwest::get(app.url("/readyz")).await.unwrap();
+    assert_eq!(r.status(), 200);
+}
