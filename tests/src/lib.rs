@@ -352,6 +352,11 @@ impl TestApp {
         }
     }
 
+    /// Where this test's service logs (and any reports) go.
+    pub fn log_dir(&self) -> &std::path::Path {
+        &self.log_dir
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base_url)
     }

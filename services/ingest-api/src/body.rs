@@ -13,7 +13,8 @@ pub const DEFAULT_BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_
 /// Middleware: reads the whole request body (at most [`MAX_BODY_BYTES`]) within the body
 /// timeout before any handler runs. A client that stalls mid-body gets 408 and a closed
 /// connection instead of holding a request open for ever; a body over the limit gets 413 without
-/// being read to its end. Memory per request stays bounded by the limit.
+/// being read to its end. Memory per request stays bounded by the limit. A query string
+/// holding an encoded NUL is refused here too, once for every route.
 pub async fn bounded(
     mut req: actix_web::dev::ServiceRequest,
     next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
@@ -30,7 +31,14 @@ pub async fn bounded(
         .headers()
         .get(actix_web::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
-    let error = if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
+    let nul_in_query = req.query_string().to_ascii_lowercase().contains("%00");
+    let error = if nul_in_query {
+        // PostgreSQL cannot store or compare text holding NUL; no parameter needs one.
+        ApiError::bad_request(
+            "invalid_query",
+            "The query string must not contain NUL characters (%00).",
+        )
+    } else if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
         too_large()
     } else {
         let mut payload = req.take_payload();
@@ -83,19 +91,56 @@ fn too_large() -> ApiError {
     )
 }
 
-/// The body as a JSON value.
+/// The body as a JSON value. Text holding a NUL character (`\u0000`) is refused here, since
+/// PostgreSQL cannot store it in text or jsonb.
 pub fn json_value(bytes: &[u8]) -> Result<serde_json::Value, ApiError> {
-    serde_json::from_slice(bytes).map_err(|e| {
+    let value = serde_json::from_slice(bytes).map_err(|e| {
         ApiError::bad_request(
             "invalid_json",
             format!("The request body is not valid JSON: {e}"),
         )
-    })
+    })?;
+    if holds_nul(&value) {
+        return Err(ApiError::bad_request(
+            "invalid_body",
+            "Text in the body must not contain NUL characters (\\u0000).",
+        ));
+    }
+    Ok(value)
 }
 
-/// The body as `T`.
+fn holds_nul(value: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    // Iterative: the parser already bounds the depth, but a walk needs no stack of its own.
+    let mut pending = vec![value];
+    while let Some(v) = pending.pop() {
+        match v {
+            Value::String(s) if s.contains('\0') => return true,
+            Value::Array(items) => pending.extend(items),
+            Value::Object(map) => {
+                for (k, v) in map {
+                    if k.contains('\0') {
+                        return true;
+                    }
+                    pending.push(v);
+                }
+            }
+            _ => {}
+        }
+    }
+    false
+}
+
+/// The body, which must be a JSON object, as `T`. (Serde would also read a struct from an
+/// array of its fields in order; no request body is documented that way.)
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let value = json_value(bytes)?;
+    if !value.is_object() {
+        return Err(ApiError::bad_request(
+            "invalid_body",
+            "The body must be a JSON object.",
+        ));
+    }
     serde_json::from_value(value).map_err(|e| ApiError::bad_request("invalid_body", e.to_string()))
 }
 

@@ -169,6 +169,13 @@ impl Application {
             App::new()
                 .app_data(state.clone())
                 .app_data(web::PayloadConfig::new(body::MAX_BODY_BYTES))
+                .app_data(web::QueryConfig::default().error_handler(|err, _| {
+                    error::ApiError::bad_request(
+                        "invalid_query",
+                        format!("The query string is not valid: {err}"),
+                    )
+                    .into()
+                }))
                 .wrap(actix_web::middleware::from_fn(body::bounded))
                 .wrap(ErrorHandlers::new().default_handler(error::json_errors))
                 .wrap(actix_web::middleware::from_fn(http_metrics))

@@ -60,6 +60,38 @@ pub fn spec() -> &'static str {
     SPEC.get_or_init(|| ApiDoc::openapi().to_json().unwrap_or_default())
 }
 
+/// The methods the spec documents for the path template matching `path`, as an `Allow`
+/// header value (`GET, DELETE`), or `None` for a path it does not document.
+pub fn methods_of(path: &str) -> Option<String> {
+    static PATHS: std::sync::OnceLock<Vec<(actix_web::dev::ResourceDef, String)>> =
+        std::sync::OnceLock::new();
+    let paths = PATHS.get_or_init(|| {
+        let spec: serde_json::Value = serde_json::from_str(spec()).unwrap_or_default();
+        spec["paths"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(template, operations)| {
+                let mut methods: Vec<String> = operations
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|(m, _)| m.to_uppercase())
+                    .collect();
+                methods.sort();
+                (
+                    actix_web::dev::ResourceDef::new(template.as_str()),
+                    methods.join(", "),
+                )
+            })
+            .collect()
+    });
+    paths
+        .iter()
+        .find(|(def, _)| def.is_match(path))
+        .map(|(_, allow)| allow.clone())
+}
+
 pub async fn serve() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/json")

@@ -125,7 +125,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .default_service(web::to(not_found));
 }
 
-async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {
+/// A path the API documents with another method is 405 with `Allow`; anything else is 404.
+async fn not_found(req: actix_web::HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {
+    if let Some(allow) = crate::openapi::methods_of(req.path()) {
+        return Err(ApiError::new(
+            actix_web::http::StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            format!("{} is not allowed here; use {allow}.", req.method()),
+        )
+        .with_header("allow", allow));
+    }
     Err(ApiError::not_found("not_found", "No such route."))
 }
 

@@ -136,9 +136,12 @@ async fn open(conn: &mut Conn, token: &str) -> Result<LinkedInvitation, ApiError
 #[utoipa::path(get, path = "/surveys/{token}", tag = "respond",
     params(("token" = String, Path, description = "The 43-character token of the magic link")),
     responses(
-        (status = 200, description = "The respond page (text/html), or as JSON", body = InvitationView),
-        (status = 404, description = "Unknown token", body = ErrorBody),
-        (status = 410, description = "Expired or revoked", body = ErrorBody)
+        (status = 200, description = "The respond page, or the invitation as JSON when the request accepts `application/json`",
+            content((InvitationView = "application/json"), (String = "text/html"))),
+        (status = 404, description = "Unknown token: a notice page, or the error as JSON",
+            content((ErrorBody = "application/json"), (String = "text/html"))),
+        (status = 410, description = "Expired or revoked: a notice page, or the error as JSON",
+            content((ErrorBody = "application/json"), (String = "text/html")))
     ))]
 pub async fn show(
     req: HttpRequest,

@@ -643,7 +643,7 @@ fn attempt_views(attempts: Vec<webhooks::Attempt>, limit: i64) -> AttemptList {
     params(("project_id" = String, Path, description = "Project id"), ("webhook_id" = String, Path, description = "Subscription id"),
         ("limit" = Option<i64>, Query, description = "1 to 100, default 50"), ("before" = Option<i64>, Query, description = "An attempt id from `next_before`")),
     security(("bearer" = []), ("api_key" = [])),
-    responses((status = 200, body = AttemptList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = AttemptList), (status = 400, description = "A malformed query (`invalid_query`)", body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn attempts(
     auth: OrgAuth,
     state: web::Data<AppState>,
