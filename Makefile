@@ -5,7 +5,7 @@ PROFILE ?= debug
 BIN_DIR = $(or $(CARGO_TARGET_DIR),target)/$(PROFILE)
 RELEASE_FLAG = $(if $(filter release,$(PROFILE)),--release,)
 
-.PHONY: help up down deps test lint test-only schemas fmt
+.PHONY: help up down deps test lint test-only schemas fmt bench chaos
 
 help: ## List the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -37,6 +37,20 @@ test-only: ## Only the tests (needs `make deps`); broker restarts and the browse
 	  $(CARGO) test --workspace --no-fail-fast && \
 	  $(CARGO) test --workspace --no-fail-fast -- --ignored --test-threads 1; \
 	fi
+
+BENCH_RUNS ?= 3
+BENCH_SECONDS ?= 8
+bench: deps ## Measure the whole system under load (release builds); writes BENCHMARKS.md
+	$(CARGO) build --release --workspace --bins
+	BECKON_E2E_SKIP_BUILD=1 BECKON_BENCH_COMMAND="make bench BENCH_RUNS=$(BENCH_RUNS) BENCH_SECONDS=$(BENCH_SECONDS)" \
+	  $(or $(CARGO_TARGET_DIR),target)/release/beckon-bench --runs $(BENCH_RUNS) --seconds $(BENCH_SECONDS) --out BENCHMARKS.md
+
+CHAOS_RATE ?= 200
+CHAOS_PHASE_SECONDS ?= 10
+chaos: deps ## Kill each service, restart RabbitMQ and PostgreSQL under load; print what was lost (0)
+	$(CARGO) build --release --workspace --bins
+	BECKON_E2E_SKIP_BUILD=1 BECKON_CHAOS_RATE=$(CHAOS_RATE) BECKON_CHAOS_PHASE_SECONDS=$(CHAOS_PHASE_SECONDS) \
+	  $(CARGO) nextest run --release -p beckon-e2e --test chaos --run-ignored only --no-capture
 
 schemas: ## Regenerate proto-schemas/ from the Rust types
 	BECKON_BLESS_SCHEMAS=1 $(CARGO) test -p beckon-domain --lib envelope::tests::committed_envelope_schemas

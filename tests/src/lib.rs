@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 pub mod broker;
+pub mod infra;
 pub mod receiver;
 
 /// The deployment key tests run with (base64 of 32 bytes).
@@ -27,14 +28,16 @@ pub fn amqp_url() -> String {
     std::env::var("BECKON_TEST_AMQP_URL").unwrap_or_else(|_| AMQP_URL_DEFAULT.to_owned())
 }
 
-/// The directory holding the workspace's binaries.
+/// The directory holding the workspace's binaries: the one this program was built into
+/// (`target/<profile>/deps/<test>` for a test, `target/<profile>/<bin>` for a binary).
 fn bin_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test binary has a path");
-    // target/<profile>/deps/<test> → target/<profile>
-    exe.parent()
-        .and_then(|deps| deps.parent())
-        .expect("the test binary lives in target/<profile>/deps")
-        .to_path_buf()
+    let exe = std::env::current_exe().expect("this program has a path");
+    let dir = exe.parent().expect("a binary lives in a directory");
+    if dir.file_name().is_some_and(|n| n == "deps") {
+        dir.parent().expect("target/<profile>/deps").to_path_buf()
+    } else {
+        dir.to_path_buf()
+    }
 }
 
 fn ensure_built() {
@@ -174,8 +177,7 @@ impl TestApp {
         let log_path = log.clone();
         let log = std::fs::File::create(&log).expect("a log file");
         let mut command = Command::new(bin_dir().join(service));
-        command.envs(self.options.env.iter().map(|(k, v)| (k, v)));
-        let child = command
+        command
             .env("BECKON_DATABASE_URL", self.db.url())
             .env("BECKON_AMQP_URL", amqp_url())
             .env("BECKON_QUEUE_PREFIX", &self.prefix)
@@ -196,6 +198,9 @@ impl TestApp {
             .env("BECKON_WEBHOOK_ALLOWED_CIDRS", "127.0.0.1/32")
             .env("BECKON_WEBHOOK_POLL_INTERVAL_MS", "100")
             .env("RUST_LOG", "info")
+            // The test's own settings win over the defaults above.
+            .envs(self.options.env.iter().map(|(k, v)| (k, v)));
+        let child = command
             .stdout(log.try_clone().expect("a log handle"))
             .stderr(log)
             .stdin(Stdio::null())
@@ -350,6 +355,14 @@ impl TestApp {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// The process id of every running service process, by service name.
+    pub fn pids(&self) -> Vec<(&'static str, u32)> {
+        self.running
+            .iter()
+            .map(|r| (r.name, r.child.id()))
+            .collect()
     }
 
     /// Where this test's service logs (and any reports) go.

@@ -3,17 +3,9 @@
 //! (`cargo nextest run --run-ignored only`).
 
 use beckon_e2e::TestApp;
+use beckon_e2e::infra::{postgres, rabbitmqctl};
 use serde_json::json;
-use std::process::Command;
 use std::time::Duration;
-
-fn rabbitmqctl(args: &[&str]) {
-    let status = Command::new("rabbitmqctl")
-        .args(args)
-        .status()
-        .expect("rabbitmqctl runs");
-    assert!(status.success(), "rabbitmqctl {args:?} failed");
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "disruptive: restarts RabbitMQ; run alone by `make test`"]
@@ -104,19 +96,6 @@ async fn an_event_accepted_while_the_broker_is_down_is_delivered_when_it_is_back
             .await,
         1
     );
-}
-
-fn postgres(action: &str) {
-    let version = std::fs::read_dir("/etc/postgresql")
-        .expect("a local PostgreSQL")
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .max()
-        .expect("a cluster version");
-    let status = Command::new("pg_ctlcluster")
-        .args(["--skip-systemctl-redirect", &version, "main", action])
-        .status()
-        .expect("pg_ctlcluster runs");
-    assert!(status.success(), "pg_ctlcluster {action} failed");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
