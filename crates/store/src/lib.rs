@@ -113,7 +113,13 @@ pub struct Store {
 impl Store {
     /// Builds a pool of at most `max_size` connections; connections open lazily.
     pub fn new(url: &str, max_size: usize) -> Result<Self, StoreError> {
-        let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url);
+        // No test query on every checkout (the default sends `SELECT 1` each time, a round trip
+        // and a transaction per use): a connection that broke is found on its first use, which
+        // fails as a transient error, and the pool drops it.
+        let mut config = diesel_async::pooled_connection::ManagerConfig::default();
+        config.recycling_method = diesel_async::pooled_connection::RecyclingMethod::Fast;
+        let manager =
+            AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, config);
         let pool = Pool::builder(manager)
             .max_size(max_size)
             .wait_timeout(Some(std::time::Duration::from_secs(5)))

@@ -369,10 +369,22 @@ pub async fn record_attempt(
         .execute(conn)
         .await?;
     if record.next == NextStep::Succeeded {
-        diesel::update(webhook_subscriptions::table.find(delivery.subscription_id))
-            .set(webhook_subscriptions::last_success_at.eq(now))
-            .execute(conn)
-            .await?;
+        // Kept to the second: a busy subscription's row is written about once a second, not
+        // on every success, so its concurrent attempts do not queue on that row's lock (an
+        // UPDATE whose filter does not match takes no lock).
+        diesel::update(
+            webhook_subscriptions::table
+                .find(delivery.subscription_id)
+                .filter(
+                    webhook_subscriptions::last_success_at
+                        .is_null()
+                        .or(webhook_subscriptions::last_success_at
+                            .lt(now - time::Duration::seconds(1))),
+                ),
+        )
+        .set(webhook_subscriptions::last_success_at.eq(now))
+        .execute(conn)
+        .await?;
     }
     Ok(())
 }

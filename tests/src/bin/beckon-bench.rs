@@ -934,15 +934,19 @@ async fn main() {
     let runs: usize = arg("--runs").and_then(|v| v.parse().ok()).unwrap_or(3);
     let seconds: u64 = arg("--seconds").and_then(|v| v.parse().ok()).unwrap_or(8);
     let out = arg("--out").unwrap_or_else(|| "BENCHMARKS.md".into());
+    // The services' defaults, but quiet logs and no per-organization rate limit (one
+    // organization sends everything here).
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let app = TestApp::spawn_with(Options {
         env: vec![
             // Quiet, but for the line that says where the metrics are served.
             ("RUST_LOG", "warn,beckon_runtime=info".into()),
-            ("BECKON_HTTP_WORKERS", cores.to_string()),
-            ("BECKON_DB_POOL_SIZE", "16".into()),
             ("BECKON_RATE_LIMIT_PER_SECOND", "0".into()),
+            ("BECKON_HTTP_WORKERS", cores.to_string()),
+            ("BECKON_DB_POOL_SIZE", "8".into()),
             ("BECKON_DELIVERY_LIMIT", "5".into()),
+            ("BECKON_SCHEDULER_INTERVAL_MS", "200".into()),
+            ("BECKON_WEBHOOK_POLL_INTERVAL_MS", "200".into()),
         ],
         ..Options::default()
     })
