@@ -166,3 +166,62 @@ async fn clients_that_stall_are_cut_off_and_do_not_block_others() {
     let r = reqwest::get(app.url("/readyz")).await.unwrap();
     assert_eq!(r.status(), 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn survey_settings_out_of_range_are_400_with_their_codes_on_create_and_update() {
+    let app = TestApp::spawn().await;
+    let project = app.create_project().await;
+    let survey = app.create_survey(project, json!({})).await;
+    let base = json!({
+        "name": "Bounds",
+        "status": "draft",
+        "questions": [{"id": "nps", "type": "nps", "title": "How likely?"}],
+    });
+    for (field, value, code) in [
+        (
+            "trial_reminder_lead_seconds",
+            json!(-12_908_008_261_001i64),
+            "invalid_trial_reminder_lead",
+        ),
+        (
+            "trial_reminder_lead_seconds",
+            json!(91 * 24 * 3600),
+            "invalid_trial_reminder_lead",
+        ),
+        ("cooldown_seconds", json!(-1), "invalid_cooldown"),
+        ("sample_rate", json!(1.5), "invalid_sample_rate"),
+        (
+            "invitation_lifetime_seconds",
+            json!(1),
+            "invalid_invitation_lifetime",
+        ),
+    ] {
+        let mut body = base.clone();
+        body[field] = value.clone();
+        let (status, answer) = raw_post(
+            &app,
+            &format!("/api/v1/projects/{project}/surveys"),
+            serde_json::to_vec(&body).unwrap(),
+        )
+        .await;
+        assert_eq!(status, 400, "create with {field} = {value}: {answer}");
+        assert_error_shape(400, &answer, code);
+
+        let r = app
+            .authed(
+                reqwest::Method::PATCH,
+                &format!(
+                    "/api/v1/projects/{project}/surveys/{}",
+                    survey["id"].as_str().unwrap()
+                ),
+            )
+            .json(&json!({ field: value }))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let answer: Value = r.json().await.unwrap();
+        assert_eq!(status, 400, "update with {field} = {value}: {answer}");
+        assert_error_shape(400, &answer, code);
+    }
+}

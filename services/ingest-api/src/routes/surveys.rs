@@ -129,6 +129,9 @@ fn validate(patch: &UpdateSurvey) -> Result<(), ApiError> {
         patch
             .invitation_lifetime_seconds
             .map(rules::validate_lifetime),
+        patch
+            .trial_reminder_lead_seconds
+            .map(rules::validate_reminder_lead),
     ];
     checks
         .into_iter()
