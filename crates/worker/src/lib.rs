@@ -1,7 +1,9 @@
 #![doc = include_str!("../README.md")]
 
+mod cleaner;
 mod relay;
 
+pub use cleaner::OutboxCleaner;
 pub use relay::{relay_once, run_relay};
 
 use beckon_bus::consumer::{self, ConsumerConfig};
@@ -113,6 +115,8 @@ pub trait Handler<T: Payload>: Send + Sync + 'static {
 pub struct Deps {
     pub store: Store,
     pub publisher: Publisher,
+    /// Deletes published outbox rows in batches.
+    pub cleaner: OutboxCleaner,
 }
 
 /// What handling one message came to.
@@ -236,19 +240,15 @@ pub async fn handle_envelope<T: Payload, H: Handler<T>>(
         return Ok(Handled::Duplicate);
     };
     let emitted = rows.len();
-    flush(&deps.publisher, &mut conn, &rows).await;
     drop(conn);
+    flush(&deps.publisher, &deps.cleaner, &rows).await;
     handler.after_commit(env).await;
     Ok(Handled::Done { emitted })
 }
 
-/// Publishes committed outbox rows and deletes those the broker confirmed. What fails stays
-/// in the outbox for the relay, so a caller never needs to handle the error.
-pub async fn flush(
-    publisher: &Publisher,
-    conn: &mut AsyncPgConnection,
-    rows: &[outbox::OutboxMessage],
-) {
+/// Publishes committed outbox rows and hands those the broker confirmed to the cleaner. What
+/// fails stays in the outbox for the relay, so a caller never needs to handle the error.
+pub async fn flush(publisher: &Publisher, cleaner: &OutboxCleaner, rows: &[outbox::OutboxMessage]) {
     let mut published = Vec::with_capacity(rows.len());
     for row in rows {
         match publish_row(publisher, row).await {
@@ -260,10 +260,7 @@ pub async fn flush(
             }
         }
     }
-    if let Err(err) = outbox::delete(conn, &published).await {
-        // The relay will publish these again; consumers drop the duplicates.
-        tracing::warn!(error = %error_chain(&err), "could not clear published outbox rows");
-    }
+    cleaner.published(published);
 }
 
 pub(crate) async fn publish_row(
@@ -360,7 +357,11 @@ impl Service {
         let store = Store::new(&infra.database_url, infra.db_pool_size)?;
         let publisher = Publisher::connect(&bus.uri, name, topology.clone(), queues::all()).await?;
         Ok(Self {
-            deps: Deps { store, publisher },
+            deps: Deps {
+                cleaner: OutboxCleaner::start(store.clone()),
+                store,
+                publisher,
+            },
             topology,
             bus,
             name,

@@ -112,6 +112,8 @@ pub struct AppState {
     pub sender: beckon_webhooks::sender::Sender,
     /// How long a client may take to send a request body.
     pub body_timeout: Duration,
+    /// Deletes published outbox rows in batches.
+    pub cleaner: beckon_worker::OutboxCleaner,
 }
 
 /// A bound, not yet running gateway.
@@ -149,6 +151,7 @@ impl Application {
             tracing::warn!("the reply queue is not consumed yet; dispatches wait for it");
         }
         let state = web::Data::new(AppState {
+            cleaner: beckon_worker::OutboxCleaner::start(store.clone()),
             store,
             publisher,
             replies,

@@ -93,7 +93,8 @@ pub async fn fire_due(deps: &Deps, topology: &Topology) -> Result<usize, StoreEr
         .await?;
     if !rows.is_empty() {
         tracing::info!(fired = rows.len(), "scheduled triggers fired");
-        beckon_worker::flush(&deps.publisher, &mut conn, &rows).await;
+        drop(conn);
+        beckon_worker::flush(&deps.publisher, &deps.cleaner, &rows).await;
     }
     Ok(rows.len())
 }

@@ -269,7 +269,8 @@ async fn send_inner(
             Ok(vec![row])
         })
         .await?;
-    beckon_worker::flush(&state.publisher, &mut conn, &rows).await;
+    drop(conn);
+    beckon_worker::flush(&state.publisher, &state.cleaner, &rows).await;
 
     let scheduled_for = trigger.scheduled_for.map(format_timestamp);
     Ok(HttpResponse::Created().json(SendEventResponse {

@@ -363,7 +363,8 @@ async fn act(state: &AppState, token: &str, action: Action) -> Result<Done, ApiE
             apply(conn, &exchange, &invitation, &response, &action).await
         })
         .await?;
-    beckon_worker::flush(&state.publisher, &mut conn, &rows).await;
+    drop(conn);
+    beckon_worker::flush(&state.publisher, &state.cleaner, &rows).await;
     Ok(done)
 }
 

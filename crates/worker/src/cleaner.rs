@@ -1,0 +1,63 @@
+//! Deleting published outbox rows in batches, off the request and handler path.
+//!
+//! A row published and confirmed has done its work; deleting it at once costs a statement and
+//! a commit per message on the hot path. The cleaner collects the ids and deletes them together,
+//! a batch at a time. A row it never gets to (a crash) is published again by the relay after its
+//! grace period, which consumers drop as a duplicate.
+
+use crate::error_chain;
+use beckon_store::{Store, outbox};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// Most ids deleted by one statement.
+const BATCH: usize = 1000;
+/// How long the cleaner gathers ids after the first of a batch arrives.
+const GATHER: Duration = Duration::from_millis(10);
+
+/// A handle to the cleaner task; cloning shares it. The task ends when every handle is gone.
+#[derive(Clone)]
+pub struct OutboxCleaner {
+    ids: mpsc::UnboundedSender<i64>,
+}
+
+impl OutboxCleaner {
+    /// Starts the cleaner task on the current runtime.
+    pub fn start(store: Store) -> Self {
+        let (ids, rx) = mpsc::unbounded_channel();
+        tokio::spawn(clean(store, rx));
+        Self { ids }
+    }
+
+    /// Hands over the ids of rows that were published.
+    pub fn published(&self, ids: impl IntoIterator<Item = i64>) {
+        for id in ids {
+            // Closed only when the process is shutting down: the relay covers what is left.
+            let _ = self.ids.send(id);
+        }
+    }
+}
+
+async fn clean(store: Store, mut rx: mpsc::UnboundedReceiver<i64>) {
+    let mut batch = Vec::with_capacity(BATCH);
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        let deadline = tokio::time::Instant::now() + GATHER;
+        while batch.len() < BATCH {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(id)) => batch.push(id),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        let result = async {
+            let mut conn = store.conn().await?;
+            outbox::delete(&mut conn, &batch).await
+        }
+        .await;
+        if let Err(err) = result {
+            // The relay publishes these again after their grace period; consumers drop them.
+            tracing::warn!(rows = batch.len(), error = %error_chain(&err), "could not clear published outbox rows");
+        }
+        batch.clear();
+    }
+}
