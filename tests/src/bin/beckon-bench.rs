@@ -516,27 +516,11 @@ struct ProcessStats {
 }
 
 struct Sampler {
-    stop: tokio_util_like::Flag,
+    stop: Arc<std::sync::atomic::AtomicBool>,
     task: tokio::task::JoinHandle<BTreeMap<String, f64>>,
-    start_cpu: BTreeMap<String, f64>,
+    /// CPU seconds of each process at the start.
+    start_cpu: HashMap<u32, f64>,
     groups: Vec<(String, Vec<u32>)>,
-}
-
-mod tokio_util_like {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, Ordering};
-
-    #[derive(Clone, Default)]
-    pub struct Flag(Arc<AtomicBool>);
-
-    impl Flag {
-        pub fn set(&self) {
-            self.0.store(true, Ordering::SeqCst);
-        }
-        pub fn is_set(&self) -> bool {
-            self.0.load(Ordering::SeqCst)
-        }
-    }
 }
 
 fn processes_named(comm: &str) -> Vec<u32> {
@@ -550,17 +534,17 @@ fn processes_named(comm: &str) -> Vec<u32> {
         .collect()
 }
 
-fn cpu_seconds(pids: &[u32]) -> f64 {
+/// CPU seconds (user and system) a process has used so far.
+fn cpu_seconds(pid: u32) -> f64 {
     let ticks_per_second = 100.0; // USER_HZ on Linux
-    pids.iter()
-        .filter_map(|pid| {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-            let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-            let utime: f64 = fields.get(11)?.parse().ok()?;
-            let stime: f64 = fields.get(12)?.parse().ok()?;
-            Some((utime + stime) / ticks_per_second)
-        })
-        .sum()
+    let read = || -> Option<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        let utime: f64 = fields.get(11)?.parse().ok()?;
+        let stime: f64 = fields.get(12)?.parse().ok()?;
+        Some((utime + stime) / ticks_per_second)
+    };
+    read().unwrap_or(0.0)
 }
 
 fn rss_mib(pid: u32) -> f64 {
@@ -590,9 +574,9 @@ impl ProcessStats {
         let groups = Self::groups(app);
         let start_cpu = groups
             .iter()
-            .map(|(g, pids)| (g.clone(), cpu_seconds(pids)))
+            .flat_map(|(_, pids)| pids.iter().map(|&pid| (pid, cpu_seconds(pid))))
             .collect();
-        let stop = tokio_util_like::Flag::default();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let services: Vec<(String, Vec<u32>)> = groups
             .iter()
             .filter(|(g, _)| !matches!(g.as_str(), "rabbitmq" | "postgresql" | "load generator"))
@@ -601,7 +585,7 @@ impl ProcessStats {
         let flag = stop.clone();
         let task = tokio::spawn(async move {
             let mut max: BTreeMap<String, f64> = BTreeMap::new();
-            while !flag.is_set() {
+            while !flag.load(std::sync::atomic::Ordering::SeqCst) {
                 for (g, pids) in &services {
                     for pid in pids {
                         let v = rss_mib(*pid);
@@ -625,16 +609,24 @@ impl ProcessStats {
 impl Sampler {
     /// The largest RSS per service and the CPU seconds per group since the start.
     async fn stop(self) -> (BTreeMap<String, f64>, BTreeMap<String, f64>) {
-        self.stop.set();
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
         let rss = self.task.await.unwrap_or_default();
+        // The broker's and the database's processes are listed again: a database backend
+        // started during the scenario (a pool growing) counts from zero.
         let cpu = self
             .groups
             .iter()
             .map(|(g, pids)| {
-                (
-                    g.clone(),
-                    cpu_seconds(pids) - self.start_cpu.get(g).copied().unwrap_or(0.0),
-                )
+                let pids = match g.as_str() {
+                    "rabbitmq" => processes_named("beam.smp"),
+                    "postgresql" => processes_named("postgres"),
+                    _ => pids.clone(),
+                };
+                let used: f64 = pids
+                    .iter()
+                    .map(|&pid| cpu_seconds(pid) - self.start_cpu.get(&pid).copied().unwrap_or(0.0))
+                    .sum();
+                (g.clone(), used)
             })
             .collect();
         (rss, cpu)
