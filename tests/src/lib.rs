@@ -126,7 +126,7 @@ impl TestApp {
 
     async fn try_spawn(options: Options) -> anyhow::Result<Self> {
         ensure_built();
-        beckon_webhooks::sender::install_crypto_provider();
+        beckon_runtime::install_crypto_provider();
         let db = TestDatabase::new()
             .await
             .context("create a test database")?;

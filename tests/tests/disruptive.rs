@@ -3,7 +3,7 @@
 //! (`cargo nextest run --run-ignored only`).
 
 use beckon_e2e::TestApp;
-use beckon_e2e::infra::{postgres, rabbitmqctl};
+use beckon_e2e::infra::{postgres, rabbitmqctl, restart_rabbitmq};
 use serde_json::json;
 use std::time::Duration;
 
@@ -19,9 +19,7 @@ async fn every_consumer_comes_back_after_the_broker_restarts() {
         .await;
     assert_eq!(status, 200);
 
-    rabbitmqctl(&["stop_app"]);
-    rabbitmqctl(&["start_app"]);
-    rabbitmqctl(&["await_startup"]);
+    restart_rabbitmq();
 
     // Readiness comes back by itself, before any request has made a publisher reconnect: a
     // gateway kept out of rotation gets no requests, so it must not wait for one.

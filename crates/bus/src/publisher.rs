@@ -114,11 +114,11 @@ impl Publisher {
         Ok(link)
     }
 
-    /// Whether the publisher holds a connection that is up. A link that broke (the broker
-    /// restarted) is re-established here, within two seconds, rather than waiting for the
-    /// next publish: a readiness probe that only looked would keep a gateway out of rotation,
-    /// and so without the publishes that would reconnect it, for ever.
-    pub async fn is_connected(&self) -> bool {
+    /// Whether the publisher holds a connection that is up, re-establishing a link that broke
+    /// (the broker restarted) within two seconds rather than waiting for the next publish: a
+    /// readiness probe that only looked would keep a gateway out of rotation, and so without
+    /// the publishes that would reconnect it, for ever.
+    pub async fn ensure_connected(&self) -> bool {
         let broken = {
             let guard = self.inner.link.lock().await;
             match guard.as_ref() {

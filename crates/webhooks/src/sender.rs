@@ -67,15 +67,9 @@ pub struct Sender {
 #[error("could not build the webhook HTTP client")]
 pub struct SenderError(#[source] reqwest::Error);
 
-/// Installs the process's TLS crypto provider (ring) if none is; every reqwest client in a
-/// process that links this crate needs it.
-pub fn install_crypto_provider() {
-    beckon_runtime::install_crypto_provider();
-}
-
 impl Sender {
     pub fn new(allow: AllowList) -> Result<Self, SenderError> {
-        install_crypto_provider();
+        beckon_runtime::install_crypto_provider();
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()

@@ -420,7 +420,7 @@ impl Service {
                 Box::pin(async move {
                     vec![
                         ("database", store.ping().await),
-                        ("broker", publisher.is_connected().await),
+                        ("broker", publisher.ensure_connected().await),
                         (
                             "consuming",
                             consuming

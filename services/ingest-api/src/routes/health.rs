@@ -17,7 +17,7 @@ pub async fn healthz() -> HttpResponse {
 ))]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let database = state.store.ping().await;
-    let broker = state.publisher.is_connected().await;
+    let broker = state.publisher.ensure_connected().await;
     let replies = state.replies.is_ready();
     let body = json!({
         "status": if database && broker && replies { "ready" } else { "unavailable" },
