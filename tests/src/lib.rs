@@ -285,6 +285,15 @@ impl TestApp {
         .await
     }
 
+    /// The largest value of the metric lines at `url` that start with `name_and_labels`.
+    pub async fn metric(&self, url: &str, name_and_labels: &str) -> Option<f64> {
+        let text = self.http.get(url).send().await.ok()?.text().await.ok()?;
+        text.lines()
+            .filter(|l| l.starts_with(name_and_labels))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .reduce(f64::max)
+    }
+
     /// Kills every process of `service` with SIGKILL: no shutdown, as in a crash.
     pub fn kill(&mut self, service: &str) {
         let (killing, keep): (Vec<_>, Vec<_>) =

@@ -6,14 +6,6 @@ use beckon_e2e::receiver::Receiver;
 use serde_json::{Value, json};
 use std::time::Duration;
 
-async fn metric_value(app: &TestApp, url: &str, name_and_labels: &str) -> Option<f64> {
-    let text = app.http.get(url).send().await.ok()?.text().await.ok()?;
-    text.lines()
-        .filter(|l| l.starts_with(name_and_labels))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .reduce(f64::max)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_service_reports_health_readiness_and_metrics() {
     let app = TestApp::spawn().await;
@@ -65,8 +57,7 @@ async fn every_service_reports_health_readiness_and_metrics() {
             Duration::from_secs(10),
             "the matcher to count its message",
             || async {
-                metric_value(
-                    &app,
+                app.metric(
                     &matcher,
                     "beckon_messages_consumed_total{queue=\"matcher\"}",
                 )
@@ -77,7 +68,7 @@ async fn every_service_reports_health_readiness_and_metrics() {
         .await;
     assert!(consumed >= 1.0);
     assert!(
-        metric_value(&app, &matcher, "beckon_handler_seconds_count")
+        app.metric(&matcher, "beckon_handler_seconds_count")
             .await
             .unwrap_or(0.0)
             >= 1.0
@@ -92,18 +83,14 @@ async fn every_service_reports_health_readiness_and_metrics() {
             Duration::from_secs(10),
             "a 2xx webhook attempt to be counted",
             || async {
-                metric_value(
-                    &app,
-                    &webhooks,
-                    "beckon_webhook_attempts_total{outcome=\"2xx\"}",
-                )
-                .await
+                app.metric(&webhooks, "beckon_webhook_attempts_total{outcome=\"2xx\"}")
+                    .await
             },
         )
         .await;
     assert!(delivered >= 1.0);
 
     let gateway = app.url("/metrics");
-    let dispatches = metric_value(&app, &gateway, "beckon_http_requests_total{method=\"POST\",route=\"/api/v1/lifecycle/dispatch\",status=\"200\"}").await;
+    let dispatches = app.metric(&gateway, "beckon_http_requests_total{method=\"POST\",route=\"/api/v1/lifecycle/dispatch\",status=\"200\"}").await;
     assert_eq!(dispatches, Some(1.0));
 }

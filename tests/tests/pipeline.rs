@@ -290,3 +290,105 @@ async fn an_envelope_a_crash_left_in_the_outbox_is_published_by_the_relay() {
         1
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_is_handled_in_batches_and_a_bad_envelope_settles_only_itself() {
+    let mut app = TestApp::spawn().await;
+    let project = app.create_project().await;
+    app.create_survey(project, json!({"trigger": {"events": ["trial_expired"]}}))
+        .await;
+    let broker = Broker::connect(&app.prefix).await;
+    let mut tap = broker.tap().await;
+    app.stop("invitation");
+
+    // A backlog for the invitation service: 40 matched events...
+    const EVENTS: usize = 40;
+    for i in 0..EVENTS {
+        let (status, body) = app
+            .send_event(
+                Some(project),
+                json!({"event_name": "trial_expired", "user_info": {"contact_external_id": format!("b{i}")}}),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let mut matched = Vec::new();
+    while matched.len() < EVENTS {
+        let bytes = tap
+            .next(Duration::from_secs(20))
+            .await
+            .expect("the matcher to match every event");
+        let env: Value = serde_json::from_slice(&bytes).unwrap();
+        if env["type"] == "event.matched" {
+            matched.push(env);
+        }
+    }
+    // ...a repeat of one of them, and one that fails in the handler: it names a trigger that
+    // does not exist, so recording the trigger's outcome breaks a foreign key.
+    let repeat = serde_json::to_vec(&matched[EVENTS / 2]).unwrap();
+    broker.publish_raw("event.matched.v1", &repeat).await;
+    let mut bad = matched[EVENTS / 3].clone();
+    bad["id"] = json!(uuid::Uuid::now_v7());
+    bad["correlation_id"] = json!(uuid::Uuid::now_v7());
+    bad["data"]["user_ref"] = json!("bad");
+    broker
+        .publish_raw("event.matched.v1", &serde_json::to_vec(&bad).unwrap())
+        .await;
+
+    app.start("invitation");
+    let dead = broker
+        .drain(
+            &format!("{}.invitation.dlq", app.prefix),
+            1,
+            Duration::from_secs(30),
+        )
+        .await;
+    let table = dead[0].delivery.properties.headers().as_ref();
+    assert_eq!(
+        headers::dead_letter_reason(table).as_deref(),
+        Some("handler_failed")
+    );
+    let dead_body: Value = serde_json::from_slice(&dead[0].delivery.data).unwrap();
+    assert_eq!(dead_body["id"], bad["id"]);
+
+    let completed = format!(
+        "SELECT 1 FROM triggers WHERE project_id = '{project}' AND status = 'completed' AND created_count = 1"
+    );
+    app.eventually(
+        Duration::from_secs(30),
+        "every trigger of the backlog to complete",
+        || async { (app.execute(&completed).await == EVENTS).then_some(()) },
+    )
+    .await;
+    assert_eq!(
+        app.execute(&format!(
+            "SELECT 1 FROM invitations WHERE project_id = '{project}'"
+        ))
+        .await,
+        EVENTS
+    );
+    assert_eq!(
+        app.execute("SELECT 1 FROM invitations WHERE user_ref = 'bad'")
+            .await,
+        0
+    );
+
+    // The backlog went through in batches: more envelopes than batches.
+    let metrics = format!(
+        "http://127.0.0.1:{}/metrics",
+        app.ops_port("invitation").await
+    );
+    let series = "beckon_batch_size_{}{consumer=\"invitation\"}";
+    let batches = app
+        .metric(&metrics, &series.replace("{}", "count"))
+        .await
+        .expect("a batch count");
+    let envelopes = app
+        .metric(&metrics, &series.replace("{}", "sum"))
+        .await
+        .expect("a batch size sum");
+    assert!(
+        envelopes > batches,
+        "{envelopes} envelopes in {batches} batches"
+    );
+}

@@ -98,6 +98,9 @@ pub struct InfraConfig {
     pub queue_prefix: String,
     /// `BECKON_PREFETCH`: unacknowledged deliveries a consumer holds at once (default 64).
     pub prefetch: u16,
+    /// `BECKON_BATCH_SIZE`: most envelopes a consumer handles in one transaction (default 32;
+    /// 1 handles each on its own).
+    pub batch_size: usize,
     /// `BECKON_DELIVERY_LIMIT`: deliveries before a failing message is dead-lettered (default 5).
     pub delivery_limit: u32,
     /// `BECKON_QUEUE_EXPIRES_MS`: delete queues unused this long; for tests only (default unset).
@@ -119,6 +122,7 @@ impl InfraConfig {
             amqp_url: env_or("BECKON_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f"),
             queue_prefix: env_or("BECKON_QUEUE_PREFIX", "beckon"),
             prefetch: env_parse("BECKON_PREFETCH", 64)?,
+            batch_size: env_parse("BECKON_BATCH_SIZE", 32)?,
             delivery_limit: env_parse("BECKON_DELIVERY_LIMIT", 5)?,
             queue_expires_ms: (expires > 0).then_some(expires),
             health_addr: std::env::var("BECKON_HEALTH_ADDR")

@@ -46,6 +46,32 @@ pub async fn enqueue(
         .await?)
 }
 
+/// A message to add to the outbox.
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = outbox)]
+pub struct NewOutboxMessage<'a> {
+    pub envelope_id: Uuid,
+    pub exchange: &'a str,
+    pub routing_key: &'a str,
+    pub body: &'a [u8],
+    pub traceparent: Option<&'a str>,
+}
+
+/// Adds several messages in one statement; returns them with their row ids.
+pub async fn enqueue_many(
+    conn: &mut AsyncPgConnection,
+    messages: &[NewOutboxMessage<'_>],
+) -> Result<Vec<OutboxMessage>, StoreError> {
+    if messages.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(diesel::insert_into(outbox::table)
+        .values(messages)
+        .returning(OutboxMessage::as_returning())
+        .get_results(conn)
+        .await?)
+}
+
 /// Deletes published messages.
 pub async fn delete(conn: &mut AsyncPgConnection, ids: &[i64]) -> Result<(), StoreError> {
     if ids.is_empty() {

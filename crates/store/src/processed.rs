@@ -23,3 +23,31 @@ pub async fn mark(
         .await?;
     Ok(inserted == 1)
 }
+
+/// Records that `consumer` handled each of `envelope_ids`, in one statement; returns the ids
+/// that were new (the rest were handled before). Ids are inserted in sorted order, so two
+/// batches sharing ids wait on each other instead of deadlocking.
+pub async fn mark_many(
+    conn: &mut AsyncPgConnection,
+    consumer: &str,
+    envelope_ids: &[Uuid],
+) -> Result<Vec<Uuid>, StoreError> {
+    let mut ids = envelope_ids.to_vec();
+    ids.sort_unstable();
+    ids.dedup();
+    let rows: Vec<_> = ids
+        .iter()
+        .map(|id| {
+            (
+                processed_envelopes::consumer.eq(consumer),
+                processed_envelopes::envelope_id.eq(*id),
+            )
+        })
+        .collect();
+    Ok(diesel::insert_into(processed_envelopes::table)
+        .values(&rows)
+        .on_conflict_do_nothing()
+        .returning(processed_envelopes::envelope_id)
+        .get_results(conn)
+        .await?)
+}

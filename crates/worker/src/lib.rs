@@ -1,15 +1,17 @@
 #![doc = include_str!("../README.md")]
 
+mod batch;
 mod cleaner;
 mod relay;
 
+pub use batch::Batcher;
 pub use cleaner::OutboxCleaner;
 pub use relay::{relay_once, run_relay};
 
 use beckon_bus::consumer::{self, ConsumerConfig};
 use beckon_bus::publisher::Outgoing;
 use beckon_bus::{Disposition, Message, Publisher, Topology};
-use beckon_domain::envelope::{self, Envelope, Payload};
+use beckon_domain::envelope::{Envelope, Payload};
 use beckon_store::{Store, StoreError, outbox, processed};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use std::future::Future;
@@ -128,64 +130,47 @@ pub enum Handled {
     Duplicate,
 }
 
-/// Decodes and handles one message: the whole of a consumer's work except the ack, callable
-/// from tests without a broker delivery.
-pub async fn process<T: Payload, H: Handler<T>>(
-    consumer: &str,
-    deps: &Deps,
-    handler: &H,
-    body: &[u8],
-) -> Disposition {
-    let disposition = match envelope::decode::<T>(body) {
-        Err(err) => Disposition::DeadLetter {
-            reason: err.reason().to_owned(),
-            detail: err.to_string(),
+/// What the outcome of handling an envelope means for its delivery.
+pub(crate) fn disposition_of(result: Result<Handled, HandleError>) -> Disposition {
+    match result {
+        Ok(_) => Disposition::Ack,
+        Err(HandleError::Retryable(err)) => Disposition::Retry {
+            reason: error_chain(&err),
         },
-        Ok(env) => match handle_envelope(consumer, deps, handler, &env).await {
-            Ok(_) => Disposition::Ack,
-            Err(HandleError::Retryable(err)) => Disposition::Retry {
-                reason: error_chain(&err),
-            },
-            Err(HandleError::Permanent { reason, detail }) => Disposition::DeadLetter {
-                reason: reason.to_owned(),
-                detail,
-            },
+        Err(HandleError::Permanent { reason, detail }) => Disposition::DeadLetter {
+            reason: reason.to_owned(),
+            detail,
         },
-    };
-    if let Disposition::DeadLetter { reason, .. } = &disposition {
-        fail_trigger(deps, body, reason).await;
     }
-    disposition
 }
 
 /// No trigger stays queued for ever: when its envelope is dead-lettered, the trigger (named
 /// by the envelope's `correlation_id`, when that much can be read) is marked failed. Best
 /// effort: the dead letter itself keeps the message.
-async fn fail_trigger(deps: &Deps, body: &[u8], reason: &str) {
+pub(crate) async fn fail_trigger(deps: &Deps, body: &[u8], reason: &str) {
     #[derive(serde::Deserialize)]
     struct Correlated {
         correlation_id: Uuid,
     }
-    let Ok(Correlated { correlation_id }) = serde_json::from_slice(body) else {
-        return;
-    };
+    if let Ok(Correlated { correlation_id }) = serde_json::from_slice(body) {
+        fail_trigger_id(deps, correlation_id, reason).await;
+    }
+}
+
+pub(crate) async fn fail_trigger_id(deps: &Deps, trigger_id: Uuid, reason: &str) {
     let result = async {
         let mut conn = deps.store.conn().await?;
-        beckon_store::triggers::fail(
-            &mut conn,
-            correlation_id,
-            &format!("dead-lettered: {reason}"),
-        )
-        .await
+        beckon_store::triggers::fail(&mut conn, trigger_id, &format!("dead-lettered: {reason}"))
+            .await
     }
     .await;
     if let Err(err) = result {
-        tracing::warn!(trigger_id = %correlation_id, error = %error_chain(&err), "could not mark the trigger failed");
+        tracing::warn!(%trigger_id, error = %error_chain(&err), "could not mark the trigger failed");
     }
 }
 
 #[derive(Debug, thiserror::Error)]
-enum TxError {
+pub(crate) enum TxError {
     #[error(transparent)]
     Handle(#[from] HandleError),
     #[error(transparent)]
@@ -288,18 +273,18 @@ pub async fn run<T: Payload, H: Handler<T>>(
     config: ConsumerConfig,
     deps: Deps,
     handler: H,
+    batch_size: usize,
     cancel: CancellationToken,
     ready: impl Fn(bool) + Send + Sync,
 ) {
-    let shared = Arc::new((deps, handler));
+    let batcher = Batcher::start(consumer_name, deps.clone(), handler, batch_size);
     consumer::run(
         config,
         move |message: Message| {
-            let shared = shared.clone();
+            let (batcher, deps) = (batcher.clone(), deps.clone());
             async move {
-                let (deps, handler) = &*shared;
                 let started = std::time::Instant::now();
-                let disposition = process::<T, H>(consumer_name, deps, handler, &message.body).await;
+                let disposition = batcher.process(consumer_name, &deps, &message.body).await;
                 metrics::histogram!("beckon_handler_seconds", "consumer" => consumer_name, "type" => T::TYPE)
                     .record(started.elapsed().as_secs_f64());
                 disposition
@@ -337,6 +322,7 @@ pub struct Service {
     pub topology: Topology,
     bus: beckon_bus::BusConfig,
     name: &'static str,
+    batch_size: usize,
     health_addr: String,
     /// One flag per consumer: consuming right now.
     consuming: Vec<Arc<std::sync::atomic::AtomicBool>>,
@@ -365,6 +351,7 @@ impl Service {
             topology,
             bus,
             name,
+            batch_size: infra.batch_size,
             health_addr: infra
                 .health_addr
                 .clone()
@@ -395,6 +382,7 @@ impl Service {
             config,
             self.deps.clone(),
             handler,
+            self.batch_size,
             cancel,
             move |on| flag.store(on, std::sync::atomic::Ordering::SeqCst),
         ))

@@ -1,0 +1,232 @@
+//! Handling deliveries in batches: one transaction for many envelopes.
+//!
+//! Each delivery's task hands its decoded envelope to a small set of batch workers and waits
+//! for the outcome. A worker takes the first envelope waiting and whatever else is already
+//! queued (up to the batch size, never waiting for more), and handles them all in one
+//! transaction: one statement records every envelope as processed, the handler runs for each
+//! new one, one statement adds every emitted envelope to the outbox, one commit. Then the
+//! outbox rows are published and each delivery is acknowledged. Under light load a batch holds
+//! one envelope and costs what handling it alone would; under load the per-envelope cost of
+//! the transaction, the idempotency record and the outbox shrinks with the batch.
+//!
+//! A batch either commits whole or not at all. When it fails, each envelope is handled again
+//! on its own, so one bad envelope (or a deadlock between batches) settles only itself: the
+//! rest commit, and it is retried or dead-lettered exactly as it would be alone.
+
+use crate::{Deps, Handler, TxError, disposition_of, fail_trigger, flush, handle_envelope};
+use beckon_bus::Disposition;
+use beckon_domain::envelope::{self, Envelope, Payload};
+use beckon_store::{outbox, processed};
+use diesel_async::AsyncConnection;
+use std::collections::HashSet;
+use std::sync::Arc;
+use tokio::sync::{Mutex, mpsc, oneshot};
+use tracing::Instrument;
+
+/// Batches handled at once by one consumer (each on its own database connection).
+const WORKERS: usize = 4;
+
+/// An envelope waiting for a batch.
+struct Pending<T: Payload> {
+    env: Envelope<T>,
+    /// The delivery's span: the handler's work and what it emits belong to its trace.
+    span: tracing::Span,
+    traceparent: Option<String>,
+    done: oneshot::Sender<Disposition>,
+}
+
+/// A handle that hands envelopes to the batch workers; cloning shares them.
+pub struct Batcher<T: Payload> {
+    queue: mpsc::UnboundedSender<Pending<T>>,
+}
+
+impl<T: Payload> Clone for Batcher<T> {
+    fn clone(&self) -> Self {
+        Self {
+            queue: self.queue.clone(),
+        }
+    }
+}
+
+impl<T: Payload> Batcher<T> {
+    /// Starts the workers on the current runtime. They stop when every handle is gone.
+    /// `max` is the most envelopes in one batch; 1 handles each on its own.
+    pub fn start<H: Handler<T>>(
+        consumer: &'static str,
+        deps: Deps,
+        handler: H,
+        max: usize,
+    ) -> Self {
+        let (queue, rx) = mpsc::unbounded_channel();
+        let rx = Arc::new(Mutex::new(rx));
+        let shared = Arc::new((deps, handler));
+        for _ in 0..WORKERS {
+            tokio::spawn(work(consumer, shared.clone(), rx.clone(), max.max(1)));
+        }
+        Self { queue }
+    }
+
+    /// Decodes and handles one message (in a batch with others): the whole of a consumer's
+    /// work except the ack. Call it inside the delivery's span.
+    pub async fn process(&self, consumer: &str, deps: &Deps, body: &[u8]) -> Disposition {
+        let env = match envelope::decode::<T>(body) {
+            Ok(env) => env,
+            Err(err) => {
+                let reason = err.reason().to_owned();
+                fail_trigger(deps, body, &reason).await;
+                return Disposition::DeadLetter {
+                    reason,
+                    detail: err.to_string(),
+                };
+            }
+        };
+        let (done, outcome) = oneshot::channel();
+        let pending = Pending {
+            env,
+            span: tracing::Span::current(),
+            traceparent: beckon_runtime::telemetry::traceparent(),
+            done,
+        };
+        if self.queue.send(pending).is_err() {
+            return Disposition::Retry {
+                reason: format!("{consumer} is shutting down"),
+            };
+        }
+        outcome.await.unwrap_or_else(|_| Disposition::Retry {
+            reason: format!("{consumer} is shutting down"),
+        })
+    }
+}
+
+type Queue<T> = Arc<Mutex<mpsc::UnboundedReceiver<Pending<T>>>>;
+
+async fn work<T: Payload, H: Handler<T>>(
+    consumer: &'static str,
+    shared: Arc<(Deps, H)>,
+    rx: Queue<T>,
+    max: usize,
+) {
+    let (deps, handler) = &*shared;
+    loop {
+        let mut batch = {
+            let mut rx = rx.lock().await;
+            let Some(first) = rx.recv().await else {
+                return;
+            };
+            let mut batch = vec![first];
+            while batch.len() < max {
+                match rx.try_recv() {
+                    Ok(next) => batch.push(next),
+                    Err(_) => break,
+                }
+            }
+            batch
+        };
+        metrics::histogram!("beckon_batch_size", "consumer" => consumer).record(batch.len() as f64);
+        if batch.len() == 1 {
+            let Some(one) = batch.pop() else { continue };
+            alone(consumer, deps, handler, one).await;
+            continue;
+        }
+        match together(consumer, deps, handler, &batch).await {
+            Ok(()) => {
+                for pending in batch {
+                    let _ = pending.done.send(Disposition::Ack);
+                }
+            }
+            Err(err) => {
+                tracing::info!(size = batch.len(), error = %crate::error_chain(&err), "a batch failed; handling its envelopes one by one");
+                futures_util::future::join_all(
+                    batch
+                        .into_iter()
+                        .map(|pending| alone(consumer, deps, handler, pending)),
+                )
+                .await;
+            }
+        }
+    }
+}
+
+/// Handles one envelope in its own transaction and settles it.
+async fn alone<T: Payload, H: Handler<T>>(
+    consumer: &str,
+    deps: &Deps,
+    handler: &H,
+    pending: Pending<T>,
+) {
+    let Pending {
+        env, span, done, ..
+    } = pending;
+    let disposition = async {
+        let result = handle_envelope(consumer, deps, handler, &env).await;
+        let disposition = disposition_of(result);
+        if let Disposition::DeadLetter { reason, .. } = &disposition {
+            crate::fail_trigger_id(deps, env.correlation_id, reason).await;
+        }
+        disposition
+    }
+    .instrument(span)
+    .await;
+    let _ = done.send(disposition);
+}
+
+/// Handles every envelope of `batch` in one transaction, publishes what they emit and runs
+/// their after-commit steps. On an error nothing of the batch is committed.
+async fn together<T: Payload, H: Handler<T>>(
+    consumer: &str,
+    deps: &Deps,
+    handler: &H,
+    batch: &[Pending<T>],
+) -> Result<(), TxError> {
+    let ids: Vec<_> = batch.iter().map(|p| p.env.id).collect();
+    let mut conn = deps.store.conn().await?;
+    let (rows, fresh) = conn
+        .transaction::<_, TxError, _>(async |conn| {
+            let mut fresh: HashSet<_> = processed::mark_many(conn, consumer, &ids)
+                .await?
+                .into_iter()
+                .collect();
+            let mut handled = vec![false; batch.len()];
+            let mut emitted = Vec::new();
+            for (i, pending) in batch.iter().enumerate() {
+                // A repeat of an envelope handled before, or earlier in this batch.
+                if !fresh.remove(&pending.env.id) {
+                    continue;
+                }
+                let emits = handler
+                    .handle(&pending.env, conn)
+                    .instrument(pending.span.clone())
+                    .await?;
+                handled[i] = true;
+                emitted.extend(emits.into_iter().map(|emit| (i, emit)));
+            }
+            let messages: Vec<_> = emitted
+                .iter()
+                .map(|(i, emit)| outbox::NewOutboxMessage {
+                    envelope_id: emit.envelope_id,
+                    exchange: &emit.exchange,
+                    routing_key: &emit.routing_key,
+                    body: &emit.body,
+                    traceparent: batch[*i].traceparent.as_deref(),
+                })
+                .collect();
+            let rows = outbox::enqueue_many(conn, &messages).await?;
+            Ok((rows, handled))
+        })
+        .await?;
+    drop(conn);
+    flush(&deps.publisher, &deps.cleaner, &rows).await;
+    for (pending, handled) in batch.iter().zip(fresh) {
+        if handled {
+            handler
+                .after_commit(&pending.env)
+                .instrument(pending.span.clone())
+                .await;
+        } else {
+            pending
+                .span
+                .in_scope(|| tracing::info!("duplicate envelope; already handled"));
+        }
+    }
+    Ok(())
+}
