@@ -7,8 +7,11 @@
 //! runs, the per-stage handler times, the RSS of each service and the CPU split.
 //!
 //! ```sh
-//! beckon-bench [--runs 3] [--seconds 8] [--out BENCHMARKS.md]
+//! beckon-bench [--runs 3] [--seconds 8] [--out BENCHMARKS.md] [--only send,dispatch,e2e,fanout]
 //! ```
+//!
+//! `--only` runs some parts (for a quick look while working on one); the report then shows `—`
+//! for the figures not measured.
 
 use beckon_e2e::receiver::{Received, Receiver};
 use beckon_e2e::{Options, TestApp};
@@ -51,6 +54,8 @@ struct Bench {
     http: reqwest::Client,
     seconds: u64,
     run: usize,
+    /// `--only`: the parts to run (all when absent).
+    only: Option<Vec<String>>,
     /// Per-stage mean handler time (ms) and RSS/CPU of the last run.
     stages: Mutex<BTreeMap<String, f64>>,
     processes: Mutex<ProcessStats>,
@@ -293,9 +298,31 @@ impl Bench {
 
     async fn run_all(&self) -> Figures {
         let mut figures = Figures::new();
-        let run = self.run;
+        if self.wants("send") {
+            self.send(&mut figures).await;
+        }
+        if self.wants("dispatch") {
+            self.dispatch(&mut figures).await;
+        }
+        if self.wants("e2e") {
+            self.end_to_end(&mut figures).await;
+        }
+        if self.wants("fanout") {
+            self.fan_out(&mut figures).await;
+        }
+        figures
+    }
 
-        // 1. events/send accepted, closed loop.
+    /// Whether `--only` (a comma-separated list of send, dispatch, e2e, fanout) selects a part.
+    fn wants(&self, part: &str) -> bool {
+        self.only
+            .as_ref()
+            .is_none_or(|parts| parts.iter().any(|p| p == part))
+    }
+
+    /// 1. events/send accepted, closed loop.
+    async fn send(&self, figures: &mut Figures) {
+        let run = self.run;
         for concurrency in [32, 128] {
             let project = self.project_with_survey(&[]).await;
             let sender = SendFn::new(self, project, format!("s{run}c{concurrency}"));
@@ -323,8 +350,11 @@ impl Bench {
                 (w.ok + w.failed) as f64,
             );
         }
+    }
 
-        // 2. synchronous dispatch at fixed rates, then its peak.
+    /// 2. synchronous dispatch at fixed rates, then its peak.
+    async fn dispatch(&self, figures: &mut Figures) {
+        let run = self.run;
         for rate in [50u64, 200, 500] {
             let project = self.project_with_survey(&[]).await;
             let sender = SendFn::new(self, project, format!("d{run}r{rate}"));
@@ -351,8 +381,11 @@ impl Bench {
             )
             .await;
         figures.insert("dispatch_peak_per_s".into(), w.rate());
+    }
 
-        // 3. end to end: event → signed invitation.created at the receiver.
+    /// 3. end to end: event → signed invitation.created at the receiver.
+    async fn end_to_end(&self, figures: &mut Figures) {
+        let run = self.run;
         let mut kept_up = 0.0;
         for rate in [200u64, 500, 750, 1000, 2000] {
             let path = format!("/ok/e2e-{run}-{rate}");
@@ -383,8 +416,11 @@ impl Bench {
             }
         }
         figures.insert("e2e_kept_up_per_s".into(), kept_up);
+    }
 
-        // 4. fan-out: ten subscriptions, 200 events/s.
+    /// 4. fan-out: ten subscriptions, 200 events/s.
+    async fn fan_out(&self, figures: &mut Figures) {
+        let run = self.run;
         let paths: Vec<String> = (0..10).map(|k| format!("/ok/fan-{run}-{k}")).collect();
         let urls: Vec<String> = paths.iter().map(|p| self.receiver.url(p)).collect();
         let project = self.project_with_survey(&urls).await;
@@ -403,7 +439,6 @@ impl Bench {
         figures.insert("fanout_delivered".into(), fan.ok as f64);
         figures.insert("fanout_per_s".into(), fan.rate());
         figures.insert("fanout_p99_ms".into(), fan.percentile_ms(0.99));
-        figures
     }
 
     /// Webhooks under `path` for events named `prefix<n>`: latency from each event's due
@@ -955,6 +990,7 @@ async fn main() {
         http,
         seconds,
         run: 0,
+        only: arg("--only").map(|v| v.split(',').map(str::to_owned).collect()),
         stages: Mutex::default(),
         processes: Mutex::default(),
         database: Mutex::default(),
