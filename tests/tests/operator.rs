@@ -184,3 +184,50 @@ async fn operators_list_and_cancel_scheduled_triggers_and_recover_failed_webhook
         .await;
     assert_eq!(got[2].header("webhook-id"), got[0].header("webhook-id"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_token_stops_working_within_the_auth_cache_time() {
+    let app = TestApp::spawn().await;
+    let org = app.org_id.to_string();
+    let out = app.cli(&["token", "create", "--org", &org, "--name", "short"], "");
+    ok(&out);
+    let created: Value = serde_json::from_slice(&out.stdout).expect("the token as JSON");
+    let token = created["token"].as_str().unwrap().to_owned();
+    let id = created["token_id"].as_str().unwrap().to_owned();
+    let projects = |token: String| {
+        let http = app.http.clone();
+        let url = app.url("/api/v1/projects");
+        async move {
+            http.get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    // Found valid, and so remembered by the gateway.
+    assert_eq!(projects(token.clone()).await, 200);
+    assert_eq!(projects(token.clone()).await, 200);
+
+    ok(&app.cli(&["token", "revoke", "--org", &org, "--id", &id], ""));
+    let revoked_at = std::time::Instant::now();
+    app.eventually(
+        Duration::from_secs(5),
+        "the revoked token to be refused",
+        || {
+            let status = projects(token.clone());
+            async move { (status.await == 401).then_some(()) }
+        },
+    )
+    .await;
+    // The default BECKON_AUTH_CACHE_MS is one second; the CLI run and polling add a little.
+    assert!(
+        revoked_at.elapsed() < Duration::from_millis(2500),
+        "refused only after {:?}",
+        revoked_at.elapsed()
+    );
+    // The organization's own token is untouched.
+    assert_eq!(projects(app.token.clone()).await, 200);
+}

@@ -90,8 +90,16 @@ pub async fn authenticate(
     if !secret::looks_like_org_token(presented) {
         return Ok(None);
     }
+    token_owner(conn, &secret::hash(presented)).await
+}
+
+/// The organization of the live token whose SHA-256 is `hash`.
+pub async fn token_owner(
+    conn: &mut AsyncPgConnection,
+    hash: &[u8],
+) -> Result<Option<Uuid>, StoreError> {
     Ok(api_tokens::table
-        .filter(api_tokens::token_hash.eq(secret::hash(presented)))
+        .filter(api_tokens::token_hash.eq(hash))
         .filter(api_tokens::revoked_at.is_null())
         .select(api_tokens::org_id)
         .first(conn)

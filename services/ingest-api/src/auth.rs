@@ -6,6 +6,7 @@ use crate::ratelimit::Decision;
 use actix_web::dev::Payload;
 use actix_web::http::StatusCode;
 use actix_web::{FromRequest, HttpRequest, web};
+use beckon_domain::secret;
 use beckon_store::tenancy;
 use std::future::Future;
 use std::pin::Pin;
@@ -49,15 +50,9 @@ impl FromRequest for OrgAuth {
                 )
             })?;
             let state = state.ok_or_else(|| ApiError::internal(&MissingState))?;
-            let mut conn = state.store.conn().await?;
-            let org_id = tenancy::authenticate(&mut conn, &token)
-                .await?
-                .ok_or_else(|| {
-                    ApiError::unauthorized(
-                        "invalid_token",
-                        "The access token is invalid or revoked.",
-                    )
-                })?;
+            let org_id = token_owner(&state, &token).await?.ok_or_else(|| {
+                ApiError::unauthorized("invalid_token", "The access token is invalid or revoked.")
+            })?;
             if let Some(limiter) = &state.limiter
                 && let Decision::Deny { retry_after_secs } = limiter.check(org_id)
             {
@@ -74,6 +69,23 @@ impl FromRequest for OrgAuth {
             Ok(Self { org_id })
         })
     }
+}
+
+/// The organization of a live token: remembered for `BECKON_AUTH_CACHE_MS` once found.
+async fn token_owner(state: &AppState, token: &str) -> Result<Option<Uuid>, ApiError> {
+    if !secret::looks_like_org_token(token) {
+        return Ok(None);
+    }
+    let hash = secret::hash(token);
+    if let Some(org_id) = state.lookups.token_owner(&hash) {
+        return Ok(Some(org_id));
+    }
+    let mut conn = state.store.conn().await?;
+    let owner = tenancy::token_owner(&mut conn, &hash).await?;
+    if let Some(org_id) = owner {
+        state.lookups.remember_token(hash, org_id);
+    }
+    Ok(owner)
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -15,6 +15,7 @@ pub mod auth;
 pub mod body;
 pub mod error;
 pub mod idempotency;
+pub mod lookups;
 pub mod openapi;
 pub mod page;
 pub mod ratelimit;
@@ -61,6 +62,10 @@ pub struct Config {
     /// `BECKON_HTTP_BODY_TIMEOUT_MS`: how long a client may take to send a request body before
     /// it is answered 408 (default 10000).
     pub body_timeout: Duration,
+    /// `BECKON_AUTH_CACHE_MS`: how long a valid organization token is trusted without asking
+    /// the database (default 1000; 0: every request asks). A revoked token stops working
+    /// within that long.
+    pub auth_cache: Duration,
 }
 
 impl Config {
@@ -92,6 +97,7 @@ impl Config {
                 "BECKON_HTTP_BODY_TIMEOUT_MS",
                 body::DEFAULT_BODY_TIMEOUT.as_millis() as u64,
             )?),
+            auth_cache: Duration::from_millis(env_parse("BECKON_AUTH_CACHE_MS", 1000)?),
         })
     }
 }
@@ -114,6 +120,8 @@ pub struct AppState {
     pub body_timeout: Duration,
     /// Deletes published outbox rows in batches.
     pub cleaner: beckon_worker::OutboxCleaner,
+    /// Token and project owners, remembered briefly.
+    pub lookups: lookups::Lookups,
 }
 
 /// A bound, not yet running gateway.
@@ -160,6 +168,7 @@ impl Application {
             sealing_key: config.sealing_key.clone(),
             public_url: config.public_url.clone(),
             body_timeout: config.body_timeout,
+            lookups: lookups::Lookups::new(config.auth_cache),
             sender: beckon_webhooks::sender::Sender::new(config.webhook_allow.clone())?,
             limiter: (config.rate_limit_per_second > 0.0).then(|| {
                 ratelimit::RateLimiter::new(config.rate_limit_per_second, config.rate_limit_burst)

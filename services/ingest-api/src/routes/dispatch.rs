@@ -10,7 +10,7 @@ use crate::auth::OrgAuth;
 use crate::body;
 use crate::error::{ApiError, ErrorBody};
 use crate::idempotency::{self, Slot};
-use crate::routes::owned_project;
+use crate::routes::owned_project_id;
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use beckon_domain::LifecycleEvent;
@@ -167,11 +167,11 @@ async fn dispatch_inner(
 ) -> Result<HttpResponse, ApiError> {
     let input = parse(&bytes)?;
     let mut conn = state.store.conn().await?;
-    let project = owned_project(&mut conn, auth.org_id, &input.project_id).await?;
+    let project_id = owned_project_id(&state, &mut conn, auth.org_id, &input.project_id).await?;
 
     let trigger = NewTrigger::new(
         auth.org_id,
-        project.id,
+        project_id,
         TriggerType::Dispatch,
         input.user_ref.as_str(),
         &input.event,
@@ -183,7 +183,7 @@ async fn dispatch_inner(
     let env = Envelope::new(
         trigger.job_id,
         auth.org_id,
-        project.id,
+        project_id,
         trigger_id,
         EventReceived {
             trigger_type: TriggerType::Dispatch,

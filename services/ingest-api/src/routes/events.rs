@@ -9,7 +9,7 @@ use crate::auth::OrgAuth;
 use crate::body;
 use crate::error::{ApiError, ErrorBody};
 use crate::idempotency;
-use crate::routes::owned_project;
+use crate::routes::owned_project_id;
 use actix_web::{HttpRequest, HttpResponse, web};
 use beckon_domain::LifecycleEvent;
 use beckon_domain::envelope::{Envelope, EventReceived, TriggerType};
@@ -201,7 +201,7 @@ async fn send_inner(
     };
 
     let mut conn = state.store.conn().await?;
-    let project = owned_project(&mut conn, auth.org_id, &team)
+    let project_id = owned_project_id(state, &mut conn, auth.org_id, &team)
         .await
         .map_err(|e| {
             if e.status.as_u16() == 404 {
@@ -211,7 +211,7 @@ async fn send_inner(
             }
         })?;
     if let LifecycleEvent::Custom(_) = &event
-        && !surveys::event_key_known(&mut conn, project.id, &event.key()).await?
+        && !surveys::event_key_known(&mut conn, project_id, &event.key()).await?
     {
         return Err(ApiError::not_found(
             "event_type_not_found",
@@ -221,7 +221,7 @@ async fn send_inner(
 
     let mut trigger = NewTrigger::new(
         auth.org_id,
-        project.id,
+        project_id,
         if trigger_at.is_some() {
             TriggerType::Scheduled
         } else {
@@ -237,7 +237,7 @@ async fn send_inner(
     let envelope = Envelope::new(
         trigger.job_id,
         auth.org_id,
-        project.id,
+        project_id,
         trigger.id,
         EventReceived {
             trigger_type: TriggerType::Event,
@@ -252,7 +252,7 @@ async fn send_inner(
     let traceparent = beckon_runtime::telemetry::traceparent();
     let rows = conn
         .transaction::<_, StoreError, _>(async |conn| {
-            users::upsert(conn, auth.org_id, project.id, user_ref.as_str(), &changes).await?;
+            users::upsert(conn, auth.org_id, project_id, user_ref.as_str(), &changes).await?;
             triggers::insert(conn, &trigger).await?;
             if trigger.scheduled_for.is_some() {
                 return Ok(Vec::new());

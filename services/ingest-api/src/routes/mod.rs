@@ -138,6 +138,25 @@ async fn not_found(req: actix_web::HttpRequest) -> Result<actix_web::HttpRespons
     Err(ApiError::not_found("not_found", "No such route."))
 }
 
+/// The id of project `raw_id` when it exists and belongs to `org_id`, as [`owned_project`]
+/// decides, but without asking the database again for a project seen before: a project's
+/// organization never changes and projects are never deleted.
+pub async fn owned_project_id(
+    state: &crate::AppState,
+    conn: &mut beckon_store::Conn,
+    org_id: Uuid,
+    raw_id: &str,
+) -> Result<Uuid, ApiError> {
+    if let Ok(id) = Uuid::parse_str(raw_id)
+        && state.lookups.project_owner(id) == Some(org_id)
+    {
+        return Ok(id);
+    }
+    let project = owned_project(conn, org_id, raw_id).await?;
+    state.lookups.remember_project(project.id, project.org_id);
+    Ok(project.id)
+}
+
 /// The project `raw_id` when it exists and belongs to `org_id`: 404 when it does not exist (a
 /// malformed id names nothing), 403 when another organization owns it.
 pub async fn owned_project(
