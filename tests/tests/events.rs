@@ -430,3 +430,81 @@ async fn a_trigger_whose_envelope_is_dead_lettered_shows_failed_with_the_reason(
         "{failed}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_arriving_together_are_committed_in_groups_and_each_counts() {
+    use futures_util::stream::{self, StreamExt};
+    let app = TestApp::spawn().await;
+    let project = app.create_project().await;
+    app.create_survey(project, json!({"trigger": {"events": ["trial_expired"]}}))
+        .await;
+
+    // 160 events, 32 at a time, about 8 users: every fourth is scheduled for tomorrow, and
+    // each sets a custom field of its own on its user.
+    const EVENTS: usize = 160;
+    let answers: Vec<(usize, u16, Value)> = stream::iter(0..EVENTS)
+        .map(|i| {
+            let app = &app;
+            async move {
+                let mut body = json!({
+                    "event_name": "trial_expired",
+                    "user_info": {
+                        "contact_external_id": format!("g{}", i % 8),
+                        "custom_fields": {format!("k{i}"): i}
+                    }
+                });
+                if i % 4 == 0 {
+                    body["trigger_at"] = json!(in_seconds(86_400));
+                }
+                let (status, body) = app.send_event(Some(project), body).await;
+                (i, status, body)
+            }
+        })
+        .buffer_unordered(32)
+        .collect()
+        .await;
+    for (i, status, body) in &answers {
+        assert_eq!(*status, 201, "event {i}: {body}");
+    }
+
+    let completed =
+        format!("SELECT 1 FROM triggers WHERE project_id = '{project}' AND status = 'completed'");
+    app.eventually(WAIT, "every immediate event to complete", || async {
+        (app.execute(&completed).await == EVENTS * 3 / 4).then_some(())
+    })
+    .await;
+    assert_eq!(
+        app.execute(&format!(
+            "SELECT 1 FROM triggers WHERE project_id = '{project}' AND status = 'scheduled'"
+        ))
+        .await,
+        EVENTS / 4
+    );
+    // Every event's field reached its user, whichever group it was committed in.
+    for u in 0..8 {
+        let keys: Vec<String> = (0..EVENTS)
+            .filter(|i| i % 8 == u)
+            .map(|i| format!("attributes ? 'k{i}'"))
+            .collect();
+        assert_eq!(
+            app.execute(&format!(
+                "SELECT 1 FROM users WHERE project_id = '{project}' AND user_ref = 'g{u}' AND {}",
+                keys.join(" AND ")
+            ))
+            .await,
+            1,
+            "user g{u}"
+        );
+    }
+    // More events than groups: some were committed together.
+    let metrics = app.url("/metrics");
+    let groups = app
+        .metric(&metrics, "beckon_intake_group_size_count")
+        .await
+        .expect("a group count");
+    let events = app
+        .metric(&metrics, "beckon_intake_group_size_sum")
+        .await
+        .expect("a group size sum");
+    assert!(events > groups, "{events} events in {groups} groups");
+}

@@ -98,29 +98,71 @@ pub struct Trigger {
 
 pub async fn insert(conn: &mut AsyncPgConnection, new: &NewTrigger) -> Result<(), StoreError> {
     diesel::insert_into(triggers::table)
-        .values((
-            triggers::id.eq(new.id),
-            triggers::org_id.eq(new.org_id),
-            triggers::project_id.eq(new.project_id),
-            triggers::trigger_type.eq(new.trigger_type.as_str()),
-            triggers::status.eq(if new.scheduled_for.is_some() {
-                status::SCHEDULED
-            } else {
-                status::QUEUED
-            }),
-            triggers::user_ref.eq(&new.user_ref),
-            triggers::event.eq(&new.event),
-            triggers::job_id.eq(new.job_id),
-            triggers::scheduled_for.eq(new.scheduled_for),
-            triggers::source.eq(&new.source),
-            triggers::event_data.eq(&new.event_data),
-            triggers::variables.eq(&new.variables),
-            triggers::survey_id.eq(new.survey_id),
-            triggers::reminder_for.eq(new.reminder_for),
-        ))
+        .values(TriggerRow::from(new))
         .execute(conn)
         .await?;
     Ok(())
+}
+
+/// Inserts several triggers in one statement.
+pub async fn insert_many(
+    conn: &mut AsyncPgConnection,
+    new: &[&NewTrigger],
+) -> Result<(), StoreError> {
+    if new.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<_> = new.iter().map(|t| TriggerRow::from(*t)).collect();
+    diesel::insert_into(triggers::table)
+        .values(&rows)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// A new trigger as a row.
+#[derive(Insertable)]
+#[diesel(table_name = triggers)]
+struct TriggerRow<'a> {
+    id: Uuid,
+    org_id: Uuid,
+    project_id: Uuid,
+    trigger_type: &'static str,
+    status: &'static str,
+    user_ref: &'a str,
+    event: &'a serde_json::Value,
+    job_id: Uuid,
+    scheduled_for: Option<OffsetDateTime>,
+    source: Option<&'a serde_json::Value>,
+    event_data: Option<&'a serde_json::Value>,
+    variables: Option<&'a serde_json::Value>,
+    survey_id: Option<Uuid>,
+    reminder_for: Option<OffsetDateTime>,
+}
+
+impl<'a> From<&'a NewTrigger> for TriggerRow<'a> {
+    fn from(new: &'a NewTrigger) -> Self {
+        Self {
+            id: new.id,
+            org_id: new.org_id,
+            project_id: new.project_id,
+            trigger_type: new.trigger_type.as_str(),
+            status: if new.scheduled_for.is_some() {
+                status::SCHEDULED
+            } else {
+                status::QUEUED
+            },
+            user_ref: &new.user_ref,
+            event: &new.event,
+            job_id: new.job_id,
+            scheduled_for: new.scheduled_for,
+            source: new.source.as_ref(),
+            event_data: new.event_data.as_ref(),
+            variables: new.variables.as_ref(),
+            survey_id: new.survey_id,
+            reminder_for: new.reminder_for,
+        }
+    }
 }
 
 /// A trigger of `org_id` by id; another organization's trigger is not found.

@@ -15,6 +15,7 @@ pub mod auth;
 pub mod body;
 pub mod error;
 pub mod idempotency;
+pub mod intake;
 pub mod lookups;
 pub mod openapi;
 pub mod page;
@@ -122,6 +123,8 @@ pub struct AppState {
     pub cleaner: beckon_worker::OutboxCleaner,
     /// Token and project owners, remembered briefly.
     pub lookups: lookups::Lookups,
+    /// Commits accepted events in groups.
+    pub intake: intake::Intake,
 }
 
 /// A bound, not yet running gateway.
@@ -160,6 +163,7 @@ impl Application {
         }
         let state = web::Data::new(AppState {
             cleaner: beckon_worker::OutboxCleaner::start(store.clone()),
+            intake: intake::Intake::start(store.clone()),
             store,
             publisher,
             replies,

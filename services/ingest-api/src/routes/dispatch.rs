@@ -166,8 +166,8 @@ async fn dispatch_inner(
     slot: Option<Slot>,
 ) -> Result<HttpResponse, ApiError> {
     let input = parse(&bytes)?;
+    let project_id = owned_project_id(&state, auth.org_id, &input.project_id).await?;
     let mut conn = state.store.conn().await?;
-    let project_id = owned_project_id(&state, &mut conn, auth.org_id, &input.project_id).await?;
 
     let trigger = NewTrigger::new(
         auth.org_id,

@@ -9,15 +9,15 @@ use crate::auth::OrgAuth;
 use crate::body;
 use crate::error::{ApiError, ErrorBody};
 use crate::idempotency;
+use crate::intake;
 use crate::routes::owned_project_id;
 use actix_web::{HttpRequest, HttpResponse, web};
 use beckon_domain::LifecycleEvent;
 use beckon_domain::envelope::{Envelope, EventReceived, TriggerType};
 use beckon_domain::user_ref::UserRef;
-use beckon_store::triggers::{self, NewTrigger};
-use beckon_store::users::{self, UserChanges};
-use beckon_store::{StoreError, outbox, surveys};
-use diesel_async::AsyncConnection;
+use beckon_store::surveys;
+use beckon_store::triggers::NewTrigger;
+use beckon_store::users::UserChanges;
 use serde::Serialize;
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -200,8 +200,7 @@ async fn send_inner(
         }
     };
 
-    let mut conn = state.store.conn().await?;
-    let project_id = owned_project_id(state, &mut conn, auth.org_id, &team)
+    let project_id = owned_project_id(state, auth.org_id, &team)
         .await
         .map_err(|e| {
             if e.status.as_u16() == 404 {
@@ -211,7 +210,8 @@ async fn send_inner(
             }
         })?;
     if let LifecycleEvent::Custom(_) = &event
-        && !surveys::event_key_known(&mut conn, project_id, &event.key()).await?
+        && !surveys::event_key_known(&mut *state.store.conn().await?, project_id, &event.key())
+            .await?
     {
         return Err(ApiError::not_found(
             "event_type_not_found",
@@ -248,35 +248,38 @@ async fn send_inner(
             event_data,
         },
     );
-    let exchange = state.publisher.topology().events_exchange();
-    let traceparent = beckon_runtime::telemetry::traceparent();
-    let rows = conn
-        .transaction::<_, StoreError, _>(async |conn| {
-            users::upsert(conn, auth.org_id, project_id, user_ref.as_str(), &changes).await?;
-            triggers::insert(conn, &trigger).await?;
-            if trigger.scheduled_for.is_some() {
-                return Ok(Vec::new());
-            }
-            let row = outbox::enqueue(
-                conn,
-                envelope.id,
-                &exchange,
-                &envelope.routing_key(),
-                envelope.to_json(),
-                traceparent.as_deref(),
-            )
-            .await?;
-            Ok(vec![row])
+    let envelope = trigger.scheduled_for.is_none().then(|| intake::Envelope {
+        id: envelope.id,
+        exchange: state.publisher.topology().events_exchange(),
+        routing_key: envelope.routing_key(),
+        body: envelope.to_json(),
+        traceparent: beckon_runtime::telemetry::traceparent(),
+    });
+    let (trigger_id, job_id, scheduled_for) = (trigger.id, trigger.job_id, trigger.scheduled_for);
+    let rows = state
+        .intake
+        .commit(intake::Event {
+            org_id: auth.org_id,
+            project_id,
+            user_ref: user_ref.as_str().to_owned(),
+            changes,
+            trigger,
+            envelope,
         })
-        .await?;
-    drop(conn);
+        .await
+        .map_err(|_| {
+            ApiError::unavailable(
+                "database_unavailable",
+                "The service is stopping; try again shortly.",
+            )
+        })??;
     beckon_worker::flush(&state.publisher, &state.cleaner, &rows).await;
 
-    let scheduled_for = trigger.scheduled_for.map(format_timestamp);
+    let scheduled_for = scheduled_for.map(format_timestamp);
     Ok(HttpResponse::Created().json(SendEventResponse {
         success: true,
-        trigger_id: trigger.id,
-        job_id: trigger.job_id,
+        trigger_id,
+        job_id,
         message: match &scheduled_for {
             Some(at) => format!("Event scheduled for {at}"),
             None => "Event queued successfully".to_owned(),

@@ -143,7 +143,6 @@ async fn not_found(req: actix_web::HttpRequest) -> Result<actix_web::HttpRespons
 /// organization never changes and projects are never deleted.
 pub async fn owned_project_id(
     state: &crate::AppState,
-    conn: &mut beckon_store::Conn,
     org_id: Uuid,
     raw_id: &str,
 ) -> Result<Uuid, ApiError> {
@@ -152,7 +151,8 @@ pub async fn owned_project_id(
     {
         return Ok(id);
     }
-    let project = owned_project(conn, org_id, raw_id).await?;
+    let mut conn = state.store.conn().await?;
+    let project = owned_project(&mut conn, org_id, raw_id).await?;
     state.lookups.remember_project(project.id, project.org_id);
     Ok(project.id)
 }

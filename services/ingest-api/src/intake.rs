@@ -1,0 +1,175 @@
+//! Committing accepted events in groups.
+//!
+//! An `events/send` answers 201 only once its trigger and envelope are committed. Requests that
+//! arrive together share one transaction: a few intake workers each take the first event
+//! waiting and whatever else is already queued (never waiting for more), upsert the users,
+//! insert every trigger with one statement and every envelope into the outbox with another,
+//! and commit once. A lone request is a group of one and costs what it did alone. When a group
+//! fails, each of its events is committed again on its own, so one bad request fails alone.
+
+use beckon_store::triggers::{self, NewTrigger};
+use beckon_store::users::{self, UserChanges};
+use beckon_store::{Store, StoreError, outbox};
+use diesel_async::{AsyncConnection, AsyncPgConnection};
+use std::sync::Arc;
+use tokio::sync::{Mutex, mpsc, oneshot};
+use uuid::Uuid;
+
+/// Groups committed at once (each on its own database connection).
+const WORKERS: usize = 4;
+/// Most events in one group.
+const MAX_GROUP: usize = 64;
+
+/// What one accepted event commits.
+pub struct Event {
+    pub org_id: Uuid,
+    pub project_id: Uuid,
+    pub user_ref: String,
+    pub changes: UserChanges,
+    pub trigger: NewTrigger,
+    /// The envelope that carries the event now; `None` for a trigger scheduled for later.
+    pub envelope: Option<Envelope>,
+}
+
+/// An envelope bound for the outbox.
+pub struct Envelope {
+    pub id: Uuid,
+    pub exchange: String,
+    pub routing_key: String,
+    pub body: Vec<u8>,
+    pub traceparent: Option<String>,
+}
+
+type Outcome = Result<Vec<outbox::OutboxMessage>, StoreError>;
+
+struct Job {
+    event: Event,
+    done: oneshot::Sender<Outcome>,
+}
+
+/// A handle to the intake workers; they stop when it is dropped.
+pub struct Intake {
+    queue: mpsc::UnboundedSender<Job>,
+}
+
+/// The intake workers are gone: only while the process stops.
+#[derive(Debug, thiserror::Error)]
+#[error("the intake is shutting down")]
+pub struct Closed;
+
+impl Intake {
+    /// Starts the workers on the current runtime.
+    pub fn start(store: Store) -> Self {
+        let (queue, rx) = mpsc::unbounded_channel();
+        let rx = Arc::new(Mutex::new(rx));
+        for _ in 0..WORKERS {
+            tokio::spawn(work(store.clone(), rx.clone()));
+        }
+        Self { queue }
+    }
+
+    /// Commits `event` (with others arriving at the same time); returns its outbox rows, to
+    /// publish.
+    pub async fn commit(&self, event: Event) -> Result<Outcome, Closed> {
+        let (done, outcome) = oneshot::channel();
+        self.queue.send(Job { event, done }).map_err(|_| Closed)?;
+        outcome.await.map_err(|_| Closed)
+    }
+}
+
+async fn work(store: Store, rx: Arc<Mutex<mpsc::UnboundedReceiver<Job>>>) {
+    loop {
+        let jobs = {
+            let mut rx = rx.lock().await;
+            let Some(first) = rx.recv().await else {
+                return;
+            };
+            let mut jobs = vec![first];
+            while jobs.len() < MAX_GROUP {
+                match rx.try_recv() {
+                    Ok(next) => jobs.push(next),
+                    Err(_) => break,
+                }
+            }
+            jobs
+        };
+        metrics::histogram!("beckon_intake_group_size").record(jobs.len() as f64);
+        if jobs.len() > 1 {
+            let events: Vec<&Event> = jobs.iter().map(|j| &j.event).collect();
+            match commit_group(&store, &events).await {
+                Ok(mut rows) => {
+                    for job in jobs {
+                        let mine = rows
+                            .extract_if(.., |r| {
+                                job.event.envelope.as_ref().map(|e| e.id) == Some(r.envelope_id)
+                            })
+                            .collect();
+                        let _ = job.done.send(Ok(mine));
+                    }
+                    continue;
+                }
+                Err(err) => tracing::info!(
+                    size = jobs.len(),
+                    error = %beckon_worker::error_chain(&err),
+                    "a group of events failed; committing them one by one"
+                ),
+            }
+        }
+        futures_util::future::join_all(jobs.into_iter().map(|job| {
+            let store = store.clone();
+            async move {
+                let outcome = commit_group(&store, &[&job.event]).await;
+                let _ = job.done.send(outcome);
+            }
+        }))
+        .await;
+    }
+}
+
+/// Commits `events` in one transaction.
+async fn commit_group(store: &Store, events: &[&Event]) -> Outcome {
+    let mut conn = store.conn().await?;
+    conn.transaction::<_, StoreError, _>(async |conn| {
+        // Users in a fixed order, so two groups touching the same users cannot deadlock.
+        let mut by_user: Vec<&&Event> = events.iter().collect();
+        by_user.sort_by_key(|e| (e.project_id, e.user_ref.as_str()));
+        for e in by_user {
+            users::upsert(conn, e.org_id, e.project_id, &e.user_ref, &e.changes).await?;
+        }
+        insert(conn, events).await
+    })
+    .await
+}
+
+async fn insert(conn: &mut AsyncPgConnection, events: &[&Event]) -> Outcome {
+    let new: Vec<&NewTrigger> = events.iter().map(|e| &e.trigger).collect();
+    if let [one] = new.as_slice() {
+        triggers::insert(conn, one).await?;
+    } else {
+        triggers::insert_many(conn, &new).await?;
+    }
+    let envelopes: Vec<&Envelope> = events.iter().filter_map(|e| e.envelope.as_ref()).collect();
+    if let [e] = envelopes.as_slice() {
+        let row = outbox::enqueue(
+            conn,
+            e.id,
+            &e.exchange,
+            &e.routing_key,
+            e.body.clone(),
+            e.traceparent.as_deref(),
+        )
+        .await?;
+        return Ok(vec![row]);
+    }
+    let messages: Vec<_> = envelopes
+        .iter()
+        .map(|e| outbox::NewOutboxMessage {
+            envelope_id: e.id,
+            exchange: &e.exchange,
+            routing_key: &e.routing_key,
+            body: &e.body,
+            traceparent: e.traceparent.as_deref(),
+        })
+        .collect();
+    outbox::enqueue_many(conn, &messages).await
+}
