@@ -98,7 +98,11 @@ async fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> Option<St
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_that_stall_are_cut_off_and_do_not_block_others() {
     let app = TestApp::spawn_with(Options {
-        env: vec![("BECKON_HTTP_BODY_TIMEOUT_MS", "2000".to_owned())],
+        env: vec![
+            ("BECKON_HTTP_BODY_TIMEOUT_MS", "2000".to_owned()),
+            // Room for every stalled connection below: the limit is tested on its own.
+            ("BECKON_HTTP_MAX_CONNECTIONS", "1000".to_owned()),
+        ],
         ..Options::default()
     })
     .await;
@@ -164,6 +168,44 @@ async fn clients_that_stall_are_cut_off_and_do_not_block_others() {
     }
     // (A new client: the pooled connections idled past the server's keep-alive.)
     let r = reqwest::get(app.url("/readyz")).await.unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_its_connection_limit_the_gateway_makes_new_clients_wait() {
+    let app = TestApp::spawn_with(Options {
+        env: vec![("BECKON_HTTP_MAX_CONNECTIONS", "16".to_owned())],
+        ..Options::default()
+    })
+    .await;
+    let addr = app.base_url.trim_start_matches("http://").to_owned();
+    let mut held = Vec::new();
+    for _ in 0..20 {
+        held.push(TcpStream::connect(&addr).await.unwrap());
+    }
+    let fresh = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    // Every slot is held (the listen backlog took the connection): the new client waits.
+    let waited = tokio::time::timeout(
+        Duration::from_millis(1500),
+        fresh.get(app.url("/healthz")).send(),
+    )
+    .await;
+    assert!(
+        waited.is_err(),
+        "served past the connection limit: {waited:?}"
+    );
+    // Once the held connections go, it is served.
+    drop(held);
+    let r = tokio::time::timeout(
+        Duration::from_secs(10),
+        fresh.get(app.url("/healthz")).send(),
+    )
+    .await
+    .expect("served once connections are free")
+    .unwrap();
     assert_eq!(r.status(), 200);
 }
 

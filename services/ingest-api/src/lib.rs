@@ -63,6 +63,9 @@ pub struct Config {
     /// `BECKON_HTTP_BODY_TIMEOUT_MS`: how long a client may take to send a request body before
     /// it is answered 408 (default 10000).
     pub body_timeout: Duration,
+    /// `BECKON_HTTP_MAX_CONNECTIONS`: open connections per HTTP worker before it stops
+    /// accepting more for a while (default 256).
+    pub max_connections: usize,
     /// `BECKON_AUTH_CACHE_MS`: how long a valid organization token is trusted without asking
     /// the database (default 1000; 0: every request asks). A revoked token stops working
     /// within that long.
@@ -99,6 +102,7 @@ impl Config {
                 body::DEFAULT_BODY_TIMEOUT.as_millis() as u64,
             )?),
             auth_cache: Duration::from_millis(env_parse("BECKON_AUTH_CACHE_MS", 1000)?),
+            max_connections: env_parse("BECKON_HTTP_MAX_CONNECTIONS", 256)?,
         })
     }
 }
@@ -199,6 +203,9 @@ impl Application {
                 .configure(routes::configure)
         })
         .workers(config.http_workers.max(1))
+        // Past this many open connections a worker stops accepting; new ones wait in the
+        // listen backlog, so overload slows clients down instead of growing memory.
+        .max_connections(config.max_connections.max(1))
         .disable_signals()
         .shutdown_timeout(30)
         .listen(listener)?
