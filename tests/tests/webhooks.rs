@@ -579,3 +579,48 @@ async fn webhooks_pending_retry_survive_a_sigkill_of_the_delivery_service() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attempts_finishing_together_are_recorded_in_groups_each_exactly_once() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let project = project_with_survey(&app).await;
+    for k in 0..10 {
+        app.create_webhook(project, json!({"url": receiver.url(&format!("/ok/g{k}/"))}))
+            .await;
+    }
+    const EVENTS: usize = 20;
+    for i in 0..EVENTS {
+        fire(&app, project, &format!("group-{i}")).await;
+    }
+    receiver.wait_for("/ok/g", EVENTS * 10, WAIT).await;
+    let done = "SELECT 1 FROM webhook_deliveries WHERE status = 'succeeded' AND attempts = 1 \
+                AND first_attempt_at IS NOT NULL AND last_attempt_at IS NOT NULL";
+    app.eventually(WAIT, "every delivery to be recorded once", || async {
+        (app.execute(done).await == EVENTS * 10).then_some(())
+    })
+    .await;
+    assert_eq!(
+        app.execute("SELECT 1 FROM webhook_attempts WHERE status_code = 200")
+            .await,
+        EVENTS * 10
+    );
+    assert_eq!(
+        app.execute("SELECT 1 FROM webhook_subscriptions WHERE last_success_at IS NOT NULL")
+            .await,
+        10
+    );
+    let metrics = format!(
+        "http://127.0.0.1:{}/metrics",
+        app.ops_port("webhook-delivery").await
+    );
+    let groups = app
+        .metric(&metrics, "beckon_webhook_record_group_size_count")
+        .await
+        .expect("a group count");
+    let attempts = app
+        .metric(&metrics, "beckon_webhook_record_group_size_sum")
+        .await
+        .expect("a group size sum");
+    assert!(attempts > groups, "{attempts} attempts in {groups} groups");
+}

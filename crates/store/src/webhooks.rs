@@ -339,48 +339,83 @@ pub async fn record_attempt(
     delivery: &Delivery,
     record: &AttemptRecord,
 ) -> Result<(), StoreError> {
+    record_attempts(conn, &[(delivery, record)]).await
+}
+
+/// [`record_attempt`] for many attempts (of different deliveries), with three statements in
+/// all. Call inside a transaction.
+pub async fn record_attempts(
+    conn: &mut AsyncPgConnection,
+    attempts: &[(&Delivery, &AttemptRecord)],
+) -> Result<(), StoreError> {
+    use diesel::sql_types::{Array, Text, Timestamptz};
+    if attempts.is_empty() {
+        return Ok(());
+    }
     let now = OffsetDateTime::now_utc();
+    let rows: Vec<_> = attempts
+        .iter()
+        .map(|(delivery, record)| {
+            (
+                webhook_attempts::delivery_id.eq(delivery.id),
+                webhook_attempts::message_id.eq(delivery.message_id),
+                webhook_attempts::subscription_id.eq(delivery.subscription_id),
+                webhook_attempts::attempted_at.eq(now),
+                webhook_attempts::status_code.eq(record.status_code),
+                webhook_attempts::duration_ms.eq(record.duration_ms),
+                webhook_attempts::response_body.eq(&record.response_body),
+                webhook_attempts::error.eq(&record.error),
+            )
+        })
+        .collect();
     diesel::insert_into(webhook_attempts::table)
-        .values((
-            webhook_attempts::delivery_id.eq(delivery.id),
-            webhook_attempts::message_id.eq(delivery.message_id),
-            webhook_attempts::subscription_id.eq(delivery.subscription_id),
-            webhook_attempts::attempted_at.eq(now),
-            webhook_attempts::status_code.eq(record.status_code),
-            webhook_attempts::duration_ms.eq(record.duration_ms),
-            webhook_attempts::response_body.eq(&record.response_body),
-            webhook_attempts::error.eq(&record.error),
-        ))
+        .values(rows)
         .execute(conn)
         .await?;
-    let (status, next_at) = match &record.next {
-        NextStep::Succeeded => (delivery::SUCCEEDED, now),
-        NextStep::GiveUp => (delivery::FAILED, now),
-        NextStep::RetryAt(at) => (delivery::PENDING, *at),
-    };
-    diesel::update(webhook_deliveries::table.find(delivery.id))
-        .set((
-            webhook_deliveries::status.eq(status),
-            webhook_deliveries::attempts.eq(webhook_deliveries::attempts + 1),
-            webhook_deliveries::next_attempt_at.eq(next_at),
-            webhook_deliveries::first_attempt_at.eq(delivery.first_attempt_at.unwrap_or(now)),
-            webhook_deliveries::last_attempt_at.eq(now),
-        ))
-        .execute(conn)
-        .await?;
-    if record.next == NextStep::Succeeded {
+
+    let mut ids = Vec::with_capacity(attempts.len());
+    let mut statuses = Vec::with_capacity(attempts.len());
+    let mut next_ats = Vec::with_capacity(attempts.len());
+    let mut succeeded = Vec::new();
+    for (delivery, record) in attempts {
+        let (status, next_at) = match &record.next {
+            NextStep::Succeeded => (delivery::SUCCEEDED, now),
+            NextStep::GiveUp => (delivery::FAILED, now),
+            NextStep::RetryAt(at) => (delivery::PENDING, *at),
+        };
+        ids.push(delivery.id);
+        statuses.push(status);
+        next_ats.push(next_at);
+        if record.next == NextStep::Succeeded {
+            succeeded.push(delivery.subscription_id);
+        }
+    }
+    diesel::sql_query(
+        "UPDATE webhook_deliveries AS d SET status = v.status, attempts = d.attempts + 1, \
+           next_attempt_at = v.next_at, first_attempt_at = COALESCE(d.first_attempt_at, $4), \
+           last_attempt_at = $4 \
+         FROM unnest($1::uuid[], $2::text[], $3::timestamptz[]) AS v(id, status, next_at) \
+         WHERE d.id = v.id",
+    )
+    .bind::<Array<SqlUuid>, _>(&ids)
+    .bind::<Array<Text>, _>(&statuses)
+    .bind::<Array<Timestamptz>, _>(&next_ats)
+    .bind::<Timestamptz, _>(now)
+    .execute(conn)
+    .await?;
+
+    if !succeeded.is_empty() {
+        succeeded.sort_unstable();
+        succeeded.dedup();
         // Kept to the second: a busy subscription's row is written about once a second, not
         // on every success, so its concurrent attempts do not queue on that row's lock (an
         // UPDATE whose filter does not match takes no lock).
         diesel::update(
             webhook_subscriptions::table
-                .find(delivery.subscription_id)
-                .filter(
-                    webhook_subscriptions::last_success_at
-                        .is_null()
-                        .or(webhook_subscriptions::last_success_at
-                            .lt(now - time::Duration::seconds(1))),
-                ),
+                .filter(webhook_subscriptions::id.eq_any(&succeeded))
+                .filter(webhook_subscriptions::last_success_at.is_null().or(
+                    webhook_subscriptions::last_success_at.lt(now - time::Duration::seconds(1)),
+                )),
         )
         .set(webhook_subscriptions::last_success_at.eq(now))
         .execute(conn)

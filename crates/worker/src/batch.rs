@@ -13,14 +13,14 @@
 //! on its own, so one bad envelope (or a deadlock between batches) settles only itself: the
 //! rest commit, and it is retried or dead-lettered exactly as it would be alone.
 
-use crate::{Deps, Handler, TxError, disposition_of, fail_trigger, flush, handle_envelope};
+use crate::{Deps, Handler, TxError, disposition_of, fail_trigger, flush, group, handle_envelope};
 use beckon_bus::Disposition;
 use beckon_domain::envelope::{self, Envelope, Payload};
 use beckon_store::{outbox, processed};
 use diesel_async::AsyncConnection;
 use std::collections::HashSet;
 use std::sync::Arc;
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 
 /// Batches handled at once by one consumer (each on its own database connection).
@@ -57,8 +57,7 @@ impl<T: Payload> Batcher<T> {
         handler: H,
         max: usize,
     ) -> Self {
-        let (queue, rx) = mpsc::unbounded_channel();
-        let rx = Arc::new(Mutex::new(rx));
+        let (queue, rx) = group::queue();
         let shared = Arc::new((deps, handler));
         for _ in 0..WORKERS {
             tokio::spawn(work(consumer, shared.clone(), rx.clone(), max.max(1)));
@@ -98,30 +97,14 @@ impl<T: Payload> Batcher<T> {
     }
 }
 
-type Queue<T> = Arc<Mutex<mpsc::UnboundedReceiver<Pending<T>>>>;
-
 async fn work<T: Payload, H: Handler<T>>(
     consumer: &'static str,
     shared: Arc<(Deps, H)>,
-    rx: Queue<T>,
+    rx: group::Shared<Pending<T>>,
     max: usize,
 ) {
     let (deps, handler) = &*shared;
-    loop {
-        let mut batch = {
-            let mut rx = rx.lock().await;
-            let Some(first) = rx.recv().await else {
-                return;
-            };
-            let mut batch = vec![first];
-            while batch.len() < max {
-                match rx.try_recv() {
-                    Ok(next) => batch.push(next),
-                    Err(_) => break,
-                }
-            }
-            batch
-        };
+    while let Some(mut batch) = group::take(&rx, max).await {
         metrics::histogram!("beckon_batch_size", "consumer" => consumer).record(batch.len() as f64);
         if batch.len() == 1 {
             let Some(one) = batch.pop() else { continue };

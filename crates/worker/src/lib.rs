@@ -2,6 +2,7 @@
 
 mod batch;
 mod cleaner;
+pub mod group;
 mod relay;
 
 pub use batch::Batcher;

@@ -10,9 +10,9 @@
 use beckon_store::triggers::{self, NewTrigger};
 use beckon_store::users::{self, UserChanges};
 use beckon_store::{Store, StoreError, outbox};
+use beckon_worker::group;
 use diesel_async::{AsyncConnection, AsyncPgConnection};
-use std::sync::Arc;
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 /// Groups committed at once (each on its own database connection).
@@ -60,8 +60,7 @@ pub struct Closed;
 impl Intake {
     /// Starts the workers on the current runtime.
     pub fn start(store: Store) -> Self {
-        let (queue, rx) = mpsc::unbounded_channel();
-        let rx = Arc::new(Mutex::new(rx));
+        let (queue, rx) = group::queue();
         for _ in 0..WORKERS {
             tokio::spawn(work(store.clone(), rx.clone()));
         }
@@ -77,22 +76,8 @@ impl Intake {
     }
 }
 
-async fn work(store: Store, rx: Arc<Mutex<mpsc::UnboundedReceiver<Job>>>) {
-    loop {
-        let jobs = {
-            let mut rx = rx.lock().await;
-            let Some(first) = rx.recv().await else {
-                return;
-            };
-            let mut jobs = vec![first];
-            while jobs.len() < MAX_GROUP {
-                match rx.try_recv() {
-                    Ok(next) => jobs.push(next),
-                    Err(_) => break,
-                }
-            }
-            jobs
-        };
+async fn work(store: Store, rx: group::Shared<Job>) {
+    while let Some(jobs) = group::take(&rx, MAX_GROUP).await {
         metrics::histogram!("beckon_intake_group_size").record(jobs.len() as f64);
         if jobs.len() > 1 {
             let events: Vec<&Event> = jobs.iter().map(|j| &j.event).collect();

@@ -7,6 +7,7 @@ use beckon_webhooks::sealed::SealingKey;
 use beckon_webhooks::sender::{Outcome, Sender};
 use beckon_webhooks::signing::{SigningSecret, signature_header};
 use beckon_worker::error_chain;
+use beckon_worker::group;
 use diesel_async::AsyncConnection;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -38,11 +39,14 @@ pub struct Engine {
     /// Attempts in flight per subscription.
     slots: Mutex<HashMap<Uuid, Arc<Semaphore>>>,
     tasks: TaskTracker,
+    /// Logs finished attempts in groups.
+    recorder: Recorder,
 }
 
 impl Engine {
     pub fn new(store: Store, sender: Sender, key: SealingKey, settings: Settings) -> Self {
         Self {
+            recorder: Recorder::start(store.clone()),
             store,
             sender,
             key,
@@ -290,18 +294,105 @@ impl Engine {
             error: outcome.error,
             next,
         };
-        let mut conn = self.store.conn().await?;
-        conn.transaction::<_, StoreError, _>(async |conn| {
-            webhooks::record_attempt(conn, &delivery, &record).await?;
-            if let Some(reason) = &disable
-                && webhooks::disable(conn, sub.id, reason).await?
-            {
-                tracing::warn!(subscription_id = %sub.id, %reason, "subscription disabled");
-            }
-            Ok(())
-        })
-        .await
+        if let Some(reason) = disable {
+            let mut conn = self.store.conn().await?;
+            return conn
+                .transaction::<_, StoreError, _>(async |conn| {
+                    webhooks::record_attempt(conn, &delivery, &record).await?;
+                    if webhooks::disable(conn, sub.id, &reason).await? {
+                        tracing::warn!(subscription_id = %sub.id, %reason, "subscription disabled");
+                    }
+                    Ok(())
+                })
+                .await;
+        }
+        self.recorder.record(delivery, record).await
     }
+}
+
+/// Records finished attempts in groups: attempts that finish together are logged, and their
+/// deliveries moved on, with three statements and one commit between them. A group that fails
+/// is recorded again attempt by attempt, so one failure is reported only to its own attempt.
+struct Recorder {
+    queue: tokio::sync::mpsc::UnboundedSender<Finished>,
+    store: Store,
+}
+
+struct Finished {
+    delivery: webhooks::Delivery,
+    record: AttemptRecord,
+    done: tokio::sync::oneshot::Sender<Result<(), StoreError>>,
+}
+
+/// Groups recorded at once, and the most attempts in one.
+const RECORDERS: usize = 2;
+const MAX_RECORDED: usize = 128;
+
+impl Recorder {
+    fn start(store: Store) -> Self {
+        let (queue, rx) = group::queue();
+        for _ in 0..RECORDERS {
+            tokio::spawn(record_groups(store.clone(), rx.clone()));
+        }
+        Self { queue, store }
+    }
+
+    async fn record(
+        &self,
+        delivery: webhooks::Delivery,
+        record: AttemptRecord,
+    ) -> Result<(), StoreError> {
+        let (done, recorded) = tokio::sync::oneshot::channel();
+        let finished = Finished {
+            delivery: delivery.clone(),
+            record: record.clone(),
+            done,
+        };
+        if self.queue.send(finished).is_ok()
+            && let Ok(outcome) = recorded.await
+        {
+            return outcome;
+        }
+        // No recorder took it (the process is stopping): record it here.
+        record_group(&self.store, &[(&delivery, &record)]).await
+    }
+}
+
+async fn record_groups(store: Store, rx: group::Shared<Finished>) {
+    while let Some(finished) = group::take(&rx, MAX_RECORDED).await {
+        metrics::histogram!("beckon_webhook_record_group_size").record(finished.len() as f64);
+        if finished.len() > 1 {
+            let attempts: Vec<_> = finished.iter().map(|f| (&f.delivery, &f.record)).collect();
+            match record_group(&store, &attempts).await {
+                Ok(()) => {
+                    for f in finished {
+                        let _ = f.done.send(Ok(()));
+                    }
+                    continue;
+                }
+                Err(err) => tracing::info!(
+                    size = finished.len(),
+                    error = %beckon_worker::error_chain(&err),
+                    "recording a group of attempts failed; recording them one by one"
+                ),
+            }
+        }
+        for f in finished {
+            let outcome = record_group(&store, &[(&f.delivery, &f.record)]).await;
+            let _ = f.done.send(outcome);
+        }
+    }
+}
+
+async fn record_group(
+    store: &Store,
+    attempts: &[(&webhooks::Delivery, &AttemptRecord)],
+) -> Result<(), StoreError> {
+    let mut conn = store.conn().await?;
+    conn.transaction::<_, StoreError, _>(async |conn| {
+        webhooks::record_attempts(conn, attempts).await
+    })
+    .await
 }
 
 /// The deliveries of a message that have never been attempted.

@@ -1,0 +1,47 @@
+//! Taking work in groups: the first item waiting and whatever else is already queued.
+
+use tokio::sync::{Mutex, mpsc};
+
+/// A queue several workers take groups from.
+pub type Shared<T> = std::sync::Arc<Mutex<mpsc::UnboundedReceiver<T>>>;
+
+/// Waits for the first item, then takes up to `max - 1` more that are already queued, never
+/// waiting for them: a lone item is a group of one at once, a backlog goes in large groups.
+/// `None` once every sender is gone.
+pub async fn take<T>(queue: &Shared<T>, max: usize) -> Option<Vec<T>> {
+    let mut rx = queue.lock().await;
+    let first = rx.recv().await?;
+    let mut group = vec![first];
+    while group.len() < max.max(1) {
+        match rx.try_recv() {
+            Ok(next) => group.push(next),
+            Err(_) => break,
+        }
+    }
+    Some(group)
+}
+
+/// A sender and the shared end for workers.
+pub fn queue<T>() -> (mpsc::UnboundedSender<T>, Shared<T>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    (tx, std::sync::Arc::new(Mutex::new(rx)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn takes_what_is_queued_up_to_the_maximum_without_waiting() {
+        let (tx, rx) = queue();
+        for i in 0..5 {
+            tx.send(i).unwrap();
+        }
+        assert_eq!(take(&rx, 3).await, Some(vec![0, 1, 2]));
+        assert_eq!(take(&rx, 3).await, Some(vec![3, 4]));
+        tx.send(5).unwrap();
+        assert_eq!(take(&rx, 3).await, Some(vec![5]));
+        drop(tx);
+        assert_eq!(take(&rx, 3).await, None);
+    }
+}
