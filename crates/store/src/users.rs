@@ -34,6 +34,40 @@ pub struct UserChanges {
     pub trial_ends_at: Option<Option<OffsetDateTime>>,
 }
 
+impl UserChanges {
+    /// Whether applying these changes would leave a stored user as it is.
+    pub fn is_empty(&self) -> bool {
+        self.email.is_none()
+            && self.name.is_none()
+            && self.phone.is_none()
+            && self
+                .attributes
+                .as_ref()
+                .is_none_or(|a| a.as_object().is_some_and(|o| o.is_empty()))
+            && self.trial_ends_at.is_none()
+    }
+}
+
+/// Creates the user when it does not exist yet; a user already stored is left untouched (no
+/// write at all), so an event about a known user with nothing new costs no update.
+pub async fn ensure(
+    conn: &mut AsyncPgConnection,
+    org_id: Uuid,
+    project_id: Uuid,
+    user_ref: &str,
+) -> Result<(), StoreError> {
+    diesel::insert_into(users::table)
+        .values((
+            users::project_id.eq(project_id),
+            users::user_ref.eq(user_ref),
+            users::org_id.eq(org_id),
+        ))
+        .on_conflict_do_nothing()
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// Creates or updates the user; returns it as stored.
 pub async fn upsert(
     conn: &mut AsyncPgConnection,

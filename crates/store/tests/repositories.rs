@@ -220,3 +220,36 @@ async fn twenty_concurrent_cooldown_claims_let_exactly_one_through() {
             .unwrap()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ensuring_a_user_creates_it_once_and_never_rewrites_a_stored_one() {
+    use beckon_store::users::{self, UserChanges};
+    let (_db, store, org, project) = setup().await;
+    let mut conn = store.conn().await.unwrap();
+    assert!(UserChanges::default().is_empty());
+    let changes = UserChanges {
+        email: Some("a@example.com".into()),
+        attributes: Some(serde_json::json!({"plan": "pro"})),
+        ..Default::default()
+    };
+    assert!(!changes.is_empty());
+    let empty_attributes = UserChanges {
+        attributes: Some(serde_json::json!({})),
+        ..Default::default()
+    };
+    assert!(empty_attributes.is_empty());
+
+    users::ensure(&mut conn, org, project, "u1").await.unwrap();
+    let created = users::get(&mut conn, project, "u1").await.unwrap().unwrap();
+    assert_eq!(created.email, None);
+    assert_eq!(created.attributes, serde_json::json!({}));
+
+    let stored = users::upsert(&mut conn, org, project, "u1", &changes)
+        .await
+        .unwrap();
+    users::ensure(&mut conn, org, project, "u1").await.unwrap();
+    // Left exactly as it was: the same values and the same row version.
+    let after = users::get(&mut conn, project, "u1").await.unwrap().unwrap();
+    assert_eq!(after, stored);
+    assert_eq!(after.email.as_deref(), Some("a@example.com"));
+}

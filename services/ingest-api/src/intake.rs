@@ -119,7 +119,11 @@ async fn commit_group(store: &Store, events: &[&Event]) -> Outcome {
         let mut by_user: Vec<&&Event> = events.iter().collect();
         by_user.sort_by_key(|e| (e.project_id, e.user_ref.as_str()));
         for e in by_user {
-            users::upsert(conn, e.org_id, e.project_id, &e.user_ref, &e.changes).await?;
+            if e.changes.is_empty() {
+                users::ensure(conn, e.org_id, e.project_id, &e.user_ref).await?;
+            } else {
+                users::upsert(conn, e.org_id, e.project_id, &e.user_ref, &e.changes).await?;
+            }
         }
         insert(conn, events).await
     })
