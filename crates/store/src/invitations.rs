@@ -1,6 +1,7 @@
 //! Invitations, the magic-link lookup, and the atomic cooldown claim.
 
 use crate::StoreError;
+use crate::cached::Cached;
 use crate::schema::{invitations, survey_versions, surveys};
 use beckon_domain::secret;
 use beckon_domain::survey::Question;
@@ -12,7 +13,7 @@ use uuid::Uuid;
 
 /// An invitation to insert. Its id derives from (trigger, survey).
 #[derive(Debug, Clone, Insertable)]
-#[diesel(table_name = invitations)]
+#[diesel(table_name = invitations, treat_none_as_default_value = false)]
 pub struct NewInvitation {
     pub id: Uuid,
     pub org_id: Uuid,
@@ -64,7 +65,7 @@ pub async fn claim_cooldown(
     user_ref: &str,
     cooldown_seconds: i64,
 ) -> Result<bool, StoreError> {
-    let claimed = diesel::sql_query(
+    let claimed = Cached(diesel::sql_query(
         "INSERT INTO cooldowns (survey_id, user_ref, last_invited_at) \
          VALUES ($1, $2, clock_timestamp()) \
          ON CONFLICT (survey_id, user_ref) DO UPDATE SET last_invited_at = EXCLUDED.last_invited_at \
@@ -72,7 +73,7 @@ pub async fn claim_cooldown(
     )
     .bind::<SqlUuid, _>(survey_id)
     .bind::<Text, _>(user_ref)
-    .bind::<Double, _>(cooldown_seconds as f64)
+    .bind::<Double, _>(cooldown_seconds as f64))
     .execute(conn)
     .await?;
     Ok(claimed == 1)

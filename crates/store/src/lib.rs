@@ -15,6 +15,7 @@
 //! - [`processed`]: envelope ids a consumer has handled.
 //! - [`testing`]: a fresh database per test, cloned from a migrated template.
 
+pub mod cached;
 pub mod idempotency;
 pub mod invitations;
 pub mod outbox;

@@ -5,6 +5,7 @@
 //! are idempotent on the envelope id, so a row published twice does no harm.
 
 use crate::StoreError;
+use crate::cached::Cached;
 use crate::schema::outbox;
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
@@ -65,11 +66,13 @@ pub async fn enqueue_many(
     if messages.is_empty() {
         return Ok(Vec::new());
     }
-    Ok(diesel::insert_into(outbox::table)
-        .values(messages)
-        .returning(OutboxMessage::as_returning())
-        .get_results(conn)
-        .await?)
+    Ok(Cached(
+        diesel::insert_into(outbox::table)
+            .values(messages)
+            .returning(OutboxMessage::as_returning()),
+    )
+    .get_results(conn)
+    .await?)
 }
 
 /// Deletes published messages.

@@ -2,6 +2,7 @@
 //! transaction as the work.
 
 use crate::StoreError;
+use crate::cached::Cached;
 use crate::schema::processed_envelopes;
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
@@ -44,10 +45,12 @@ pub async fn mark_many(
             )
         })
         .collect();
-    Ok(diesel::insert_into(processed_envelopes::table)
-        .values(&rows)
-        .on_conflict_do_nothing()
-        .returning(processed_envelopes::envelope_id)
-        .get_results(conn)
-        .await?)
+    Ok(Cached(
+        diesel::insert_into(processed_envelopes::table)
+            .values(&rows)
+            .on_conflict_do_nothing()
+            .returning(processed_envelopes::envelope_id),
+    )
+    .get_results(conn)
+    .await?)
 }

@@ -1,6 +1,7 @@
 //! Triggers: one row per fired event, and what became of each survey it matched.
 
 use crate::StoreError;
+use crate::cached::Cached;
 use crate::schema::{trigger_surveys, triggers};
 use beckon_domain::envelope::TriggerType;
 use beckon_domain::outcome::{DispatchCounts, SurveyOutcome};
@@ -113,8 +114,7 @@ pub async fn insert_many(
         return Ok(());
     }
     let rows: Vec<_> = new.iter().map(|t| TriggerRow::from(*t)).collect();
-    diesel::insert_into(triggers::table)
-        .values(&rows)
+    Cached(diesel::insert_into(triggers::table).values(&rows))
         .execute(conn)
         .await?;
     Ok(())
@@ -122,7 +122,7 @@ pub async fn insert_many(
 
 /// A new trigger as a row.
 #[derive(Insertable)]
-#[diesel(table_name = triggers)]
+#[diesel(table_name = triggers, treat_none_as_default_value = false)]
 struct TriggerRow<'a> {
     id: Uuid,
     org_id: Uuid,
@@ -298,15 +298,17 @@ pub async fn get(conn: &mut AsyncPgConnection, id: Uuid) -> Result<Option<Trigge
 
 /// Marks a queued trigger as being processed; a no-op for one already further along.
 pub async fn mark_processing(conn: &mut AsyncPgConnection, id: Uuid) -> Result<(), StoreError> {
-    diesel::update(
-        triggers::table
-            .find(id)
-            .filter(triggers::status.eq(status::QUEUED)),
+    Cached(
+        diesel::update(
+            triggers::table
+                .find(id)
+                .filter(triggers::status.eq(status::QUEUED)),
+        )
+        .set((
+            triggers::status.eq(status::PROCESSING),
+            triggers::started_at.eq(OffsetDateTime::now_utc()),
+        )),
     )
-    .set((
-        triggers::status.eq(status::PROCESSING),
-        triggers::started_at.eq(OffsetDateTime::now_utc()),
-    ))
     .execute(conn)
     .await?;
     Ok(())
@@ -343,35 +345,36 @@ pub async fn complete(
         })
         .collect();
     if !rows.is_empty() {
-        diesel::insert_into(trigger_surveys::table)
-            .values(rows)
-            .on_conflict_do_nothing()
-            .execute(conn)
-            .await?;
+        Cached(
+            diesel::insert_into(trigger_surveys::table)
+                .values(rows)
+                .on_conflict_do_nothing(),
+        )
+        .execute(conn)
+        .await?;
     }
     let counts = DispatchCounts::from_outcomes(results.iter().map(|r| r.outcome));
     let all_errored = counts.matched_surveys > 0 && counts.errored_count == counts.matched_surveys;
     let now = OffsetDateTime::now_utc();
-    diesel::update(triggers::table.find(id))
-        .set((
-            triggers::status.eq(if all_errored {
-                status::FAILED
-            } else {
-                status::COMPLETED
-            }),
-            triggers::error.eq(all_errored.then_some("every matched survey errored")),
-            triggers::matched_count.eq(counts.matched_surveys as i32),
-            triggers::created_count.eq(counts.created_count as i32),
-            triggers::cooldown_count.eq(counts.suppressed_by_cooldown_count as i32),
-            triggers::sample_count.eq(counts.suppressed_by_sample_count as i32),
-            triggers::errored_count.eq(counts.errored_count as i32),
-            triggers::started_at.eq(diesel::dsl::sql::<
-                diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>,
-            >("coalesce(started_at, now())")),
-            triggers::completed_at.eq(now),
-        ))
-        .execute(conn)
-        .await?;
+    Cached(diesel::update(triggers::table.find(id)).set((
+        triggers::status.eq(if all_errored {
+            status::FAILED
+        } else {
+            status::COMPLETED
+        }),
+        triggers::error.eq(all_errored.then_some("every matched survey errored")),
+        triggers::matched_count.eq(counts.matched_surveys as i32),
+        triggers::created_count.eq(counts.created_count as i32),
+        triggers::cooldown_count.eq(counts.suppressed_by_cooldown_count as i32),
+        triggers::sample_count.eq(counts.suppressed_by_sample_count as i32),
+        triggers::errored_count.eq(counts.errored_count as i32),
+        triggers::started_at.eq(diesel::dsl::sql::<
+            diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>,
+        >("coalesce(started_at, now())")),
+        triggers::completed_at.eq(now),
+    )))
+    .execute(conn)
+    .await?;
     Ok(counts)
 }
 

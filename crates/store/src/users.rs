@@ -1,6 +1,7 @@
 //! The users a project tells Beckon about (`users/upsert`, `user_info` on events).
 
 use crate::StoreError;
+use crate::cached::Cached;
 use crate::schema::users;
 use diesel::prelude::*;
 use diesel::sql_types::{Bool, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid};
@@ -80,7 +81,7 @@ pub async fn upsert(
         .attributes
         .clone()
         .unwrap_or_else(|| serde_json::json!({}));
-    Ok(diesel::sql_query(
+    Ok(Cached(diesel::sql_query(
         "INSERT INTO users (project_id, user_ref, org_id, email, name, phone, attributes, trial_ends_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
          ON CONFLICT (project_id, user_ref) DO UPDATE SET \
@@ -100,7 +101,7 @@ pub async fn upsert(
     .bind::<Nullable<Text>, _>(changes.phone.as_deref())
     .bind::<Jsonb, _>(attributes)
     .bind::<Nullable<Timestamptz>, _>(changes.trial_ends_at.flatten())
-    .bind::<Bool, _>(changes.trial_ends_at.is_some())
+    .bind::<Bool, _>(changes.trial_ends_at.is_some()))
     .get_result(conn)
     .await?)
 }

@@ -6,6 +6,7 @@
 //! leaves a delivery that falls due again, a live attempt is never doubled.
 
 use crate::StoreError;
+use crate::cached::Cached;
 use crate::schema::{
     webhook_attempts, webhook_deliveries, webhook_messages, webhook_subscriptions,
 };
@@ -170,7 +171,7 @@ pub async fn subscribers(
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
-#[diesel(table_name = webhook_messages)]
+#[diesel(table_name = webhook_messages, treat_none_as_default_value = false)]
 pub struct Message {
     pub id: Uuid,
     pub org_id: Uuid,
@@ -224,12 +225,14 @@ pub async fn insert_deliveries(
             )
         })
         .collect();
-    Ok(diesel::insert_into(webhook_deliveries::table)
-        .values(rows)
-        .on_conflict_do_nothing()
-        .returning(webhook_deliveries::id)
-        .get_results(conn)
-        .await?)
+    Ok(Cached(
+        diesel::insert_into(webhook_deliveries::table)
+            .values(rows)
+            .on_conflict_do_nothing()
+            .returning(webhook_deliveries::id),
+    )
+    .get_results(conn)
+    .await?)
 }
 
 #[derive(QueryableByName)]
@@ -368,8 +371,7 @@ pub async fn record_attempts(
             )
         })
         .collect();
-    diesel::insert_into(webhook_attempts::table)
-        .values(rows)
+    Cached(diesel::insert_into(webhook_attempts::table).values(rows))
         .execute(conn)
         .await?;
 
@@ -390,17 +392,19 @@ pub async fn record_attempts(
             succeeded.push(delivery.subscription_id);
         }
     }
-    diesel::sql_query(
-        "UPDATE webhook_deliveries AS d SET status = v.status, attempts = d.attempts + 1, \
+    Cached(
+        diesel::sql_query(
+            "UPDATE webhook_deliveries AS d SET status = v.status, attempts = d.attempts + 1, \
            next_attempt_at = v.next_at, first_attempt_at = COALESCE(d.first_attempt_at, $4), \
            last_attempt_at = $4 \
          FROM unnest($1::uuid[], $2::text[], $3::timestamptz[]) AS v(id, status, next_at) \
          WHERE d.id = v.id",
+        )
+        .bind::<Array<SqlUuid>, _>(&ids)
+        .bind::<Array<Text>, _>(&statuses)
+        .bind::<Array<Timestamptz>, _>(&next_ats)
+        .bind::<Timestamptz, _>(now),
     )
-    .bind::<Array<SqlUuid>, _>(&ids)
-    .bind::<Array<Text>, _>(&statuses)
-    .bind::<Array<Timestamptz>, _>(&next_ats)
-    .bind::<Timestamptz, _>(now)
     .execute(conn)
     .await?;
 
@@ -410,14 +414,16 @@ pub async fn record_attempts(
         // Kept to the second: a busy subscription's row is written about once a second, not
         // on every success, so its concurrent attempts do not queue on that row's lock (an
         // UPDATE whose filter does not match takes no lock).
-        diesel::update(
-            webhook_subscriptions::table
-                .filter(webhook_subscriptions::id.eq_any(&succeeded))
-                .filter(webhook_subscriptions::last_success_at.is_null().or(
-                    webhook_subscriptions::last_success_at.lt(now - time::Duration::seconds(1)),
-                )),
+        Cached(
+            diesel::update(
+                webhook_subscriptions::table
+                    .filter(webhook_subscriptions::id.eq_any(&succeeded))
+                    .filter(webhook_subscriptions::last_success_at.is_null().or(
+                        webhook_subscriptions::last_success_at.lt(now - time::Duration::seconds(1)),
+                    )),
+            )
+            .set(webhook_subscriptions::last_success_at.eq(now)),
         )
-        .set(webhook_subscriptions::last_success_at.eq(now))
         .execute(conn)
         .await?;
     }
