@@ -177,10 +177,35 @@ where
             Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
         }
     };
-    // Finish what was taken: handlers commit and ack before the connection closes.
-    while in_flight.join_next().await.is_some() {}
+    // Finish what was taken: handlers commit and ack before the connection closes. Bounded: on
+    // a broken connection nothing can be acknowledged anyway, and the broker redelivers what
+    // was not, so a handler that cannot finish must not keep the consumer from reconnecting.
+    let limit = if result.is_ok() {
+        SHUTDOWN_SETTLE
+    } else {
+        BROKEN_SETTLE
+    };
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        match tokio::time::timeout_at(deadline, in_flight.join_next()).await {
+            Ok(Some(_)) => {}
+            Ok(None) => break,
+            Err(_) => {
+                tracing::warn!(queue = %queue_name, left = in_flight.len(), "in-flight deliveries did not settle in time; the broker redelivers them");
+                in_flight.abort_all();
+                break;
+            }
+        }
+    }
     result
 }
+
+/// How long a stopping consumer waits for its in-flight deliveries to settle.
+const SHUTDOWN_SETTLE: Duration = Duration::from_secs(30);
+/// How long a consumer whose connection broke waits for them before reconnecting.
+const BROKEN_SETTLE: Duration = Duration::from_secs(10);
+/// Longest wait for an acknowledgement to be written (a dead connection may never take it).
+const SETTLE_WRITE: Duration = Duration::from_secs(30);
 
 /// Handles one delivery inside a `consume` span that continues the publisher's trace.
 async fn process<H, F>(
@@ -229,63 +254,72 @@ async fn settle<H, F>(
         delivery_count,
     };
     metrics::counter!("beckon_messages_consumed_total", "queue" => queue_label).increment(1);
-    let outcome = match handler(message).await {
-        Disposition::Ack => {
-            metrics::counter!("beckon_messages_acked_total", "queue" => queue_label).increment(1);
-            delivery.ack(BasicAckOptions::default()).await
-        }
-        Disposition::Retry { reason } => {
-            metrics::counter!("beckon_messages_retried_total", "queue" => queue_label).increment(1);
-            let pause = Duration::from_millis(100u64 << delivery_count.clamp(0, 6));
-            tracing::warn!(%reason, delivery_count, pause_ms = pause.as_millis() as u64, "handler failed; will retry");
-            tokio::time::sleep(pause).await;
-            delivery
-                .nack(BasicNackOptions {
-                    requeue: true,
-                    ..Default::default()
-                })
-                .await
-        }
-        Disposition::DeadLetter { reason, detail } => {
-            metrics::counter!("beckon_messages_dead_lettered_total", "queue" => queue_label, "reason" => reason.clone()).increment(1);
-            let (channel, exchange, queue) = dlx;
-            let mut table = headers.unwrap_or_default();
-            headers::set_str(&mut table, headers::REASON, &reason);
-            headers::set_str(&mut table, headers::DETAIL, &detail);
-            headers::set_str(&mut table, headers::SOURCE_QUEUE, queue);
-            tracing::error!(%reason, %detail, %queue, "dead-lettering a message");
-            let moved = publish_on(
-                channel,
-                &Outgoing {
-                    exchange,
-                    routing_key: queue,
-                    body: &delivery.data,
-                    message_id: delivery
-                        .properties
-                        .message_id()
-                        .as_ref()
-                        .map(|m| m.to_string()),
-                    headers: table,
-                    mandatory: true,
-                },
-            )
-            .await;
-            match moved {
-                Ok(()) => delivery.ack(BasicAckOptions::default()).await,
-                Err(err) => {
-                    tracing::error!(error = %err, "could not dead-letter; requeueing");
-                    delivery
-                        .nack(BasicNackOptions {
-                            requeue: true,
-                            ..Default::default()
-                        })
-                        .await
+    let disposition = handler(message).await;
+    if let Disposition::Retry { reason } = &disposition {
+        metrics::counter!("beckon_messages_retried_total", "queue" => queue_label).increment(1);
+        let pause = Duration::from_millis(100u64 << delivery_count.clamp(0, 6));
+        tracing::warn!(%reason, delivery_count, pause_ms = pause.as_millis() as u64, "handler failed; will retry");
+        tokio::time::sleep(pause).await;
+    }
+    let settled = async {
+        match disposition {
+            Disposition::Ack => {
+                metrics::counter!("beckon_messages_acked_total", "queue" => queue_label)
+                    .increment(1);
+                delivery.ack(BasicAckOptions::default()).await
+            }
+            Disposition::Retry { .. } => {
+                delivery
+                    .nack(BasicNackOptions {
+                        requeue: true,
+                        ..Default::default()
+                    })
+                    .await
+            }
+            Disposition::DeadLetter { reason, detail } => {
+                metrics::counter!("beckon_messages_dead_lettered_total", "queue" => queue_label, "reason" => reason.clone()).increment(1);
+                let (channel, exchange, queue) = dlx;
+                let mut table = headers.unwrap_or_default();
+                headers::set_str(&mut table, headers::REASON, &reason);
+                headers::set_str(&mut table, headers::DETAIL, &detail);
+                headers::set_str(&mut table, headers::SOURCE_QUEUE, queue);
+                tracing::error!(%reason, %detail, %queue, "dead-lettering a message");
+                let moved = publish_on(
+                    channel,
+                    &Outgoing {
+                        exchange,
+                        routing_key: queue,
+                        body: &delivery.data,
+                        message_id: delivery
+                            .properties
+                            .message_id()
+                            .as_ref()
+                            .map(|m| m.to_string()),
+                        headers: table,
+                        mandatory: true,
+                    },
+                )
+                .await;
+                match moved {
+                    Ok(()) => delivery.ack(BasicAckOptions::default()).await,
+                    Err(err) => {
+                        tracing::error!(error = %err, "could not dead-letter; requeueing");
+                        delivery
+                            .nack(BasicNackOptions {
+                                requeue: true,
+                                ..Default::default()
+                            })
+                            .await
+                    }
                 }
             }
         }
     };
-    if let Err(err) = outcome {
+    let outcome = tokio::time::timeout(SETTLE_WRITE, settled).await;
+    match outcome {
+        Ok(Ok(_)) => {}
         // The channel broke: the broker requeues the unacknowledged message by itself.
-        tracing::warn!(error = %err, "could not settle a delivery");
+        Ok(Err(err)) => tracing::warn!(error = %err, "could not settle a delivery"),
+        Err(_) => tracing::warn!("settling a delivery timed out; the broker requeues it"),
     }
 }
