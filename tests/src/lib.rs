@@ -294,6 +294,22 @@ impl TestApp {
             .reduce(f64::max)
     }
 
+    /// Asserts that a group-size histogram at `url` (`name`, with `labels` such as
+    /// `{consumer="invitation"}` or empty) counted more items than groups: some work was done
+    /// together. `what` names the items in the failure message.
+    pub async fn assert_grouped(&self, url: &str, name: &str, labels: &str, what: &str) {
+        let series = |part: &str| format!("{name}_{part}{labels}");
+        let groups = self
+            .metric(url, &series("count"))
+            .await
+            .unwrap_or_else(|| panic!("no {name} count at {url}"));
+        let items = self
+            .metric(url, &series("sum"))
+            .await
+            .unwrap_or_else(|| panic!("no {name} sum at {url}"));
+        assert!(items > groups, "{items} {what} in {groups} groups");
+    }
+
     /// Kills every process of `service` with SIGKILL: no shutdown, as in a crash.
     pub fn kill(&mut self, service: &str) {
         let (killing, keep): (Vec<_>, Vec<_>) =
