@@ -38,12 +38,17 @@ struct Pending<T: Payload> {
 /// A handle that hands envelopes to the batch workers; cloning shares them.
 pub struct Batcher<T: Payload> {
     queue: mpsc::UnboundedSender<Pending<T>>,
+    consumer: &'static str,
+    /// For what is settled before a batch: marking the trigger of an undecodable one failed.
+    deps: Deps,
 }
 
 impl<T: Payload> Clone for Batcher<T> {
     fn clone(&self) -> Self {
         Self {
             queue: self.queue.clone(),
+            consumer: self.consumer,
+            deps: self.deps.clone(),
         }
     }
 }
@@ -58,21 +63,25 @@ impl<T: Payload> Batcher<T> {
         max: usize,
     ) -> Self {
         let (queue, rx) = group::queue();
-        let shared = Arc::new((deps, handler));
+        let shared = Arc::new((deps.clone(), handler));
         for _ in 0..WORKERS {
             tokio::spawn(work(consumer, shared.clone(), rx.clone(), max.max(1)));
         }
-        Self { queue }
+        Self {
+            queue,
+            consumer,
+            deps,
+        }
     }
 
     /// Decodes and handles one message (in a batch with others): the whole of a consumer's
     /// work except the ack. Call it inside the delivery's span.
-    pub async fn process(&self, consumer: &str, deps: &Deps, body: &[u8]) -> Disposition {
+    pub async fn process(&self, body: &[u8]) -> Disposition {
         let env = match envelope::decode::<T>(body) {
             Ok(env) => env,
             Err(err) => {
                 let reason = err.reason().to_owned();
-                fail_trigger(deps, body, &reason).await;
+                fail_trigger(&self.deps, body, &reason).await;
                 return Disposition::DeadLetter {
                     reason,
                     detail: err.to_string(),
@@ -86,14 +95,13 @@ impl<T: Payload> Batcher<T> {
             traceparent: beckon_runtime::telemetry::traceparent(),
             done,
         };
+        let stopping = || Disposition::Retry {
+            reason: format!("{} is shutting down", self.consumer),
+        };
         if self.queue.send(pending).is_err() {
-            return Disposition::Retry {
-                reason: format!("{consumer} is shutting down"),
-            };
+            return stopping();
         }
-        outcome.await.unwrap_or_else(|_| Disposition::Retry {
-            reason: format!("{consumer} is shutting down"),
-        })
+        outcome.await.unwrap_or_else(|_| stopping())
     }
 }
 

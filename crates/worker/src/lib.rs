@@ -278,14 +278,14 @@ pub async fn run<T: Payload, H: Handler<T>>(
     cancel: CancellationToken,
     ready: impl Fn(bool) + Send + Sync,
 ) {
-    let batcher = Batcher::start(consumer_name, deps.clone(), handler, batch_size);
+    let batcher = Batcher::start(consumer_name, deps, handler, batch_size);
     consumer::run(
         config,
         move |message: Message| {
-            let (batcher, deps) = (batcher.clone(), deps.clone());
+            let batcher = batcher.clone();
             async move {
                 let started = std::time::Instant::now();
-                let disposition = batcher.process(consumer_name, &deps, &message.body).await;
+                let disposition = batcher.process(&message.body).await;
                 metrics::histogram!("beckon_handler_seconds", "consumer" => consumer_name, "type" => T::TYPE)
                     .record(started.elapsed().as_secs_f64());
                 disposition

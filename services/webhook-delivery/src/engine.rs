@@ -344,17 +344,24 @@ impl Recorder {
     ) -> Result<(), StoreError> {
         let (done, recorded) = tokio::sync::oneshot::channel();
         let finished = Finished {
-            delivery: delivery.clone(),
-            record: record.clone(),
+            delivery,
+            record,
             done,
         };
-        if self.queue.send(finished).is_ok()
-            && let Ok(outcome) = recorded.await
-        {
-            return outcome;
+        if let Err(unsent) = self.queue.send(finished) {
+            // No recorder runs any more (the process is stopping): record it here.
+            let Finished {
+                delivery, record, ..
+            } = unsent.0;
+            return record_group(&self.store, &[(&delivery, &record)]).await;
         }
-        // No recorder took it (the process is stopping): record it here.
-        record_group(&self.store, &[(&delivery, &record)]).await
+        recorded.await.unwrap_or_else(|_| {
+            // Only a recorder that panicked drops its answer; the delivery keeps its lease.
+            tracing::warn!(
+                "an attempt was not recorded; its delivery falls due again when the lease ends"
+            );
+            Ok(())
+        })
     }
 }
 
