@@ -3,11 +3,15 @@
 
 use beckon_bus::headers;
 use beckon_e2e::broker::Broker;
+use beckon_e2e::receiver::Receiver;
 use beckon_e2e::{Options, TestApp};
 use futures_util::future::join_all;
 use futures_util::stream::{self, StreamExt};
 use serde_json::{Value, json};
+use std::collections::HashSet;
 use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(30);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_concurrent_dispatches_across_two_invitation_replicas_create_exactly_one() {
@@ -385,4 +389,134 @@ async fn a_backlog_is_handled_in_batches_and_a_bad_envelope_settles_only_itself(
         "envelopes",
     )
     .await;
+}
+
+/// Each stage drains a backlog in batches — the matcher, the invitation service and webhook
+/// delivery each started only once the stage before it is done — and still every event gets
+/// what it would alone: its own user's details, cooldowns claimed once per user, one delivery
+/// per subscription, each webhook once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_at_every_stage_is_batched_and_each_event_is_announced_once() {
+    let mut app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    // One project invites on every event, to two subscriptions; the other has a day's
+    // cooldown, so of a user's two events only one invites.
+    let open = app.create_project().await;
+    app.create_survey(
+        open,
+        json!({"trigger": {"events": ["trial_expired"]}, "cooldown_seconds": 0}),
+    )
+    .await;
+    let cooled = app.create_project().await;
+    app.create_survey(
+        cooled,
+        json!({"trigger": {"events": [{"custom": "payment_failed"}]}, "cooldown_seconds": 86400}),
+    )
+    .await;
+    for (project, path) in [(open, "/open/a"), (open, "/open/b"), (cooled, "/cooled")] {
+        app.create_webhook(project, json!({"url": receiver.url(path)}))
+            .await;
+    }
+    for service in ["matcher", "invitation", "webhook-delivery"] {
+        app.stop(service);
+    }
+
+    const OPEN: usize = 24;
+    const COOLED: usize = 12;
+    let mut sends = Vec::new();
+    for i in 0..OPEN {
+        let user =
+            json!({"contact_external_id": format!("o{i}"), "email": format!("o{i}@example.com")});
+        sends.push((
+            open,
+            json!({"event_name": "trial_expired", "user_info": user}),
+        ));
+    }
+    for round in 0..2 {
+        for i in 0..COOLED {
+            let user =
+                json!({"contact_external_id": format!("c{i}"), "name": format!("C{i}.{round}")});
+            sends.push((
+                cooled,
+                json!({"event_name": "payment_failed", "user_info": user}),
+            ));
+        }
+    }
+    let total = sends.len();
+    for (project, body) in sends {
+        let (status, body) = app.send_event(Some(project), body).await;
+        assert_eq!(status, 201, "{body}");
+    }
+
+    app.start("matcher");
+    app.eventually(WAIT, "every trigger to be matched", || {
+        all_in_status(&app, "processing", total)
+    })
+    .await;
+    app.start("invitation");
+    app.eventually(WAIT, "every trigger to complete", || {
+        all_in_status(&app, "completed", total)
+    })
+    .await;
+    app.start("webhook-delivery");
+    let a = receiver.wait_for("/open/a", OPEN, WAIT).await;
+    let b = receiver.wait_for("/open/b", OPEN, WAIT).await;
+    let c = receiver.wait_for("/cooled", COOLED, WAIT).await;
+
+    // Each webhook names its own user, and each subscription got each message once.
+    for got in [&a, &b, &c] {
+        let ids: HashSet<_> = got
+            .iter()
+            .map(|r| r.header("webhook-id").to_owned())
+            .collect();
+        assert_eq!(ids.len(), got.len(), "a webhook-id repeated");
+        for hook in got.iter() {
+            let user = &hook.json()["data"]["user"];
+            let user_ref = user["user_ref"].as_str().unwrap();
+            if user_ref.starts_with('o') {
+                assert_eq!(user["email"], format!("{user_ref}@example.com"));
+            } else {
+                assert!(
+                    user["name"]
+                        .as_str()
+                        .unwrap()
+                        .starts_with(&format!("C{}.", &user_ref[1..]))
+                );
+            }
+        }
+    }
+    let cooled_users: HashSet<_> = c
+        .iter()
+        .map(|r| r.json()["data"]["user"]["user_ref"].clone())
+        .collect();
+    assert_eq!(cooled_users.len(), COOLED, "one invitation per cooled user");
+    assert_eq!(
+        app.execute("SELECT 1 FROM triggers WHERE cooldown_count = 1")
+            .await,
+        COOLED
+    );
+    // Nothing more arrives later.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(receiver.received("/").len(), 2 * OPEN + COOLED);
+
+    for service in ["matcher", "invitation", "webhook-delivery"] {
+        let metrics = format!("http://127.0.0.1:{}/metrics", app.ops_port(service).await);
+        let consumer = if service == "webhook-delivery" {
+            "webhooks"
+        } else {
+            service
+        };
+        app.assert_grouped(
+            &metrics,
+            "beckon_batch_size",
+            &format!("{{consumer=\"{consumer}\"}}"),
+            "envelopes",
+        )
+        .await;
+    }
+}
+
+async fn all_in_status(app: &TestApp, status: &str, total: usize) -> Option<()> {
+    let sql = format!("SELECT 1 FROM triggers WHERE status = '{status}'");
+    (app.execute(&sql).await == total).then_some(())
 }

@@ -40,17 +40,32 @@ pub async fn insert(
     conn: &mut AsyncPgConnection,
     new: &NewInvitation,
 ) -> Result<Inserted, StoreError> {
-    let n = diesel::insert_into(invitations::table)
-        .values(new)
-        .on_conflict(invitations::id)
-        .do_nothing()
-        .execute(conn)
-        .await?;
-    Ok(if n == 1 {
-        Inserted::Created
-    } else {
+    let created = insert_many(conn, std::slice::from_ref(new)).await?;
+    Ok(if created.is_empty() {
         Inserted::AlreadyExists
+    } else {
+        Inserted::Created
     })
+}
+
+/// Inserts many invitations in one statement; returns the ids of those created (an id that
+/// exists already was inserted by an earlier handling of the same envelope).
+pub async fn insert_many(
+    conn: &mut AsyncPgConnection,
+    new: &[NewInvitation],
+) -> Result<Vec<Uuid>, StoreError> {
+    if new.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(Cached(
+        diesel::insert_into(invitations::table)
+            .values(new)
+            .on_conflict(invitations::id)
+            .do_nothing()
+            .returning(invitations::id),
+    )
+    .get_results(conn)
+    .await?)
 }
 
 /// Claims the cooldown window of (`survey_id`, `user_ref`): `true` when no invitation was

@@ -1,6 +1,7 @@
 //! Surveys, their question versions, and matching Live surveys to an event.
 
 use crate::StoreError;
+use crate::cached::Cached;
 use crate::schema::{survey_versions, surveys};
 use beckon_domain::envelope::MatchedSurvey;
 use beckon_domain::survey::{Question, SurveyStatus, SurveyTrigger};
@@ -269,21 +270,24 @@ pub async fn live_matching(
     if let Some(id) = only {
         query = query.filter(surveys::id.eq(id));
     }
-    let rows: Vec<(Uuid, String, i32, i64, f64, i64)> = query
-        .filter(surveys::project_id.eq(project_id))
-        .filter(surveys::status.eq(SurveyStatus::Live.as_str()))
-        .filter(surveys::trigger_events.contains(vec![event_key]))
-        .order(surveys::id.asc())
-        .select((
-            surveys::id,
-            surveys::name,
-            surveys::current_version,
-            surveys::cooldown_seconds,
-            surveys::sample_rate,
-            surveys::invitation_lifetime_seconds,
-        ))
-        .load(conn)
-        .await?;
+    // Boxed, so diesel would not prepare it; it takes two shapes.
+    let rows: Vec<(Uuid, String, i32, i64, f64, i64)> = Cached(
+        query
+            .filter(surveys::project_id.eq(project_id))
+            .filter(surveys::status.eq(SurveyStatus::Live.as_str()))
+            .filter(surveys::trigger_events.contains(vec![event_key]))
+            .order(surveys::id.asc())
+            .select((
+                surveys::id,
+                surveys::name,
+                surveys::current_version,
+                surveys::cooldown_seconds,
+                surveys::sample_rate,
+                surveys::invitation_lifetime_seconds,
+            )),
+    )
+    .load(conn)
+    .await?;
     Ok(rows
         .into_iter()
         .map(

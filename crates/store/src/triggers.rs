@@ -298,10 +298,18 @@ pub async fn get(conn: &mut AsyncPgConnection, id: Uuid) -> Result<Option<Trigge
 
 /// Marks a queued trigger as being processed; a no-op for one already further along.
 pub async fn mark_processing(conn: &mut AsyncPgConnection, id: Uuid) -> Result<(), StoreError> {
+    mark_processing_many(conn, &[id]).await
+}
+
+/// [`mark_processing`] for many triggers, in one statement.
+pub async fn mark_processing_many(
+    conn: &mut AsyncPgConnection,
+    ids: &[Uuid],
+) -> Result<(), StoreError> {
     Cached(
         diesel::update(
             triggers::table
-                .find(id)
+                .filter(triggers::id.eq_any(ids))
                 .filter(triggers::status.eq(status::QUEUED)),
         )
         .set((
@@ -331,17 +339,30 @@ pub async fn complete(
     id: Uuid,
     results: &[SurveyResult],
 ) -> Result<DispatchCounts, StoreError> {
-    let rows: Vec<_> = results
+    let mut counts = complete_many(conn, &[(id, results)]).await?;
+    Ok(counts.pop().unwrap_or_default())
+}
+
+/// [`complete`] for many triggers: one statement records every outcome, one closes every
+/// trigger. Returns each trigger's counts, in order.
+pub async fn complete_many(
+    conn: &mut AsyncPgConnection,
+    done: &[(Uuid, &[SurveyResult])],
+) -> Result<Vec<DispatchCounts>, StoreError> {
+    use diesel::sql_types::{Array, Int4, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+    let rows: Vec<_> = done
         .iter()
-        .map(|r| {
-            (
-                trigger_surveys::trigger_id.eq(id),
-                trigger_surveys::survey_id.eq(r.survey_id),
-                trigger_surveys::survey_version.eq(r.survey_version),
-                trigger_surveys::outcome.eq(r.outcome.as_str()),
-                trigger_surveys::reason.eq(r.reason.as_deref()),
-                trigger_surveys::invitation_id.eq(r.invitation_id),
-            )
+        .flat_map(|(id, results)| {
+            results.iter().map(move |r| {
+                (
+                    trigger_surveys::trigger_id.eq(*id),
+                    trigger_surveys::survey_id.eq(r.survey_id),
+                    trigger_surveys::survey_version.eq(r.survey_version),
+                    trigger_surveys::outcome.eq(r.outcome.as_str()),
+                    trigger_surveys::reason.eq(r.reason.as_deref()),
+                    trigger_surveys::invitation_id.eq(r.invitation_id),
+                )
+            })
         })
         .collect();
     if !rows.is_empty() {
@@ -353,26 +374,52 @@ pub async fn complete(
         .execute(conn)
         .await?;
     }
-    let counts = DispatchCounts::from_outcomes(results.iter().map(|r| r.outcome));
-    let all_errored = counts.matched_surveys > 0 && counts.errored_count == counts.matched_surveys;
-    let now = OffsetDateTime::now_utc();
-    Cached(diesel::update(triggers::table.find(id)).set((
-        triggers::status.eq(if all_errored {
-            status::FAILED
-        } else {
-            status::COMPLETED
-        }),
-        triggers::error.eq(all_errored.then_some("every matched survey errored")),
-        triggers::matched_count.eq(counts.matched_surveys as i32),
-        triggers::created_count.eq(counts.created_count as i32),
-        triggers::cooldown_count.eq(counts.suppressed_by_cooldown_count as i32),
-        triggers::sample_count.eq(counts.suppressed_by_sample_count as i32),
-        triggers::errored_count.eq(counts.errored_count as i32),
-        triggers::started_at.eq(diesel::dsl::sql::<
-            diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>,
-        >("coalesce(started_at, now())")),
-        triggers::completed_at.eq(now),
-    )))
+    let counts: Vec<_> = done
+        .iter()
+        .map(|(_, results)| DispatchCounts::from_outcomes(results.iter().map(|r| r.outcome)))
+        .collect();
+    let all_errored =
+        |c: &DispatchCounts| c.matched_surveys > 0 && c.errored_count == c.matched_surveys;
+    let column = |f: fn(&DispatchCounts) -> u32| -> Vec<i32> {
+        counts.iter().map(|c| f(c) as i32).collect()
+    };
+    // One shape whatever the number of triggers: the values travel as arrays.
+    Cached(
+        diesel::sql_query(
+            "UPDATE triggers AS t SET status = v.status, error = v.error, \
+           matched_count = v.matched, created_count = v.created, cooldown_count = v.cooldown, \
+           sample_count = v.sample, errored_count = v.errored, \
+           started_at = coalesce(t.started_at, now()), completed_at = $9 \
+         FROM unnest($1, $2, $3, $4, $5, $6, $7, $8) \
+           AS v(id, status, error, matched, created, cooldown, sample, errored) \
+         WHERE t.id = v.id",
+        )
+        .bind::<Array<SqlUuid>, _>(done.iter().map(|(id, _)| *id).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(
+            counts
+                .iter()
+                .map(|c| {
+                    if all_errored(c) {
+                        status::FAILED
+                    } else {
+                        status::COMPLETED
+                    }
+                })
+                .collect::<Vec<_>>(),
+        )
+        .bind::<Array<Nullable<Text>>, _>(
+            counts
+                .iter()
+                .map(|c| all_errored(c).then_some("every matched survey errored"))
+                .collect::<Vec<_>>(),
+        )
+        .bind::<Array<Int4>, _>(column(|c| c.matched_surveys))
+        .bind::<Array<Int4>, _>(column(|c| c.created_count))
+        .bind::<Array<Int4>, _>(column(|c| c.suppressed_by_cooldown_count))
+        .bind::<Array<Int4>, _>(column(|c| c.suppressed_by_sample_count))
+        .bind::<Array<Int4>, _>(column(|c| c.errored_count))
+        .bind::<Timestamptz, _>(OffsetDateTime::now_utc()),
+    )
     .execute(conn)
     .await?;
     Ok(counts)

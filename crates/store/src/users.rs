@@ -119,6 +119,27 @@ pub async fn get(
         .optional()?)
 }
 
+/// The stored users among `(project_id, user_ref)` pairs, in one statement; those not stored
+/// are left out.
+pub async fn get_many(
+    conn: &mut AsyncPgConnection,
+    keys: &[(Uuid, &str)],
+) -> Result<Vec<User>, StoreError> {
+    use diesel::sql_types::Array;
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(Cached(
+        diesel::sql_query(
+            "SELECT * FROM users WHERE (project_id, user_ref) IN (SELECT * FROM unnest($1, $2))",
+        )
+        .bind::<Array<SqlUuid>, _>(keys.iter().map(|(p, _)| *p).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(keys.iter().map(|(_, u)| *u).collect::<Vec<_>>()),
+    )
+    .load(conn)
+    .await?)
+}
+
 /// What erasing a user deleted.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Erased {

@@ -189,11 +189,24 @@ pub async fn insert_message(
     conn: &mut AsyncPgConnection,
     message: &Message,
 ) -> Result<(), StoreError> {
-    diesel::insert_into(webhook_messages::table)
-        .values(message)
-        .on_conflict_do_nothing()
-        .execute(conn)
-        .await?;
+    insert_messages(conn, std::slice::from_ref(message)).await
+}
+
+/// [`insert_message`] for many messages, in one statement.
+pub async fn insert_messages(
+    conn: &mut AsyncPgConnection,
+    messages: &[Message],
+) -> Result<(), StoreError> {
+    if messages.is_empty() {
+        return Ok(());
+    }
+    Cached(
+        diesel::insert_into(webhook_messages::table)
+            .values(messages)
+            .on_conflict_do_nothing(),
+    )
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
@@ -210,21 +223,32 @@ pub async fn insert_deliveries(
     subscriptions: &[Uuid],
     due: OffsetDateTime,
 ) -> Result<Vec<Uuid>, StoreError> {
-    if subscriptions.is_empty() {
-        return Ok(Vec::new());
-    }
-    let rows: Vec<_> = subscriptions
+    insert_deliveries_of(conn, &[(message_id, subscriptions)], due).await
+}
+
+/// [`insert_deliveries`] for many messages, each with its subscriptions, in one statement.
+pub async fn insert_deliveries_of(
+    conn: &mut AsyncPgConnection,
+    messages: &[(Uuid, &[Uuid])],
+    due: OffsetDateTime,
+) -> Result<Vec<Uuid>, StoreError> {
+    let rows: Vec<_> = messages
         .iter()
-        .map(|s| {
-            (
-                webhook_deliveries::id.eq(delivery_id(message_id, *s)),
-                webhook_deliveries::message_id.eq(message_id),
-                webhook_deliveries::subscription_id.eq(*s),
-                webhook_deliveries::status.eq(delivery::PENDING),
-                webhook_deliveries::next_attempt_at.eq(due),
-            )
+        .flat_map(|(message_id, subscriptions)| {
+            subscriptions.iter().map(move |s| {
+                (
+                    webhook_deliveries::id.eq(delivery_id(*message_id, *s)),
+                    webhook_deliveries::message_id.eq(*message_id),
+                    webhook_deliveries::subscription_id.eq(*s),
+                    webhook_deliveries::status.eq(delivery::PENDING),
+                    webhook_deliveries::next_attempt_at.eq(due),
+                )
+            })
         })
         .collect();
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
     Ok(Cached(
         diesel::insert_into(webhook_deliveries::table)
             .values(rows)

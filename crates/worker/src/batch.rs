@@ -177,28 +177,21 @@ async fn together<T: Payload, H: Handler<T>>(
                 .await?
                 .into_iter()
                 .collect();
-            let mut handled = vec![false; batch.len()];
-            let mut emitted = Vec::new();
-            for (i, pending) in batch.iter().enumerate() {
-                // A repeat of an envelope handled before, or earlier in this batch.
-                if !fresh.remove(&pending.env.id) {
-                    continue;
-                }
-                let emits = handler
-                    .handle(&pending.env, conn)
-                    .instrument(pending.span.clone())
-                    .await?;
-                handled[i] = true;
-                emitted.extend(emits.into_iter().map(|emit| (i, emit)));
-            }
-            let messages: Vec<_> = emitted
+            // Not a repeat of an envelope handled before, or earlier in this batch.
+            let handled: Vec<bool> = batch.iter().map(|p| fresh.remove(&p.env.id)).collect();
+            let (new, items) = items_of(batch, &handled);
+            let emitted = handler.handle_batch(&items, conn).await?;
+            let messages: Vec<_> = new
                 .iter()
-                .map(|(i, emit)| outbox::NewOutboxMessage {
-                    envelope_id: emit.envelope_id,
-                    exchange: &emit.exchange,
-                    routing_key: &emit.routing_key,
-                    body: &emit.body,
-                    traceparent: batch[*i].traceparent.as_deref(),
+                .zip(&emitted)
+                .flat_map(|(pending, emits)| {
+                    emits.iter().map(|emit| outbox::NewOutboxMessage {
+                        envelope_id: emit.envelope_id,
+                        exchange: &emit.exchange,
+                        routing_key: &emit.routing_key,
+                        body: &emit.body,
+                        traceparent: pending.traceparent.as_deref(),
+                    })
                 })
                 .collect();
             let rows = outbox::enqueue_many(conn, &messages).await?;
@@ -207,17 +200,33 @@ async fn together<T: Payload, H: Handler<T>>(
         .await?;
     drop(conn);
     flush(&deps.publisher, &deps.cleaner, &rows).await;
-    for (pending, handled) in batch.iter().zip(fresh) {
-        if handled {
-            handler
-                .after_commit(&pending.env)
-                .instrument(pending.span.clone())
-                .await;
-        } else {
-            pending
-                .span
-                .in_scope(|| tracing::info!("duplicate envelope; already handled"));
-        }
+    for (pending, _) in batch.iter().zip(&fresh).filter(|(_, handled)| !**handled) {
+        pending
+            .span
+            .in_scope(|| tracing::info!("duplicate envelope; already handled"));
     }
+    let (_, items) = items_of(batch, &fresh);
+    handler.after_commit_batch(&items).await;
     Ok(())
+}
+
+/// The envelopes of `batch` whose `handled` flag is set, and the same as handler items.
+fn items_of<'a, T: Payload>(
+    batch: &'a [Pending<T>],
+    handled: &[bool],
+) -> (Vec<&'a Pending<T>>, Vec<crate::Item<'a, T>>) {
+    let new: Vec<_> = batch
+        .iter()
+        .zip(handled)
+        .filter(|(_, handled)| **handled)
+        .map(|(pending, _)| pending)
+        .collect();
+    let items = new
+        .iter()
+        .map(|pending| crate::Item {
+            env: &pending.env,
+            span: &pending.span,
+        })
+        .collect();
+    (new, items)
 }

@@ -18,6 +18,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection};
 use std::future::Future;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 use uuid::Uuid;
 
 /// An envelope a handler emits, committed to the outbox with its work.
@@ -111,6 +112,48 @@ pub trait Handler<T: Payload>: Send + Sync + 'static {
     fn after_commit(&self, _env: &Envelope<T>) -> impl Future<Output = ()> + Send {
         async {}
     }
+
+    /// Handles several new envelopes in one transaction and says what each emits, in order.
+    /// Overriding it lets a handler do with one statement what `handle` does per envelope.
+    /// An error fails the whole batch: its envelopes are then handled one by one with
+    /// `handle`, so a batch needs no per-envelope error isolation of its own.
+    fn handle_batch(
+        &self,
+        items: &[Item<'_, T>],
+        conn: &mut AsyncPgConnection,
+    ) -> impl Future<Output = Result<Vec<Vec<Emit>>, HandleError>> + Send {
+        async move {
+            let mut emitted = Vec::with_capacity(items.len());
+            for item in items {
+                emitted.push(
+                    self.handle(item.env, conn)
+                        .instrument(item.span.clone())
+                        .await?,
+                );
+            }
+            Ok(emitted)
+        }
+    }
+
+    /// `after_commit` for every envelope of a committed batch; overriding it lets a handler
+    /// look up what they all need at once.
+    fn after_commit_batch(&self, items: &[Item<'_, T>]) -> impl Future<Output = ()> + Send {
+        async move {
+            for item in items {
+                self.after_commit(item.env)
+                    .instrument(item.span.clone())
+                    .await;
+            }
+        }
+    }
+}
+
+/// One envelope of a batch, with the span of the delivery that brought it: what a handler
+/// logs about this envelope belongs in that span (`item.span.in_scope(..)`).
+#[derive(Debug, Clone, Copy)]
+pub struct Item<'a, T: Payload> {
+    pub env: &'a Envelope<T>,
+    pub span: &'a tracing::Span,
 }
 
 /// Everything a worker needs besides its handler.

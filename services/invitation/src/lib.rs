@@ -9,16 +9,20 @@ use beckon_domain::envelope::{
     CreatedInvitation, DispatchCompleted, Envelope, EventMatched, InvitationCreated,
     InvitationDetails, MatchedSurvey, SurveyDetails, TriggerDetails, UserDetails,
 };
+use beckon_domain::outcome::DispatchCounts;
 use beckon_domain::outcome::SurveyOutcome;
 use beckon_domain::{ids, sampling, secret};
 use beckon_runtime::InfraConfig;
+use beckon_store::StoreError;
 use beckon_store::invitations::{self, Inserted, NewInvitation};
 use beckon_store::triggers::{self, SurveyResult};
-use beckon_store::{StoreError, users};
-use beckon_worker::{Emit, HandleError, Handler, error_chain};
+use beckon_store::users::{self, User};
+use beckon_worker::{Emit, HandleError, Handler, Item, error_chain};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
+use std::collections::HashSet;
 use time::{Duration, OffsetDateTime};
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
 /// The name this consumer records processed envelopes under.
 pub const CONSUMER: &str = "invitation";
@@ -53,7 +57,77 @@ pub struct Inviter {
     pub sealing_key: beckon_webhooks::sealed::SealingKey,
 }
 
+/// What became of one matched survey before any invitation is written.
+enum Decision {
+    /// No invitation: suppressed by the cooldown or the sample rate.
+    Suppressed(SurveyResult),
+    /// An invitation to create, with the magic link it carries.
+    Invite(Box<NewInvitation>, CreatedInvitation),
+}
+
 impl Inviter {
+    /// Applies the survey's cooldown and sample rate; an admitted match gets a new invitation
+    /// (not yet written) and claims the cooldown window.
+    async fn decide(
+        &self,
+        env: &Envelope<EventMatched>,
+        survey: &MatchedSurvey,
+        conn: &mut AsyncPgConnection,
+    ) -> Result<Decision, StoreError> {
+        let trigger_id = env.correlation_id;
+        let user = env.data.user_ref.as_str();
+        let suppressed = |outcome| {
+            Decision::Suppressed(SurveyResult {
+                survey_id: survey.survey_id,
+                survey_version: survey.version,
+                outcome,
+                reason: None,
+                invitation_id: None,
+            })
+        };
+        // Seeded from (trigger, survey): a redelivered envelope rolls the same.
+        let admitted = sampling::admits(survey.sample_rate, trigger_id, survey.survey_id);
+        if survey.cooldown_seconds > 0 {
+            // Cooldown is checked before the roll; only an admitted match claims the window,
+            // since a sample miss creates no invitation and so starts no cooldown.
+            let in_cooldown = if admitted {
+                !invitations::claim_cooldown(conn, survey.survey_id, user, survey.cooldown_seconds)
+                    .await?
+            } else {
+                invitations::in_cooldown(conn, survey.survey_id, user, survey.cooldown_seconds)
+                    .await?
+            };
+            if in_cooldown {
+                return Ok(suppressed(SurveyOutcome::Cooldown));
+            }
+        }
+        if !admitted {
+            return Ok(suppressed(SurveyOutcome::Sample));
+        }
+        let token = secret::new_link_token();
+        let expires_at =
+            OffsetDateTime::now_utc() + Duration::seconds(survey.invitation_lifetime_seconds);
+        let invitation = NewInvitation {
+            id: ids::invitation_id(trigger_id, survey.survey_id),
+            org_id: env.org_id,
+            project_id: env.project_id,
+            survey_id: survey.survey_id,
+            survey_version: survey.version,
+            trigger_id,
+            user_ref: user.to_owned(),
+            token_hash: token.hash(),
+            token_sealed: Some(self.sealing_key.seal(token.expose().as_bytes())),
+            expires_at,
+        };
+        let link = CreatedInvitation {
+            survey_id: survey.survey_id,
+            user_ref: env.data.user_ref.clone(),
+            magic_link_url: format!("{}/surveys/{}", self.public_url, token.expose()),
+            expires_at,
+        };
+        Ok(Decision::Invite(Box::new(invitation), link))
+    }
+
     /// One survey's outcome, inside its own savepoint: an error here marks this survey
     /// `errored` without undoing the others.
     async fn invite(
@@ -62,62 +136,67 @@ impl Inviter {
         survey: &MatchedSurvey,
         conn: &mut AsyncPgConnection,
     ) -> Result<(SurveyResult, Option<CreatedInvitation>), StoreError> {
-        let trigger_id = env.correlation_id;
-        let user = env.data.user_ref.as_str();
-        let result = |outcome, invitation_id| SurveyResult {
-            survey_id: survey.survey_id,
-            survey_version: survey.version,
-            outcome,
-            reason: None,
-            invitation_id,
-        };
-        // Seeded from (trigger, survey): a redelivered envelope rolls the same.
-        let admitted = sampling::admits(survey.sample_rate, trigger_id, survey.survey_id);
-        if survey.cooldown_seconds > 0 {
-            // Cooldown is checked before the roll; only an admitted match claims the window,
-            // since a sample miss creates no invitation and so starts no cooldown.
-            let suppressed = if admitted {
-                !invitations::claim_cooldown(conn, survey.survey_id, user, survey.cooldown_seconds)
-                    .await?
-            } else {
-                invitations::in_cooldown(conn, survey.survey_id, user, survey.cooldown_seconds)
-                    .await?
-            };
-            if suppressed {
-                return Ok((result(SurveyOutcome::Cooldown, None), None));
+        match self.decide(env, survey, conn).await? {
+            Decision::Suppressed(result) => Ok((result, None)),
+            Decision::Invite(invitation, link) => {
+                let inserted = invitations::insert(conn, &invitation).await?;
+                Ok(created(
+                    &invitation,
+                    (inserted == Inserted::Created).then_some(link),
+                ))
             }
         }
-        if !admitted {
-            return Ok((result(SurveyOutcome::Sample, None), None));
-        }
-        let token = secret::new_link_token();
-        let id = ids::invitation_id(trigger_id, survey.survey_id);
-        let expires_at =
-            OffsetDateTime::now_utc() + Duration::seconds(survey.invitation_lifetime_seconds);
-        let inserted = invitations::insert(
-            conn,
-            &NewInvitation {
-                id,
-                org_id: env.org_id,
-                project_id: env.project_id,
-                survey_id: survey.survey_id,
-                survey_version: survey.version,
-                trigger_id,
-                user_ref: user.to_owned(),
-                token_hash: token.hash(),
-                token_sealed: Some(self.sealing_key.seal(token.expose().as_bytes())),
-                expires_at,
-            },
-        )
-        .await?;
-        let link = (inserted == Inserted::Created).then(|| CreatedInvitation {
-            survey_id: survey.survey_id,
-            user_ref: env.data.user_ref.clone(),
-            magic_link_url: format!("{}/surveys/{}", self.public_url, token.expose()),
-            expires_at,
-        });
-        Ok((result(SurveyOutcome::Created, Some(id)), link))
     }
+
+    /// Closes the trigger with its results, logs the counts, and says what to emit: the
+    /// announcements of the invitations created, and the reply to a waiting caller.
+    fn finish(
+        &self,
+        env: &Envelope<EventMatched>,
+        results: &[SurveyResult],
+        created: Vec<CreatedInvitation>,
+        counts: DispatchCounts,
+        user: Option<&User>,
+    ) -> Vec<Emit> {
+        let mut emits = self.announce(env, results, &created, user);
+        tracing::info!(
+            matched = counts.matched_surveys,
+            created = counts.created_count,
+            cooldown = counts.suppressed_by_cooldown_count,
+            sample = counts.suppressed_by_sample_count,
+            errored = counts.errored_count,
+            "trigger completed"
+        );
+        if let Some(reply_to) = &env.data.reply_to {
+            let reply = Envelope::child_of(
+                env,
+                "reply",
+                DispatchCompleted {
+                    trigger_id: env.correlation_id,
+                    counts,
+                    created_invitations: created,
+                },
+            );
+            emits.push(Emit::reply(&reply_to.queue, &reply));
+        }
+        emits
+    }
+}
+
+/// The result of a survey whose invitation was written; `link` only when this handling
+/// created it (a repeat announces nothing again).
+fn created(
+    invitation: &NewInvitation,
+    link: Option<CreatedInvitation>,
+) -> (SurveyResult, Option<CreatedInvitation>) {
+    let result = SurveyResult {
+        survey_id: invitation.survey_id,
+        survey_version: invitation.survey_version,
+        outcome: SurveyOutcome::Created,
+        reason: None,
+        invitation_id: Some(invitation.id),
+    };
+    (result, link)
 }
 
 impl Handler<EventMatched> for Inviter {
@@ -152,49 +231,106 @@ impl Handler<EventMatched> for Inviter {
             }
         }
         let counts = triggers::complete(conn, env.correlation_id, &results).await?;
-        let mut emits = self.announce(env, &results, &created, conn).await?;
-        tracing::info!(
-            matched = counts.matched_surveys,
-            created = counts.created_count,
-            cooldown = counts.suppressed_by_cooldown_count,
-            sample = counts.suppressed_by_sample_count,
-            errored = counts.errored_count,
-            "trigger completed"
-        );
-        if let Some(reply_to) = &env.data.reply_to {
-            let reply = Envelope::child_of(
-                env,
-                "reply",
-                DispatchCompleted {
-                    trigger_id: env.correlation_id,
-                    counts,
-                    created_invitations: created,
-                },
-            );
-            emits.push(Emit::reply(&reply_to.queue, &reply));
+        let user = if created.is_empty() {
+            None
+        } else {
+            users::get(conn, env.project_id, env.data.user_ref.as_str()).await?
+        };
+        Ok(self.finish(env, &results, created, counts, user.as_ref()))
+    }
+
+    /// Every survey of every envelope decided first, then one insert of every invitation, one
+    /// statement for every outcome, one closing every trigger and one reading every user.
+    /// No savepoints: should one survey fail, the batch is handled again envelope by envelope,
+    /// where that survey alone is marked `errored`.
+    async fn handle_batch(
+        &self,
+        items: &[Item<'_, EventMatched>],
+        conn: &mut AsyncPgConnection,
+    ) -> Result<Vec<Vec<Emit>>, HandleError> {
+        let mut decided = Vec::with_capacity(items.len());
+        for item in items {
+            let mut decisions = Vec::with_capacity(item.env.data.surveys.len());
+            for survey in &item.env.data.surveys {
+                decisions.push(self.decide(item.env, survey, conn).await?);
+            }
+            decided.push(decisions);
         }
-        Ok(emits)
+        let invitations: Vec<NewInvitation> = decided
+            .iter()
+            .flatten()
+            .filter_map(|d| match d {
+                Decision::Invite(invitation, _) => Some(NewInvitation::clone(invitation)),
+                Decision::Suppressed(_) => None,
+            })
+            .collect();
+        let inserted: HashSet<Uuid> = invitations::insert_many(conn, &invitations)
+            .await?
+            .into_iter()
+            .collect();
+        let mut outcomes = Vec::with_capacity(items.len());
+        for decisions in decided {
+            let mut results = Vec::with_capacity(decisions.len());
+            let mut links = Vec::new();
+            for decision in decisions {
+                let (result, link) = match decision {
+                    Decision::Suppressed(result) => (result, None),
+                    Decision::Invite(invitation, link) => created(
+                        &invitation,
+                        inserted.contains(&invitation.id).then_some(link),
+                    ),
+                };
+                results.push(result);
+                links.extend(link);
+            }
+            outcomes.push((results, links));
+        }
+        let done: Vec<_> = items
+            .iter()
+            .zip(&outcomes)
+            .map(|(item, (results, _))| (item.env.correlation_id, results.as_slice()))
+            .collect();
+        let counts = triggers::complete_many(conn, &done).await?;
+        let wanted: Vec<_> = items
+            .iter()
+            .zip(&outcomes)
+            .filter(|(_, (_, links))| !links.is_empty())
+            .map(|(item, _)| (item.env.project_id, item.env.data.user_ref.as_str()))
+            .collect();
+        let users = users::get_many(conn, &wanted).await?;
+        Ok(items
+            .iter()
+            .zip(outcomes)
+            .zip(counts)
+            .map(|((item, (results, links)), counts)| {
+                let user = users.iter().find(|u| {
+                    u.project_id == item.env.project_id
+                        && u.user_ref == item.env.data.user_ref.as_str()
+                });
+                item.span
+                    .in_scope(|| self.finish(item.env, &results, links, counts, user))
+            })
+            .collect())
     }
 }
 
 impl Inviter {
     /// One `invitation.created` envelope per invitation created, for the webhook service. Its
     /// id derives from the matched envelope and the survey, so a redelivery repeats it exactly.
-    async fn announce(
+    fn announce(
         &self,
         env: &Envelope<EventMatched>,
         results: &[SurveyResult],
         created: &[CreatedInvitation],
-        conn: &mut AsyncPgConnection,
-    ) -> Result<Vec<Emit>, StoreError> {
+        user: Option<&User>,
+    ) -> Vec<Emit> {
         if created.is_empty() {
-            return Ok(Vec::new());
+            return Vec::new();
         }
-        let user = users::get(conn, env.project_id, env.data.user_ref.as_str()).await?;
         let user = UserDetails {
             user_ref: env.data.user_ref.clone(),
-            email: user.as_ref().and_then(|u| u.email.clone()),
-            name: user.as_ref().and_then(|u| u.name.clone()),
+            email: user.and_then(|u| u.email.clone()),
+            name: user.and_then(|u| u.name.clone()),
             attributes: user
                 .and_then(|u| u.attributes.as_object().cloned())
                 .unwrap_or_default(),
@@ -237,7 +373,7 @@ impl Inviter {
             );
             emits.push(Emit::event(&self.topology, &announcement));
         }
-        Ok(emits)
+        emits
     }
 }
 

@@ -5,12 +5,13 @@
 use anyhow::Context as _;
 use beckon_bus::Topology;
 use beckon_bus::topology::queues;
-use beckon_domain::envelope::{Envelope, EventMatched, EventReceived};
+use beckon_domain::envelope::{Envelope, EventMatched, EventReceived, MatchedSurvey};
 use beckon_runtime::InfraConfig;
 use beckon_store::{surveys, triggers};
-use beckon_worker::{Emit, HandleError, Handler};
+use beckon_worker::{Emit, HandleError, Handler, Item};
 use diesel_async::AsyncPgConnection;
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
 /// The name this consumer records processed envelopes under.
 pub const CONSUMER: &str = "matcher";
@@ -67,6 +68,30 @@ pub struct Matcher {
     pub topology: Topology,
 }
 
+/// What a lookup of matching surveys depends on: project, event key, and the one survey a
+/// dispatch names.
+type EventOf = (Uuid, String, Option<Uuid>);
+
+impl Matcher {
+    /// The `event.matched` envelope of `env`, listing the surveys it matched.
+    fn matched(&self, env: &Envelope<EventReceived>, surveys: Vec<MatchedSurvey>) -> Emit {
+        tracing::info!(matched = surveys.len(), "event matched");
+        let out = Envelope::child_of(
+            env,
+            "matched",
+            EventMatched {
+                trigger_type: env.data.trigger_type,
+                user_ref: env.data.user_ref.clone(),
+                event: env.data.event.clone(),
+                reply_to: env.data.reply_to.clone(),
+                surveys,
+                event_data: env.data.event_data.clone(),
+            },
+        );
+        Emit::event(&self.topology, &out)
+    }
+}
+
 impl Handler<EventReceived> for Matcher {
     async fn handle(
         &self,
@@ -82,20 +107,33 @@ impl Handler<EventReceived> for Matcher {
             env.data.survey_id,
         )
         .await?;
-        tracing::info!(matched = matched.len(), "event matched");
-        let out = Envelope::child_of(
-            env,
-            "matched",
-            EventMatched {
-                trigger_type: env.data.trigger_type,
-                user_ref: env.data.user_ref.clone(),
-                event: env.data.event.clone(),
-                reply_to: env.data.reply_to.clone(),
-                surveys: matched,
-                event_data: env.data.event_data.clone(),
-            },
-        );
-        Ok(vec![Emit::event(&self.topology, &out)])
+        Ok(vec![self.matched(env, matched)])
+    }
+
+    /// One status update for every trigger, and one lookup per distinct event.
+    async fn handle_batch(
+        &self,
+        items: &[Item<'_, EventReceived>],
+        conn: &mut AsyncPgConnection,
+    ) -> Result<Vec<Vec<Emit>>, HandleError> {
+        let ids: Vec<_> = items.iter().map(|item| item.env.correlation_id).collect();
+        triggers::mark_processing_many(conn, &ids).await?;
+        let mut looked_up: Vec<(EventOf, Vec<MatchedSurvey>)> = Vec::new();
+        let mut emitted = Vec::with_capacity(items.len());
+        for item in items {
+            let env = item.env;
+            let key = (env.project_id, env.data.event.key(), env.data.survey_id);
+            let matched = match looked_up.iter().find(|(k, _)| *k == key) {
+                Some((_, matched)) => matched.clone(),
+                None => {
+                    let matched = surveys::live_matching(conn, key.0, &key.1, key.2).await?;
+                    looked_up.push((key, matched.clone()));
+                    matched
+                }
+            };
+            emitted.push(vec![item.span.in_scope(|| self.matched(env, matched))]);
+        }
+        Ok(emitted)
     }
 }
 

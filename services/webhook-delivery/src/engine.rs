@@ -72,18 +72,28 @@ impl Engine {
             .clone()
     }
 
-    /// Sends the first attempts of a message's deliveries, each in its own task.
-    pub async fn start_first_attempts(self: Arc<Self>, message_id: Uuid) {
-        let ids = async {
+    /// Sends the first attempts of the messages' deliveries, each in its own task and in the
+    /// span of the delivery that brought its message.
+    pub async fn start_first_attempts(self: Arc<Self>, messages: &[(Uuid, &tracing::Span)]) {
+        let ids: Vec<_> = messages.iter().map(|(id, _)| *id).collect();
+        let found = async {
             let mut conn = self.store.conn().await?;
-            first_attempts_of(&mut conn, message_id).await
+            first_attempts_of(&mut conn, &ids).await
         }
         .await;
-        match ids {
-            Ok(ids) => ids.into_iter().for_each(|id| self.spawn(id)),
+        match found {
+            Ok(found) => {
+                for (delivery_id, message_id) in found {
+                    let span = messages.iter().find(|(id, _)| *id == message_id);
+                    match span {
+                        Some((_, span)) => span.in_scope(|| self.spawn(delivery_id)),
+                        None => self.spawn(delivery_id),
+                    }
+                }
+            }
             // The deliveries are leased, not lost: the poller sends them when the lease ends.
             Err(err) => {
-                tracing::warn!(%message_id, error = %error_chain(&err), "could not start first attempts")
+                tracing::warn!(message_ids = ?ids, error = %error_chain(&err), "could not start first attempts")
             }
         }
     }
@@ -402,19 +412,19 @@ async fn record_group(
     .await
 }
 
-/// The deliveries of a message that have never been attempted.
+/// The deliveries of the messages that have never been attempted, with their message.
 async fn first_attempts_of(
     conn: &mut beckon_store::Conn,
-    message_id: Uuid,
-) -> Result<Vec<Uuid>, StoreError> {
+    message_ids: &[Uuid],
+) -> Result<Vec<(Uuid, Uuid)>, StoreError> {
     use beckon_store::schema::webhook_deliveries as d;
     use diesel::prelude::*;
     use diesel_async::RunQueryDsl;
     Ok(d::table
-        .filter(d::message_id.eq(message_id))
+        .filter(d::message_id.eq_any(message_ids))
         .filter(d::status.eq(webhooks::delivery::PENDING))
         .filter(d::attempts.eq(0))
-        .select(d::id)
+        .select((d::id, d::message_id))
         .load(conn)
         .await?)
 }

@@ -4,15 +4,41 @@ use crate::engine::Engine;
 use beckon_domain::envelope::Envelope;
 use beckon_store::webhooks::{self, Message};
 use beckon_webhooks::payload::{Announcement, WebhookBody};
-use beckon_worker::{Emit, HandleError, Handler};
+use beckon_worker::{Emit, HandleError, Handler, Item};
 use diesel_async::AsyncPgConnection;
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::Arc;
 use time::OffsetDateTime;
+use uuid::Uuid;
 
 /// Handles every payload customers receive as webhooks.
 #[derive(Clone)]
 pub struct Fanout {
     pub engine: Arc<Engine>,
+}
+
+impl Fanout {
+    /// The message customers receive for `env`.
+    fn message<T: Announcement>(&self, env: &Envelope<T>) -> Message {
+        let body = serde_json::to_vec(&WebhookBody::from_envelope(env)).unwrap_or_default();
+        Message {
+            id: env.id,
+            org_id: env.org_id,
+            project_id: env.project_id,
+            event_type: env.data.webhook_type().to_owned(),
+            version: env.version as i32,
+            body_encrypted: self.engine.seal(&body),
+            occurred_at: env.occurred_at,
+            user_ref: Some(env.data.user_ref().to_owned()),
+        }
+    }
+
+    /// Leased to the attempts `after_commit` starts; should this process die first, they
+    /// fall due when the lease ends and the poller sends them.
+    fn lease(&self) -> OffsetDateTime {
+        OffsetDateTime::now_utc() + self.engine.lease()
+    }
 }
 
 impl<T: Announcement> Handler<T> for Fanout {
@@ -21,35 +47,59 @@ impl<T: Announcement> Handler<T> for Fanout {
         env: &Envelope<T>,
         conn: &mut AsyncPgConnection,
     ) -> Result<Vec<Emit>, HandleError> {
-        let kind = env.data.webhook_type();
-        let subscribers = webhooks::subscribers(conn, env.project_id, kind).await?;
+        let subscribers =
+            webhooks::subscribers(conn, env.project_id, env.data.webhook_type()).await?;
         if subscribers.is_empty() {
             // Nothing is kept for an event no active subscription wants.
             return Ok(Vec::new());
         }
-        let body = serde_json::to_vec(&WebhookBody::from_envelope(env)).unwrap_or_default();
-        webhooks::insert_message(
-            conn,
-            &Message {
-                id: env.id,
-                org_id: env.org_id,
-                project_id: env.project_id,
-                event_type: kind.to_owned(),
-                version: env.version as i32,
-                body_encrypted: self.engine.seal(&body),
-                occurred_at: env.occurred_at,
-                user_ref: Some(env.data.user_ref().to_owned()),
-            },
-        )
-        .await?;
-        // Leased to the attempts `after_commit` starts; should this process die first, they
-        // fall due when the lease ends and the poller sends them.
-        let lease = OffsetDateTime::now_utc() + self.engine.lease();
-        webhooks::insert_deliveries(conn, env.id, &subscribers, lease).await?;
+        webhooks::insert_message(conn, &self.message(env)).await?;
+        webhooks::insert_deliveries(conn, env.id, &subscribers, self.lease()).await?;
         Ok(Vec::new())
     }
 
+    /// One lookup of subscribers per project and event type, one insert of every message and
+    /// one of every delivery.
+    async fn handle_batch(
+        &self,
+        items: &[Item<'_, T>],
+        conn: &mut AsyncPgConnection,
+    ) -> Result<Vec<Vec<Emit>>, HandleError> {
+        let mut wanted: HashMap<(Uuid, &str), Vec<Uuid>> = HashMap::new();
+        let mut messages = Vec::new();
+        let mut deliveries = Vec::new();
+        for item in items {
+            let key = (item.env.project_id, item.env.data.webhook_type());
+            let subscribers = match wanted.entry(key) {
+                Entry::Occupied(found) => found.into_mut(),
+                Entry::Vacant(slot) => {
+                    slot.insert(webhooks::subscribers(conn, key.0, key.1).await?)
+                }
+            };
+            if !subscribers.is_empty() {
+                messages.push(self.message(item.env));
+                deliveries.push((item.env.id, key));
+            }
+        }
+        webhooks::insert_messages(conn, &messages).await?;
+        let deliveries: Vec<_> = deliveries
+            .iter()
+            .map(|(id, key)| (*id, wanted[key].as_slice()))
+            .collect();
+        webhooks::insert_deliveries_of(conn, &deliveries, self.lease()).await?;
+        Ok(vec![Vec::new(); items.len()])
+    }
+
     async fn after_commit(&self, env: &Envelope<T>) {
-        self.engine.clone().start_first_attempts(env.id).await;
+        let span = tracing::Span::current();
+        self.engine
+            .clone()
+            .start_first_attempts(&[(env.id, &span)])
+            .await;
+    }
+
+    async fn after_commit_batch(&self, items: &[Item<'_, T>]) {
+        let messages: Vec<_> = items.iter().map(|item| (item.env.id, item.span)).collect();
+        self.engine.clone().start_first_attempts(&messages).await;
     }
 }
