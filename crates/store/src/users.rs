@@ -57,15 +57,34 @@ pub async fn ensure(
     project_id: Uuid,
     user_ref: &str,
 ) -> Result<(), StoreError> {
-    diesel::insert_into(users::table)
-        .values((
-            users::project_id.eq(project_id),
-            users::user_ref.eq(user_ref),
-            users::org_id.eq(org_id),
-        ))
-        .on_conflict_do_nothing()
-        .execute(conn)
-        .await?;
+    ensure_many(conn, &[(org_id, project_id, user_ref)]).await
+}
+
+/// [`ensure`] for many `(org_id, project_id, user_ref)` users, in one statement (one shape
+/// whatever their number). Repeats are fine; users are inserted in key order, so two callers
+/// sharing users wait on each other instead of deadlocking.
+pub async fn ensure_many(
+    conn: &mut AsyncPgConnection,
+    wanted: &[(Uuid, Uuid, &str)],
+) -> Result<(), StoreError> {
+    use diesel::sql_types::Array;
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let mut wanted = wanted.to_vec();
+    wanted.sort_by_key(|(_, project, user)| (*project, *user));
+    wanted.dedup_by_key(|(_, project, user)| (*project, *user));
+    Cached(
+        diesel::sql_query(
+            "INSERT INTO users (org_id, project_id, user_ref) \
+             SELECT * FROM unnest($1, $2, $3) ON CONFLICT DO NOTHING",
+        )
+        .bind::<Array<SqlUuid>, _>(wanted.iter().map(|w| w.0).collect::<Vec<_>>())
+        .bind::<Array<SqlUuid>, _>(wanted.iter().map(|w| w.1).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(wanted.iter().map(|w| w.2).collect::<Vec<_>>()),
+    )
+    .execute(conn)
+    .await?;
     Ok(())
 }
 

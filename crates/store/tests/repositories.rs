@@ -252,4 +252,35 @@ async fn ensuring_a_user_creates_it_once_and_never_rewrites_a_stored_one() {
     let after = users::get(&mut conn, project, "u1").await.unwrap().unwrap();
     assert_eq!(after, stored);
     assert_eq!(after.email.as_deref(), Some("a@example.com"));
+
+    // Many at once, repeats included: the new one created, the stored one untouched; and read
+    // back together, the pairs not stored left out.
+    users::ensure_many(
+        &mut conn,
+        &[
+            (org, project, "u2"),
+            (org, project, "u1"),
+            (org, project, "u2"),
+        ],
+    )
+    .await
+    .unwrap();
+    let mut both = users::get_many(
+        &mut conn,
+        &[
+            (project, "u1"),
+            (project, "u2"),
+            (project, "nobody"),
+            (org, "u1"),
+        ],
+    )
+    .await
+    .unwrap();
+    both.sort_by(|a, b| a.user_ref.cmp(&b.user_ref));
+    assert_eq!(both.len(), 2);
+    assert_eq!(both[0], stored);
+    assert_eq!(
+        (both[1].user_ref.as_str(), both[1].email.as_deref()),
+        ("u2", None)
+    );
 }

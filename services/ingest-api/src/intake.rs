@@ -115,15 +115,19 @@ async fn work(store: Store, rx: group::Shared<Job>) {
 async fn commit_group(store: &Store, events: &[&Event]) -> Outcome {
     let mut conn = store.conn().await?;
     conn.transaction::<_, StoreError, _>(async |conn| {
-        // Users in a fixed order, so two groups touching the same users cannot deadlock.
+        // Users in a fixed order, so two groups touching the same users cannot deadlock: those
+        // with nothing new (most) created if missing with one statement, then the others.
         let mut by_user: Vec<&&Event> = events.iter().collect();
         by_user.sort_by_key(|e| (e.project_id, e.user_ref.as_str()));
-        for e in by_user {
-            if e.changes.is_empty() {
-                users::ensure(conn, e.org_id, e.project_id, &e.user_ref).await?;
-            } else {
-                users::upsert(conn, e.org_id, e.project_id, &e.user_ref, &e.changes).await?;
-            }
+        let (known, changed): (Vec<&&Event>, Vec<_>) =
+            by_user.into_iter().partition(|e| e.changes.is_empty());
+        let known: Vec<_> = known
+            .iter()
+            .map(|e| (e.org_id, e.project_id, e.user_ref.as_str()))
+            .collect();
+        users::ensure_many(conn, &known).await?;
+        for e in changed {
+            users::upsert(conn, e.org_id, e.project_id, &e.user_ref, &e.changes).await?;
         }
         insert(conn, events).await
     })

@@ -22,6 +22,7 @@ use serde::Serialize;
 use serde_json::Value;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
+use tracing::Instrument;
 use uuid::Uuid;
 
 /// The request, as documented; the handler reads it field by field to give precise errors.
@@ -273,7 +274,12 @@ async fn send_inner(
                 "The service is stopping; try again shortly.",
             )
         })??;
-    beckon_worker::flush(&state.publisher, &state.cleaner, &rows).await;
+    // Committed, so accepted: the answer does not wait for the broker's confirm. Should the
+    // publish fail, or this process stop first, the outbox relay sends the envelope.
+    let (publisher, cleaner) = (state.publisher.clone(), state.cleaner.clone());
+    tokio::spawn(
+        async move { beckon_worker::flush(&publisher, &cleaner, &rows).await }.in_current_span(),
+    );
 
     let scheduled_for = scheduled_for.map(format_timestamp);
     Ok(HttpResponse::Created().json(SendEventResponse {
