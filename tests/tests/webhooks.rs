@@ -526,6 +526,17 @@ async fn a_hanging_endpoint_never_delays_a_healthy_one() {
     );
     let ids: HashSet<&str> = fast.iter().map(|r| r.header("webhook-id")).collect();
     assert_eq!(ids.len(), 100);
+    // Before the first hanging attempts time out (10 s), the hanging endpoint holds at most
+    // its share of requests in flight (16 by default); the rest of its deliveries wait.
+    let early_hangs = receiver
+        .received("/hang")
+        .iter()
+        .filter(|r| r.at < first_hang + Duration::from_secs(9))
+        .count();
+    assert!(
+        (1..=16).contains(&early_hangs),
+        "{early_hangs} requests in flight to one endpoint"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -203,7 +203,7 @@ impl Engine {
         {
             return Ok(());
         }
-        let Ok(_permit) = self.slot(sub.id).try_acquire_owned() else {
+        let Ok(permit) = self.slot(sub.id).try_acquire_owned() else {
             // The subscription has its share in flight: try again shortly, without waiting here.
             webhooks::release(&mut conn, delivery.id).await?;
             return Ok(());
@@ -236,6 +236,8 @@ impl Engine {
                 retry_after: None,
             },
         };
+        // The share limits requests in flight to the endpoint, not the recording after them.
+        drop(permit);
 
         let now = OffsetDateTime::now_utc();
         let mut disable = None;
