@@ -214,9 +214,24 @@ impl Bench {
         eprintln!("warning: the pipeline did not drain within a minute");
     }
 
+    /// Leaves no maintenance from one scenario to slow the next: vacuums and analyzes what it
+    /// wrote, and checkpoints, so each scenario starts from a settled database.
+    async fn settle(&self) {
+        use diesel_async::RunQueryDsl;
+        let Ok(mut conn) = self.app.store.conn().await else {
+            return;
+        };
+        for sql in ["VACUUM (ANALYZE)", "CHECKPOINT"] {
+            if let Err(err) = diesel::sql_query(sql).execute(&mut conn).await {
+                eprintln!("warning: {sql} before a scenario failed: {err}");
+            }
+        }
+    }
+
     /// Runs `scenario` while sampling the processes and the services' handler metrics.
     async fn measured<T>(&self, name: &str, scenario: impl std::future::Future<Output = T>) -> T {
         self.quiesce().await;
+        self.settle().await;
         let before = self.handler_totals().await;
         let db_before = DbCounters::read(&self.app).await;
         let sampler = ProcessStats::start(&self.app);
@@ -746,7 +761,8 @@ fn report(runs: &[Figures], bench: &Bench, seconds: u64, command: &str) -> Strin
     out.push_str("# Benchmarks\n\n");
     out.push_str("Produced by `make bench`; every figure below was measured by that command on the machine named here, \
         with the load generator, the webhook receiver, RabbitMQ, PostgreSQL and all four services (release builds) \
-        sharing it. Each figure is the median of the runs.\n\n");
+        sharing it. Each scenario starts once the one before has drained, and after a `VACUUM (ANALYZE)` and a \
+        `CHECKPOINT`, so no scenario pays for another's maintenance. Each figure is the median of the runs.\n\n");
     out.push_str(&format!(
         "- Machine: {}\n- Commit: `{commit}`{dirty}\n- Date: {date}\n- Command: `{command}` ({} runs, {seconds} s per scenario)\n\n",
         machine(),
