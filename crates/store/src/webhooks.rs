@@ -308,12 +308,15 @@ pub struct Delivery {
 }
 
 /// A delivery with its message and subscription: everything an attempt needs.
-pub async fn attempt_context(
+pub type AttemptContext = (Delivery, Message, Subscription);
+
+/// The contexts of the deliveries `ids` (those that exist), in one query.
+pub async fn attempt_contexts(
     conn: &mut AsyncPgConnection,
-    delivery_id: Uuid,
-) -> Result<Option<(Delivery, Message, Subscription)>, StoreError> {
+    ids: &[Uuid],
+) -> Result<Vec<AttemptContext>, StoreError> {
     Ok(webhook_deliveries::table
-        .find(delivery_id)
+        .filter(webhook_deliveries::id.eq_any(ids))
         .inner_join(webhook_messages::table)
         .inner_join(webhook_subscriptions::table)
         .select((
@@ -321,9 +324,28 @@ pub async fn attempt_context(
             Message::as_select(),
             Subscription::as_select(),
         ))
-        .first(conn)
-        .await
-        .optional()?)
+        .load(conn)
+        .await?)
+}
+
+/// The contexts of the deliveries of `message_ids` never attempted yet, in one query.
+pub async fn first_attempt_contexts(
+    conn: &mut AsyncPgConnection,
+    message_ids: &[Uuid],
+) -> Result<Vec<AttemptContext>, StoreError> {
+    Ok(webhook_deliveries::table
+        .filter(webhook_deliveries::message_id.eq_any(message_ids))
+        .filter(webhook_deliveries::status.eq(delivery::PENDING))
+        .filter(webhook_deliveries::attempts.eq(0))
+        .inner_join(webhook_messages::table)
+        .inner_join(webhook_subscriptions::table)
+        .select((
+            Delivery::as_select(),
+            Message::as_select(),
+            Subscription::as_select(),
+        ))
+        .load(conn)
+        .await?)
 }
 
 /// One attempt, as logged.

@@ -1,6 +1,6 @@
 //! Attempts: sign, send, log, and decide what comes next.
 
-use beckon_store::webhooks::{self, AttemptRecord, NextStep, Subscription};
+use beckon_store::webhooks::{self, AttemptContext, AttemptRecord, NextStep, Subscription};
 use beckon_store::{Store, StoreError};
 use beckon_webhooks::policy::RetryPolicy;
 use beckon_webhooks::sealed::SealingKey;
@@ -78,16 +78,16 @@ impl Engine {
         let ids: Vec<_> = messages.iter().map(|(id, _)| *id).collect();
         let found = async {
             let mut conn = self.store.conn().await?;
-            first_attempts_of(&mut conn, &ids).await
+            webhooks::first_attempt_contexts(&mut conn, &ids).await
         }
         .await;
         match found {
             Ok(found) => {
-                for (delivery_id, message_id) in found {
-                    let span = messages.iter().find(|(id, _)| *id == message_id);
-                    match span {
-                        Some((_, span)) => span.in_scope(|| self.spawn(delivery_id)),
-                        None => self.spawn(delivery_id),
+                for context in found {
+                    let message_id = context.1.id;
+                    match messages.iter().find(|(id, _)| *id == message_id) {
+                        Some((_, span)) => span.in_scope(|| self.spawn(context)),
+                        None => self.spawn(context),
                     }
                 }
             }
@@ -98,12 +98,13 @@ impl Engine {
         }
     }
 
-    fn spawn(self: &Arc<Self>, delivery_id: Uuid) {
+    fn spawn(self: &Arc<Self>, context: AttemptContext) {
         let engine = self.clone();
+        let delivery_id = context.0.id;
         // A first attempt continues the trace of the event that caused it.
         self.tasks.spawn(
             async move {
-                if let Err(err) = engine.attempt(delivery_id).await {
+                if let Err(err) = engine.attempt(context).await {
                     tracing::warn!(%delivery_id, error = %error_chain(&err), "attempt failed to run; it will fall due again");
                 }
             }
@@ -126,19 +127,20 @@ impl Engine {
             }
             let claimed = async {
                 let mut conn = self.store.conn().await?;
-                webhooks::claim_due(
+                let ids = webhooks::claim_due(
                     &mut conn,
                     self.settings.per_subscription as i64,
                     BATCH,
                     LEASE.as_secs_f64(),
                 )
-                .await
+                .await?;
+                let full = ids.len() as i64 == BATCH;
+                Ok::<_, StoreError>((webhooks::attempt_contexts(&mut conn, &ids).await?, full))
             }
             .await;
             let full = match claimed {
-                Ok(ids) => {
-                    let full = ids.len() as i64 == BATCH;
-                    ids.into_iter().for_each(|id| self.spawn(id));
+                Ok((contexts, full)) => {
+                    contexts.into_iter().for_each(|c| self.spawn(c));
                     full
                 }
                 Err(err) => {
@@ -188,28 +190,19 @@ impl Engine {
         secrets
     }
 
-    #[tracing::instrument(skip(self), fields(message_id, subscription_id))]
-    async fn attempt(self: Arc<Self>, delivery_id: Uuid) -> Result<(), StoreError> {
-        let mut conn = self.store.conn().await?;
-        let Some((delivery, message, sub)) =
-            webhooks::attempt_context(&mut conn, delivery_id).await?
-        else {
-            return Ok(());
-        };
-        tracing::Span::current()
-            .record("message_id", tracing::field::display(message.id))
-            .record("subscription_id", tracing::field::display(sub.id));
+    #[tracing::instrument(skip_all, fields(delivery_id = %context.0.id, message_id = %context.1.id, subscription_id = %context.2.id))]
+    async fn attempt(self: Arc<Self>, context: AttemptContext) -> Result<(), StoreError> {
+        let (delivery, message, sub) = context;
         if delivery.status != webhooks::delivery::PENDING || sub.status != webhooks::status::ACTIVE
         {
             return Ok(());
         }
         let Ok(permit) = self.slot(sub.id).try_acquire_owned() else {
             // The subscription has its share in flight: try again shortly, without waiting here.
+            let mut conn = self.store.conn().await?;
             webhooks::release(&mut conn, delivery.id).await?;
             return Ok(());
         };
-        // No database connection is held across the HTTP call.
-        drop(conn);
 
         let outcome = match self.key.open(&message.body_encrypted) {
             Ok(body) => {
@@ -412,23 +405,6 @@ async fn record_group(
         webhooks::record_attempts(conn, attempts).await
     })
     .await
-}
-
-/// The deliveries of the messages that have never been attempted, with their message.
-async fn first_attempts_of(
-    conn: &mut beckon_store::Conn,
-    message_ids: &[Uuid],
-) -> Result<Vec<(Uuid, Uuid)>, StoreError> {
-    use beckon_store::schema::webhook_deliveries as d;
-    use diesel::prelude::*;
-    use diesel_async::RunQueryDsl;
-    Ok(d::table
-        .filter(d::message_id.eq_any(message_ids))
-        .filter(d::status.eq(webhooks::delivery::PENDING))
-        .filter(d::attempts.eq(0))
-        .select((d::id, d::message_id))
-        .load(conn)
-        .await?)
 }
 
 /// A number in `[0, 1)` for spreading retries.
