@@ -112,13 +112,10 @@ async fn work<T: Payload, H: Handler<T>>(
     max: usize,
 ) {
     let (deps, handler) = &*shared;
-    while let Some(mut batch) = group::take(&rx, max).await {
+    while let Some(batch) = group::take(&rx, max).await {
         metrics::histogram!("beckon_batch_size", "consumer" => consumer).record(batch.len() as f64);
-        if batch.len() == 1 {
-            let Some(one) = batch.pop() else { continue };
-            alone(consumer, deps, handler, one).await;
-            continue;
-        }
+        // A lone envelope too: the batch path is the cheaper one (a handler may skip the
+        // per-item isolation `handle` needs), and should it fail, `alone` runs as for any batch.
         match together(consumer, deps, handler, &batch).await {
             Ok(()) => {
                 for pending in batch {
