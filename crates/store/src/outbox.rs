@@ -58,21 +58,27 @@ pub struct NewOutboxMessage<'a> {
     pub traceparent: Option<&'a str>,
 }
 
-/// Adds several messages in one statement; returns them with their row ids.
-pub async fn enqueue_many(
-    conn: &mut AsyncPgConnection,
+/// Adds several messages in one statement; returns them with their row ids. The future
+/// borrows the connection shared, so it can be awaited together with other statements, which
+/// the connection pipelines.
+pub fn enqueue_many<'c>(
+    conn: &'c AsyncPgConnection,
     messages: &[NewOutboxMessage<'_>],
-) -> Result<Vec<OutboxMessage>, StoreError> {
-    if messages.is_empty() {
-        return Ok(Vec::new());
+) -> impl Future<Output = Result<Vec<OutboxMessage>, StoreError>> + Send + use<'c> {
+    let sent = (!messages.is_empty()).then(|| {
+        Cached(
+            diesel::insert_into(outbox::table)
+                .values(messages)
+                .returning(OutboxMessage::as_returning()),
+        )
+        .get_results(&mut { conn })
+    });
+    async move {
+        match sent {
+            Some(sent) => Ok(sent.await?),
+            None => Ok(Vec::new()),
+        }
     }
-    Ok(Cached(
-        diesel::insert_into(outbox::table)
-            .values(messages)
-            .returning(OutboxMessage::as_returning()),
-    )
-    .get_results(conn)
-    .await?)
 }
 
 /// Deletes published messages.

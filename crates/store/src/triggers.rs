@@ -105,19 +105,21 @@ pub async fn insert(conn: &mut AsyncPgConnection, new: &NewTrigger) -> Result<()
     Ok(())
 }
 
-/// Inserts several triggers in one statement.
-pub async fn insert_many(
-    conn: &mut AsyncPgConnection,
+/// Inserts several triggers in one statement. The future borrows the connection shared, so
+/// it can be awaited together with other statements, which the connection pipelines.
+pub fn insert_many<'c>(
+    conn: &'c AsyncPgConnection,
     new: &[&NewTrigger],
-) -> Result<(), StoreError> {
-    if new.is_empty() {
-        return Ok(());
-    }
+) -> impl Future<Output = Result<(), StoreError>> + Send + use<'c> {
     let rows: Vec<_> = new.iter().map(|t| TriggerRow::from(*t)).collect();
-    Cached(diesel::insert_into(triggers::table).values(&rows))
-        .execute(conn)
-        .await?;
-    Ok(())
+    let sent = (!rows.is_empty())
+        .then(|| Cached(diesel::insert_into(triggers::table).values(rows)).execute(&mut { conn }));
+    async move {
+        if let Some(sent) = sent {
+            sent.await?;
+        }
+        Ok(())
+    }
 }
 
 /// A new trigger as a row.

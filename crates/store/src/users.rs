@@ -63,29 +63,34 @@ pub async fn ensure(
 /// [`ensure`] for many `(org_id, project_id, user_ref)` users, in one statement (one shape
 /// whatever their number). Repeats are fine; users are inserted in key order, so two callers
 /// sharing users wait on each other instead of deadlocking.
-pub async fn ensure_many(
-    conn: &mut AsyncPgConnection,
+pub fn ensure_many<'c>(
+    conn: &'c AsyncPgConnection,
     wanted: &[(Uuid, Uuid, &str)],
-) -> Result<(), StoreError> {
+) -> impl Future<Output = Result<(), StoreError>> + Send + use<'c> {
     use diesel::sql_types::Array;
-    if wanted.is_empty() {
-        return Ok(());
-    }
     let mut wanted = wanted.to_vec();
     wanted.sort_by_key(|(_, project, user)| (*project, *user));
     wanted.dedup_by_key(|(_, project, user)| (*project, *user));
-    Cached(
-        diesel::sql_query(
-            "INSERT INTO users (org_id, project_id, user_ref) \
-             SELECT * FROM unnest($1, $2, $3) ON CONFLICT DO NOTHING",
+    // The future borrows the connection shared, so it can be awaited together with the next
+    // statements, which the connection then pipelines.
+    let sent = (!wanted.is_empty()).then(|| {
+        Cached(
+            diesel::sql_query(
+                "INSERT INTO users (org_id, project_id, user_ref) \
+                 SELECT * FROM unnest($1, $2, $3) ON CONFLICT DO NOTHING",
+            )
+            .bind::<Array<SqlUuid>, _>(wanted.iter().map(|w| w.0).collect::<Vec<_>>())
+            .bind::<Array<SqlUuid>, _>(wanted.iter().map(|w| w.1).collect::<Vec<_>>())
+            .bind::<Array<Text>, _>(wanted.iter().map(|w| w.2.to_owned()).collect::<Vec<_>>()),
         )
-        .bind::<Array<SqlUuid>, _>(wanted.iter().map(|w| w.0).collect::<Vec<_>>())
-        .bind::<Array<SqlUuid>, _>(wanted.iter().map(|w| w.1).collect::<Vec<_>>())
-        .bind::<Array<Text>, _>(wanted.iter().map(|w| w.2).collect::<Vec<_>>()),
-    )
-    .execute(conn)
-    .await?;
-    Ok(())
+        .execute(&mut { conn })
+    });
+    async move {
+        if let Some(sent) = sent {
+            sent.await?;
+        }
+        Ok(())
+    }
 }
 
 /// Creates or updates the user; returns it as stored.

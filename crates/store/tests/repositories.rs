@@ -256,7 +256,7 @@ async fn ensuring_a_user_creates_it_once_and_never_rewrites_a_stored_one() {
     // Many at once, repeats included: the new one created, the stored one untouched; and read
     // back together, the pairs not stored left out.
     users::ensure_many(
-        &mut conn,
+        &conn,
         &[
             (org, project, "u2"),
             (org, project, "u1"),

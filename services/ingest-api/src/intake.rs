@@ -11,7 +11,7 @@ use beckon_store::triggers::{self, NewTrigger};
 use beckon_store::users::{self, UserChanges};
 use beckon_store::{Store, StoreError, outbox};
 use beckon_worker::group;
-use diesel_async::{AsyncConnection, AsyncPgConnection};
+use diesel_async::AsyncConnection;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
@@ -111,58 +111,45 @@ async fn work(store: Store, rx: group::Shared<Job>) {
     }
 }
 
-/// Commits `events` in one transaction.
+/// Commits `events` in one transaction: every user created if missing, the triggers and the
+/// envelopes, with one statement each sent together (the connection pipelines them), then the
+/// users with new details updated one by one.
+///
+/// Users are created, then updated, in one fixed order, so two groups sharing users wait on
+/// each other instead of deadlocking.
 async fn commit_group(store: &Store, events: &[&Event]) -> Outcome {
     let mut conn = store.conn().await?;
     conn.transaction::<_, StoreError, _>(async |conn| {
-        // Users in a fixed order, so two groups touching the same users cannot deadlock: those
-        // with nothing new (most) created if missing with one statement, then the others.
         let mut by_user: Vec<&&Event> = events.iter().collect();
         by_user.sort_by_key(|e| (e.project_id, e.user_ref.as_str()));
-        let (known, changed): (Vec<&&Event>, Vec<_>) =
-            by_user.into_iter().partition(|e| e.changes.is_empty());
-        let known: Vec<_> = known
+        let users: Vec<_> = by_user
             .iter()
             .map(|e| (e.org_id, e.project_id, e.user_ref.as_str()))
             .collect();
-        users::ensure_many(conn, &known).await?;
-        for e in changed {
+        let triggers: Vec<&NewTrigger> = events.iter().map(|e| &e.trigger).collect();
+        let messages: Vec<_> = events
+            .iter()
+            .filter_map(|e| e.envelope.as_ref())
+            .map(|e| outbox::NewOutboxMessage {
+                envelope_id: e.id,
+                exchange: &e.exchange,
+                routing_key: &e.routing_key,
+                body: &e.body,
+                traceparent: e.traceparent.as_deref(),
+            })
+            .collect();
+        let (_, _, rows) = {
+            let conn = &*conn;
+            futures_util::try_join!(
+                users::ensure_many(conn, &users),
+                triggers::insert_many(conn, &triggers),
+                outbox::enqueue_many(conn, &messages),
+            )?
+        };
+        for e in by_user.iter().filter(|e| !e.changes.is_empty()) {
             users::upsert(conn, e.org_id, e.project_id, &e.user_ref, &e.changes).await?;
         }
-        insert(conn, events).await
+        Ok(rows)
     })
     .await
-}
-
-async fn insert(conn: &mut AsyncPgConnection, events: &[&Event]) -> Outcome {
-    let new: Vec<&NewTrigger> = events.iter().map(|e| &e.trigger).collect();
-    if let [one] = new.as_slice() {
-        triggers::insert(conn, one).await?;
-    } else {
-        triggers::insert_many(conn, &new).await?;
-    }
-    let envelopes: Vec<&Envelope> = events.iter().filter_map(|e| e.envelope.as_ref()).collect();
-    if let [e] = envelopes.as_slice() {
-        let row = outbox::enqueue(
-            conn,
-            e.id,
-            &e.exchange,
-            &e.routing_key,
-            e.body.clone(),
-            e.traceparent.as_deref(),
-        )
-        .await?;
-        return Ok(vec![row]);
-    }
-    let messages: Vec<_> = envelopes
-        .iter()
-        .map(|e| outbox::NewOutboxMessage {
-            envelope_id: e.id,
-            exchange: &e.exchange,
-            routing_key: &e.routing_key,
-            body: &e.body,
-            traceparent: e.traceparent.as_deref(),
-        })
-        .collect();
-    outbox::enqueue_many(conn, &messages).await
 }
