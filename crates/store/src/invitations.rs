@@ -49,23 +49,29 @@ pub async fn insert(
 }
 
 /// Inserts many invitations in one statement; returns the ids of those created (an id that
-/// exists already was inserted by an earlier handling of the same envelope).
-pub async fn insert_many(
-    conn: &mut AsyncPgConnection,
+/// exists already was inserted by an earlier handling of the same envelope). The future
+/// borrows the connection shared, so it can be awaited together with other statements, which
+/// the connection pipelines.
+pub fn insert_many<'c>(
+    conn: &'c AsyncPgConnection,
     new: &[NewInvitation],
-) -> Result<Vec<Uuid>, StoreError> {
-    if new.is_empty() {
-        return Ok(Vec::new());
+) -> impl Future<Output = Result<Vec<Uuid>, StoreError>> + Send + use<'c> {
+    let sent = (!new.is_empty()).then(|| {
+        Cached(
+            diesel::insert_into(invitations::table)
+                .values(new)
+                .on_conflict(invitations::id)
+                .do_nothing()
+                .returning(invitations::id),
+        )
+        .get_results(&mut { conn })
+    });
+    async move {
+        match sent {
+            Some(sent) => Ok(sent.await?),
+            None => Ok(Vec::new()),
+        }
     }
-    Ok(Cached(
-        diesel::insert_into(invitations::table)
-            .values(new)
-            .on_conflict(invitations::id)
-            .do_nothing()
-            .returning(invitations::id),
-    )
-    .get_results(conn)
-    .await?)
 }
 
 /// Claims the cooldown window of (`survey_id`, `user_ref`): `true` when no invitation was

@@ -259,19 +259,22 @@ pub async fn update_survey(
 /// with the rules that apply to it now.
 ///
 /// `only` restricts matching to one survey (a trial reminder fires for its own survey only).
-pub async fn live_matching(
-    conn: &mut AsyncPgConnection,
+///
+/// The future borrows the connection shared, so it can be awaited together with other
+/// statements, which the connection pipelines.
+pub fn live_matching<'c>(
+    conn: &'c AsyncPgConnection,
     project_id: Uuid,
     event_key: &str,
     only: Option<Uuid>,
-) -> Result<Vec<MatchedSurvey>, StoreError> {
+) -> impl Future<Output = Result<Vec<MatchedSurvey>, StoreError>> + Send + use<'c> {
     use diesel::PgArrayExpressionMethods;
     let mut query = surveys::table.into_boxed();
     if let Some(id) = only {
         query = query.filter(surveys::id.eq(id));
     }
     // Boxed, so diesel would not prepare it; it takes two shapes.
-    let rows: Vec<(Uuid, String, i32, i64, f64, i64)> = Cached(
+    let sent = Cached(
         query
             .filter(surveys::project_id.eq(project_id))
             .filter(surveys::status.eq(SurveyStatus::Live.as_str()))
@@ -286,21 +289,25 @@ pub async fn live_matching(
                 surveys::invitation_lifetime_seconds,
             )),
     )
-    .load(conn)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(
-            |(survey_id, name, version, cooldown_seconds, sample_rate, lifetime)| MatchedSurvey {
-                survey_id,
-                name,
-                version,
-                cooldown_seconds,
-                sample_rate,
-                invitation_lifetime_seconds: lifetime,
-            },
-        )
-        .collect())
+    .load::<(Uuid, String, i32, i64, f64, i64)>(&mut { conn });
+    async move {
+        Ok(sent
+            .await?
+            .into_iter()
+            .map(
+                |(survey_id, name, version, cooldown_seconds, sample_rate, lifetime)| {
+                    MatchedSurvey {
+                        survey_id,
+                        name,
+                        version,
+                        cooldown_seconds,
+                        sample_rate,
+                        invitation_lifetime_seconds: lifetime,
+                    }
+                },
+            )
+            .collect())
+    }
 }
 
 /// Records that the project's surveys subscribe to `keys` (kept for ever: events/send answers

@@ -298,17 +298,14 @@ pub async fn get(conn: &mut AsyncPgConnection, id: Uuid) -> Result<Option<Trigge
         .optional()?)
 }
 
-/// Marks a queued trigger as being processed; a no-op for one already further along.
-pub async fn mark_processing(conn: &mut AsyncPgConnection, id: Uuid) -> Result<(), StoreError> {
-    mark_processing_many(conn, &[id]).await
-}
-
-/// [`mark_processing`] for many triggers, in one statement.
-pub async fn mark_processing_many(
-    conn: &mut AsyncPgConnection,
+/// Marks queued triggers as being processed (a no-op for one already further along), in one
+/// statement. The future borrows the connection shared, so it can be awaited together with
+/// other statements, which the connection pipelines.
+pub fn mark_processing_many<'c>(
+    conn: &'c AsyncPgConnection,
     ids: &[Uuid],
-) -> Result<(), StoreError> {
-    Cached(
+) -> impl Future<Output = Result<(), StoreError>> + Send + use<'c> {
+    let sent = Cached(
         diesel::update(
             triggers::table
                 .filter(triggers::id.eq_any(ids))
@@ -319,9 +316,11 @@ pub async fn mark_processing_many(
             triggers::started_at.eq(OffsetDateTime::now_utc()),
         )),
     )
-    .execute(conn)
-    .await?;
-    Ok(())
+    .execute(&mut { conn });
+    async move {
+        sent.await?;
+        Ok(())
+    }
 }
 
 /// The outcome of one matched survey.
@@ -346,11 +345,13 @@ pub async fn complete(
 }
 
 /// [`complete`] for many triggers: one statement records every outcome, one closes every
-/// trigger. Returns each trigger's counts, in order.
-pub async fn complete_many(
-    conn: &mut AsyncPgConnection,
+/// trigger, sent together. Returns each trigger's counts, in order. The future borrows the
+/// connection shared, so it can be awaited together with other statements, which the
+/// connection pipelines.
+pub fn complete_many<'c>(
+    conn: &'c AsyncPgConnection,
     done: &[(Uuid, &[SurveyResult])],
-) -> Result<Vec<DispatchCounts>, StoreError> {
+) -> impl Future<Output = Result<Vec<DispatchCounts>, StoreError>> + Send + use<'c> {
     use diesel::sql_types::{Array, Int4, Nullable, Text, Timestamptz, Uuid as SqlUuid};
     let rows: Vec<_> = done
         .iter()
@@ -367,15 +368,14 @@ pub async fn complete_many(
             })
         })
         .collect();
-    if !rows.is_empty() {
+    let recorded = (!rows.is_empty()).then(|| {
         Cached(
             diesel::insert_into(trigger_surveys::table)
                 .values(rows)
                 .on_conflict_do_nothing(),
         )
-        .execute(conn)
-        .await?;
-    }
+        .execute(&mut { conn })
+    });
     let counts: Vec<_> = done
         .iter()
         .map(|(_, results)| DispatchCounts::from_outcomes(results.iter().map(|r| r.outcome)))
@@ -386,7 +386,7 @@ pub async fn complete_many(
         counts.iter().map(|c| f(c) as i32).collect()
     };
     // One shape whatever the number of triggers: the values travel as arrays.
-    Cached(
+    let closed = Cached(
         diesel::sql_query(
             "UPDATE triggers AS t SET status = v.status, error = v.error, \
            matched_count = v.matched, created_count = v.created, cooldown_count = v.cooldown, \
@@ -422,9 +422,17 @@ pub async fn complete_many(
         .bind::<Array<Int4>, _>(column(|c| c.errored_count))
         .bind::<Timestamptz, _>(OffsetDateTime::now_utc()),
     )
-    .execute(conn)
-    .await?;
-    Ok(counts)
+    .execute(&mut { conn });
+    async move {
+        let recorded = async {
+            match recorded {
+                Some(recorded) => recorded.await.map(|_| ()),
+                None => Ok(()),
+            }
+        };
+        futures_util::future::try_join(recorded, closed).await?;
+        Ok(counts)
+    }
 }
 
 /// The recorded outcome of each survey a trigger matched.

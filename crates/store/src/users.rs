@@ -144,24 +144,29 @@ pub async fn get(
 }
 
 /// The stored users among `(project_id, user_ref)` pairs, in one statement; those not stored
-/// are left out.
-pub async fn get_many(
-    conn: &mut AsyncPgConnection,
+/// are left out. The future borrows the connection shared, so it can be awaited together with
+/// other statements, which the connection pipelines.
+pub fn get_many<'c>(
+    conn: &'c AsyncPgConnection,
     keys: &[(Uuid, &str)],
-) -> Result<Vec<User>, StoreError> {
+) -> impl Future<Output = Result<Vec<User>, StoreError>> + Send + use<'c> {
     use diesel::sql_types::Array;
-    if keys.is_empty() {
-        return Ok(Vec::new());
-    }
-    Ok(Cached(
-        diesel::sql_query(
-            "SELECT * FROM users WHERE (project_id, user_ref) IN (SELECT * FROM unnest($1, $2))",
+    let sent = (!keys.is_empty()).then(|| {
+        Cached(
+            diesel::sql_query(
+                "SELECT * FROM users WHERE (project_id, user_ref) IN (SELECT * FROM unnest($1, $2))",
+            )
+            .bind::<Array<SqlUuid>, _>(keys.iter().map(|(p, _)| *p).collect::<Vec<_>>())
+            .bind::<Array<Text>, _>(keys.iter().map(|(_, u)| *u).collect::<Vec<_>>()),
         )
-        .bind::<Array<SqlUuid>, _>(keys.iter().map(|(p, _)| *p).collect::<Vec<_>>())
-        .bind::<Array<Text>, _>(keys.iter().map(|(_, u)| *u).collect::<Vec<_>>()),
-    )
-    .load(conn)
-    .await?)
+        .load(&mut { conn })
+    });
+    async move {
+        match sent {
+            Some(sent) => Ok(sent.await?),
+            None => Ok(Vec::new()),
+        }
+    }
 }
 
 /// What erasing a user deleted.

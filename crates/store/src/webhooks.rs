@@ -192,22 +192,27 @@ pub async fn insert_message(
     insert_messages(conn, std::slice::from_ref(message)).await
 }
 
-/// [`insert_message`] for many messages, in one statement.
-pub async fn insert_messages(
-    conn: &mut AsyncPgConnection,
+/// [`insert_message`] for many messages, in one statement. The future borrows the connection
+/// shared, so it can be awaited together with other statements, which the connection
+/// pipelines.
+pub fn insert_messages<'c>(
+    conn: &'c AsyncPgConnection,
     messages: &[Message],
-) -> Result<(), StoreError> {
-    if messages.is_empty() {
-        return Ok(());
+) -> impl Future<Output = Result<(), StoreError>> + Send + use<'c> {
+    let sent = (!messages.is_empty()).then(|| {
+        Cached(
+            diesel::insert_into(webhook_messages::table)
+                .values(messages)
+                .on_conflict_do_nothing(),
+        )
+        .execute(&mut { conn })
+    });
+    async move {
+        if let Some(sent) = sent {
+            sent.await?;
+        }
+        Ok(())
     }
-    Cached(
-        diesel::insert_into(webhook_messages::table)
-            .values(messages)
-            .on_conflict_do_nothing(),
-    )
-    .execute(conn)
-    .await?;
-    Ok(())
 }
 
 /// The delivery of `message_id` to `subscription_id`: one per pair, whoever asks.
@@ -226,12 +231,14 @@ pub async fn insert_deliveries(
     insert_deliveries_of(conn, &[(message_id, subscriptions)], due).await
 }
 
-/// [`insert_deliveries`] for many messages, each with its subscriptions, in one statement.
-pub async fn insert_deliveries_of(
-    conn: &mut AsyncPgConnection,
+/// [`insert_deliveries`] for many messages, each with its subscriptions, in one statement. The
+/// future borrows the connection shared, so it can be awaited together with other statements,
+/// which the connection pipelines (after the messages it refers to, in the same round trip).
+pub fn insert_deliveries_of<'c>(
+    conn: &'c AsyncPgConnection,
     messages: &[(Uuid, &[Uuid])],
     due: OffsetDateTime,
-) -> Result<Vec<Uuid>, StoreError> {
+) -> impl Future<Output = Result<Vec<Uuid>, StoreError>> + Send + use<'c> {
     let rows: Vec<_> = messages
         .iter()
         .flat_map(|(message_id, subscriptions)| {
@@ -246,17 +253,21 @@ pub async fn insert_deliveries_of(
             })
         })
         .collect();
-    if rows.is_empty() {
-        return Ok(Vec::new());
+    let sent = (!rows.is_empty()).then(|| {
+        Cached(
+            diesel::insert_into(webhook_deliveries::table)
+                .values(rows)
+                .on_conflict_do_nothing()
+                .returning(webhook_deliveries::id),
+        )
+        .get_results(&mut { conn })
+    });
+    async move {
+        match sent {
+            Some(sent) => Ok(sent.await?),
+            None => Ok(Vec::new()),
+        }
     }
-    Ok(Cached(
-        diesel::insert_into(webhook_deliveries::table)
-            .values(rows)
-            .on_conflict_do_nothing()
-            .returning(webhook_deliveries::id),
-    )
-    .get_results(conn)
-    .await?)
 }
 
 #[derive(QueryableByName)]

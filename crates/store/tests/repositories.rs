@@ -102,7 +102,7 @@ async fn only_live_surveys_subscribed_to_the_exact_event_match() {
     .await
     .unwrap();
 
-    let matched = surveys::live_matching(&mut conn, project, &custom.key(), None)
+    let matched = surveys::live_matching(&conn, project, &custom.key(), None)
         .await
         .unwrap();
     assert_eq!(
@@ -111,7 +111,7 @@ async fn only_live_surveys_subscribed_to_the_exact_event_match() {
     );
     let other_project = Uuid::now_v7();
     assert!(
-        surveys::live_matching(&mut conn, other_project, &custom.key(), None)
+        surveys::live_matching(&conn, other_project, &custom.key(), None)
             .await
             .unwrap()
             .is_empty()
@@ -120,7 +120,7 @@ async fn only_live_surveys_subscribed_to_the_exact_event_match() {
         beckon_domain::event::CustomEventName::parse("trial_expired").unwrap(),
     );
     assert!(
-        surveys::live_matching(&mut conn, project, &named_like_predefined.key(), None)
+        surveys::live_matching(&conn, project, &named_like_predefined.key(), None)
             .await
             .unwrap()
             .is_empty()
@@ -266,7 +266,7 @@ async fn ensuring_a_user_creates_it_once_and_never_rewrites_a_stored_one() {
     .await
     .unwrap();
     let mut both = users::get_many(
-        &mut conn,
+        &conn,
         &[
             (project, "u1"),
             (project, "u2"),

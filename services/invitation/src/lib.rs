@@ -239,10 +239,11 @@ impl Handler<EventMatched> for Inviter {
         Ok(self.finish(env, &results, created, counts, user.as_ref()))
     }
 
-    /// Every survey of every envelope decided first, then one insert of every invitation, one
-    /// statement for every outcome, one closing every trigger and one reading every user.
-    /// No savepoints: should one survey fail, the batch is handled again envelope by envelope,
-    /// where that survey alone is marked `errored`.
+    /// Every survey of every envelope decided first; then one insert of every invitation, one
+    /// statement recording every outcome, one closing every trigger and one reading every user
+    /// invited, all sent together (the connection pipelines them). No savepoints: should one
+    /// survey fail, the batch is handled again envelope by envelope, where that survey alone is
+    /// marked `errored`.
     async fn handle_batch(
         &self,
         items: &[Item<'_, EventMatched>],
@@ -264,45 +265,56 @@ impl Handler<EventMatched> for Inviter {
                 Decision::Suppressed(_) => None,
             })
             .collect();
-        let inserted: HashSet<Uuid> = invitations::insert_many(conn, &invitations)
-            .await?
-            .into_iter()
+        // An outcome does not depend on whether this handling or an earlier one inserted the
+        // invitation; only the announcement does.
+        let results: Vec<Vec<SurveyResult>> = decided
+            .iter()
+            .map(|decisions| {
+                decisions
+                    .iter()
+                    .map(|decision| match decision {
+                        Decision::Suppressed(result) => result.clone(),
+                        Decision::Invite(invitation, _) => created(invitation, None).0,
+                    })
+                    .collect()
+            })
             .collect();
-        let mut outcomes = Vec::with_capacity(items.len());
-        for decisions in decided {
-            let mut results = Vec::with_capacity(decisions.len());
-            let mut links = Vec::new();
-            for decision in decisions {
-                let (result, link) = match decision {
-                    Decision::Suppressed(result) => (result, None),
-                    Decision::Invite(invitation, link) => created(
-                        &invitation,
-                        inserted.contains(&invitation.id).then_some(link),
-                    ),
-                };
-                results.push(result);
-                links.extend(link);
-            }
-            outcomes.push((results, links));
-        }
         let done: Vec<_> = items
             .iter()
-            .zip(&outcomes)
-            .map(|(item, (results, _))| (item.env.correlation_id, results.as_slice()))
+            .zip(&results)
+            .map(|(item, results)| (item.env.correlation_id, results.as_slice()))
             .collect();
-        let counts = triggers::complete_many(conn, &done).await?;
-        let wanted: Vec<_> = items
+        let invited: Vec<_> = items
             .iter()
-            .zip(&outcomes)
-            .filter(|(_, (_, links))| !links.is_empty())
+            .zip(&decided)
+            .filter(|(_, decisions)| decisions.iter().any(|d| matches!(d, Decision::Invite(..))))
             .map(|(item, _)| (item.env.project_id, item.env.data.user_ref.as_str()))
             .collect();
-        let users = users::get_many(conn, &wanted).await?;
+        let (inserted, counts, users) = {
+            let conn = &*conn;
+            futures_util::future::try_join3(
+                invitations::insert_many(conn, &invitations),
+                triggers::complete_many(conn, &done),
+                users::get_many(conn, &invited),
+            )
+            .await?
+        };
+        let inserted: HashSet<Uuid> = inserted.into_iter().collect();
         Ok(items
             .iter()
-            .zip(outcomes)
+            .zip(decided)
+            .zip(results)
             .zip(counts)
-            .map(|((item, (results, links)), counts)| {
+            .map(|(((item, decisions), results), counts)| {
+                let links: Vec<_> = decisions
+                    .into_iter()
+                    .filter_map(|decision| match decision {
+                        Decision::Invite(invitation, link) => {
+                            inserted.contains(&invitation.id).then_some(link)
+                        }
+                        Decision::Suppressed(_) => None,
+                    })
+                    .collect();
                 let user = users.iter().find(|u| {
                     u.project_id == item.env.project_id
                         && u.user_ref == item.env.data.user_ref.as_str()

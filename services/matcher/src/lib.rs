@@ -98,42 +98,60 @@ impl Handler<EventReceived> for Matcher {
         env: &Envelope<EventReceived>,
         conn: &mut AsyncPgConnection,
     ) -> Result<Vec<Emit>, HandleError> {
-        triggers::mark_processing(conn, env.correlation_id).await?;
+        let conn = &*conn;
         // Matched against the surveys as they are now, at firing time.
-        let matched = surveys::live_matching(
-            conn,
-            env.project_id,
-            &env.data.event.key(),
-            env.data.survey_id,
+        let (_, matched) = futures_util::future::try_join(
+            triggers::mark_processing_many(conn, &[env.correlation_id]),
+            surveys::live_matching(
+                conn,
+                env.project_id,
+                &env.data.event.key(),
+                env.data.survey_id,
+            ),
         )
         .await?;
         Ok(vec![self.matched(env, matched)])
     }
 
-    /// One status update for every trigger, and one lookup per distinct event.
+    /// One status update for every trigger and one lookup per distinct event, all sent
+    /// together (the connection pipelines them).
     async fn handle_batch(
         &self,
         items: &[Item<'_, EventReceived>],
         conn: &mut AsyncPgConnection,
     ) -> Result<Vec<Vec<Emit>>, HandleError> {
         let ids: Vec<_> = items.iter().map(|item| item.env.correlation_id).collect();
-        triggers::mark_processing_many(conn, &ids).await?;
-        let mut looked_up: Vec<(EventOf, Vec<MatchedSurvey>)> = Vec::new();
-        let mut emitted = Vec::with_capacity(items.len());
-        for item in items {
-            let env = item.env;
-            let key = (env.project_id, env.data.event.key(), env.data.survey_id);
-            let matched = match looked_up.iter().find(|(k, _)| *k == key) {
-                Some((_, matched)) => matched.clone(),
-                None => {
-                    let matched = surveys::live_matching(conn, key.0, &key.1, key.2).await?;
-                    looked_up.push((key, matched.clone()));
-                    matched
-                }
-            };
-            emitted.push(vec![item.span.in_scope(|| self.matched(env, matched))]);
+        let keys: Vec<EventOf> = items
+            .iter()
+            .map(|item| {
+                let env = item.env;
+                (env.project_id, env.data.event.key(), env.data.survey_id)
+            })
+            .collect();
+        let mut distinct: Vec<&EventOf> = Vec::new();
+        for key in &keys {
+            if !distinct.contains(&key) {
+                distinct.push(key);
+            }
         }
-        Ok(emitted)
+        let conn = &*conn;
+        let (_, found) =
+            futures_util::future::try_join(
+                triggers::mark_processing_many(conn, &ids),
+                futures_util::future::try_join_all(distinct.iter().map(|(project, key, only)| {
+                    surveys::live_matching(conn, *project, key, *only)
+                })),
+            )
+            .await?;
+        Ok(items
+            .iter()
+            .zip(&keys)
+            .map(|(item, key)| {
+                let at = distinct.iter().position(|k| *k == key).unwrap_or_default();
+                let matched = found.get(at).cloned().unwrap_or_default();
+                vec![item.span.in_scope(|| self.matched(item.env, matched))]
+            })
+            .collect())
     }
 }
 

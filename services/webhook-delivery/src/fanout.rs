@@ -81,12 +81,17 @@ impl<T: Announcement> Handler<T> for Fanout {
                 deliveries.push((item.env.id, key));
             }
         }
-        webhooks::insert_messages(conn, &messages).await?;
         let deliveries: Vec<_> = deliveries
             .iter()
             .map(|(id, key)| (*id, wanted[key].as_slice()))
             .collect();
-        webhooks::insert_deliveries_of(conn, &deliveries, self.lease()).await?;
+        // Sent together; the messages go first, as the deliveries refer to them.
+        let conn = &*conn;
+        futures_util::future::try_join(
+            webhooks::insert_messages(conn, &messages),
+            webhooks::insert_deliveries_of(conn, &deliveries, self.lease()),
+        )
+        .await?;
         Ok(vec![Vec::new(); items.len()])
     }
 
