@@ -170,6 +170,16 @@ async fn another_organizations_token_reaches_nothing_on_any_documented_route() {
     receiver
         .wait_for("/ok/victim", 1, Duration::from_secs(30))
         .await;
+    // Recorded too, so nothing of A's changes on its own while B tries.
+    app.eventually(
+        Duration::from_secs(30),
+        "the webhook's attempt to be recorded",
+        || async {
+            let sql = "SELECT 1 FROM webhook_deliveries WHERE status = 'succeeded'";
+            (app.execute(sql).await == 1).then_some(())
+        },
+    )
+    .await;
     let r = app
         .authed(
             Method::POST,

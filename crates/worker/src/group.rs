@@ -21,6 +21,26 @@ pub async fn take<T>(queue: &Shared<T>, max: usize) -> Option<Vec<T>> {
     Some(group)
 }
 
+/// Like [`take`], but after the first item waits up to `window` for more: for work that no
+/// caller waits on closely, where fewer, larger groups are worth a short delay.
+pub async fn take_within<T>(
+    queue: &Shared<T>,
+    max: usize,
+    window: std::time::Duration,
+) -> Option<Vec<T>> {
+    let mut rx = queue.lock().await;
+    let first = rx.recv().await?;
+    let mut group = vec![first];
+    let deadline = tokio::time::Instant::now() + window;
+    while group.len() < max.max(1) {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some(next)) => group.push(next),
+            Ok(None) | Err(_) => break,
+        }
+    }
+    Some(group)
+}
+
 /// A sender and the shared end for workers.
 pub fn queue<T>() -> (mpsc::UnboundedSender<T>, Shared<T>) {
     let (tx, rx) = mpsc::unbounded_channel();
@@ -43,5 +63,25 @@ mod tests {
         assert_eq!(take(&rx, 3).await, Some(vec![5]));
         drop(tx);
         assert_eq!(take(&rx, 3).await, None);
+    }
+
+    #[tokio::test]
+    async fn within_a_window_waits_for_more_until_the_maximum_or_the_window_ends() {
+        let (tx, rx) = queue();
+        tx.send(0).unwrap();
+        let late = tx.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            late.send(1).unwrap();
+        });
+        // Waits for the late second item (the window is long), and stops at the maximum.
+        let long = std::time::Duration::from_secs(30);
+        assert_eq!(take_within(&rx, 2, long).await, Some(vec![0, 1]));
+        // With nothing more coming, the window ends the group.
+        tx.send(2).unwrap();
+        let short = std::time::Duration::from_millis(20);
+        assert_eq!(take_within(&rx, 10, short).await, Some(vec![2]));
+        drop(tx);
+        assert_eq!(take_within(&rx, 10, short).await, None);
     }
 }

@@ -332,6 +332,10 @@ struct Finished {
 /// Groups recorded at once, and the most attempts in one.
 const RECORDERS: usize = 2;
 const MAX_RECORDED: usize = 128;
+/// How long a recorder gathers finished attempts before it commits them. The endpoint has its
+/// webhook already and its share back; only the delivery's status waits, and every group
+/// saved is a commit (a WAL flush) saved.
+const RECORD_WINDOW: Duration = Duration::from_millis(50);
 
 impl Recorder {
     fn start(store: Store) -> Self {
@@ -371,7 +375,7 @@ impl Recorder {
 }
 
 async fn record_groups(store: Store, rx: group::Shared<Finished>) {
-    while let Some(finished) = group::take(&rx, MAX_RECORDED).await {
+    while let Some(finished) = group::take_within(&rx, MAX_RECORDED, RECORD_WINDOW).await {
         metrics::histogram!("beckon_webhook_record_group_size").record(finished.len() as f64);
         if finished.len() > 1 {
             let attempts: Vec<_> = finished.iter().map(|f| (&f.delivery, &f.record)).collect();
