@@ -129,7 +129,14 @@ pub struct AppState {
     pub lookups: lookups::Lookups,
     /// Commits accepted events in groups.
     pub intake: intake::Intake,
+    /// Publishes of accepted events still running after their answer. Bounded: past it an
+    /// answer waits for its publish, so a slow broker slows `events/send` instead of piling up
+    /// work in memory.
+    pub publishing: std::sync::Arc<tokio::sync::Semaphore>,
 }
+
+/// Most publishes of accepted events running after their answers.
+const BACKGROUND_PUBLISHES: usize = 256;
 
 /// A bound, not yet running gateway.
 pub struct Application {
@@ -168,6 +175,7 @@ impl Application {
         let state = web::Data::new(AppState {
             cleaner: beckon_worker::OutboxCleaner::start(store.clone()),
             intake: intake::Intake::start(store.clone()),
+            publishing: std::sync::Arc::new(tokio::sync::Semaphore::new(BACKGROUND_PUBLISHES)),
             store,
             publisher,
             replies,

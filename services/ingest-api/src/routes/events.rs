@@ -274,12 +274,22 @@ async fn send_inner(
                 "The service is stopping; try again shortly.",
             )
         })??;
-    // Committed, so accepted: the answer does not wait for the broker's confirm. Should the
-    // publish fail, or this process stop first, the outbox relay sends the envelope.
-    let (publisher, cleaner) = (state.publisher.clone(), state.cleaner.clone());
-    tokio::spawn(
-        async move { beckon_worker::flush(&publisher, &cleaner, &rows).await }.in_current_span(),
-    );
+    // Committed, so accepted: the answer does not wait for the broker's confirm (unless too
+    // many publishes are still running). Should the publish fail, or this process stop first,
+    // the outbox relay sends the envelope.
+    match state.publishing.clone().try_acquire_owned() {
+        Ok(running) => {
+            let (publisher, cleaner) = (state.publisher.clone(), state.cleaner.clone());
+            tokio::spawn(
+                async move {
+                    beckon_worker::flush(&publisher, &cleaner, &rows).await;
+                    drop(running);
+                }
+                .in_current_span(),
+            );
+        }
+        Err(_) => beckon_worker::flush(&state.publisher, &state.cleaner, &rows).await,
+    }
 
     let scheduled_for = scheduled_for.map(format_timestamp);
     Ok(HttpResponse::Created().json(SendEventResponse {
