@@ -66,12 +66,7 @@ pub fn insert_many<'c>(
         )
         .get_results(&mut { conn })
     });
-    async move {
-        match sent {
-            Some(sent) => Ok(sent.await?),
-            None => Ok(Vec::new()),
-        }
-    }
+    crate::pipelined::rows(sent)
 }
 
 /// Claims the cooldown window of (`survey_id`, `user_ref`): `true` when no invitation was

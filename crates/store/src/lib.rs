@@ -13,12 +13,14 @@
 //! - [`users`]: the users a project tells Beckon about.
 //! - [`webhooks`]: webhook subscriptions, messages, deliveries, attempts.
 //! - [`processed`]: envelope ids a consumer has handled.
+//! - [`pipelined`]: results of statements that share a round trip.
 //! - [`testing`]: a fresh database per test, cloned from a migrated template.
 
 pub mod cached;
 pub mod idempotency;
 pub mod invitations;
 pub mod outbox;
+pub mod pipelined;
 pub mod processed;
 pub mod responses;
 pub mod retention;

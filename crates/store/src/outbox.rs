@@ -73,12 +73,7 @@ pub fn enqueue_many<'c>(
         )
         .get_results(&mut { conn })
     });
-    async move {
-        match sent {
-            Some(sent) => Ok(sent.await?),
-            None => Ok(Vec::new()),
-        }
-    }
+    crate::pipelined::rows(sent)
 }
 
 /// Deletes published messages.

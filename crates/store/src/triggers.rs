@@ -114,12 +114,7 @@ pub fn insert_many<'c>(
     let rows: Vec<_> = new.iter().map(|t| TriggerRow::from(*t)).collect();
     let sent = (!rows.is_empty())
         .then(|| Cached(diesel::insert_into(triggers::table).values(rows)).execute(&mut { conn }));
-    async move {
-        if let Some(sent) = sent {
-            sent.await?;
-        }
-        Ok(())
-    }
+    crate::pipelined::done(sent)
 }
 
 /// A new trigger as a row.

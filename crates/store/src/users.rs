@@ -85,12 +85,7 @@ pub fn ensure_many<'c>(
         )
         .execute(&mut { conn })
     });
-    async move {
-        if let Some(sent) = sent {
-            sent.await?;
-        }
-        Ok(())
-    }
+    crate::pipelined::done(sent)
 }
 
 /// Creates or updates the user; returns it as stored.
@@ -161,12 +156,7 @@ pub fn get_many<'c>(
         )
         .load(&mut { conn })
     });
-    async move {
-        match sent {
-            Some(sent) => Ok(sent.await?),
-            None => Ok(Vec::new()),
-        }
-    }
+    crate::pipelined::rows(sent)
 }
 
 /// What erasing a user deleted.

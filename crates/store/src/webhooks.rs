@@ -207,12 +207,7 @@ pub fn insert_messages<'c>(
         )
         .execute(&mut { conn })
     });
-    async move {
-        if let Some(sent) = sent {
-            sent.await?;
-        }
-        Ok(())
-    }
+    crate::pipelined::done(sent)
 }
 
 /// The delivery of `message_id` to `subscription_id`: one per pair, whoever asks.
@@ -262,12 +257,7 @@ pub fn insert_deliveries_of<'c>(
         )
         .get_results(&mut { conn })
     });
-    async move {
-        match sent {
-            Some(sent) => Ok(sent.await?),
-            None => Ok(Vec::new()),
-        }
-    }
+    crate::pipelined::rows(sent)
 }
 
 #[derive(QueryableByName)]
@@ -326,17 +316,7 @@ pub async fn attempt_contexts(
     conn: &mut AsyncPgConnection,
     ids: &[Uuid],
 ) -> Result<Vec<AttemptContext>, StoreError> {
-    Ok(webhook_deliveries::table
-        .filter(webhook_deliveries::id.eq_any(ids))
-        .inner_join(webhook_messages::table)
-        .inner_join(webhook_subscriptions::table)
-        .select((
-            Delivery::as_select(),
-            Message::as_select(),
-            Subscription::as_select(),
-        ))
-        .load(conn)
-        .await?)
+    load_contexts(conn, contexts().filter(webhook_deliveries::id.eq_any(ids))).await
 }
 
 /// The contexts of the deliveries of `message_ids` never attempted yet, in one query.
@@ -344,19 +324,45 @@ pub async fn first_attempt_contexts(
     conn: &mut AsyncPgConnection,
     message_ids: &[Uuid],
 ) -> Result<Vec<AttemptContext>, StoreError> {
-    Ok(webhook_deliveries::table
-        .filter(webhook_deliveries::message_id.eq_any(message_ids))
-        .filter(webhook_deliveries::status.eq(delivery::PENDING))
-        .filter(webhook_deliveries::attempts.eq(0))
+    load_contexts(
+        conn,
+        contexts()
+            .filter(webhook_deliveries::message_id.eq_any(message_ids))
+            .filter(webhook_deliveries::status.eq(delivery::PENDING))
+            .filter(webhook_deliveries::attempts.eq(0)),
+    )
+    .await
+}
+
+type Contexts<'a> = diesel::helper_types::IntoBoxed<
+    'a,
+    diesel::helper_types::InnerJoin<
+        diesel::helper_types::InnerJoin<webhook_deliveries::table, webhook_messages::table>,
+        webhook_subscriptions::table,
+    >,
+    diesel::pg::Pg,
+>;
+
+/// Deliveries with their messages and subscriptions, to filter.
+fn contexts<'a>() -> Contexts<'a> {
+    webhook_deliveries::table
         .inner_join(webhook_messages::table)
         .inner_join(webhook_subscriptions::table)
-        .select((
-            Delivery::as_select(),
-            Message::as_select(),
-            Subscription::as_select(),
-        ))
-        .load(conn)
-        .await?)
+        .into_boxed()
+}
+
+async fn load_contexts(
+    conn: &mut AsyncPgConnection,
+    query: Contexts<'_>,
+) -> Result<Vec<AttemptContext>, StoreError> {
+    // Boxed, so diesel would not prepare it; each caller's filter is one shape.
+    Ok(Cached(query.select((
+        Delivery::as_select(),
+        Message::as_select(),
+        Subscription::as_select(),
+    )))
+    .load(conn)
+    .await?)
 }
 
 /// One attempt, as logged.
