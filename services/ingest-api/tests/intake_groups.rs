@@ -1,0 +1,91 @@
+//! Accepted events committed in groups, against a real, freshly migrated database.
+
+use beckon_domain::LifecycleEvent;
+use beckon_domain::envelope::TriggerType;
+use beckon_store::testing::TestDatabase;
+use beckon_store::triggers::NewTrigger;
+use beckon_store::users::UserChanges;
+use beckon_store::{Store, tenancy};
+use diesel_async::RunQueryDsl;
+use ingest_api::intake::{Envelope, Event, Intake};
+use uuid::Uuid;
+
+fn event(org: Uuid, project: Uuid, user: &str) -> Event {
+    let trigger = NewTrigger::new(
+        org,
+        project,
+        TriggerType::Event,
+        user,
+        &LifecycleEvent::TrialExpired,
+    );
+    Event {
+        org_id: org,
+        project_id: project,
+        user_ref: user.to_owned(),
+        changes: UserChanges {
+            email: Some(format!("{user}@example.com")),
+            ..Default::default()
+        },
+        envelope: Some(Envelope {
+            id: Uuid::now_v7(),
+            exchange: "events".into(),
+            routing_key: "event.received.v1".into(),
+            body: b"{}".to_vec(),
+            traceparent: None,
+        }),
+        trigger,
+    }
+}
+
+async fn count(store: &Store, sql: &str) -> usize {
+    let mut conn = store.conn().await.unwrap();
+    diesel::sql_query(sql).execute(&mut conn).await.unwrap()
+}
+
+/// On this single-threaded runtime the intake workers run only when the test awaits, by which
+/// time all three events are queued: they are taken as one group. The group fails (one event
+/// names a project that does not exist), so each is committed again on its own: the good ones
+/// commit, with their users and envelopes, and only the bad one fails.
+#[tokio::test]
+async fn a_group_with_a_bad_event_commits_the_others_and_fails_only_that_one() {
+    let db = TestDatabase::new().await.expect("test database");
+    let store = Store::new(db.url(), 8).unwrap();
+    let mut conn = store.conn().await.unwrap();
+    let org = tenancy::create_organization(&mut conn, "Acme")
+        .await
+        .unwrap();
+    let project = tenancy::create_project(&mut conn, org.id, "Web")
+        .await
+        .unwrap();
+    drop(conn);
+    let intake = Intake::start(store.clone());
+
+    let (a, bad, b) = tokio::join!(
+        intake.commit(event(org.id, project.id, "a")),
+        intake.commit(event(org.id, Uuid::now_v7(), "ghost")),
+        intake.commit(event(org.id, project.id, "b")),
+    );
+    let a = a.expect("the intake runs").expect("a commits");
+    let b = b.expect("the intake runs").expect("b commits");
+    assert!(
+        bad.expect("the intake runs").is_err(),
+        "an event for a missing project fails"
+    );
+    assert_eq!((a.len(), b.len()), (1, 1), "each gets its own outbox row");
+    assert_ne!(a[0].envelope_id, b[0].envelope_id);
+
+    assert_eq!(count(&store, "SELECT 1 FROM triggers").await, 2);
+    assert_eq!(count(&store, "SELECT 1 FROM outbox").await, 2);
+    assert_eq!(
+        count(
+            &store,
+            "SELECT 1 FROM users WHERE email IS NOT NULL AND user_ref IN ('a', 'b')"
+        )
+        .await,
+        2
+    );
+    assert_eq!(
+        count(&store, "SELECT 1 FROM users WHERE user_ref = 'ghost'").await,
+        0
+    );
+}
