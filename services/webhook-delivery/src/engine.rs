@@ -417,3 +417,111 @@ fn jitter() -> f64 {
     let _ = getrandom::fill(&mut bytes);
     (u64::from_be_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use beckon_store::tenancy;
+    use beckon_store::testing::TestDatabase;
+    use beckon_store::webhooks::{Message, NewSubscription};
+    use diesel_async::RunQueryDsl;
+
+    fn succeeded() -> AttemptRecord {
+        AttemptRecord {
+            status_code: Some(200),
+            duration_ms: 3,
+            response_body: Some("thanks".into()),
+            error: None,
+            next: NextStep::Succeeded,
+        }
+    }
+
+    /// On this single-threaded runtime both attempts are queued before the recorder runs, so
+    /// they are taken as one group. One's delivery is gone (its subscription was deleted
+    /// mid-attempt), so the group fails on the attempt log's foreign key; recorded again one by
+    /// one, the other is recorded and only the gone one reports the error.
+    #[tokio::test]
+    async fn a_group_with_an_attempt_that_cannot_be_recorded_records_the_others() {
+        let db = TestDatabase::new().await.expect("test database");
+        let store = Store::new(db.url(), 4).unwrap();
+        let mut conn = store.conn().await.unwrap();
+        let org = tenancy::create_organization(&mut conn, "Acme")
+            .await
+            .unwrap();
+        let project = tenancy::create_project(&mut conn, org.id, "Web")
+            .await
+            .unwrap();
+        let sub = webhooks::create_subscription(
+            &mut conn,
+            &NewSubscription {
+                id: Uuid::now_v7(),
+                org_id: org.id,
+                project_id: project.id,
+                url: "http://127.0.0.1:9/hook".into(),
+                description: String::new(),
+                event_types: Vec::new(),
+                status: webhooks::status::ACTIVE.into(),
+                retry_policy: serde_json::json!({"kind": "exponential"}),
+                timeout_ms: 1000,
+                payload_version: 1,
+                secret_encrypted: vec![1],
+                verified_at: None,
+            },
+        )
+        .await
+        .unwrap();
+        let mut deliveries = Vec::new();
+        for _ in 0..2 {
+            let message = Message {
+                id: Uuid::now_v7(),
+                org_id: org.id,
+                project_id: project.id,
+                event_type: "invitation.created".into(),
+                version: 1,
+                body_encrypted: vec![1],
+                occurred_at: OffsetDateTime::now_utc(),
+                user_ref: None,
+            };
+            webhooks::insert_message(&mut conn, &message).await.unwrap();
+            deliveries.extend(
+                webhooks::insert_deliveries(
+                    &mut conn,
+                    message.id,
+                    &[sub.id],
+                    OffsetDateTime::now_utc(),
+                )
+                .await
+                .unwrap(),
+            );
+        }
+        let contexts = webhooks::attempt_contexts(&mut conn, &deliveries)
+            .await
+            .unwrap();
+        let (kept, gone) = (contexts[0].0.clone(), contexts[1].0.clone());
+        diesel::sql_query("DELETE FROM webhook_deliveries WHERE id = $1")
+            .bind::<diesel::sql_types::Uuid, _>(gone.id)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+
+        let recorder = Recorder::start(store.clone());
+        let (recorded, failed) = tokio::join!(
+            recorder.record(kept.clone(), succeeded()),
+            recorder.record(gone, succeeded()),
+        );
+        recorded.expect("the kept delivery's attempt is recorded");
+        assert!(
+            failed.is_err(),
+            "the gone delivery's attempt reports its error"
+        );
+        let logged = diesel::sql_query(
+            "SELECT 1 FROM webhook_attempts a JOIN webhook_deliveries d ON d.id = a.delivery_id \
+             WHERE d.id = $1 AND d.status = 'succeeded' AND d.attempts = 1",
+        )
+        .bind::<diesel::sql_types::Uuid, _>(kept.id)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        assert_eq!(logged, 1);
+    }
+}
