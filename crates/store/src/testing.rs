@@ -119,6 +119,37 @@ impl TestDatabase {
     }
 }
 
+/// A fresh database holding one organization ("Acme") with one project ("Web"), and a store
+/// on it: where most tests that need real rows start.
+pub struct WithProject {
+    pub db: TestDatabase,
+    pub store: crate::Store,
+    pub org_id: uuid::Uuid,
+    pub project_id: uuid::Uuid,
+}
+
+impl WithProject {
+    /// Panics when the database cannot be had: only for tests.
+    pub async fn new(pool_size: usize) -> Self {
+        let db = TestDatabase::new().await.expect("test database");
+        let store = crate::Store::new(db.url(), pool_size).expect("a store");
+        let mut conn = store.conn().await.expect("a connection");
+        let org = crate::tenancy::create_organization(&mut conn, "Acme")
+            .await
+            .expect("an organization");
+        let project = crate::tenancy::create_project(&mut conn, org.id, "Web")
+            .await
+            .expect("a project");
+        drop(conn);
+        Self {
+            db,
+            store,
+            org_id: org.id,
+            project_id: project.id,
+        }
+    }
+}
+
 impl Drop for TestDatabase {
     fn drop(&mut self) {
         let (admin, name) = (self.admin.clone(), self.name.clone());

@@ -3,21 +3,13 @@
 use beckon_domain::LifecycleEvent;
 use beckon_domain::survey::{Question, QuestionKind, SurveyStatus, SurveyTrigger};
 use beckon_store::surveys::{self, NewSurvey, SurveyPatch};
-use beckon_store::testing::TestDatabase;
+use beckon_store::testing::{TestDatabase, WithProject};
 use beckon_store::{Store, invitations, tenancy};
 use uuid::Uuid;
 
 async fn setup() -> (TestDatabase, Store, Uuid, Uuid) {
-    let db = TestDatabase::new().await.expect("test database");
-    let store = Store::new(db.url(), 24).unwrap();
-    let mut conn = store.conn().await.unwrap();
-    let org = tenancy::create_organization(&mut conn, "Acme")
-        .await
-        .unwrap();
-    let project = tenancy::create_project(&mut conn, org.id, "Web")
-        .await
-        .unwrap();
-    (db, store, org.id, project.id)
+    let seeded = WithProject::new(24).await;
+    (seeded.db, seeded.store, seeded.org_id, seeded.project_id)
 }
 
 fn new_survey(

@@ -9,16 +9,9 @@ pub type Shared<T> = std::sync::Arc<Mutex<mpsc::UnboundedReceiver<T>>>;
 /// waiting for them: a lone item is a group of one at once, a backlog goes in large groups.
 /// `None` once every sender is gone.
 pub async fn take<T>(queue: &Shared<T>, max: usize) -> Option<Vec<T>> {
-    let mut rx = queue.lock().await;
-    let first = rx.recv().await?;
-    let mut group = vec![first];
-    while group.len() < max.max(1) {
-        match rx.try_recv() {
-            Ok(next) => group.push(next),
-            Err(_) => break,
-        }
-    }
-    Some(group)
+    // A window that has already ended: what is queued is still taken (a timeout polls its
+    // future before its deadline), nothing is waited for.
+    take_within(queue, max, std::time::Duration::ZERO).await
 }
 
 /// Like [`take`], but after the first item waits up to `window` for more: for work that no

@@ -2,10 +2,10 @@
 
 use beckon_domain::LifecycleEvent;
 use beckon_domain::envelope::TriggerType;
-use beckon_store::testing::TestDatabase;
+use beckon_store::Store;
+use beckon_store::testing::WithProject;
 use beckon_store::triggers::NewTrigger;
 use beckon_store::users::UserChanges;
-use beckon_store::{Store, tenancy};
 use diesel_async::RunQueryDsl;
 use ingest_api::intake::{Envelope, Event, Intake};
 use uuid::Uuid;
@@ -48,22 +48,18 @@ async fn count(store: &Store, sql: &str) -> usize {
 /// commit, with their users and envelopes, and only the bad one fails.
 #[tokio::test]
 async fn a_group_with_a_bad_event_commits_the_others_and_fails_only_that_one() {
-    let db = TestDatabase::new().await.expect("test database");
-    let store = Store::new(db.url(), 8).unwrap();
-    let mut conn = store.conn().await.unwrap();
-    let org = tenancy::create_organization(&mut conn, "Acme")
-        .await
-        .unwrap();
-    let project = tenancy::create_project(&mut conn, org.id, "Web")
-        .await
-        .unwrap();
-    drop(conn);
+    let WithProject {
+        db: _db,
+        store,
+        org_id: org,
+        project_id: project,
+    } = WithProject::new(8).await;
     let intake = Intake::start(store.clone());
 
     let (a, bad, b) = tokio::join!(
-        intake.commit(event(org.id, project.id, "a")),
-        intake.commit(event(org.id, Uuid::now_v7(), "ghost")),
-        intake.commit(event(org.id, project.id, "b")),
+        intake.commit(event(org, project, "a")),
+        intake.commit(event(org, Uuid::now_v7(), "ghost")),
+        intake.commit(event(org, project, "b")),
     );
     let a = a.expect("the intake runs").expect("a commits");
     let b = b.expect("the intake runs").expect("b commits");

@@ -421,8 +421,7 @@ fn jitter() -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use beckon_store::tenancy;
-    use beckon_store::testing::TestDatabase;
+    use beckon_store::testing::WithProject;
     use beckon_store::webhooks::{Message, NewSubscription};
     use diesel_async::RunQueryDsl;
 
@@ -442,21 +441,19 @@ mod tests {
     /// one, the other is recorded and only the gone one reports the error.
     #[tokio::test]
     async fn a_group_with_an_attempt_that_cannot_be_recorded_records_the_others() {
-        let db = TestDatabase::new().await.expect("test database");
-        let store = Store::new(db.url(), 4).unwrap();
+        let WithProject {
+            db: _db,
+            store,
+            org_id: org,
+            project_id: project,
+        } = WithProject::new(4).await;
         let mut conn = store.conn().await.unwrap();
-        let org = tenancy::create_organization(&mut conn, "Acme")
-            .await
-            .unwrap();
-        let project = tenancy::create_project(&mut conn, org.id, "Web")
-            .await
-            .unwrap();
         let sub = webhooks::create_subscription(
             &mut conn,
             &NewSubscription {
                 id: Uuid::now_v7(),
-                org_id: org.id,
-                project_id: project.id,
+                org_id: org,
+                project_id: project,
                 url: "http://127.0.0.1:9/hook".into(),
                 description: String::new(),
                 event_types: Vec::new(),
@@ -474,8 +471,8 @@ mod tests {
         for _ in 0..2 {
             let message = Message {
                 id: Uuid::now_v7(),
-                org_id: org.id,
-                project_id: project.id,
+                org_id: org,
+                project_id: project,
                 event_type: "invitation.created".into(),
                 version: 1,
                 body_encrypted: vec![1],
