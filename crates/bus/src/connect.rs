@@ -13,15 +13,16 @@ pub async fn connect(uri: &str, name: &str) -> Result<Connection, BusError> {
         .map_err(BusError::amqp("connect to the broker"))
 }
 
-/// Connects, retrying with a backoff capped at 5 s until it succeeds or `cancel` fires
+/// Connects, retrying with jittered pauses growing to 5 s, until it succeeds or `cancel` fires
 /// (then `None`).
 pub async fn connect_with_retry(
     uri: &str,
     name: &str,
     cancel: &CancellationToken,
 ) -> Option<Connection> {
-    let mut delay = Duration::from_millis(100);
+    let mut pauses = crate::backoff::pauses(Duration::from_millis(100), Duration::from_secs(5));
     loop {
+        let delay = pauses.next().unwrap_or(Duration::from_secs(5));
         match connect(uri, name).await {
             Ok(conn) => return Some(conn),
             Err(err) => {
@@ -32,6 +33,5 @@ pub async fn connect_with_retry(
             _ = cancel.cancelled() => return None,
             _ = tokio::time::sleep(delay) => {}
         }
-        delay = (delay * 2).min(Duration::from_secs(5));
     }
 }

@@ -77,13 +77,18 @@ pub async fn run<H, F>(
     H: Fn(Message) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Disposition> + Send + 'static,
 {
-    let mut backoff = Duration::from_millis(100);
+    let mut pauses = crate::backoff::pauses(Duration::from_millis(100), Duration::from_secs(5));
     while !cancel.is_cancelled() {
         let Some(conn) = connect::connect_with_retry(&config.uri, &config.name, &cancel).await
         else {
             break;
         };
+        let started = tokio::time::Instant::now();
         let outcome = session(&config, &conn, handler.clone(), &cancel, &ready).await;
+        if started.elapsed() > Duration::from_secs(30) {
+            // A session that lasted was a recovery: the next failure starts from short pauses.
+            pauses = crate::backoff::pauses(Duration::from_millis(100), Duration::from_secs(5));
+        }
         ready(false);
         match outcome {
             Ok(()) => {
@@ -97,9 +102,8 @@ pub async fn run<H, F>(
         }
         tokio::select! {
             _ = cancel.cancelled() => break,
-            _ = tokio::time::sleep(backoff) => {}
+            _ = tokio::time::sleep(pauses.next().unwrap_or(Duration::from_secs(5))) => {}
         }
-        backoff = (backoff * 2).min(Duration::from_secs(5));
     }
     tracing::info!(queue = config.queue.name, "consumer stopped");
 }
@@ -257,7 +261,11 @@ async fn settle<H, F>(
     let disposition = handler(message).await;
     if let Disposition::Retry { reason } = &disposition {
         metrics::counter!("beckon_messages_retried_total", "queue" => queue_label).increment(1);
-        let pause = Duration::from_millis(100u64 << delivery_count.clamp(0, 6));
+        let pause = crate::backoff::nth(
+            Duration::from_millis(100),
+            Duration::from_millis(6_400),
+            delivery_count.clamp(0, 64) as u32,
+        );
         tracing::warn!(%reason, delivery_count, pause_ms = pause.as_millis() as u64, "handler failed; will retry");
         tokio::time::sleep(pause).await;
     }

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 //!
 //! # Layout
+//! - [`backoff`]: jittered, growing pauses between retries.
 //! - [`config`]: where the broker is and how queues are named and bounded.
 //! - [`topology`]: exchange and queue names, and their idempotent declaration.
 //! - [`connect`]: connecting, with retries until a deadline or for ever.
@@ -9,6 +10,7 @@
 //! - [`reply`]: the gateway's reply queue for request/reply.
 //! - [`headers`]: reading and writing AMQP headers.
 
+pub mod backoff;
 pub mod config;
 pub mod connect;
 pub mod consumer;

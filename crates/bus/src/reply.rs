@@ -66,7 +66,8 @@ impl ReplyListener {
         };
         let uri = uri.to_owned();
         tokio::spawn(async move {
-            let mut backoff = Duration::from_millis(100);
+            let mut pauses =
+                crate::backoff::pauses(Duration::from_millis(100), Duration::from_secs(5));
             while let Some(conn) =
                 connect::connect_with_retry(&uri, "reply-listener", &cancel).await
             {
@@ -83,9 +84,8 @@ impl ReplyListener {
                 }
                 tokio::select! {
                     _ = cancel.cancelled() => break,
-                    _ = tokio::time::sleep(backoff) => {}
+                    _ = tokio::time::sleep(pauses.next().unwrap_or(Duration::from_secs(5))) => {}
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
             }
         });
         listener
