@@ -64,6 +64,22 @@ impl Broker {
             .expect("confirm");
     }
 
+    /// How many messages are ready in `queue` (full name).
+    pub async fn depth(&self, queue: &str) -> u32 {
+        self.channel
+            .queue_declare(
+                queue.into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("the queue exists")
+            .message_count()
+    }
+
     /// Takes every message now in `queue` (full name), waiting up to `wait` for `at_least`.
     pub async fn drain(
         &self,

@@ -17,6 +17,7 @@ use uuid::Uuid;
 
 pub mod broker;
 pub mod infra;
+pub mod proxy;
 pub mod receiver;
 
 /// The deployment key tests run with (base64 of 32 bytes).
@@ -79,6 +80,9 @@ pub struct Options {
     pub matcher_replicas: usize,
     /// More environment variables for every service.
     pub env: Vec<(&'static str, String)>,
+    /// Services reach the database through a [`proxy::Proxy`] the test can cut
+    /// ([`TestApp::db_proxy`]); the test's own connections go straight to it.
+    pub database_proxy: bool,
 }
 
 impl Default for Options {
@@ -88,6 +92,7 @@ impl Default for Options {
             invitation_replicas: 1,
             matcher_replicas: 1,
             env: Vec::new(),
+            database_proxy: false,
         }
     }
 }
@@ -113,6 +118,10 @@ pub struct TestApp {
     running: Vec<Running>,
     log_dir: PathBuf,
     launches: usize,
+    /// What the services connect to for the database.
+    services_db_url: String,
+    /// Between the services and the database, when [`Options::database_proxy`] is set.
+    pub db_proxy: Option<proxy::Proxy>,
 }
 
 impl TestApp {
@@ -137,6 +146,26 @@ impl TestApp {
         drop(conn);
         let prefix = format!("t{}", Uuid::now_v7().simple());
         let port = free_port();
+        let (services_db_url, db_proxy) = if options.database_proxy {
+            let (before, after) = db
+                .url()
+                .split_once('@')
+                .context("a database URL with a host")?;
+            let (address, rest) = after
+                .split_once('/')
+                .context("a database URL with a name")?;
+            let upstream = tokio::net::lookup_host(address)
+                .await?
+                .next()
+                .context("the database host resolves")?;
+            let proxy = proxy::Proxy::start(upstream).await?;
+            (
+                format!("{before}@127.0.0.1:{}/{rest}", proxy.port()),
+                Some(proxy),
+            )
+        } else {
+            (db.url().to_owned(), None)
+        };
         let log_dir = bin_dir().join("e2e-logs").join(&prefix);
         std::fs::create_dir_all(&log_dir)?;
         let mut app = Self {
@@ -154,6 +183,8 @@ impl TestApp {
             running: Vec::new(),
             log_dir,
             launches: 0,
+            services_db_url,
+            db_proxy,
         };
         for _ in 0..options.matcher_replicas {
             app.start("matcher");
@@ -178,7 +209,7 @@ impl TestApp {
         let log = std::fs::File::create(&log).expect("a log file");
         let mut command = Command::new(bin_dir().join(service));
         command
-            .env("BECKON_DATABASE_URL", self.db.url())
+            .env("BECKON_DATABASE_URL", &self.services_db_url)
             .env("BECKON_AMQP_URL", amqp_url())
             .env("BECKON_QUEUE_PREFIX", &self.prefix)
             .env("BECKON_QUEUE_EXPIRES_MS", "120000")
@@ -344,7 +375,7 @@ impl TestApp {
         use std::io::Write as _;
         let mut child = Command::new(bin_dir().join("beckon"))
             .args(args)
-            .env("BECKON_DATABASE_URL", self.db.url())
+            .env("BECKON_DATABASE_URL", &self.services_db_url)
             .env("BECKON_AMQP_URL", amqp_url())
             .env("BECKON_QUEUE_PREFIX", &self.prefix)
             .stdin(Stdio::piped())

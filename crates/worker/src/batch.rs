@@ -21,6 +21,7 @@ use diesel_async::AsyncConnection;
 use std::collections::HashSet;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 /// Batches handled at once by one consumer (each on its own database connection).
@@ -32,7 +33,16 @@ struct Pending<T: Payload> {
     /// The delivery's span: the handler's work and what it emits belong to its trace.
     span: tracing::Span,
     traceparent: Option<String>,
-    done: oneshot::Sender<Disposition>,
+    done: oneshot::Sender<Settled>,
+}
+
+/// What became of an envelope handed to the batch workers.
+enum Settled {
+    /// Handled (or failed for its own reason): settle the delivery so.
+    Done(Disposition),
+    /// It failed because the database is away: hold the delivery and try again once the
+    /// database answers. Not the message's fault, so not one of its deliveries.
+    DatabaseAway,
 }
 
 /// A handle that hands envelopes to the batch workers; cloning shares them.
@@ -75,33 +85,50 @@ impl<T: Payload> Batcher<T> {
     }
 
     /// Decodes and handles one message (in a batch with others): the whole of a consumer's
-    /// work except the ack. Call it inside the delivery's span.
-    pub async fn process(&self, body: &[u8]) -> Disposition {
-        let env = match envelope::decode::<T>(body) {
-            Ok(env) => env,
-            Err(err) => {
-                let reason = err.reason().to_owned();
-                fail_trigger(&self.deps, body, &reason).await;
-                return Disposition::DeadLetter {
-                    reason,
-                    detail: err.to_string(),
-                };
-            }
-        };
-        let (done, outcome) = oneshot::channel();
-        let pending = Pending {
-            env,
-            span: tracing::Span::current(),
-            traceparent: beckon_runtime::telemetry::traceparent(),
-            done,
-        };
+    /// work except the ack. Call it inside the delivery's span. While the database is away the
+    /// message is held here, and handled again once it answers; `cancel` ends the wait.
+    pub async fn process(&self, body: &[u8], cancel: &CancellationToken) -> Disposition {
         let stopping = || Disposition::Retry {
             reason: format!("{} is shutting down", self.consumer),
         };
-        if self.queue.send(pending).is_err() {
-            return stopping();
+        let mut held = false;
+        loop {
+            let env = match envelope::decode::<T>(body) {
+                Ok(env) => env,
+                Err(err) => {
+                    let reason = err.reason().to_owned();
+                    fail_trigger(&self.deps, body, &reason).await;
+                    return Disposition::DeadLetter {
+                        reason,
+                        detail: err.to_string(),
+                    };
+                }
+            };
+            let (done, outcome) = oneshot::channel();
+            let pending = Pending {
+                env,
+                span: tracing::Span::current(),
+                traceparent: beckon_runtime::telemetry::traceparent(),
+                done,
+            };
+            if self.queue.send(pending).is_err() {
+                return stopping();
+            }
+            match outcome.await {
+                Ok(Settled::Done(disposition)) => return disposition,
+                Ok(Settled::DatabaseAway) => {
+                    if !held {
+                        held = true;
+                        metrics::counter!("beckon_messages_held_total", "consumer" => self.consumer)
+                            .increment(1);
+                    }
+                    if !self.deps.database.wait_up(cancel).await {
+                        return stopping();
+                    }
+                }
+                Err(_) => return stopping(),
+            }
         }
-        outcome.await.unwrap_or_else(|_| stopping())
     }
 }
 
@@ -119,7 +146,13 @@ async fn work<T: Payload, H: Handler<T>>(
         match together(consumer, deps, handler, &batch).await {
             Ok(()) => {
                 for pending in batch {
-                    let _ = pending.done.send(Disposition::Ack);
+                    let _ = pending.done.send(Settled::Done(Disposition::Ack));
+                }
+            }
+            // Handling them one by one would fail the same way: they all wait.
+            Err(err) if err.may_pass() && !deps.database.answers().await => {
+                for pending in batch {
+                    let _ = pending.done.send(Settled::DatabaseAway);
                 }
             }
             Err(err) => {
@@ -145,17 +178,21 @@ async fn alone<T: Payload, H: Handler<T>>(
     let Pending {
         env, span, done, ..
     } = pending;
-    let disposition = async {
+    let settled = async {
         let result = handle_envelope(consumer, deps, handler, &env).await;
+        if matches!(result, Err(crate::HandleError::Retryable(_))) && !deps.database.answers().await
+        {
+            return Settled::DatabaseAway;
+        }
         let disposition = disposition_of(result);
         if let Disposition::DeadLetter { reason, .. } = &disposition {
             crate::fail_trigger_id(deps, env.correlation_id, reason).await;
         }
-        disposition
+        Settled::Done(disposition)
     }
     .instrument(span)
     .await;
-    let _ = done.send(disposition);
+    let _ = done.send(settled);
 }
 
 /// Handles every envelope of `batch` in one transaction, publishes what they emit and runs

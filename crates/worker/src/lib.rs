@@ -3,10 +3,12 @@
 mod batch;
 mod cleaner;
 pub mod group;
+mod outage;
 mod relay;
 
 pub use batch::Batcher;
 pub use cleaner::OutboxCleaner;
+pub use outage::Database;
 pub use relay::{relay_once, run_relay};
 
 use beckon_bus::consumer::{self, ConsumerConfig};
@@ -163,6 +165,8 @@ pub struct Deps {
     pub publisher: Publisher,
     /// Deletes published outbox rows in batches.
     pub cleaner: OutboxCleaner,
+    /// Whether the database answers: tells an outage from a failed message.
+    pub database: Database,
 }
 
 /// What handling one message came to.
@@ -219,6 +223,13 @@ pub(crate) enum TxError {
     Handle(#[from] HandleError),
     #[error(transparent)]
     Query(#[from] diesel::result::Error),
+}
+
+impl TxError {
+    /// Whether trying again may succeed: anything but a handler's permanent verdict.
+    pub(crate) fn may_pass(&self) -> bool {
+        !matches!(self, Self::Handle(HandleError::Permanent { .. }))
+    }
 }
 
 impl From<StoreError> for TxError {
@@ -322,13 +333,15 @@ pub async fn run<T: Payload, H: Handler<T>>(
     ready: impl Fn(bool) + Send + Sync,
 ) {
     let batcher = Batcher::start(consumer_name, deps, handler, batch_size);
+    let handler_cancel = cancel.clone();
     consumer::run(
         config,
         move |message: Message| {
             let batcher = batcher.clone();
+            let cancel = handler_cancel.clone();
             async move {
                 let started = std::time::Instant::now();
-                let disposition = batcher.process(&message.body).await;
+                let disposition = batcher.process(&message.body, &cancel).await;
                 metrics::histogram!("beckon_handler_seconds", "consumer" => consumer_name, "type" => T::TYPE)
                     .record(started.elapsed().as_secs_f64());
                 disposition
@@ -389,6 +402,7 @@ impl Service {
         Ok(Self {
             deps: Deps {
                 cleaner: OutboxCleaner::start(store.clone()),
+                database: Database::new(store.clone()),
                 store,
                 publisher,
             },

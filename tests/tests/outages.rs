@@ -1,0 +1,74 @@
+//! Outages of a dependency are not failures of the messages in flight: nothing accepted is
+//! dead-lettered because the database was away. The database is cut off through a proxy, for
+//! these services only, so these tests run beside the others.
+
+use beckon_e2e::broker::Broker;
+use beckon_e2e::{Options, TestApp};
+use serde_json::json;
+use std::time::Duration;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_outage_holds_messages_instead_of_dead_lettering_them() {
+    let mut app = TestApp::spawn_with(Options {
+        database_proxy: true,
+        ..Default::default()
+    })
+    .await;
+    let project = app.create_project().await;
+    app.create_survey(project, json!({"trigger": {"events": ["trial_expired"]}}))
+        .await;
+    app.stop("matcher");
+    const EVENTS: usize = 30;
+    for i in 0..EVENTS {
+        let (status, body) = app
+            .send_event(
+                Some(project),
+                json!({"event_name": "trial_expired", "user_info": {"contact_external_id": format!("u{i}")}}),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+    }
+
+    app.db_proxy.as_ref().expect("proxied").cut();
+    app.start("matcher");
+    let metrics = format!("http://127.0.0.1:{}/metrics", app.ops_port("matcher").await);
+    app.eventually(
+        Duration::from_secs(30),
+        "the matcher to hold the events it cannot handle",
+        || async {
+            let held = app.metric(&metrics, "beckon_messages_held_total").await?;
+            (held >= 1.0).then_some(())
+        },
+    )
+    .await;
+    // The outage lasts long enough for every waiting delivery to have run out of its three
+    // deliveries many times over, were the failures counted against it.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let broker = Broker::connect(&app.prefix).await;
+    let dlq = format!("{}.matcher.dlq", app.prefix);
+    assert_eq!(
+        broker.depth(&dlq).await,
+        0,
+        "dead-lettered during the outage"
+    );
+    assert_eq!(
+        app.metric(&metrics, "beckon_database_up").await,
+        Some(0.0),
+        "the matcher reports the database away"
+    );
+
+    app.db_proxy.as_ref().expect("proxied").restore();
+    app.eventually(
+        Duration::from_secs(60),
+        "every event to complete once the database is back",
+        || async {
+            let done = app
+                .execute("SELECT 1 FROM triggers WHERE status = 'completed'")
+                .await;
+            (done == EVENTS).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(broker.depth(&dlq).await, 0);
+    assert_eq!(app.execute("SELECT 1 FROM invitations").await, EVENTS);
+}
