@@ -10,6 +10,8 @@ pub const DETAIL: &str = "x-beckon-detail";
 pub const SOURCE_QUEUE: &str = "x-beckon-queue";
 /// Set by RabbitMQ on a message it dead-lettered itself (e.g. `delivery_limit`).
 pub const FIRST_DEATH_REASON: &str = "x-first-death-reason";
+/// Set by RabbitMQ on a message it dead-lettered itself: the queue it was in.
+pub const FIRST_DEATH_QUEUE: &str = "x-first-death-queue";
 /// Set by quorum queues: how many times the message was delivered before.
 pub const DELIVERY_COUNT: &str = "x-delivery-count";
 

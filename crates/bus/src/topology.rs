@@ -5,8 +5,13 @@
 //!                                                                         │ rejected, poison,
 //!                                                                         │ or past the delivery limit
 //!                {prefix}.dlx (direct) <──[routing key: {prefix}.{queue}]─┘
-//!                      └──> {prefix}.{queue}.dlq
+//!                      ├──> {prefix}.{queue}.dlq       (kept for the operator: peek, replay)
+//!                      └──> {prefix}.dead-letters      (a copy of every one, watched)
 //! ```
+//!
+//! Every dead letter, whoever made it — a consumer that found it poison, or the broker when
+//! it ran out of deliveries — is also copied to `{prefix}.dead-letters`, which the consumer
+//! services watch: its trigger is marked failed and it is counted, so none goes unseen.
 
 use crate::{BusConfig, BusError, headers};
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
@@ -61,6 +66,35 @@ impl Topology {
         format!("{}.{name}.dlq", self.prefix)
     }
 
+    /// The queue that gets a copy of every dead letter of every work queue.
+    pub fn dead_letter_watch_queue(&self) -> String {
+        self.queue(queues::DEAD_LETTERS)
+    }
+
+    /// The work queue's short name from a full one (`{prefix}.matcher` → `matcher`).
+    pub fn short_name<'a>(&self, full: &'a str) -> &'a str {
+        full.strip_prefix(self.prefix.as_str())
+            .and_then(|rest| rest.strip_prefix('.'))
+            .unwrap_or(full)
+    }
+
+    /// Declares the dead-letter watch queue: a plain quorum queue with no dead letters of its
+    /// own (its messages are copies; the dead-letter queues keep the originals).
+    async fn declare_dead_letter_watch(&self, channel: &Channel) -> Result<(), BusError> {
+        channel
+            .queue_declare(
+                self.dead_letter_watch_queue().as_str().into(),
+                QueueDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                },
+                self.quorum_arguments(),
+            )
+            .await
+            .map_err(BusError::amqp("declare the dead-letter watch queue"))?;
+        Ok(())
+    }
+
     /// Declares both exchanges. Declaring what exists with the same arguments is a no-op.
     pub async fn declare_exchanges(&self, channel: &Channel) -> Result<(), BusError> {
         let durable = ExchangeDeclareOptions {
@@ -107,6 +141,9 @@ impl Topology {
         channel: &Channel,
         queue: &WorkQueue,
     ) -> Result<(), BusError> {
+        if queue.name == queues::DEAD_LETTERS {
+            return self.declare_dead_letter_watch(channel).await;
+        }
         let durable = QueueDeclareOptions {
             durable: true,
             ..Default::default()
@@ -128,6 +165,17 @@ impl Topology {
             )
             .await
             .map_err(BusError::amqp("bind a dead-letter queue"))?;
+        self.declare_dead_letter_watch(channel).await?;
+        channel
+            .queue_bind(
+                self.dead_letter_watch_queue().as_str().into(),
+                self.dead_letter_exchange().into(),
+                work.as_str().into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(BusError::amqp("bind the dead-letter watch queue"))?;
 
         let mut args = self.quorum_arguments();
         headers::set_str(
@@ -206,6 +254,17 @@ pub mod queues {
         }
     }
 
+    /// The short name of the queue that gets a copy of every dead letter.
+    pub const DEAD_LETTERS: &str = "dead-letters";
+
+    /// The consumer services watch every dead letter.
+    pub fn dead_letters() -> WorkQueue {
+        WorkQueue {
+            name: DEAD_LETTERS,
+            bindings: Vec::new(),
+        }
+    }
+
     /// Every work queue, in pipeline order.
     pub fn all() -> Vec<WorkQueue> {
         vec![matcher(), invitation(), webhooks(), webhook_responses()]
@@ -224,6 +283,13 @@ impl Topology {
                     .map_err(BusError::amqp("delete a queue"))?;
             }
         }
+        channel
+            .queue_delete(
+                self.dead_letter_watch_queue().as_str().into(),
+                QueueDeleteOptions::default(),
+            )
+            .await
+            .map_err(BusError::amqp("delete a queue"))?;
         for exchange in [self.events_exchange(), self.dead_letter_exchange()] {
             channel
                 .exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())

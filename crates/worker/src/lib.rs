@@ -2,6 +2,7 @@
 
 mod batch;
 mod cleaner;
+mod dead_letters;
 pub mod group;
 mod outage;
 mod relay;
@@ -449,11 +450,13 @@ impl Service {
     /// Runs the outbox relay, `sidecar` and the consumers until `cancel` fires and every
     /// consumer has finished its in-flight work.
     pub async fn run(
-        self,
+        mut self,
         consumers: Vec<std::pin::Pin<Box<dyn Future<Output = ()> + Send>>>,
         sidecar: impl Future<Output = ()> + Send + 'static,
         cancel: CancellationToken,
     ) -> Result<(), ServeError> {
+        let watching = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        self.consuming.push(watching.clone());
         let checks: beckon_runtime::health::Checks = {
             let (store, publisher, consuming) = (
                 self.deps.store.clone(),
@@ -480,6 +483,19 @@ impl Service {
         beckon_runtime::health::metrics();
         beckon_runtime::health::serve(&self.health_addr, checks, cancel.clone())
             .map_err(ServeError::Health)?;
+        let watcher = tokio::spawn(dead_letters::watch(
+            ConsumerConfig {
+                uri: self.bus.uri.clone(),
+                topology: self.topology.clone(),
+                queue: beckon_bus::topology::queues::dead_letters(),
+                declare: beckon_bus::topology::queues::all(),
+                prefetch: self.bus.prefetch,
+                name: format!("{}-dead-letters", self.name),
+            },
+            self.deps.clone(),
+            cancel.clone(),
+            move |on| watching.store(on, std::sync::atomic::Ordering::SeqCst),
+        ));
         let relay = tokio::spawn(run_relay(
             self.deps.store.clone(),
             self.deps.publisher.clone(),
@@ -489,7 +505,7 @@ impl Service {
         ));
         let sidecar = tokio::spawn(sidecar);
         futures_util::future::join_all(consumers).await;
-        for task in [relay, sidecar] {
+        for task in [relay, sidecar, watcher] {
             if let Err(err) = task.await {
                 tracing::error!(error = %err, "a background task panicked");
             }

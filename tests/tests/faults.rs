@@ -1,6 +1,7 @@
-//! Outages of a dependency are not failures of the messages in flight: nothing accepted is
-//! dead-lettered because the database was away. The database is cut off through a proxy, for
-//! these services only, so these tests run beside the others.
+//! Faults at default settings: outages of a dependency are not failures of the messages in
+//! flight (nothing accepted is dead-lettered because the database was away), and a message
+//! that does fail for good never leaves its trigger waiting. The database is cut off through a
+//! proxy, for these services only, so these tests run beside the others.
 
 use beckon_e2e::broker::Broker;
 use beckon_e2e::{Options, TestApp};
@@ -71,4 +72,52 @@ async fn a_database_outage_holds_messages_instead_of_dead_lettering_them() {
     .await;
     assert_eq!(broker.depth(&dlq).await, 0);
     assert_eq!(app.execute("SELECT 1 FROM invitations").await, EVENTS);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_the_broker_dead_letters_fails_its_trigger_and_is_counted() {
+    let app = TestApp::spawn().await;
+    let project = app.create_project().await;
+    app.create_survey(project, json!({"trigger": {"events": ["trial_expired"]}}))
+        .await;
+    // The invitation stage fails on every try while the database answers: the broker, not a
+    // consumer, dead-letters the message once it has used its deliveries.
+    app.execute("ALTER TABLE invitations RENAME TO invitations_gone")
+        .await;
+    let (status, body) = app
+        .send_event(
+            Some(project),
+            json!({"event_name": "trial_expired", "user_info": {"contact_external_id": "unlucky"}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let trigger_id = body["trigger_id"].as_str().expect("a trigger id");
+    let trigger = app
+        .wait_trigger(trigger_id, "failed", Duration::from_secs(60))
+        .await;
+    let error = trigger["error"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        error.contains("invitation") && error.contains("delivery_limit"),
+        "{trigger}"
+    );
+    let broker = Broker::connect(&app.prefix).await;
+    assert_eq!(
+        broker
+            .depth(&format!("{}.invitation.dlq", app.prefix))
+            .await,
+        1,
+        "the dead letter is kept for the operator"
+    );
+    let mut counted = 0.0;
+    for service in ["matcher", "invitation", "webhook-delivery"] {
+        let url = format!("http://127.0.0.1:{}/metrics", app.ops_port(service).await);
+        counted += app
+            .metric(
+                &url,
+                "beckon_messages_dead_lettered_total{queue=\"invitation\",reason=\"delivery_limit\"}",
+            )
+            .await
+            .unwrap_or(0.0);
+    }
+    assert_eq!(counted, 1.0, "counted once, by whichever service saw it");
 }
