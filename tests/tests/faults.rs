@@ -121,3 +121,76 @@ async fn a_message_the_broker_dead_letters_fails_its_trigger_and_is_counted() {
     }
     assert_eq!(counted, 1.0, "counted once, by whichever service saw it");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trigger_whose_event_was_lost_is_sent_again_and_one_stuck_past_matching_fails() {
+    let mut app = TestApp::spawn_with(Options {
+        env: vec![("BECKON_STALLED_INTERVAL_MS", "200".into())],
+        ..Default::default()
+    })
+    .await;
+    let project = app.create_project().await;
+    app.create_survey(project, json!({"trigger": {"events": ["trial_expired"]}}))
+        .await;
+    app.stop("matcher");
+    let mut ids = Vec::new();
+    for user in ["lost", "stuck"] {
+        let (status, body) = app
+            .send_event(
+                Some(project),
+                json!({"event_name": "trial_expired", "user_info": {"contact_external_id": user}}),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        ids.push(body["trigger_id"].as_str().expect("an id").to_owned());
+    }
+    app.eventually(
+        Duration::from_secs(10),
+        "the outbox to be empty",
+        || async { (app.execute("SELECT 1 FROM outbox").await == 0).then_some(()) },
+    )
+    .await;
+    // Both envelopes are lost, and both triggers have waited two hours: one still queued, the
+    // other as if matched, its invitation stage never done.
+    let broker = Broker::connect(&app.prefix).await;
+    broker
+        .channel
+        .queue_purge(
+            format!("{}.matcher", app.prefix).as_str().into(),
+            Default::default(),
+        )
+        .await
+        .expect("purge");
+    app.execute(&format!(
+        "UPDATE triggers SET created_at = now() - interval '2 hours' WHERE id = '{}'",
+        ids[0]
+    ))
+    .await;
+    app.execute(&format!(
+        "UPDATE triggers SET status = 'processing', created_at = now() - interval '2 hours', \
+         started_at = now() - interval '2 hours' WHERE id = '{}'",
+        ids[1]
+    ))
+    .await;
+    app.start("matcher");
+
+    let lost = app
+        .wait_trigger(&ids[0], "completed", Duration::from_secs(30))
+        .await;
+    assert_eq!(lost["summary"]["sent"], 1, "{lost}");
+    let stuck = app
+        .wait_trigger(&ids[1], "failed", Duration::from_secs(30))
+        .await;
+    assert!(
+        stuck["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("stalled"),
+        "{stuck}"
+    );
+    assert_eq!(
+        app.execute("SELECT 1 FROM invitations WHERE user_ref = 'lost'")
+            .await,
+        1
+    );
+}

@@ -38,8 +38,8 @@ struct Inner {
 struct Link {
     generation: u64,
     channel: Channel,
-    // Kept so the connection lives as long as its channel.
-    _connection: Arc<Connection>,
+    // Kept so the connection lives as long as its channel; other channels open on it too.
+    connection: Arc<Connection>,
 }
 
 /// Where and how to publish one message.
@@ -108,7 +108,7 @@ impl Publisher {
         let link = Link {
             generation,
             channel,
-            _connection: Arc::new(connection),
+            connection: Arc::new(connection),
         };
         *guard = Some(link.clone());
         Ok(link)
@@ -129,6 +129,30 @@ impl Publisher {
         };
         let relink = tokio::time::timeout(std::time::Duration::from_secs(2), self.link(broken));
         matches!(relink.await, Ok(Ok(link)) if link.channel.status().connected())
+    }
+
+    /// How many messages wait, ready, in the work queue `queue` (short name): a backlog there
+    /// means work in flight. Asked on a channel of its own, closed again.
+    pub async fn ready_messages(&self, queue: &str) -> Result<u32, BusError> {
+        let link = self.link(0).await?;
+        let channel = link
+            .connection
+            .create_channel()
+            .await
+            .map_err(BusError::amqp("open a channel to inspect a queue"))?;
+        let declared = channel
+            .queue_declare(
+                self.inner.topology.queue(queue).as_str().into(),
+                lapin::options::QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(BusError::amqp("inspect a queue"));
+        let _ = channel.close(200, "inspected".into()).await;
+        Ok(declared?.message_count())
     }
 
     /// Publishes and waits for the broker's confirm; reconnects and retries once on failure.

@@ -8,6 +8,7 @@
 //! - [`idempotency`]: `Idempotency-Key` records.
 //! - [`invitations`]: invitations, magic-link lookup, the atomic cooldown claim.
 //! - [`retention`]: age-based sweeps of the tables that only grow.
+//! - [`stalled`]: triggers that stopped moving: sent again once, or failed with a reason.
 //! - [`responses`]: responses to invitations and their answers.
 //! - [`outbox`]: envelopes committed with the work that emits them.
 //! - [`users`]: the users a project tells Beckon about.
@@ -25,6 +26,7 @@ pub mod processed;
 pub mod responses;
 pub mod retention;
 pub mod schema;
+pub mod stalled;
 pub mod surveys;
 pub mod tenancy;
 pub mod testing;

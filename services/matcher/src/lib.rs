@@ -18,6 +18,7 @@ pub const CONSUMER: &str = "matcher";
 
 pub mod retention;
 pub mod scheduler;
+pub mod stalled;
 
 /// The matcher's configuration.
 #[derive(Debug, Clone)]
@@ -32,6 +33,11 @@ pub struct Config {
     pub retention: beckon_store::retention::Retention,
     /// `BECKON_RETENTION_INTERVAL_SECS`: how often the sweep runs (default 60).
     pub retention_interval: std::time::Duration,
+    /// `BECKON_STALLED_AFTER_SECS`: how long a trigger may stay queued or processing before
+    /// it counts as stalled: sent again once, then failed (default 3600).
+    pub stalled_after: std::time::Duration,
+    /// `BECKON_STALLED_INTERVAL_MS`: how often the stalled-trigger sweep runs (default 60000).
+    pub stalled_interval: std::time::Duration,
 }
 
 impl Config {
@@ -48,6 +54,11 @@ impl Config {
                 triggers: secs("BECKON_RETENTION_TRIGGERS_SECS", 90 * DAY)?,
             },
             retention_interval: secs("BECKON_RETENTION_INTERVAL_SECS", 60)?,
+            stalled_after: secs("BECKON_STALLED_AFTER_SECS", 3600)?,
+            stalled_interval: std::time::Duration::from_millis(beckon_runtime::env_parse(
+                "BECKON_STALLED_INTERVAL_MS",
+                60_000,
+            )?),
         })
     }
 }
@@ -165,8 +176,17 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
         |topology| Matcher {
             topology: topology.clone(),
         },
-        // Beside the consumer: the scheduler, and the retention sweep.
-        move |deps: beckon_worker::Deps, topology, cancel: CancellationToken| {
+        // Beside the consumer: the scheduler, the retention sweep and the stalled-trigger sweep.
+        move |deps: beckon_worker::Deps,
+              topology: beckon_bus::Topology,
+              cancel: CancellationToken| {
+            let stalled = stalled::run(
+                deps.clone(),
+                topology.clone(),
+                config.stalled_after,
+                config.stalled_interval,
+                cancel.clone(),
+            );
             let sweep = retention::run(
                 deps.store.clone(),
                 config.retention.clone(),
@@ -175,7 +195,7 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
             );
             let schedule = scheduler::run(deps, topology, config.scheduler_interval, cancel);
             async move {
-                tokio::join!(sweep, schedule);
+                tokio::join!(sweep, schedule, stalled);
             }
         },
         cancel,

@@ -39,9 +39,13 @@ pub async fn run(deps: Deps, topology: Topology, interval: Duration, cancel: Can
     }
 }
 
-/// The envelope a due trigger fires as: its id is the trigger's `job_id`, so firing twice
-/// (which the claim prevents) would still be one envelope to the consumers.
-pub fn envelope_for(trigger: &Trigger) -> Result<Envelope<EventReceived>, String> {
+/// The envelope a trigger fires as (`kind`: scheduled when due, its own when sent again): its
+/// id is the trigger's `job_id`, so firing twice (which the claim prevents) would still be one
+/// envelope to the consumers.
+pub fn envelope_for(
+    trigger: &Trigger,
+    kind: TriggerType,
+) -> Result<Envelope<EventReceived>, String> {
     let user_ref = UserRef::parse(&trigger.user_ref).map_err(|e| e.to_string())?;
     let event: LifecycleEvent =
         serde_json::from_value(trigger.event.clone()).map_err(|e| e.to_string())?;
@@ -51,7 +55,7 @@ pub fn envelope_for(trigger: &Trigger) -> Result<Envelope<EventReceived>, String
         trigger.project_id,
         trigger.id,
         EventReceived {
-            trigger_type: TriggerType::Scheduled,
+            trigger_type: kind,
             user_ref,
             event,
             reply_to: None,
@@ -69,7 +73,7 @@ pub async fn fire_due(deps: &Deps, topology: &Topology) -> Result<usize, StoreEr
             let due = triggers::claim_due(conn, BATCH).await?;
             let mut rows = Vec::with_capacity(due.len());
             for trigger in &due {
-                match envelope_for(trigger) {
+                match envelope_for(trigger, TriggerType::Scheduled) {
                     Ok(env) => rows.push(
                         outbox::enqueue(
                             conn,

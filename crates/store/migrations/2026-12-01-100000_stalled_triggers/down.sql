@@ -1,0 +1,2 @@
+DROP INDEX triggers_unfinished;
+ALTER TABLE triggers DROP COLUMN redriven_at;

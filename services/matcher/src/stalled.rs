@@ -1,0 +1,122 @@
+//! The stalled-trigger sweep: the net under every path that could leave a trigger waiting.
+//!
+//! Every `interval`, in one transaction: triggers queued for longer than `after` with nothing
+//! in the outbox are sent again once (their envelope keeps its id, the trigger's `job_id`, so a
+//! copy of one that was only slow is dropped by the matcher as a duplicate), and triggers that
+//! a re-drive did not move, or that are processing for longer than `after`, are failed with a
+//! reason. A backlog in the stage a trigger waits for is work in flight: while the matcher's
+//! queue holds messages no queued trigger is touched, and while the invitation queue does, no
+//! processing one. Each trigger sent again or failed is counted in
+//! `beckon_triggers_stalled_total{action}`.
+
+use crate::scheduler::envelope_for;
+use beckon_bus::Topology;
+use beckon_bus::topology::queues;
+use beckon_domain::envelope::TriggerType;
+use beckon_store::stalled::{self, FailStalled};
+use beckon_store::{StoreError, outbox, triggers};
+use beckon_worker::{Deps, error_chain};
+use diesel_async::AsyncConnection;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Most triggers sent again, and most failed, in one pass.
+const BATCH: i64 = 200;
+
+/// What one pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Swept {
+    pub redriven: usize,
+    pub failed: usize,
+}
+
+/// Sweeps every `interval` until `cancel` fires.
+pub async fn run(
+    deps: Deps,
+    topology: Topology,
+    after: Duration,
+    interval: Duration,
+    cancel: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(interval) => {}
+        }
+        match sweep(&deps, &topology, after).await {
+            Ok(swept) if swept == Swept::default() => {}
+            Ok(swept) => {
+                tracing::warn!(
+                    redriven = swept.redriven,
+                    failed = swept.failed,
+                    "stalled triggers swept"
+                )
+            }
+            Err(err) => tracing::warn!(error = %error_chain(&err), "stalled-trigger sweep failed"),
+        }
+    }
+}
+
+/// One pass.
+pub async fn sweep(deps: &Deps, topology: &Topology, after: Duration) -> Result<Swept, StoreError> {
+    // The broker unreachable: nothing can be said about work in flight, so nothing is touched.
+    let (Ok(matching), Ok(inviting)) = (
+        deps.publisher.ready_messages(queues::matcher().name).await,
+        deps.publisher
+            .ready_messages(queues::invitation().name)
+            .await,
+    ) else {
+        return Ok(Swept::default());
+    };
+    let mut conn = deps.store.conn().await?;
+    let (rows, failed) = conn
+        .transaction::<_, StoreError, _>(async |conn| {
+            let mut rows = Vec::new();
+            if matching == 0 {
+                for trigger in stalled::claim_queued(conn, after, BATCH).await? {
+                    let kind =
+                        TriggerType::parse(&trigger.trigger_type).unwrap_or(TriggerType::Event);
+                    match envelope_for(&trigger, kind) {
+                        Ok(env) => rows.push(
+                            outbox::enqueue(
+                                conn,
+                                env.id,
+                                &topology.events_exchange(),
+                                &env.routing_key(),
+                                env.to_json(),
+                                None,
+                            )
+                            .await?,
+                        ),
+                        Err(reason) => {
+                            triggers::fail(
+                                conn,
+                                trigger.id,
+                                &format!("cannot be sent again: {reason}"),
+                            )
+                            .await?;
+                        }
+                    }
+                }
+            }
+            let which = FailStalled {
+                after,
+                queued: matching == 0,
+                processing: inviting == 0,
+            };
+            let failed = stalled::fail(conn, which, BATCH).await?;
+            Ok((rows, failed))
+        })
+        .await?;
+    drop(conn);
+    let swept = Swept {
+        redriven: rows.len(),
+        failed,
+    };
+    metrics::counter!("beckon_triggers_stalled_total", "action" => "redriven")
+        .increment(swept.redriven as u64);
+    metrics::counter!("beckon_triggers_stalled_total", "action" => "failed")
+        .increment(swept.failed as u64);
+    beckon_worker::flush(&deps.publisher, &deps.cleaner, &rows).await;
+    Ok(swept)
+}
