@@ -92,6 +92,12 @@ pub struct InfraConfig {
     pub database_url: String,
     /// `BECKON_DB_POOL_SIZE`: most database connections this process opens (default 8).
     pub db_pool_size: usize,
+    /// `BECKON_DB_STATEMENT_TIMEOUT_MS`: a statement running longer is cancelled and fails as
+    /// a retryable error (default 30000; 0 turns it off).
+    pub db_statement_timeout: std::time::Duration,
+    /// `BECKON_DB_LOCK_TIMEOUT_MS`: a statement waiting longer for a row or table lock fails
+    /// instead of queueing behind a stuck transaction (default 10000; 0 turns it off).
+    pub db_lock_timeout: std::time::Duration,
     /// `BECKON_AMQP_URL`: RabbitMQ URL.
     pub amqp_url: String,
     /// `BECKON_QUEUE_PREFIX`: prefix of every exchange and queue (default `beckon`).
@@ -119,6 +125,14 @@ impl InfraConfig {
                 "postgres://postgres@127.0.0.1:5432/beckon",
             ),
             db_pool_size: env_parse("BECKON_DB_POOL_SIZE", 8)?,
+            db_statement_timeout: std::time::Duration::from_millis(env_parse(
+                "BECKON_DB_STATEMENT_TIMEOUT_MS",
+                30_000,
+            )?),
+            db_lock_timeout: std::time::Duration::from_millis(env_parse(
+                "BECKON_DB_LOCK_TIMEOUT_MS",
+                10_000,
+            )?),
             amqp_url: env_or("BECKON_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f"),
             queue_prefix: env_or("BECKON_QUEUE_PREFIX", "beckon"),
             prefetch: env_parse("BECKON_PREFETCH", 64)?,

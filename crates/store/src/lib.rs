@@ -115,14 +115,65 @@ pub struct Store {
     pool: Pool<AsyncPgConnection>,
 }
 
+/// Bounds on every statement of a pooled connection, set when the connection opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// `statement_timeout`: a statement running longer is cancelled (an error the caller
+    /// retries or reports), so a runaway query or a stuck server never holds a handler for ever.
+    pub statement_timeout: std::time::Duration,
+    /// `lock_timeout`: a statement waiting longer than this for a lock fails instead of
+    /// queueing behind a stuck transaction.
+    pub lock_timeout: std::time::Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            statement_timeout: std::time::Duration::from_secs(30),
+            lock_timeout: std::time::Duration::from_secs(10),
+        }
+    }
+}
+
+impl Limits {
+    /// The `SET` statements that apply these limits to a session (0 turns a limit off).
+    fn session_settings(&self) -> String {
+        format!(
+            "SET statement_timeout = {}; SET lock_timeout = {}",
+            self.statement_timeout.as_millis(),
+            self.lock_timeout.as_millis()
+        )
+    }
+}
+
 impl Store {
-    /// Builds a pool of at most `max_size` connections; connections open lazily.
+    /// Builds a pool of at most `max_size` connections with the default [`Limits`];
+    /// connections open lazily.
     pub fn new(url: &str, max_size: usize) -> Result<Self, StoreError> {
+        Self::with_limits(url, max_size, Limits::default())
+    }
+
+    /// Builds a pool of at most `max_size` connections, each opened with `limits`.
+    pub fn with_limits(url: &str, max_size: usize, limits: Limits) -> Result<Self, StoreError> {
+        use diesel_async::SimpleAsyncConnection;
+        use futures_util::FutureExt;
         // No test query on every checkout (the default sends `SELECT 1` each time, a round trip
         // and a transaction per use): a connection that broke is found on its first use, which
         // fails as a transient error, and the pool drops it.
         let mut config = diesel_async::pooled_connection::ManagerConfig::default();
         config.recycling_method = diesel_async::pooled_connection::RecyclingMethod::Fast;
+        let settings = limits.session_settings();
+        config.custom_setup = Box::new(move |url| {
+            let (url, settings) = (url.to_owned(), settings.clone());
+            async move {
+                let mut conn = AsyncPgConnection::establish(&url).await?;
+                conn.batch_execute(&settings)
+                    .await
+                    .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+                Ok(conn)
+            }
+            .boxed()
+        });
         let manager =
             AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, config);
         let pool = Pool::builder(manager)

@@ -276,3 +276,65 @@ async fn ensuring_a_user_creates_it_once_and_never_rewrites_a_stored_one() {
         ("u2", None)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_pooled_connection_bounds_its_statements_and_its_lock_waits() {
+    use diesel_async::{AsyncConnection, RunQueryDsl};
+    use std::time::{Duration, Instant};
+
+    #[derive(diesel::QueryableByName)]
+    struct Setting {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        statement_timeout: String,
+    }
+
+    let db = TestDatabase::new().await.expect("a test database");
+    // The defaults every service runs with, unless configured otherwise.
+    let defaults = Store::new(db.url(), 1).expect("a pool");
+    let shown: Setting = diesel::sql_query("SHOW statement_timeout")
+        .get_result(&mut defaults.conn().await.expect("a connection"))
+        .await
+        .expect("shown");
+    assert_eq!(shown.statement_timeout, "30s");
+
+    let limits = beckon_store::Limits {
+        statement_timeout: Duration::from_millis(500),
+        lock_timeout: Duration::from_millis(200),
+    };
+    let store = Store::with_limits(db.url(), 2, limits).expect("a pool");
+    let mut conn = store.conn().await.expect("a connection");
+    let started = Instant::now();
+    let slow = diesel::sql_query("SELECT pg_sleep(10)")
+        .execute(&mut conn)
+        .await;
+    assert!(slow.is_err(), "a statement past the timeout is cancelled");
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    // One connection holds a row lock inside a transaction; the other waits no longer than
+    // its lock timeout for it.
+    diesel::sql_query("CREATE TABLE locked (id int PRIMARY KEY)")
+        .execute(&mut conn)
+        .await
+        .expect("created");
+    diesel::sql_query("INSERT INTO locked VALUES (1)")
+        .execute(&mut conn)
+        .await
+        .expect("inserted");
+    let mut holder = store.conn().await.expect("a second connection");
+    let mut waiter = conn;
+    let waited = holder
+        .transaction::<_, diesel::result::Error, _>(async |holder| {
+            diesel::sql_query("SELECT id FROM locked WHERE id = 1 FOR UPDATE")
+                .execute(holder)
+                .await?;
+            let started = Instant::now();
+            let blocked = diesel::sql_query("UPDATE locked SET id = 2 WHERE id = 1")
+                .execute(&mut waiter)
+                .await;
+            Ok((blocked.is_err(), started.elapsed()))
+        })
+        .await
+        .expect("the holder's transaction");
+    assert!(waited.0, "a lock wait past the timeout fails");
+    assert!(waited.1 < Duration::from_secs(5), "{:?}", waited.1);
+}

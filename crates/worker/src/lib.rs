@@ -363,6 +363,18 @@ pub fn bus_config(infra: &beckon_runtime::InfraConfig) -> beckon_bus::BusConfig 
     bus
 }
 
+/// The database pool of a service, with the configured bounds on every connection.
+pub fn store(infra: &beckon_runtime::InfraConfig) -> Result<Store, StoreError> {
+    Store::with_limits(
+        &infra.database_url,
+        infra.db_pool_size,
+        beckon_store::Limits {
+            statement_timeout: infra.db_statement_timeout,
+            lock_timeout: infra.db_lock_timeout,
+        },
+    )
+}
+
 /// A consumer service could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -398,7 +410,7 @@ impl Service {
         use beckon_bus::topology::queues;
         let bus = bus_config(infra);
         let topology = Topology::new(&bus);
-        let store = Store::new(&infra.database_url, infra.db_pool_size)?;
+        let store = store(infra)?;
         let publisher = Publisher::connect(&bus.uri, name, topology.clone(), queues::all()).await?;
         Ok(Self {
             deps: Deps {

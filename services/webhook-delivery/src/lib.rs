@@ -67,8 +67,8 @@ impl Config {
 
 /// Runs until `cancel` fires; then finishes in-flight work and returns.
 pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()> {
-    let store = beckon_store::Store::new(&config.infra.database_url, config.infra.db_pool_size)
-        .context("Failed to configure the database pool")?;
+    let store =
+        beckon_worker::store(&config.infra).context("Failed to configure the database pool")?;
     let sender = beckon_webhooks::sender::Sender::new(config.allow.clone())?;
     let engine = Arc::new(engine::Engine::new(
         store,
