@@ -87,8 +87,8 @@ pub async fn delete(conn: &mut AsyncPgConnection, ids: &[i64]) -> Result<(), Sto
     Ok(())
 }
 
-/// Locks up to `limit` messages older than `older_than` that no one else holds. Call inside a
-/// transaction; publish, delete, commit.
+/// Locks up to `limit` messages older than `older_than`, not parked, that no one else holds.
+/// Call inside a transaction; publish, delete (or park), commit.
 pub async fn claim_stale(
     conn: &mut AsyncPgConnection,
     older_than: OffsetDateTime,
@@ -96,6 +96,11 @@ pub async fn claim_stale(
 ) -> Result<Vec<OutboxMessage>, StoreError> {
     Ok(outbox::table
         .filter(outbox::created_at.lt(older_than))
+        .filter(
+            outbox::not_before
+                .is_null()
+                .or(outbox::not_before.le(diesel::dsl::now)),
+        )
         .order(outbox::id.asc())
         .limit(limit)
         .for_update()
@@ -103,4 +108,19 @@ pub async fn claim_stale(
         .select(OutboxMessage::as_select())
         .load(conn)
         .await?)
+}
+
+/// Sets a message the broker refused aside: it is tried again after a pause that doubles with
+/// each refusal, from 10 s to an hour, so it never holds up the messages behind it.
+pub async fn park(conn: &mut AsyncPgConnection, id: i64) -> Result<(), StoreError> {
+    diesel::sql_query(
+        "UPDATE outbox SET attempts = attempts + 1, \
+           not_before = now() + least(interval '10 seconds' * power(2, least(attempts, 10)), \
+                                      interval '1 hour') \
+         WHERE id = $1",
+    )
+    .bind::<diesel::sql_types::BigInt, _>(id)
+    .execute(conn)
+    .await?;
+    Ok(())
 }

@@ -140,6 +140,8 @@ diesel::table! {
         body -> Bytea,
         created_at -> Timestamptz,
         traceparent -> Nullable<Text>,
+        attempts -> Int4,
+        not_before -> Nullable<Timestamptz>,
     }
 }
 

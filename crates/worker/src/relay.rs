@@ -1,7 +1,7 @@
 //! The outbox relay: publishes what a crash left committed but unpublished.
 
 use crate::{error_chain, publish_row};
-use beckon_bus::Publisher;
+use beckon_bus::{BusError, Publisher};
 use beckon_store::{Store, StoreError, outbox};
 use diesel_async::AsyncConnection;
 use std::time::Duration;
@@ -45,6 +45,14 @@ pub async fn relay_once(
         for row in &rows {
             match publish_row(publisher, row).await {
                 Ok(()) => done.push(row.id),
+                // The broker refused this message (no queue takes it, or it nacked): set it
+                // aside for a while and go on with the others.
+                Err(err @ BusError::Nacked { .. }) => {
+                    tracing::error!(envelope_id = %row.envelope_id, routing_key = %row.routing_key, error = %error_chain(&err), "the broker refused an outbox message; parked");
+                    metrics::counter!("beckon_outbox_parked_total").increment(1);
+                    outbox::park(conn, row.id).await?;
+                }
+                // The broker is unreachable: every other row would fail the same way.
                 Err(err) => {
                     tracing::warn!(error = %error_chain(&err), "relay could not publish");
                     break;

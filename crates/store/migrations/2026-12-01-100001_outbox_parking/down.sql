@@ -1,0 +1,2 @@
+ALTER TABLE outbox DROP COLUMN not_before;
+ALTER TABLE outbox DROP COLUMN attempts;
