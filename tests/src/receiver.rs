@@ -7,7 +7,8 @@
 //! - `/retry-after/{secs}/...`: 429 with `Retry-After: secs` for the first request, then 200;
 //! - `/gone/...`: 410;
 //! - `/always-500/...`: 500;
-//! - `/hang/{secs}/...`: waits `secs` before answering 200.
+//! - `/hang/{secs}/...`: waits `secs` before answering 200;
+//! - `/garbage/...`: 500 with a body holding NUL bytes and invalid UTF-8.
 
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use serde_json::Value;
@@ -93,6 +94,7 @@ async fn handle(
             .body("slow down"),
         Some("gone") => HttpResponse::Gone().body("gone"),
         Some("always-500") => HttpResponse::InternalServerError().body("broken"),
+        Some("garbage") => HttpResponse::InternalServerError().body(&b"bad\0answer \xff\xfe\0"[..]),
         Some("hang") => {
             tokio::time::sleep(Duration::from_secs(number(1))).await;
             HttpResponse::Ok().body("late")

@@ -628,3 +628,35 @@ async fn attempts_finishing_together_are_recorded_in_groups_each_exactly_once() 
     app.assert_grouped(&metrics, "beckon_webhook_record_group_size", "", "attempts")
         .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_with_nul_bytes_and_invalid_utf8_is_recorded_and_the_policy_still_applies() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let project = project_with_survey(&app).await;
+    let sub = app
+        .create_webhook(project, json!({"url": receiver.url("/garbage/g"), "retry_policy": {"kind": "custom", "delays_seconds": [1]}}))
+        .await;
+    fire(&app, project, "u1").await;
+    let attempts = app
+        .eventually(WAIT, "both attempts logged", || async {
+            let list = get_json(&app, &webhook_path(&app, project, &sub, "/attempts")).await;
+            (list["data"].as_array().map_or(0, Vec::len) == 2).then_some(list)
+        })
+        .await;
+    let body = attempts["data"][0]["response_body"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(body.starts_with("bad") && !body.contains('\0'), "{body:?}");
+    let failed = get_json(
+        &app,
+        &webhook_path(&app, project, &sub, "/deliveries?status=failed"),
+    )
+    .await;
+    assert_eq!(failed["data"][0]["attempts"], 2, "{failed}");
+    assert_eq!(
+        receiver.received("/garbage/g").len(),
+        2,
+        "sent once and retried once, as the policy says"
+    );
+}

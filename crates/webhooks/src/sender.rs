@@ -9,6 +9,14 @@ use std::time::{Duration, Instant};
 /// Most bytes of an endpoint's answer kept in the attempt log.
 pub const RESPONSE_EXCERPT_BYTES: usize = 1024;
 
+/// Text from outside (an endpoint's answer, an error it caused) made fit to store: invalid
+/// UTF-8 and NUL bytes, which PostgreSQL's `text` rejects, become U+FFFD. An answer that could
+/// not be stored would leave its attempt unrecorded and its delivery re-sent outside its
+/// policy, for ever.
+pub fn storable(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).replace('\0', "\u{FFFD}")
+}
+
 /// What one request came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
@@ -171,7 +179,7 @@ impl Sender {
         Outcome {
             status: Some(status),
             duration: started.elapsed(),
-            body: Some(String::from_utf8_lossy(&excerpt).into_owned()),
+            body: Some(storable(&excerpt)),
             error,
             retry_after,
         }

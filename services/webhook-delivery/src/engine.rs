@@ -296,7 +296,9 @@ impl Engine {
             status_code: outcome.status.map(i32::from),
             duration_ms: outcome.duration.as_millis().min(i32::MAX as u128) as i32,
             response_body: outcome.body,
-            error: outcome.error,
+            error: outcome
+                .error
+                .map(|e| beckon_webhooks::sender::storable(e.as_bytes())),
             next,
         };
         if let Some(reason) = disable {
@@ -311,7 +313,7 @@ impl Engine {
                 })
                 .await;
         }
-        self.recorder.record(delivery, record).await
+        self.recorder.record_or_bare(delivery, record).await
     }
 }
 
@@ -371,6 +373,31 @@ impl Recorder {
             );
             Ok(())
         })
+    }
+}
+
+impl Recorder {
+    /// Records the attempt; when it cannot be stored as it is while the database answers (data
+    /// it refuses), records its fate without the answer, rather than leave the delivery to fall
+    /// due again outside its policy.
+    async fn record_or_bare(
+        &self,
+        delivery: webhooks::Delivery,
+        record: AttemptRecord,
+    ) -> Result<(), StoreError> {
+        match self.record(delivery.clone(), record.clone()).await {
+            Ok(()) => Ok(()),
+            Err(err) if self.store.ping().await => {
+                tracing::error!(delivery_id = %delivery.id, error = %error_chain(&err), "an attempt could not be recorded as it was; recording it without the answer");
+                let bare = AttemptRecord {
+                    response_body: None,
+                    error: Some("the attempt's answer could not be stored".to_owned()),
+                    ..record
+                };
+                self.record(delivery, bare).await
+            }
+            Err(err) => Err(err),
+        }
     }
 }
 
@@ -439,15 +466,11 @@ mod tests {
     /// they are taken as one group. One's delivery is gone (its subscription was deleted
     /// mid-attempt), so the group fails on the attempt log's foreign key; recorded again one by
     /// one, the other is recorded and only the gone one reports the error.
-    #[tokio::test]
-    async fn a_group_with_an_attempt_that_cannot_be_recorded_records_the_others() {
-        let WithProject {
-            db: _db,
-            store,
-            org_id: org,
-            project_id: project,
-        } = WithProject::new(4).await;
-        let mut conn = store.conn().await.unwrap();
+    /// A subscription with `n` pending deliveries, in a fresh database.
+    async fn pending(n: usize) -> (WithProject, Vec<webhooks::Delivery>) {
+        let seeded = WithProject::new(4).await;
+        let (org, project) = (seeded.org_id, seeded.project_id);
+        let mut conn = seeded.store.conn().await.unwrap();
         let sub = webhooks::create_subscription(
             &mut conn,
             &NewSubscription {
@@ -468,7 +491,7 @@ mod tests {
         .await
         .unwrap();
         let mut deliveries = Vec::new();
-        for _ in 0..2 {
+        for _ in 0..n {
             let message = Message {
                 id: Uuid::now_v7(),
                 org_id: org,
@@ -494,7 +517,42 @@ mod tests {
         let contexts = webhooks::attempt_contexts(&mut conn, &deliveries)
             .await
             .unwrap();
-        let (kept, gone) = (contexts[0].0.clone(), contexts[1].0.clone());
+        drop(conn);
+        (seeded, contexts.into_iter().map(|c| c.0).collect())
+    }
+
+    #[tokio::test]
+    async fn an_attempt_whose_answer_cannot_be_stored_is_recorded_without_it() {
+        let (seeded, deliveries) = pending(1).await;
+        let recorder = Recorder::start(seeded.store.clone());
+        let refused = AttemptRecord {
+            // PostgreSQL's text refuses NUL: a stand-in for any answer it cannot store.
+            response_body: Some("bad\0answer".into()),
+            ..succeeded()
+        };
+        recorder
+            .record_or_bare(deliveries[0].clone(), refused)
+            .await
+            .expect("recorded without the answer");
+        let mut conn = seeded.store.conn().await.unwrap();
+        let logged = diesel::sql_query(
+            "SELECT 1 FROM webhook_attempts a JOIN webhook_deliveries d ON d.id = a.delivery_id \
+             WHERE d.id = $1 AND d.status = 'succeeded' AND a.response_body IS NULL \
+               AND a.error = 'the attempt''s answer could not be stored'",
+        )
+        .bind::<diesel::sql_types::Uuid, _>(deliveries[0].id)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        assert_eq!(logged, 1);
+    }
+
+    #[tokio::test]
+    async fn a_group_with_an_attempt_that_cannot_be_recorded_records_the_others() {
+        let (seeded, deliveries) = pending(2).await;
+        let store = seeded.store.clone();
+        let mut conn = store.conn().await.unwrap();
+        let (kept, gone) = (deliveries[0].clone(), deliveries[1].clone());
         diesel::sql_query("DELETE FROM webhook_deliveries WHERE id = $1")
             .bind::<diesel::sql_types::Uuid, _>(gone.id)
             .execute(&mut conn)
