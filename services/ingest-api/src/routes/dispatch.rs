@@ -210,17 +210,28 @@ async fn dispatch_inner(
 
     let Some(reply) = waiting.wait(state.dispatch_timeout).await else {
         if let Some(slot) = slot {
-            // Keep waiting past the answer, so a retry with the same key gets the outcome.
+            // Keep waiting past the answer, holding the key's lease, so a retry with the same
+            // key gets the outcome.
             let state = state.clone();
-            tokio::spawn(async move {
-                let late = waiting.wait(state.late_reply_window).await;
+            state.late_waits.clone().spawn(async move {
+                let _held = slot.hold(&state.store);
+                let late = tokio::select! {
+                    late = waiting.wait(state.late_reply_window) => late,
+                    _ = state.shutdown.cancelled() => {
+                        // Stopping: a retry (on another replica) runs the dispatch again
+                        // rather than wait for a lease no one renews.
+                        slot.release(&state).await;
+                        return;
+                    }
+                };
                 match late.as_deref().map(response_from) {
                     Some(Ok(response)) => {
                         let body = serde_json::to_vec(&response).unwrap_or_default();
                         slot.complete(&state, StatusCode::OK, &body).await;
                     }
                     _ => {
-                        tracing::warn!(%trigger_id, "no late outcome for an idempotent dispatch; its key stays in flight until it expires")
+                        tracing::warn!(%trigger_id, "no late outcome for an idempotent dispatch; its key is released");
+                        slot.release(&state).await;
                     }
                 }
             });
