@@ -351,3 +351,51 @@ async fn a_dispatch_while_the_broker_is_unreachable_is_503_and_records_nothing()
         .await;
     assert_eq!(answer["created_count"], 1, "{answer}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_stays_ready_and_accepts_events_while_the_broker_is_unreachable() {
+    let link = BrokerLink::start().await;
+    let app = TestApp::spawn_with(Options {
+        env: vec![("BECKON_AMQP_URL", link.url.clone())],
+        ..Options::default()
+    })
+    .await;
+    let project = app.create_project().await;
+    app.create_survey(project, json!({"trigger": {"events": ["trial_expired"]}}))
+        .await;
+
+    link.cut();
+    let readiness = app
+        .eventually(
+            Duration::from_secs(10),
+            "readiness to report the broker away",
+            || async {
+                let r = app.http.get(app.url("/readyz")).send().await.ok()?;
+                let status = r.status().as_u16();
+                let body: Value = r.json().await.ok()?;
+                (body["broker"] == false).then_some((status, body))
+            },
+        )
+        .await;
+    assert_eq!(readiness.0, 200, "{}", readiness.1);
+    assert_eq!(readiness.1["database"], true);
+    assert_eq!(readiness.1["workers"]["intake"], true);
+    assert_eq!(readiness.1["workers"]["outbox-relay"], true);
+
+    // The gateway still serves what it can: accepted events wait in the outbox.
+    let (status, accepted) = app
+        .send_event(
+            Some(project),
+            json!({"event_name": "trial_expired", "user_info": {"contact_external_id": "u1"}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{accepted}");
+
+    link.restore();
+    app.wait_trigger(
+        accepted["trigger_id"].as_str().expect("a trigger id"),
+        "completed",
+        Duration::from_secs(30),
+    )
+    .await;
+}

@@ -147,6 +147,9 @@ pub struct AppState {
     pub lookups: lookups::Lookups,
     /// Commits accepted events in groups.
     pub intake: intake::Intake,
+    /// The supervised background tasks the gateway needs to serve (the intake workers, the
+    /// outbox relay); readiness fails while one of them is down.
+    pub tasks: Vec<beckon_runtime::TaskStatus>,
     /// Publishes of accepted events still running after their answer. Bounded: past it an
     /// answer waits for its publish, so a slow broker slows `events/send` instead of piling up
     /// work in memory.
@@ -179,25 +182,35 @@ impl Application {
             .context("Failed to connect to the broker")?;
         let background = CancellationToken::new();
         let replies = ReplyListener::start(&bus.uri, &topology, background.clone());
-        // events/send commits envelopes to the outbox; what a crash or an outage left there is
-        // published from here.
-        tokio::spawn(beckon_worker::run_relay(
-            store.clone(),
-            publisher.clone(),
-            Duration::from_secs(5),
-            Duration::from_secs(1),
-            background.clone(),
-        ));
+        // events/send and dispatch commit envelopes to the outbox; what a crash or an outage
+        // left there is published from here.
+        let relay = {
+            let (store, publisher, cancel) = (store.clone(), publisher.clone(), background.clone());
+            beckon_runtime::supervise("outbox-relay", background.clone(), move || {
+                beckon_worker::run_relay(
+                    store.clone(),
+                    publisher.clone(),
+                    Duration::from_secs(5),
+                    Duration::from_secs(1),
+                    cancel.clone(),
+                )
+            })
+        };
         if !replies.wait_ready(Duration::from_secs(10)).await {
             tracing::warn!("the reply queue is not consumed yet; dispatches wait for it");
         }
         let late_waits = tokio_util::task::TaskTracker::new();
+        let intake = intake::Intake::start(store.clone(), background.clone());
         let state = web::Data::new(AppState {
+            tasks: [relay]
+                .into_iter()
+                .chain(intake.workers().iter().cloned())
+                .collect(),
+            intake,
             idempotency_lease: config.idempotency_lease,
             late_waits: late_waits.clone(),
             shutdown: background.clone(),
             cleaner: beckon_worker::OutboxCleaner::start(store.clone()),
-            intake: intake::Intake::start(store.clone()),
             publishing: std::sync::Arc::new(tokio::sync::Semaphore::new(BACKGROUND_PUBLISHES)),
             store,
             publisher,
