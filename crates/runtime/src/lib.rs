@@ -1,7 +1,10 @@
 #![doc = include_str!("../README.md")]
 
 pub mod health;
+pub mod supervise;
 pub mod telemetry;
+
+pub use supervise::{TaskStatus, supervise};
 
 use std::str::FromStr;
 use tokio_util::sync::CancellationToken;

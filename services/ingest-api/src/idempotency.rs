@@ -6,25 +6,79 @@
 //! - a 5xx (or a 409/429) is never stored as the answer: the key is released and a retry runs
 //!   afresh — except a dispatch past its deadline (504), whose key stays in flight until the
 //!   dispatch completes and its real answer is stored, so a retry gets 409 and then that 200.
+//!
+//! A running request holds its key on a lease (`BECKON_IDEMPOTENCY_LEASE_MS`, 30 s by
+//! default) that a [`Held`] heartbeat renews; a request that dies with its process stops
+//! renewing, and once the lease lapses a retry takes the key over and runs again, instead of
+//! getting 409 for a day. Running again is safe: what a request creates is guarded by derived
+//! ids and cooldowns, and a graceful shutdown releases the keys it still holds.
 
 use crate::AppState;
 use crate::error::ApiError;
 use actix_web::http::StatusCode;
 use actix_web::http::header::CONTENT_TYPE;
 use actix_web::{HttpRequest, HttpResponse, ResponseError};
+use beckon_store::Store;
 use beckon_store::idempotency::{self, Claim};
 use sha2::{Digest, Sha256};
 use std::future::Future;
+use std::time::Duration;
 use uuid::Uuid;
 
-/// The key a request owns while it runs.
+/// The default of `BECKON_IDEMPOTENCY_LEASE_MS`.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+
+/// The key a request owns while it runs, under the lease `owner`.
 #[derive(Debug, Clone)]
 pub struct Slot {
     pub org_id: Uuid,
     pub key: String,
+    pub owner: Uuid,
+    /// How far ahead each renewal pushes the lease.
+    pub lease: Duration,
+}
+
+/// Renews a [`Slot`]'s lease in the background until dropped.
+#[must_use = "the lease is renewed only while this is held"]
+pub struct Held(tokio::task::JoinHandle<()>);
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl Slot {
+    /// Keeps the lease alive, renewing it every third of its length, until the returned guard
+    /// is dropped. Stops early (with a warning) once the key is no longer this request's.
+    pub fn hold(&self, store: &Store) -> Held {
+        let (store, slot) = (store.clone(), self.clone());
+        let every = (slot.lease / 3).max(Duration::from_millis(100));
+        Held(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let renewed = async {
+                    let mut conn = store.conn().await?;
+                    idempotency::renew(&mut conn, slot.org_id, &slot.key, slot.owner, slot.lease)
+                        .await
+                }
+                .await;
+                match renewed {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::warn!("an Idempotency-Key lease lapsed and was taken over");
+                        return;
+                    }
+                    // The database is away; try again at the next tick (the lease is three
+                    // ticks long).
+                    Err(err) => {
+                        tracing::warn!(error = %err, "could not renew an Idempotency-Key lease")
+                    }
+                }
+            }
+        }))
+    }
+
     /// Stores the answer for replays.
     pub async fn complete(&self, state: &AppState, status: StatusCode, body: &[u8]) {
         let result = async {
@@ -33,21 +87,27 @@ impl Slot {
                 &mut conn,
                 self.org_id,
                 &self.key,
+                self.owner,
                 i32::from(status.as_u16()),
                 body,
             )
             .await
         }
         .await;
-        if let Err(err) = result {
-            tracing::warn!(error = %err, "could not store an idempotent answer");
+        match result {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(
+                "an idempotent answer was not stored: its key was taken over after its lease lapsed"
+            ),
+            Err(err) => tracing::warn!(error = %err, "could not store an idempotent answer"),
         }
     }
 
-    async fn release(&self, state: &AppState) {
+    /// Gives the key up, so a retry runs afresh at once.
+    pub async fn release(&self, state: &AppState) {
         let result = async {
             let mut conn = state.store.conn().await?;
-            idempotency::release(&mut conn, self.org_id, &self.key).await
+            idempotency::release(&mut conn, self.org_id, &self.key, self.owner).await
         }
         .await;
         if let Err(err) = result {
@@ -96,7 +156,7 @@ where
         .to_vec();
     let claim = {
         let mut conn = state.store.conn().await?;
-        idempotency::claim(&mut conn, org_id, &key, &hash).await?
+        idempotency::claim(&mut conn, org_id, &key, &hash, state.idempotency_lease).await?
     };
     match claim {
         Claim::Mismatch => Err(ApiError::new(
@@ -116,15 +176,24 @@ where
         .insert_header((CONTENT_TYPE, "application/json"))
         .insert_header(("Idempotency-Replay", "true"))
         .body(body)),
-        Claim::Owned => {
-            let slot = Slot { org_id, key };
-            let response = match inner(Some(slot.clone())).await {
-                Ok(response) => response,
-                Err(err) => err.error_response(),
+        Claim::Owned { owner } => {
+            let slot = Slot {
+                org_id,
+                key,
+                owner,
+                lease: state.idempotency_lease,
+            };
+            let response = {
+                let _held = slot.hold(&state.store);
+                match inner(Some(slot.clone())).await {
+                    Ok(response) => response,
+                    Err(err) => err.error_response(),
+                }
             };
             let status = response.status();
             if status == StatusCode::GATEWAY_TIMEOUT {
-                // The dispatch still completes; its late answer is stored under this key.
+                // The dispatch still completes; its late answer is stored under this key, and
+                // the dispatch holds the lease while it waits.
                 return Ok(response);
             }
             if status.is_server_error()

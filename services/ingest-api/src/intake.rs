@@ -7,12 +7,14 @@
 //! and commit once. A lone request is a group of one and costs what it did alone. When a group
 //! fails, each of its events is committed again on its own, so one bad request fails alone.
 
+use beckon_runtime::TaskStatus;
 use beckon_store::triggers::{self, NewTrigger};
 use beckon_store::users::{self, UserChanges};
 use beckon_store::{Store, StoreError, outbox};
 use beckon_worker::group;
 use diesel_async::AsyncConnection;
 use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::{CancellationToken, DropGuard};
 use uuid::Uuid;
 
 /// Groups committed at once (each on its own database connection).
@@ -49,22 +51,43 @@ struct Job {
 
 /// A handle to the intake workers; they stop when it is dropped.
 pub struct Intake {
+    /// Stops the supervisors before `queue` closes (fields drop in order), so workers that end
+    /// because the queue closed are not restarted.
+    _stop: DropGuard,
     queue: mpsc::UnboundedSender<Job>,
+    workers: Vec<TaskStatus>,
 }
 
-/// The intake workers are gone: only while the process stops.
+/// The event's group was lost: its worker died (and is being restarted), or the process is
+/// stopping.
 #[derive(Debug, thiserror::Error)]
-#[error("the intake is shutting down")]
+#[error("the intake lost the event")]
 pub struct Closed;
 
 impl Intake {
-    /// Starts the workers on the current runtime.
-    pub fn start(store: Store) -> Self {
+    /// Starts the workers on the current runtime, each supervised: one that panics is
+    /// restarted (the events of the group it held are answered 503) until `cancel` fires.
+    pub fn start(store: Store, cancel: CancellationToken) -> Self {
         let (queue, rx) = group::queue();
-        for _ in 0..WORKERS {
-            tokio::spawn(work(store.clone(), rx.clone()));
+        let cancel = cancel.child_token();
+        let workers = (0..WORKERS)
+            .map(|_| {
+                let (store, rx) = (store.clone(), rx.clone());
+                beckon_runtime::supervise("intake", cancel.clone(), move || {
+                    work(store.clone(), rx.clone())
+                })
+            })
+            .collect();
+        Self {
+            _stop: cancel.drop_guard(),
+            queue,
+            workers,
         }
-        Self { queue }
+    }
+
+    /// Whether each worker runs.
+    pub fn workers(&self) -> &[TaskStatus] {
+        &self.workers
     }
 
     /// Commits `event` (with others arriving at the same time); returns its outbox rows, to

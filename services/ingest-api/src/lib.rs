@@ -49,6 +49,10 @@ pub struct Config {
     /// `BECKON_DISPATCH_LATE_REPLY_MS`: how long a dispatch that answered 504 keeps waiting for
     /// its outcome, to store it as the answer of its `Idempotency-Key` (default 300000).
     pub late_reply_window: Duration,
+    /// `BECKON_IDEMPOTENCY_LEASE_MS`: how long an `Idempotency-Key` stays claimed by a request
+    /// that stopped renewing it (its process died) before a retry may take it over and run
+    /// again (default 30000, at least 1000). A running request renews it every third of that.
+    pub idempotency_lease: Duration,
     /// `BECKON_RATE_LIMIT_PER_SECOND`: requests per second per organization, per gateway
     /// replica; 0 turns the limit off (default 5000).
     pub rate_limit_per_second: f64,
@@ -95,6 +99,13 @@ impl Config {
                 "BECKON_DISPATCH_LATE_REPLY_MS",
                 300_000,
             )?),
+            idempotency_lease: Duration::from_millis(
+                env_parse(
+                    "BECKON_IDEMPOTENCY_LEASE_MS",
+                    idempotency::DEFAULT_LEASE.as_millis() as u64,
+                )?
+                .max(1000),
+            ),
             rate_limit_per_second: env_parse("BECKON_RATE_LIMIT_PER_SECOND", 5000.0)?,
             rate_limit_burst: env_parse("BECKON_RATE_LIMIT_BURST", 10_000)?,
             body_timeout: Duration::from_millis(env_parse(
@@ -114,6 +125,13 @@ pub struct AppState {
     pub replies: ReplyListener,
     pub dispatch_timeout: Duration,
     pub late_reply_window: Duration,
+    /// How long an `Idempotency-Key` claim lasts without renewal.
+    pub idempotency_lease: Duration,
+    /// Dispatches past their deadline still waiting for their outcome; shutdown lets them
+    /// give their `Idempotency-Key` back.
+    pub late_waits: tokio_util::task::TaskTracker,
+    /// Fires when the gateway stops.
+    pub shutdown: CancellationToken,
     /// `None` when rate limiting is off.
     pub limiter: Option<ratelimit::RateLimiter>,
     pub sealing_key: beckon_webhooks::sealed::SealingKey,
@@ -129,6 +147,9 @@ pub struct AppState {
     pub lookups: lookups::Lookups,
     /// Commits accepted events in groups.
     pub intake: intake::Intake,
+    /// The supervised background tasks the gateway needs to serve (the intake workers, the
+    /// outbox relay); readiness fails while one of them is down.
+    pub tasks: Vec<beckon_runtime::TaskStatus>,
     /// Publishes of accepted events still running after their answer. Bounded: past it an
     /// answer waits for its publish, so a slow broker slows `events/send` instead of piling up
     /// work in memory.
@@ -143,6 +164,7 @@ pub struct Application {
     port: u16,
     server: Server,
     background: CancellationToken,
+    late_waits: tokio_util::task::TaskTracker,
 }
 
 impl Application {
@@ -160,21 +182,35 @@ impl Application {
             .context("Failed to connect to the broker")?;
         let background = CancellationToken::new();
         let replies = ReplyListener::start(&bus.uri, &topology, background.clone());
-        // events/send commits envelopes to the outbox; what a crash or an outage left there is
-        // published from here.
-        tokio::spawn(beckon_worker::run_relay(
-            store.clone(),
-            publisher.clone(),
-            Duration::from_secs(5),
-            Duration::from_secs(1),
-            background.clone(),
-        ));
+        // events/send and dispatch commit envelopes to the outbox; what a crash or an outage
+        // left there is published from here.
+        let relay = {
+            let (store, publisher, cancel) = (store.clone(), publisher.clone(), background.clone());
+            beckon_runtime::supervise("outbox-relay", background.clone(), move || {
+                beckon_worker::run_relay(
+                    store.clone(),
+                    publisher.clone(),
+                    Duration::from_secs(5),
+                    Duration::from_secs(1),
+                    cancel.clone(),
+                )
+            })
+        };
         if !replies.wait_ready(Duration::from_secs(10)).await {
             tracing::warn!("the reply queue is not consumed yet; dispatches wait for it");
         }
+        let late_waits = tokio_util::task::TaskTracker::new();
+        let intake = intake::Intake::start(store.clone(), background.clone());
         let state = web::Data::new(AppState {
+            tasks: [relay]
+                .into_iter()
+                .chain(intake.workers().iter().cloned())
+                .collect(),
+            intake,
+            idempotency_lease: config.idempotency_lease,
+            late_waits: late_waits.clone(),
+            shutdown: background.clone(),
             cleaner: beckon_worker::OutboxCleaner::start(store.clone()),
-            intake: intake::Intake::start(store.clone()),
             publishing: std::sync::Arc::new(tokio::sync::Semaphore::new(BACKGROUND_PUBLISHES)),
             store,
             publisher,
@@ -223,6 +259,7 @@ impl Application {
             port,
             server,
             background,
+            late_waits,
         })
     }
 
@@ -238,6 +275,15 @@ impl Application {
         cancel.cancelled().await;
         handle.stop(true).await;
         self.background.cancel();
+        // Dispatches still waiting for a late outcome release their keys on cancel; give them
+        // a moment to, so a retry need not wait for the lease to lapse.
+        self.late_waits.close();
+        if tokio::time::timeout(Duration::from_secs(5), self.late_waits.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("some late dispatch waits did not release their keys in time");
+        }
         server.await.context("The HTTP server panicked")??;
         tracing::info!("stopped");
         Ok(())

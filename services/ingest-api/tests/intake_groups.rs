@@ -54,7 +54,7 @@ async fn a_group_with_a_bad_event_commits_the_others_and_fails_only_that_one() {
         org_id: org,
         project_id: project,
     } = WithProject::new(8).await;
-    let intake = Intake::start(store.clone());
+    let intake = Intake::start(store.clone(), tokio_util::sync::CancellationToken::new());
 
     let (a, bad, b) = tokio::join!(
         intake.commit(event(org, project, "a")),

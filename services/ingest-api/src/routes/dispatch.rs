@@ -1,9 +1,11 @@
 //! `POST /api/v1/lifecycle/dispatch`: fire a lifecycle event now and get back the invitations
 //! it created.
 //!
-//! The dispatch rides the same pipeline as every event: the gateway records the trigger,
-//! publishes `event.received` with its own reply queue inside the envelope, and waits (with a
-//! deadline) for the one reply the invitation stage sends when every matched survey is done.
+//! The dispatch rides the same pipeline as every event: the gateway records the trigger and,
+//! in the same transaction, the `event.received` envelope (with its own reply queue inside) in
+//! the outbox; publishes it after the commit (the outbox relay does, should that fail); and
+//! waits (with a deadline) for the one reply the invitation stage sends when every matched
+//! survey is done.
 
 use crate::AppState;
 use crate::auth::OrgAuth;
@@ -20,6 +22,8 @@ use beckon_domain::envelope::{
 use beckon_domain::outcome::DispatchCounts;
 use beckon_domain::user_ref::{UserRef, UserRefError};
 use beckon_store::triggers::{self, NewTrigger};
+use beckon_store::{StoreError, outbox};
+use diesel_async::AsyncConnection as _;
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -139,7 +143,7 @@ fn parse_event(raw: &serde_json::Value) -> Result<LifecycleEvent, ApiError> {
         (status = 401, description = "Missing or invalid token", body = ErrorBody),
         (status = 403, description = "The project belongs to another organization", body = ErrorBody),
         (status = 404, description = "No such project", body = ErrorBody),
-        (status = 503, description = "The broker or database is unavailable; nothing was accepted", body = ErrorBody),
+        (status = 503, description = "The broker (`broker_unavailable`) or the database (`database_unavailable`) is unavailable; nothing was recorded, retry", body = ErrorBody),
         (status = 504, description = "No outcome within the deadline; the work still completes (see trigger_id)", body = ErrorBody),
         (status = 409, description = "A request with this Idempotency-Key is still running", body = ErrorBody),
         (status = 422, description = "This Idempotency-Key was used with another request", body = ErrorBody),
@@ -167,7 +171,15 @@ async fn dispatch_inner(
 ) -> Result<HttpResponse, ApiError> {
     let input = parse(&bytes)?;
     let project_id = owned_project_id(&state, auth.org_id, &input.project_id).await?;
-    let mut conn = state.store.conn().await?;
+    // A broker already known to be away: say so before recording anything, so the client
+    // retries rather than waits for a dispatch that cannot run yet. (A broker that fails after
+    // the commit is the relay's to cover.)
+    if !state.publisher.ensure_connected().await {
+        return Err(ApiError::unavailable(
+            "broker_unavailable",
+            "The message broker is unavailable; nothing was recorded. Try again shortly.",
+        ));
+    }
 
     let trigger = NewTrigger::new(
         auth.org_id,
@@ -177,9 +189,6 @@ async fn dispatch_inner(
         &input.event,
     );
     let trigger_id = trigger.id;
-    triggers::insert(&mut conn, &trigger).await?;
-    drop(conn);
-
     let env = Envelope::new(
         trigger.job_id,
         auth.org_id,
@@ -196,31 +205,38 @@ async fn dispatch_inner(
             event_data: None,
         },
     );
-    // Registered before publishing, so a fast reply cannot arrive before anyone waits.
+    // Registered before anything can publish, so a fast reply cannot arrive before anyone
+    // waits.
     let mut waiting = state.replies.register(trigger_id);
-    if let Err(err) = state.publisher.publish_envelope(&env).await {
-        tracing::error!(error = %err, %trigger_id, "could not publish a dispatch");
-        let mut conn = state.store.conn().await?;
-        triggers::fail(&mut conn, trigger_id, "the event could not be queued").await?;
-        return Err(ApiError::unavailable(
-            "broker_unavailable",
-            "The event could not be queued; nothing was created. Try again shortly.",
-        ));
-    }
+    let rows = commit(&state, &trigger, &env).await?;
+    // Committed, so the dispatch will run: a publish that fails here leaves the envelope in the
+    // outbox, and the relay sends it; the dispatch waits for its outcome either way.
+    beckon_worker::flush(&state.publisher, &state.cleaner, &rows).await;
 
     let Some(reply) = waiting.wait(state.dispatch_timeout).await else {
         if let Some(slot) = slot {
-            // Keep waiting past the answer, so a retry with the same key gets the outcome.
+            // Keep waiting past the answer, holding the key's lease, so a retry with the same
+            // key gets the outcome.
             let state = state.clone();
-            tokio::spawn(async move {
-                let late = waiting.wait(state.late_reply_window).await;
+            state.late_waits.clone().spawn(async move {
+                let _held = slot.hold(&state.store);
+                let late = tokio::select! {
+                    late = waiting.wait(state.late_reply_window) => late,
+                    _ = state.shutdown.cancelled() => {
+                        // Stopping: a retry (on another replica) runs the dispatch again
+                        // rather than wait for a lease no one renews.
+                        slot.release(&state).await;
+                        return;
+                    }
+                };
                 match late.as_deref().map(response_from) {
                     Some(Ok(response)) => {
                         let body = serde_json::to_vec(&response).unwrap_or_default();
                         slot.complete(&state, StatusCode::OK, &body).await;
                     }
                     _ => {
-                        tracing::warn!(%trigger_id, "no late outcome for an idempotent dispatch; its key stays in flight until it expires")
+                        tracing::warn!(%trigger_id, "no late outcome for an idempotent dispatch; its key is released");
+                        slot.release(&state).await;
                     }
                 }
             });
@@ -234,6 +250,41 @@ async fn dispatch_inner(
         return Err(err);
     };
     Ok(HttpResponse::Ok().json(response_from(&reply)?))
+}
+
+/// Records the trigger and the envelope that carries it (in the outbox) in one transaction,
+/// so a crash after the commit leaves the envelope for the relay rather than a trigger that
+/// never runs.
+async fn commit(
+    state: &AppState,
+    trigger: &NewTrigger,
+    env: &Envelope<EventReceived>,
+) -> Result<Vec<outbox::OutboxMessage>, ApiError> {
+    let (exchange, routing_key, body) = (
+        state.publisher.topology().events_exchange(),
+        env.routing_key(),
+        env.to_json(),
+    );
+    let traceparent = beckon_runtime::telemetry::traceparent();
+    let message = outbox::NewOutboxMessage {
+        envelope_id: env.id,
+        exchange: &exchange,
+        routing_key: &routing_key,
+        body: &body,
+        traceparent: traceparent.as_deref(),
+    };
+    let mut conn = state.store.conn().await?;
+    let rows = conn
+        .transaction::<_, StoreError, _>(async |conn| {
+            let conn = &*conn;
+            let (_, rows) = futures_util::try_join!(
+                triggers::insert_many(conn, &[trigger]),
+                outbox::enqueue_many(conn, std::slice::from_ref(&message)),
+            )?;
+            Ok(rows)
+        })
+        .await?;
+    Ok(rows)
 }
 
 fn response_from(reply: &[u8]) -> Result<DispatchResponse, ApiError> {

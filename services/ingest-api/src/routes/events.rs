@@ -271,7 +271,7 @@ async fn send_inner(
         .map_err(|_| {
             ApiError::unavailable(
                 "database_unavailable",
-                "The service is stopping; try again shortly.",
+                "The event was not committed (the gateway is stopping, or its intake worker failed and is being restarted); try again shortly.",
             )
         })??;
     // Committed, so accepted: the answer does not wait for the broker's confirm (unless too

@@ -3,6 +3,7 @@
 use crate::AppState;
 use actix_web::{HttpResponse, web};
 use serde_json::json;
+use std::time::Duration;
 
 /// Alive: the process serves HTTP.
 #[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "Alive")))]
@@ -10,22 +11,41 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
-/// Ready: the database answers, the broker connection is up and the reply queue is consumed.
+/// The longest readiness waits to learn whether the broker is reachable. The broker's state
+/// is information, not a condition, so a probe never waits out a hung connection attempt.
+const BROKER_CHECK: Duration = Duration::from_millis(500);
+
+/// Ready: the gateway can serve — the database answers and its background workers (the intake
+/// that commits accepted events, the outbox relay) run.
+///
+/// The broker is not a condition: while it is away `events/send` still commits to the outbox
+/// (the relay publishes once it is back) and dispatch answers 503 `broker_unavailable`, so
+/// taking every gateway out of rotation would turn a broker outage into a full outage. Its
+/// state (`broker`, `reply_queue`) is reported for information.
 #[utoipa::path(get, path = "/readyz", tag = "operations", responses(
-    (status = 200, description = "Ready"),
-    (status = 503, description = "A dependency is unavailable")
+    (status = 200, description = "Ready: the database answers and every needed worker runs; `broker` and `reply_queue` report the broker for information"),
+    (status = 503, description = "The database is unavailable or a needed worker is not running")
 ))]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let database = state.store.ping().await;
-    let broker = state.publisher.ensure_connected().await;
-    let replies = state.replies.is_ready();
+    let broker = async {
+        tokio::time::timeout(BROKER_CHECK, state.publisher.ensure_connected())
+            .await
+            .unwrap_or(false)
+    };
+    let (database, broker) = tokio::join!(state.store.ping(), broker);
+    let (workers, tasks) = beckon_runtime::supervise::all_running(&state.tasks);
+    let ready = database && workers;
     let body = json!({
-        "status": if database && broker && replies { "ready" } else { "unavailable" },
+        "status": if ready { "ready" } else { "unavailable" },
         "database": database,
+        "workers": tasks
+            .into_iter()
+            .map(|(name, up)| (name.to_owned(), up.into()))
+            .collect::<serde_json::Map<_, _>>(),
         "broker": broker,
-        "reply_queue": replies,
+        "reply_queue": state.replies.is_ready(),
     });
-    if database && broker && replies {
+    if ready {
         HttpResponse::Ok().json(body)
     } else {
         HttpResponse::ServiceUnavailable().json(body)
