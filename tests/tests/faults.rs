@@ -1,11 +1,17 @@
-//! Faults at default settings: outages of a dependency are not failures of the messages in
-//! flight (nothing accepted is dead-lettered because the database was away), and a message
-//! that does fail for good never leaves its trigger waiting. The database is cut off through a
-//! proxy, for these services only, so these tests run beside the others.
+//! Faults at default settings. Outages of a dependency are not failures of the messages in
+//! flight (nothing accepted is dead-lettered because the database was away), a message that
+//! does fail for good never leaves its trigger waiting, and the gateway keeps serving what it
+//! can: a request that dies with its process, a broker that is away, a background task that
+//! dies. The database and the broker are cut off through proxies, for one test's services
+//! only, so these tests run beside the others.
 
 use beckon_e2e::broker::Broker;
+use beckon_e2e::proxy::Proxy;
 use beckon_e2e::{Options, TestApp};
-use serde_json::json;
+use beckon_store::idempotency::{self, Claim};
+use beckon_store::testing::WithProject;
+use reqwest::Method;
+use serde_json::{Value, json};
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -193,4 +199,354 @@ async fn a_trigger_whose_event_was_lost_is_sent_again_and_one_stuck_past_matchin
             .await,
         1
     );
+}
+
+/// The broker behind a proxy the test can cut, as a network partition would, without touching
+/// the broker that other tests share. Services given the URL reach the broker only through it.
+async fn broker_link() -> (Proxy, String) {
+    let mut url = reqwest::Url::parse(&beckon_e2e::amqp_url()).expect("an AMQP URL");
+    let upstream = tokio::net::lookup_host((
+        url.host_str().unwrap_or("127.0.0.1").to_owned(),
+        url.port().unwrap_or(5672),
+    ))
+    .await
+    .expect("the broker's host resolves")
+    .next()
+    .expect("an address");
+    let proxy = Proxy::start(upstream).await.expect("a proxy");
+    url.set_port(Some(proxy.port())).expect("a port can be set");
+    (proxy, url.to_string())
+}
+
+async fn keyed_dispatch(app: &TestApp, key: &str, body: &Value) -> (u16, Value) {
+    let r = app
+        .authed(Method::POST, "/api/v1/lifecycle/dispatch")
+        .header("idempotency-key", key)
+        .json(body)
+        .send()
+        .await
+        .expect("request");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_left_in_flight_is_taken_over_once_its_lease_lapses_but_an_answer_is_kept() {
+    use diesel_async::RunQueryDsl as _;
+    let seeded = WithProject::new(2).await;
+    let mut conn = seeded.store.conn().await.expect("a connection");
+    let (org, lease) = (seeded.org_id, Duration::from_secs(30));
+
+    let Claim::Owned { owner: first } = idempotency::claim(&mut conn, org, "k", b"request", lease)
+        .await
+        .unwrap()
+    else {
+        panic!("a new key is owned by its first request");
+    };
+    assert_eq!(
+        idempotency::claim(&mut conn, org, "k", b"request", lease)
+            .await
+            .unwrap(),
+        Claim::InFlight,
+        "a held lease keeps the key in flight"
+    );
+    assert!(
+        idempotency::renew(&mut conn, org, "k", first, lease)
+            .await
+            .unwrap()
+    );
+
+    // The first request dies: nothing renews its lease, which lapses.
+    let lapse = "UPDATE idempotency_keys SET lease_until = now() - interval '1 second'";
+    diesel::sql_query(lapse).execute(&mut conn).await.unwrap();
+    assert_eq!(
+        idempotency::claim(&mut conn, org, "k", b"another request", lease)
+            .await
+            .unwrap(),
+        Claim::Mismatch,
+        "a lapsed lease is taken over only by the same request"
+    );
+    let Claim::Owned { owner: second } = idempotency::claim(&mut conn, org, "k", b"request", lease)
+        .await
+        .unwrap()
+    else {
+        panic!("a retry takes over a key whose lease lapsed");
+    };
+    assert_ne!(first, second);
+    assert!(
+        !idempotency::renew(&mut conn, org, "k", first, lease)
+            .await
+            .unwrap(),
+        "the first request lost the key"
+    );
+    assert!(
+        !idempotency::complete(&mut conn, org, "k", first, 200, b"stale")
+            .await
+            .unwrap(),
+        "the first request cannot store its answer any more"
+    );
+    idempotency::release(&mut conn, org, "k", first)
+        .await
+        .unwrap();
+    assert!(
+        idempotency::complete(&mut conn, org, "k", second, 201, b"fresh")
+            .await
+            .unwrap()
+    );
+
+    // A stored answer is kept for its 24 hours, whatever became of the lease.
+    diesel::sql_query(lapse).execute(&mut conn).await.unwrap();
+    assert_eq!(
+        idempotency::claim(&mut conn, org, "k", b"request", lease)
+            .await
+            .unwrap(),
+        Claim::Done {
+            status: 201,
+            body: b"fresh".to_vec()
+        }
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keyed_dispatch_whose_gateway_was_killed_is_served_again_once_its_lease_lapses() {
+    let mut app = TestApp::spawn_with(Options {
+        env: vec![("BECKON_IDEMPOTENCY_LEASE_MS", "2000".into())],
+        ..Options::default()
+    })
+    .await;
+    let project = app.create_project().await;
+    app.create_survey(project, json!({"trigger": {"events": ["trial_expired"]}}))
+        .await;
+    let body = json!({"project_id": project, "user_ref": "u1", "event": "trial_expired"});
+    // No matcher: the dispatch waits for an outcome that cannot come yet.
+    app.stop("matcher");
+    let waiting = tokio::spawn(
+        app.authed(Method::POST, "/api/v1/lifecycle/dispatch")
+            .header("idempotency-key", "crash-key")
+            .json(&body)
+            .send(),
+    );
+    app.eventually(
+        Duration::from_secs(10),
+        "the dispatch to hold its key with its trigger recorded",
+        || async {
+            let held = app
+                .execute("SELECT 1 FROM idempotency_keys WHERE key = 'crash-key' AND state = 'in_flight'")
+                .await;
+            let recorded = app.execute("SELECT 1 FROM triggers").await;
+            (held == 1 && recorded == 1).then_some(())
+        },
+    )
+    .await;
+
+    // While the dispatch runs it renews its lease: past the lease's length a retry is still
+    // told the key is in flight.
+    app.eventually(
+        Duration::from_secs(8),
+        "the running dispatch to hold its key past one lease",
+        || async {
+            let renewed = app
+                .execute(
+                    "SELECT 1 FROM idempotency_keys WHERE key = 'crash-key' AND state = 'in_flight' \
+                     AND created_at < now() - interval '2500 milliseconds' AND lease_until > now()",
+                )
+                .await;
+            (renewed == 1).then_some(())
+        },
+    )
+    .await;
+    let (status, busy) = keyed_dispatch(&app, "crash-key", &body).await;
+    assert_eq!(
+        (status, &busy["code"]),
+        (409, &json!("idempotency_key_in_flight"))
+    );
+
+    app.kill("ingest-api");
+    assert!(
+        waiting.await.expect("the request task").is_err(),
+        "the killed gateway never answered"
+    );
+    app.start("matcher");
+    app.start("ingest-api");
+    app.wait_ready(Duration::from_secs(30))
+        .await
+        .expect("the gateway is back");
+
+    let (status, answer) = app
+        .eventually(
+            Duration::from_secs(20),
+            "a retry with the key to be served rather than told it is in flight",
+            || async {
+                let (status, answer) = keyed_dispatch(&app, "crash-key", &body).await;
+                (status != 409).then_some((status, answer))
+            },
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer["trigger_id"].is_string(), "{answer}");
+    let (status, replay) = keyed_dispatch(&app, "crash-key", &body).await;
+    assert_eq!((status, &replay), (200, &answer), "the answer is now kept");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dispatch_whose_publish_fails_after_its_commit_completes_through_the_relay() {
+    let mut app = TestApp::spawn_with(Options {
+        dispatch_timeout_ms: 30_000,
+        ..Options::default()
+    })
+    .await;
+    let project = app.create_project().await;
+    app.create_survey(project, json!({"trigger": {"events": ["trial_expired"]}}))
+        .await;
+    // With the matcher stopped and its queue gone, no queue takes `event.received`: the
+    // gateway's mandatory publish comes back refused (the broker itself stays up).
+    app.stop("matcher");
+    let broker = Broker::connect(&app.prefix).await;
+    broker
+        .channel
+        .queue_delete(
+            format!("{}.matcher", app.prefix).as_str().into(),
+            lapin::options::QueueDeleteOptions::default(),
+        )
+        .await
+        .expect("the matcher queue is deleted");
+
+    let body = json!({"project_id": project, "user_ref": "u1", "event": "trial_expired"});
+    let dispatch = tokio::spawn(
+        app.authed(Method::POST, "/api/v1/lifecycle/dispatch")
+            .json(&body)
+            .send(),
+    );
+    // The trigger and its envelope were committed together; the publish failed, so the
+    // envelope stays in the outbox, and the trigger is not failed.
+    app.eventually(
+        Duration::from_secs(10),
+        "the trigger with its envelope left in the outbox",
+        || async {
+            let left = app
+                .execute(
+                    "SELECT 1 FROM triggers t JOIN outbox o ON o.envelope_id = t.job_id \
+                     WHERE t.status = 'queued' AND o.created_at < now() - interval '1 second'",
+                )
+                .await;
+            (left == 1).then_some(())
+        },
+    )
+    .await;
+
+    // The matcher declares its queue again; the relay publishes the envelope and the dispatch,
+    // still waiting, gets its outcome.
+    app.start("matcher");
+    let answer = dispatch
+        .await
+        .expect("the request task")
+        .expect("an answer");
+    let status = answer.status().as_u16();
+    let answer: Value = answer.json().await.expect("json");
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["created_count"], 1, "{answer}");
+    assert_eq!(app.execute("SELECT 1 FROM triggers").await, 1);
+    app.eventually(
+        Duration::from_secs(10),
+        "the outbox to be cleared",
+        || async { (app.execute("SELECT 1 FROM outbox").await == 0).then_some(()) },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dispatch_while_the_broker_is_unreachable_is_503_and_records_nothing() {
+    let (link, url) = broker_link().await;
+    let app = TestApp::spawn_with(Options {
+        env: vec![("BECKON_AMQP_URL", url)],
+        ..Options::default()
+    })
+    .await;
+    let project = app.create_project().await;
+    app.create_survey(project, json!({"trigger": {"events": ["trial_expired"]}}))
+        .await;
+    let body = json!({"project_id": project, "user_ref": "u1", "event": "trial_expired"});
+
+    link.cut();
+    // Once the gateway knows the broker is away (its readiness says so)...
+    app.eventually(
+        Duration::from_secs(10),
+        "the gateway to see the broker away",
+        || async {
+            let r = app.http.get(app.url("/readyz")).send().await.ok()?;
+            let body: Value = r.json().await.ok()?;
+            (body["broker"] == false).then_some(())
+        },
+    )
+    .await;
+    // ...a dispatch is refused before anything is recorded.
+    let (status, answer) = app.dispatch(body.clone()).await;
+    assert_eq!(
+        (status, &answer["code"]),
+        (503, &json!("broker_unavailable")),
+        "{answer}"
+    );
+    assert_eq!(app.execute("SELECT 1 FROM triggers").await, 0);
+    assert_eq!(app.execute("SELECT 1 FROM outbox").await, 0);
+
+    link.restore();
+    let answer = app
+        .eventually(
+            Duration::from_secs(30),
+            "a dispatch to succeed once the broker is back",
+            || async {
+                let (status, answer) = app.dispatch(body.clone()).await;
+                (status == 200).then_some(answer)
+            },
+        )
+        .await;
+    assert_eq!(answer["created_count"], 1, "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_stays_ready_and_accepts_events_while_the_broker_is_unreachable() {
+    let (link, url) = broker_link().await;
+    let app = TestApp::spawn_with(Options {
+        env: vec![("BECKON_AMQP_URL", url)],
+        ..Options::default()
+    })
+    .await;
+    let project = app.create_project().await;
+    app.create_survey(project, json!({"trigger": {"events": ["trial_expired"]}}))
+        .await;
+
+    link.cut();
+    let readiness = app
+        .eventually(
+            Duration::from_secs(10),
+            "readiness to report the broker away",
+            || async {
+                let r = app.http.get(app.url("/readyz")).send().await.ok()?;
+                let status = r.status().as_u16();
+                let body: Value = r.json().await.ok()?;
+                (body["broker"] == false).then_some((status, body))
+            },
+        )
+        .await;
+    assert_eq!(readiness.0, 200, "{}", readiness.1);
+    assert_eq!(readiness.1["database"], true);
+    assert_eq!(readiness.1["workers"]["intake"], true);
+    assert_eq!(readiness.1["workers"]["outbox-relay"], true);
+
+    // The gateway still serves what it can: accepted events wait in the outbox.
+    let (status, accepted) = app
+        .send_event(
+            Some(project),
+            json!({"event_name": "trial_expired", "user_info": {"contact_external_id": "u1"}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{accepted}");
+
+    link.restore();
+    app.wait_trigger(
+        accepted["trigger_id"].as_str().expect("a trigger id"),
+        "completed",
+        Duration::from_secs(30),
+    )
+    .await;
 }
