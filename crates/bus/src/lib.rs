@@ -1,7 +1,6 @@
 #![doc = include_str!("../README.md")]
 //!
 //! # Layout
-//! - [`backoff`]: jittered, growing pauses between retries.
 //! - [`config`]: where the broker is and how queues are named and bounded.
 //! - [`topology`]: exchange and queue names, and their idempotent declaration.
 //! - [`connect`]: connecting, with retries until a deadline or for ever.
@@ -10,7 +9,6 @@
 //! - [`reply`]: the gateway's reply queue for request/reply.
 //! - [`headers`]: reading and writing AMQP headers.
 
-pub mod backoff;
 pub mod config;
 pub mod connect;
 pub mod consumer;
@@ -19,6 +17,8 @@ pub mod publisher;
 pub mod reply;
 pub mod topology;
 
+/// Jittered, growing pauses between retries (the runtime's, shared by every retry loop).
+pub use beckon_runtime::backoff;
 pub use config::BusConfig;
 pub use consumer::{Disposition, Message};
 pub use publisher::Publisher;

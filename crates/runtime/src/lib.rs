@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod backoff;
 pub mod health;
 pub mod supervise;
 pub mod telemetry;

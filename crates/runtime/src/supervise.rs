@@ -6,7 +6,6 @@
 //! Each task's [`TaskStatus`] says whether it runs right now, so readiness can report a
 //! service whose needed worker is down (crash-looping, or in its pause).
 
-use backon::{BackoffBuilder as _, ExponentialBuilder};
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -55,12 +54,7 @@ pub fn all_running(tasks: &[TaskStatus]) -> (bool, Vec<(&'static str, bool)>) {
 }
 
 fn pauses() -> impl Iterator<Item = Duration> {
-    ExponentialBuilder::new()
-        .with_min_delay(FIRST_PAUSE)
-        .with_max_delay(LONGEST_PAUSE)
-        .with_jitter()
-        .without_max_times()
-        .build()
+    crate::backoff::pauses(FIRST_PAUSE, LONGEST_PAUSE)
 }
 
 /// Runs `make()` on the current runtime as the task `name`, restarting it whenever it panics

@@ -16,6 +16,7 @@
 use crate::{Deps, Handler, TxError, disposition_of, fail_trigger, flush, group, handle_envelope};
 use beckon_bus::Disposition;
 use beckon_domain::envelope::{self, Envelope, Payload};
+use beckon_runtime::supervise::{TaskStatus, supervise};
 use beckon_store::{outbox, processed};
 use diesel_async::AsyncConnection;
 use std::collections::HashSet;
@@ -51,6 +52,7 @@ pub struct Batcher<T: Payload> {
     consumer: &'static str,
     /// For what is settled before a batch: marking the trigger of an undecodable one failed.
     deps: Deps,
+    workers: Vec<TaskStatus>,
 }
 
 impl<T: Payload> Clone for Batcher<T> {
@@ -59,6 +61,7 @@ impl<T: Payload> Clone for Batcher<T> {
             queue: self.queue.clone(),
             consumer: self.consumer,
             deps: self.deps.clone(),
+            workers: self.workers.clone(),
         }
     }
 }
@@ -71,17 +74,31 @@ impl<T: Payload> Batcher<T> {
         deps: Deps,
         handler: H,
         max: usize,
+        cancel: CancellationToken,
     ) -> Self {
         let (queue, rx) = group::queue();
         let shared = Arc::new((deps.clone(), handler));
-        for _ in 0..WORKERS {
-            tokio::spawn(work(consumer, shared.clone(), rx.clone(), max.max(1)));
-        }
+        // Supervised: a handler that panics takes its worker down (its batch's deliveries are
+        // retried, counted against their limit); the worker comes back for the others.
+        let workers = (0..WORKERS)
+            .map(|_| {
+                let (shared, rx) = (shared.clone(), rx.clone());
+                supervise("batch-worker", cancel.clone(), move || {
+                    work(consumer, shared.clone(), rx.clone(), max.max(1))
+                })
+            })
+            .collect();
         Self {
             queue,
             consumer,
             deps,
+            workers,
         }
+    }
+
+    /// The batch workers, for readiness.
+    pub fn workers(&self) -> Vec<TaskStatus> {
+        self.workers.clone()
     }
 
     /// Decodes and handles one message (in a batch with others): the whole of a consumer's

@@ -16,6 +16,7 @@ use beckon_bus::consumer::{self, ConsumerConfig};
 use beckon_bus::publisher::Outgoing;
 use beckon_bus::{Disposition, Message, Publisher, Topology};
 use beckon_domain::envelope::{Envelope, Payload};
+use beckon_runtime::supervise::{TaskStatus, supervise};
 use beckon_store::{Store, StoreError, outbox, processed};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use std::future::Future;
@@ -323,17 +324,14 @@ pub(crate) async fn publish_row(
         .await
 }
 
-/// Consumes `config.queue` with `handler` until `cancel` fires.
-pub async fn run<T: Payload, H: Handler<T>>(
+/// Consumes `config.queue`, handing each delivery to `batcher`, until `cancel` fires.
+async fn consume<T: Payload>(
     consumer_name: &'static str,
     config: ConsumerConfig,
-    deps: Deps,
-    handler: H,
-    batch_size: usize,
+    batcher: Batcher<T>,
     cancel: CancellationToken,
     ready: impl Fn(bool) + Send + Sync,
 ) {
-    let batcher = Batcher::start(consumer_name, deps, handler, batch_size);
     let handler_cancel = cancel.clone();
     consumer::run(
         config,
@@ -396,6 +394,9 @@ pub struct Service {
     health_addr: String,
     /// One flag per consumer: consuming right now.
     consuming: Vec<Arc<std::sync::atomic::AtomicBool>>,
+    /// The supervised background tasks the service needs: its batch workers, the relay, the
+    /// dead-letter watch and its own sidecar.
+    tasks: Vec<TaskStatus>,
 }
 
 impl Service {
@@ -428,6 +429,7 @@ impl Service {
                 .clone()
                 .unwrap_or_else(|| default_health_addr.to_owned()),
             consuming: Vec::new(),
+            tasks: Vec::new(),
         })
     }
 
@@ -448,36 +450,84 @@ impl Service {
             prefetch: self.bus.prefetch,
             name: self.name.into(),
         };
-        Box::pin(run(
+        let batcher = Batcher::start(
             self.name,
-            config,
             self.deps.clone(),
             handler,
             self.batch_size,
-            cancel,
-            move |on| flag.store(on, std::sync::atomic::Ordering::SeqCst),
-        ))
+            cancel.clone(),
+        );
+        self.tasks.extend(batcher.workers());
+        Box::pin(consume(self.name, config, batcher, cancel, move |on| {
+            flag.store(on, std::sync::atomic::Ordering::SeqCst)
+        }))
     }
 
-    /// Runs the outbox relay, `sidecar` and the consumers until `cancel` fires and every
-    /// consumer has finished its in-flight work.
-    pub async fn run(
+    /// Runs the outbox relay, the dead-letter watch, `sidecar` (a background loop of the
+    /// service's own, made anew if it ever panics or returns early) and the consumers until
+    /// `cancel` fires and every consumer has finished its in-flight work. Every background
+    /// task is supervised: restarted when it dies, counted in `beckon_task_restarts_total`,
+    /// and reported by readiness while it is down.
+    pub async fn run<S, F>(
         mut self,
         consumers: Vec<std::pin::Pin<Box<dyn Future<Output = ()> + Send>>>,
-        sidecar: impl Future<Output = ()> + Send + 'static,
+        sidecar: S,
         cancel: CancellationToken,
-    ) -> Result<(), ServeError> {
+    ) -> Result<(), ServeError>
+    where
+        S: FnMut() -> F + Send + 'static,
+        F: Future<Output = ()> + Send + 'static,
+    {
         let watching = Arc::new(std::sync::atomic::AtomicBool::new(false));
         self.consuming.push(watching.clone());
+        let watch = ConsumerConfig {
+            uri: self.bus.uri.clone(),
+            topology: self.topology.clone(),
+            queue: beckon_bus::topology::queues::dead_letters(),
+            declare: beckon_bus::topology::queues::all(),
+            prefetch: self.bus.prefetch,
+            name: format!("{}-dead-letters", self.name),
+        };
+        let (deps, stop) = (self.deps.clone(), cancel.clone());
+        self.tasks
+            .push(supervise("dead-letter-watch", cancel.clone(), move || {
+                let watching = watching.clone();
+                dead_letters::watch(watch.clone(), deps.clone(), stop.clone(), move |on| {
+                    watching.store(on, std::sync::atomic::Ordering::SeqCst)
+                })
+            }));
+        let (store, publisher, stop) = (
+            self.deps.store.clone(),
+            self.deps.publisher.clone(),
+            cancel.clone(),
+        );
+        self.tasks
+            .push(supervise("outbox-relay", cancel.clone(), move || {
+                run_relay(
+                    store.clone(),
+                    publisher.clone(),
+                    std::time::Duration::from_secs(5),
+                    std::time::Duration::from_secs(1),
+                    stop.clone(),
+                )
+            }));
+        self.tasks
+            .push(supervise(self.name, cancel.clone(), sidecar));
+
         let checks: beckon_runtime::health::Checks = {
-            let (store, publisher, consuming) = (
+            let (store, publisher, consuming, tasks) = (
                 self.deps.store.clone(),
                 self.deps.publisher.clone(),
                 self.consuming.clone(),
+                self.tasks.clone(),
             );
             Arc::new(move || {
-                let (store, publisher, consuming) =
-                    (store.clone(), publisher.clone(), consuming.clone());
+                let (store, publisher, consuming, tasks) = (
+                    store.clone(),
+                    publisher.clone(),
+                    consuming.clone(),
+                    tasks.clone(),
+                );
                 Box::pin(async move {
                     vec![
                         ("database", store.ping().await),
@@ -488,6 +538,7 @@ impl Service {
                                 .iter()
                                 .all(|f| f.load(std::sync::atomic::Ordering::SeqCst)),
                         ),
+                        ("workers", beckon_runtime::supervise::all_running(&tasks).0),
                     ]
                 })
             })
@@ -495,40 +546,15 @@ impl Service {
         beckon_runtime::health::metrics();
         beckon_runtime::health::serve(&self.health_addr, checks, cancel.clone())
             .map_err(ServeError::Health)?;
-        let watcher = tokio::spawn(dead_letters::watch(
-            ConsumerConfig {
-                uri: self.bus.uri.clone(),
-                topology: self.topology.clone(),
-                queue: beckon_bus::topology::queues::dead_letters(),
-                declare: beckon_bus::topology::queues::all(),
-                prefetch: self.bus.prefetch,
-                name: format!("{}-dead-letters", self.name),
-            },
-            self.deps.clone(),
-            cancel.clone(),
-            move |on| watching.store(on, std::sync::atomic::Ordering::SeqCst),
-        ));
-        let relay = tokio::spawn(run_relay(
-            self.deps.store.clone(),
-            self.deps.publisher.clone(),
-            std::time::Duration::from_secs(5),
-            std::time::Duration::from_secs(1),
-            cancel.clone(),
-        ));
-        let sidecar = tokio::spawn(sidecar);
         futures_util::future::join_all(consumers).await;
-        for task in [relay, sidecar, watcher] {
-            if let Err(err) = task.await {
-                tracing::error!(error = %err, "a background task panicked");
-            }
-        }
         Ok(())
     }
 }
 
 /// The whole life of a single-queue consumer service: connect, run the outbox relay and
-/// `sidecar` (a background loop of the service's own, such as the scheduler) beside the
-/// consumer of `queue`, and on `cancel` finish in-flight work and return.
+/// `sidecar` (a background loop of the service's own, such as the scheduler; made again from
+/// its arguments should it die) beside the consumer of `queue`, and on `cancel` finish
+/// in-flight work and return.
 pub async fn serve<T, H, S, F>(
     consumer_name: &'static str,
     infra: &beckon_runtime::InfraConfig,
@@ -541,16 +567,17 @@ pub async fn serve<T, H, S, F>(
 where
     T: Payload,
     H: Handler<T>,
-    S: FnOnce(Deps, Topology, CancellationToken) -> F,
+    S: Fn(Deps, Topology, CancellationToken) -> F + Send + 'static,
     F: Future<Output = ()> + Send + 'static,
 {
     let mut service = Service::connect(consumer_name, infra, default_health_addr).await?;
     let handler = make_handler(&service.topology);
     let consumer = service.consumer(queue, handler, cancel.clone());
-    let sidecar = sidecar(
+    let (deps, topology, stop) = (
         service.deps.clone(),
         service.topology.clone(),
         cancel.clone(),
     );
+    let sidecar = move || sidecar(deps.clone(), topology.clone(), stop.clone());
     service.run(vec![consumer], sidecar, cancel).await
 }

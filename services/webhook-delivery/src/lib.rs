@@ -97,9 +97,14 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
             cancel.clone(),
         ),
     ];
-    let poller = engine
-        .clone()
-        .run_poller(config.poll_interval, cancel.clone());
+    let poller = {
+        let (engine, cancel) = (engine.clone(), cancel.clone());
+        move || {
+            engine
+                .clone()
+                .run_poller(config.poll_interval, cancel.clone())
+        }
+    };
     service
         .run(consumers, poller, cancel)
         .await
