@@ -38,7 +38,7 @@ async fn every_service_reports_health_readiness_and_metrics() {
             .await;
         assert_eq!(
             ready,
-            json!({"status": "ready", "database": true, "broker": true, "consuming": true}),
+            json!({"status": "ready", "database": true, "broker": true, "consuming": true, "workers": true}),
             "{service}"
         );
     }

@@ -403,7 +403,8 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
             topology: topology.clone(),
             sealing_key,
         },
-        |_, _, _| async {},
+        // No background loop of its own: a sidecar that only waits for the end.
+        |_, _, cancel: CancellationToken| async move { cancel.cancelled().await },
         cancel,
     )
     .await
