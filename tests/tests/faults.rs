@@ -550,3 +550,27 @@ async fn the_gateway_stays_ready_and_accepts_events_while_the_broker_is_unreacha
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_given_several_broker_addresses_use_the_ones_that_answer() {
+    // A node that refuses connections on either side of the one that works, as in a cluster
+    // with nodes down.
+    let dead = "amqp://guest:guest@127.0.0.1:1/%2f";
+    let app = TestApp::spawn_with(Options {
+        env: vec![(
+            "BECKON_AMQP_URL",
+            format!("{dead},{},{dead}", beckon_e2e::amqp_url()),
+        )],
+        ..Default::default()
+    })
+    .await;
+    let project = app.create_project().await;
+    app.create_survey(project, json!({"trigger": {"events": ["trial_expired"]}}))
+        .await;
+    for user in ["a", "b", "c"] {
+        let (status, body) = app
+            .dispatch(json!({"project_id": project, "user_ref": user, "event": "trial_expired"}))
+            .await;
+        assert_eq!((status, &body["created_count"]), (200, &json!(1)), "{body}");
+    }
+}

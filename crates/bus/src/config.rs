@@ -3,7 +3,8 @@
 /// Where the broker is and how this deployment's queues are named and bounded.
 #[derive(Debug, Clone)]
 pub struct BusConfig {
-    /// AMQP URI, e.g. `amqp://guest:guest@127.0.0.1:5672/%2f`.
+    /// AMQP URI, e.g. `amqp://guest:guest@127.0.0.1:5672/%2f`, or several separated by commas
+    /// (the nodes of a cluster), tried in turn.
     pub uri: String,
     /// Prefix of every exchange and queue name, so deployments (and tests) sharing one broker
     /// never see each other's messages.

@@ -102,7 +102,8 @@ pub struct InfraConfig {
     /// `BECKON_DB_LOCK_TIMEOUT_MS`: a statement waiting longer for a row or table lock fails
     /// instead of queueing behind a stuck transaction (default 10000; 0 turns it off).
     pub db_lock_timeout: std::time::Duration,
-    /// `BECKON_AMQP_URL`: RabbitMQ URL.
+    /// `BECKON_AMQP_URL`: RabbitMQ URL, or several separated by commas (a cluster's nodes, each
+    /// tried in turn when connecting).
     pub amqp_url: String,
     /// `BECKON_QUEUE_PREFIX`: prefix of every exchange and queue (default `beckon`).
     pub queue_prefix: String,
