@@ -7,7 +7,7 @@ use lapin::options::{
     QueueDeclareOptions,
 };
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use lapin::{BasicProperties, Channel, Connection};
 use std::time::Duration;
 
 pub struct Broker {
@@ -18,7 +18,8 @@ pub struct Broker {
 
 impl Broker {
     pub async fn connect(prefix: &str) -> Self {
-        let conn = Connection::connect(&crate::amqp_url(), ConnectionProperties::default())
+        // Through the bus's connect, which takes a cluster's list of addresses too.
+        let conn = beckon_bus::connect::connect(&crate::amqp_url(), "test-broker")
             .await
             .expect("the broker is reachable");
         let channel = conn.create_channel().await.expect("a channel");
