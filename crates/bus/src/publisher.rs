@@ -132,8 +132,15 @@ impl Publisher {
     }
 
     /// How many messages wait, ready, in the work queue `queue` (short name): a backlog there
-    /// means work in flight. Asked on a channel of its own, closed again.
+    /// means work in flight. Asked on a channel of its own, closed again; a broker that does not
+    /// answer within [`PUBLISH_TIMEOUT`] is an error.
     pub async fn ready_messages(&self, queue: &str) -> Result<u32, BusError> {
+        tokio::time::timeout(PUBLISH_TIMEOUT, self.inspect(queue))
+            .await
+            .map_err(|_| BusError::Timeout(PUBLISH_TIMEOUT, "inspect a queue"))?
+    }
+
+    async fn inspect(&self, queue: &str) -> Result<u32, BusError> {
         let link = self.link(0).await?;
         let channel = link
             .connection
