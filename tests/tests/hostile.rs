@@ -267,3 +267,61 @@ async fn survey_settings_out_of_range_are_400_with_their_codes_on_create_and_upd
         assert_error_shape(400, &answer, code);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timestamps_past_what_can_be_held_are_refused_and_never_take_the_intake_down() {
+    let app = TestApp::spawn().await;
+    let project = app.create_project().await;
+    let survey = app
+        .create_survey(project, json!({"trigger": {"events": ["trial_expired"]}}))
+        .await;
+    // Parses as RFC 3339, but its UTC value lies past year 9999. More requests than the
+    // gateway has intake workers.
+    let extreme = "9999-12-31T23:59:59-23:59";
+    for i in 0..6 {
+        let (status, body) = app
+            .send_event(
+                Some(project),
+                json!({"event_name": "trial_expired", "user_info": {"contact_external_id": format!("x{i}")}, "trigger_at": extreme}),
+            )
+            .await;
+        assert_error_shape(status, &body, "invalid_trigger_at");
+        assert_eq!(status, 400);
+    }
+    let (status, body) = app
+        .upsert_user(json!({"project_id": project, "user_ref": "x", "trial_ends_at": extreme}))
+        .await;
+    assert_eq!(
+        (status, &body["code"]),
+        (400, &json!("invalid_trial_ends_at")),
+        "{body}"
+    );
+    let r = app
+        .authed(
+            reqwest::Method::GET,
+            &format!(
+                "/api/v1/projects/{project}/surveys/{}/responses?since={}",
+                survey["id"].as_str().expect("an id"),
+                extreme.replace('+', "%2B")
+            ),
+        )
+        .send()
+        .await
+        .expect("the gateway answers");
+    assert_eq!(r.status(), 400);
+
+    // Everyone else is still served.
+    let (status, body) = app
+        .send_event(
+            Some(project),
+            json!({"event_name": "trial_expired", "user_info": {"contact_external_id": "after"}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    app.wait_trigger(
+        body["trigger_id"].as_str().expect("a trigger id"),
+        "completed",
+        Duration::from_secs(30),
+    )
+    .await;
+}

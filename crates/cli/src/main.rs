@@ -281,9 +281,8 @@ async fn main() -> anyhow::Result<()> {
                     since,
                 },
         } => {
-            let since =
-                time::OffsetDateTime::parse(&since, &time::format_description::well_known::Rfc3339)
-                    .with_context(|| format!("{since} is not an ISO 8601 time"))?;
+            let since = beckon_domain::timestamp::parse_utc(&since)
+                .with_context(|| format!("{since} is not a usable ISO 8601 time"))?;
             let n = beckon_store::webhooks::recover(&mut conn, subscription, since).await?;
             eprintln!("{n} failed deliveries queued again");
         }

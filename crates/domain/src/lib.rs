@@ -11,6 +11,7 @@
 //! - [`secret`]: organization access tokens and magic-link tokens, and their hashes.
 //! - [`reminder`]: when a `trial_ending_soon` reminder fires.
 //! - [`outcome`]: what became of each matched survey, and the counts of a dispatch.
+//! - [`timestamp`]: timestamps from outside, in UTC and bounded, so none can overflow.
 
 pub mod answer;
 pub mod envelope;
@@ -21,6 +22,7 @@ pub mod reminder;
 pub mod sampling;
 pub mod secret;
 pub mod survey;
+pub mod timestamp;
 pub mod user_ref;
 
 pub use event::LifecycleEvent;

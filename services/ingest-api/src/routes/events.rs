@@ -68,10 +68,11 @@ fn team_context_error() -> ApiError {
     ApiError::unauthorized("invalid_team_context", "Invalid team context")
 }
 
-/// Parses an ISO 8601 timestamp, truncated to the microseconds the database keeps.
+/// Parses an ISO 8601 timestamp into UTC, bounded to years 1970–9000 and truncated to the
+/// microseconds the database keeps (`beckon_domain::timestamp`): an extreme offset or year is
+/// refused here rather than overflow later.
 pub fn parse_timestamp(raw: &str) -> Option<OffsetDateTime> {
-    let t = OffsetDateTime::parse(raw, &Rfc3339).ok()?;
-    t.replace_nanosecond(t.nanosecond() / 1000 * 1000).ok()
+    beckon_domain::timestamp::parse_utc(raw).ok()
 }
 
 pub fn format_timestamp(t: OffsetDateTime) -> String {
