@@ -322,3 +322,36 @@ async fn closed_links_show_friendly_pages_with_their_status() {
         assert_eq!(s, status);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_magic_link_token_never_appears_in_any_services_log() {
+    let app = TestApp::spawn().await;
+    let project = app.create_project().await;
+    app.create_survey(project, json!({"questions": [{"id": "q1", "type": "rating", "title": "How?", "required": true}], "trigger": {"events": ["trial_expired"]}}))
+        .await;
+    let link = link_for(&app, project, "quiet").await;
+    let token = link.rsplit('/').next().expect("a token").to_owned();
+    let page = app.http.get(&link).send().await.expect("the page");
+    assert_eq!(page.status(), 200);
+    assert_eq!(as_json(&app, &link).await.0, 200);
+    assert_eq!(put_answer(&app, &link, "q1", json!(4)).await.0, 200);
+    assert_eq!(post(&app, format!("{link}/complete")).await.0, 200);
+
+    for entry in std::fs::read_dir(app.log_dir()).expect("the logs") {
+        let path = entry.expect("a log").path();
+        let text = std::fs::read_to_string(&path).expect("readable");
+        assert!(
+            !text.contains(&token),
+            "{} holds the magic-link token",
+            path.display()
+        );
+    }
+    // The requests were logged, by their route.
+    let gateway: String = std::fs::read_dir(app.log_dir())
+        .expect("the logs")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("ingest-api"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+        .collect();
+    assert!(gateway.contains("GET /surveys/{token}"), "{gateway}");
+}

@@ -243,7 +243,19 @@ impl Application {
                 .wrap(actix_web::middleware::from_fn(body::bounded))
                 .wrap(ErrorHandlers::new().default_handler(error::json_errors))
                 .wrap(actix_web::middleware::from_fn(http_metrics))
-                .wrap(Logger::new("%r %s %Dms").log_target("http"))
+                .wrap(
+                    // The route, never the path: a path may carry a magic-link token, a
+                    // query string a key.
+                    Logger::new("%{request}xi %s %Dms")
+                        .custom_request_replace("request", |req| {
+                            format!(
+                                "{} {}",
+                                req.method(),
+                                req.match_pattern().as_deref().unwrap_or("unmatched")
+                            )
+                        })
+                        .log_target("http"),
+                )
                 .configure(routes::configure)
         })
         .workers(config.http_workers.max(1))
