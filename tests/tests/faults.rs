@@ -574,3 +574,46 @@ async fn services_given_several_broker_addresses_use_the_ones_that_answer() {
         assert_eq!((status, &body["created_count"]), (200, &json!(1)), "{body}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trigger_due_during_a_database_outage_fires_once_it_is_back_and_the_outage_is_told_once()
+{
+    let app = TestApp::spawn_with(Options {
+        database_proxy: true,
+        ..Default::default()
+    })
+    .await;
+    let project = app.create_project().await;
+    app.create_survey(project, json!({"trigger": {"events": ["trial_expired"]}}))
+        .await;
+    let at = time::OffsetDateTime::now_utc() + time::Duration::seconds(2);
+    let (status, body) = app
+        .send_event(
+            Some(project),
+            json!({"event_name": "trial_expired", "user_info": {"contact_external_id": "later"},
+                   "trigger_at": at.format(&time::format_description::well_known::Rfc3339).unwrap()}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    app.db_proxy.as_ref().expect("proxied").cut();
+    // Down past the trigger's time, with the scheduler polling every 100 ms.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    app.db_proxy.as_ref().expect("proxied").restore();
+    app.wait_trigger(
+        body["trigger_id"].as_str().expect("a trigger id"),
+        "completed",
+        Duration::from_secs(30),
+    )
+    .await;
+    let matcher_log: String = std::fs::read_dir(app.log_dir())
+        .expect("the logs")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("matcher"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+        .collect();
+    let failed_passes = matcher_log.matches("scheduler pass failed").count();
+    assert!(
+        failed_passes <= 1,
+        "the scheduler reported {failed_passes} failed passes for one outage"
+    );
+}

@@ -24,6 +24,13 @@ pub async fn run(deps: Deps, topology: Topology, interval: Duration, cancel: Can
     loop {
         let fired = match fire_due(&deps, &topology).await {
             Ok(n) => n,
+            // The database is away: wait for it once, rather than fail (and log) every pass.
+            Err(_) if !deps.database.answers().await => {
+                if !deps.database.wait_up(&cancel).await {
+                    return;
+                }
+                continue;
+            }
             Err(err) => {
                 tracing::warn!(error = %error_chain(&err), "scheduler pass failed");
                 0
