@@ -82,7 +82,13 @@ async fn a_database_outage_holds_messages_instead_of_dead_lettering_them() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_the_broker_dead_letters_fails_its_trigger_and_is_counted() {
-    let app = TestApp::spawn().await;
+    // Each delivery is tried in place for the retry patience before it counts; a short one
+    // keeps the three deliveries quick. What is tested comes after the broker's dead letter.
+    let app = TestApp::spawn_with(Options {
+        env: vec![("BECKON_RETRY_PATIENCE_MS", "300".into())],
+        ..Default::default()
+    })
+    .await;
     let project = app.create_project().await;
     app.create_survey(project, json!({"trigger": {"events": ["trial_expired"]}}))
         .await;
@@ -615,5 +621,170 @@ async fn a_trigger_due_during_a_database_outage_fires_once_it_is_back_and_the_ou
     assert!(
         failed_passes <= 1,
         "the scheduler reported {failed_passes} failed passes for one outage"
+    );
+}
+
+/// A table lock held for a while — what a non-concurrent `CREATE INDEX`, an `ALTER TABLE` or a
+/// `VACUUM FULL` an operator runs takes — is contention, not a message's failure: each try
+/// ends in `lock_timeout` while the database answers, and is tried again in place, within the
+/// retry patience, instead of being counted against the message's delivery limit. (The lock
+/// timeout is shortened from its 10 s default so that 25 s hold many tries.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_lock_held_by_an_operator_does_not_dead_letter_the_messages_in_flight() {
+    use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+    let mut app = TestApp::spawn_with(Options {
+        env: vec![("BECKON_DB_LOCK_TIMEOUT_MS", "1000".into())],
+        ..Default::default()
+    })
+    .await;
+    let project = app.create_project().await;
+    app.create_survey(project, json!({"trigger": {"events": ["trial_expired"]}}))
+        .await;
+    app.stop("matcher");
+    const EVENTS: usize = 10;
+    for i in 0..EVENTS {
+        let (status, body) = app
+            .send_event(
+                Some(project),
+                json!({"event_name": "trial_expired", "user_info": {"contact_external_id": format!("u{i}")}}),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    app.eventually(
+        Duration::from_secs(10),
+        "the outbox to be empty",
+        || async { (app.execute("SELECT 1 FROM outbox").await == 0).then_some(()) },
+    )
+    .await;
+
+    // An operator builds an index on the table every consumer writes first (SHARE lock, as a
+    // plain CREATE INDEX takes), for 25 s.
+    let mut locker = AsyncPgConnection::establish(app.db.url())
+        .await
+        .expect("a connection");
+    locker
+        .batch_execute("BEGIN; LOCK TABLE processed_envelopes IN SHARE MODE")
+        .await
+        .expect("locked");
+    app.start("matcher");
+    tokio::time::sleep(Duration::from_secs(25)).await;
+    locker.batch_execute("COMMIT").await.expect("unlocked");
+
+    let broker = Broker::connect(&app.prefix).await;
+    let dlq = format!("{}.matcher.dlq", app.prefix);
+    // Give the held work time to finish once the lock is gone.
+    let _ = tokio::time::timeout(Duration::from_secs(30), async {
+        while app
+            .execute("SELECT 1 FROM triggers WHERE status IN ('queued', 'processing')")
+            .await
+            > 0
+        {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await;
+    let failed = app
+        .execute("SELECT 1 FROM triggers WHERE status = 'failed'")
+        .await;
+    let dead = broker.depth(&dlq).await;
+    let reasons: Vec<String> = {
+        use diesel_async::RunQueryDsl;
+        #[derive(diesel::QueryableByName)]
+        struct Reason {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            error: String,
+        }
+        let mut conn = app.store.conn().await.expect("a connection");
+        diesel::sql_query("SELECT DISTINCT error FROM triggers WHERE status = 'failed'")
+            .load::<Reason>(&mut conn)
+            .await
+            .expect("queried")
+            .into_iter()
+            .map(|r| r.error)
+            .collect()
+    };
+    assert_eq!(
+        (dead, failed),
+        (0, 0),
+        "a 25 s table lock dead-lettered {dead} of {EVENTS} events and failed {failed} \
+         triggers ({reasons:?})"
+    );
+    assert_eq!(
+        app.execute("SELECT 1 FROM triggers WHERE status = 'completed'")
+            .await,
+        EVENTS
+    );
+}
+/// Holding deliveries through a database outage keeps them unacknowledged; a consumer that
+/// stops meanwhile (a rolling deploy, an operator restarting pods at 3 a.m.) releases them: a
+/// copy goes back to the queue uncounted, since a quorum queue counts every return as a
+/// delivery. More restarts during one outage than the delivery limit dead-letter nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarting_a_consumer_during_a_database_outage_does_not_burn_held_deliveries() {
+    let mut app = TestApp::spawn_with(Options {
+        database_proxy: true,
+        ..Default::default()
+    })
+    .await;
+    let project = app.create_project().await;
+    app.create_survey(project, json!({"trigger": {"events": ["trial_expired"]}}))
+        .await;
+    app.stop("matcher");
+    const EVENTS: usize = 10;
+    for i in 0..EVENTS {
+        let (status, body) = app
+            .send_event(
+                Some(project),
+                json!({"event_name": "trial_expired", "user_info": {"contact_external_id": format!("u{i}")}}),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    app.eventually(
+        Duration::from_secs(10),
+        "the outbox to be empty",
+        || async { (app.execute("SELECT 1 FROM outbox").await == 0).then_some(()) },
+    )
+    .await;
+
+    app.db_proxy.as_ref().expect("proxied").cut();
+    // Four restarts during one outage (the test's delivery limit is 3).
+    for _ in 0..4 {
+        app.start("matcher");
+        let metrics = format!("http://127.0.0.1:{}/metrics", app.ops_port("matcher").await);
+        app.eventually(
+            Duration::from_secs(30),
+            "the matcher to hold the events",
+            || async {
+                let held = app.metric(&metrics, "beckon_messages_held_total").await?;
+                (held >= 1.0).then_some(())
+            },
+        )
+        .await;
+        app.stop("matcher");
+    }
+    app.db_proxy.as_ref().expect("proxied").restore();
+    app.start("matcher");
+    let _ = tokio::time::timeout(Duration::from_secs(30), async {
+        while app
+            .execute("SELECT 1 FROM triggers WHERE status IN ('queued', 'processing')")
+            .await
+            > 0
+        {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await;
+    let broker = Broker::connect(&app.prefix).await;
+    let dead = broker.depth(&format!("{}.matcher.dlq", app.prefix)).await;
+    let failed = app
+        .execute("SELECT 1 FROM triggers WHERE status = 'failed'")
+        .await;
+    assert_eq!(
+        (dead, failed),
+        (0, 0),
+        "restarts during one database outage dead-lettered {dead} of {EVENTS} held events \
+         and failed {failed} triggers; no handler ever failed"
     );
 }

@@ -5,6 +5,9 @@
 //! - `Ack`: the work is committed; the message is acknowledged.
 //! - `Retry`: a transient failure; after a pause that grows with the delivery count the message
 //!   is returned to the queue. Past the queue's delivery limit the broker dead-letters it.
+//! - `Release`: not handled through no fault of its own (the consumer stops mid-outage): a
+//!   copy goes back to the end of the queue and the original is acknowledged, so the message
+//!   keeps all its deliveries.
 //! - `DeadLetter`: the message can never succeed (bad JSON, an unknown version, a schema
 //!   violation). It is republished to the dead-letter queue with the reason in its headers,
 //!   confirmed, and only then acknowledged — never lost, never spinning.
@@ -49,6 +52,11 @@ pub enum Disposition {
     Retry { reason: String },
     /// Can never be handled: move to the dead-letter queue with this reason.
     DeadLetter { reason: String, detail: String },
+    /// Not handled, through no fault of its own (the consumer stops while the message waits
+    /// out an outage): give it back without using one of its deliveries. A quorum queue counts
+    /// every return, so a copy is published to the end of the work queue, confirmed, and the
+    /// original acknowledged.
+    Release,
 }
 
 /// What a consumer needs to know besides its handler.
@@ -283,6 +291,51 @@ async fn settle<H, F>(
                         ..Default::default()
                     })
                     .await
+            }
+            Disposition::Release => {
+                metrics::counter!("beckon_messages_released_total", "queue" => queue_label)
+                    .increment(1);
+                let (channel, _, queue) = dlx;
+                // The broker's count of deliveries is the broker's to set afresh.
+                let mut table = FieldTable::default();
+                for (key, value) in headers
+                    .as_ref()
+                    .map(|h| h.inner().iter())
+                    .into_iter()
+                    .flatten()
+                {
+                    if key.as_str() != headers::DELIVERY_COUNT {
+                        table.insert(key.clone(), value.clone());
+                    }
+                }
+                let copied = publish_on(
+                    channel,
+                    &Outgoing {
+                        exchange: "",
+                        routing_key: queue,
+                        body: &delivery.data,
+                        message_id: delivery
+                            .properties
+                            .message_id()
+                            .as_ref()
+                            .map(|m| m.to_string()),
+                        headers: table,
+                        mandatory: true,
+                    },
+                )
+                .await;
+                match copied {
+                    Ok(()) => delivery.ack(BasicAckOptions::default()).await,
+                    Err(err) => {
+                        tracing::warn!(error = %err, "could not give a message back uncounted; requeueing");
+                        delivery
+                            .nack(BasicNackOptions {
+                                requeue: true,
+                                ..Default::default()
+                            })
+                            .await
+                    }
+                }
             }
             Disposition::DeadLetter { reason, detail } => {
                 metrics::counter!("beckon_messages_dead_lettered_total", "queue" => queue_label, "reason" => reason.clone()).increment(1);

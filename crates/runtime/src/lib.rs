@@ -114,6 +114,11 @@ pub struct InfraConfig {
     pub batch_size: usize,
     /// `BECKON_DELIVERY_LIMIT`: deliveries before a failing message is dead-lettered (default 5).
     pub delivery_limit: u32,
+    /// `BECKON_RETRY_PATIENCE_MS`: how long a message that fails while the database answers (a
+    /// lock held by a migration, a deadlock, a statement timeout) is tried again in place
+    /// before it goes back to the broker as one counted delivery (default 60000). Longer than
+    /// the locks your migrations hold, so contention never dead-letters anything.
+    pub retry_patience: std::time::Duration,
     /// `BECKON_QUEUE_EXPIRES_MS`: delete queues unused this long; for tests only (default unset).
     pub queue_expires_ms: Option<u32>,
     /// `BECKON_HEALTH_ADDR`: where a consumer service serves `/healthz`, `/readyz` and
@@ -143,6 +148,10 @@ impl InfraConfig {
             prefetch: env_parse("BECKON_PREFETCH", 64)?,
             batch_size: env_parse("BECKON_BATCH_SIZE", 32)?,
             delivery_limit: env_parse("BECKON_DELIVERY_LIMIT", 5)?,
+            retry_patience: std::time::Duration::from_millis(env_parse(
+                "BECKON_RETRY_PATIENCE_MS",
+                60_000,
+            )?),
             queue_expires_ms: (expires > 0).then_some(expires),
             health_addr: std::env::var("BECKON_HEALTH_ADDR")
                 .ok()

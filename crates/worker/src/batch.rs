@@ -28,6 +28,10 @@ use tracing::Instrument;
 /// Batches handled at once by one consumer (each on its own database connection).
 const WORKERS: usize = 4;
 
+/// The pauses between tries in place.
+const FIRST_PAUSE: std::time::Duration = std::time::Duration::from_millis(200);
+const MAX_PAUSE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// An envelope waiting for a batch.
 struct Pending<T: Payload> {
     env: Envelope<T>,
@@ -102,13 +106,21 @@ impl<T: Payload> Batcher<T> {
     }
 
     /// Decodes and handles one message (in a batch with others): the whole of a consumer's
-    /// work except the ack. Call it inside the delivery's span. While the database is away the
-    /// message is held here, and handled again once it answers; `cancel` ends the wait.
+    /// work except the ack. Call it inside the delivery's span.
+    ///
+    /// What is not the message's fault does not use up its deliveries. While the database is
+    /// away the message is held here and handled again once it answers. A transient failure
+    /// while it answers (a lock held by a migration, a deadlock, a statement timeout) is tried
+    /// again here, with growing pauses, for up to `Deps::patience`; only a message still failing
+    /// after that goes back to the broker as a counted retry. Should `cancel` fire meanwhile,
+    /// the message is released: given back without a delivery counted.
     pub async fn process(&self, body: &[u8], cancel: &CancellationToken) -> Disposition {
         let stopping = || Disposition::Retry {
             reason: format!("{} is shutting down", self.consumer),
         };
         let mut held = false;
+        let mut failing_since: Option<tokio::time::Instant> = None;
+        let mut tries = 0u32;
         loop {
             let env = match envelope::decode::<T>(body) {
                 Ok(env) => env,
@@ -132,6 +144,21 @@ impl<T: Payload> Batcher<T> {
                 return stopping();
             }
             match outcome.await {
+                Ok(Settled::Done(Disposition::Retry { reason })) => {
+                    let since = *failing_since.get_or_insert_with(tokio::time::Instant::now);
+                    if since.elapsed() >= self.deps.patience {
+                        return Disposition::Retry { reason };
+                    }
+                    metrics::counter!("beckon_handler_retries_total", "consumer" => self.consumer)
+                        .increment(1);
+                    let pause = beckon_bus::backoff::nth(FIRST_PAUSE, MAX_PAUSE, tries);
+                    tries += 1;
+                    tracing::info!(%reason, pause_ms = pause.as_millis() as u64, "handling failed while the database answers; trying again");
+                    tokio::select! {
+                        _ = cancel.cancelled() => return Disposition::Release,
+                        _ = tokio::time::sleep(pause) => {}
+                    }
+                }
                 Ok(Settled::Done(disposition)) => return disposition,
                 Ok(Settled::DatabaseAway) => {
                     if !held {
@@ -140,7 +167,7 @@ impl<T: Payload> Batcher<T> {
                             .increment(1);
                     }
                     if !self.deps.database.wait_up(cancel).await {
-                        return stopping();
+                        return Disposition::Release;
                     }
                 }
                 Err(_) => return stopping(),

@@ -169,6 +169,9 @@ pub struct Deps {
     pub cleaner: OutboxCleaner,
     /// Whether the database answers: tells an outage from a failed message.
     pub database: Database,
+    /// How long a message that fails while the database answers is tried again in place
+    /// before it goes back to the broker as a counted retry.
+    pub patience: std::time::Duration,
 }
 
 /// What handling one message came to.
@@ -417,6 +420,7 @@ impl Service {
             deps: Deps {
                 cleaner: OutboxCleaner::start(store.clone()),
                 database: Database::new(store.clone()),
+                patience: infra.retry_patience,
                 store,
                 publisher,
             },

@@ -130,6 +130,7 @@ async fn a_handler_that_panics_takes_its_batch_down_but_never_the_consumer() {
     let deps = beckon_worker::Deps {
         cleaner: beckon_worker::OutboxCleaner::start(store.clone()),
         database: beckon_worker::Database::new(store.clone()),
+        patience: Duration::ZERO,
         store,
         publisher,
     };
