@@ -788,3 +788,88 @@ async fn restarting_a_consumer_during_a_database_outage_does_not_burn_held_deliv
          and failed {failed} triggers; no handler ever failed"
     );
 }
+
+/// A dead letter is believed only about its own organization's trigger, and only while that
+/// trigger's work is under way: an envelope naming another organization's trigger (hand-made,
+/// or replayed into the wrong deployment) fails nothing, and a scheduled trigger, which has no
+/// envelope yet, is never failed by one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_fails_no_other_organizations_trigger_and_no_scheduled_one() {
+    use time::format_description::well_known::Rfc3339;
+    let mut app = TestApp::spawn().await;
+    let project = app.create_project().await;
+    app.create_survey(project, json!({"trigger": {"events": ["trial_expired"]}}))
+        .await;
+    let at = (time::OffsetDateTime::now_utc() + time::Duration::days(1))
+        .format(&Rfc3339)
+        .expect("a time");
+    let (status, body) = app
+        .send_event(
+            Some(project),
+            json!({"event_name": "trial_expired", "user_info": {"contact_external_id": "later"}, "trigger_at": at}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let scheduled = body["trigger_id"].as_str().expect("an id").to_owned();
+    app.stop("matcher");
+    let (status, body) = app
+        .send_event(
+            Some(project),
+            json!({"event_name": "trial_expired", "user_info": {"contact_external_id": "now"}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let queued = body["trigger_id"].as_str().expect("an id").to_owned();
+
+    let (other_org, _) = app.other_org().await;
+    let broker = Broker::connect(&app.prefix).await;
+    let envelope = |org: uuid::Uuid, trigger: &str| {
+        json!({
+            "id": uuid::Uuid::now_v7(), "type": "event.received", "version": 1,
+            "occurred_at": "2026-11-23T10:00:00Z", "org_id": org, "project_id": project,
+            "correlation_id": trigger,
+            "data": {"trigger_type": "event", "user_ref": "x", "event": "trial_expired", "reply_to": null}
+        })
+    };
+    // As the broker dead-letters: its headers, no Beckon reason.
+    for (org, trigger) in [(other_org, &queued), (app.org_id, &scheduled)] {
+        let mut headers = lapin::types::FieldTable::default();
+        beckon_bus::headers::set_str(&mut headers, "x-first-death-reason", "delivery_limit");
+        broker
+            .channel
+            .basic_publish(
+                format!("{}.dlx", app.prefix).as_str().into(),
+                format!("{}.matcher", app.prefix).as_str().into(),
+                Default::default(),
+                &serde_json::to_vec(&envelope(org, trigger)).expect("json"),
+                lapin::BasicProperties::default().with_headers(headers),
+            )
+            .await
+            .expect("publish")
+            .await
+            .expect("confirm");
+    }
+    // Both are seen (and counted, as the broker's) ...
+    app.eventually(
+        Duration::from_secs(30),
+        "both dead letters to be seen",
+        || async {
+            let mut seen = 0.0;
+            for service in ["invitation", "webhook-delivery"] {
+                let url = format!("http://127.0.0.1:{}/metrics", app.ops_port(service).await);
+                seen += app
+                    .metric(
+                        &url,
+                        "beckon_messages_dead_lettered_total{queue=\"matcher\",reason=\"delivery_limit\"}",
+                    )
+                    .await
+                    .unwrap_or(0.0);
+            }
+            (seen >= 2.0).then_some(())
+        },
+    )
+    .await;
+    // ... and fail nothing.
+    assert_eq!(app.trigger(&queued).await.1["status"], "queued");
+    assert_eq!(app.trigger(&scheduled).await.1["status"], "scheduled");
+}

@@ -483,6 +483,31 @@ pub async fn fail(conn: &mut AsyncPgConnection, id: Uuid, reason: &str) -> Resul
     Ok(())
 }
 
+/// Marks a trigger failed because an envelope of its was dead-lettered: only one of
+/// `org_id`, the organization the envelope names, and only while its work is under way
+/// (`queued` or `processing`; a scheduled trigger has no envelope yet). Whether it was.
+pub async fn fail_dead_lettered(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    org_id: Uuid,
+    reason: &str,
+) -> Result<bool, StoreError> {
+    let updated = diesel::update(
+        triggers::table
+            .find(id)
+            .filter(triggers::org_id.eq(org_id))
+            .filter(triggers::status.eq_any([status::QUEUED, status::PROCESSING])),
+    )
+    .set((
+        triggers::status.eq(status::FAILED),
+        triggers::error.eq(reason),
+        triggers::completed_at.eq(OffsetDateTime::now_utc()),
+    ))
+    .execute(conn)
+    .await?;
+    Ok(updated > 0)
+}
+
 /// Triggers waiting for their time, soonest first; of one project when given.
 pub async fn scheduled(
     conn: &mut AsyncPgConnection,

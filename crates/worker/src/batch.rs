@@ -230,7 +230,7 @@ async fn alone<T: Payload, H: Handler<T>>(
         }
         let disposition = disposition_of(result);
         if let Disposition::DeadLetter { reason, .. } = &disposition {
-            crate::fail_trigger_id(deps, env.correlation_id, reason).await;
+            crate::fail_trigger_id(deps, env.correlation_id, env.org_id, reason).await;
         }
         Settled::Done(disposition)
     }

@@ -23,41 +23,45 @@ pub(crate) struct DeadLetter {
     /// Whether the broker made it (past the delivery limit, say) rather than a consumer, which
     /// counted it already.
     pub by_broker: bool,
-    /// The trigger of its envelope, when that much can be read.
-    pub trigger_id: Option<Uuid>,
+    /// The trigger of its envelope and the organization it belongs to, when that much can be
+    /// read.
+    pub trigger: Option<(Uuid, Uuid)>,
 }
 
 impl DeadLetter {
-    pub(crate) fn read(topology: &Topology, message: &Message) -> Self {
+    /// What the message says about itself; `None` for a message neither a consumer nor the
+    /// broker dead-lettered (published to the dead-letter exchange by hand).
+    pub(crate) fn read(topology: &Topology, message: &Message) -> Option<Self> {
         #[derive(serde::Deserialize)]
         struct Correlated {
             correlation_id: Uuid,
+            org_id: Uuid,
         }
         let table = message.headers.as_ref();
-        let trigger_id = serde_json::from_slice::<Correlated>(&message.body)
+        let trigger = serde_json::from_slice::<Correlated>(&message.body)
             .ok()
-            .map(|c| c.correlation_id);
+            .map(|c| (c.correlation_id, c.org_id));
         // A consumer's own dead letter names its reason; a replayed message carries no
-        // dead-letter headers, so one with Beckon's reason was dead-lettered by a consumer.
-        match headers::get_str(table, headers::REASON) {
+        // dead-letter headers, so one with Beckon's reason was dead-lettered by a consumer, and
+        // one with the broker's by the broker.
+        Some(match headers::get_str(table, headers::REASON) {
             Some(reason) => Self {
                 queue: headers::get_str(table, headers::SOURCE_QUEUE)
                     .map(|q| topology.short_name(&q).to_owned())
                     .unwrap_or_else(|| topology.short_name(&message.routing_key).to_owned()),
                 reason,
                 by_broker: false,
-                trigger_id,
+                trigger,
             },
             None => Self {
                 queue: headers::get_str(table, headers::FIRST_DEATH_QUEUE)
                     .map(|q| topology.short_name(&q).to_owned())
                     .unwrap_or_else(|| topology.short_name(&message.routing_key).to_owned()),
-                reason: headers::get_str(table, headers::FIRST_DEATH_REASON)
-                    .unwrap_or_else(|| "unknown".to_owned()),
+                reason: headers::get_str(table, headers::FIRST_DEATH_REASON)?,
                 by_broker: true,
-                trigger_id,
+                trigger,
             },
-        }
+        })
     }
 }
 
@@ -88,21 +92,25 @@ async fn settle(
     message: &Message,
     cancel: &CancellationToken,
 ) -> Disposition {
-    let dead = DeadLetter::read(topology, message);
-    if let Some(trigger_id) = dead.trigger_id {
+    let Some(dead) = DeadLetter::read(topology, message) else {
+        tracing::warn!(routing_key = %message.routing_key, "a message on the dead-letter exchange that no consumer and not the broker dead-lettered; left in the dead-letter queue");
+        return Disposition::Ack;
+    };
+    if let Some((trigger_id, org_id)) = dead.trigger {
         loop {
             let marked = async {
                 let mut conn = deps.store.conn().await?;
-                beckon_store::triggers::fail(
+                beckon_store::triggers::fail_dead_lettered(
                     &mut conn,
                     trigger_id,
+                    org_id,
                     &format!("dead-lettered from {}: {}", dead.queue, dead.reason),
                 )
                 .await
             }
             .await;
             match marked {
-                Ok(()) => break,
+                Ok(_) => break,
                 // The database is away: hold the copy until it is back, like any delivery.
                 Err(_) if !deps.database.answers().await => {
                     if !deps.database.wait_up(cancel).await {
@@ -120,7 +128,7 @@ async fn settle(
         }
     }
     if dead.by_broker {
-        tracing::error!(queue = %dead.queue, reason = %dead.reason, trigger_id = ?dead.trigger_id, "the broker dead-lettered a message");
+        tracing::error!(queue = %dead.queue, reason = %dead.reason, trigger_id = ?dead.trigger.map(|t| t.0), "the broker dead-lettered a message");
         metrics::counter!("beckon_messages_dead_lettered_total", "queue" => dead.queue, "reason" => dead.reason)
             .increment(1);
     }
@@ -151,8 +159,8 @@ mod tests {
 
     #[test]
     fn a_dead_letter_the_broker_made_is_told_from_a_consumers_own() {
-        let trigger = Uuid::now_v7();
-        let body = format!(r#"{{"correlation_id":"{trigger}","id":"x"}}"#);
+        let (trigger, org) = (Uuid::now_v7(), Uuid::now_v7());
+        let body = format!(r#"{{"correlation_id":"{trigger}","org_id":"{org}","id":"x"}}"#);
         let broker = DeadLetter::read(
             &topology(),
             &message(
@@ -165,12 +173,12 @@ mod tests {
         );
         assert_eq!(
             broker,
-            DeadLetter {
+            Some(DeadLetter {
                 queue: "invitation".into(),
                 reason: "delivery_limit".into(),
                 by_broker: true,
-                trigger_id: Some(trigger),
-            }
+                trigger: Some((trigger, org)),
+            })
         );
         let ours = DeadLetter::read(
             &topology(),
@@ -184,12 +192,14 @@ mod tests {
         );
         assert_eq!(
             ours,
-            DeadLetter {
+            Some(DeadLetter {
                 queue: "matcher".into(),
                 reason: "malformed_json".into(),
                 by_broker: false,
-                trigger_id: None,
-            }
+                trigger: None,
+            })
         );
+        // Neither a consumer's nor the broker's: nothing to believe.
+        assert_eq!(DeadLetter::read(&topology(), &message(&[], &body)), None);
     }
 }
