@@ -21,8 +21,10 @@ pub const RETENTION_HOURS: i32 = 24;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
     /// New, expired, or in flight under a lapsed lease: this request owns the key and runs,
-    /// holding it with the lease `owner`.
-    Owned { owner: Uuid },
+    /// holding it with the lease `owner`. `request_id` names the request the key stands for:
+    /// new with a new request, kept when a retry takes over a lapsed lease, so what the request
+    /// creates can be derived from it and found again rather than created twice.
+    Owned { owner: Uuid, request_id: Uuid },
     /// The key was used with a different request.
     Mismatch,
     /// The first request with this key is still running (its lease is held).
@@ -43,6 +45,12 @@ struct Row {
     response_body: Option<Vec<u8>>,
 }
 
+#[derive(QueryableByName)]
+struct Owned {
+    #[diesel(sql_type = SqlUuid)]
+    request_id: Uuid,
+}
+
 fn millis(lease: Duration) -> i64 {
     i64::try_from(lease.as_millis()).unwrap_or(i64::MAX)
 }
@@ -59,31 +67,35 @@ pub async fn claim(
     lease: Duration,
 ) -> Result<Claim, StoreError> {
     let owner = Uuid::new_v4();
-    let owned: Option<Row> = diesel::sql_query(format!(
+    let owned: Option<Owned> = diesel::sql_query(format!(
         "INSERT INTO idempotency_keys \
-           (org_id, key, request_hash, state, expires_at, lease_until, owner) \
+           (org_id, key, request_hash, state, expires_at, lease_until, owner, request_id) \
          VALUES ($1, $2, $3, 'in_flight', now() + interval '{RETENTION_HOURS} hours', \
-           now() + $4 * interval '1 millisecond', $5) \
+           now() + $4 * interval '1 millisecond', $5, $6) \
          ON CONFLICT (org_id, key) DO UPDATE SET request_hash = EXCLUDED.request_hash, \
            state = 'in_flight', response_status = NULL, response_body = NULL, \
            created_at = now(), expires_at = EXCLUDED.expires_at, \
-           lease_until = EXCLUDED.lease_until, owner = EXCLUDED.owner \
+           lease_until = EXCLUDED.lease_until, owner = EXCLUDED.owner, \
+           request_id = CASE WHEN idempotency_keys.expires_at < now() \
+             OR idempotency_keys.request_id IS NULL THEN EXCLUDED.request_id \
+             ELSE idempotency_keys.request_id END \
          WHERE idempotency_keys.expires_at < now() \
             OR (idempotency_keys.state = 'in_flight' \
                 AND idempotency_keys.request_hash = EXCLUDED.request_hash \
                 AND (idempotency_keys.lease_until IS NULL OR idempotency_keys.lease_until < now())) \
-         RETURNING request_hash, state, response_status, response_body"
+         RETURNING request_id"
     ))
     .bind::<SqlUuid, _>(org_id)
     .bind::<Text, _>(key)
     .bind::<Bytea, _>(request_hash)
     .bind::<BigInt, _>(millis(lease))
     .bind::<SqlUuid, _>(owner)
+    .bind::<SqlUuid, _>(Uuid::now_v7())
     .get_result(conn)
     .await
     .optional()?;
-    if owned.is_some() {
-        return Ok(Claim::Owned { owner });
+    if let Some(Owned { request_id }) = owned {
+        return Ok(Claim::Owned { owner, request_id });
     }
     let existing: Option<Row> = diesel::sql_query(
         "SELECT request_hash, state, response_status, response_body \

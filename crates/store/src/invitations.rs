@@ -276,3 +276,30 @@ pub async fn pending_for(
         .load(conn)
         .await?)
 }
+
+/// An invitation a trigger created, as its dispatch answered it.
+#[derive(Debug, Clone, Queryable)]
+pub struct Created {
+    pub survey_id: Uuid,
+    pub user_ref: String,
+    pub token_sealed: Option<Vec<u8>>,
+    pub expires_at: OffsetDateTime,
+}
+
+/// The invitations `trigger_id` created, in survey order.
+pub async fn created_by(
+    conn: &mut AsyncPgConnection,
+    trigger_id: Uuid,
+) -> Result<Vec<Created>, StoreError> {
+    Ok(invitations::table
+        .filter(invitations::trigger_id.eq(trigger_id))
+        .order(invitations::survey_id.asc())
+        .select((
+            invitations::survey_id,
+            invitations::user_ref,
+            invitations::token_sealed,
+            invitations::expires_at,
+        ))
+        .load(conn)
+        .await?)
+}

@@ -34,6 +34,9 @@ pub struct Slot {
     pub org_id: Uuid,
     pub key: String,
     pub owner: Uuid,
+    /// The request the key stands for, kept across takeovers: what the request creates is
+    /// derived from it.
+    pub request_id: Uuid,
     /// How far ahead each renewal pushes the lease.
     pub lease: Duration,
 }
@@ -55,8 +58,10 @@ impl Slot {
         let (store, slot) = (store.clone(), self.clone());
         let every = (slot.lease / 3).max(Duration::from_millis(100));
         Held(tokio::spawn(async move {
+            let mut wait = every;
             loop {
-                tokio::time::sleep(every).await;
+                tokio::time::sleep(wait).await;
+                wait = every;
                 let renewed = async {
                     let mut conn = store.conn().await?;
                     idempotency::renew(&mut conn, slot.org_id, &slot.key, slot.owner, slot.lease)
@@ -69,10 +74,11 @@ impl Slot {
                         tracing::warn!("an Idempotency-Key lease lapsed and was taken over");
                         return;
                     }
-                    // The database is away; try again at the next tick (the lease is three
-                    // ticks long).
+                    // The database is away (or a pooled connection broke with it): try again
+                    // soon, not a whole tick later, so the lease is renewed as soon as it can be.
                     Err(err) => {
-                        tracing::warn!(error = %err, "could not renew an Idempotency-Key lease")
+                        tracing::warn!(error = %err, "could not renew an Idempotency-Key lease");
+                        wait = (every / 10).max(Duration::from_millis(100));
                     }
                 }
             }
@@ -176,11 +182,12 @@ where
         .insert_header((CONTENT_TYPE, "application/json"))
         .insert_header(("Idempotency-Replay", "true"))
         .body(body)),
-        Claim::Owned { owner } => {
+        Claim::Owned { owner, request_id } => {
             let slot = Slot {
                 org_id,
                 key,
                 owner,
+                request_id,
                 lease: state.idempotency_lease,
             };
             let response = {

@@ -19,8 +19,10 @@ use beckon_domain::LifecycleEvent;
 use beckon_domain::envelope::{
     self, CreatedInvitation, DispatchCompleted, Envelope, EventReceived, ReplyTo, TriggerType,
 };
+use beckon_domain::ids;
 use beckon_domain::outcome::DispatchCounts;
 use beckon_domain::user_ref::{UserRef, UserRefError};
+use beckon_store::invitations;
 use beckon_store::triggers::{self, NewTrigger};
 use beckon_store::{StoreError, outbox};
 use diesel_async::AsyncConnection as _;
@@ -181,13 +183,19 @@ async fn dispatch_inner(
         ));
     }
 
-    let trigger = NewTrigger::new(
+    let mut trigger = NewTrigger::new(
         auth.org_id,
         project_id,
         TriggerType::Dispatch,
         input.user_ref.as_str(),
         &input.event,
     );
+    if let Some(slot) = &slot {
+        // Under an Idempotency-Key the trigger is the request's, derived from it: a retry that
+        // took the key over after its first run died finds that run's trigger.
+        trigger.id = ids::derive(slot.request_id, "dispatch-trigger", &[]);
+        trigger.job_id = ids::derive(slot.request_id, "dispatch-envelope", &[]);
+    }
     let trigger_id = trigger.id;
     let env = Envelope::new(
         trigger.job_id,
@@ -208,7 +216,13 @@ async fn dispatch_inner(
     // Registered before anything can publish, so a fast reply cannot arrive before anyone
     // waits.
     let mut waiting = state.replies.register(trigger_id);
-    let rows = commit(&state, &trigger, &env).await?;
+    let rows = match commit(&state, &trigger, &env).await {
+        Ok(rows) => rows,
+        // A first run of this request committed the trigger already (its gateway died, and
+        // this retry took the key over): answer its outcome rather than run it again.
+        Err(Committed::Before) => return outcome_of_earlier_run(&state, trigger_id).await,
+        Err(Committed::Failed(err)) => return Err(err),
+    };
     // Committed, so the dispatch will run: a publish that fails here leaves the envelope in the
     // outbox, and the relay sends it; the dispatch waits for its outcome either way.
     beckon_worker::flush(&state.publisher, &state.cleaner, &rows).await;
@@ -259,7 +273,7 @@ async fn commit(
     state: &AppState,
     trigger: &NewTrigger,
     env: &Envelope<EventReceived>,
-) -> Result<Vec<outbox::OutboxMessage>, ApiError> {
+) -> Result<Vec<outbox::OutboxMessage>, Committed> {
     let (exchange, routing_key, body) = (
         state.publisher.topology().events_exchange(),
         env.routing_key(),
@@ -273,18 +287,95 @@ async fn commit(
         body: &body,
         traceparent: traceparent.as_deref(),
     };
-    let mut conn = state.store.conn().await?;
-    let rows = conn
-        .transaction::<_, StoreError, _>(async |conn| {
-            let conn = &*conn;
-            let (_, rows) = futures_util::try_join!(
-                triggers::insert_many(conn, &[trigger]),
-                outbox::enqueue_many(conn, std::slice::from_ref(&message)),
-            )?;
-            Ok(rows)
-        })
-        .await?;
-    Ok(rows)
+    let mut conn = state
+        .store
+        .conn()
+        .await
+        .map_err(|e| Committed::Failed(e.into()))?;
+    conn.transaction::<_, StoreError, _>(async |conn| {
+        let conn = &*conn;
+        let (_, rows) = futures_util::try_join!(
+            triggers::insert_many(conn, &[trigger]),
+            outbox::enqueue_many(conn, std::slice::from_ref(&message)),
+        )?;
+        Ok(rows)
+    })
+    .await
+    .map_err(|err| {
+        if err.is_unique_violation() {
+            Committed::Before
+        } else {
+            Committed::Failed(err.into())
+        }
+    })
+}
+
+/// Why a dispatch's trigger was not committed.
+enum Committed {
+    /// An earlier run of the same request committed it (its id is derived from the request).
+    Before,
+    Failed(ApiError),
+}
+
+/// The answer of a dispatch whose earlier run committed the trigger: its outcome once the
+/// trigger is finished (polled from the database: the earlier run's reply went to a gateway
+/// that is gone), or 504 with the trigger id if it is not within the deadline.
+async fn outcome_of_earlier_run(
+    state: &AppState,
+    trigger_id: Uuid,
+) -> Result<HttpResponse, ApiError> {
+    let deadline = tokio::time::Instant::now() + state.dispatch_timeout;
+    loop {
+        let mut conn = state.store.conn().await?;
+        let trigger = triggers::get(&mut conn, trigger_id).await?.ok_or_else(|| {
+            ApiError::internal(&std::io::Error::other("a committed trigger is gone"))
+        })?;
+        if matches!(
+            trigger.status.as_str(),
+            triggers::status::COMPLETED | triggers::status::FAILED
+        ) {
+            let created = invitations::created_by(&mut conn, trigger_id).await?;
+            let created_invitations = created
+                .into_iter()
+                .filter_map(|c| {
+                    let token = state.sealing_key.open(c.token_sealed.as_deref()?).ok()?;
+                    Some(CreatedInvitation {
+                        survey_id: c.survey_id,
+                        user_ref: UserRef::parse(&c.user_ref).ok()?,
+                        magic_link_url: format!(
+                            "{}/surveys/{}",
+                            state.public_url,
+                            String::from_utf8_lossy(&token)
+                        ),
+                        expires_at: c.expires_at,
+                    })
+                })
+                .collect();
+            let count = |n: i32| u32::try_from(n).unwrap_or_default();
+            return Ok(HttpResponse::Ok().json(DispatchResponse {
+                trigger_id,
+                counts: DispatchCounts {
+                    matched_surveys: count(trigger.matched_count),
+                    created_count: count(trigger.created_count),
+                    suppressed_by_cooldown_count: count(trigger.cooldown_count),
+                    suppressed_by_sample_count: count(trigger.sample_count),
+                    errored_count: count(trigger.errored_count),
+                },
+                created_invitations,
+            }));
+        }
+        drop(conn);
+        if tokio::time::Instant::now() >= deadline {
+            let mut err = ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "dispatch_timeout",
+                "The dispatch did not complete within the deadline. It is still being processed; look it up by trigger_id.",
+            );
+            err.trigger_id = Some(trigger_id);
+            return Err(err);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
 
 fn response_from(reply: &[u8]) -> Result<DispatchResponse, ApiError> {
