@@ -948,3 +948,48 @@ async fn a_keyed_dispatch_run_again_after_its_gateway_died_answers_the_first_run
     let page = app.http.get(link).send().await.expect("the page");
     assert_eq!(page.status(), 200);
 }
+
+/// The same for events/send: a keyed event whose gateway died after the commit, before its
+/// answer was stored, is accepted again with the same trigger on a retry, and runs once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keyed_event_run_again_after_a_takeover_is_the_same_trigger() {
+    let app = TestApp::spawn().await;
+    let project = app.create_project().await;
+    app.create_survey(project, json!({"trigger": {"events": ["trial_expired"]}}))
+        .await;
+    let send = || {
+        app.authed(Method::POST, "/api/v1/events/send")
+            .header("idempotency-key", "event-key")
+            .header("x-team-id", project.to_string())
+            .json(&json!({"event_name": "trial_expired", "user_info": {"contact_external_id": "once"}}))
+            .send()
+    };
+    let first: Value = send().await.expect("sent").json().await.expect("json");
+    // As if the gateway had died after the commit, before storing its answer: the key is in
+    // flight under a lease that lapsed.
+    app.execute(
+        "UPDATE idempotency_keys SET state = 'in_flight', response_status = NULL, \
+         response_body = NULL, lease_until = now() - interval '1 second'",
+    )
+    .await;
+    let r = send().await.expect("sent");
+    assert_eq!(r.status(), 201);
+    let again: Value = r.json().await.expect("json");
+    assert_eq!(again["trigger_id"], first["trigger_id"], "{again}");
+    app.wait_trigger(
+        first["trigger_id"].as_str().expect("an id"),
+        "completed",
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(
+        app.execute("SELECT 1 FROM triggers WHERE user_ref = 'once'")
+            .await,
+        1
+    );
+    assert_eq!(
+        app.execute("SELECT 1 FROM invitations WHERE user_ref = 'once'")
+            .await,
+        1
+    );
+}

@@ -14,6 +14,7 @@ use crate::routes::owned_project_id;
 use actix_web::{HttpRequest, HttpResponse, web};
 use beckon_domain::LifecycleEvent;
 use beckon_domain::envelope::{Envelope, EventReceived, TriggerType};
+use beckon_domain::ids;
 use beckon_domain::user_ref::UserRef;
 use beckon_store::surveys;
 use beckon_store::triggers::NewTrigger;
@@ -104,17 +105,19 @@ pub async fn send(
     req: HttpRequest,
     bytes: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    idempotency::run(&state, auth.org_id, &req, &bytes, |_| {
-        send_inner(auth, &state, &req, &bytes)
+    idempotency::run(&state, auth.org_id, &req, &bytes, |slot| {
+        send_inner(auth, &state, &req, &bytes, slot.map(|s| s.request_id))
     })
     .await
 }
 
+/// `request_id`: the request an `Idempotency-Key` stands for, when there is one.
 async fn send_inner(
     auth: OrgAuth,
     state: &AppState,
     req: &HttpRequest,
     bytes: &[u8],
+    request_id: Option<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let value = body::json_value(bytes)?;
     let object = value
@@ -232,6 +235,12 @@ async fn send_inner(
         user_ref.as_str(),
         &event,
     );
+    if let Some(request) = request_id {
+        // Under an Idempotency-Key the trigger is the request's, derived from it: a retry that
+        // took the key over after its first run died finds that run's trigger.
+        trigger.id = ids::derive(request, "event-trigger", &[]);
+        trigger.job_id = ids::derive(request, "event-envelope", &[]);
+    }
     trigger.scheduled_for = trigger_at;
     trigger.source = source;
     trigger.event_data = event_data.clone();
@@ -258,7 +267,7 @@ async fn send_inner(
         traceparent: beckon_runtime::telemetry::traceparent(),
     });
     let (trigger_id, job_id, scheduled_for) = (trigger.id, trigger.job_id, trigger.scheduled_for);
-    let rows = state
+    let committed = state
         .intake
         .commit(intake::Event {
             org_id: auth.org_id,
@@ -274,7 +283,14 @@ async fn send_inner(
                 "database_unavailable",
                 "The event was not committed (the gateway is stopping, or its intake worker failed and is being restarted); try again shortly.",
             )
-        })??;
+        })?;
+    let rows = match committed {
+        Ok(rows) => rows,
+        // The first run of this keyed request committed the trigger (and its envelope, which
+        // the outbox sends): it is accepted, with the same ids.
+        Err(err) if request_id.is_some() && err.is_unique_violation() => Vec::new(),
+        Err(err) => return Err(err.into()),
+    };
     // Committed, so accepted: the answer does not wait for the broker's confirm (unless too
     // many publishes are still running). Should the publish fail, or this process stop first,
     // the outbox relay sends the envelope.
