@@ -406,13 +406,31 @@ async fn triggers_of_other_organizations_and_unknown_ids_are_404() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trigger_whose_envelope_is_dead_lettered_shows_failed_with_the_reason() {
-    let app = TestApp::spawn().await;
+    let mut app = TestApp::spawn().await;
     let project = app.create_project().await;
+    // A queued trigger whose own envelope is gone, so only the poison one names it.
+    app.stop("matcher");
     let (_, body) = app
-        .send_event(Some(project), json!({"event_name": "trial_expired", "user_info": {"contact_external_id": "u1"}, "trigger_at": in_seconds(3600)}))
+        .send_event(
+            Some(project),
+            json!({"event_name": "trial_expired", "user_info": {"contact_external_id": "u1"}}),
+        )
         .await;
     let id = body["trigger_id"].as_str().unwrap().to_owned();
+    app.eventually(WAIT, "the outbox to be empty", || async {
+        (app.execute("SELECT 1 FROM outbox").await == 0).then_some(())
+    })
+    .await;
     let broker = Broker::connect(&app.prefix).await;
+    broker
+        .channel
+        .queue_purge(
+            format!("{}.matcher", app.prefix).as_str().into(),
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    app.start("matcher");
     let poison = json!({
         "id": uuid::Uuid::now_v7(), "type": "event.received", "version": 42,
         "occurred_at": "2026-11-23T10:00:00Z", "org_id": app.org_id, "project_id": project,
