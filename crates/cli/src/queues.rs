@@ -141,7 +141,7 @@ impl Broker {
         // Each dead letter is looked at once.
         for _ in 0..depth {
             let want_more = sent < total && pass.replays_refused() == 0;
-            if !want_more && kept == 0 {
+            if !want_more && kept == 0 && pass.replays_refused() == 0 {
                 // Nothing was moved to the tail: the rest is in order where it is.
                 break;
             }

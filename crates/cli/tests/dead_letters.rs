@@ -66,6 +66,13 @@ impl Deployment {
 
     /// Runs the `beckon` CLI against this deployment and expects it to succeed.
     fn cli(&self, args: &[&str]) -> String {
+        let (ok, text) = self.try_cli(args);
+        assert!(ok, "beckon {args:?} failed: {text}");
+        text
+    }
+
+    /// Runs the `beckon` CLI against this deployment: whether it succeeded, and what it said.
+    fn try_cli(&self, args: &[&str]) -> (bool, String) {
         let out: Output = Command::new(env!("CARGO_BIN_EXE_beckon"))
             .args(args)
             .env("BECKON_AMQP_URL", &self.config.uri)
@@ -74,8 +81,7 @@ impl Deployment {
             .expect("the CLI runs");
         let text = String::from_utf8_lossy(&out.stdout).into_owned()
             + &String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "beckon {args:?} failed: {text}");
-        text
+        (out.status.success(), text)
     }
 
     /// Dead-letters `body` as a consumer that gave up on it does: through the dead-letter
@@ -353,6 +359,36 @@ async fn replaying_some_dead_letters_keeps_the_others_in_order_with_their_header
         let table = delivery.properties.headers().as_ref();
         assert_eq!(headers::get_str(table, headers::REASON), None);
         assert!(headers::get_str(table, "traceparent").is_some());
+    }
+    d.delete().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_the_broker_refuses_leaves_the_dead_letters_where_they_were() -> anyhow::Result<()>
+{
+    let d = Deployment::new().await?;
+    let sent = [
+        envelope("event.received", "first"),
+        envelope("event.received", "second"),
+    ];
+    for body in &sent {
+        d.dead_letter(body, "handler_failed").await?;
+    }
+    // With its work queue gone, a replay has nowhere to go: the broker returns it.
+    d.channel
+        .queue_delete(d.work().as_str().into(), Default::default())
+        .await?;
+
+    let (ok, out) = d.try_cli(&["dlq", "replay", "matcher"]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("refused 2 replayed message(s)") && out.contains("0 replayed"),
+        "{out}"
+    );
+    let left = d.drain(&d.dlq()).await?;
+    assert_eq!(left.len(), 2);
+    for (delivery, body) in left.iter().zip(&sent) {
+        assert_kept(delivery, body, "handler_failed");
     }
     d.delete().await
 }
