@@ -8,10 +8,11 @@
 #
 # The node lives in a minimal Debian trixie chroot made by `debootstrap` from Debian's own
 # packages (trixie's `rabbitmq-server` is 4.0 with Erlang 27), kept outside the checkout in
-# $BECKON_RABBITMQ4_DIR (default /var/tmp/beckon-rabbitmq4) and built once (~2 min). It has its
-# own node name, ports and data directory, and shares only the host's epmd and network, so it
-# never touches the machine's node on 5672. Each start begins with an empty data directory:
-# the node is for tests, and a run interrupted earlier must not leave queues behind.
+# $BECKON_RABBITMQ4_DIR (default /var/tmp/beckon-rabbitmq4) and built once (under a minute on a
+# good link; ~330 MB). It has its own node name, ports and data directory, and shares only the
+# host's epmd and network, so it never touches the machine's node on 5672. Each start begins
+# with an empty data directory: the node is for tests, and a run interrupted earlier must not
+# leave queues behind.
 # Every step is idempotent: `start` on a running node and `stop` on a stopped one do nothing.
 set -euo pipefail
 
@@ -55,8 +56,13 @@ build_chroot() {
     as_root apt-get update -qq
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
   fi
-  unmount_all 2>/dev/null || true
-  as_root rm -rf "$chroot_dir"
+  # Never delete through a mount: with /dev still bound, `rm -rf` would empty the host's.
+  unmount_all
+  if findmnt -rn -o TARGET | grep -q "^$chroot_dir/"; then
+    log "something is still mounted under $chroot_dir; not rebuilding it"
+    exit 1
+  fi
+  as_root rm -rf --one-file-system "$chroot_dir"
   as_root mkdir -p "$chroot_dir"
   log "building a Debian trixie chroot in $chroot_dir (once; about a minute)"
   as_root debootstrap --variant=minbase trixie "$chroot_dir" "$mirror" >"$root/debootstrap.log" 2>&1 \
