@@ -5,10 +5,10 @@ PROFILE ?= debug
 BIN_DIR = $(or $(CARGO_TARGET_DIR),target)/$(PROFILE)
 RELEASE_FLAG = $(if $(filter release,$(PROFILE)),--release,)
 
-.PHONY: help up down deps test lint test-only schemas fmt bench chaos chaos-cluster
+.PHONY: help up down deps test lint test-only test-rabbitmq4 schemas fmt bench chaos chaos-cluster
 
 help: ## List the commands
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 deps: ## Install (if missing) and start PostgreSQL and RabbitMQ
 	@scripts/ensure-deps.sh
@@ -39,6 +39,9 @@ test-only: ## Only the tests (needs `make deps`); broker restarts and the browse
 	  $(CARGO) test --workspace --no-fail-fast -- --ignored --test-threads 1 \
 	    --skip nothing_accepted_is_lost_when_the_node_leading_the_queues_stops; \
 	fi
+
+test-rabbitmq4: deps ## The broker-facing tests against RabbitMQ 4.0 (a chroot node on port 5673)
+	@CARGO=$(CARGO) scripts/test-rabbitmq4.sh
 
 BENCH_RUNS ?= 3
 BENCH_SECONDS ?= 8

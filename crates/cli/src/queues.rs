@@ -8,12 +8,13 @@ use anyhow::{Context as _, bail};
 use beckon_bus::topology::{WorkQueue, queues};
 use beckon_bus::{BusConfig, Topology, headers};
 use indicatif::{ProgressBar, ProgressStyle};
+use lapin::message::Delivery;
 use lapin::options::{
-    BasicAckOptions, BasicGetOptions, BasicNackOptions, BasicPublishOptions, ConfirmSelectOptions,
+    BasicAckOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions,
     QueueDeclareOptions, QueuePurgeOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{BasicProperties, Channel, Confirmation};
+use lapin::{BasicProperties, Channel, Confirmation, PublisherConfirm};
 
 pub struct Broker {
     _conn: lapin::Connection,
@@ -83,52 +84,43 @@ impl Broker {
         Ok(())
     }
 
-    /// Shows up to `count` dead-lettered messages of `queue` without removing them.
+    /// Shows up to `count` dead-lettered messages of `queue`, from its head, without removing
+    /// them and without using up any of their delivery attempts.
+    ///
+    /// A message returned to a quorum queue with `basic.nack`/`basic.reject` (requeue) counts
+    /// as a failed delivery, and RabbitMQ 4 drops a message past 20 of them even from a queue
+    /// that sets no limit. So each message is taken, an identical copy (same body, properties
+    /// and headers) is put at the tail of the queue with a publisher confirm, and only then is
+    /// the original acknowledged. The pass goes once round the whole queue as it was when the
+    /// peek began, so afterwards it holds the same messages in the same order, provided nothing
+    /// else takes from it meanwhile; a dead letter arriving during the peek is kept too, ahead
+    /// of the messages passed after it arrived. See [`Pass`] for what an interrupted peek
+    /// leaves.
     pub async fn peek(&self, queue: &str, count: u32) -> anyhow::Result<()> {
         let q = work_queue(queue)?;
         let dlq = self.topology.dead_letter_queue(q.name);
-        let mut held = Vec::new();
-        while held.len() < count as usize {
-            let Some(message) = self
-                .channel
-                .basic_get(dlq.as_str().into(), BasicGetOptions { no_ack: false })
-                .await?
-            else {
+        let (depth, _) = self.depth(&dlq).await?;
+        let mut pass = Pass::new(&self.channel, &dlq);
+        for shown in 0..depth {
+            let Some(delivery) = pass.take().await? else {
                 break;
             };
-            let table = message.delivery.properties.headers().as_ref();
-            let reason = headers::dead_letter_reason(table).unwrap_or_else(|| "unknown".into());
-            let detail = headers::get_str(table, headers::DETAIL).unwrap_or_default();
-            println!("--- message {} ---", held.len() + 1);
-            println!("reason: {reason}");
-            if !detail.is_empty() {
-                println!("detail: {detail}");
+            if shown < count {
+                show(shown + 1, &delivery);
             }
-            if let Some(t) = table {
-                for (k, v) in t.inner() {
-                    if !k.as_str().starts_with("x-beckon") {
-                        println!("header {}: {}", k.as_str(), describe(v));
-                    }
-                }
-            }
-            println!("{}", pretty(&message.delivery.data));
-            held.push(message);
+            pass.keep(delivery).await?;
         }
-        // Put them back, in order.
-        for message in held.into_iter().rev() {
-            message
-                .delivery
-                .nack(BasicNackOptions {
-                    requeue: true,
-                    ..Default::default()
-                })
-                .await?;
-        }
+        pass.finish().await?;
         Ok(())
     }
 
     /// Moves dead-lettered messages of `queue` back to it: all, at most `count`, or those of
-    /// envelope type `kind`. Returns how many were replayed.
+    /// envelope type `kind`, from the head of the dead-letter queue. Returns how many were
+    /// replayed.
+    ///
+    /// The ones not replayed stay without using up a delivery attempt, and in their order:
+    /// each is put back at the tail as an identical copy (see [`Broker::peek`]), and once one
+    /// has been, the pass goes on round the whole queue so that the order is restored.
     pub async fn replay(
         &self,
         queue: &str,
@@ -144,74 +136,38 @@ impl Broker {
             ProgressStyle::with_template("{bar:40} {pos}/{len} replayed {msg}")
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
-        let (mut replayed, mut skipped) = (0u32, Vec::new());
-        // Each dead letter is looked at once: those not replayed are put back at the end.
+        let (mut sent, mut kept) = (0u32, 0u32);
+        let mut pass = Pass::new(&self.channel, &dlq);
+        // Each dead letter is looked at once.
         for _ in 0..depth {
-            if replayed >= total {
+            let want_more = sent < total && pass.replays_refused() == 0;
+            if !want_more && kept == 0 && pass.replays_refused() == 0 {
+                // Nothing was moved to the tail: the rest is in order where it is.
                 break;
             }
-            let Some(message) = self
-                .channel
-                .basic_get(dlq.as_str().into(), BasicGetOptions { no_ack: false })
-                .await?
-            else {
+            let Some(delivery) = pass.take().await? else {
                 break;
             };
-            let data = &message.delivery.data;
-            if let Some(kind) = kind
-                && envelope_type(data).as_deref() != Some(kind)
-            {
-                skipped.push(message);
-                continue;
+            let wanted = kind.is_none_or(|k| envelope_type(&delivery.data).as_deref() == Some(k));
+            if want_more && wanted {
+                pass.replay(delivery, &work).await?;
+                sent += 1;
+                bar.inc(1);
+            } else {
+                pass.keep(delivery).await?;
+                kept += 1;
             }
-            let mut props = BasicProperties::default()
-                .with_content_type("application/json".into())
-                .with_delivery_mode(2)
-                .with_headers(replay_headers(
-                    message.delivery.properties.headers().as_ref(),
-                ));
-            if let Some(id) = message.delivery.properties.message_id() {
-                props = props.with_message_id(id.clone());
-            }
-            let confirm = self
-                .channel
-                .basic_publish(
-                    "".into(),
-                    work.as_str().into(),
-                    BasicPublishOptions {
-                        mandatory: true,
-                        ..Default::default()
-                    },
-                    data,
-                    props,
-                )
-                .await?
-                .await?;
-            if !matches!(confirm, Confirmation::Ack(None)) {
-                message
-                    .delivery
-                    .nack(BasicNackOptions {
-                        requeue: true,
-                        ..Default::default()
-                    })
-                    .await?;
-                bail!("The broker refused a replayed message; it stays in {dlq}");
-            }
-            message.delivery.ack(BasicAckOptions::default()).await?;
-            replayed += 1;
-            bar.inc(1);
         }
-        for message in skipped {
-            message
-                .delivery
-                .nack(BasicNackOptions {
-                    requeue: true,
-                    ..Default::default()
-                })
-                .await?;
-        }
+        pass.finish().await?;
+        let refused = pass.replays_refused();
         bar.finish_with_message(format!("into {work}"));
-        Ok(replayed)
+        if refused > 0 {
+            bail!(
+                "The broker refused {refused} replayed message(s); they stay in {dlq} (at its tail); {} replayed",
+                sent - refused
+            );
+        }
+        Ok(sent)
     }
 
     /// Deletes every message of `queue`'s dead-letter queue; returns how many.
@@ -232,6 +188,189 @@ impl Broker {
             .await?
             .0)
     }
+}
+
+/// Prints one peeked dead letter: its reason, detail, headers and body.
+fn show(n: u32, delivery: &Delivery) {
+    let table = delivery.properties.headers().as_ref();
+    let reason = headers::dead_letter_reason(table).unwrap_or_else(|| "unknown".into());
+    let detail = headers::get_str(table, headers::DETAIL).unwrap_or_default();
+    println!("--- message {n} ---");
+    println!("reason: {reason}");
+    if !detail.is_empty() {
+        println!("detail: {detail}");
+    }
+    if let Some(t) = table {
+        for (k, v) in t.inner() {
+            if !k.as_str().starts_with("x-beckon") {
+                println!("header {}: {}", k.as_str(), describe(v));
+            }
+        }
+    }
+    println!("{}", pretty(&delivery.data));
+}
+
+/// What becomes of a dead letter a [`Pass`] took off its queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    /// An identical copy goes to the tail of the dead-letter queue.
+    Keep,
+    /// It goes to its work queue, to be handled again.
+    Replay,
+}
+
+/// A message taken off a dead-letter queue, held unacknowledged until where it was sent
+/// confirms it.
+struct Pending {
+    delivery: Delivery,
+    fate: Fate,
+    confirm: PublisherConfirm,
+}
+
+/// How many messages a pass holds unacknowledged at once, their confirms in flight.
+const PASS_WINDOW: usize = 128;
+
+/// One walk through a dead-letter queue from its head that never returns a message to the
+/// queue (which would count a failed delivery against it): every message taken is sent on —
+/// back to the tail of the queue as an identical copy, or to its work queue — and the original
+/// is acknowledged only once the broker confirmed where it went. Nothing is lost at any point.
+///
+/// If the command dies half-way, a message whose copy was confirmed but whose original was not
+/// yet acknowledged is in the queue twice (harmless: the consumers skip an envelope id they
+/// handled), and the originals held unacknowledged go back to the head of the queue, each with
+/// one delivery counted.
+struct Pass<'a> {
+    channel: &'a Channel,
+    dlq: &'a str,
+    window: Vec<Pending>,
+    replays_refused: u32,
+}
+
+impl<'a> Pass<'a> {
+    fn new(channel: &'a Channel, dlq: &'a str) -> Self {
+        Self {
+            channel,
+            dlq,
+            window: Vec::with_capacity(PASS_WINDOW),
+            replays_refused: 0,
+        }
+    }
+
+    /// The message at the head of the queue, if there is one.
+    async fn take(&mut self) -> anyhow::Result<Option<Delivery>> {
+        let message = self
+            .channel
+            .basic_get(self.dlq.into(), BasicGetOptions { no_ack: false })
+            .await
+            .with_context(|| format!("Failed to take a message from {}", self.dlq))?;
+        Ok(message.map(|m| m.delivery))
+    }
+
+    /// Puts an identical copy of `delivery` at the tail of the queue.
+    async fn keep(&mut self, delivery: Delivery) -> anyhow::Result<()> {
+        let confirm = self.copy_back(&delivery).await?;
+        self.hold(Pending {
+            delivery,
+            fate: Fate::Keep,
+            confirm,
+        })
+        .await
+    }
+
+    /// Sends `delivery` to the work queue `work`, without the dead-letter bookkeeping.
+    async fn replay(&mut self, delivery: Delivery, work: &str) -> anyhow::Result<()> {
+        let mut props = BasicProperties::default()
+            .with_content_type("application/json".into())
+            .with_delivery_mode(2)
+            .with_headers(replay_headers(delivery.properties.headers().as_ref()));
+        if let Some(id) = delivery.properties.message_id() {
+            props = props.with_message_id(id.clone());
+        }
+        let confirm = self
+            .channel
+            .basic_publish(
+                "".into(),
+                work.into(),
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..Default::default()
+                },
+                &delivery.data,
+                props,
+            )
+            .await
+            .with_context(|| format!("Failed to replay a message into {work}"))?;
+        self.hold(Pending {
+            delivery,
+            fate: Fate::Replay,
+            confirm,
+        })
+        .await
+    }
+
+    /// How many replays the broker refused so far (those messages were kept instead).
+    fn replays_refused(&self) -> u32 {
+        self.replays_refused
+    }
+
+    /// Settles every message still held.
+    async fn finish(&mut self) -> anyhow::Result<()> {
+        self.settle().await
+    }
+
+    async fn copy_back(&self, delivery: &Delivery) -> anyhow::Result<PublisherConfirm> {
+        self.channel
+            .basic_publish(
+                "".into(),
+                self.dlq.into(),
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..Default::default()
+                },
+                &delivery.data,
+                delivery.properties.clone(),
+            )
+            .await
+            .with_context(|| format!("Failed to put a message back into {}", self.dlq))
+    }
+
+    async fn hold(&mut self, pending: Pending) -> anyhow::Result<()> {
+        self.window.push(pending);
+        if self.window.len() >= PASS_WINDOW {
+            self.settle().await?;
+        }
+        Ok(())
+    }
+
+    /// Waits for each held message's confirm, in order, and acknowledges the original once
+    /// it is confirmed. A refused replay is kept instead; a refused copy leaves its original
+    /// unacknowledged (the broker takes it back when the command ends) and stops the pass.
+    async fn settle(&mut self) -> anyhow::Result<()> {
+        for pending in std::mem::take(&mut self.window) {
+            let mut confirmation = pending.confirm.await?;
+            if pending.fate == Fate::Replay && !confirmed(&confirmation) {
+                self.replays_refused += 1;
+                confirmation = self.copy_back(&pending.delivery).await?.await?;
+            }
+            if !confirmed(&confirmation) {
+                bail!(
+                    "The broker refused to put a dead letter back into {}; it stays there",
+                    self.dlq
+                );
+            }
+            pending
+                .delivery
+                .ack(BasicAckOptions::default())
+                .await
+                .context("Failed to acknowledge a dead letter that was sent on")?;
+        }
+        Ok(())
+    }
+}
+
+/// Whether the broker took a message: confirmed, and routed (it is published mandatory).
+fn confirmed(confirmation: &Confirmation) -> bool {
+    matches!(confirmation, Confirmation::Ack(None))
 }
 
 /// The original headers, without the dead-letter bookkeeping.
