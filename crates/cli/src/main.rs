@@ -196,8 +196,17 @@ async fn main() -> anyhow::Result<()> {
     if let Command::Queues | Command::Dlq { .. } = &cli.command {
         return broker_command(cli).await;
     }
-    let store =
-        Store::new(&cli.database_url, 2).context("Failed to configure the database pool")?;
+    // An operator's command may run long (a big recover); the services' statement timeout is
+    // theirs. Lock waits stay bounded, so a command never queues behind a stuck transaction.
+    let store = Store::with_limits(
+        &cli.database_url,
+        2,
+        beckon_store::Limits {
+            statement_timeout: std::time::Duration::ZERO,
+            ..beckon_store::Limits::default()
+        },
+    )
+    .context("Failed to configure the database pool")?;
     let mut conn = store
         .conn()
         .await
