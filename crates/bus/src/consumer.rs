@@ -308,34 +308,7 @@ async fn settle<H, F>(
                         table.insert(key.clone(), value.clone());
                     }
                 }
-                let copied = publish_on(
-                    channel,
-                    &Outgoing {
-                        exchange: "",
-                        routing_key: queue,
-                        body: &delivery.data,
-                        message_id: delivery
-                            .properties
-                            .message_id()
-                            .as_ref()
-                            .map(|m| m.to_string()),
-                        headers: table,
-                        mandatory: true,
-                    },
-                )
-                .await;
-                match copied {
-                    Ok(()) => delivery.ack(BasicAckOptions::default()).await,
-                    Err(err) => {
-                        tracing::warn!(error = %err, "could not give a message back uncounted; requeueing");
-                        delivery
-                            .nack(BasicNackOptions {
-                                requeue: true,
-                                ..Default::default()
-                            })
-                            .await
-                    }
-                }
+                move_then_ack(channel, &delivery, "", queue, table, "give back uncounted").await
             }
             Disposition::DeadLetter { reason, detail } => {
                 metrics::counter!("beckon_messages_dead_lettered_total", "queue" => queue_label, "reason" => reason.clone()).increment(1);
@@ -345,34 +318,7 @@ async fn settle<H, F>(
                 headers::set_str(&mut table, headers::DETAIL, &detail);
                 headers::set_str(&mut table, headers::SOURCE_QUEUE, queue);
                 tracing::error!(%reason, %detail, %queue, "dead-lettering a message");
-                let moved = publish_on(
-                    channel,
-                    &Outgoing {
-                        exchange,
-                        routing_key: queue,
-                        body: &delivery.data,
-                        message_id: delivery
-                            .properties
-                            .message_id()
-                            .as_ref()
-                            .map(|m| m.to_string()),
-                        headers: table,
-                        mandatory: true,
-                    },
-                )
-                .await;
-                match moved {
-                    Ok(()) => delivery.ack(BasicAckOptions::default()).await,
-                    Err(err) => {
-                        tracing::error!(error = %err, "could not dead-letter; requeueing");
-                        delivery
-                            .nack(BasicNackOptions {
-                                requeue: true,
-                                ..Default::default()
-                            })
-                            .await
-                    }
-                }
+                move_then_ack(channel, &delivery, exchange, queue, table, "dead-letter").await
             }
         }
     };
@@ -382,5 +328,46 @@ async fn settle<H, F>(
         // The channel broke: the broker requeues the unacknowledged message by itself.
         Ok(Err(err)) => tracing::warn!(error = %err, "could not settle a delivery"),
         Err(_) => tracing::warn!("settling a delivery timed out; the broker requeues it"),
+    }
+}
+
+/// Publishes a copy of `delivery` (its body and message id, with `headers`) to `exchange` under
+/// `routing_key`, confirmed, and only then acknowledges the original; if the copy is refused,
+/// the original is returned to its queue instead, so the message is never lost.
+async fn move_then_ack(
+    channel: &Channel,
+    delivery: &Delivery,
+    exchange: &str,
+    routing_key: &str,
+    headers: FieldTable,
+    what: &'static str,
+) -> Result<bool, lapin::Error> {
+    let copied = publish_on(
+        channel,
+        &Outgoing {
+            exchange,
+            routing_key,
+            body: &delivery.data,
+            message_id: delivery
+                .properties
+                .message_id()
+                .as_ref()
+                .map(|m| m.to_string()),
+            headers,
+            mandatory: true,
+        },
+    )
+    .await;
+    match copied {
+        Ok(()) => delivery.ack(BasicAckOptions::default()).await,
+        Err(err) => {
+            tracing::error!(error = %err, "could not {what}; requeueing");
+            delivery
+                .nack(BasicNackOptions {
+                    requeue: true,
+                    ..Default::default()
+                })
+                .await
+        }
     }
 }

@@ -80,24 +80,7 @@ pub async fn fire_due(deps: &Deps, topology: &Topology) -> Result<usize, StoreEr
             let due = triggers::claim_due(conn, BATCH).await?;
             let mut rows = Vec::with_capacity(due.len());
             for trigger in &due {
-                match envelope_for(trigger, TriggerType::Scheduled) {
-                    Ok(env) => rows.push(
-                        outbox::enqueue(
-                            conn,
-                            env.id,
-                            &topology.events_exchange(),
-                            &env.routing_key(),
-                            env.to_json(),
-                            // Due days later: a trace of its own.
-                            None,
-                        )
-                        .await?,
-                    ),
-                    Err(reason) => {
-                        tracing::error!(trigger_id = %trigger.id, %reason, "a scheduled trigger cannot fire");
-                        triggers::fail(conn, trigger.id, &format!("cannot fire: {reason}")).await?;
-                    }
-                }
+                rows.extend(fire(conn, topology, trigger, TriggerType::Scheduled).await?);
             }
             Ok(rows)
         })
@@ -108,4 +91,33 @@ pub async fn fire_due(deps: &Deps, topology: &Topology) -> Result<usize, StoreEr
         beckon_worker::flush(&deps.publisher, &deps.cleaner, &rows).await;
     }
     Ok(rows.len())
+}
+
+/// Puts `trigger`'s envelope (as `kind`) in the outbox, in the caller's transaction; a trigger
+/// whose stored event cannot make one is failed with the reason instead.
+pub async fn fire(
+    conn: &mut diesel_async::AsyncPgConnection,
+    topology: &Topology,
+    trigger: &Trigger,
+    kind: TriggerType,
+) -> Result<Option<outbox::OutboxMessage>, StoreError> {
+    match envelope_for(trigger, kind) {
+        Ok(env) => Ok(Some(
+            outbox::enqueue(
+                conn,
+                env.id,
+                &topology.events_exchange(),
+                &env.routing_key(),
+                env.to_json(),
+                // Fired long after it was accepted: a trace of its own.
+                None,
+            )
+            .await?,
+        )),
+        Err(reason) => {
+            tracing::error!(trigger_id = %trigger.id, %reason, "a trigger's stored event cannot fire");
+            triggers::fail(conn, trigger.id, &format!("cannot fire: {reason}")).await?;
+            Ok(None)
+        }
+    }
 }

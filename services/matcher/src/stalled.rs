@@ -9,12 +9,12 @@
 //! processing one. Each trigger sent again or failed is counted in
 //! `beckon_triggers_stalled_total{action}`.
 
-use crate::scheduler::envelope_for;
+use crate::scheduler::fire;
 use beckon_bus::Topology;
 use beckon_bus::topology::queues;
 use beckon_domain::envelope::TriggerType;
+use beckon_store::StoreError;
 use beckon_store::stalled::{self, FailStalled};
-use beckon_store::{StoreError, outbox, triggers};
 use beckon_worker::{Deps, error_chain};
 use diesel_async::AsyncConnection;
 use std::time::Duration;
@@ -76,27 +76,7 @@ pub async fn sweep(deps: &Deps, topology: &Topology, after: Duration) -> Result<
                 for trigger in stalled::claim_queued(conn, after, BATCH).await? {
                     let kind =
                         TriggerType::parse(&trigger.trigger_type).unwrap_or(TriggerType::Event);
-                    match envelope_for(&trigger, kind) {
-                        Ok(env) => rows.push(
-                            outbox::enqueue(
-                                conn,
-                                env.id,
-                                &topology.events_exchange(),
-                                &env.routing_key(),
-                                env.to_json(),
-                                None,
-                            )
-                            .await?,
-                        ),
-                        Err(reason) => {
-                            triggers::fail(
-                                conn,
-                                trigger.id,
-                                &format!("cannot be sent again: {reason}"),
-                            )
-                            .await?;
-                        }
-                    }
+                    rows.extend(fire(conn, topology, &trigger, kind).await?);
                 }
             }
             let which = FailStalled {
