@@ -945,3 +945,66 @@ async fn a_keyed_event_run_again_after_a_takeover_is_the_same_trigger() {
         1
     );
 }
+
+/// A dispatch past its deadline holds its key's lease while its late wait runs. A database
+/// outage longer than the lease lets it lapse, and the client's first retry may take the key
+/// over while the first dispatch still runs — which then runs nothing twice: the retry finds
+/// the trigger its request already committed. One trigger per Idempotency-Key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_taken_over_after_a_database_outage_longer_than_its_lease_runs_its_dispatch_once() {
+    let mut app = TestApp::spawn_with(Options {
+        database_proxy: true,
+        dispatch_timeout_ms: 1_000,
+        env: vec![("BECKON_IDEMPOTENCY_LEASE_MS", "6000".into())],
+        ..Default::default()
+    })
+    .await;
+    let project = app.create_project().await;
+    app.create_survey(project, json!({"trigger": {"events": ["trial_expired"]}}))
+        .await;
+    // The dispatches cannot complete yet: each answers 504 and keeps waiting for its outcome,
+    // holding its key. Several keys, so that their heartbeats tick at different moments.
+    app.stop("matcher");
+    const KEYS: usize = 4;
+    let body = |i: usize| json!({"project_id": project, "user_ref": format!("twice{i}"), "event": "trial_expired"});
+    for i in 0..KEYS {
+        let (status, answer) = keyed_dispatch(&app, &format!("pay-{i}"), &body(i)).await;
+        assert_eq!(status, 504, "{answer}");
+        let (status, _) = keyed_dispatch(&app, &format!("pay-{i}"), &body(i)).await;
+        assert_eq!(status, 409, "in flight while its late wait runs");
+        tokio::time::sleep(Duration::from_millis(450)).await;
+    }
+
+    // The database is away for longer than the lease, then back.
+    app.db_proxy.as_ref().expect("proxied").cut();
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    app.db_proxy.as_ref().expect("proxied").restore();
+
+    // Each client keeps retrying as told (Retry-After: 1; faster here), until it gets an
+    // answer other than "in flight" (or a 503 while the gateway reconnects).
+    let mut seen = Vec::new();
+    let retries = (0..KEYS).map(|i| {
+        let (app, body) = (&app, body(i));
+        async move {
+            let mut statuses = Vec::new();
+            for _ in 0..15 {
+                let (status, _) = keyed_dispatch(app, &format!("pay-{i}"), &body).await;
+                statuses.push(status);
+                if status != 409 && status != 503 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            statuses
+        }
+    });
+    seen.extend(futures_util::future::join_all(retries).await);
+    let triggers = app
+        .execute("SELECT 1 FROM triggers WHERE user_ref LIKE 'twice%'")
+        .await;
+    assert_eq!(
+        triggers, KEYS,
+        "{KEYS} Idempotency-Keys ran {triggers} dispatches: keys were taken over while their \
+         first dispatch still ran (retries answered {seen:?})"
+    );
+}
