@@ -1008,3 +1008,39 @@ async fn a_key_taken_over_after_a_database_outage_longer_than_its_lease_runs_its
          first dispatch still ran (retries answered {seen:?})"
     );
 }
+
+/// A broker address that takes the connection and then never says a word (a node hung, or a
+/// load balancer with nothing behind it) costs each connection attempt a bounded wait, after
+/// which the next address is tried: the services still come up and serve.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_address_that_never_answers_costs_a_bounded_attempt_and_the_next_is_tried() {
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a port");
+    let port = silent.local_addr().expect("bound").port();
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            open.push(socket);
+        }
+    });
+    let app = TestApp::spawn_with(Options {
+        env: vec![(
+            "BECKON_AMQP_URL",
+            format!(
+                "amqp://guest:guest@127.0.0.1:{port}/%2f,{}",
+                beckon_e2e::amqp_url()
+            ),
+        )],
+        ..Default::default()
+    })
+    .await;
+    let project = app.create_project().await;
+    app.create_survey(project, json!({"trigger": {"events": ["trial_expired"]}}))
+        .await;
+    let (status, body) = app
+        .dispatch(json!({"project_id": project, "user_ref": "a", "event": "trial_expired"}))
+        .await;
+    assert_eq!((status, &body["created_count"]), (200, &json!(1)), "{body}");
+    held.abort();
+}

@@ -128,39 +128,46 @@ where
     F: Future<Output = Disposition> + Send + 'static,
 {
     let topology = &config.topology;
-    let channel = conn
-        .create_channel()
-        .await
-        .map_err(BusError::amqp("open a consuming channel"))?;
-    topology.declare_exchanges(&channel).await?;
-    topology.declare_work_queue(&channel, &config.queue).await?;
-    for queue in &config.declare {
-        topology.declare_work_queue(&channel, queue).await?;
-    }
-    channel
-        .basic_qos(config.prefetch, BasicQosOptions::default())
-        .await
-        .map_err(BusError::amqp("set the prefetch"))?;
-    let dead_letters = conn
-        .create_channel()
-        .await
-        .map_err(BusError::amqp("open a dead-letter channel"))?;
-    dead_letters
-        .confirm_select(ConfirmSelectOptions::default())
-        .await
-        .map_err(BusError::amqp("enable confirms for dead letters"))?;
-
     let queue_name = topology.queue(config.queue.name);
-    let tag = format!("{}-{}", config.name, uuid::Uuid::now_v7());
-    let mut deliveries = channel
-        .basic_consume(
-            queue_name.as_str().into(),
-            tag.as_str().into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .map_err(BusError::amqp("start consuming"))?;
+    // A broker that takes the connection but never answers must not hold the session for ever:
+    // setting up is bounded, and the loop reconnects.
+    let (channel, dead_letters, tag, mut deliveries) = tokio::time::timeout(SETUP_TIMEOUT, async {
+        let channel = conn
+            .create_channel()
+            .await
+            .map_err(BusError::amqp("open a consuming channel"))?;
+        topology.declare_exchanges(&channel).await?;
+        topology.declare_work_queue(&channel, &config.queue).await?;
+        for queue in &config.declare {
+            topology.declare_work_queue(&channel, queue).await?;
+        }
+        channel
+            .basic_qos(config.prefetch, BasicQosOptions::default())
+            .await
+            .map_err(BusError::amqp("set the prefetch"))?;
+        let dead_letters = conn
+            .create_channel()
+            .await
+            .map_err(BusError::amqp("open a dead-letter channel"))?;
+        dead_letters
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .map_err(BusError::amqp("enable confirms for dead letters"))?;
+
+        let tag = format!("{}-{}", config.name, uuid::Uuid::now_v7());
+        let deliveries = channel
+            .basic_consume(
+                queue_name.as_str().into(),
+                tag.as_str().into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(BusError::amqp("start consuming"))?;
+        Ok::<_, BusError>((channel, dead_letters, tag, deliveries))
+    })
+    .await
+    .map_err(|_| BusError::Timeout(SETUP_TIMEOUT, "set up consuming"))??;
     tracing::info!(queue = %queue_name, "consuming");
     ready(true);
 
@@ -212,6 +219,8 @@ where
     result
 }
 
+/// The longest setting up a consuming session (channels, declarations, prefetch) may take.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a stopping consumer waits for its in-flight deliveries to settle.
 const SHUTDOWN_SETTLE: Duration = Duration::from_secs(30);
 /// How long a consumer whose connection broke waits for them before reconnecting.
