@@ -1035,6 +1035,19 @@ async fn a_broker_address_that_never_answers_costs_a_bounded_attempt_and_the_nex
         ..Default::default()
     })
     .await;
+    // Every consumer comes up too (some of their connections tried the silent one first).
+    for service in ["matcher", "invitation", "webhook-delivery"] {
+        let url = format!("http://127.0.0.1:{}/readyz", app.ops_port(service).await);
+        app.eventually(
+            Duration::from_secs(60),
+            &format!("{service} to be ready"),
+            || async {
+                let r = app.http.get(&url).send().await.ok()?;
+                (r.status() == 200).then_some(())
+            },
+        )
+        .await;
+    }
     let project = app.create_project().await;
     app.create_survey(project, json!({"trigger": {"events": ["trial_expired"]}}))
         .await;
