@@ -14,19 +14,14 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use std::time::Duration;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_database_outage_holds_messages_instead_of_dead_lettering_them() {
-    let mut app = TestApp::spawn_with(Options {
-        database_proxy: true,
-        ..Default::default()
-    })
-    .await;
+/// A survey on `trial_expired` and, with the matcher stopped, `n` events accepted for it:
+/// their envelopes wait in the matcher's queue, the outbox emptied. The survey's project.
+async fn backlog(app: &mut TestApp, n: usize) -> uuid::Uuid {
     let project = app.create_project().await;
     app.create_survey(project, json!({"trigger": {"events": ["trial_expired"]}}))
         .await;
     app.stop("matcher");
-    const EVENTS: usize = 30;
-    for i in 0..EVENTS {
+    for i in 0..n {
         let (status, body) = app
             .send_event(
                 Some(project),
@@ -35,6 +30,45 @@ async fn a_database_outage_holds_messages_instead_of_dead_lettering_them() {
             .await;
         assert_eq!(status, 201, "{body}");
     }
+    app.eventually(
+        Duration::from_secs(10),
+        "the outbox to be empty",
+        || async { (app.execute("SELECT 1 FROM outbox").await == 0).then_some(()) },
+    )
+    .await;
+    project
+}
+
+/// Once every trigger has left `queued` and `processing` (or 30 s have passed): the matcher's
+/// dead letters and the failed triggers.
+async fn settled(app: &TestApp) -> (u32, usize) {
+    let _ = tokio::time::timeout(Duration::from_secs(30), async {
+        while app
+            .execute("SELECT 1 FROM triggers WHERE status IN ('queued', 'processing')")
+            .await
+            > 0
+        {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await;
+    let broker = Broker::connect(&app.prefix).await;
+    let dead = broker.depth(&format!("{}.matcher.dlq", app.prefix)).await;
+    let failed = app
+        .execute("SELECT 1 FROM triggers WHERE status = 'failed'")
+        .await;
+    (dead, failed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_outage_holds_messages_instead_of_dead_lettering_them() {
+    let mut app = TestApp::spawn_with(Options {
+        database_proxy: true,
+        ..Default::default()
+    })
+    .await;
+    const EVENTS: usize = 30;
+    backlog(&mut app, EVENTS).await;
 
     app.db_proxy.as_ref().expect("proxied").cut();
     app.start("matcher");
@@ -664,26 +698,8 @@ async fn a_table_lock_held_by_an_operator_does_not_dead_letter_the_messages_in_f
         ..Default::default()
     })
     .await;
-    let project = app.create_project().await;
-    app.create_survey(project, json!({"trigger": {"events": ["trial_expired"]}}))
-        .await;
-    app.stop("matcher");
     const EVENTS: usize = 10;
-    for i in 0..EVENTS {
-        let (status, body) = app
-            .send_event(
-                Some(project),
-                json!({"event_name": "trial_expired", "user_info": {"contact_external_id": format!("u{i}")}}),
-            )
-            .await;
-        assert_eq!(status, 201, "{body}");
-    }
-    app.eventually(
-        Duration::from_secs(10),
-        "the outbox to be empty",
-        || async { (app.execute("SELECT 1 FROM outbox").await == 0).then_some(()) },
-    )
-    .await;
+    backlog(&mut app, EVENTS).await;
 
     // An operator builds an index on the table every consumer writes first (SHARE lock, as a
     // plain CREATE INDEX takes), for 25 s.
@@ -698,23 +714,7 @@ async fn a_table_lock_held_by_an_operator_does_not_dead_letter_the_messages_in_f
     tokio::time::sleep(Duration::from_secs(25)).await;
     locker.batch_execute("COMMIT").await.expect("unlocked");
 
-    let broker = Broker::connect(&app.prefix).await;
-    let dlq = format!("{}.matcher.dlq", app.prefix);
-    // Give the held work time to finish once the lock is gone.
-    let _ = tokio::time::timeout(Duration::from_secs(30), async {
-        while app
-            .execute("SELECT 1 FROM triggers WHERE status IN ('queued', 'processing')")
-            .await
-            > 0
-        {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    })
-    .await;
-    let failed = app
-        .execute("SELECT 1 FROM triggers WHERE status = 'failed'")
-        .await;
-    let dead = broker.depth(&dlq).await;
+    let (dead, failed) = settled(&app).await;
     let reasons: Vec<String> = {
         use diesel_async::RunQueryDsl;
         #[derive(diesel::QueryableByName)]
@@ -754,26 +754,8 @@ async fn restarting_a_consumer_during_a_database_outage_does_not_burn_held_deliv
         ..Default::default()
     })
     .await;
-    let project = app.create_project().await;
-    app.create_survey(project, json!({"trigger": {"events": ["trial_expired"]}}))
-        .await;
-    app.stop("matcher");
     const EVENTS: usize = 10;
-    for i in 0..EVENTS {
-        let (status, body) = app
-            .send_event(
-                Some(project),
-                json!({"event_name": "trial_expired", "user_info": {"contact_external_id": format!("u{i}")}}),
-            )
-            .await;
-        assert_eq!(status, 201, "{body}");
-    }
-    app.eventually(
-        Duration::from_secs(10),
-        "the outbox to be empty",
-        || async { (app.execute("SELECT 1 FROM outbox").await == 0).then_some(()) },
-    )
-    .await;
+    backlog(&mut app, EVENTS).await;
 
     app.db_proxy.as_ref().expect("proxied").cut();
     // Four restarts during one outage (the test's delivery limit is 3).
@@ -793,21 +775,7 @@ async fn restarting_a_consumer_during_a_database_outage_does_not_burn_held_deliv
     }
     app.db_proxy.as_ref().expect("proxied").restore();
     app.start("matcher");
-    let _ = tokio::time::timeout(Duration::from_secs(30), async {
-        while app
-            .execute("SELECT 1 FROM triggers WHERE status IN ('queued', 'processing')")
-            .await
-            > 0
-        {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    })
-    .await;
-    let broker = Broker::connect(&app.prefix).await;
-    let dead = broker.depth(&format!("{}.matcher.dlq", app.prefix)).await;
-    let failed = app
-        .execute("SELECT 1 FROM triggers WHERE status = 'failed'")
-        .await;
+    let (dead, failed) = settled(&app).await;
     assert_eq!(
         (dead, failed),
         (0, 0),
