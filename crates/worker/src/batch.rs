@@ -13,7 +13,7 @@
 //! on its own, so one bad envelope (or a deadlock between batches) settles only itself: the
 //! rest commit, and it is retried or dead-lettered exactly as it would be alone.
 
-use crate::{Deps, Handler, TxError, disposition_of, fail_trigger, flush, group, handle_envelope};
+use crate::{Deps, Handler, TxError, disposition_of, flush, group, handle_envelope};
 use beckon_bus::Disposition;
 use beckon_domain::envelope::{self, Envelope, Payload};
 use beckon_runtime::supervise::{TaskStatus, supervise};
@@ -54,7 +54,7 @@ enum Settled {
 pub struct Batcher<T: Payload> {
     queue: mpsc::UnboundedSender<Pending<T>>,
     consumer: &'static str,
-    /// For what is settled before a batch: marking the trigger of an undecodable one failed.
+    /// Whether the database answers, and how patient to be with failures while it does.
     deps: Deps,
     workers: Vec<TaskStatus>,
 }
@@ -124,11 +124,10 @@ impl<T: Payload> Batcher<T> {
         loop {
             let env = match envelope::decode::<T>(body) {
                 Ok(env) => env,
+                // Its trigger is failed by the dead-letter watch, as for every dead letter.
                 Err(err) => {
-                    let reason = err.reason().to_owned();
-                    fail_trigger(&self.deps, body, &reason).await;
                     return Disposition::DeadLetter {
-                        reason,
+                        reason: err.reason().to_owned(),
                         detail: err.to_string(),
                     };
                 }
@@ -228,11 +227,7 @@ async fn alone<T: Payload, H: Handler<T>>(
         {
             return Settled::DatabaseAway;
         }
-        let disposition = disposition_of(result);
-        if let Disposition::DeadLetter { reason, .. } = &disposition {
-            crate::fail_trigger_id(deps, env.correlation_id, env.org_id, reason).await;
-        }
-        Settled::Done(disposition)
+        Settled::Done(disposition_of(result))
     }
     .instrument(span)
     .await;

@@ -1,12 +1,12 @@
 //! Watching every dead letter, whoever made it.
 //!
-//! A consumer that dead-letters a poison message marks its trigger failed and counts it. The
-//! broker dead-letters too — a message past its queue's delivery limit — and tells no one, so
-//! its trigger would wait for ever and no alert would fire. Every dead letter is therefore also
-//! copied to `{prefix}.dead-letters` (see `beckon_bus::topology`), and each consumer service
-//! watches that queue: the trigger the envelope belongs to is marked failed with the reason,
-//! and a dead letter the broker made is counted in `beckon_messages_dead_lettered_total` like
-//! the consumers' own. The copies in the dead-letter queues stay for the operator.
+//! A consumer dead-letters a poison message (and counts it); the broker dead-letters too — a
+//! message past its queue's delivery limit — and tells no one. Every dead letter, whoever made
+//! it, is therefore also copied to `{prefix}.dead-letters` (see `beckon_bus::topology`), and each
+//! consumer service watches that queue: the trigger the envelope belongs to is marked failed
+//! with the queue and reason — the one place that does it — and a dead letter the broker made is
+//! counted in `beckon_messages_dead_lettered_total` like the consumers' own. The copies in the
+//! dead-letter queues stay for the operator.
 
 use crate::{Deps, error_chain};
 use beckon_bus::consumer::{self, ConsumerConfig};
@@ -114,9 +114,7 @@ async fn settle(
                 // The database is away: hold the copy until it is back, like any delivery.
                 Err(_) if !deps.database.answers().await => {
                     if !deps.database.wait_up(cancel).await {
-                        return Disposition::Retry {
-                            reason: "shutting down".to_owned(),
-                        };
+                        return Disposition::Release;
                     }
                 }
                 Err(err) => {

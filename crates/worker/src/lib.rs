@@ -197,42 +197,6 @@ pub(crate) fn disposition_of(result: Result<Handled, HandleError>) -> Dispositio
     }
 }
 
-/// No trigger stays queued for ever: when its envelope is dead-lettered, the trigger (named
-/// by the envelope's `correlation_id` and `org_id`, when that much can be read) is marked
-/// failed. Best effort: the dead-letter watch does it too, and the dead letter keeps the
-/// message.
-pub(crate) async fn fail_trigger(deps: &Deps, body: &[u8], reason: &str) {
-    #[derive(serde::Deserialize)]
-    struct Correlated {
-        correlation_id: Uuid,
-        org_id: Uuid,
-    }
-    if let Ok(Correlated {
-        correlation_id,
-        org_id,
-    }) = serde_json::from_slice(body)
-    {
-        fail_trigger_id(deps, correlation_id, org_id, reason).await;
-    }
-}
-
-pub(crate) async fn fail_trigger_id(deps: &Deps, trigger_id: Uuid, org_id: Uuid, reason: &str) {
-    let result = async {
-        let mut conn = deps.store.conn().await?;
-        beckon_store::triggers::fail_dead_lettered(
-            &mut conn,
-            trigger_id,
-            org_id,
-            &format!("dead-lettered: {reason}"),
-        )
-        .await
-    }
-    .await;
-    if let Err(err) = result {
-        tracing::warn!(%trigger_id, error = %error_chain(&err), "could not mark the trigger failed");
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum TxError {
     #[error(transparent)]
