@@ -145,6 +145,57 @@ fn stream_dispatches(
     })
 }
 
+/// Events at `rate` per second and synchronous dispatches beside them at a quarter of it, both
+/// open loop, until stopped.
+struct Traffic {
+    load: Arc<Mutex<Load>>,
+    running: Arc<AtomicBool>,
+    /// Dispatches waiting for their outcome right now.
+    dispatching: Arc<AtomicUsize>,
+    events: tokio::task::JoinHandle<()>,
+    dispatches: tokio::task::JoinHandle<()>,
+}
+
+impl Traffic {
+    fn start(app: &TestApp, project: Uuid, rate: u64) -> Self {
+        let load = Arc::new(Mutex::new(Load::default()));
+        let running = Arc::new(AtomicBool::new(true));
+        let dispatching = Arc::new(AtomicUsize::new(0));
+        Self {
+            events: stream_events(app, project, rate, running.clone(), load.clone()),
+            dispatches: stream_dispatches(
+                app,
+                project,
+                (rate as f64 / 4.0).max(1.0),
+                running.clone(),
+                dispatching.clone(),
+            ),
+            load,
+            running,
+            dispatching,
+        }
+    }
+
+    fn dispatching(&self) -> usize {
+        self.dispatching.load(Ordering::SeqCst)
+    }
+
+    /// Stops sending, waits for the answers in flight, and says what was accepted (at least a
+    /// second's worth at `rate`, or the run showed nothing).
+    async fn stop(self, rate: u64) -> Load {
+        self.running.store(false, Ordering::SeqCst);
+        self.events.await.unwrap();
+        self.dispatches.await.unwrap();
+        let load = std::mem::take(&mut *self.load.lock().unwrap());
+        assert!(
+            load.accepted.len() as u64 >= rate,
+            "too little was accepted to show anything: {}",
+            load.accepted.len()
+        );
+        load
+    }
+}
+
 /// Waits for the system to drain, then checks (and prints) that nothing was lost, nothing
 /// done twice and nothing dead-lettered: every trigger recorded — those of the events answered
 /// 2xx, and those of requests whose answer was lost with a gateway — completed with exactly
@@ -302,25 +353,14 @@ async fn nothing_accepted_is_lost_when_services_the_broker_or_the_database_die()
         ..Options::default()
     })
     .await;
-    let load = Arc::new(Mutex::new(Load::default()));
-    let running = Arc::new(AtomicBool::new(true));
-    let dispatching = Arc::new(AtomicUsize::new(0));
-    let events = stream_events(&app, project, rate, running.clone(), load.clone());
-    // Dispatches beside them, a quarter of the rate.
-    let dispatches = stream_dispatches(
-        &app,
-        project,
-        (rate as f64 / 4.0).max(1.0),
-        running.clone(),
-        dispatching.clone(),
-    );
+    let traffic = Traffic::start(&app, project, rate);
 
     tokio::time::sleep(phase).await;
     for service in ["matcher", "invitation", "webhook-delivery", "ingest-api"] {
         if service == "ingest-api" {
             // Killed with dispatches waiting for their outcome: their triggers must complete.
             app.eventually(Duration::from_secs(10), "a dispatch in flight", || {
-                std::future::ready((dispatching.load(Ordering::SeqCst) > 0).then_some(()))
+                std::future::ready((traffic.dispatching() > 0).then_some(()))
             })
             .await;
         }
@@ -343,16 +383,7 @@ async fn nothing_accepted_is_lost_when_services_the_broker_or_the_database_die()
         .unwrap();
     eprintln!("chaos: PostgreSQL is back");
     tokio::time::sleep(phase).await;
-    running.store(false, Ordering::SeqCst);
-    events.await.unwrap();
-    dispatches.await.unwrap();
-
-    let load = std::mem::take(&mut *load.lock().unwrap());
-    assert!(
-        load.accepted.len() as u64 >= rate,
-        "too little was accepted to show anything: {}",
-        load.accepted.len()
-    );
+    let load = traffic.stop(rate).await;
     drain_and_check(&app, &receiver, project, &load).await;
 }
 
@@ -386,17 +417,7 @@ async fn nothing_accepted_is_lost_when_the_node_leading_the_queues_stops() {
         ..Options::default()
     })
     .await;
-    let load = Arc::new(Mutex::new(Load::default()));
-    let running = Arc::new(AtomicBool::new(true));
-    let dispatching = Arc::new(AtomicUsize::new(0));
-    let events = stream_events(&app, project, rate, running.clone(), load.clone());
-    let dispatches = stream_dispatches(
-        &app,
-        project,
-        (rate as f64 / 4.0).max(1.0),
-        running.clone(),
-        dispatching,
-    );
+    let traffic = Traffic::start(&app, project, rate);
 
     tokio::time::sleep(phase).await;
     let leader = cluster(&["leader", &format!("{}.matcher", app.prefix)]);
@@ -418,15 +439,6 @@ async fn nothing_accepted_is_lost_when_the_node_leading_the_queues_stops() {
         .await
         .unwrap();
     tokio::time::sleep(phase).await;
-    running.store(false, Ordering::SeqCst);
-    events.await.unwrap();
-    dispatches.await.unwrap();
-
-    let load = std::mem::take(&mut *load.lock().unwrap());
-    assert!(
-        load.accepted.len() as u64 >= rate,
-        "too little was accepted to show anything: {}",
-        load.accepted.len()
-    );
+    let load = traffic.stop(rate).await;
     drain_and_check(&app, &receiver, project, &load).await;
 }
