@@ -23,6 +23,29 @@ use tokio_util::sync::CancellationToken;
 /// Most triggers sent again, and most failed, in one pass.
 const BATCH: i64 = 200;
 
+/// How long the sweep stays its hand after a pass that could not reach the database. While the
+/// database was away, consumers held their deliveries unacknowledged (not ready in the queue,
+/// so invisible to the backlog check); once it answers they finish them within seconds. Failing
+/// those triggers first would be wrong, so passes wait until the held work has had its chance.
+const SETTLE: Duration = Duration::from_secs(120);
+
+/// Whether a pass may run: not until `SETTLE` has passed since the last one that failed.
+#[derive(Debug, Default)]
+struct Settle {
+    failed_at: Option<tokio::time::Instant>,
+}
+
+impl Settle {
+    fn allows(&self, now: tokio::time::Instant) -> bool {
+        self.failed_at
+            .is_none_or(|at| now.saturating_duration_since(at) >= SETTLE)
+    }
+
+    fn failed(&mut self, now: tokio::time::Instant) {
+        self.failed_at = Some(now);
+    }
+}
+
 /// What one pass did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Swept {
@@ -38,10 +61,14 @@ pub async fn run(
     interval: Duration,
     cancel: CancellationToken,
 ) {
+    let mut settle = Settle::default();
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = tokio::time::sleep(interval) => {}
+        }
+        if !settle.allows(tokio::time::Instant::now()) {
+            continue;
         }
         match sweep(&deps, &topology, after).await {
             Ok(swept) if swept == Swept::default() => {}
@@ -52,7 +79,10 @@ pub async fn run(
                     "stalled triggers swept"
                 )
             }
-            Err(err) => tracing::warn!(error = %error_chain(&err), "stalled-trigger sweep failed"),
+            Err(err) => {
+                settle.failed(tokio::time::Instant::now());
+                tracing::warn!(error = %error_chain(&err), "stalled-trigger sweep failed")
+            }
         }
     }
 }
@@ -99,4 +129,21 @@ pub async fn sweep(deps: &Deps, topology: &Topology, after: Duration) -> Result<
         .increment(swept.failed as u64);
     beckon_worker::flush(&deps.publisher, &deps.cleaner, &rows).await;
     Ok(swept)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::time::Instant;
+
+    #[test]
+    fn a_failed_pass_stays_the_sweep_until_held_work_had_its_chance() {
+        let start = Instant::now();
+        let mut settle = Settle::default();
+        assert!(settle.allows(start));
+        settle.failed(start);
+        assert!(!settle.allows(start + Duration::from_secs(60)));
+        assert!(!settle.allows(start + SETTLE - Duration::from_millis(1)));
+        assert!(settle.allows(start + SETTLE));
+    }
 }
