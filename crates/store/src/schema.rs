@@ -28,6 +28,9 @@ diesel::table! {
         updated_at -> Timestamptz,
         publishable_key -> Nullable<Text>,
         allowed_origins -> Array<Text>,
+        widget_secret_sealed -> Nullable<Bytea>,
+        widget_previous_secret_sealed -> Nullable<Bytea>,
+        widget_previous_secret_expires_at -> Nullable<Timestamptz>,
     }
 }
 

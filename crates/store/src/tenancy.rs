@@ -137,6 +137,26 @@ pub struct Project {
     pub publishable_key: Option<String>,
     /// Origins the widget may call from.
     pub allowed_origins: Vec<String>,
+    /// The widget's identity-verification secret, sealed under the deployment's key.
+    pub widget_secret_sealed: Option<Vec<u8>>,
+    /// The secret a rotation replaced, verifying beside the new one until it expires.
+    pub widget_previous_secret_sealed: Option<Vec<u8>>,
+    pub widget_previous_secret_expires_at: Option<OffsetDateTime>,
+}
+
+impl Project {
+    /// The sealed widget secrets that verify now: the current one, and the one a rotation
+    /// replaced until it expires.
+    pub fn widget_secrets(&self, now: OffsetDateTime) -> impl Iterator<Item = &[u8]> {
+        let previous = self.widget_previous_secret_sealed.as_deref().filter(|_| {
+            self.widget_previous_secret_expires_at
+                .is_some_and(|at| at > now)
+        });
+        self.widget_secret_sealed
+            .as_deref()
+            .into_iter()
+            .chain(previous)
+    }
 }
 
 pub async fn create_project(
@@ -153,6 +173,9 @@ pub async fn create_project(
         updated_at: now,
         publishable_key: None,
         allowed_origins: Vec::new(),
+        widget_secret_sealed: None,
+        widget_previous_secret_sealed: None,
+        widget_previous_secret_expires_at: None,
     };
     diesel::insert_into(projects::table)
         .values(&project)
@@ -214,6 +237,27 @@ pub async fn rotate_publishable_key(
     Ok(diesel::update(projects::table.find(id))
         .set((
             projects::publishable_key.eq(key),
+            projects::updated_at.eq(OffsetDateTime::now_utc()),
+        ))
+        .returning(Project::as_returning())
+        .get_result(conn)
+        .await
+        .optional()?)
+}
+
+/// Replaces the widget's identity-verification secret (sealed by the caller); the one it
+/// replaces keeps verifying until `previous_until`.
+pub async fn rotate_widget_secret(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    sealed: &[u8],
+    previous_until: OffsetDateTime,
+) -> Result<Option<Project>, StoreError> {
+    Ok(diesel::update(projects::table.find(id))
+        .set((
+            projects::widget_previous_secret_sealed.eq(projects::widget_secret_sealed),
+            projects::widget_previous_secret_expires_at.eq(previous_until),
+            projects::widget_secret_sealed.eq(sealed),
             projects::updated_at.eq(OffsetDateTime::now_utc()),
         ))
         .returning(Project::as_returning())

@@ -23,7 +23,7 @@ use crate::routes::{
         webhooks::create, webhooks::list, webhooks::get, webhooks::update, webhooks::delete,
         webhooks::reverify, webhooks::rotate_secret, webhooks::ping, webhooks::attempts, webhooks::deliveries,
         webhooks::message_attempts, webhooks::resend, webhooks::recover, webhooks::event_types,
-        projects::create, projects::list, projects::get, projects::update, projects::rotate_publishable_key,
+        projects::create, projects::list, projects::get, projects::update, projects::rotate_publishable_key, projects::rotate_widget_secret,
         widget::pending,
         surveys::create, surveys::list, surveys::get, surveys::update,
         respond::show, respond::display, respond::answer, respond::complete,

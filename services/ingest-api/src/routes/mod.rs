@@ -62,6 +62,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     web::post().to(projects::rotate_publishable_key),
                 )
                 .route(
+                    "/projects/{project_id}/widget-secret",
+                    web::post().to(projects::rotate_widget_secret),
+                )
+                .route(
                     "/projects/{project_id}/invitations/{invitation_id}/revoke",
                     web::post().to(invitations::revoke),
                 )

@@ -4,6 +4,7 @@ use crate::AppState;
 use crate::auth::OrgAuth;
 use crate::body;
 use crate::error::{ApiError, ErrorBody};
+use crate::routes::events::format_timestamp;
 use crate::routes::owned_project;
 use actix_web::{HttpResponse, web};
 use beckon_store::tenancy::{self, Project};
@@ -27,6 +28,9 @@ pub struct ProjectView {
     pub publishable_key: Option<String>,
     /// Origins the widget may call from.
     pub allowed_origins: Vec<String>,
+    /// Whether the widget's identity-verification secret has been issued (the widget answers
+    /// only once it has). Issue or rotate it with `POST /api/v1/projects/{id}/widget-secret`.
+    pub widget_secret_issued: bool,
 }
 
 impl From<Project> for ProjectView {
@@ -39,8 +43,21 @@ impl From<Project> for ProjectView {
             updated_at: p.updated_at,
             publishable_key: p.publishable_key,
             allowed_origins: p.allowed_origins,
+            widget_secret_issued: p.widget_secret_sealed.is_some(),
         }
     }
+}
+
+/// A newly issued widget secret.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct WidgetSecret {
+    /// `wsk_…`, shown this once. Keep it on your backend: sign each signed-in user's ref with
+    /// it, `user_hash = hex(HMAC-SHA256(widget_secret, user_ref))`, and hand the hash to the
+    /// widget. Never ship it to a browser.
+    pub widget_secret: String,
+    /// Until then the secret this one replaced verifies too (absent on the first issue).
+    #[schema(format = DateTime)]
+    pub previous_secret_expires_at: Option<String>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -209,4 +226,43 @@ pub async fn rotate_publishable_key(
             )
         })?;
     Ok(HttpResponse::Ok().json(ProjectView::from(project)))
+}
+
+/// How long a rotated-out widget secret keeps verifying beside the new one.
+const WIDGET_SECRET_OVERLAP: time::Duration = time::Duration::hours(24);
+
+/// Issue the widget's identity-verification secret, or rotate it (the previous one keeps
+/// verifying for 24 hours, so backends can be redeployed with the new one).
+#[utoipa::path(post, path = "/api/v1/projects/{project_id}/widget-secret", tag = "projects",
+    params(("project_id" = String, Path, description = "Project id")),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "The secret, shown this once", body = WidgetSecret),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)
+    ))]
+pub async fn rotate_widget_secret(
+    auth: OrgAuth,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let mut conn = state.store.conn().await?;
+    let project = owned_project(&mut conn, auth.org_id, &path).await?;
+    let secret = beckon_domain::secret::new_widget_secret();
+    let until = OffsetDateTime::now_utc() + WIDGET_SECRET_OVERLAP;
+    let sealed = state.sealing_key.seal(secret.expose().as_bytes());
+    let had_one = project.widget_secret_sealed.is_some();
+    tenancy::rotate_widget_secret(&mut conn, project.id, &sealed, until)
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found(
+                "project_not_found",
+                format!("No project {}.", path.as_str()),
+            )
+        })?;
+    Ok(HttpResponse::Ok()
+        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
+        .json(WidgetSecret {
+            widget_secret: secret.expose().to_owned(),
+            previous_secret_expires_at: had_one.then(|| format_timestamp(until)),
+        }))
 }
