@@ -18,8 +18,13 @@ pub struct Broker {
 
 impl Broker {
     pub async fn connect(prefix: &str) -> Self {
+        Self::connect_to(&crate::amqp_url(), prefix).await
+    }
+
+    /// On the broker (or virtual host) at `url`.
+    pub async fn connect_to(url: &str, prefix: &str) -> Self {
         // Through the bus's connect, which takes a cluster's list of addresses too.
-        let conn = beckon_bus::connect::connect(&crate::amqp_url(), "test-broker")
+        let conn = beckon_bus::connect::connect(url, "test-broker")
             .await
             .expect("the broker is reachable");
         let channel = conn.create_channel().await.expect("a channel");

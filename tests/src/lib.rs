@@ -378,6 +378,7 @@ impl TestApp {
             .env("BECKON_DATABASE_URL", &self.services_db_url)
             .env("BECKON_AMQP_URL", amqp_url())
             .env("BECKON_QUEUE_PREFIX", &self.prefix)
+            .envs(self.options.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -5,8 +5,9 @@
 //! every retry. `version` is the payload version, an integer from 1; a subscription pins the
 //! version it receives.
 
+use crate::sealed::{SealError, SealingKey};
 use beckon_domain::envelope::{
-    Envelope, InvitationCreated, Payload, ResponseProgressed, ResponseStage,
+    Envelope, InvitationCreated, LinkUrl, Payload, ResponseProgressed, ResponseStage,
 };
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -32,41 +33,57 @@ pub struct WebhookBody<T> {
 
 /// A bus payload that customers receive as a webhook.
 pub trait Announcement: Payload + Clone {
+    /// What the webhook's `data` holds: the payload, with what travels sealed opened.
+    type Data: Serialize;
     /// The webhook type this payload is delivered as.
     fn webhook_type(&self) -> &'static str;
     /// The user the event is about, so erasing the user can find it.
     fn user_ref(&self) -> &str;
+    /// The webhook's data.
+    fn webhook_data(&self, key: &SealingKey) -> Result<Self::Data, SealError>;
 }
 
 impl Announcement for InvitationCreated {
+    type Data = InvitationCreated<LinkUrl>;
     fn webhook_type(&self) -> &'static str {
         Self::TYPE
     }
     fn user_ref(&self) -> &str {
         self.user.user_ref.as_str()
     }
+    fn webhook_data(&self, key: &SealingKey) -> Result<Self::Data, SealError> {
+        let link = key.open_link(&self.invitation.link)?;
+        Ok(self.clone().with_link(|_| link))
+    }
 }
 
 impl Announcement for ResponseProgressed {
+    type Data = Self;
     fn webhook_type(&self) -> &'static str {
         self.stage.webhook_type()
     }
     fn user_ref(&self) -> &str {
         self.user.user_ref.as_str()
     }
+    fn webhook_data(&self, _: &SealingKey) -> Result<Self, SealError> {
+        Ok(self.clone())
+    }
 }
 
-impl<T: Announcement> WebhookBody<T> {
+impl<D> WebhookBody<D> {
     /// The webhook an envelope announces: same id, version and time.
-    pub fn from_envelope(env: &Envelope<T>) -> Self {
-        Self {
+    pub fn from_envelope<T: Announcement<Data = D>>(
+        env: &Envelope<T>,
+        key: &SealingKey,
+    ) -> Result<Self, SealError> {
+        Ok(Self {
             id: env.id,
             kind: env.data.webhook_type().to_owned(),
             version: env.version,
             occurred_at: env.occurred_at,
             project_id: env.project_id,
-            data: env.data.clone(),
-        }
+            data: env.data.webhook_data(key)?,
+        })
     }
 }
 
@@ -109,7 +126,7 @@ pub fn catalogue() -> Vec<EventType> {
             kind: InvitationCreated::TYPE,
             version: InvitationCreated::VERSION,
             description: "An invitation was created for a user: the survey, the user, the magic link, and the event that caused it with its parameters.",
-            schema: schema_of::<InvitationCreated>(
+            schema: schema_of::<InvitationCreated<LinkUrl>>(
                 InvitationCreated::TYPE,
                 InvitationCreated::VERSION,
             ),

@@ -4,6 +4,7 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use beckon_domain::envelope::{CarriedLink, LinkUrl};
 use chacha20poly1305::aead::{Aead, KeyInit};
 use chacha20poly1305::{ChaCha20Poly1305, Nonce};
 
@@ -60,6 +61,29 @@ impl SealingKey {
     }
 }
 
+impl SealingKey {
+    /// A magic link sealed to travel between services.
+    pub fn seal_link(&self, url: &str) -> CarriedLink {
+        CarriedLink::Sealed {
+            magic_link_sealed: STANDARD.encode(self.seal(url.as_bytes())),
+        }
+    }
+
+    /// A magic link that travelled sealed, in plaintext again.
+    pub fn open_link(&self, link: &CarriedLink) -> Result<LinkUrl, SealError> {
+        let magic_link_url = match link {
+            CarriedLink::Sealed { magic_link_sealed } => {
+                let sealed = STANDARD
+                    .decode(magic_link_sealed)
+                    .map_err(|_| SealError::Open)?;
+                String::from_utf8(self.open(&sealed)?).map_err(|_| SealError::Open)?
+            }
+            CarriedLink::Plain { magic_link_url } => magic_link_url.clone(),
+        };
+        Ok(LinkUrl { magic_link_url })
+    }
+}
+
 impl std::fmt::Debug for SealingKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("SealingKey(<redacted>)")
@@ -89,6 +113,24 @@ mod tests {
     #[test]
     fn sealing_twice_gives_different_ciphertexts() {
         assert_ne!(key().seal(b"x"), key().seal(b"x"));
+    }
+
+    #[test]
+    fn a_sealed_link_does_not_show_its_url_and_opens_under_the_key_only() {
+        let url = "https://beckon.example/surveys/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+        let link = key().seal_link(url);
+        let wire = serde_json::to_string(&link).unwrap();
+        assert!(!wire.contains("AAAAAAAAAA") && wire.contains("magic_link_sealed"));
+        assert_eq!(key().open_link(&link).unwrap().magic_link_url, url);
+        let other = SealingKey::from_base64(&STANDARD.encode([8u8; 32])).unwrap();
+        assert!(other.open_link(&link).is_err());
+        let garbage = CarriedLink::Sealed {
+            magic_link_sealed: "not base64!".into(),
+        };
+        assert!(key().open_link(&garbage).is_err());
+        // A link from before sealing still reads.
+        let plain: CarriedLink = serde_json::from_str(r#"{"magic_link_url": "u"}"#).unwrap();
+        assert_eq!(key().open_link(&plain).unwrap().magic_link_url, "u");
     }
 
     #[test]

@@ -85,8 +85,9 @@ impl Slot {
         }))
     }
 
-    /// Stores the answer for replays.
+    /// Stores the answer for replays, sealed: a dispatch's answer holds magic links.
     pub async fn complete(&self, state: &AppState, status: StatusCode, body: &[u8]) {
+        let body = &state.sealing_key.seal(body);
         let result = async {
             let mut conn = state.store.conn().await?;
             idempotency::complete(
@@ -120,6 +121,23 @@ impl Slot {
             tracing::warn!(error = %err, "could not release an idempotency key");
         }
     }
+}
+
+/// A stored answer in plaintext again. Answers stored before they were sealed are JSON and
+/// are replayed as they are; one sealed under a key no longer configured cannot be.
+fn stored_answer(state: &AppState, body: Vec<u8>) -> Result<Vec<u8>, ApiError> {
+    if let Ok(opened) = state.sealing_key.open(&body) {
+        return Ok(opened);
+    }
+    if serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_ok() {
+        return Ok(body);
+    }
+    Err(ApiError::new(
+        StatusCode::CONFLICT,
+        "idempotency_answer_unreadable",
+        "The answer stored for this Idempotency-Key was sealed under a key this deployment no \
+         longer has; send the request with a new key.",
+    ))
 }
 
 fn valid_key(raw: &str) -> bool {
@@ -181,7 +199,7 @@ where
         )
         .insert_header((CONTENT_TYPE, "application/json"))
         .insert_header(("Idempotency-Replay", "true"))
-        .body(body)),
+        .body(stored_answer(state, body)?)),
         Claim::Owned { owner, request_id } => {
             let slot = Slot {
                 org_id,

@@ -6,8 +6,8 @@ use anyhow::Context as _;
 use beckon_bus::Topology;
 use beckon_bus::topology::queues;
 use beckon_domain::envelope::{
-    CreatedInvitation, DispatchCompleted, Envelope, EventMatched, InvitationCreated,
-    InvitationDetails, MatchedSurvey, SurveyDetails, TriggerDetails, UserDetails,
+    DispatchCompleted, Envelope, EventMatched, InvitationCreated, InvitationDetails,
+    IssuedInvitation, MatchedSurvey, SurveyDetails, TriggerDetails, UserDetails,
 };
 use beckon_domain::outcome::DispatchCounts;
 use beckon_domain::outcome::SurveyOutcome;
@@ -62,7 +62,7 @@ enum Decision {
     /// No invitation: suppressed by the cooldown or the sample rate.
     Suppressed(SurveyResult),
     /// An invitation to create, with the magic link it carries.
-    Invite(Box<NewInvitation>, CreatedInvitation),
+    Invite(Box<NewInvitation>, IssuedInvitation),
 }
 
 impl Inviter {
@@ -119,10 +119,16 @@ impl Inviter {
             token_sealed: Some(self.sealing_key.seal(token.expose().as_bytes())),
             expires_at,
         };
-        let link = CreatedInvitation {
+        // Sealed for the bus: the reply and the announcement pass through queues and the
+        // outbox, which must never hold a usable link.
+        let link = IssuedInvitation {
             survey_id: survey.survey_id,
             user_ref: env.data.user_ref.clone(),
-            magic_link_url: format!("{}/surveys/{}", self.public_url, token.expose()),
+            link: self.sealing_key.seal_link(&format!(
+                "{}/surveys/{}",
+                self.public_url,
+                token.expose()
+            )),
             expires_at,
         };
         Ok(Decision::Invite(Box::new(invitation), link))
@@ -135,7 +141,7 @@ impl Inviter {
         env: &Envelope<EventMatched>,
         survey: &MatchedSurvey,
         conn: &mut AsyncPgConnection,
-    ) -> Result<(SurveyResult, Option<CreatedInvitation>), StoreError> {
+    ) -> Result<(SurveyResult, Option<IssuedInvitation>), StoreError> {
         match self.decide(env, survey, conn).await? {
             Decision::Suppressed(result) => Ok((result, None)),
             Decision::Invite(invitation, link) => {
@@ -154,7 +160,7 @@ impl Inviter {
         &self,
         env: &Envelope<EventMatched>,
         results: &[SurveyResult],
-        created: Vec<CreatedInvitation>,
+        created: Vec<IssuedInvitation>,
         counts: DispatchCounts,
         user: Option<&User>,
     ) -> Vec<Emit> {
@@ -187,8 +193,8 @@ impl Inviter {
 /// created it (a repeat announces nothing again).
 fn created(
     invitation: &NewInvitation,
-    link: Option<CreatedInvitation>,
-) -> (SurveyResult, Option<CreatedInvitation>) {
+    link: Option<IssuedInvitation>,
+) -> (SurveyResult, Option<IssuedInvitation>) {
     let result = SurveyResult {
         survey_id: invitation.survey_id,
         survey_version: invitation.survey_version,
@@ -333,7 +339,7 @@ impl Inviter {
         &self,
         env: &Envelope<EventMatched>,
         results: &[SurveyResult],
-        created: &[CreatedInvitation],
+        created: &[IssuedInvitation],
         user: Option<&User>,
     ) -> Vec<Emit> {
         if created.is_empty() {
@@ -366,7 +372,7 @@ impl Inviter {
                 InvitationCreated {
                     invitation: InvitationDetails {
                         id: result.invitation_id.unwrap_or_default(),
-                        magic_link_url: link.magic_link_url.clone(),
+                        link: link.link.clone(),
                         expires_at: link.expires_at,
                     },
                     survey: SurveyDetails {

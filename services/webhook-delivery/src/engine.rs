@@ -60,6 +60,11 @@ impl Engine {
         self.key.seal(plaintext)
     }
 
+    /// The deployment's key, to open what travelled sealed.
+    pub fn key(&self) -> &SealingKey {
+        &self.key
+    }
+
     pub fn lease(&self) -> time::Duration {
         time::Duration::try_from(LEASE).unwrap_or(time::Duration::MINUTE)
     }

@@ -19,10 +19,18 @@ pub struct Fanout {
 }
 
 impl Fanout {
-    /// The message customers receive for `env`.
-    fn message<T: Announcement>(&self, env: &Envelope<T>) -> Message {
-        let body = serde_json::to_vec(&WebhookBody::from_envelope(env)).unwrap_or_default();
-        Message {
+    /// The message customers receive for `env`. A sealed link that does not open under the
+    /// deployment's keys never will: the envelope is dead-lettered, to be replayed once the
+    /// key it was sealed with is configured again.
+    fn message<T: Announcement>(&self, env: &Envelope<T>) -> Result<Message, HandleError> {
+        let body = WebhookBody::from_envelope(env, self.engine.key()).map_err(|err| {
+            HandleError::Permanent {
+                reason: "unsealable",
+                detail: err.to_string(),
+            }
+        })?;
+        let body = serde_json::to_vec(&body).unwrap_or_default();
+        Ok(Message {
             id: env.id,
             org_id: env.org_id,
             project_id: env.project_id,
@@ -31,7 +39,7 @@ impl Fanout {
             body_encrypted: self.engine.seal(&body),
             occurred_at: env.occurred_at,
             user_ref: Some(env.data.user_ref().to_owned()),
-        }
+        })
     }
 
     /// Leased to the attempts `after_commit` starts; should this process die first, they
@@ -53,7 +61,7 @@ impl<T: Announcement> Handler<T> for Fanout {
             // Nothing is kept for an event no active subscription wants.
             return Ok(Vec::new());
         }
-        webhooks::insert_message(conn, &self.message(env)).await?;
+        webhooks::insert_message(conn, &self.message(env)?).await?;
         webhooks::insert_deliveries(conn, env.id, &subscribers, self.lease()).await?;
         Ok(Vec::new())
     }
@@ -77,7 +85,7 @@ impl<T: Announcement> Handler<T> for Fanout {
                 }
             };
             if !subscribers.is_empty() {
-                messages.push(self.message(item.env));
+                messages.push(self.message(item.env)?);
                 deliveries.push((item.env.id, key));
             }
         }

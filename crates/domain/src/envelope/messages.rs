@@ -121,13 +121,46 @@ pub struct CreatedInvitation {
     pub expires_at: OffsetDateTime,
 }
 
+/// A magic link as it travels between services: sealed under the deployment's key, so that no
+/// queue, outbox row or dead letter holds it in plaintext. Whoever shows it opens it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum CarriedLink {
+    Sealed {
+        /// The magic-link URL sealed under the deployment's key, in base64.
+        magic_link_sealed: String,
+    },
+    /// As services sent it before links were sealed: still read, so that messages queued
+    /// across an upgrade flow on. Nothing sends it any more.
+    Plain { magic_link_url: String },
+}
+
+/// A magic link as the `invitation.created` webhook shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct LinkUrl {
+    /// The link to send the user; it is a secret, like a password for this one survey.
+    pub magic_link_url: String,
+}
+
+/// An invitation a dispatch created, as the reply to the waiting gateway carries it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct IssuedInvitation {
+    pub survey_id: Uuid,
+    pub user_ref: UserRef,
+    #[serde(flatten)]
+    pub link: CarriedLink,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schemars(with = "String", extend("format" = "date-time"))]
+    pub expires_at: OffsetDateTime,
+}
+
 /// The outcome of a trigger, sent once to the gateway that waits for it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct DispatchCompleted {
     pub trigger_id: Uuid,
     #[serde(flatten)]
     pub counts: DispatchCounts,
-    pub created_invitations: Vec<CreatedInvitation>,
+    pub created_invitations: Vec<IssuedInvitation>,
 }
 
 impl Payload for DispatchCompleted {
@@ -136,11 +169,13 @@ impl Payload for DispatchCompleted {
 }
 
 /// The invitation a `invitation.created` webhook announces.
+// Its link is `L`: sealed (`CarriedLink`) on the bus, in plaintext (`LinkUrl`) in the webhook.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct InvitationDetails {
+#[schemars(rename = "InvitationDetails")]
+pub struct InvitationDetails<L> {
     pub id: Uuid,
-    /// The link to send the user; it is a secret, like a password for this one survey.
-    pub magic_link_url: String,
+    #[serde(flatten)]
+    pub link: L,
     #[serde(with = "time::serde::rfc3339")]
     #[schemars(with = "String", extend("format" = "date-time"))]
     pub expires_at: OffsetDateTime,
@@ -176,12 +211,31 @@ pub struct TriggerDetails {
 
 /// An invitation was created: the `invitation.created` webhook's data, and the envelope that
 /// carries it to the webhook service.
+// On the bus its link travels sealed (`InvitationCreated<CarriedLink>`); the webhook shows it
+// (`InvitationCreated<LinkUrl>`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct InvitationCreated {
-    pub invitation: InvitationDetails,
+#[schemars(rename = "InvitationCreated")]
+pub struct InvitationCreated<L = CarriedLink> {
+    pub invitation: InvitationDetails<L>,
     pub survey: SurveyDetails,
     pub user: UserDetails,
     pub trigger: TriggerDetails,
+}
+
+impl<L> InvitationCreated<L> {
+    /// The same announcement with its link as `link` makes it.
+    pub fn with_link<M>(self, link: impl FnOnce(L) -> M) -> InvitationCreated<M> {
+        InvitationCreated {
+            invitation: InvitationDetails {
+                id: self.invitation.id,
+                link: link(self.invitation.link),
+                expires_at: self.invitation.expires_at,
+            },
+            survey: self.survey,
+            user: self.user,
+            trigger: self.trigger,
+        }
+    }
 }
 
 impl Payload for InvitationCreated {

@@ -151,10 +151,12 @@ fn every_payload_type_validates_against_its_generated_schema() {
                 created_count: 1,
                 ..Default::default()
             },
-            created_invitations: vec![CreatedInvitation {
+            created_invitations: vec![IssuedInvitation {
                 survey_id: Uuid::now_v7(),
                 user_ref: UserRef::parse("u1").unwrap(),
-                magic_link_url: "http://127.0.0.1:8080/surveys/x".into(),
+                link: CarriedLink::Sealed {
+                    magic_link_sealed: "c2VhbGVk".into(),
+                },
                 expires_at: OffsetDateTime::now_utc(),
             }],
         },

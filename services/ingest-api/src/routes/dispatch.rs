@@ -243,7 +243,7 @@ async fn dispatch_inner(
                         return;
                     }
                 };
-                match late.as_deref().map(response_from) {
+                match late.as_deref().map(|reply| response_from(&state, reply)) {
                     Some(Ok(response)) => {
                         let body = serde_json::to_vec(&response).unwrap_or_default();
                         slot.complete(&state, StatusCode::OK, &body).await;
@@ -263,7 +263,7 @@ async fn dispatch_inner(
         err.trigger_id = Some(trigger_id);
         return Err(err);
     };
-    Ok(HttpResponse::Ok().json(response_from(&reply)?))
+    Ok(HttpResponse::Ok().json(response_from(&state, &reply)?))
 }
 
 /// Records the trigger and the envelope that carries it (in the outbox) in one transaction,
@@ -378,11 +378,29 @@ async fn outcome_of_earlier_run(
     }
 }
 
-fn response_from(reply: &[u8]) -> Result<DispatchResponse, ApiError> {
+/// The answer a reply makes, its links opened: they travel sealed.
+fn response_from(state: &AppState, reply: &[u8]) -> Result<DispatchResponse, ApiError> {
     let reply = envelope::decode::<DispatchCompleted>(reply).map_err(|e| ApiError::internal(&e))?;
+    let created_invitations = reply
+        .data
+        .created_invitations
+        .into_iter()
+        .map(|issued| {
+            let link = state
+                .sealing_key
+                .open_link(&issued.link)
+                .map_err(|e| ApiError::internal(&e))?;
+            Ok(CreatedInvitation {
+                survey_id: issued.survey_id,
+                user_ref: issued.user_ref,
+                magic_link_url: link.magic_link_url,
+                expires_at: issued.expires_at,
+            })
+        })
+        .collect::<Result<_, ApiError>>()?;
     Ok(DispatchResponse {
         trigger_id: reply.data.trigger_id,
         counts: reply.data.counts,
-        created_invitations: reply.data.created_invitations,
+        created_invitations,
     })
 }
