@@ -6,6 +6,7 @@
 //! `cargo build --bins` once first, so a test never runs against stale services.
 
 use anyhow::{Context as _, bail};
+use beckon_domain::scope::Scope;
 use beckon_store::testing::TestDatabase;
 use beckon_store::{Store, tenancy};
 use serde_json::{Value, json};
@@ -142,7 +143,8 @@ impl TestApp {
         let store = Store::new(db.url(), 4)?;
         let mut conn = store.conn().await?;
         let org = tenancy::create_organization(&mut conn, "Test org").await?;
-        let (_, token) = tenancy::create_token(&mut conn, org.id, "test").await?;
+        let (_, token) =
+            tenancy::create_token(&mut conn, org.id, "test", &[Scope::Admin], None).await?;
         drop(conn);
         let prefix = format!("t{}", Uuid::now_v7().simple());
         let port = free_port();
@@ -560,7 +562,7 @@ impl TestApp {
         let org = tenancy::create_organization(&mut conn, "Other org")
             .await
             .expect("org");
-        let (_, token) = tenancy::create_token(&mut conn, org.id, "other")
+        let (_, token) = tenancy::create_token(&mut conn, org.id, "other", &[Scope::Admin], None)
             .await
             .expect("token");
         (org.id, token.expose().to_owned())

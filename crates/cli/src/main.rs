@@ -3,6 +3,7 @@
 
 use anyhow::Context as _;
 use beckon_domain::LifecycleEvent;
+use beckon_domain::scope::Scope;
 use beckon_domain::survey::{
     DEFAULT_LIFETIME_SECONDS, DEFAULT_REMINDER_LEAD_SECONDS, Question, QuestionKind, SurveyStatus,
     SurveyTrigger,
@@ -153,6 +154,18 @@ enum TokenCommand {
         /// A label to tell tokens apart.
         #[arg(long, default_value = "cli")]
         name: String,
+        /// What it may do, comma-separated: send (events, dispatch, user upserts), read
+        /// (every GET), admin (everything).
+        #[arg(long, default_value = "admin", value_delimiter = ',', value_parser = parse_scope)]
+        scopes: Vec<Scope>,
+        /// When it stops working (RFC 3339); never, if left out.
+        #[arg(long, value_parser = parse_expiry)]
+        expires_at: Option<time::OffsetDateTime>,
+    },
+    /// List an organization's tokens (never their secrets), newest first, as JSON.
+    List {
+        #[arg(long)]
+        org: Uuid,
     },
     /// Revoke an access token by its id.
     Revoke {
@@ -161,6 +174,18 @@ enum TokenCommand {
         #[arg(long)]
         id: Uuid,
     },
+}
+
+fn parse_scope(raw: &str) -> Result<Scope, String> {
+    Scope::parse(raw.trim()).ok_or_else(|| format!("`{raw}` is not one of send, read, admin"))
+}
+
+fn parse_expiry(raw: &str) -> Result<time::OffsetDateTime, String> {
+    let at = beckon_domain::timestamp::parse_utc(raw).map_err(|e| e.to_string())?;
+    if at <= time::OffsetDateTime::now_utc() {
+        return Err(format!("{raw} is in the past"));
+    }
+    Ok(at)
 }
 
 /// Asks on the terminal; only `y` or `yes` agrees.
@@ -174,6 +199,11 @@ fn confirm(question: &str) -> anyhow::Result<bool> {
         answer.trim().to_ascii_lowercase().as_str(),
         "y" | "yes"
     ))
+}
+
+fn rfc3339(at: time::OffsetDateTime) -> String {
+    at.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
 }
 
 fn print(value: serde_json::Value) {
@@ -219,9 +249,10 @@ async fn main() -> anyhow::Result<()> {
             let org = tenancy::create_organization(&mut conn, &name)
                 .await
                 .context("Failed to create the organization")?;
-            let (token, plaintext) = tenancy::create_token(&mut conn, org.id, "initial")
-                .await
-                .context("Failed to create the token")?;
+            let (token, plaintext) =
+                tenancy::create_token(&mut conn, org.id, "initial", &[Scope::Admin], None)
+                    .await
+                    .context("Failed to create the token")?;
             print(serde_json::json!({
                 "org_id": org.id,
                 "token_id": token.id,
@@ -230,16 +261,49 @@ async fn main() -> anyhow::Result<()> {
             eprintln!("The token is shown only this once; store it now.");
         }
         Command::Token {
-            command: TokenCommand::Create { org, name },
+            command:
+                TokenCommand::Create {
+                    org,
+                    name,
+                    scopes,
+                    expires_at,
+                },
         } => {
             tenancy::get_organization(&mut conn, org)
                 .await?
                 .with_context(|| format!("No organization {org}"))?;
-            let (token, plaintext) = tenancy::create_token(&mut conn, org, &name)
-                .await
-                .context("Failed to create the token")?;
-            print(serde_json::json!({"token_id": token.id, "token": plaintext.expose()}));
+            let (token, plaintext) =
+                tenancy::create_token(&mut conn, org, &name, &scopes, expires_at)
+                    .await
+                    .context("Failed to create the token")?;
+            print(serde_json::json!({
+                "token_id": token.id,
+                "token": plaintext.expose(),
+                "scopes": token.scopes,
+                "expires_at": token.expires_at.map(rfc3339),
+            }));
             eprintln!("The token is shown only this once; store it now.");
+        }
+        Command::Token {
+            command: TokenCommand::List { org },
+        } => {
+            let tokens = tenancy::list_tokens(&mut conn, org)
+                .await
+                .context("Failed to list the tokens")?;
+            let tokens: Vec<_> = tokens
+                .into_iter()
+                .map(|t| {
+                    serde_json::json!({
+                        "id": t.id,
+                        "name": t.name,
+                        "scopes": t.scopes,
+                        "created_at": rfc3339(t.created_at),
+                        "expires_at": t.expires_at.map(rfc3339),
+                        "revoked_at": t.revoked_at.map(rfc3339),
+                    })
+                })
+                .collect();
+            print(serde_json::Value::Array(tokens));
         }
         Command::Token {
             command: TokenCommand::Revoke { org, id },
@@ -304,7 +368,7 @@ async fn demo(conn: &mut beckon_store::Conn) -> anyhow::Result<()> {
     let org = tenancy::create_organization(conn, "Demo")
         .await
         .context("Failed to create the demo organization")?;
-    let (_, token) = tenancy::create_token(conn, org.id, "demo").await?;
+    let (_, token) = tenancy::create_token(conn, org.id, "demo", &[Scope::Admin], None).await?;
     let project = tenancy::create_project(conn, org.id, "Demo app").await?;
     let survey = surveys::create_survey(
         conn,

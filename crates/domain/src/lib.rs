@@ -8,6 +8,7 @@
 //! - [`envelope`]: the versioned JSON envelope every bus message travels in, and its payloads.
 //! - [`ids`]: ids derived from their parent so a redelivered message derives the same ones.
 //! - [`sampling`]: the sample roll, seeded so a redelivery rolls the same.
+//! - [`scope`]: what an organization access token may do.
 //! - [`secret`]: organization access tokens and magic-link tokens, and their hashes.
 //! - [`reminder`]: when a `trial_ending_soon` reminder fires.
 //! - [`outcome`]: what became of each matched survey, and the counts of a dispatch.
@@ -20,6 +21,7 @@ pub mod ids;
 pub mod outcome;
 pub mod reminder;
 pub mod sampling;
+pub mod scope;
 pub mod secret;
 pub mod survey;
 pub mod timestamp;

@@ -16,6 +16,8 @@ diesel::table! {
         token_hash -> Bytea,
         created_at -> Timestamptz,
         revoked_at -> Nullable<Timestamptz>,
+        scopes -> Array<Text>,
+        expires_at -> Nullable<Timestamptz>,
     }
 }
 

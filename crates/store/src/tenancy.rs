@@ -2,6 +2,7 @@
 
 use crate::StoreError;
 use crate::schema::{api_tokens, organizations, projects};
+use beckon_domain::scope::Scope;
 use beckon_domain::secret::{self, Plaintext};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
@@ -47,26 +48,77 @@ pub async fn get_organization(
 /// An access token as stored: never its plaintext.
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = api_tokens)]
+struct TokenRow {
+    id: Uuid,
+    org_id: Uuid,
+    name: String,
+    created_at: OffsetDateTime,
+    revoked_at: Option<OffsetDateTime>,
+    scopes: Vec<String>,
+    expires_at: Option<OffsetDateTime>,
+}
+
+/// An organization access token, as listed (never its secret or its hash).
+#[derive(Debug, Clone, PartialEq)]
 pub struct ApiToken {
     pub id: Uuid,
     pub org_id: Uuid,
     pub name: String,
+    pub scopes: Vec<Scope>,
     pub created_at: OffsetDateTime,
+    pub expires_at: Option<OffsetDateTime>,
     pub revoked_at: Option<OffsetDateTime>,
 }
 
-/// Creates a token for `org_id`; the plaintext is returned once and only its hash is kept.
+impl From<TokenRow> for ApiToken {
+    fn from(row: TokenRow) -> Self {
+        Self {
+            id: row.id,
+            org_id: row.org_id,
+            name: row.name,
+            // Only the names `Scope` writes are stored; anything else grants nothing.
+            scopes: row.scopes.iter().filter_map(|s| Scope::parse(s)).collect(),
+            created_at: row.created_at,
+            expires_at: row.expires_at,
+            revoked_at: row.revoked_at,
+        }
+    }
+}
+
+/// What a live token lets its bearer do.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Grant {
+    pub org_id: Uuid,
+    pub scopes: Vec<Scope>,
+    pub expires_at: Option<OffsetDateTime>,
+}
+
+impl Grant {
+    /// Whether the token has not expired at `now`.
+    pub fn live_at(&self, now: OffsetDateTime) -> bool {
+        self.expires_at.is_none_or(|at| at > now)
+    }
+}
+
+/// A new access token with `scopes` (at least one), valid until `expires_at` if given.
 pub async fn create_token(
     conn: &mut AsyncPgConnection,
     org_id: Uuid,
     name: &str,
+    scopes: &[Scope],
+    expires_at: Option<OffsetDateTime>,
 ) -> Result<(ApiToken, Plaintext), StoreError> {
     let plaintext = secret::new_org_token();
+    let mut scopes = scopes.to_vec();
+    scopes.sort();
+    scopes.dedup();
     let token = ApiToken {
         id: Uuid::now_v7(),
         org_id,
         name: name.to_owned(),
+        scopes,
         created_at: OffsetDateTime::now_utc(),
+        expires_at,
         revoked_at: None,
     };
     diesel::insert_into(api_tokens::table)
@@ -76,38 +128,69 @@ pub async fn create_token(
             api_tokens::name.eq(name),
             api_tokens::token_hash.eq(plaintext.hash()),
             api_tokens::created_at.eq(token.created_at),
+            api_tokens::scopes.eq(token
+                .scopes
+                .iter()
+                .map(|s| s.as_str().to_owned())
+                .collect::<Vec<_>>()),
+            api_tokens::expires_at.eq(expires_at),
         ))
         .execute(conn)
         .await?;
     Ok((token, plaintext))
 }
 
-/// The organization a presented token belongs to, when the token exists and is not revoked.
+/// Every token of an organization, newest first, revoked and expired ones too.
+pub async fn list_tokens(
+    conn: &mut AsyncPgConnection,
+    org_id: Uuid,
+) -> Result<Vec<ApiToken>, StoreError> {
+    let rows: Vec<TokenRow> = api_tokens::table
+        .filter(api_tokens::org_id.eq(org_id))
+        .order(api_tokens::created_at.desc())
+        .select(TokenRow::as_select())
+        .load(conn)
+        .await?;
+    Ok(rows.into_iter().map(ApiToken::from).collect())
+}
+
 pub async fn authenticate(
     conn: &mut AsyncPgConnection,
     presented: &str,
-) -> Result<Option<Uuid>, StoreError> {
+) -> Result<Option<Grant>, StoreError> {
     if !secret::looks_like_org_token(presented) {
         return Ok(None);
     }
-    token_owner(conn, &secret::hash(presented)).await
+    token_grant(conn, &secret::hash(presented)).await
 }
 
-/// The organization of the live token whose SHA-256 is `hash`.
-pub async fn token_owner(
+/// What the live (not revoked, not expired) token whose SHA-256 is `hash` grants.
+pub async fn token_grant(
     conn: &mut AsyncPgConnection,
     hash: &[u8],
-) -> Result<Option<Uuid>, StoreError> {
-    Ok(api_tokens::table
+) -> Result<Option<Grant>, StoreError> {
+    let row: Option<TokenRow> = api_tokens::table
         .filter(api_tokens::token_hash.eq(hash))
         .filter(api_tokens::revoked_at.is_null())
-        .select(api_tokens::org_id)
+        .filter(
+            api_tokens::expires_at
+                .is_null()
+                .or(api_tokens::expires_at.gt(diesel::dsl::now)),
+        )
+        .select(TokenRow::as_select())
         .first(conn)
         .await
-        .optional()?)
+        .optional()?;
+    Ok(row.map(|row| {
+        let token = ApiToken::from(row);
+        Grant {
+            org_id: token.org_id,
+            scopes: token.scopes,
+            expires_at: token.expires_at,
+        }
+    }))
 }
 
-/// Revokes a token of `org_id`; `false` when there is no such live token.
 pub async fn revoke_token(
     conn: &mut AsyncPgConnection,
     org_id: Uuid,

@@ -1,6 +1,7 @@
 //! The repositories against a real, freshly migrated database.
 
 use beckon_domain::LifecycleEvent;
+use beckon_domain::scope::Scope;
 use beckon_domain::survey::{Question, QuestionKind, SurveyStatus, SurveyTrigger};
 use beckon_store::surveys::{self, NewSurvey, SurveyPatch};
 use beckon_store::testing::{TestDatabase, WithProject};
@@ -41,13 +42,14 @@ fn new_survey(
 async fn tokens_authenticate_until_revoked_and_only_by_their_hash() {
     let (_db, store, org, _) = setup().await;
     let mut conn = store.conn().await.unwrap();
-    let (token, plaintext) = tenancy::create_token(&mut conn, org, "ci").await.unwrap();
-    assert_eq!(
-        tenancy::authenticate(&mut conn, plaintext.expose())
-            .await
-            .unwrap(),
-        Some(org)
-    );
+    let (token, plaintext) = tenancy::create_token(&mut conn, org, "ci", &[Scope::Send], None)
+        .await
+        .unwrap();
+    let grant = tenancy::authenticate(&mut conn, plaintext.expose())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((grant.org_id, grant.scopes), (org, vec![Scope::Send]));
     assert_eq!(
         tenancy::authenticate(&mut conn, "oat_nope").await.unwrap(),
         None
@@ -62,6 +64,33 @@ async fn tokens_authenticate_until_revoked_and_only_by_their_hash() {
             .await
             .unwrap(),
         None
+    );
+    // An expired token is refused; one expiring later is not, and the list shows all three
+    // without their secrets.
+    let past = time::OffsetDateTime::now_utc() - time::Duration::seconds(1);
+    let future = time::OffsetDateTime::now_utc() + time::Duration::hours(1);
+    let (_, expired) = tenancy::create_token(&mut conn, org, "old", &[Scope::Read], Some(past))
+        .await
+        .unwrap();
+    assert_eq!(
+        tenancy::authenticate(&mut conn, expired.expose())
+            .await
+            .unwrap(),
+        None
+    );
+    let (_, later) = tenancy::create_token(&mut conn, org, "new", &[Scope::Read], Some(future))
+        .await
+        .unwrap();
+    assert!(
+        tenancy::authenticate(&mut conn, later.expose())
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let listed = tenancy::list_tokens(&mut conn, org).await.unwrap();
+    assert_eq!(
+        listed.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(),
+        ["new", "old", "ci"]
     );
 }
 

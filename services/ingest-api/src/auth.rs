@@ -1,13 +1,15 @@
-//! Organization access tokens: `Authorization: Bearer oat_…` or `X-API-Key: oat_…`.
+//! Organization access tokens: `Authorization: Bearer oat_…` or `X-API-Key: oat_…`, each
+//! with scopes (`send`, `read`, `admin`) and an optional expiry.
 
 use crate::AppState;
 use crate::error::ApiError;
 use crate::ratelimit::Decision;
 use actix_web::dev::Payload;
-use actix_web::http::StatusCode;
+use actix_web::http::{Method, StatusCode};
 use actix_web::{FromRequest, HttpRequest, web};
+use beckon_domain::scope::{self, Scope};
 use beckon_domain::secret;
-use beckon_store::tenancy;
+use beckon_store::tenancy::{self, Grant};
 use std::future::Future;
 use std::pin::Pin;
 use uuid::Uuid;
@@ -16,6 +18,28 @@ use uuid::Uuid;
 #[derive(Debug, Clone, Copy)]
 pub struct OrgAuth {
     pub org_id: Uuid,
+}
+
+/// The routes a product backend calls with a `send` token: firing events and reading or
+/// cancelling the triggers they made.
+const SEND_ROUTES: [&str; 5] = [
+    "/api/v1/lifecycle/dispatch",
+    "/api/v1/events/send",
+    "/api/v1/users/upsert",
+    "/api/v1/triggers/{trigger_id}",
+    "/api/v1/triggers/{trigger_id}/details",
+];
+
+/// The scopes, any one of which lets a request through (`admin` always does): `send` for
+/// the product backend's routes, `read` for any other `GET`, and `admin` for the rest.
+pub fn accepted_scopes(method: &Method, route: Option<&str>) -> &'static [Scope] {
+    let sends = route.is_some_and(|r| SEND_ROUTES.contains(&r));
+    match (sends, method == Method::GET || method == Method::HEAD) {
+        (true, true) => &[Scope::Send, Scope::Read],
+        (true, false) => &[Scope::Send],
+        (false, true) => &[Scope::Read],
+        (false, false) => &[Scope::Admin],
+    }
 }
 
 /// The token a request presents, if any.
@@ -42,6 +66,7 @@ impl FromRequest for OrgAuth {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let token = presented_token(req);
         let state = req.app_data::<web::Data<AppState>>().cloned();
+        let accepted = accepted_scopes(req.method(), req.match_pattern().as_deref());
         Box::pin(async move {
             let token = token.filter(|t| !t.is_empty()).ok_or_else(|| {
                 ApiError::unauthorized(
@@ -50,9 +75,27 @@ impl FromRequest for OrgAuth {
                 )
             })?;
             let state = state.ok_or_else(|| ApiError::internal(&MissingState))?;
-            let org_id = token_owner(&state, &token).await?.ok_or_else(|| {
-                ApiError::unauthorized("invalid_token", "The access token is invalid or revoked.")
+            let grant = token_grant(&state, &token).await?.ok_or_else(|| {
+                ApiError::unauthorized(
+                    "invalid_token",
+                    "The access token is invalid, expired or revoked.",
+                )
             })?;
+            if !accepted
+                .iter()
+                .any(|&needed| scope::grants(&grant.scopes, needed))
+            {
+                let names: Vec<&str> = accepted.iter().map(|s| s.as_str()).collect();
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "insufficient_scope",
+                    format!(
+                        "This token may not do this; it needs the scope {}.",
+                        names.join(" or ")
+                    ),
+                ));
+            }
+            let org_id = grant.org_id;
             if let Some(limiter) = &state.limiter
                 && let Decision::Deny { retry_after_secs } = limiter.check(org_id)
             {
@@ -71,23 +114,48 @@ impl FromRequest for OrgAuth {
     }
 }
 
-/// The organization of a live token: remembered for `BECKON_AUTH_CACHE_MS` once found.
-async fn token_owner(state: &AppState, token: &str) -> Result<Option<Uuid>, ApiError> {
+/// What a live token grants: remembered for `BECKON_AUTH_CACHE_MS` once found, and never past
+/// its expiry.
+async fn token_grant(state: &AppState, token: &str) -> Result<Option<Grant>, ApiError> {
     if !secret::looks_like_org_token(token) {
         return Ok(None);
     }
     let hash = secret::hash(token);
-    if let Some(org_id) = state.lookups.token_owner(&hash) {
-        return Ok(Some(org_id));
+    let now = time::OffsetDateTime::now_utc();
+    if let Some(grant) = state.lookups.token_grant(&hash) {
+        return Ok(grant.live_at(now).then_some(grant));
     }
     let mut conn = state.store.conn().await?;
-    let owner = tenancy::token_owner(&mut conn, &hash).await?;
-    if let Some(org_id) = owner {
-        state.lookups.remember_token(hash, org_id);
+    let grant = tenancy::token_grant(&mut conn, &hash).await?;
+    if let Some(grant) = &grant {
+        state.lookups.remember_token(hash, grant.clone());
     }
-    Ok(owner)
+    Ok(grant)
 }
 
 #[derive(Debug, thiserror::Error)]
 #[error("the application state is not registered")]
 struct MissingState;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_route_needs_its_scope() {
+        let needs = |method: Method, route: &str| accepted_scopes(&method, Some(route));
+        assert_eq!(needs(Method::POST, "/api/v1/events/send"), [Scope::Send]);
+        assert_eq!(
+            needs(Method::POST, "/api/v1/lifecycle/dispatch"),
+            [Scope::Send]
+        );
+        assert_eq!(
+            needs(Method::GET, "/api/v1/triggers/{trigger_id}"),
+            [Scope::Send, Scope::Read]
+        );
+        assert_eq!(needs(Method::GET, "/api/v1/projects"), [Scope::Read]);
+        assert_eq!(needs(Method::POST, "/api/v1/projects"), [Scope::Admin]);
+        assert_eq!(needs(Method::POST, "/api/v1/tokens"), [Scope::Admin]);
+        assert_eq!(accepted_scopes(&Method::POST, None), [Scope::Admin]);
+    }
+}

@@ -76,6 +76,23 @@ pub struct Config {
     pub auth_cache: Duration,
 }
 
+/// Longest `BECKON_AUTH_CACHE_MS`: a revoked token must stop working within a minute on
+/// every replica.
+pub const MAX_AUTH_CACHE_MS: u64 = 60_000;
+
+fn auth_cache(ms: u64) -> Result<Duration, beckon_runtime::ConfigError> {
+    if ms > MAX_AUTH_CACHE_MS {
+        return Err(beckon_runtime::ConfigError {
+            name: "BECKON_AUTH_CACHE_MS",
+            value: ms.to_string(),
+            reason: format!(
+                "at most {MAX_AUTH_CACHE_MS}: a revoked token must stop working within a minute"
+            ),
+        });
+    }
+    Ok(Duration::from_millis(ms))
+}
+
 impl Config {
     pub fn from_env() -> anyhow::Result<Self> {
         let (sealing_key, webhook_allow) = beckon_webhooks::settings_from_env()?;
@@ -112,7 +129,7 @@ impl Config {
                 "BECKON_HTTP_BODY_TIMEOUT_MS",
                 body::DEFAULT_BODY_TIMEOUT.as_millis() as u64,
             )?),
-            auth_cache: Duration::from_millis(env_parse("BECKON_AUTH_CACHE_MS", 1000)?),
+            auth_cache: auth_cache(env_parse("BECKON_AUTH_CACHE_MS", 1000)?)?,
             max_connections: env_parse("BECKON_HTTP_MAX_CONNECTIONS", 256)?,
         })
     }
@@ -336,4 +353,17 @@ async fn http_metrics(
     metrics::histogram!("beckon_http_request_seconds", "method" => method, "route" => route)
         .record(started.elapsed().as_secs_f64());
     Ok(response)
+}
+
+#[cfg(test)]
+mod config_tests {
+    use super::*;
+
+    #[test]
+    fn the_auth_cache_is_capped_at_a_minute() {
+        assert_eq!(auth_cache(0).unwrap(), Duration::ZERO);
+        assert_eq!(auth_cache(60_000).unwrap(), Duration::from_secs(60));
+        let err = auth_cache(3_600_000).unwrap_err();
+        assert_eq!(err.name, "BECKON_AUTH_CACHE_MS");
+    }
 }

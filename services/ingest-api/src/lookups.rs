@@ -1,13 +1,14 @@
 //! What the hot endpoints look up on every request, remembered briefly.
 //!
-//! - An organization token's owner, by the token's SHA-256, for `BECKON_AUTH_CACHE_MS`
-//!   (default 1000; 0 turns it off): a token revoked with `beckon token revoke` stops working
-//!   on every gateway within that long. Only tokens found valid are remembered, so unknown
+//! - What an organization token grants (its organization, scopes and expiry), by the token's
+//!   SHA-256, for `BECKON_AUTH_CACHE_MS` (default 1000, at most 60000; 0 turns it off): a
+//!   revoked token stops working on every gateway within that long, an expired one at once. Only tokens found valid are remembered, so unknown
 //!   tokens cannot fill the memory.
 //! - A project's organization, which never changes once the project exists.
 //!
 //! Both are bounded; when full, stale entries go, and if none are stale everything goes.
 
+use beckon_store::tenancy::Grant;
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::Mutex;
@@ -18,12 +19,12 @@ use uuid::Uuid;
 const MAX_ENTRIES: usize = 10_000;
 
 /// A bounded map whose entries expire `ttl` after they are put.
-struct Expiring<K> {
+struct Expiring<K, V> {
     ttl: Duration,
-    entries: Mutex<HashMap<K, (Uuid, Instant)>>,
+    entries: Mutex<HashMap<K, (V, Instant)>>,
 }
 
-impl<K: Eq + Hash> Expiring<K> {
+impl<K: Eq + Hash, V: Clone> Expiring<K, V> {
     fn new(ttl: Duration) -> Self {
         Self {
             ttl,
@@ -31,7 +32,7 @@ impl<K: Eq + Hash> Expiring<K> {
         }
     }
 
-    fn get<Q>(&self, key: &Q) -> Option<Uuid>
+    fn get<Q>(&self, key: &Q) -> Option<V>
     where
         K: std::borrow::Borrow<Q>,
         Q: Eq + Hash + ?Sized,
@@ -43,10 +44,10 @@ impl<K: Eq + Hash> Expiring<K> {
         entries
             .get(key)
             .filter(|(_, at)| at.elapsed() < self.ttl)
-            .map(|(value, _)| *value)
+            .map(|(value, _)| value.clone())
     }
 
-    fn put(&self, key: K, value: Uuid) {
+    fn put(&self, key: K, value: V) {
         if self.ttl.is_zero() {
             return;
         }
@@ -61,10 +62,10 @@ impl<K: Eq + Hash> Expiring<K> {
     }
 }
 
-/// Token owners and project owners, shared by the gateway's workers.
+/// Token grants and project owners, shared by the gateway's workers.
 pub struct Lookups {
-    tokens: Expiring<Vec<u8>>,
-    projects: Expiring<Uuid>,
+    tokens: Expiring<Vec<u8>, Grant>,
+    projects: Expiring<Uuid, Uuid>,
 }
 
 impl Lookups {
@@ -77,13 +78,13 @@ impl Lookups {
         }
     }
 
-    /// The organization of the token whose SHA-256 is `hash`, when it was found valid lately.
-    pub fn token_owner(&self, hash: &[u8]) -> Option<Uuid> {
+    /// What the token whose SHA-256 is `hash` grants, when it was found valid lately.
+    pub fn token_grant(&self, hash: &[u8]) -> Option<Grant> {
         self.tokens.get(hash)
     }
 
-    pub fn remember_token(&self, hash: Vec<u8>, org_id: Uuid) {
-        self.tokens.put(hash, org_id);
+    pub fn remember_token(&self, hash: Vec<u8>, grant: Grant) {
+        self.tokens.put(hash, grant);
     }
 
     /// The organization that owns `project_id`, when it was looked up before.
@@ -100,22 +101,30 @@ impl Lookups {
 mod tests {
     use super::*;
 
+    fn grant() -> Grant {
+        Grant {
+            org_id: Uuid::now_v7(),
+            scopes: vec![beckon_domain::scope::Scope::Admin],
+            expires_at: None,
+        }
+    }
+
     #[test]
     fn a_token_is_forgotten_after_its_time() {
         let lookups = Lookups::new(Duration::from_millis(50));
-        let org = Uuid::now_v7();
-        lookups.remember_token(vec![1], org);
-        assert_eq!(lookups.token_owner(&[1]), Some(org));
-        assert_eq!(lookups.token_owner(&[2]), None);
+        let grant = grant();
+        lookups.remember_token(vec![1], grant.clone());
+        assert_eq!(lookups.token_grant(&[1]), Some(grant));
+        assert_eq!(lookups.token_grant(&[2]), None);
         std::thread::sleep(Duration::from_millis(60));
-        assert_eq!(lookups.token_owner(&[1]), None);
+        assert_eq!(lookups.token_grant(&[1]), None);
     }
 
     #[test]
     fn a_zero_time_remembers_nothing() {
         let lookups = Lookups::new(Duration::ZERO);
-        lookups.remember_token(vec![1], Uuid::now_v7());
-        assert_eq!(lookups.token_owner(&[1]), None);
+        lookups.remember_token(vec![1], grant());
+        assert_eq!(lookups.token_grant(&[1]), None);
     }
 
     #[test]

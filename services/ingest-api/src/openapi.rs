@@ -5,8 +5,8 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{Modify, OpenApi};
 
 use crate::routes::{
-    dispatch, events, health, invitations, projects, respond, responses, surveys, triggers, users,
-    webhooks, widget,
+    dispatch, events, health, invitations, projects, respond, responses, surveys, tokens, triggers,
+    users, webhooks, widget,
 };
 
 #[derive(OpenApi)]
@@ -25,6 +25,7 @@ use crate::routes::{
         webhooks::message_attempts, webhooks::resend, webhooks::recover, webhooks::event_types,
         projects::create, projects::list, projects::get, projects::update, projects::rotate_publishable_key, projects::rotate_widget_secret,
         widget::pending,
+        tokens::list, tokens::create, tokens::revoke,
         surveys::create, surveys::list, surveys::get, surveys::update,
         respond::show, respond::display, respond::answer, respond::complete,
         health::healthz, health::readyz,

@@ -8,6 +8,7 @@ pub mod projects;
 pub mod respond;
 pub mod responses;
 pub mod surveys;
+pub mod tokens;
 pub mod triggers;
 pub mod users;
 pub mod webhooks;
@@ -47,6 +48,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     "/triggers/{trigger_id}/details",
                     web::get().to(triggers::details),
                 )
+                .route("/tokens", web::get().to(tokens::list))
+                .route("/tokens", web::post().to(tokens::create))
+                .route("/tokens/{token_id}", web::delete().to(tokens::revoke))
                 .route("/projects", web::post().to(projects::create))
                 .route("/projects", web::get().to(projects::list))
                 .route("/projects/{project_id}", web::get().to(projects::get))

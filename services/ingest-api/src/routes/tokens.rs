@@ -1,0 +1,162 @@
+//! The organization's access tokens: list them, make one with chosen scopes and expiry, revoke
+//! one. Only an `admin` token may; a token's secret is shown once, when it is made.
+
+use crate::AppState;
+use crate::auth::OrgAuth;
+use crate::body;
+use crate::error::{ApiError, ErrorBody};
+use crate::routes::events::format_timestamp;
+use actix_web::{HttpResponse, web};
+use beckon_domain::scope::Scope;
+use beckon_store::tenancy::{self, ApiToken};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// An access token, never its secret.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TokenView {
+    pub id: Uuid,
+    pub name: String,
+    pub scopes: Vec<Scope>,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    /// When it stops working; never, if null.
+    #[schema(format = DateTime)]
+    pub expires_at: Option<String>,
+    #[schema(format = DateTime)]
+    pub revoked_at: Option<String>,
+}
+
+impl From<ApiToken> for TokenView {
+    fn from(t: ApiToken) -> Self {
+        Self {
+            id: t.id,
+            name: t.name,
+            scopes: t.scopes,
+            created_at: format_timestamp(t.created_at),
+            expires_at: t.expires_at.map(format_timestamp),
+            revoked_at: t.revoked_at.map(format_timestamp),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TokenList {
+    pub data: Vec<TokenView>,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TokenInput {
+    /// A label to tell tokens apart, 1 to 200 characters.
+    pub name: String,
+    /// What the token may do: `send` (events/send, lifecycle/dispatch, users/upsert and the
+    /// triggers they made), `read` (every GET), `admin` (everything). At least one.
+    pub scopes: Vec<Scope>,
+    /// When it stops working (RFC 3339, in the future); never, if left out.
+    #[schema(format = DateTime)]
+    pub expires_at: Option<String>,
+}
+
+/// A new token, its secret shown this once.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CreatedToken {
+    #[serde(flatten)]
+    pub token: TokenView,
+    /// `oat_…`: store it now, it is never shown again.
+    pub secret: String,
+}
+
+/// List the organization's tokens, newest first (revoked and expired ones too).
+#[utoipa::path(get, path = "/api/v1/tokens", tag = "tokens",
+    security(("bearer" = []), ("api_key" = [])),
+    responses((status = 200, body = TokenList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn list(auth: OrgAuth, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let mut conn = state.store.conn().await?;
+    let data = tenancy::list_tokens(&mut conn, auth.org_id)
+        .await?
+        .into_iter()
+        .map(TokenView::from)
+        .collect();
+    Ok(HttpResponse::Ok().json(TokenList { data }))
+}
+
+/// Make a token with the scopes and expiry given (an `admin` token only).
+#[utoipa::path(post, path = "/api/v1/tokens", tag = "tokens", request_body = TokenInput,
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 201, description = "Created; the secret is shown this once", body = CreatedToken),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)
+    ))]
+pub async fn create(
+    auth: OrgAuth,
+    state: web::Data<AppState>,
+    bytes: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let input: TokenInput = body::parse(&bytes)?;
+    let name = input.name.trim();
+    if name.is_empty() || name.chars().count() > 200 {
+        return Err(ApiError::bad_request(
+            "invalid_name",
+            "name must be 1 to 200 characters",
+        ));
+    }
+    if input.scopes.is_empty() {
+        return Err(ApiError::bad_request(
+            "invalid_scopes",
+            "scopes must hold at least one of send, read, admin",
+        ));
+    }
+    let expires_at = input
+        .expires_at
+        .as_deref()
+        .map(|raw| {
+            beckon_domain::timestamp::parse_utc(raw)
+                .ok()
+                .filter(|at| *at > OffsetDateTime::now_utc())
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                        "invalid_expires_at",
+                        "expires_at must be an RFC 3339 time in the future",
+                    )
+                })
+        })
+        .transpose()?;
+    let mut conn = state.store.conn().await?;
+    let (token, secret) =
+        tenancy::create_token(&mut conn, auth.org_id, name, &input.scopes, expires_at).await?;
+    Ok(HttpResponse::Created()
+        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
+        .json(CreatedToken {
+            token: TokenView::from(token),
+            secret: secret.expose().to_owned(),
+        }))
+}
+
+/// Revoke a token: every gateway refuses it within `BECKON_AUTH_CACHE_MS` (at most a minute).
+#[utoipa::path(delete, path = "/api/v1/tokens/{token_id}", tag = "tokens",
+    params(("token_id" = String, Path, description = "Token id")),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)
+    ))]
+pub async fn revoke(
+    auth: OrgAuth,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let not_found = || {
+        ApiError::not_found(
+            "token_not_found",
+            format!("No live token {} in this organization.", path.as_str()),
+        )
+    };
+    let id = Uuid::parse_str(&path).map_err(|_| not_found())?;
+    let mut conn = state.store.conn().await?;
+    if !tenancy::revoke_token(&mut conn, auth.org_id, id).await? {
+        return Err(not_found());
+    }
+    Ok(HttpResponse::NoContent().finish())
+}
