@@ -3,7 +3,7 @@
 use beckon_store::webhooks::{self, AttemptContext, AttemptRecord, NextStep, Subscription};
 use beckon_store::{Store, StoreError};
 use beckon_webhooks::policy::RetryPolicy;
-use beckon_webhooks::sealed::SealingKey;
+use beckon_webhooks::sealed::SealingKeys;
 use beckon_webhooks::sender::{Outcome, Sender};
 use beckon_webhooks::signing::{SigningSecret, signature_header};
 use beckon_worker::error_chain;
@@ -34,7 +34,7 @@ pub struct Settings {
 pub struct Engine {
     store: Store,
     sender: Sender,
-    key: SealingKey,
+    keys: SealingKeys,
     settings: Settings,
     /// Attempts in flight per subscription.
     slots: Mutex<HashMap<Uuid, Arc<Semaphore>>>,
@@ -44,12 +44,12 @@ pub struct Engine {
 }
 
 impl Engine {
-    pub fn new(store: Store, sender: Sender, key: SealingKey, settings: Settings) -> Self {
+    pub fn new(store: Store, sender: Sender, keys: SealingKeys, settings: Settings) -> Self {
         Self {
             recorder: Recorder::start(store.clone()),
             store,
             sender,
-            key,
+            keys,
             settings,
             slots: Mutex::new(HashMap::new()),
             tasks: TaskTracker::new(),
@@ -57,7 +57,7 @@ impl Engine {
     }
 
     pub fn seal(&self, plaintext: &[u8]) -> Vec<u8> {
-        self.key.seal(plaintext)
+        self.keys.seal(plaintext)
     }
 
     pub fn lease(&self) -> time::Duration {
@@ -173,7 +173,7 @@ impl Engine {
 
     fn secrets(&self, sub: &Subscription) -> Vec<SigningSecret> {
         let open = |sealed: &[u8]| {
-            self.key
+            self.keys
                 .open(sealed)
                 .ok()
                 .and_then(|b| String::from_utf8(b).ok())
@@ -204,7 +204,7 @@ impl Engine {
             return Ok(());
         };
 
-        let outcome = match self.key.open(&message.body_encrypted) {
+        let outcome = match self.keys.open(&message.body_encrypted) {
             Ok(body) => {
                 let secrets = self.secrets(&sub);
                 let refs: Vec<&SigningSecret> = secrets.iter().collect();
