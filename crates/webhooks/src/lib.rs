@@ -108,6 +108,31 @@ mod tests {
     }
 
     #[test]
+    fn the_compose_files_development_key_is_a_usable_key() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/compose.yaml");
+        let compose = std::fs::read_to_string(&path).unwrap();
+        let setting = |name: &str| {
+            compose.lines().find_map(|line| {
+                let value = line.trim().strip_prefix(name)?.strip_prefix(':')?;
+                Some(value.trim().to_owned())
+            })
+        };
+        let list = setting("BECKON_SECRET_KEYS");
+        let single = setting("BECKON_SECRET_KEY");
+        assert!(
+            list.is_some() || single.is_some(),
+            "compose.yaml sets no key"
+        );
+        if let Err(e) = sealing_keys(list.as_deref(), single.as_deref()) {
+            panic!(
+                "the services would refuse compose.yaml's key: {e}: {:?}",
+                std::error::Error::source(&e)
+            );
+        }
+    }
+
+    #[test]
     fn both_settings_or_neither_is_refused() {
         assert!(matches!(
             sealing_keys(Some(&key(1)), Some(&key(1))),
