@@ -514,3 +514,63 @@ async fn rotating_the_sealing_key_under_traffic_keeps_every_secret_body_and_link
         "{listed}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_dropped_before_resealing_holds_webhooks_back_instead_of_sending_them_unsigned() {
+    const WAIT: Duration = Duration::from_secs(30);
+    let mut app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let project = app.create_project().await;
+    app.create_survey(project, json!({"trigger": {"events": ["trial_expired"]}}))
+        .await;
+    let sub = app
+        .create_webhook(project, json!({"url": receiver.url("/ok/held"), "retry_policy": {"kind": "custom", "delays_seconds": [1, 1, 1, 1, 1, 1, 1, 1]}}))
+        .await;
+    let attempts = format!(
+        "/api/v1/projects/{project}/webhooks/{}/attempts",
+        sub["id"].as_str().unwrap()
+    );
+
+    // The delivery service loses the key the signing secret is sealed under.
+    app.set_secret_keys(&[KEY_B]);
+    app.stop("webhook-delivery");
+    app.start("webhook-delivery");
+    let (status, body) = app
+        .dispatch(json!({"project_id": project, "user_ref": "u1", "event": "trial_expired"}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let failed: Value = app
+        .eventually(WAIT, "an attempt that could not sign", || async {
+            let list: Value = app
+                .authed(Method::GET, &attempts)
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            list["data"]
+                .as_array()?
+                .iter()
+                .find(|a| {
+                    a["error"]
+                        .as_str()
+                        .is_some_and(|e| e.contains("signing secret"))
+                })
+                .cloned()
+        })
+        .await;
+    assert_eq!(failed["status_code"], Value::Null, "{failed}");
+    assert!(
+        receiver.received("/ok/held").is_empty(),
+        "a webhook went out without its signature"
+    );
+
+    // With the key back, the retry goes out signed.
+    app.set_secret_keys(&[KEY_B, TEST_SECRET_KEY]);
+    app.stop("webhook-delivery");
+    app.start("webhook-delivery");
+    let got = receiver.wait_for("/ok/held", 1, WAIT).await;
+    verify_with_standardwebhooks(sub["secret"].as_str().unwrap(), &got[0])
+        .expect("the subscription's secret verifies");
+}

@@ -171,7 +171,11 @@ impl Engine {
         }
     }
 
-    fn secrets(&self, sub: &Subscription) -> Vec<SigningSecret> {
+    /// The secrets that sign for `sub`: its current one, and its previous one while that still
+    /// signs. `None` when one of them does not open (a key dropped before its values were
+    /// resealed): a webhook is then held back, never sent without the signature its receiver
+    /// checks.
+    fn secrets(&self, sub: &Subscription) -> Option<Vec<SigningSecret>> {
         let open = |sealed: &[u8]| {
             self.keys
                 .open(sealed)
@@ -179,15 +183,15 @@ impl Engine {
                 .and_then(|b| String::from_utf8(b).ok())
                 .and_then(|s| SigningSecret::parse(&s).ok())
         };
-        let mut secrets: Vec<SigningSecret> = open(&sub.secret_encrypted).into_iter().collect();
+        let mut secrets = vec![open(&sub.secret_encrypted)?];
         if let (Some(previous), Some(until)) = (
             &sub.previous_secret_encrypted,
             sub.previous_secret_expires_at,
         ) && until > OffsetDateTime::now_utc()
         {
-            secrets.extend(open(previous));
+            secrets.push(open(previous)?);
         }
-        secrets
+        Some(secrets)
     }
 
     #[tracing::instrument(skip_all, fields(delivery_id = %context.0.id, message_id = %context.1.id, subscription_id = %context.2.id))]
@@ -204,9 +208,16 @@ impl Engine {
             return Ok(());
         };
 
-        let outcome = match self.keys.open(&message.body_encrypted) {
-            Ok(body) => {
-                let secrets = self.secrets(&sub);
+        let opened = match (self.keys.open(&message.body_encrypted), self.secrets(&sub)) {
+            (Ok(body), Some(secrets)) => Ok((body, secrets)),
+            (Err(err), _) => Err(format!("the stored message cannot be opened: {err}")),
+            (_, None) => Err(
+                "a signing secret of the subscription cannot be opened: no configured key opens it"
+                    .to_owned(),
+            ),
+        };
+        let outcome = match opened {
+            Ok((body, secrets)) => {
                 let refs: Vec<&SigningSecret> = secrets.iter().collect();
                 let id = message.id.to_string();
                 let timestamp = OffsetDateTime::now_utc().unix_timestamp();
@@ -221,11 +232,11 @@ impl Engine {
                 let timeout = Duration::from_millis(sub.timeout_ms.max(1000) as u64);
                 self.sender.post(&sub.url, &headers, body, timeout).await
             }
-            Err(err) => Outcome {
+            Err(error) => Outcome {
                 status: None,
                 duration: Duration::ZERO,
                 body: None,
-                error: Some(format!("the stored message cannot be opened: {err}")),
+                error: Some(error),
                 retry_after: None,
             },
         };
