@@ -12,13 +12,15 @@ export BECKON_DATABASE_URL=${BECKON_DATABASE_URL:-postgres://postgres@127.0.0.1:
 export BECKON_HTTP_ADDR=${BECKON_HTTP_ADDR:-127.0.0.1:8080}
 export BECKON_PUBLIC_URL=${BECKON_PUBLIC_URL:-http://$BECKON_HTTP_ADDR}
 export RUST_LOG=${RUST_LOG:-info}
-# The key that seals webhook signing secrets and message bodies: generated once, kept here.
-if [ -z "${BECKON_SECRET_KEY:-}" ]; then
+# The key that seals webhook signing secrets, message bodies and magic-link tokens: generated
+# once, kept here, unless the environment gives one (BECKON_SECRET_KEY) or a list of them
+# (BECKON_SECRET_KEYS, newest first; the services refuse both at once).
+if [ -z "${BECKON_SECRET_KEY:-}" ] && [ -z "${BECKON_SECRET_KEYS:-}" ]; then
   [ -s "$STATE/secret.key" ] || head -c 32 /dev/urandom | base64 >"$STATE/secret.key"
   chmod 600 "$STATE/secret.key"
   BECKON_SECRET_KEY=$(cat "$STATE/secret.key")
+  export BECKON_SECRET_KEY
 fi
-export BECKON_SECRET_KEY
 # Let webhooks reach receivers on this machine (refused by default in production).
 export BECKON_WEBHOOK_ALLOWED_CIDRS=${BECKON_WEBHOOK_ALLOWED_CIDRS:-127.0.0.0/8,::1/128}
 

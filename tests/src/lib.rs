@@ -123,6 +123,8 @@ pub struct TestApp {
     services_db_url: String,
     /// Between the services and the database, when [`Options::database_proxy`] is set.
     pub db_proxy: Option<proxy::Proxy>,
+    /// The sealing keys, newest first, of the processes started from now on.
+    secret_keys: Vec<String>,
 }
 
 impl TestApp {
@@ -187,6 +189,7 @@ impl TestApp {
             launches: 0,
             services_db_url,
             db_proxy,
+            secret_keys: vec![TEST_SECRET_KEY.to_owned()],
         };
         for _ in 0..options.matcher_replicas {
             app.start("matcher");
@@ -209,6 +212,7 @@ impl TestApp {
             .join(format!("{service}-{}.log", self.launches));
         let log_path = log.clone();
         let log = std::fs::File::create(&log).expect("a log file");
+        let key_setting = self.secret_key_setting();
         let mut command = Command::new(bin_dir().join(service));
         command
             .env("BECKON_DATABASE_URL", &self.services_db_url)
@@ -225,12 +229,14 @@ impl TestApp {
                 self.options.dispatch_timeout_ms.to_string(),
             )
             .env("BECKON_SCHEDULER_INTERVAL_MS", "100")
-            .env("BECKON_SECRET_KEY", TEST_SECRET_KEY)
             // Parallel tests and replicas must not fight over the default ports.
             .env("BECKON_HEALTH_ADDR", "127.0.0.1:0")
             .env("BECKON_WEBHOOK_ALLOWED_CIDRS", "127.0.0.1/32")
             .env("BECKON_WEBHOOK_POLL_INTERVAL_MS", "100")
             .env("RUST_LOG", "info")
+            .env_remove("BECKON_SECRET_KEY")
+            .env_remove("BECKON_SECRET_KEYS")
+            .env(key_setting.0, &key_setting.1)
             // The test's own settings win over the defaults above.
             .envs(self.options.env.iter().map(|(k, v)| (k, v)));
         let child = command
@@ -244,6 +250,37 @@ impl TestApp {
             child,
             log: log_path,
         });
+    }
+
+    /// Sets the sealing keys (base64, newest first) of the services started from now on and of
+    /// the CLI, as an operator would: one key as `BECKON_SECRET_KEY`, more as
+    /// `BECKON_SECRET_KEYS`.
+    pub fn set_secret_keys(&mut self, keys: &[&str]) {
+        self.secret_keys = keys.iter().map(|k| (*k).to_owned()).collect();
+    }
+
+    fn secret_key_setting(&self) -> (&'static str, String) {
+        let name = if self.secret_keys.len() == 1 {
+            "BECKON_SECRET_KEY"
+        } else {
+            "BECKON_SECRET_KEYS"
+        };
+        (name, self.secret_keys.join(","))
+    }
+
+    /// Restarts every service, one after the other (each with SIGTERM, then started again as
+    /// many times as it ran), as a rolling deployment does; waits for the gateway.
+    pub async fn restart_all(&mut self) {
+        for service in ["webhook-delivery", "invitation", "matcher", "ingest-api"] {
+            let replicas = self.running.iter().filter(|r| r.name == service).count();
+            self.stop(service);
+            for _ in 0..replicas {
+                self.start(service);
+            }
+        }
+        self.wait_ready(Duration::from_secs(30))
+            .await
+            .expect("ready again");
     }
 
     /// Stops one process of `service` with SIGTERM, waiting for it to exit; `false` when none
@@ -375,11 +412,15 @@ impl TestApp {
     /// `stdin` as its input.
     pub fn cli(&self, args: &[&str], stdin: &str) -> std::process::Output {
         use std::io::Write as _;
+        let key_setting = self.secret_key_setting();
         let mut child = Command::new(bin_dir().join("beckon"))
             .args(args)
             .env("BECKON_DATABASE_URL", &self.services_db_url)
             .env("BECKON_AMQP_URL", amqp_url())
             .env("BECKON_QUEUE_PREFIX", &self.prefix)
+            .env_remove("BECKON_SECRET_KEY")
+            .env_remove("BECKON_SECRET_KEYS")
+            .env(key_setting.0, &key_setting.1)
             .envs(self.options.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -1,11 +1,19 @@
 //! The operator CLI against a running deployment: queue depths, and peeking at, replaying and
-//! purging dead letters. A replayed envelope keeps its id, so one already handled creates
-//! nothing new.
+//! purging dead letters (a replayed envelope keeps its id, so one already handled creates
+//! nothing new), and rotating the sealing key under traffic.
 
-use beckon_e2e::TestApp;
 use beckon_e2e::broker::Broker;
+use beckon_e2e::receiver::{Received, Receiver, verify_with_standardwebhooks};
+use beckon_e2e::{TEST_SECRET_KEY, TestApp};
+use beckon_store::sealed::SEALED_COLUMNS;
+use beckon_webhooks::sealed::SealingKeys;
+use beckon_webhooks::signing::SigningSecret;
+use reqwest::Method;
 use serde_json::{Value, json};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+use uuid::Uuid;
 
 fn ok(out: &std::process::Output) -> String {
     assert!(
@@ -230,4 +238,352 @@ async fn a_revoked_token_stops_working_within_the_auth_cache_time() {
     );
     // The organization's own token is untouched.
     assert_eq!(projects(app.token.clone()).await, 200);
+}
+
+/// A second deployment key (base64 of 32 bytes), for rotations.
+const KEY_B: &str = "cm90YXRlZC1rZXktcm90YXRlZC1rZXktcm90YXRlZCE=";
+
+/// Dispatches for ever new users, one after the other, until stopped; counts the answered.
+struct Traffic {
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<usize>,
+}
+
+impl Traffic {
+    fn start(app: &TestApp, project: Uuid) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (http, url, token) = (
+            app.http.clone(),
+            app.url("/api/v1/lifecycle/dispatch"),
+            app.token.clone(),
+        );
+        let stopping = stop.clone();
+        let task = tokio::spawn(async move {
+            let mut answered = 0;
+            for i in 0.. {
+                if stopping.load(Ordering::Relaxed) {
+                    break;
+                }
+                let body = json!({"project_id": project, "user_ref": format!("traffic-{i}"), "event": "trial_expired"});
+                let sent = http.post(&url).bearer_auth(&token).json(&body).send().await;
+                if sent.is_ok_and(|r| r.status() == 200) {
+                    answered += 1;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            answered
+        });
+        Self { stop, task }
+    }
+
+    async fn stop(self) -> usize {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.expect("the traffic task")
+    }
+}
+
+#[derive(diesel::QueryableByName)]
+struct Sealed {
+    #[diesel(sql_type = diesel::sql_types::Bytea)]
+    value: Vec<u8>,
+}
+
+/// Every value of every sealed column.
+async fn sealed_values(app: &TestApp) -> Vec<(String, Vec<u8>)> {
+    use diesel_async::RunQueryDsl;
+    let mut conn = app.store.conn().await.unwrap();
+    let mut values = Vec::new();
+    for column in SEALED_COLUMNS {
+        let rows: Vec<Sealed> = diesel::sql_query(format!(
+            "SELECT {c} AS value FROM {t} WHERE {c} IS NOT NULL",
+            c = column.column,
+            t = column.table
+        ))
+        .load(&mut conn)
+        .await
+        .unwrap();
+        assert!(!rows.is_empty(), "no value in {column} to check");
+        values.extend(rows.into_iter().map(|r| (column.to_string(), r.value)));
+    }
+    values
+}
+
+/// Whether `received` carries a valid signature by `secret` (checked here, for many).
+fn signed_by(secret: &str, received: &Received) -> bool {
+    let secret = SigningSecret::parse(secret).unwrap();
+    let timestamp = received.header("webhook-timestamp").parse().unwrap();
+    let expected = secret.sign(received.header("webhook-id"), timestamp, &received.body);
+    received
+        .header("webhook-signature")
+        .split(' ')
+        .any(|s| s == expected)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotating_the_sealing_key_under_traffic_keeps_every_secret_body_and_link() {
+    const WAIT: Duration = Duration::from_secs(30);
+    let mut app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let project = app.create_project().await;
+    app.create_survey(project, json!({"trigger": {"events": ["trial_expired"]}}))
+        .await;
+    let webhooks = format!("/api/v1/projects/{project}/webhooks");
+    let issued: Value = app
+        .authed(
+            Method::POST,
+            &format!("/api/v1/projects/{project}/publishable-key"),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let publishable = issued["publishable_key"].as_str().unwrap().to_owned();
+    // The widget's secret, rotated once, so both it and the one it replaced are sealed.
+    let widget_secret = |app: &TestApp| {
+        app.authed(
+            Method::POST,
+            &format!("/api/v1/projects/{project}/widget-secret"),
+        )
+        .send()
+    };
+    widget_secret(&app).await.unwrap();
+    let widget: Value = widget_secret(&app).await.unwrap().json().await.unwrap();
+    let widget = widget["widget_secret"].as_str().unwrap().to_owned();
+
+    // Under the first key: a subscription whose secret was rotated (both secrets sealed)...
+    let main = app
+        .create_webhook(project, json!({"url": receiver.url("/ok/main")}))
+        .await;
+    let first_secret = main["secret"].as_str().unwrap().to_owned();
+    let rotated: Value = app
+        .authed(
+            Method::POST,
+            &format!("{webhooks}/{}/rotate-secret", main["id"].as_str().unwrap()),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let second_secret = rotated["secret"].as_str().unwrap().to_owned();
+    // ...one whose delivery fails for good, its body kept to be sent again at the end...
+    let late = app
+        .create_webhook(project, json!({"url": receiver.url("/always-500/late"), "retry_policy": {"kind": "custom", "delays_seconds": [1]}}))
+        .await;
+    // ...and an invitation with its magic link.
+    let (status, before) = app
+        .dispatch(json!({"project_id": project, "user_ref": "before", "event": "trial_expired"}))
+        .await;
+    assert_eq!(status, 200, "{before}");
+    let link = before["created_invitations"][0]["magic_link_url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    receiver.wait_for("/ok/main", 1, WAIT).await;
+    app.eventually(WAIT, "the late delivery to fail for good", || async {
+        (app.execute("SELECT 1 FROM webhook_deliveries WHERE status = 'failed'")
+            .await
+            == 1)
+            .then_some(())
+    })
+    .await;
+    let late_id = receiver.received("/always-500/late")[0]
+        .header("webhook-id")
+        .to_owned();
+
+    // Every service learns the new key, which seals from then on; the old one still opens.
+    // Traffic flows through the restarts and the reseal.
+    let traffic = Traffic::start(&app, project);
+    app.set_secret_keys(&[KEY_B, TEST_SECRET_KEY]);
+    app.restart_all().await;
+    let planned = ok(&app.cli(&["keys", "reseal", "--dry-run"], ""));
+    let counts = |report: &str, column: &str| -> Vec<u64> {
+        let line = report
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(column))
+            .unwrap_or_else(|| panic!("no line for {column}: {report}"));
+        line.split_whitespace()
+            .skip(1)
+            .map(|n| n.parse().unwrap())
+            .collect()
+    };
+    for column in SEALED_COLUMNS {
+        let [to_reseal, unreadable, _] = counts(&planned, &column.to_string())[..] else {
+            panic!("{planned}");
+        };
+        assert!(to_reseal > 0 && unreadable == 0, "{planned}");
+    }
+    // A run that met rows the services held says so and fails; running it again finishes.
+    let mut runs = 1;
+    while !app
+        .cli(&["keys", "reseal", "--batch-size", "2"], "")
+        .status
+        .success()
+    {
+        runs += 1;
+        assert!(runs <= 5, "resealing did not finish in 5 runs");
+    }
+    let answered = traffic.stop().await;
+    assert!(answered > 0, "no traffic went through the rotation");
+    let report = ok(&app.cli(&["keys", "reseal", "--dry-run"], ""));
+    for column in SEALED_COLUMNS {
+        assert_eq!(counts(&report, &column.to_string()), [0, 0, 0], "{report}");
+    }
+
+    // The old key goes: every sealed value opens under the new one alone.
+    app.set_secret_keys(&[KEY_B]);
+    app.restart_all().await;
+    let only_b = SealingKeys::from_base64_list(KEY_B).unwrap();
+    for (column, value) in sealed_values(&app).await {
+        assert!(
+            only_b.open(&value).is_ok(),
+            "a value of {column} does not open"
+        );
+    }
+
+    // Webhooks are still signed with both secrets of the rotated subscription, the ones sent
+    // during the rotation included.
+    let (status, after) = app
+        .dispatch(json!({"project_id": project, "user_ref": "after", "event": "trial_expired"}))
+        .await;
+    assert_eq!(status, 200, "{after}");
+    let after_link = after["created_invitations"][0]["magic_link_url"].clone();
+    let hook = app
+        .eventually(
+            WAIT,
+            "the webhook of the dispatch after the rotation",
+            || async {
+                receiver
+                    .received("/ok/main")
+                    .into_iter()
+                    .find(|r| r.json()["data"]["invitation"]["magic_link_url"] == after_link)
+            },
+        )
+        .await;
+    verify_with_standardwebhooks(&second_secret, &hook).expect("the current secret verifies");
+    verify_with_standardwebhooks(&first_secret, &hook).expect("the previous secret verifies");
+    let all = receiver.received("/ok/main");
+    assert!(all.len() > 2, "only {} webhooks", all.len());
+    for received in &all {
+        assert!(
+            signed_by(&second_secret, received) && signed_by(&first_secret, received),
+            "webhook {} is not signed by both secrets",
+            received.header("webhook-id")
+        );
+    }
+
+    // A body sealed under the old key is sent again, and still signed.
+    let r = app
+        .authed(
+            Method::PATCH,
+            &format!("{webhooks}/{}", late["id"].as_str().unwrap()),
+        )
+        .json(&json!({"url": receiver.url("/ok/late")}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = app
+        .authed(
+            Method::POST,
+            &format!(
+                "{webhooks}/{}/messages/{late_id}/resend",
+                late["id"].as_str().unwrap()
+            ),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let resent = receiver.wait_for("/ok/late", 1, WAIT).await;
+    assert_eq!(resent[0].header("webhook-id"), late_id);
+    assert_eq!(
+        resent[0].json()["data"]["invitation"]["magic_link_url"],
+        link.as_str()
+    );
+    verify_with_standardwebhooks(late["secret"].as_str().unwrap(), &resent[0])
+        .expect("the late subscription's secret verifies");
+
+    // The magic link made under the old key still opens, and the widget still shows it.
+    assert_eq!(app.http.get(&link).send().await.unwrap().status(), 200);
+    let listed: Value = app
+        .http
+        .get(app.url(&format!(
+            "/api/v1/widget/invitations?user_ref=before&user_hash={}",
+            beckon_domain::secret::user_hash(&widget, "before")
+        )))
+        .header("x-publishable-key", &publishable)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        listed["data"][0]["magic_link_url"],
+        link.as_str(),
+        "{listed}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_dropped_before_resealing_holds_webhooks_back_instead_of_sending_them_unsigned() {
+    const WAIT: Duration = Duration::from_secs(30);
+    let mut app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let project = app.create_project().await;
+    app.create_survey(project, json!({"trigger": {"events": ["trial_expired"]}}))
+        .await;
+    let sub = app
+        .create_webhook(project, json!({"url": receiver.url("/ok/held"), "retry_policy": {"kind": "custom", "delays_seconds": [1, 1, 1, 1, 1, 1, 1, 1]}}))
+        .await;
+    let attempts = format!(
+        "/api/v1/projects/{project}/webhooks/{}/attempts",
+        sub["id"].as_str().unwrap()
+    );
+
+    // The services lose the key the signing secret is sealed under.
+    app.set_secret_keys(&[KEY_B]);
+    app.restart_all().await;
+    let (status, body) = app
+        .dispatch(json!({"project_id": project, "user_ref": "u1", "event": "trial_expired"}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let failed: Value = app
+        .eventually(WAIT, "an attempt that could not sign", || async {
+            let list: Value = app
+                .authed(Method::GET, &attempts)
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            list["data"]
+                .as_array()?
+                .iter()
+                .find(|a| {
+                    a["error"]
+                        .as_str()
+                        .is_some_and(|e| e.contains("signing secret"))
+                })
+                .cloned()
+        })
+        .await;
+    assert_eq!(failed["status_code"], Value::Null, "{failed}");
+    assert!(
+        receiver.received("/ok/held").is_empty(),
+        "a webhook went out without its signature"
+    );
+
+    // With the key back, the retry goes out signed.
+    app.set_secret_keys(&[KEY_B, TEST_SECRET_KEY]);
+    app.stop("webhook-delivery");
+    app.start("webhook-delivery");
+    let got = receiver.wait_for("/ok/held", 1, WAIT).await;
+    verify_with_standardwebhooks(sub["secret"].as_str().unwrap(), &got[0])
+        .expect("the subscription's secret verifies");
 }

@@ -13,6 +13,7 @@ use beckon_store::{Store, tenancy};
 use clap::{Parser, Subcommand};
 use uuid::Uuid;
 
+mod keys;
 mod queues;
 
 #[derive(Parser)]
@@ -78,6 +79,26 @@ enum Command {
     Dlq {
         #[command(subcommand)]
         command: DlqCommand,
+    },
+    /// The keys stored secrets, webhook bodies and magic-link tokens are sealed under.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Seal every stored value that is not under the newest key (the first of
+    /// BECKON_SECRET_KEYS) again under it, in batches. Safe while the services run, and to run
+    /// again; fails while anything is left. Reads the keys as the services do.
+    Reseal {
+        /// Report what would be resealed; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Rows per transaction.
+        #[arg(long, default_value_t = 500)]
+        batch_size: i64,
     },
 }
 
@@ -359,6 +380,13 @@ async fn main() -> anyhow::Result<()> {
             let n = beckon_store::webhooks::recover(&mut conn, subscription, since).await?;
             eprintln!("{n} failed deliveries queued again");
         }
+        Command::Keys {
+            command:
+                KeysCommand::Reseal {
+                    dry_run,
+                    batch_size,
+                },
+        } => keys::reseal(&mut conn, batch_size, dry_run).await?,
         Command::Queues | Command::Dlq { .. } => unreachable!("handled above"),
     }
     Ok(())

@@ -14,6 +14,7 @@
 //! - [`users`]: the users a project tells Beckon about.
 //! - [`webhooks`]: webhook subscriptions, messages, deliveries, attempts.
 //! - [`processed`]: envelope ids a consumer has handled.
+//! - [`sealed`]: the columns of sealed values, and resealing them under a new key.
 //! - [`pipelined`]: results of statements that share a round trip.
 //! - [`testing`]: a fresh database per test, cloned from a migrated template.
 
@@ -26,6 +27,7 @@ pub mod processed;
 pub mod responses;
 pub mod retention;
 pub mod schema;
+pub mod sealed;
 pub mod stalled;
 pub mod surveys;
 pub mod tenancy;

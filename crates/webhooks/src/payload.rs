@@ -5,7 +5,7 @@
 //! every retry. `version` is the payload version, an integer from 1; a subscription pins the
 //! version it receives.
 
-use crate::sealed::{SealError, SealingKey};
+use crate::sealed::{SealError, SealingKeys};
 use beckon_domain::envelope::{
     Envelope, InvitationCreated, LinkUrl, Payload, ResponseProgressed, ResponseStage,
 };
@@ -40,7 +40,7 @@ pub trait Announcement: Payload + Clone {
     /// The user the event is about, so erasing the user can find it.
     fn user_ref(&self) -> &str;
     /// The webhook's data.
-    fn webhook_data(&self, key: &SealingKey) -> Result<Self::Data, SealError>;
+    fn webhook_data(&self, key: &SealingKeys) -> Result<Self::Data, SealError>;
 }
 
 impl Announcement for InvitationCreated {
@@ -51,7 +51,7 @@ impl Announcement for InvitationCreated {
     fn user_ref(&self) -> &str {
         self.user.user_ref.as_str()
     }
-    fn webhook_data(&self, key: &SealingKey) -> Result<Self::Data, SealError> {
+    fn webhook_data(&self, key: &SealingKeys) -> Result<Self::Data, SealError> {
         let link = key.open_link(&self.invitation.link)?;
         Ok(self.clone().with_link(|_| link))
     }
@@ -65,7 +65,7 @@ impl Announcement for ResponseProgressed {
     fn user_ref(&self) -> &str {
         self.user.user_ref.as_str()
     }
-    fn webhook_data(&self, _: &SealingKey) -> Result<Self, SealError> {
+    fn webhook_data(&self, _: &SealingKeys) -> Result<Self, SealError> {
         Ok(self.clone())
     }
 }
@@ -74,7 +74,7 @@ impl<D> WebhookBody<D> {
     /// The webhook an envelope announces: same id, version and time.
     pub fn from_envelope<T: Announcement<Data = D>>(
         env: &Envelope<T>,
-        key: &SealingKey,
+        key: &SealingKeys,
     ) -> Result<Self, SealError> {
         Ok(Self {
             id: env.id,

@@ -38,20 +38,27 @@ impl Outcome {
 }
 
 /// Resolves names to allowed addresses only, so the address checked is the one connected to.
-struct GuardedResolver {
+/// `lookup` turns a name into addresses: the system's resolver, or a fixed table in tests.
+struct GuardedResolver<L> {
     allow: AllowList,
+    lookup: L,
 }
 
-impl Resolve for GuardedResolver {
+impl<L, F> Resolve for GuardedResolver<L>
+where
+    L: Fn(String) -> F + Send + Sync + 'static,
+    F: Future<Output = std::io::Result<Vec<IpAddr>>> + Send + 'static,
+{
     fn resolve(&self, name: Name) -> Resolving {
         let allow = self.allow.clone();
         let host = name.as_str().to_owned();
+        let resolving = (self.lookup)(host.clone());
         Box::pin(async move {
-            let resolved: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let allowed: Vec<SocketAddr> = resolved
+            let allowed: Vec<SocketAddr> = resolving
+                .await?
                 .into_iter()
-                .filter(|a| allow.permits(a.ip()))
+                .filter(|ip| allow.permits(*ip))
+                .map(|ip| SocketAddr::new(ip, 0))
                 .collect();
             if allowed.is_empty() {
                 return Err(
@@ -61,6 +68,14 @@ impl Resolve for GuardedResolver {
             Ok(Box::new(allowed.into_iter()) as Addrs)
         })
     }
+}
+
+/// The system's resolver.
+async fn system_lookup(host: String) -> std::io::Result<Vec<IpAddr>> {
+    Ok(tokio::net::lookup_host((host.as_str(), 0))
+        .await?
+        .map(|a| a.ip())
+        .collect())
 }
 
 /// Sends webhooks: no redirects followed, every request bounded by its timeout.
@@ -77,6 +92,15 @@ pub struct SenderError(#[source] reqwest::Error);
 
 impl Sender {
     pub fn new(allow: AllowList) -> Result<Self, SenderError> {
+        Self::with_lookup(allow, system_lookup)
+    }
+
+    /// A sender whose names resolve through `lookup`.
+    fn with_lookup<L, F>(allow: AllowList, lookup: L) -> Result<Self, SenderError>
+    where
+        L: Fn(String) -> F + Send + Sync + 'static,
+        F: Future<Output = std::io::Result<Vec<IpAddr>>> + Send + 'static,
+    {
         beckon_runtime::install_crypto_provider();
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -86,6 +110,7 @@ impl Sender {
             .pool_idle_timeout(Duration::from_secs(30))
             .dns_resolver(GuardedResolver {
                 allow: allow.clone(),
+                lookup,
             })
             .build()
             .map_err(SenderError)?;
@@ -98,15 +123,18 @@ impl Sender {
         if !matches!(parsed.scheme(), "http" | "https") {
             return Err("the URL must be http or https".into());
         }
-        match parsed.host() {
+        let literal = match parsed.host() {
             None => return Err("the URL has no host".into()),
-            Some(url::Host::Ipv4(ip)) if !self.allow.permits(IpAddr::V4(ip)) => {
-                return Err(format!("{ip} is an address webhooks may not reach"));
-            }
-            Some(url::Host::Ipv6(ip)) if !self.allow.permits(IpAddr::V6(ip)) => {
-                return Err(format!("{ip} is an address webhooks may not reach"));
-            }
-            _ => {}
+            Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
+            Some(url::Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
+            Some(url::Host::Domain(_)) => None,
+        };
+        if let Some(ip) = literal
+            && let Some(range) = self.allow.refusal(ip)
+        {
+            return Err(format!(
+                "{ip} is an address webhooks may not reach: {range}"
+            ));
         }
         if !parsed.username().is_empty() || parsed.password().is_some() {
             return Err("the URL must not carry credentials".into());
@@ -247,6 +275,7 @@ pub type SharedSender = Arc<Sender>;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::guard::tests::REFUSED;
 
     #[test]
     fn retry_after_is_read_as_seconds_or_a_date_and_capped() {
@@ -260,6 +289,111 @@ mod tests {
             Some(Duration::ZERO)
         );
         assert_eq!(parse_retry_after("soon"), None);
+    }
+
+    /// A sender whose names resolve through `table` only.
+    fn sender_resolving(allow: AllowList, table: Vec<(String, Vec<IpAddr>)>) -> Sender {
+        let table: std::collections::HashMap<String, Vec<IpAddr>> = table.into_iter().collect();
+        Sender::with_lookup(allow, move |host: String| {
+            let found = table.get(&host).cloned();
+            async move {
+                found.ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, host))
+            }
+        })
+        .unwrap()
+    }
+
+    /// The special ranges' examples as URLs: by IP literal, and by a name resolving to it.
+    fn refused_urls() -> Vec<(String, String, IpAddr)> {
+        REFUSED
+            .iter()
+            .enumerate()
+            .map(|(i, (addr, _))| {
+                let ip: IpAddr = addr.parse().unwrap();
+                let literal = match ip {
+                    IpAddr::V4(v4) => format!("http://{v4}:9/hook"),
+                    IpAddr::V6(v6) => format!("http://[{v6}]:9/hook"),
+                };
+                (literal, format!("host{i}.example"), ip)
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn every_special_range_is_refused_as_a_literal_and_through_a_name() {
+        let urls = refused_urls();
+        let sender = sender_resolving(
+            AllowList::default(),
+            urls.iter()
+                .map(|(_, name, ip)| (name.clone(), vec![*ip]))
+                .collect(),
+        );
+        for (literal, name, ip) in &urls {
+            let refused = sender.check_url(literal).unwrap_err();
+            assert!(refused.contains("may not reach"), "{literal}: {refused}");
+            let outcome = sender
+                .post(
+                    &format!("http://{name}:9/hook"),
+                    &[],
+                    Vec::new(),
+                    Duration::from_secs(5),
+                )
+                .await;
+            let error = outcome.error.unwrap_or_default();
+            assert!(
+                outcome.status.is_none() && error.contains("may not reach"),
+                "{name} resolving to {ip}: {error}"
+            );
+        }
+    }
+
+    /// Answers every request on `listener` with 200 and `reply`.
+    fn serve(listener: tokio::net::TcpListener, reply: &'static str) {
+        tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let mut request = [0u8; 4096];
+                let _ = socket.read(&mut request).await;
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{reply}",
+                    reply.len()
+                );
+                let _ = socket.write_all(answer.as_bytes()).await;
+            }
+        });
+    }
+
+    #[tokio::test]
+    async fn a_name_connects_to_the_allowed_address_it_resolves_to_and_never_another() {
+        let allowed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = allowed.local_addr().unwrap().port();
+        // An internal service on a refused address, listed first for the name.
+        let internal = tokio::net::TcpListener::bind(("127.0.0.2", port))
+            .await
+            .unwrap();
+        serve(allowed, "endpoint");
+        serve(internal, "internal");
+        let sender = sender_resolving(
+            AllowList::parse("127.0.0.1/32").unwrap(),
+            vec![(
+                "mixed.example".into(),
+                vec![ip("127.0.0.2"), ip("169.254.169.254"), ip("127.0.0.1")],
+            )],
+        );
+        let outcome = sender
+            .post(
+                &format!("http://mixed.example:{port}/hook"),
+                &[],
+                b"{}".to_vec(),
+                Duration::from_secs(5),
+            )
+            .await;
+        assert_eq!(outcome.status, Some(200), "{outcome:?}");
+        assert_eq!(outcome.body.as_deref(), Some("endpoint"));
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
     }
 
     #[test]

@@ -58,8 +58,9 @@ pub struct Config {
     pub rate_limit_per_second: f64,
     /// `BECKON_RATE_LIMIT_BURST`: requests an organization may send at once (default 10000).
     pub rate_limit_burst: u32,
-    /// `BECKON_SECRET_KEY` (required): seals webhook signing secrets and message bodies.
-    pub sealing_key: beckon_webhooks::sealed::SealingKey,
+    /// `BECKON_SECRET_KEYS` (newest first) or `BECKON_SECRET_KEY` (required): seal webhook
+    /// signing secrets and message bodies, and open magic-link tokens.
+    pub sealing_key: beckon_webhooks::sealed::SealingKeys,
     /// `BECKON_WEBHOOK_ALLOWED_CIDRS`: private ranges webhook URLs may point at.
     pub webhook_allow: beckon_webhooks::guard::AllowList,
     /// `BECKON_PUBLIC_URL`: the base of magic links (default `http://127.0.0.1:8080`).
@@ -151,7 +152,7 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// `None` when rate limiting is off.
     pub limiter: Option<ratelimit::RateLimiter>,
-    pub sealing_key: beckon_webhooks::sealed::SealingKey,
+    pub sealing_key: beckon_webhooks::sealed::SealingKeys,
     /// The base of magic links.
     pub public_url: String,
     /// Verifies webhook URLs, through the same address guard deliveries use.

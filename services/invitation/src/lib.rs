@@ -30,8 +30,9 @@ pub const CONSUMER: &str = "invitation";
 #[derive(Debug, Clone)]
 pub struct Config {
     pub infra: InfraConfig,
-    /// `BECKON_SECRET_KEY` (required): seals magic-link tokens for the in-app widget.
-    pub sealing_key: beckon_webhooks::sealed::SealingKey,
+    /// `BECKON_SECRET_KEYS` (newest first) or `BECKON_SECRET_KEY` (required): seal magic-link
+    /// tokens for the in-app widget.
+    pub sealing_keys: beckon_webhooks::sealed::SealingKeys,
     /// `BECKON_PUBLIC_URL`: the base of magic links, as end users reach the gateway
     /// (default `http://127.0.0.1:8080`).
     pub public_url: String,
@@ -39,9 +40,8 @@ pub struct Config {
 
 impl Config {
     pub fn from_env() -> anyhow::Result<Self> {
-        let (sealing_key, _) = beckon_webhooks::settings_from_env()?;
         Ok(Self {
-            sealing_key,
+            sealing_keys: beckon_webhooks::sealing_keys_from_env()?,
             infra: InfraConfig::from_env()?,
             public_url: beckon_runtime::env_or("BECKON_PUBLIC_URL", "http://127.0.0.1:8080")
                 .trim_end_matches('/')
@@ -54,7 +54,7 @@ impl Config {
 pub struct Inviter {
     pub public_url: String,
     pub topology: Topology,
-    pub sealing_key: beckon_webhooks::sealed::SealingKey,
+    pub sealing_keys: beckon_webhooks::sealed::SealingKeys,
 }
 
 /// What became of one matched survey before any invitation is written.
@@ -116,7 +116,7 @@ impl Inviter {
             trigger_id,
             user_ref: user.to_owned(),
             token_hash: token.hash(),
-            token_sealed: Some(self.sealing_key.seal(token.expose().as_bytes())),
+            token_sealed: Some(self.sealing_keys.seal(token.expose().as_bytes())),
             expires_at,
         };
         // Sealed for the bus: the reply and the announcement pass through queues and the
@@ -124,7 +124,7 @@ impl Inviter {
         let link = IssuedInvitation {
             survey_id: survey.survey_id,
             user_ref: env.data.user_ref.clone(),
-            link: self.sealing_key.seal_link(&format!(
+            link: self.sealing_keys.seal_link(&format!(
                 "{}/surveys/{}",
                 self.public_url,
                 token.expose()
@@ -398,7 +398,7 @@ impl Inviter {
 /// Runs until `cancel` fires; then finishes in-flight messages and returns.
 pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()> {
     let public_url = config.public_url.clone();
-    let sealing_key = config.sealing_key.clone();
+    let sealing_keys = config.sealing_keys.clone();
     beckon_worker::serve(
         CONSUMER,
         &config.infra,
@@ -407,7 +407,7 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
         |topology: &Topology| Inviter {
             public_url,
             topology: topology.clone(),
-            sealing_key,
+            sealing_keys,
         },
         // No background loop of its own: a sidecar that only waits for the end.
         |_, _, cancel: CancellationToken| async move { cancel.cancelled().await },

@@ -3,7 +3,7 @@
 use beckon_store::webhooks::{self, AttemptContext, AttemptRecord, NextStep, Subscription};
 use beckon_store::{Store, StoreError};
 use beckon_webhooks::policy::RetryPolicy;
-use beckon_webhooks::sealed::SealingKey;
+use beckon_webhooks::sealed::SealingKeys;
 use beckon_webhooks::sender::{Outcome, Sender};
 use beckon_webhooks::signing::{SigningSecret, signature_header};
 use beckon_worker::error_chain;
@@ -34,7 +34,7 @@ pub struct Settings {
 pub struct Engine {
     store: Store,
     sender: Sender,
-    key: SealingKey,
+    keys: SealingKeys,
     settings: Settings,
     /// Attempts in flight per subscription.
     slots: Mutex<HashMap<Uuid, Arc<Semaphore>>>,
@@ -44,12 +44,12 @@ pub struct Engine {
 }
 
 impl Engine {
-    pub fn new(store: Store, sender: Sender, key: SealingKey, settings: Settings) -> Self {
+    pub fn new(store: Store, sender: Sender, keys: SealingKeys, settings: Settings) -> Self {
         Self {
             recorder: Recorder::start(store.clone()),
             store,
             sender,
-            key,
+            keys,
             settings,
             slots: Mutex::new(HashMap::new()),
             tasks: TaskTracker::new(),
@@ -57,12 +57,12 @@ impl Engine {
     }
 
     pub fn seal(&self, plaintext: &[u8]) -> Vec<u8> {
-        self.key.seal(plaintext)
+        self.keys.seal(plaintext)
     }
 
-    /// The deployment's key, to open what travelled sealed.
-    pub fn key(&self) -> &SealingKey {
-        &self.key
+    /// The deployment's keys, to open what travelled sealed.
+    pub fn keys(&self) -> &SealingKeys {
+        &self.keys
     }
 
     pub fn lease(&self) -> time::Duration {
@@ -176,23 +176,27 @@ impl Engine {
         }
     }
 
-    fn secrets(&self, sub: &Subscription) -> Vec<SigningSecret> {
+    /// The secrets that sign for `sub`: its current one, and its previous one while that still
+    /// signs. `None` when one of them does not open (a key dropped before its values were
+    /// resealed): a webhook is then held back, never sent without the signature its receiver
+    /// checks.
+    fn secrets(&self, sub: &Subscription) -> Option<Vec<SigningSecret>> {
         let open = |sealed: &[u8]| {
-            self.key
+            self.keys
                 .open(sealed)
                 .ok()
                 .and_then(|b| String::from_utf8(b).ok())
                 .and_then(|s| SigningSecret::parse(&s).ok())
         };
-        let mut secrets: Vec<SigningSecret> = open(&sub.secret_encrypted).into_iter().collect();
+        let mut secrets = vec![open(&sub.secret_encrypted)?];
         if let (Some(previous), Some(until)) = (
             &sub.previous_secret_encrypted,
             sub.previous_secret_expires_at,
         ) && until > OffsetDateTime::now_utc()
         {
-            secrets.extend(open(previous));
+            secrets.push(open(previous)?);
         }
-        secrets
+        Some(secrets)
     }
 
     #[tracing::instrument(skip_all, fields(delivery_id = %context.0.id, message_id = %context.1.id, subscription_id = %context.2.id))]
@@ -209,9 +213,16 @@ impl Engine {
             return Ok(());
         };
 
-        let outcome = match self.key.open(&message.body_encrypted) {
-            Ok(body) => {
-                let secrets = self.secrets(&sub);
+        let opened = match (self.keys.open(&message.body_encrypted), self.secrets(&sub)) {
+            (Ok(body), Some(secrets)) => Ok((body, secrets)),
+            (Err(err), _) => Err(format!("the stored message cannot be opened: {err}")),
+            (_, None) => Err(
+                "a signing secret of the subscription cannot be opened: no configured key opens it"
+                    .to_owned(),
+            ),
+        };
+        let outcome = match opened {
+            Ok((body, secrets)) => {
                 let refs: Vec<&SigningSecret> = secrets.iter().collect();
                 let id = message.id.to_string();
                 let timestamp = OffsetDateTime::now_utc().unix_timestamp();
@@ -226,11 +237,11 @@ impl Engine {
                 let timeout = Duration::from_millis(sub.timeout_ms.max(1000) as u64);
                 self.sender.post(&sub.url, &headers, body, timeout).await
             }
-            Err(err) => Outcome {
+            Err(error) => Outcome {
                 status: None,
                 duration: Duration::ZERO,
                 body: None,
-                error: Some(format!("the stored message cannot be opened: {err}")),
+                error: Some(error),
                 retry_after: None,
             },
         };

@@ -23,7 +23,7 @@ impl Fanout {
     /// deployment's keys never will: the envelope is dead-lettered, to be replayed once the
     /// key it was sealed with is configured again.
     fn message<T: Announcement>(&self, env: &Envelope<T>) -> Result<Message, HandleError> {
-        let body = WebhookBody::from_envelope(env, self.engine.key()).map_err(|err| {
+        let body = WebhookBody::from_envelope(env, self.engine.keys()).map_err(|err| {
             HandleError::Permanent {
                 reason: "unsealable",
                 detail: err.to_string(),

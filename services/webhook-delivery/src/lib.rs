@@ -19,7 +19,7 @@ use beckon_bus::topology::queues;
 use beckon_domain::envelope::{InvitationCreated, ResponseProgressed};
 use beckon_runtime::{InfraConfig, env_parse};
 use beckon_webhooks::guard::AllowList;
-use beckon_webhooks::sealed::SealingKey;
+use beckon_webhooks::sealed::SealingKeys;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -30,8 +30,9 @@ pub const CONSUMER: &str = "webhooks";
 #[derive(Debug, Clone)]
 pub struct Config {
     pub infra: InfraConfig,
-    /// `BECKON_SECRET_KEY` (required): base64 of 32 bytes; seals signing secrets and bodies.
-    pub sealing_key: SealingKey,
+    /// `BECKON_SECRET_KEYS` (comma-separated, newest first) or `BECKON_SECRET_KEY` (required):
+    /// base64 of 32 bytes each; seal signing secrets and bodies.
+    pub sealing_keys: SealingKeys,
     /// `BECKON_WEBHOOK_ALLOWED_CIDRS`: comma-separated ranges webhooks may reach despite being
     /// private or loopback (default none).
     pub allow: AllowList,
@@ -47,10 +48,10 @@ pub struct Config {
 
 impl Config {
     pub fn from_env() -> anyhow::Result<Self> {
-        let (sealing_key, allow) = beckon_webhooks::settings_from_env()?;
+        let (sealing_keys, allow) = beckon_webhooks::settings_from_env()?;
         Ok(Self {
             infra: InfraConfig::from_env()?,
-            sealing_key,
+            sealing_keys,
             allow,
             disable_after: Duration::from_secs(env_parse(
                 "BECKON_WEBHOOK_DISABLE_AFTER_SECS",
@@ -73,7 +74,7 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
     let engine = Arc::new(engine::Engine::new(
         store,
         sender,
-        config.sealing_key.clone(),
+        config.sealing_keys.clone(),
         engine::Settings {
             disable_after: config.disable_after,
             per_subscription: config.per_subscription,

@@ -386,10 +386,18 @@ fn response_from(state: &AppState, reply: &[u8]) -> Result<DispatchResponse, Api
         .created_invitations
         .into_iter()
         .map(|issued| {
-            let link = state
-                .sealing_key
-                .open_link(&issued.link)
-                .map_err(|e| ApiError::internal(&e))?;
+            let link = state.sealing_key.open_link(&issued.link).map_err(|err| {
+                tracing::error!(error = %err, "a dispatch reply's link does not open under this gateway's keys");
+                let mut answer = ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "sealing_key_missing",
+                    "The dispatch completed, but this gateway cannot open its magic links: its \
+                     BECKON_SECRET_KEYS lack the key they were sealed with. Look the trigger up \
+                     by trigger_id.",
+                );
+                answer.trigger_id = Some(reply.data.trigger_id);
+                answer
+            })?;
             Ok(CreatedInvitation {
                 survey_id: issued.survey_id,
                 user_ref: issued.user_ref,
