@@ -77,7 +77,7 @@ async fn oversized_and_deeply_nested_bodies_get_clear_4xx_errors() {
     let (status, body) = raw_post(&app, "/api/v1/events/send", huge).await;
     assert_eq!(status, 413, "{body}");
     // And the gateway is fine.
-    let r = app.http.get(app.url("/readyz")).send().await.unwrap();
+    let r = app.http.get(app.ops_url("/readyz")).send().await.unwrap();
     assert_eq!(r.status(), 200);
 }
 
@@ -167,7 +167,7 @@ async fn clients_that_stall_are_cut_off_and_do_not_block_others() {
         assert_error_shape(408, &body, "request_timeout");
     }
     // (A new client: the pooled connections idled past the server's keep-alive.)
-    let r = reqwest::get(app.url("/readyz")).await.unwrap();
+    let r = reqwest::get(app.url("/openapi.json")).await.unwrap();
     assert_eq!(r.status(), 200);
 }
 
@@ -190,7 +190,7 @@ async fn past_its_connection_limit_the_gateway_makes_new_clients_wait() {
     // Every slot is held (the listen backlog took the connection): the new client waits.
     let waited = tokio::time::timeout(
         Duration::from_millis(1500),
-        fresh.get(app.url("/healthz")).send(),
+        fresh.get(app.url("/openapi.json")).send(),
     )
     .await;
     assert!(
@@ -201,7 +201,7 @@ async fn past_its_connection_limit_the_gateway_makes_new_clients_wait() {
     drop(held);
     let r = tokio::time::timeout(
         Duration::from_secs(10),
-        fresh.get(app.url("/healthz")).send(),
+        fresh.get(app.url("/openapi.json")).send(),
     )
     .await
     .expect("served once connections are free")

@@ -41,6 +41,10 @@ pub struct Config {
     pub infra: InfraConfig,
     /// `BECKON_HTTP_ADDR`: where to listen (default `127.0.0.1:8080`; port 0 picks one).
     pub http_addr: String,
+    /// `BECKON_HEALTH_ADDR`: where `/healthz`, `/readyz` and `/metrics` are served (default
+    /// `127.0.0.1:9100`). Never the public port: metrics and readiness details are for the
+    /// cluster, not for the internet.
+    pub ops_addr: String,
     /// `BECKON_DISPATCH_TIMEOUT_MS`: how long a synchronous dispatch waits for its outcome
     /// before answering 504 with the trigger id (default 10000).
     pub dispatch_timeout: Duration,
@@ -79,14 +83,18 @@ pub struct Config {
 impl Config {
     pub fn from_env() -> anyhow::Result<Self> {
         let (sealing_key, webhook_allow) = beckon_webhooks::settings_from_env()?;
+        let infra = InfraConfig::from_env()?;
         Ok(Self {
             sealing_key,
             webhook_allow,
             public_url: env_or("BECKON_PUBLIC_URL", "http://127.0.0.1:8080")
                 .trim_end_matches('/')
                 .to_owned(),
-            infra: InfraConfig::from_env()?,
             http_addr: env_or("BECKON_HTTP_ADDR", "127.0.0.1:8080"),
+            ops_addr: infra
+                .health_addr
+                .clone()
+                .unwrap_or_else(|| "127.0.0.1:9100".to_owned()),
             dispatch_timeout: Duration::from_millis(env_parse(
                 "BECKON_DISPATCH_TIMEOUT_MS",
                 10_000,
@@ -114,6 +122,7 @@ impl Config {
             )?),
             auth_cache: Duration::from_millis(env_parse("BECKON_AUTH_CACHE_MS", 1000)?),
             max_connections: env_parse("BECKON_HTTP_MAX_CONNECTIONS", 256)?,
+            infra,
         })
     }
 }
@@ -163,6 +172,9 @@ const BACKGROUND_PUBLISHES: usize = 256;
 pub struct Application {
     port: u16,
     server: Server,
+    /// The operations endpoints, on a port of their own.
+    ops_server: Server,
+    ops_port: u16,
     background: CancellationToken,
     late_waits: tokio_util::task::TaskTracker,
 }
@@ -229,6 +241,22 @@ impl Application {
         let listener = TcpListener::bind(&config.http_addr)
             .with_context(|| format!("Failed to bind {}", config.http_addr))?;
         let port = listener.local_addr()?.port();
+        let ops_listener = TcpListener::bind(&config.ops_addr)
+            .with_context(|| format!("Failed to bind {}", config.ops_addr))?;
+        let ops_port = ops_listener.local_addr()?.port();
+        let ops_server = {
+            let state = state.clone();
+            HttpServer::new(move || {
+                App::new()
+                    .app_data(state.clone())
+                    .configure(routes::health::configure)
+            })
+            .workers(1)
+            .disable_signals()
+            .shutdown_timeout(5)
+            .listen(ops_listener)?
+            .run()
+        };
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
@@ -267,9 +295,12 @@ impl Application {
         .listen(listener)?
         .run();
         tracing::info!(port, "listening");
+        tracing::info!(port = ops_port, "operations endpoints listening");
         Ok(Self {
             port,
             server,
+            ops_server,
+            ops_port,
             background,
             late_waits,
         })
@@ -279,13 +310,22 @@ impl Application {
         self.port
     }
 
+    /// The port of `/healthz`, `/readyz` and `/metrics`.
+    pub fn ops_port(&self) -> u16 {
+        self.ops_port
+    }
+
     /// Serves until `cancel` fires, then stops accepting, lets in-flight requests finish and
     /// returns.
     pub async fn run_until_stopped(self, cancel: CancellationToken) -> anyhow::Result<()> {
         let handle = self.server.handle();
+        let ops_handle = self.ops_server.handle();
         let server = tokio::spawn(self.server);
+        let ops_server = tokio::spawn(self.ops_server);
         cancel.cancelled().await;
         handle.stop(true).await;
+        // Probes and scrapes are answered until the public port has drained.
+        ops_handle.stop(true).await;
         self.background.cancel();
         // Dispatches still waiting for a late outcome release their keys on cancel; give them
         // a moment to, so a retry need not wait for the lease to lapse.
@@ -297,6 +337,9 @@ impl Application {
             tracing::warn!("some late dispatch waits did not release their keys in time");
         }
         server.await.context("The HTTP server panicked")??;
+        ops_server
+            .await
+            .context("The operations server panicked")??;
         tracing::info!("stopped");
         Ok(())
     }

@@ -5,7 +5,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{Modify, OpenApi};
 
 use crate::routes::{
-    dispatch, events, health, invitations, projects, respond, responses, surveys, triggers, users,
+    dispatch, events, invitations, projects, respond, responses, surveys, triggers, users,
     webhooks, widget,
 };
 
@@ -27,7 +27,6 @@ use crate::routes::{
         widget::pending,
         surveys::create, surveys::list, surveys::get, surveys::update,
         respond::show, respond::display, respond::answer, respond::complete,
-        health::healthz, health::readyz,
     ),
     modifiers(&Security)
 )]

@@ -19,13 +19,7 @@ use beckon_store::tenancy::{self, Project};
 use uuid::Uuid;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/healthz", web::get().to(health::healthz))
-        .route("/readyz", web::get().to(health::readyz))
-        .route("/openapi.json", web::get().to(crate::openapi::serve))
-        .route(
-            "/metrics",
-            web::get().to(|| async { beckon_runtime::health::metrics_response() }),
-        )
+    cfg.route("/openapi.json", web::get().to(crate::openapi::serve))
         .route("/surveys/{token}", web::get().to(respond::show))
         .route("/surveys/{token}/display", web::post().to(respond::display))
         .route(
