@@ -355,3 +355,37 @@ async fn a_magic_link_token_never_appears_in_any_services_log() {
         .collect();
     assert!(gateway.contains("GET /surveys/{token}"), "{gateway}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_saved_again_unchanged_announces_nothing() {
+    let app = TestApp::spawn().await;
+    let project = app.create_project().await;
+    app.create_survey(
+        project,
+        json!({"questions": every_kind(), "trigger": {"events": ["trial_expired"]}}),
+    )
+    .await;
+    let link = link_for(&app, project, "repeater").await;
+    assert_eq!(post(&app, format!("{link}/display")).await.0, 204);
+
+    // Each save answers 200 with the stored value, but only a change is news: the same score
+    // again, and the same options in another order (stored in the question's order), are not.
+    for (question, value) in [
+        ("nps", json!(9)),
+        ("nps", json!(9)),
+        ("used", json!(["Widget", "API"])),
+        ("used", json!(["API", "Widget"])),
+        ("nps", json!(7)),
+    ] {
+        let (status, body) = put_answer(&app, &link, question, value).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    // Announced: displayed, nps 9, used, nps 7 — each stage takes the next sequence number.
+    assert_eq!(
+        app.execute("SELECT 1 FROM responses WHERE submitted_by = 'repeater' AND sequence = 4")
+            .await,
+        1
+    );
+    let (_, progress) = as_json(&app, &link).await;
+    assert_eq!(progress["response"]["answers"]["nps"], 7);
+}

@@ -408,7 +408,13 @@ async fn apply(
                 })?;
             let value = answer::validate(question, value)
                 .map_err(|e| ApiError::bad_request("invalid_answer", e.to_string()))?;
-            responses::save_answer(conn, response.id, question_id, &value).await?;
+            // The same answer again (a second tap, a retried save) is no news: no
+            // `response.answered` for it.
+            if responses::save_answer(conn, response.id, question_id, &value).await?
+                == responses::AnswerSaved::Unchanged
+            {
+                return Ok((Done::Saved(value), Vec::new()));
+            }
             let row = announce(
                 conn,
                 exchange,
@@ -462,6 +468,7 @@ pub async fn display(
 }
 
 /// Save the answer to one question (again, to change it), validated against the question.
+/// Sending the answer the question already has changes nothing and announces nothing.
 #[utoipa::path(put, path = "/surveys/{token}/answers/{question_id}", tag = "respond",
     request_body = AnswerInput,
     params(("token" = String, Path, description = "The magic link's token"), ("question_id" = String, Path, description = "Question id")),
