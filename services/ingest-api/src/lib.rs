@@ -66,6 +66,10 @@ pub struct Config {
     pub sealing_key: beckon_webhooks::sealed::SealingKey,
     /// `BECKON_WEBHOOK_ALLOWED_CIDRS`: private ranges webhook URLs may point at.
     pub webhook_allow: beckon_webhooks::guard::AllowList,
+    /// `BECKON_WEBHOOK_MAX_SUBSCRIPTIONS`: most webhook subscriptions a project may have, in
+    /// any status (default 20). Every event is delivered to each of them, so this bounds the
+    /// fan-out one project can cause.
+    pub webhook_subscription_limit: u32,
     /// `BECKON_PUBLIC_URL`: the base of magic links (default `http://127.0.0.1:8080`).
     pub public_url: String,
     /// `BECKON_HTTP_BODY_TIMEOUT_MS`: how long a client may take to send a request body before
@@ -116,6 +120,7 @@ impl Config {
             ),
             rate_limit_per_second: env_parse("BECKON_RATE_LIMIT_PER_SECOND", 5000.0)?,
             rate_limit_burst: env_parse("BECKON_RATE_LIMIT_BURST", 10_000)?,
+            webhook_subscription_limit: env_parse("BECKON_WEBHOOK_MAX_SUBSCRIPTIONS", 20)?,
             body_timeout: Duration::from_millis(env_parse(
                 "BECKON_HTTP_BODY_TIMEOUT_MS",
                 body::DEFAULT_BODY_TIMEOUT.as_millis() as u64,
@@ -148,6 +153,8 @@ pub struct AppState {
     pub public_url: String,
     /// Verifies webhook URLs, through the same address guard deliveries use.
     pub sender: beckon_webhooks::sender::Sender,
+    /// Most webhook subscriptions a project may have.
+    pub webhook_subscription_limit: u32,
     /// How long a client may take to send a request body.
     pub body_timeout: Duration,
     /// Deletes published outbox rows in batches.
@@ -234,6 +241,7 @@ impl Application {
             body_timeout: config.body_timeout,
             lookups: lookups::Lookups::new(config.auth_cache),
             sender: beckon_webhooks::sender::Sender::new(config.webhook_allow.clone())?,
+            webhook_subscription_limit: config.webhook_subscription_limit,
             limiter: (config.rate_limit_per_second > 0.0).then(|| {
                 ratelimit::RateLimiter::new(config.rate_limit_per_second, config.rate_limit_burst)
             }),
