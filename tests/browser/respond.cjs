@@ -18,10 +18,33 @@ async function expectChecked(page, selector) {
   });
   try {
     const context = await browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true });
+    // Anything the page's Content-Security-Policy refuses is reported, both as the DOM event
+    // (recorded by a script the browser injects, which the policy does not govern) and on the
+    // console; either fails the run.
+    await context.addInitScript(() => {
+      window.__violations = [];
+      document.addEventListener("securitypolicyviolation", (e) => {
+        window.__violations.push(`${e.violatedDirective} ${e.blockedURI}`);
+      });
+    });
+    const consoleViolations = [];
+    const watch = (p) => {
+      p.on("console", (m) => { if (/Content Security Policy/i.test(m.text())) { consoleViolations.push(m.text()); } });
+    };
+    const checkPolicy = async (p) => {
+      const violations = (await p.evaluate(() => window.__violations)).concat(consoleViolations);
+      if (violations.length) { throw new Error(`CSP violations: ${violations.join("; ")}`); }
+    };
     let page = await context.newPage();
+    watch(page);
     const saved = () => page.waitForResponse((r) => r.url().includes("/answers/") && r.ok());
     const displayed = page.waitForResponse((r) => r.url().endsWith("/display"));
-    await page.goto(link);
+    const opened = await page.goto(link);
+    const policy = opened.headers()["content-security-policy"] || "";
+    if (!policy.includes("frame-ancestors 'none'") || policy.includes("unsafe-inline")) {
+      throw new Error(`the page's policy is not the strict one: ${policy}`);
+    }
+    await checkPolicy(page);
     if ((await displayed).status() !== 204) { throw new Error("display was not recorded"); }
 
     // NPS by tapping, rating by keyboard, a single choice by its label.
@@ -37,8 +60,10 @@ async function expectChecked(page, selector) {
     await done;
 
     // Leave, and come back with the same link.
+    await checkPolicy(page);
     await page.close();
     page = await context.newPage();
+    watch(page);
     await page.goto(link);
     await expectChecked(page, 'fieldset[data-question="nps"] input[value="9"]');
     await expectChecked(page, 'fieldset[data-question="rating"] input[value="4"]');
@@ -55,6 +80,7 @@ async function expectChecked(page, selector) {
 
     await page.getByRole("button", { name: "Submit" }).click();
     await page.getByText("Thank you!").waitFor({ timeout: 10000 });
+    await checkPolicy(page);
     console.log("finished");
   } finally {
     await browser.close();

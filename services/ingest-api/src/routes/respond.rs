@@ -101,10 +101,7 @@ fn closed(err: ApiError, html: bool) -> HttpResponse {
         ),
         _ => ("Something went wrong", "Please try again in a moment."),
     };
-    HttpResponse::build(err.status)
-        .content_type("text/html; charset=utf-8")
-        .insert_header((CACHE_CONTROL, "no-store"))
-        .body(page::notice(title, message))
+    page::response(err.status).body(page::notice(title, message))
 }
 
 /// The invitation behind `token`: 404 unknown, 410 revoked or expired.
@@ -181,11 +178,7 @@ pub async fn show(
                 &answers,
             )
         };
-        return Ok(HttpResponse::Ok()
-            .content_type("text/html; charset=utf-8")
-            .insert_header((CACHE_CONTROL, "no-store"))
-            .insert_header(("Referrer-Policy", "no-referrer"))
-            .body(body));
+        return Ok(page::response(StatusCode::OK).body(body));
     }
     Ok(HttpResponse::Ok()
         .insert_header((CACHE_CONTROL, "no-store"))
