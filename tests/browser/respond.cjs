@@ -28,8 +28,13 @@ async function expectChecked(page, selector) {
       });
     });
     const consoleViolations = [];
+    const puts = {};
     const watch = (p) => {
       p.on("console", (m) => { if (/Content Security Policy/i.test(m.text())) { consoleViolations.push(m.text()); } });
+      p.on("request", (r) => {
+        const m = r.method() === "PUT" && r.url().match(/\/answers\/([^/?]+)$/);
+        if (m) { puts[m[1]] = (puts[m[1]] || 0) + 1; }
+      });
     };
     const checkPolicy = async (p) => {
       const violations = (await p.evaluate(() => window.__violations)).concat(consoleViolations);
@@ -51,10 +56,13 @@ async function expectChecked(page, selector) {
     let done = saved();
     await page.locator('fieldset[data-question="nps"] label', { hasText: /^9$/ }).tap();
     await done;
+    // Stepping through the scale with the arrow keys changes the choice at every step; only
+    // where it settles is saved.
     done = saved();
-    await page.locator('fieldset[data-question="rating"] input[value="3"]').focus();
-    await page.keyboard.press("ArrowRight");
+    await page.locator('fieldset[data-question="rating"] input[value="1"]').focus();
+    for (let i = 0; i < 3; i++) { await page.keyboard.press("ArrowRight"); }
     await done;
+    if (puts.rating !== 1) { throw new Error(`stepping the rating saved it ${puts.rating} times`); }
     done = saved();
     await page.getByLabel("Price").check();
     await done;

@@ -241,28 +241,34 @@ const SCRIPT: &str = r#"
   // What the server holds, per question: an answer is sent only when it changed.
   const saved = new Map();
   for (const fs of form.querySelectorAll("fieldset")) { saved.set(fs, JSON.stringify(valueOf(fs))); }
-  const save = async (fs) => {
+  const save = async (fs, keepalive) => {
     const value = valueOf(fs);
     if (value === null || (Array.isArray(value) && value.length === 0) || value === "") { return true; }
     const key = JSON.stringify(value);
     if (saved.get(fs) === key) { return true; }
     const r = await fetch(base + "/answers/" + encodeURIComponent(fs.dataset.question), {
-      method: "PUT", headers: json, body: JSON.stringify({ value }) });
+      method: "PUT", headers: json, body: JSON.stringify({ value }), keepalive });
     if (r.ok) { saved.set(fs, key); showError(fs, ""); status.textContent = "Saved"; return true; }
     const body = await r.json().catch(() => ({}));
     showError(fs, body.message || "Could not save this answer");
     return false;
   };
-  // Text and multiple choice settle before they are saved, so one answer is one save.
+  // An answer settles before it is saved, so one answer is one save: text as it is typed,
+  // boxes as they are ticked, and a scale or a choice stepped through with the arrow keys,
+  // where every step is a change.
   const timers = new Map();
   const later = (fs) => {
     clearTimeout(timers.get(fs));
-    timers.set(fs, setTimeout(() => save(fs), 600));
+    timers.set(fs, setTimeout(() => { timers.delete(fs); save(fs); }, 600));
   };
+  // Leaving with an answer still settling saves it on the way out.
+  addEventListener("pagehide", () => {
+    for (const [fs, timer] of timers) { clearTimeout(timer); save(fs, true); }
+    timers.clear();
+  });
   form.addEventListener("change", (e) => {
     const fs = e.target.closest("fieldset");
-    if (!fs || fs.dataset.type === "text") { return; }
-    if (fs.dataset.type === "checkbox") { later(fs); } else { save(fs); }
+    if (fs && fs.dataset.type !== "text") { later(fs); }
   });
   form.addEventListener("input", (e) => {
     const fs = e.target.closest("fieldset");
