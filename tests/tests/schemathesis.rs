@@ -82,5 +82,5 @@ async fn the_served_spec_holds_under_schemathesis() {
     };
     let selected = figure("Selected:").expect("a summary");
     assert_eq!(figure("Tested:"), Some(selected.clone()), "{stdout}");
-    assert!(selected.parse::<u32>().unwrap() >= 40, "{stdout}");
+    assert!(selected.parse::<u32>().unwrap() >= 38, "{stdout}");
 }
