@@ -6,13 +6,16 @@
 //! - [`auth`]: organization access tokens.
 //! - [`body`]: JSON bodies parsed with precise error codes.
 //! - [`idempotency`]: `Idempotency-Key` on the POST endpoints.
-//! - [`ratelimit`]: per-organization rate limits.
+//! - [`ratelimit`]: rate limits per organization, and per client, link and key on the public
+//!   routes.
+//! - [`client`]: who a request comes from, for those limits.
 //! - [`routes`]: one module per resource.
 //! - [`page`]: the hosted respond page.
 //! - [`openapi`]: the spec served at `/openapi.json`, generated from the handlers.
 
 pub mod auth;
 pub mod body;
+pub mod client;
 pub mod error;
 pub mod idempotency;
 pub mod intake;
@@ -62,6 +65,25 @@ pub struct Config {
     pub rate_limit_per_second: f64,
     /// `BECKON_RATE_LIMIT_BURST`: requests an organization may send at once (default 10000).
     pub rate_limit_burst: u32,
+    /// `BECKON_PUBLIC_RATE_LIMIT_PER_SECOND` and `_BURST`: requests per client address to the
+    /// respond page and the widget (default 10 per second, bursts of 100; 0 turns it off).
+    pub public_rate: ratelimit::Rate,
+    /// `BECKON_LINK_RATE_LIMIT_PER_SECOND` and `_BURST`: requests per magic link (default 2
+    /// per second, bursts of 30: a person answering a survey needs far less).
+    pub link_rate: ratelimit::Rate,
+    /// `BECKON_WIDGET_RATE_LIMIT_PER_SECOND` and `_BURST`: widget requests per publishable
+    /// key, shared by every user of the customer's app (default 100 per second, bursts of 1000).
+    pub widget_rate: ratelimit::Rate,
+    /// `BECKON_REFUSED_CREDENTIALS_PER_SECOND` and `_BURST`: refused credentials (unknown
+    /// tokens, publishable keys, magic links) per client address before it is answered 429
+    /// everywhere (default 0.1 per second — 6 a minute — bursts of 20).
+    pub refused_rate: ratelimit::Rate,
+    /// `BECKON_RATE_LIMIT_MAX_KEYS`: most buckets each limit keeps (default 100000, a few MiB);
+    /// past it new clients pass untracked.
+    pub rate_limit_max_keys: usize,
+    /// `BECKON_TRUSTED_PROXIES`: the proxies whose `X-Forwarded-For` names the client (default
+    /// none: the TCP peer is the client).
+    pub trusted_proxies: client::TrustedProxies,
     /// `BECKON_SECRET_KEY` (required): seals webhook signing secrets and message bodies.
     pub sealing_key: beckon_webhooks::sealed::SealingKey,
     /// `BECKON_WEBHOOK_ALLOWED_CIDRS`: private ranges webhook URLs may point at.
@@ -121,6 +143,27 @@ impl Config {
             rate_limit_per_second: env_parse("BECKON_RATE_LIMIT_PER_SECOND", 5000.0)?,
             rate_limit_burst: env_parse("BECKON_RATE_LIMIT_BURST", 10_000)?,
             webhook_subscription_limit: env_parse("BECKON_WEBHOOK_MAX_SUBSCRIPTIONS", 20)?,
+            public_rate: ratelimit::Rate {
+                per_second: env_parse("BECKON_PUBLIC_RATE_LIMIT_PER_SECOND", 10.0)?,
+                burst: env_parse("BECKON_PUBLIC_RATE_LIMIT_BURST", 100)?,
+            },
+            link_rate: ratelimit::Rate {
+                per_second: env_parse("BECKON_LINK_RATE_LIMIT_PER_SECOND", 2.0)?,
+                burst: env_parse("BECKON_LINK_RATE_LIMIT_BURST", 30)?,
+            },
+            widget_rate: ratelimit::Rate {
+                per_second: env_parse("BECKON_WIDGET_RATE_LIMIT_PER_SECOND", 100.0)?,
+                burst: env_parse("BECKON_WIDGET_RATE_LIMIT_BURST", 1000)?,
+            },
+            refused_rate: ratelimit::Rate {
+                per_second: env_parse("BECKON_REFUSED_CREDENTIALS_PER_SECOND", 0.1)?,
+                burst: env_parse("BECKON_REFUSED_CREDENTIALS_BURST", 20)?,
+            },
+            rate_limit_max_keys: env_parse("BECKON_RATE_LIMIT_MAX_KEYS", 100_000)?,
+            trusted_proxies: env_parse(
+                "BECKON_TRUSTED_PROXIES",
+                client::TrustedProxies::default(),
+            )?,
             body_timeout: Duration::from_millis(env_parse(
                 "BECKON_HTTP_BODY_TIMEOUT_MS",
                 body::DEFAULT_BODY_TIMEOUT.as_millis() as u64,
@@ -146,8 +189,10 @@ pub struct AppState {
     pub late_waits: tokio_util::task::TaskTracker,
     /// Fires when the gateway stops.
     pub shutdown: CancellationToken,
-    /// `None` when rate limiting is off.
-    pub limiter: Option<ratelimit::RateLimiter>,
+    /// Per organization; `None` when off.
+    pub limiter: Option<ratelimit::RateLimiter<uuid::Uuid>>,
+    /// The limits of the public routes and of refused credentials.
+    pub public_limits: ratelimit::PublicLimits,
     pub sealing_key: beckon_webhooks::sealed::SealingKey,
     /// The base of magic links.
     pub public_url: String,
@@ -242,9 +287,37 @@ impl Application {
             lookups: lookups::Lookups::new(config.auth_cache),
             sender: beckon_webhooks::sender::Sender::new(config.webhook_allow.clone())?,
             webhook_subscription_limit: config.webhook_subscription_limit,
-            limiter: (config.rate_limit_per_second > 0.0).then(|| {
-                ratelimit::RateLimiter::new(config.rate_limit_per_second, config.rate_limit_burst)
-            }),
+            limiter: ratelimit::RateLimiter::new(
+                "organization",
+                ratelimit::Rate {
+                    per_second: config.rate_limit_per_second,
+                    burst: config.rate_limit_burst,
+                },
+                config.rate_limit_max_keys,
+            ),
+            public_limits: ratelimit::PublicLimits {
+                proxies: config.trusted_proxies.clone(),
+                per_address: ratelimit::RateLimiter::new(
+                    "address",
+                    config.public_rate,
+                    config.rate_limit_max_keys,
+                ),
+                per_link: ratelimit::RateLimiter::new(
+                    "link",
+                    config.link_rate,
+                    config.rate_limit_max_keys,
+                ),
+                per_widget_key: ratelimit::RateLimiter::new(
+                    "widget_key",
+                    config.widget_rate,
+                    config.rate_limit_max_keys,
+                ),
+                refused: ratelimit::RateLimiter::new(
+                    "refused_credentials",
+                    config.refused_rate,
+                    config.rate_limit_max_keys,
+                ),
+            },
         });
         let listener = TcpListener::bind(&config.http_addr)
             .with_context(|| format!("Failed to bind {}", config.http_addr))?;
@@ -278,6 +351,12 @@ impl Application {
                 }))
                 .wrap(actix_web::middleware::from_fn(body::bounded))
                 .wrap(ErrorHandlers::new().default_handler(error::json_errors))
+                // Around every route (inside the metrics and the log, which count its 429s):
+                // counts what the routes refused, and turns away an address that keeps being
+                // refused before any route looks at its next credential.
+                .wrap(actix_web::middleware::from_fn(
+                    ratelimit::refused_credentials,
+                ))
                 .wrap(actix_web::middleware::from_fn(http_metrics))
                 .wrap(
                     // The route, never the path: a path may carry a magic-link token, a

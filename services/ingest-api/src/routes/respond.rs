@@ -5,7 +5,7 @@
 
 use crate::AppState;
 use crate::body;
-use crate::error::{ApiError, ErrorBody};
+use crate::error::{ApiError, CredentialRefused, ErrorBody};
 use crate::page;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{ACCEPT, CACHE_CONTROL};
@@ -101,7 +101,11 @@ fn closed(err: ApiError, html: bool) -> HttpResponse {
         ),
         _ => ("Something went wrong", "Please try again in a moment."),
     };
-    page::response(err.status).body(page::notice(title, message))
+    let mut page = page::response(err.status);
+    if err.refuses_credential() {
+        page.extensions_mut().insert(CredentialRefused);
+    }
+    page.body(page::notice(title, message))
 }
 
 /// The invitation behind `token`: 404 unknown, 410 revoked or expired.
