@@ -40,7 +40,7 @@ for service in matcher invitation webhook-delivery ingest-api; do
 done
 
 deadline=$((SECONDS + 60))
-until curl -fsS "http://$BECKON_HTTP_ADDR/readyz" >/dev/null 2>&1; do
+until curl -fsS "http://127.0.0.1:9100/readyz" >/dev/null 2>&1; do
   if [ "$SECONDS" -ge "$deadline" ]; then
     echo "the gateway did not become ready; see $STATE/logs/ingest-api.log" >&2
     exit 1

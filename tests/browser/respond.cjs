@@ -18,27 +18,60 @@ async function expectChecked(page, selector) {
   });
   try {
     const context = await browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true });
+    // Anything the page's Content-Security-Policy refuses is reported, both as the DOM event
+    // (recorded by a script the browser injects, which the policy does not govern) and on the
+    // console; either fails the run.
+    await context.addInitScript(() => {
+      window.__violations = [];
+      document.addEventListener("securitypolicyviolation", (e) => {
+        window.__violations.push(`${e.violatedDirective} ${e.blockedURI}`);
+      });
+    });
+    const consoleViolations = [];
+    const puts = {};
+    const watch = (p) => {
+      p.on("console", (m) => { if (/Content Security Policy/i.test(m.text())) { consoleViolations.push(m.text()); } });
+      p.on("request", (r) => {
+        const m = r.method() === "PUT" && r.url().match(/\/answers\/([^/?]+)$/);
+        if (m) { puts[m[1]] = (puts[m[1]] || 0) + 1; }
+      });
+    };
+    const checkPolicy = async (p) => {
+      const violations = (await p.evaluate(() => window.__violations)).concat(consoleViolations);
+      if (violations.length) { throw new Error(`CSP violations: ${violations.join("; ")}`); }
+    };
     let page = await context.newPage();
+    watch(page);
     const saved = () => page.waitForResponse((r) => r.url().includes("/answers/") && r.ok());
     const displayed = page.waitForResponse((r) => r.url().endsWith("/display"));
-    await page.goto(link);
+    const opened = await page.goto(link);
+    const policy = opened.headers()["content-security-policy"] || "";
+    if (!policy.includes("frame-ancestors 'none'") || policy.includes("unsafe-inline")) {
+      throw new Error(`the page's policy is not the strict one: ${policy}`);
+    }
+    await checkPolicy(page);
     if ((await displayed).status() !== 204) { throw new Error("display was not recorded"); }
 
     // NPS by tapping, rating by keyboard, a single choice by its label.
     let done = saved();
     await page.locator('fieldset[data-question="nps"] label', { hasText: /^9$/ }).tap();
     await done;
+    // Stepping through the scale with the arrow keys changes the choice at every step; only
+    // where it settles is saved.
     done = saved();
-    await page.locator('fieldset[data-question="rating"] input[value="3"]').focus();
-    await page.keyboard.press("ArrowRight");
+    await page.locator('fieldset[data-question="rating"] input[value="1"]').focus();
+    for (let i = 0; i < 3; i++) { await page.keyboard.press("ArrowRight"); }
     await done;
+    if (puts.rating !== 1) { throw new Error(`stepping the rating saved it ${puts.rating} times`); }
     done = saved();
     await page.getByLabel("Price").check();
     await done;
 
     // Leave, and come back with the same link.
+    await checkPolicy(page);
     await page.close();
     page = await context.newPage();
+    watch(page);
     await page.goto(link);
     await expectChecked(page, 'fieldset[data-question="nps"] input[value="9"]');
     await expectChecked(page, 'fieldset[data-question="rating"] input[value="4"]');
@@ -55,6 +88,7 @@ async function expectChecked(page, selector) {
 
     await page.getByRole("button", { name: "Submit" }).click();
     await page.getByText("Thank you!").waitFor({ timeout: 10000 });
+    await checkPolicy(page);
     console.log("finished");
   } finally {
     await browser.close();

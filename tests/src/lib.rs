@@ -115,6 +115,8 @@ pub struct TestApp {
     pub org_id: Uuid,
     pub token: String,
     port: u16,
+    /// The gateway's operations port (`/healthz`, `/readyz`, `/metrics`).
+    gateway_ops_port: u16,
     options: Options,
     running: Vec<Running>,
     log_dir: PathBuf,
@@ -150,6 +152,7 @@ impl TestApp {
         drop(conn);
         let prefix = format!("t{}", Uuid::now_v7().simple());
         let port = free_port();
+        let gateway_ops_port = free_port();
         let (services_db_url, db_proxy) = if options.database_proxy {
             let (before, after) = db
                 .url()
@@ -183,6 +186,7 @@ impl TestApp {
             token: token.expose().to_owned(),
             prefix,
             port,
+            gateway_ops_port,
             options: options.clone(),
             running: Vec::new(),
             log_dir,
@@ -229,8 +233,16 @@ impl TestApp {
                 self.options.dispatch_timeout_ms.to_string(),
             )
             .env("BECKON_SCHEDULER_INTERVAL_MS", "100")
-            // Parallel tests and replicas must not fight over the default ports.
-            .env("BECKON_HEALTH_ADDR", "127.0.0.1:0")
+            // Parallel tests and replicas must not fight over the default ports; the gateway's
+            // is known ahead, so its readiness can be asked from its first moment.
+            .env(
+                "BECKON_HEALTH_ADDR",
+                if service == "ingest-api" {
+                    format!("127.0.0.1:{}", self.gateway_ops_port)
+                } else {
+                    "127.0.0.1:0".to_owned()
+                },
+            )
             .env("BECKON_WEBHOOK_ALLOWED_CIDRS", "127.0.0.1/32")
             .env("BECKON_WEBHOOK_POLL_INTERVAL_MS", "100")
             .env("RUST_LOG", "info")
@@ -439,7 +451,7 @@ impl TestApp {
         let deadline = Instant::now() + timeout;
         loop {
             // Only our gateway's readiness counts (it reports its reply queue).
-            if let Ok(r) = self.http.get(self.url("/readyz")).send().await
+            if let Ok(r) = self.http.get(self.ops_url("/readyz")).send().await
                 && r.status().is_success()
                 && r.json::<Value>()
                     .await
@@ -472,6 +484,11 @@ impl TestApp {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base_url)
+    }
+
+    /// A URL on the gateway's operations port (`/healthz`, `/readyz`, `/metrics`).
+    pub fn ops_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.gateway_ops_port)
     }
 
     /// A request with the test organization's token.

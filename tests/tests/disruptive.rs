@@ -25,7 +25,7 @@ async fn every_consumer_comes_back_after_the_broker_restarts() {
     // gateway kept out of rotation gets no requests, so it must not wait for one.
     for service in ["ingest-api", "matcher", "invitation", "webhook-delivery"] {
         let url = if service == "ingest-api" {
-            app.url("/readyz")
+            app.ops_url("/readyz")
         } else {
             format!("http://127.0.0.1:{}/readyz", app.ops_port(service).await)
         };
@@ -109,7 +109,7 @@ async fn with_the_database_down_requests_get_503_and_everything_recovers() {
         .await;
     let ready = app
         .http
-        .get(app.url("/readyz"))
+        .get(app.ops_url("/readyz"))
         .send()
         .await
         .map(|r| r.status().as_u16());

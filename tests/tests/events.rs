@@ -516,7 +516,7 @@ async fn events_arriving_together_are_committed_in_groups_and_each_counts() {
     }
     // More events than groups: some were committed together.
     app.assert_grouped(
-        &app.url("/metrics"),
+        &app.ops_url("/metrics"),
         "beckon_intake_group_size",
         "",
         "events",

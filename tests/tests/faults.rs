@@ -540,7 +540,7 @@ async fn a_dispatch_while_the_broker_is_unreachable_is_503_and_records_nothing()
         Duration::from_secs(10),
         "the gateway to see the broker away",
         || async {
-            let r = app.http.get(app.url("/readyz")).send().await.ok()?;
+            let r = app.http.get(app.ops_url("/readyz")).send().await.ok()?;
             let body: Value = r.json().await.ok()?;
             (body["broker"] == false).then_some(())
         },
@@ -588,7 +588,7 @@ async fn the_gateway_stays_ready_and_accepts_events_while_the_broker_is_unreacha
             Duration::from_secs(10),
             "readiness to report the broker away",
             || async {
-                let r = app.http.get(app.url("/readyz")).send().await.ok()?;
+                let r = app.http.get(app.ops_url("/readyz")).send().await.ok()?;
                 let status = r.status().as_u16();
                 let body: Value = r.json().await.ok()?;
                 (body["broker"] == false).then_some((status, body))

@@ -1,6 +1,7 @@
-//! Hostile HTTP input at the gateway: bodies over the size limit, deeply nested JSON, and
-//! clients that stall while sending headers or the body. Each gets a clear 4xx (or a closed
-//! connection) quickly, and the gateway keeps serving everyone else.
+//! Hostile HTTP input at the gateway: bodies over the size limit, deeply nested JSON, clients
+//! that stall while sending headers or the body, and clients that flood the public routes or
+//! guess credentials. Each gets a clear 4xx (or a closed connection) quickly, and the gateway
+//! keeps serving everyone else.
 
 use beckon_e2e::{Options, TestApp};
 use serde_json::{Value, json};
@@ -77,7 +78,7 @@ async fn oversized_and_deeply_nested_bodies_get_clear_4xx_errors() {
     let (status, body) = raw_post(&app, "/api/v1/events/send", huge).await;
     assert_eq!(status, 413, "{body}");
     // And the gateway is fine.
-    let r = app.http.get(app.url("/readyz")).send().await.unwrap();
+    let r = app.http.get(app.ops_url("/readyz")).send().await.unwrap();
     assert_eq!(r.status(), 200);
 }
 
@@ -167,7 +168,7 @@ async fn clients_that_stall_are_cut_off_and_do_not_block_others() {
         assert_error_shape(408, &body, "request_timeout");
     }
     // (A new client: the pooled connections idled past the server's keep-alive.)
-    let r = reqwest::get(app.url("/readyz")).await.unwrap();
+    let r = reqwest::get(app.url("/openapi.json")).await.unwrap();
     assert_eq!(r.status(), 200);
 }
 
@@ -190,7 +191,7 @@ async fn past_its_connection_limit_the_gateway_makes_new_clients_wait() {
     // Every slot is held (the listen backlog took the connection): the new client waits.
     let waited = tokio::time::timeout(
         Duration::from_millis(1500),
-        fresh.get(app.url("/healthz")).send(),
+        fresh.get(app.url("/openapi.json")).send(),
     )
     .await;
     assert!(
@@ -201,7 +202,7 @@ async fn past_its_connection_limit_the_gateway_makes_new_clients_wait() {
     drop(held);
     let r = tokio::time::timeout(
         Duration::from_secs(10),
-        fresh.get(app.url("/healthz")).send(),
+        fresh.get(app.url("/openapi.json")).send(),
     )
     .await
     .expect("served once connections are free")
@@ -324,4 +325,252 @@ async fn timestamps_past_what_can_be_held_are_refused_and_never_take_the_intake_
         Duration::from_secs(30),
     )
     .await;
+}
+
+/// Asserts a 429 `rate_limited` with a usable `Retry-After`.
+async fn assert_rate_limited(r: reqwest::Response, what: &str) {
+    assert_eq!(r.status(), 429, "{what}");
+    let retry_after: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry_after >= 1, "{what}: Retry-After {retry_after}");
+    assert!(r.headers().contains_key("ratelimit-limit"), "{what}");
+    let body: Value = r.json().await.unwrap();
+    assert_error_shape(429, &body, "rate_limited");
+}
+
+async fn magic_links(app: &TestApp, n: usize) -> Vec<String> {
+    let project = app.create_project().await;
+    app.create_survey(project, json!({"trigger": {"events": ["trial_expired"]}}))
+        .await;
+    let mut links = Vec::new();
+    for i in 0..n {
+        let (status, body) = app
+            .dispatch(json!({"project_id": project, "user_ref": format!("u{i}"), "event": "trial_expired"}))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        links.push(
+            body["created_invitations"][0]["magic_link_url"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    links
+}
+
+/// A new project's publishable key, and the hash of user `u1` under its widget secret.
+async fn publishable_key(app: &TestApp) -> (String, String) {
+    let project = app.create_project().await;
+    let issue = |what: &str| {
+        app.authed(
+            reqwest::Method::POST,
+            &format!("/api/v1/projects/{project}/{what}"),
+        )
+        .send()
+    };
+    let issued: Value = issue("publishable-key")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let secret: Value = issue("widget-secret").await.unwrap().json().await.unwrap();
+    (
+        issued["publishable_key"].as_str().unwrap().to_owned(),
+        beckon_domain::secret::user_hash(secret["widget_secret"].as_str().unwrap(), "u1"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_magic_link_and_a_client_address_past_their_rate_limits_get_429() {
+    let app = TestApp::spawn_with(Options {
+        env: vec![
+            ("BECKON_LINK_RATE_LIMIT_PER_SECOND", "0.05".into()),
+            ("BECKON_LINK_RATE_LIMIT_BURST", "3".into()),
+            ("BECKON_PUBLIC_RATE_LIMIT_PER_SECOND", "0.05".into()),
+            ("BECKON_PUBLIC_RATE_LIMIT_BURST", "6".into()),
+        ],
+        ..Options::default()
+    })
+    .await;
+    let links = magic_links(&app, 2).await;
+    for _ in 0..3 {
+        let r = app.http.get(&links[0]).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    // The fourth use of one link in a burst is refused, whatever the route.
+    let r = app
+        .http
+        .post(format!("{}/display", links[0]))
+        .send()
+        .await
+        .unwrap();
+    assert_rate_limited(r, "a link past its burst").await;
+    // Another link has a bucket of its own...
+    for _ in 0..2 {
+        let r = app.http.get(&links[1]).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    // ...but this address has now made six requests to the public routes: its seventh is
+    // refused, though the link would allow it.
+    let r = app.http.get(&links[1]).send().await.unwrap();
+    assert_rate_limited(r, "an address past its burst").await;
+    // The API is limited per organization, not by the public routes' limits.
+    let r = app
+        .authed(reqwest::Method::GET, "/api/v1/projects")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_widget_past_its_publishable_keys_rate_limit_gets_429() {
+    let app = TestApp::spawn_with(Options {
+        env: vec![
+            ("BECKON_WIDGET_RATE_LIMIT_PER_SECOND", "0.05".into()),
+            ("BECKON_WIDGET_RATE_LIMIT_BURST", "2".into()),
+        ],
+        ..Options::default()
+    })
+    .await;
+    let ((key, hash), other) = (publishable_key(&app).await, publishable_key(&app).await);
+    let widget = |(key, hash): &(String, String)| {
+        app.http
+            .get(app.url(&format!(
+                "/api/v1/widget/invitations?user_ref=u1&user_hash={hash}"
+            )))
+            .header("x-publishable-key", key)
+    };
+    let ours = (key.clone(), hash.clone());
+    for _ in 0..2 {
+        assert_eq!(widget(&ours).send().await.unwrap().status(), 200);
+    }
+    assert_rate_limited(widget(&ours).send().await.unwrap(), "the key in a header").await;
+    // The key counts the same in the query string.
+    let r = app
+        .http
+        .get(app.url(&format!(
+            "/api/v1/widget/invitations?user_ref=u1&user_hash={hash}&key={key}"
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_rate_limited(r, "the key in the query").await;
+    // Another project's widget is not held back by this one's traffic.
+    assert_eq!(widget(&other).send().await.unwrap().status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_that_keeps_presenting_bad_credentials_gets_429_even_with_a_good_one() {
+    // Behind a trusted proxy (the test itself, on 127.0.0.1), X-Forwarded-For tells the
+    // clients apart.
+    let app = TestApp::spawn_with(Options {
+        env: vec![
+            ("BECKON_REFUSED_CREDENTIALS_PER_SECOND", "0.05".into()),
+            ("BECKON_REFUSED_CREDENTIALS_BURST", "3".into()),
+            ("BECKON_TRUSTED_PROXIES", "127.0.0.1".into()),
+        ],
+        ..Options::default()
+    })
+    .await;
+    let from = |client: &str, method: reqwest::Method, url: String| {
+        app.http
+            .request(method, url)
+            .header("x-forwarded-for", format!("{client}, 127.0.0.1"))
+    };
+    let projects = app.url("/api/v1/projects");
+    let bogus_token = format!("oat_{}", "A".repeat(43));
+
+    // Unknown organization tokens.
+    for _ in 0..3 {
+        let r = from("203.0.113.1", reqwest::Method::GET, projects.clone())
+            .bearer_auth(&bogus_token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+    }
+    let r = from("203.0.113.1", reqwest::Method::GET, projects.clone())
+        .bearer_auth(&app.token)
+        .send()
+        .await
+        .unwrap();
+    assert_rate_limited(r, "a good token from a guessing address").await;
+
+    // Another client is served, and unknown magic links count against it.
+    let r = from("203.0.113.2", reqwest::Method::GET, projects.clone())
+        .bearer_auth(&app.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    for i in 0..3 {
+        let guess = app.url(&format!("/surveys/{}{i}", "B".repeat(42)));
+        let r = from("203.0.113.2", reqwest::Method::GET, guess)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404);
+    }
+    let guess = app.url(&format!("/surveys/{}", "C".repeat(43)));
+    let r = from("203.0.113.2", reqwest::Method::GET, guess)
+        .send()
+        .await
+        .unwrap();
+    assert_rate_limited(r, "magic-link guesses").await;
+
+    // And so do unknown publishable keys.
+    let widget = app.url("/api/v1/widget/invitations?user_ref=u1");
+    for _ in 0..3 {
+        let r = from("203.0.113.3", reqwest::Method::GET, widget.clone())
+            .header("x-publishable-key", "pk_nope")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+    }
+    let r = from("203.0.113.3", reqwest::Method::GET, widget.clone())
+        .header("x-publishable-key", "pk_nope")
+        .send()
+        .await
+        .unwrap();
+    assert_rate_limited(r, "publishable-key guesses").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn x_forwarded_for_from_an_untrusted_peer_is_ignored() {
+    let app = TestApp::spawn_with(Options {
+        env: vec![
+            ("BECKON_REFUSED_CREDENTIALS_PER_SECOND", "0.05".into()),
+            ("BECKON_REFUSED_CREDENTIALS_BURST", "2".into()),
+        ],
+        ..Options::default()
+    })
+    .await;
+    let bogus_token = format!("oat_{}", "A".repeat(43));
+    for client in ["203.0.113.1", "203.0.113.2"] {
+        let r = app
+            .http
+            .get(app.url("/api/v1/projects"))
+            .header("x-forwarded-for", client)
+            .bearer_auth(&bogus_token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+    }
+    // A header naming yet another client does not make a guesser someone new.
+    let r = app
+        .http
+        .get(app.url("/api/v1/projects"))
+        .header("x-forwarded-for", "203.0.113.3")
+        .bearer_auth(&app.token)
+        .send()
+        .await
+        .unwrap();
+    assert_rate_limited(r, "a forged X-Forwarded-For").await;
 }

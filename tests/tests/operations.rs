@@ -90,7 +90,33 @@ async fn every_service_reports_health_readiness_and_metrics() {
         .await;
     assert!(delivered >= 1.0);
 
-    let gateway = app.url("/metrics");
+    let gateway = app.ops_url("/metrics");
     let dispatches = app.metric(&gateway, "beckon_http_requests_total{method=\"POST\",route=\"/api/v1/lifecycle/dispatch\",status=\"200\"}").await;
     assert_eq!(dispatches, Some(1.0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_serves_health_and_metrics_on_its_operations_port_only() {
+    let app = TestApp::spawn().await;
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        let ops = app.http.get(app.ops_url(path)).send().await.unwrap();
+        assert_eq!(ops.status(), 200, "{path} on the operations port");
+        let public = app.http.get(app.url(path)).send().await.unwrap();
+        assert_eq!(public.status(), 404, "{path} on the public port");
+        let body: Value = public.json().await.unwrap();
+        assert_eq!(body["code"], "not_found", "{path}");
+    }
+    // The public spec documents only what the public port serves.
+    let spec: Value = app
+        .http
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        assert!(spec["paths"].get(path).is_none(), "{path} in the spec");
+    }
 }

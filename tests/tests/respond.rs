@@ -355,3 +355,94 @@ async fn a_magic_link_token_never_appears_in_any_services_log() {
         .collect();
     assert!(gateway.contains("GET /surveys/{token}"), "{gateway}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_saved_again_unchanged_announces_nothing() {
+    let app = TestApp::spawn().await;
+    let project = app.create_project().await;
+    app.create_survey(
+        project,
+        json!({"questions": every_kind(), "trigger": {"events": ["trial_expired"]}}),
+    )
+    .await;
+    let link = link_for(&app, project, "repeater").await;
+    assert_eq!(post(&app, format!("{link}/display")).await.0, 204);
+
+    // Each save answers 200 with the stored value, but only a change is news: the same score
+    // again, and the same options in another order (stored in the question's order), are not.
+    for (question, value) in [
+        ("nps", json!(9)),
+        ("nps", json!(9)),
+        ("used", json!(["Widget", "API"])),
+        ("used", json!(["API", "Widget"])),
+        ("nps", json!(7)),
+    ] {
+        let (status, body) = put_answer(&app, &link, question, value).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    // Announced: displayed, nps 9, used, nps 7 — each stage takes the next sequence number.
+    assert_eq!(
+        app.execute("SELECT 1 FROM responses WHERE submitted_by = 'repeater' AND sequence = 4")
+            .await,
+        1
+    );
+    let (_, progress) = as_json(&app, &link).await;
+    assert_eq!(progress["response"]["answers"]["nps"], 7);
+}
+
+/// The headers every served page carries: its own policy, no sniffing, no framing, and no
+/// magic link leaking through `Referer`.
+fn assert_page_headers(r: &reqwest::Response, what: &str) {
+    let header = |name: &str| {
+        r.headers()
+            .get(name)
+            .unwrap_or_else(|| panic!("{what}: no {name}"))
+            .to_str()
+            .unwrap()
+            .to_owned()
+    };
+    let csp = header("content-security-policy");
+    for directive in [
+        "default-src 'none'",
+        "script-src 'sha256-",
+        "style-src 'sha256-",
+        "frame-ancestors 'none'",
+    ] {
+        assert!(csp.contains(directive), "{what}: {csp}");
+    }
+    assert!(!csp.contains("unsafe-inline"), "{what}: {csp}");
+    assert_eq!(header("x-content-type-options"), "nosniff", "{what}");
+    assert_eq!(header("referrer-policy"), "no-referrer", "{what}");
+    assert_eq!(header("cache-control"), "no-store", "{what}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_page_is_served_under_a_content_security_policy() {
+    let app = TestApp::spawn().await;
+    let project = app.create_project().await;
+    app.create_survey(project, json!({"questions": [{"id": "q1", "type": "rating", "title": "How?", "required": true}], "trigger": {"events": ["trial_expired"]}}))
+        .await;
+    let link = link_for(&app, project, "u-open").await;
+    let revoked = link_for(&app, project, "u-revoked").await;
+    app.execute("UPDATE invitations SET revoked_at = now() WHERE user_ref = 'u-revoked'")
+        .await;
+    let unknown = app.url(&format!("/surveys/{}", "A".repeat(43)));
+
+    let page = app.http.get(&link).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert_page_headers(&page, "the survey");
+    // The script is the same text on every page (the token is in an attribute), so its hash
+    // in the policy is the hash of what the page carries.
+    let html = page.text().await.unwrap();
+    assert!(!html.contains("<script>const TOKEN"), "{html}");
+    for (url, status) in [(&revoked, 410), (&unknown, 404)] {
+        let r = app.http.get(url.as_str()).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), status);
+        assert_page_headers(&r, url);
+    }
+    assert_eq!(put_answer(&app, &link, "q1", json!(4)).await.0, 200);
+    assert_eq!(post(&app, format!("{link}/complete")).await.0, 200);
+    let thanks = app.http.get(&link).send().await.unwrap();
+    assert_page_headers(&thanks, "the already-answered page");
+    assert!(thanks.text().await.unwrap().contains("already answered"));
+}

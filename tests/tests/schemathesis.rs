@@ -15,7 +15,7 @@
 //! The seed is fixed so CI is repeatable; `BECKON_SCHEMATHESIS_SEED` and
 //! `BECKON_SCHEMATHESIS_EXAMPLES` explore further.
 
-use beckon_e2e::TestApp;
+use beckon_e2e::{Options, TestApp};
 use serde_json::json;
 
 fn schemathesis() -> String {
@@ -26,7 +26,19 @@ fn schemathesis() -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_served_spec_holds_under_schemathesis() {
-    let app = TestApp::spawn().await;
+    // Fuzzing guesses tokens, links and keys by the thousand from one address: the limits on
+    // refused credentials and on the public routes (tested in hostile.rs) would turn nearly
+    // every case into a 429 and leave the logic behind the routes unexercised.
+    let app = TestApp::spawn_with(Options {
+        env: vec![
+            ("BECKON_REFUSED_CREDENTIALS_PER_SECOND", "0".into()),
+            ("BECKON_PUBLIC_RATE_LIMIT_PER_SECOND", "0".into()),
+            ("BECKON_LINK_RATE_LIMIT_PER_SECOND", "0".into()),
+            ("BECKON_WIDGET_RATE_LIMIT_PER_SECOND", "0".into()),
+        ],
+        ..Options::default()
+    })
+    .await;
     // Something to find: a project with a survey and a webhook.
     let project = app.create_project().await;
     app.create_survey(project, json!({"trigger": {"events": ["trial_expired"]}}))
@@ -82,5 +94,5 @@ async fn the_served_spec_holds_under_schemathesis() {
     };
     let selected = figure("Selected:").expect("a summary");
     assert_eq!(figure("Tested:"), Some(selected.clone()), "{stdout}");
-    assert!(selected.parse::<u32>().unwrap() >= 40, "{stdout}");
+    assert!(selected.parse::<u32>().unwrap() >= 38, "{stdout}");
 }

@@ -660,3 +660,55 @@ async fn an_answer_with_nul_bytes_and_invalid_utf8_is_recorded_and_the_policy_st
         "sent once and retried once, as the policy says"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_project_at_its_subscription_limit_cannot_create_another_until_one_is_deleted() {
+    let app = TestApp::spawn_with(Options {
+        env: vec![("BECKON_WEBHOOK_MAX_SUBSCRIPTIONS", "2".into())],
+        ..Options::default()
+    })
+    .await;
+    let receiver = Receiver::start().await;
+    let project = app.create_project().await;
+    let path = format!("/api/v1/projects/{project}/webhooks");
+    let first = app
+        .create_webhook(project, json!({"url": receiver.url("/ok/1")}))
+        .await;
+    app.create_webhook(project, json!({"url": receiver.url("/ok/2")}))
+        .await;
+
+    let over = app
+        .authed(Method::POST, &path)
+        .json(&json!({"url": receiver.url("/ok/3")}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(over.status(), 409);
+    let body: Value = over.json().await.unwrap();
+    assert_eq!(body["code"], "webhook_limit_reached", "{body}");
+    // Refused before its URL was called.
+    assert!(receiver.received("/ok/3").is_empty());
+    assert_eq!(
+        get_json(&app, &path).await["data"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+
+    // Another project has places of its own.
+    let other = app.create_project().await;
+    app.create_webhook(other, json!({"url": receiver.url("/ok/other")}))
+        .await;
+
+    // Deleting one frees its place.
+    let id = first["id"].as_str().unwrap();
+    let deleted = app
+        .authed(Method::DELETE, &format!("{path}/{id}"))
+        .send()
+        .await
+        .unwrap();
+    assert!(deleted.status().is_success());
+    app.create_webhook(project, json!({"url": receiver.url("/ok/3")}))
+        .await;
+}

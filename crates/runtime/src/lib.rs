@@ -121,8 +121,8 @@ pub struct InfraConfig {
     pub retry_patience: std::time::Duration,
     /// `BECKON_QUEUE_EXPIRES_MS`: delete queues unused this long; for tests only (default unset).
     pub queue_expires_ms: Option<u32>,
-    /// `BECKON_HEALTH_ADDR`: where a consumer service serves `/healthz`, `/readyz` and
-    /// `/metrics` (the gateway serves them on its own port). Default per service.
+    /// `BECKON_HEALTH_ADDR`: where a service serves `/healthz`, `/readyz` and `/metrics`, on a
+    /// port apart from any public one. Default per service.
     pub health_addr: Option<String>,
 }
 

@@ -101,15 +101,27 @@ pub async fn mark_displayed(conn: &mut AsyncPgConnection, id: Uuid) -> Result<bo
     Ok(n == 1)
 }
 
-/// Saves an answer, replacing an earlier one to the same question.
+/// What saving an answer did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnswerSaved {
+    /// The question had no answer, or another one: the new value is stored.
+    Changed,
+    /// The question already had this very answer: nothing was written (its `answered_at`
+    /// stays), so nothing new is to be announced.
+    Unchanged,
+}
+
+/// Saves an answer, replacing an earlier, different one to the same question.
 pub async fn save_answer(
     conn: &mut AsyncPgConnection,
     response_id: Uuid,
     question_id: &str,
     value: &serde_json::Value,
-) -> Result<(), StoreError> {
+) -> Result<AnswerSaved, StoreError> {
     let now = OffsetDateTime::now_utc();
-    diesel::insert_into(answers::table)
+    // jsonb equality ignores key order and whitespace: the same answer sent again, however it
+    // was spelled, updates no row.
+    let upsert = diesel::insert_into(answers::table)
         .values((
             answers::response_id.eq(response_id),
             answers::question_id.eq(question_id),
@@ -118,10 +130,17 @@ pub async fn save_answer(
         ))
         .on_conflict((answers::response_id, answers::question_id))
         .do_update()
-        .set((answers::value.eq(value), answers::answered_at.eq(now)))
+        .set((answers::value.eq(value), answers::answered_at.eq(now)));
+    // `ON CONFLICT … DO UPDATE … WHERE`: an insert statement is not a `QueryDsl`, so its
+    // filter is named in full.
+    let written = diesel::query_dsl::methods::FilterDsl::filter(upsert, answers::value.ne(value))
         .execute(conn)
         .await?;
-    Ok(())
+    Ok(if written == 0 {
+        AnswerSaved::Unchanged
+    } else {
+        AnswerSaved::Changed
+    })
 }
 
 /// An answer as stored.

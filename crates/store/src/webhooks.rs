@@ -8,11 +8,11 @@
 use crate::StoreError;
 use crate::cached::Cached;
 use crate::schema::{
-    webhook_attempts, webhook_deliveries, webhook_messages, webhook_subscriptions,
+    projects, webhook_attempts, webhook_deliveries, webhook_messages, webhook_subscriptions,
 };
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Double, Uuid as SqlUuid};
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -73,15 +73,57 @@ pub struct NewSubscription {
     pub verified_at: Option<OffsetDateTime>,
 }
 
+/// How many subscriptions a project has, in any status.
+pub async fn count_subscriptions(
+    conn: &mut AsyncPgConnection,
+    project_id: Uuid,
+) -> Result<i64, StoreError> {
+    Ok(webhook_subscriptions::table
+        .filter(webhook_subscriptions::project_id.eq(project_id))
+        .count()
+        .get_result(conn)
+        .await?)
+}
+
+/// What creating a subscription came to.
+#[derive(Debug)]
+pub enum SubscriptionCreated {
+    Created(Box<Subscription>),
+    /// The project already has `limit` subscriptions; nothing was created.
+    LimitReached {
+        limit: u32,
+    },
+}
+
+/// Creates a subscription unless its project already has `limit` of them.
+///
+/// The project's row is locked first, so two creations racing for the last place are taken
+/// one after the other and the count never passes the limit.
 pub async fn create_subscription(
     conn: &mut AsyncPgConnection,
     new: &NewSubscription,
-) -> Result<Subscription, StoreError> {
-    Ok(diesel::insert_into(webhook_subscriptions::table)
-        .values(new)
-        .returning(Subscription::as_returning())
-        .get_result(conn)
-        .await?)
+    limit: u32,
+) -> Result<SubscriptionCreated, StoreError> {
+    conn.transaction::<_, StoreError, _>(async |conn| {
+        // NO KEY UPDATE: serializes creations without blocking rows that merely reference
+        // the project (invitations, triggers).
+        projects::table
+            .find(new.project_id)
+            .select(projects::id)
+            .for_no_key_update()
+            .first::<Uuid>(conn)
+            .await?;
+        if count_subscriptions(conn, new.project_id).await? >= i64::from(limit) {
+            return Ok(SubscriptionCreated::LimitReached { limit });
+        }
+        let created = diesel::insert_into(webhook_subscriptions::table)
+            .values(new)
+            .returning(Subscription::as_returning())
+            .get_result(conn)
+            .await?;
+        Ok(SubscriptionCreated::Created(Box::new(created)))
+    })
+    .await
 }
 
 pub async fn list_subscriptions(

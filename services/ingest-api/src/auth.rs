@@ -3,7 +3,7 @@
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::ratelimit::Decision;
+use crate::ratelimit::{self, Decision};
 use actix_web::dev::Payload;
 use actix_web::http::{Method, StatusCode};
 use actix_web::{FromRequest, HttpRequest, web};
@@ -97,17 +97,13 @@ impl FromRequest for OrgAuth {
             }
             let org_id = grant.org_id;
             if let Some(limiter) = &state.limiter
-                && let Decision::Deny { retry_after_secs } = limiter.check(org_id)
+                && let Decision::Deny { retry_after_secs } = limiter.check(&org_id)
             {
-                return Err(ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "rate_limited",
+                return Err(ratelimit::refusal(
+                    limiter.limit(),
+                    retry_after_secs,
                     "Too many requests for this organization; retry after the delay given.",
-                )
-                .with_header("Retry-After", retry_after_secs.to_string())
-                .with_header("RateLimit-Limit", limiter.limit().to_string())
-                .with_header("RateLimit-Remaining", "0")
-                .with_header("RateLimit-Reset", retry_after_secs.to_string()));
+                ));
             }
             Ok(Self { org_id })
         })

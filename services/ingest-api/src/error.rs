@@ -32,6 +32,11 @@ pub struct ErrorBody {
     pub trigger_id: Option<uuid::Uuid>,
 }
 
+/// Marks a response that refused a credential — an unknown organization token, publishable
+/// key or magic link — so the rate limit on refused credentials can count it.
+#[derive(Debug, Clone, Copy)]
+pub struct CredentialRefused;
+
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
@@ -102,6 +107,18 @@ impl ApiError {
         Self::new(status, code, message)
     }
 
+    /// Whether this error refuses a credential the client presented (as opposed to one it
+    /// forgot, or one that was valid but expired or was revoked): what guessing produces.
+    pub fn refuses_credential(&self) -> bool {
+        matches!(
+            self.code,
+            "invalid_token"
+                | "invalid_publishable_key"
+                | "invalid_user_hash"
+                | "invitation_not_found"
+        )
+    }
+
     pub fn body(&self) -> ErrorBody {
         ErrorBody {
             status_code: self.status.as_u16(),
@@ -134,6 +151,9 @@ impl ResponseError for ApiError {
         let mut response = HttpResponse::build(self.status);
         for (name, value) in &self.headers {
             response.insert_header((*name, value.as_str()));
+        }
+        if self.refuses_credential() {
+            response.extensions_mut().insert(CredentialRefused);
         }
         response.json(self.body())
     }

@@ -6,13 +6,16 @@
 //! - [`auth`]: organization access tokens.
 //! - [`body`]: JSON bodies parsed with precise error codes.
 //! - [`idempotency`]: `Idempotency-Key` on the POST endpoints.
-//! - [`ratelimit`]: per-organization rate limits.
+//! - [`ratelimit`]: rate limits per organization, and per client, link and key on the public
+//!   routes.
+//! - [`client`]: who a request comes from, for those limits.
 //! - [`routes`]: one module per resource.
 //! - [`page`]: the hosted respond page.
 //! - [`openapi`]: the spec served at `/openapi.json`, generated from the handlers.
 
 pub mod auth;
 pub mod body;
+pub mod client;
 pub mod error;
 pub mod idempotency;
 pub mod intake;
@@ -41,6 +44,10 @@ pub struct Config {
     pub infra: InfraConfig,
     /// `BECKON_HTTP_ADDR`: where to listen (default `127.0.0.1:8080`; port 0 picks one).
     pub http_addr: String,
+    /// `BECKON_HEALTH_ADDR`: where `/healthz`, `/readyz` and `/metrics` are served (default
+    /// `127.0.0.1:9100`). Never the public port: metrics and readiness details are for the
+    /// cluster, not for the internet.
+    pub ops_addr: String,
     /// `BECKON_DISPATCH_TIMEOUT_MS`: how long a synchronous dispatch waits for its outcome
     /// before answering 504 with the trigger id (default 10000).
     pub dispatch_timeout: Duration,
@@ -58,11 +65,34 @@ pub struct Config {
     pub rate_limit_per_second: f64,
     /// `BECKON_RATE_LIMIT_BURST`: requests an organization may send at once (default 10000).
     pub rate_limit_burst: u32,
+    /// `BECKON_PUBLIC_RATE_LIMIT_PER_SECOND` and `_BURST`: requests per client address to the
+    /// respond page and the widget (default 10 per second, bursts of 100; 0 turns it off).
+    pub public_rate: ratelimit::Rate,
+    /// `BECKON_LINK_RATE_LIMIT_PER_SECOND` and `_BURST`: requests per magic link (default 2
+    /// per second, bursts of 30: a person answering a survey needs far less).
+    pub link_rate: ratelimit::Rate,
+    /// `BECKON_WIDGET_RATE_LIMIT_PER_SECOND` and `_BURST`: widget requests per publishable
+    /// key, shared by every user of the customer's app (default 100 per second, bursts of 1000).
+    pub widget_rate: ratelimit::Rate,
+    /// `BECKON_REFUSED_CREDENTIALS_PER_SECOND` and `_BURST`: refused credentials (unknown
+    /// tokens, publishable keys, magic links) per client address before it is answered 429
+    /// everywhere (default 0.1 per second — 6 a minute — bursts of 20).
+    pub refused_rate: ratelimit::Rate,
+    /// `BECKON_RATE_LIMIT_MAX_KEYS`: most buckets each limit keeps (default 100000, a few MiB);
+    /// past it new clients pass untracked.
+    pub rate_limit_max_keys: usize,
+    /// `BECKON_TRUSTED_PROXIES`: the proxies whose `X-Forwarded-For` names the client (default
+    /// none: the TCP peer is the client).
+    pub trusted_proxies: client::TrustedProxies,
     /// `BECKON_SECRET_KEYS` (newest first) or `BECKON_SECRET_KEY` (required): seal webhook
     /// signing secrets and message bodies, and open magic-link tokens.
     pub sealing_key: beckon_webhooks::sealed::SealingKeys,
     /// `BECKON_WEBHOOK_ALLOWED_CIDRS`: private ranges webhook URLs may point at.
     pub webhook_allow: beckon_webhooks::guard::AllowList,
+    /// `BECKON_WEBHOOK_MAX_SUBSCRIPTIONS`: most webhook subscriptions a project may have, in
+    /// any status (default 20). Every event is delivered to each of them, so this bounds the
+    /// fan-out one project can cause.
+    pub webhook_subscription_limit: u32,
     /// `BECKON_PUBLIC_URL`: the base of magic links (default `http://127.0.0.1:8080`).
     pub public_url: String,
     /// `BECKON_HTTP_BODY_TIMEOUT_MS`: how long a client may take to send a request body before
@@ -97,14 +127,18 @@ fn auth_cache(ms: u64) -> Result<Duration, beckon_runtime::ConfigError> {
 impl Config {
     pub fn from_env() -> anyhow::Result<Self> {
         let (sealing_key, webhook_allow) = beckon_webhooks::settings_from_env()?;
+        let infra = InfraConfig::from_env()?;
         Ok(Self {
             sealing_key,
             webhook_allow,
             public_url: env_or("BECKON_PUBLIC_URL", "http://127.0.0.1:8080")
                 .trim_end_matches('/')
                 .to_owned(),
-            infra: InfraConfig::from_env()?,
             http_addr: env_or("BECKON_HTTP_ADDR", "127.0.0.1:8080"),
+            ops_addr: infra
+                .health_addr
+                .clone()
+                .unwrap_or_else(|| "127.0.0.1:9100".to_owned()),
             dispatch_timeout: Duration::from_millis(env_parse(
                 "BECKON_DISPATCH_TIMEOUT_MS",
                 10_000,
@@ -126,12 +160,35 @@ impl Config {
             ),
             rate_limit_per_second: env_parse("BECKON_RATE_LIMIT_PER_SECOND", 5000.0)?,
             rate_limit_burst: env_parse("BECKON_RATE_LIMIT_BURST", 10_000)?,
+            webhook_subscription_limit: env_parse("BECKON_WEBHOOK_MAX_SUBSCRIPTIONS", 20)?,
+            public_rate: ratelimit::Rate {
+                per_second: env_parse("BECKON_PUBLIC_RATE_LIMIT_PER_SECOND", 10.0)?,
+                burst: env_parse("BECKON_PUBLIC_RATE_LIMIT_BURST", 100)?,
+            },
+            link_rate: ratelimit::Rate {
+                per_second: env_parse("BECKON_LINK_RATE_LIMIT_PER_SECOND", 2.0)?,
+                burst: env_parse("BECKON_LINK_RATE_LIMIT_BURST", 30)?,
+            },
+            widget_rate: ratelimit::Rate {
+                per_second: env_parse("BECKON_WIDGET_RATE_LIMIT_PER_SECOND", 100.0)?,
+                burst: env_parse("BECKON_WIDGET_RATE_LIMIT_BURST", 1000)?,
+            },
+            refused_rate: ratelimit::Rate {
+                per_second: env_parse("BECKON_REFUSED_CREDENTIALS_PER_SECOND", 0.1)?,
+                burst: env_parse("BECKON_REFUSED_CREDENTIALS_BURST", 20)?,
+            },
+            rate_limit_max_keys: env_parse("BECKON_RATE_LIMIT_MAX_KEYS", 100_000)?,
+            trusted_proxies: env_parse(
+                "BECKON_TRUSTED_PROXIES",
+                client::TrustedProxies::default(),
+            )?,
             body_timeout: Duration::from_millis(env_parse(
                 "BECKON_HTTP_BODY_TIMEOUT_MS",
                 body::DEFAULT_BODY_TIMEOUT.as_millis() as u64,
             )?),
             auth_cache: auth_cache(env_parse("BECKON_AUTH_CACHE_MS", 1000)?)?,
             max_connections: env_parse("BECKON_HTTP_MAX_CONNECTIONS", 256)?,
+            infra,
         })
     }
 }
@@ -150,13 +207,17 @@ pub struct AppState {
     pub late_waits: tokio_util::task::TaskTracker,
     /// Fires when the gateway stops.
     pub shutdown: CancellationToken,
-    /// `None` when rate limiting is off.
-    pub limiter: Option<ratelimit::RateLimiter>,
+    /// Per organization; `None` when off.
+    pub limiter: Option<ratelimit::RateLimiter<uuid::Uuid>>,
+    /// The limits of the public routes and of refused credentials.
+    pub public_limits: ratelimit::PublicLimits,
     pub sealing_key: beckon_webhooks::sealed::SealingKeys,
     /// The base of magic links.
     pub public_url: String,
     /// Verifies webhook URLs, through the same address guard deliveries use.
     pub sender: beckon_webhooks::sender::Sender,
+    /// Most webhook subscriptions a project may have.
+    pub webhook_subscription_limit: u32,
     /// How long a client may take to send a request body.
     pub body_timeout: Duration,
     /// Deletes published outbox rows in batches.
@@ -181,6 +242,9 @@ const BACKGROUND_PUBLISHES: usize = 256;
 pub struct Application {
     port: u16,
     server: Server,
+    /// The operations endpoints, on a port of their own.
+    ops_server: Server,
+    ops_port: u16,
     background: CancellationToken,
     late_waits: tokio_util::task::TaskTracker,
 }
@@ -240,13 +304,58 @@ impl Application {
             body_timeout: config.body_timeout,
             lookups: lookups::Lookups::new(config.auth_cache),
             sender: beckon_webhooks::sender::Sender::new(config.webhook_allow.clone())?,
-            limiter: (config.rate_limit_per_second > 0.0).then(|| {
-                ratelimit::RateLimiter::new(config.rate_limit_per_second, config.rate_limit_burst)
-            }),
+            webhook_subscription_limit: config.webhook_subscription_limit,
+            limiter: ratelimit::RateLimiter::new(
+                "organization",
+                ratelimit::Rate {
+                    per_second: config.rate_limit_per_second,
+                    burst: config.rate_limit_burst,
+                },
+                config.rate_limit_max_keys,
+            ),
+            public_limits: ratelimit::PublicLimits {
+                proxies: config.trusted_proxies.clone(),
+                per_address: ratelimit::RateLimiter::new(
+                    "address",
+                    config.public_rate,
+                    config.rate_limit_max_keys,
+                ),
+                per_link: ratelimit::RateLimiter::new(
+                    "link",
+                    config.link_rate,
+                    config.rate_limit_max_keys,
+                ),
+                per_widget_key: ratelimit::RateLimiter::new(
+                    "widget_key",
+                    config.widget_rate,
+                    config.rate_limit_max_keys,
+                ),
+                refused: ratelimit::RateLimiter::new(
+                    "refused_credentials",
+                    config.refused_rate,
+                    config.rate_limit_max_keys,
+                ),
+            },
         });
         let listener = TcpListener::bind(&config.http_addr)
             .with_context(|| format!("Failed to bind {}", config.http_addr))?;
         let port = listener.local_addr()?.port();
+        let ops_listener = TcpListener::bind(&config.ops_addr)
+            .with_context(|| format!("Failed to bind {}", config.ops_addr))?;
+        let ops_port = ops_listener.local_addr()?.port();
+        let ops_server = {
+            let state = state.clone();
+            HttpServer::new(move || {
+                App::new()
+                    .app_data(state.clone())
+                    .configure(routes::health::configure)
+            })
+            .workers(1)
+            .disable_signals()
+            .shutdown_timeout(5)
+            .listen(ops_listener)?
+            .run()
+        };
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
@@ -260,6 +369,12 @@ impl Application {
                 }))
                 .wrap(actix_web::middleware::from_fn(body::bounded))
                 .wrap(ErrorHandlers::new().default_handler(error::json_errors))
+                // Around every route (inside the metrics and the log, which count its 429s):
+                // counts what the routes refused, and turns away an address that keeps being
+                // refused before any route looks at its next credential.
+                .wrap(actix_web::middleware::from_fn(
+                    ratelimit::refused_credentials,
+                ))
                 .wrap(actix_web::middleware::from_fn(http_metrics))
                 .wrap(
                     // The route, never the path: a path may carry a magic-link token, a
@@ -285,9 +400,12 @@ impl Application {
         .listen(listener)?
         .run();
         tracing::info!(port, "listening");
+        tracing::info!(port = ops_port, "operations endpoints listening");
         Ok(Self {
             port,
             server,
+            ops_server,
+            ops_port,
             background,
             late_waits,
         })
@@ -297,13 +415,22 @@ impl Application {
         self.port
     }
 
+    /// The port of `/healthz`, `/readyz` and `/metrics`.
+    pub fn ops_port(&self) -> u16 {
+        self.ops_port
+    }
+
     /// Serves until `cancel` fires, then stops accepting, lets in-flight requests finish and
     /// returns.
     pub async fn run_until_stopped(self, cancel: CancellationToken) -> anyhow::Result<()> {
         let handle = self.server.handle();
+        let ops_handle = self.ops_server.handle();
         let server = tokio::spawn(self.server);
+        let ops_server = tokio::spawn(self.ops_server);
         cancel.cancelled().await;
         handle.stop(true).await;
+        // Probes and scrapes are answered until the public port has drained.
+        ops_handle.stop(true).await;
         self.background.cancel();
         // Dispatches still waiting for a late outcome release their keys on cancel; give them
         // a moment to, so a retry need not wait for the lease to lapse.
@@ -315,6 +442,9 @@ impl Application {
             tracing::warn!("some late dispatch waits did not release their keys in time");
         }
         server.await.context("The HTTP server panicked")??;
+        ops_server
+            .await
+            .context("The operations server panicked")??;
         tracing::info!("stopped");
         Ok(())
     }

@@ -5,8 +5,8 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{Modify, OpenApi};
 
 use crate::routes::{
-    dispatch, events, health, invitations, projects, respond, responses, surveys, tokens, triggers,
-    users, webhooks, widget,
+    dispatch, events, invitations, projects, respond, responses, surveys, tokens, triggers, users,
+    webhooks, widget,
 };
 
 #[derive(OpenApi)]
@@ -28,11 +28,50 @@ use crate::routes::{
         tokens::list, tokens::create, tokens::revoke,
         surveys::create, surveys::list, surveys::get, surveys::update,
         respond::show, respond::display, respond::answer, respond::complete,
-        health::healthz, health::readyz,
     ),
-    modifiers(&Security)
+    modifiers(&Security, &RateLimited)
 )]
 pub struct ApiDoc;
+
+/// Every operation may answer 429: the organization's limit, the public routes' limits per
+/// client, link and key, and the limit on refused credentials, which covers every route.
+struct RateLimited;
+
+impl Modify for RateLimited {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let response = ResponseBuilder::new()
+            .description(
+                "Rate limited (`rate_limited`); retry after `Retry-After` seconds (see `RateLimit-*`)",
+            )
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorBody")))
+                    .build(),
+            )
+            .build();
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+                &mut item.options,
+                &mut item.head,
+                &mut item.trace,
+            ];
+            for operation in operations.into_iter().flatten() {
+                operation
+                    .responses
+                    .responses
+                    .entry("429".to_owned())
+                    .or_insert_with(|| response.clone().into());
+            }
+        }
+    }
+}
 
 struct Security;
 

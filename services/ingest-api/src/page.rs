@@ -1,11 +1,58 @@
 //! The hosted respond page: server-rendered HTML, usable on a phone and with a keyboard, with
 //! a little progressive JavaScript that reports the page shown, saves each answer as it is
 //! given, and finishes the response.
+//!
+//! Every page is served under a strict Content-Security-Policy: its one style sheet and its one
+//! script are inline and allowed by their SHA-256 hashes, so nothing injected into a page (a
+//! survey title that escaped escaping) could run, and the page may not be framed.
 
+use actix_web::HttpResponseBuilder;
+use actix_web::http::StatusCode;
+use actix_web::http::header::{
+    CACHE_CONTROL, CONTENT_SECURITY_POLICY, REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS,
+};
+use base64::Engine as _;
 use beckon_domain::survey::{Question, QuestionKind};
 use serde_json::Value;
+use sha2::{Digest as _, Sha256};
 use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::sync::OnceLock;
+
+/// The policy every page is served with: only its own hashed style and script, requests only
+/// to its own origin, never framed (`frame-ancestors`), no `<base>`, forms posting nowhere else.
+pub fn content_security_policy() -> &'static str {
+    static POLICY: OnceLock<String> = OnceLock::new();
+    POLICY.get_or_init(|| {
+        format!(
+            "default-src 'none'; script-src '{}'; style-src '{}'; connect-src 'self'; \
+             img-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
+            hash_source(SCRIPT),
+            hash_source(STYLE)
+        )
+    })
+}
+
+/// A CSP hash source: `sha256-` and the base64 of the SHA-256 of the inline element's text.
+fn hash_source(inline: &str) -> String {
+    format!(
+        "sha256-{}",
+        base64::engine::general_purpose::STANDARD.encode(Sha256::digest(inline.as_bytes()))
+    )
+}
+
+/// The start of a page response: HTML, never cached (it shows a person's answers), under the
+/// page's CSP, not sniffed as anything else, and leaking no magic link through `Referer`.
+pub fn response(status: StatusCode) -> HttpResponseBuilder {
+    let mut builder = HttpResponseBuilder::new(status);
+    builder
+        .content_type("text/html; charset=utf-8")
+        .insert_header((CACHE_CONTROL, "no-store"))
+        .insert_header((CONTENT_SECURITY_POLICY, content_security_policy()))
+        .insert_header((X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .insert_header((REFERRER_POLICY, "no-referrer"));
+    builder
+}
 
 /// Escapes text for HTML content and attribute values.
 pub fn escape(raw: &str) -> String {
@@ -132,7 +179,13 @@ pub fn survey(
     questions: &[Question],
     answers: &HashMap<String, Value>,
 ) -> String {
-    let mut form = format!("<h1>{}</h1><form id=\"survey\" novalidate>", escape(name));
+    // The token rides in an attribute, so the script stays the same text on every page and
+    // its hash in the policy holds.
+    let mut form = format!(
+        "<h1>{}</h1><form id=\"survey\" data-token=\"{}\" novalidate>",
+        escape(name),
+        escape(token)
+    );
     for q in questions {
         let answer = answers.get(&q.id);
         let kind = q.kind.name();
@@ -165,17 +218,14 @@ pub fn survey(
         );
     }
     form.push_str("<p class=\"status\" id=\"status\" aria-live=\"polite\"></p><button type=\"submit\">Submit</button></form>");
-    form.push_str(&format!(
-        "<script>const TOKEN = \"{}\";{SCRIPT}</script>",
-        escape(token)
-    ));
+    form.push_str(&format!("<script>{SCRIPT}</script>"));
     shell(name, &form)
 }
 
 const SCRIPT: &str = r#"
 (() => {
-  const base = "/surveys/" + TOKEN;
   const form = document.getElementById("survey");
+  const base = "/surveys/" + form.dataset.token;
   const status = document.getElementById("status");
   const json = { "content-type": "application/json", "accept": "application/json" };
   fetch(base + "/display", { method: "POST", headers: json }).catch(() => {});
@@ -191,28 +241,34 @@ const SCRIPT: &str = r#"
   // What the server holds, per question: an answer is sent only when it changed.
   const saved = new Map();
   for (const fs of form.querySelectorAll("fieldset")) { saved.set(fs, JSON.stringify(valueOf(fs))); }
-  const save = async (fs) => {
+  const save = async (fs, keepalive) => {
     const value = valueOf(fs);
     if (value === null || (Array.isArray(value) && value.length === 0) || value === "") { return true; }
     const key = JSON.stringify(value);
     if (saved.get(fs) === key) { return true; }
     const r = await fetch(base + "/answers/" + encodeURIComponent(fs.dataset.question), {
-      method: "PUT", headers: json, body: JSON.stringify({ value }) });
+      method: "PUT", headers: json, body: JSON.stringify({ value }), keepalive });
     if (r.ok) { saved.set(fs, key); showError(fs, ""); status.textContent = "Saved"; return true; }
     const body = await r.json().catch(() => ({}));
     showError(fs, body.message || "Could not save this answer");
     return false;
   };
-  // Text and multiple choice settle before they are saved, so one answer is one save.
+  // An answer settles before it is saved, so one answer is one save: text as it is typed,
+  // boxes as they are ticked, and a scale or a choice stepped through with the arrow keys,
+  // where every step is a change.
   const timers = new Map();
   const later = (fs) => {
     clearTimeout(timers.get(fs));
-    timers.set(fs, setTimeout(() => save(fs), 600));
+    timers.set(fs, setTimeout(() => { timers.delete(fs); save(fs); }, 600));
   };
+  // Leaving with an answer still settling saves it on the way out.
+  addEventListener("pagehide", () => {
+    for (const [fs, timer] of timers) { clearTimeout(timer); save(fs, true); }
+    timers.clear();
+  });
   form.addEventListener("change", (e) => {
     const fs = e.target.closest("fieldset");
-    if (!fs || fs.dataset.type === "text") { return; }
-    if (fs.dataset.type === "checkbox") { later(fs); } else { save(fs); }
+    if (fs && fs.dataset.type !== "text") { later(fs); }
   });
   form.addEventListener("input", (e) => {
     const fs = e.target.closest("fieldset");
@@ -264,6 +320,28 @@ mod tests {
         assert!(!html.contains("<script>alert"));
         assert!(!html.contains("<b>"));
         assert!(html.contains("&lt;i&gt;name&lt;/i&gt;"));
+    }
+
+    #[test]
+    fn the_policy_allows_exactly_the_style_and_script_a_page_carries() {
+        let inline = |html: &str, tag: &str| {
+            let open = format!("<{tag}>");
+            let start = html.find(&open).map(|i| i + open.len()).unwrap();
+            let end = html[start..].find(&format!("</{tag}>")).unwrap() + start;
+            hash_source(&html[start..end])
+        };
+        let policy = content_security_policy();
+        for html in [
+            survey("tok-1", "S", &[], &HashMap::new()),
+            survey("another-token", "S", &[], &HashMap::new()),
+        ] {
+            assert!(policy.contains(&format!("script-src '{}'", inline(&html, "script"))));
+            assert!(policy.contains(&format!("style-src '{}'", inline(&html, "style"))));
+        }
+        let notice = notice("Closed", "Gone.");
+        assert!(policy.contains(&format!("style-src '{}'", inline(&notice, "style"))));
+        assert!(policy.contains("frame-ancestors 'none'"));
+        assert!(!policy.contains("unsafe-inline"));
     }
 
     #[test]

@@ -487,7 +487,7 @@ mod tests {
         let seeded = WithProject::new(4).await;
         let (org, project) = (seeded.org_id, seeded.project_id);
         let mut conn = seeded.store.conn().await.unwrap();
-        let sub = webhooks::create_subscription(
+        let webhooks::SubscriptionCreated::Created(sub) = webhooks::create_subscription(
             &mut conn,
             &NewSubscription {
                 id: Uuid::now_v7(),
@@ -503,9 +503,12 @@ mod tests {
                 secret_encrypted: vec![1],
                 verified_at: None,
             },
+            1,
         )
         .await
-        .unwrap();
+        .unwrap() else {
+            panic!("a project's first subscription is created");
+        };
         let mut deliveries = Vec::new();
         for _ in 0..n {
             let message = Message {

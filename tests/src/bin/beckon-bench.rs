@@ -262,7 +262,7 @@ impl Bench {
 
     /// `beckon_handler_seconds` and the gateway's request time, (sum, count) per stage.
     async fn handler_totals(&self) -> HashMap<String, (f64, f64)> {
-        let mut urls = vec![("ingest-api".to_owned(), self.app.url("/metrics"))];
+        let mut urls = vec![("ingest-api".to_owned(), self.app.ops_url("/metrics"))];
         for service in ["matcher", "invitation", "webhook-delivery"] {
             let port = self.app.ops_port(service).await;
             urls.push((service.into(), format!("http://127.0.0.1:{port}/metrics")));

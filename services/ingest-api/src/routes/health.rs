@@ -1,12 +1,22 @@
-//! Liveness and readiness for orchestrators.
+//! Liveness, readiness and metrics for orchestrators, on the operations port
+//! (`BECKON_HEALTH_ADDR`), never on the public one.
 
 use crate::AppState;
 use actix_web::{HttpResponse, web};
 use serde_json::json;
 use std::time::Duration;
 
+/// The operations endpoints: `/healthz`, `/readyz`, `/metrics`.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz))
+        .route(
+            "/metrics",
+            web::get().to(|| async { beckon_runtime::health::metrics_response() }),
+        );
+}
+
 /// Alive: the process serves HTTP.
-#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "Alive")))]
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
@@ -22,10 +32,6 @@ const BROKER_CHECK: Duration = Duration::from_millis(500);
 /// (the relay publishes once it is back) and dispatch answers 503 `broker_unavailable`, so
 /// taking every gateway out of rotation would turn a broker outage into a full outage. Its
 /// state (`broker`, `reply_queue`) is reported for information.
-#[utoipa::path(get, path = "/readyz", tag = "operations", responses(
-    (status = 200, description = "Ready: the database answers and every needed worker runs; `broker` and `reply_queue` report the broker for information"),
-    (status = 503, description = "The database is unavailable or a needed worker is not running")
-))]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let broker = async {
         tokio::time::timeout(BROKER_CHECK, state.publisher.ensure_connected())

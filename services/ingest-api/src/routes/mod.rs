@@ -15,27 +15,20 @@ pub mod webhooks;
 pub mod widget;
 
 use crate::error::ApiError;
+use actix_web::middleware::from_fn;
 use actix_web::web;
 use beckon_store::tenancy::{self, Project};
 use uuid::Uuid;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/healthz", web::get().to(health::healthz))
-        .route("/readyz", web::get().to(health::readyz))
-        .route("/openapi.json", web::get().to(crate::openapi::serve))
-        .route(
-            "/metrics",
-            web::get().to(|| async { beckon_runtime::health::metrics_response() }),
-        )
-        .route("/surveys/{token}", web::get().to(respond::show))
-        .route("/surveys/{token}/display", web::post().to(respond::display))
-        .route(
-            "/surveys/{token}/answers/{question_id}",
-            web::put().to(respond::answer),
-        )
-        .route(
-            "/surveys/{token}/complete",
-            web::post().to(respond::complete),
+    cfg.route("/openapi.json", web::get().to(crate::openapi::serve))
+        .service(
+            web::scope("/surveys/{token}")
+                .wrap(from_fn(crate::ratelimit::respond_page))
+                .route("", web::get().to(respond::show))
+                .route("/display", web::post().to(respond::display))
+                .route("/answers/{question_id}", web::put().to(respond::answer))
+                .route("/complete", web::post().to(respond::complete)),
         )
         .service(
             web::scope("/api/v1")
@@ -56,10 +49,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route("/projects/{project_id}", web::get().to(projects::get))
                 .route("/projects/{project_id}", web::patch().to(projects::update))
                 .route("/webhook-event-types", web::get().to(webhooks::event_types))
-                .route("/widget/invitations", web::get().to(widget::pending))
-                .route(
-                    "/widget/invitations",
-                    web::method(actix_web::http::Method::OPTIONS).to(widget::preflight),
+                .service(
+                    web::resource("/widget/invitations")
+                        .wrap(from_fn(crate::ratelimit::widget))
+                        .route(web::get().to(widget::pending))
+                        .route(web::method(actix_web::http::Method::OPTIONS).to(widget::preflight))
+                        // A resource answers other methods itself: 405 with `Allow`, as the
+                        // app's default does.
+                        .default_service(web::to(not_found)),
                 )
                 .route(
                     "/projects/{project_id}/publishable-key",

@@ -5,7 +5,7 @@
 
 use crate::AppState;
 use crate::body;
-use crate::error::{ApiError, ErrorBody};
+use crate::error::{ApiError, CredentialRefused, ErrorBody};
 use crate::page;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{ACCEPT, CACHE_CONTROL};
@@ -101,10 +101,11 @@ fn closed(err: ApiError, html: bool) -> HttpResponse {
         ),
         _ => ("Something went wrong", "Please try again in a moment."),
     };
-    HttpResponse::build(err.status)
-        .content_type("text/html; charset=utf-8")
-        .insert_header((CACHE_CONTROL, "no-store"))
-        .body(page::notice(title, message))
+    let mut page = page::response(err.status);
+    if err.refuses_credential() {
+        page.extensions_mut().insert(CredentialRefused);
+    }
+    page.body(page::notice(title, message))
 }
 
 /// The invitation behind `token`: 404 unknown, 410 revoked or expired.
@@ -181,11 +182,7 @@ pub async fn show(
                 &answers,
             )
         };
-        return Ok(HttpResponse::Ok()
-            .content_type("text/html; charset=utf-8")
-            .insert_header((CACHE_CONTROL, "no-store"))
-            .insert_header(("Referrer-Policy", "no-referrer"))
-            .body(body));
+        return Ok(page::response(StatusCode::OK).body(body));
     }
     Ok(HttpResponse::Ok()
         .insert_header((CACHE_CONTROL, "no-store"))
@@ -408,7 +405,13 @@ async fn apply(
                 })?;
             let value = answer::validate(question, value)
                 .map_err(|e| ApiError::bad_request("invalid_answer", e.to_string()))?;
-            responses::save_answer(conn, response.id, question_id, &value).await?;
+            // The same answer again (a second tap, a retried save) is no news: no
+            // `response.answered` for it.
+            if responses::save_answer(conn, response.id, question_id, &value).await?
+                == responses::AnswerSaved::Unchanged
+            {
+                return Ok((Done::Saved(value), Vec::new()));
+            }
             let row = announce(
                 conn,
                 exchange,
@@ -462,6 +465,7 @@ pub async fn display(
 }
 
 /// Save the answer to one question (again, to change it), validated against the question.
+/// Sending the answer the question already has changes nothing and announces nothing.
 #[utoipa::path(put, path = "/surveys/{token}/answers/{question_id}", tag = "respond",
     request_body = AnswerInput,
     params(("token" = String, Path, description = "The magic link's token"), ("question_id" = String, Path, description = "Question id")),

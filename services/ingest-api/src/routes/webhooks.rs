@@ -13,7 +13,7 @@ use actix_web::{HttpResponse, web};
 use base64::Engine as _;
 use beckon_store::Conn;
 use beckon_store::webhooks::{
-    self, Message, NewSubscription, Subscription, SubscriptionChanges, status,
+    self, Message, NewSubscription, Subscription, SubscriptionChanges, SubscriptionCreated, status,
 };
 use beckon_webhooks::payload::{self, PING, Ping, WebhookBody};
 use beckon_webhooks::policy::RetryPolicy;
@@ -289,11 +289,24 @@ async fn subscription(
         })
 }
 
+/// A project at `BECKON_WEBHOOK_MAX_SUBSCRIPTIONS`: every event fans out to each subscription,
+/// so their number is bounded.
+fn limit_reached(limit: u32) -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "webhook_limit_reached",
+        format!(
+            "This project already has {limit} webhook subscriptions, the most it may have; delete one first."
+        ),
+    )
+}
+
 /// Create a subscription.
 ///
 /// Beckon POSTs `{"type": "verification", "challenge": "…"}` to the URL; the endpoint must
 /// answer 2xx with the challenge as its body within 3 seconds. Until it does, the subscription
-/// is `pending_verification` and gets nothing.
+/// is `pending_verification` and gets nothing. A project has at most
+/// `BECKON_WEBHOOK_MAX_SUBSCRIPTIONS` subscriptions (default 20), in any status.
 #[utoipa::path(post, path = "/api/v1/projects/{project_id}/webhooks", tag = "webhooks",
     request_body = CreateSubscription,
     params(("project_id" = String, Path, description = "Project id")),
@@ -301,7 +314,8 @@ async fn subscription(
     responses(
         (status = 201, description = "Created; the secret is shown this once", body = CreatedSubscription),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "The project has as many subscriptions as it may (`webhook_limit_reached`)", body = ErrorBody)
     ))]
 pub async fn create(
     auth: OrgAuth,
@@ -317,14 +331,20 @@ pub async fn create(
     validate_timeout(timeout_ms)?;
     let payload_version = input.payload_version.unwrap_or(1);
     validate_version(payload_version)?;
+    let limit = state.webhook_subscription_limit;
     let project = {
         let mut conn = state.store.conn().await?;
-        owned_project(&mut conn, auth.org_id, &path).await?
+        let project = owned_project(&mut conn, auth.org_id, &path).await?;
+        // Refused before the URL is called; checked again, under a lock, when it is created.
+        if webhooks::count_subscriptions(&mut conn, project.id).await? >= i64::from(limit) {
+            return Err(limit_reached(limit));
+        }
+        project
     };
     let verification = verify(&state, &input.url).await;
     let secret = SigningSecret::generate();
     let mut conn = state.store.conn().await?;
-    let created = webhooks::create_subscription(
+    let created = match webhooks::create_subscription(
         &mut conn,
         &NewSubscription {
             id: Uuid::now_v7(),
@@ -345,10 +365,15 @@ pub async fn create(
             secret_encrypted: state.sealing_key.seal(secret.expose().as_bytes()),
             verified_at: verification.verified.then(OffsetDateTime::now_utc),
         },
+        limit,
     )
-    .await?;
+    .await?
+    {
+        SubscriptionCreated::Created(created) => created,
+        SubscriptionCreated::LimitReached { limit } => return Err(limit_reached(limit)),
+    };
     Ok(HttpResponse::Created().json(CreatedSubscription {
-        subscription: created.into(),
+        subscription: (*created).into(),
         secret: secret.expose().to_owned(),
         verification,
     }))
