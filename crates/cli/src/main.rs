@@ -130,11 +130,15 @@ enum WebhookCommand {
 
 #[derive(Subcommand)]
 enum DlqCommand {
-    /// Show dead-lettered messages (envelope, reason, headers) without removing them.
+    /// Show dead-lettered messages (envelope, reason, headers) without removing them. Magic
+    /// links and tokens in a body are shown as `<redacted>`.
     Peek {
         queue: String,
         #[arg(long, default_value_t = 10)]
         count: u32,
+        /// Show bodies as they are, secrets included.
+        #[arg(long)]
+        reveal: bool,
     },
     /// Move dead-lettered messages back to their work queue. They keep their envelope id, so
     /// what was already handled is skipped by the consumers.
@@ -459,7 +463,18 @@ async fn broker_command(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Queues => broker.list().await?,
         Command::Dlq { command } => match command {
-            DlqCommand::Peek { queue, count } => broker.peek(&queue, count).await?,
+            DlqCommand::Peek {
+                queue,
+                count,
+                reveal,
+            } => {
+                let reveal = if reveal {
+                    queues::Reveal::AsIs
+                } else {
+                    queues::Reveal::Redacted
+                };
+                broker.peek(&queue, count, reveal).await?
+            }
             DlqCommand::Replay { queue, count, kind } => {
                 let n = broker.replay(&queue, count, kind.as_deref()).await?;
                 eprintln!("replayed {n} message(s)");

@@ -96,7 +96,7 @@ impl Broker {
     /// else takes from it meanwhile; a dead letter arriving during the peek is kept too, ahead
     /// of the messages passed after it arrived. See [`Pass`] for what an interrupted peek
     /// leaves.
-    pub async fn peek(&self, queue: &str, count: u32) -> anyhow::Result<()> {
+    pub async fn peek(&self, queue: &str, count: u32, reveal: Reveal) -> anyhow::Result<()> {
         let q = work_queue(queue)?;
         let dlq = self.topology.dead_letter_queue(q.name);
         let (depth, _) = self.depth(&dlq).await?;
@@ -106,7 +106,7 @@ impl Broker {
                 break;
             };
             if shown < count {
-                show(shown + 1, &delivery);
+                show(shown + 1, &delivery, reveal);
             }
             pass.keep(delivery).await?;
         }
@@ -190,8 +190,17 @@ impl Broker {
     }
 }
 
+/// Whether `dlq peek` prints secrets in a body as they are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reveal {
+    /// Magic links (sealed or not) and tokens are printed as `<redacted>`.
+    Redacted,
+    /// As the message holds them (`--reveal`).
+    AsIs,
+}
+
 /// Prints one peeked dead letter: its reason, detail, headers and body.
-fn show(n: u32, delivery: &Delivery) {
+fn show(n: u32, delivery: &Delivery, reveal: Reveal) {
     let table = delivery.properties.headers().as_ref();
     let reason = headers::dead_letter_reason(table).unwrap_or_else(|| "unknown".into());
     let detail = headers::get_str(table, headers::DETAIL).unwrap_or_default();
@@ -207,7 +216,7 @@ fn show(n: u32, delivery: &Delivery) {
             }
         }
     }
-    println!("{}", pretty(&delivery.data));
+    println!("{}", pretty(&delivery.data, reveal));
 }
 
 /// What becomes of a dead letter a [`Pass`] took off its queue.
@@ -397,11 +406,49 @@ fn envelope_type(data: &[u8]) -> Option<String> {
     value["type"].as_str().map(str::to_owned)
 }
 
-fn pretty(data: &[u8]) -> String {
-    serde_json::from_slice::<serde_json::Value>(data)
-        .ok()
-        .and_then(|v| serde_json::to_string_pretty(&v).ok())
-        .unwrap_or_else(|| String::from_utf8_lossy(data).into_owned())
+fn pretty(data: &[u8], reveal: Reveal) -> String {
+    match serde_json::from_slice::<serde_json::Value>(data) {
+        Ok(mut body) => {
+            if reveal == Reveal::Redacted {
+                redact(&mut body);
+            }
+            serde_json::to_string_pretty(&body).unwrap_or_default()
+        }
+        // Not JSON: no field tells a secret apart, so only what is asked for is shown.
+        Err(_) if reveal == Reveal::Redacted => {
+            format!("<{} bytes, not JSON; --reveal shows them>", data.len())
+        }
+        Err(_) => String::from_utf8_lossy(data).into_owned(),
+    }
+}
+
+/// Fields whose value is a bearer secret, sealed or not.
+const SECRET_FIELDS: [&str; 4] = ["magic_link_url", "magic_link_sealed", "token", "secret"];
+/// Prefixes of Beckon's tokens and secrets, wherever they turn up.
+const SECRET_PREFIXES: [&str; 3] = ["oat_", "whsec_", "wsk_"];
+
+/// Replaces every secret in a dead letter's body (any envelope type, any version, or none)
+/// with `<redacted>`.
+fn redact(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::Object(fields) => {
+            for (name, field) in fields.iter_mut() {
+                if SECRET_FIELDS.contains(&name.as_str()) && field.is_string() {
+                    *field = Value::from("<redacted>");
+                } else {
+                    redact(field);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(redact),
+        Value::String(text)
+            if SECRET_PREFIXES.iter().any(|p| text.contains(p)) || text.contains("/surveys/") =>
+        {
+            *text = "<redacted>".into();
+        }
+        _ => {}
+    }
 }
 
 fn describe(value: &AMQPValue) -> String {
@@ -409,5 +456,32 @@ fn describe(value: &AMQPValue) -> String {
         AMQPValue::LongString(s) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
         AMQPValue::ShortString(s) => s.as_str().to_owned(),
         other => format!("{other:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peeked_bodies_hide_links_and_tokens_unless_revealed() {
+        let body = serde_json::json!({
+            "type": "invitation.created",
+            "data": {
+                "invitation": {"id": "i", "magic_link_url": "https://b.example/surveys/AAAA"},
+                "links": [{"magic_link_sealed": "c2VhbGVk"}],
+                "note": "see https://b.example/surveys/BBBB",
+                "user": {"email": "ada@example.com"},
+                "header": "Bearer oat_CCCC",
+            }
+        });
+        let raw = serde_json::to_vec(&body).unwrap();
+        let shown = pretty(&raw, Reveal::Redacted);
+        for secret in ["AAAA", "BBBB", "CCCC", "c2VhbGVk"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+        assert!(shown.contains("ada@example.com") && shown.contains("invitation.created"));
+        assert!(pretty(&raw, Reveal::AsIs).contains("AAAA"));
+        assert!(!pretty(b"oat_DDDD not json", Reveal::Redacted).contains("DDDD"));
     }
 }
