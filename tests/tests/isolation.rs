@@ -52,6 +52,7 @@ fn body_for(method: &Method, path: &str, victim: &Victim, receiver: &Receiver) -
             json!({"project_id": project, "user_ref": "victim-user", "email": "attacker@example.com"})
         }
         ("POST", "/api/v1/projects") => json!({"name": "B's own"}),
+        ("POST", "/api/v1/tokens") => json!({"name": "B's own", "scopes": ["read"]}),
         ("PATCH", "/api/v1/projects/{project_id}") => {
             json!({"name": "hijacked", "allowed_origins": ["https://evil.example"]})
         }
@@ -95,6 +96,7 @@ async fn snapshot(app: &TestApp, victim: &Victim) -> Value {
         format!("/api/v1/projects/{p}/webhooks/{w}/deliveries"),
         format!("/api/v1/projects/{p}/webhooks/{w}/attempts"),
         format!("/api/v1/triggers/{t}/details"),
+        "/api/v1/tokens".to_owned(),
     ] {
         let r = app.authed(Method::GET, &path).send().await.unwrap();
         assert_eq!(r.status(), 200, "A reads {path}");
@@ -190,6 +192,26 @@ async fn another_organizations_token_reaches_nothing_on_any_documented_route() {
         .unwrap();
     assert_eq!(r.status(), 200);
     let publishable: Value = r.json().await.unwrap();
+    let widget: Value = app
+        .authed(
+            Method::POST,
+            &format!("/api/v1/projects/{project}/widget-secret"),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token_id = query(
+        &app,
+        &format!(
+            "SELECT id::text AS value FROM api_tokens WHERE org_id = '{}'",
+            app.org_id
+        ),
+    )
+    .await
+    .remove(0);
 
     let webhook_id = webhook["id"].as_str().unwrap().to_owned();
     let message_id = query(
@@ -216,6 +238,7 @@ async fn another_organizations_token_reaches_nothing_on_any_documented_route() {
             ),
             ("invitation_id", invitation_id.clone()),
             ("user_ref", "victim-user".to_owned()),
+            ("token_id", token_id.clone()),
         ]),
         secrets: vec![
             project.to_string(),
@@ -226,6 +249,8 @@ async fn another_organizations_token_reaches_nothing_on_any_documented_route() {
             "victim@example.com".to_owned(),
             link.rsplit('/').next().unwrap().to_owned(),
             webhook["secret"].as_str().unwrap().to_owned(),
+            widget["widget_secret"].as_str().unwrap().to_owned(),
+            token_id,
             publishable
                 .get("publishable_key")
                 .and_then(Value::as_str)
@@ -295,7 +320,8 @@ async fn another_organizations_token_reaches_nothing_on_any_documented_route() {
                 let status = r.status().as_u16();
                 let text = r.text().await.unwrap();
                 tried += 1;
-                let own_resource = path == "/api/v1/projects";
+                // B's own projects and tokens: listed and made in B's organization.
+                let own_resource = path == "/api/v1/projects" || path == "/api/v1/tokens";
                 if names_resources || !own_resource {
                     assert!(
                         status == 403 || status == 404,
