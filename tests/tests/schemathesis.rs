@@ -95,4 +95,50 @@ async fn the_served_spec_holds_under_schemathesis() {
     let selected = figure("Selected:").expect("a summary");
     assert_eq!(figure("Tested:"), Some(selected.clone()), "{stdout}");
     assert!(selected.parse::<u32>().unwrap() >= 38, "{stdout}");
+
+    // Nothing it sent made any service panic, and the gateway still serves another tenant
+    // from start to end: an event accepted, matched, invited.
+    for entry in std::fs::read_dir(app.log_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            assert!(
+                !text.contains("panicked"),
+                "{} holds a panic",
+                path.display()
+            );
+        }
+    }
+    let (_, token) = app.other_org().await;
+    let other = |method, path: &str| app.http.request(method, app.url(path)).bearer_auth(&token);
+    let created: serde_json::Value = other(reqwest::Method::POST, "/api/v1/projects")
+        .json(&json!({"name": "after the fuzzing"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let other_project = created["id"].as_str().unwrap().to_owned();
+    let survey = other(
+        reqwest::Method::POST,
+        &format!("/api/v1/projects/{other_project}/surveys"),
+    )
+    .json(
+        &json!({"name": "S", "status": "live", "trigger": {"events": ["trial_expired"]},
+                  "questions": [{"id": "q", "type": "nps", "title": "?"}]}),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(survey.status(), 201, "{}", survey.text().await.unwrap());
+    let dispatched: serde_json::Value = other(reqwest::Method::POST, "/api/v1/lifecycle/dispatch")
+        .json(&json!({"project_id": other_project, "user_ref": "u", "event": "trial_expired"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(dispatched["created_count"], 1, "{dispatched}");
 }
