@@ -270,7 +270,10 @@ async fn retry_after_is_honoured_and_410_disables_the_subscription() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_timeout_is_a_failure_and_a_subscription_failing_too_long_is_disabled() {
     let app = TestApp::spawn_with(Options {
-        env: vec![("BECKON_WEBHOOK_DISABLE_AFTER_SECS", "2".into())],
+        env: vec![
+            ("BECKON_WEBHOOK_DISABLE_AFTER_SECS", "2".into()),
+            ("BECKON_WEBHOOK_DISABLE_MIN_FAILURES", "3".into()),
+        ],
         ..Options::default()
     })
     .await;
@@ -306,9 +309,59 @@ async fn a_timeout_is_a_failure_and_a_subscription_failing_too_long_is_disabled(
         disabled["disabled_reason"]
             .as_str()
             .unwrap()
-            .contains("no successful delivery"),
+            .contains("failing continuously"),
         "{disabled}"
     );
+    assert!(disabled["disabled_at"].is_string(), "{disabled}");
+    assert!(disabled["failing_since"].is_string(), "{disabled}");
+    assert!(
+        disabled["failures_in_streak"].as_i64().unwrap() >= 2,
+        "{disabled}"
+    );
+}
+
+/// The normal life of a survey webhook: quiet for weeks, then one failure. Its last success
+/// is long past, but it has not been failing for long: it stays active, and its next success
+/// ends the streak the failure began.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_subscription_survives_a_failure_and_a_success_ends_its_streak() {
+    let app = TestApp::spawn_with(Options {
+        env: vec![("BECKON_WEBHOOK_DISABLE_AFTER_SECS", "2".into())],
+        ..Options::default()
+    })
+    .await;
+    let receiver = Receiver::start().await;
+    let project = project_with_survey(&app).await;
+    // Fails its first attempt, then succeeds.
+    let sub = app
+        .create_webhook(project, json!({"url": receiver.url("/fail-first/1/q"), "retry_policy": {"kind": "custom", "delays_seconds": [1, 1]}}))
+        .await;
+    // Quiet for far longer than the window: its last success a month ago.
+    let id = sub["id"].as_str().unwrap();
+    app.execute(&format!(
+        "UPDATE webhook_subscriptions SET last_success_at = now() - interval '30 days', \
+         created_at = now() - interval '60 days' WHERE id = '{id}'"
+    ))
+    .await;
+    fire(&app, project, "u1").await;
+    let path = webhook_path(&app, project, &sub, "");
+    let failing = app
+        .eventually(WAIT, "the first failure to open a streak", || async {
+            let s = get_json(&app, &path).await;
+            s["failing_since"].is_string().then_some(s)
+        })
+        .await;
+    assert_eq!(failing["status"], "active", "{failing}");
+    assert_eq!(failing["failures_in_streak"], 1, "{failing}");
+    receiver.wait_for("/fail-first/1/q", 2, WAIT).await;
+    let healthy = app
+        .eventually(WAIT, "the success to end the streak", || async {
+            let s = get_json(&app, &path).await;
+            s["failing_since"].is_null().then_some(s)
+        })
+        .await;
+    assert_eq!(healthy["status"], "active", "{healthy}");
+    assert_eq!(healthy["failures_in_streak"], 0, "{healthy}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -206,6 +206,9 @@ diesel::table! {
         verified_at -> Nullable<Timestamptz>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        failing_since -> Nullable<Timestamptz>,
+        failures_in_streak -> Int4,
+        disabled_at -> Nullable<Timestamptz>,
     }
 }
 

@@ -54,6 +54,27 @@ pub struct Subscription {
     pub verified_at: Option<OffsetDateTime>,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
+    /// When the current run of failed attempts began; cleared by any success.
+    pub failing_since: Option<OffsetDateTime>,
+    /// Failed attempts since `failing_since`.
+    pub failures_in_streak: i32,
+    pub disabled_at: Option<OffsetDateTime>,
+}
+
+impl Subscription {
+    /// Whether one more failure at `now` ends the subscription's patience: its streak (this
+    /// failure included) has lasted `window` and holds at least `min_failures` attempts. A
+    /// quiet subscription whose last success is long past starts a new streak instead.
+    pub fn failing_too_long(
+        &self,
+        now: OffsetDateTime,
+        window: std::time::Duration,
+        min_failures: u32,
+    ) -> bool {
+        let since = self.failing_since.unwrap_or(now);
+        let lasted = std::time::Duration::try_from(now - since).unwrap_or_default();
+        lasted >= window && (self.failures_in_streak + 1) as u32 >= min_failures
+    }
 }
 
 #[derive(Debug, Clone, Insertable)]
@@ -169,6 +190,9 @@ pub struct SubscriptionChanges {
     pub previous_secret_expires_at: Option<Option<OffsetDateTime>>,
     pub verified_at: Option<Option<OffsetDateTime>>,
     pub last_success_at: Option<Option<OffsetDateTime>>,
+    pub failing_since: Option<Option<OffsetDateTime>>,
+    pub failures_in_streak: Option<i32>,
+    pub disabled_at: Option<Option<OffsetDateTime>>,
     pub updated_at: Option<OffsetDateTime>,
 }
 
@@ -484,6 +508,7 @@ pub async fn record_attempts(
     let mut statuses = Vec::with_capacity(attempts.len());
     let mut next_ats = Vec::with_capacity(attempts.len());
     let mut succeeded = Vec::new();
+    let mut failed: std::collections::BTreeMap<Uuid, i32> = std::collections::BTreeMap::new();
     for (delivery, record) in attempts {
         let (status, next_at) = match &record.next {
             NextStep::Succeeded => (delivery::SUCCEEDED, now),
@@ -495,6 +520,8 @@ pub async fn record_attempts(
         next_ats.push(next_at);
         if record.next == NextStep::Succeeded {
             succeeded.push(delivery.subscription_id);
+        } else {
+            *failed.entry(delivery.subscription_id).or_insert(0) += 1;
         }
     }
     Cached(
@@ -531,6 +558,42 @@ pub async fn record_attempts(
         )
         .execute(conn)
         .await?;
+        // Any success ends a failure streak (only a subscription in one is written).
+        Cached(
+            diesel::update(
+                webhook_subscriptions::table
+                    .filter(webhook_subscriptions::id.eq_any(&succeeded))
+                    .filter(webhook_subscriptions::failing_since.is_not_null()),
+            )
+            .set((
+                webhook_subscriptions::failing_since.eq(None::<OffsetDateTime>),
+                webhook_subscriptions::failures_in_streak.eq(0),
+            )),
+        )
+        .execute(conn)
+        .await?;
+    }
+    if !failed.is_empty() {
+        // A failure starts a streak or lengthens it; a subscription that also succeeded in
+        // this group had its streak cleared just above and starts a new one only if it
+        // failed after (the order within a group is not known: a success wins).
+        let (subs, counts): (Vec<Uuid>, Vec<i32>) = failed
+            .into_iter()
+            .filter(|(id, _)| !succeeded.contains(id))
+            .unzip();
+        Cached(
+            diesel::sql_query(
+                "UPDATE webhook_subscriptions AS s \
+                 SET failing_since = COALESCE(s.failing_since, $3), \
+                     failures_in_streak = s.failures_in_streak + v.n \
+                 FROM unnest($1::uuid[], $2::int[]) AS v(id, n) WHERE s.id = v.id",
+            )
+            .bind::<Array<SqlUuid>, _>(&subs)
+            .bind::<Array<diesel::sql_types::Integer>, _>(&counts)
+            .bind::<Timestamptz, _>(now),
+        )
+        .execute(conn)
+        .await?;
     }
     Ok(())
 }
@@ -558,6 +621,7 @@ pub async fn disable(
     .set((
         webhook_subscriptions::status.eq(status::DISABLED),
         webhook_subscriptions::disabled_reason.eq(reason),
+        webhook_subscriptions::disabled_at.eq(OffsetDateTime::now_utc()),
         webhook_subscriptions::updated_at.eq(OffsetDateTime::now_utc()),
     ))
     .execute(conn)

@@ -28,6 +28,8 @@ const BATCH: i64 = 256;
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub disable_after: Duration,
+    /// Fewest failed attempts in a streak that disables its subscription.
+    pub disable_min_failures: u32,
     pub per_subscription: usize,
 }
 
@@ -263,18 +265,20 @@ impl Engine {
                 .first_attempt_at
                 .map(|t| Duration::try_from(now - t).unwrap_or_default())
                 .unwrap_or_default();
-            let healthy_since = sub.last_success_at.unwrap_or(sub.created_at);
-            if Duration::try_from(now - healthy_since).unwrap_or_default()
-                >= self.settings.disable_after
-            {
+            if sub.failing_too_long(
+                now,
+                self.settings.disable_after,
+                self.settings.disable_min_failures,
+            ) {
                 disable = Some(format!(
-                    "no successful delivery for {} seconds (since {})",
+                    "failing continuously for {} seconds ({} failed attempts since {})",
                     self.settings.disable_after.as_secs(),
-                    if sub.last_success_at.is_some() {
-                        "its last success"
-                    } else {
-                        "its creation"
-                    }
+                    sub.failures_in_streak + 1,
+                    sub.failing_since
+                        .and_then(|t| t
+                            .format(&time::format_description::well_known::Rfc3339)
+                            .ok())
+                        .unwrap_or_default(),
                 ));
             }
             match policy.next_delay(failed, since_first, jitter()) {

@@ -36,9 +36,12 @@ pub struct Config {
     /// `BECKON_WEBHOOK_ALLOWED_CIDRS`: comma-separated ranges webhooks may reach despite being
     /// private or loopback (default none).
     pub allow: AllowList,
-    /// `BECKON_WEBHOOK_DISABLE_AFTER_SECS`: a subscription failing with no success for this
-    /// long (since its last success or creation) is disabled (default 7 days).
+    /// `BECKON_WEBHOOK_DISABLE_AFTER_SECS`: a subscription whose attempts have failed
+    /// continuously (no success in between) for this long is disabled (default 7 days)...
     pub disable_after: Duration,
+    /// `BECKON_WEBHOOK_DISABLE_MIN_FAILURES`: ...once the streak holds at least this many
+    /// failed attempts (default 5), so a quiet endpoint's rare failures never add up to it.
+    pub disable_min_failures: u32,
     /// `BECKON_WEBHOOK_POLL_INTERVAL_MS`: how often due retries are looked for (default 200).
     pub poll_interval: Duration,
     /// `BECKON_WEBHOOK_CONCURRENCY_PER_SUBSCRIPTION`: attempts in flight per subscription
@@ -57,6 +60,7 @@ impl Config {
                 "BECKON_WEBHOOK_DISABLE_AFTER_SECS",
                 7 * 24 * 3600,
             )?),
+            disable_min_failures: env_parse("BECKON_WEBHOOK_DISABLE_MIN_FAILURES", 5)?,
             poll_interval: Duration::from_millis(env_parse(
                 "BECKON_WEBHOOK_POLL_INTERVAL_MS",
                 200,
@@ -77,6 +81,7 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
         config.sealing_keys.clone(),
         engine::Settings {
             disable_after: config.disable_after,
+            disable_min_failures: config.disable_min_failures,
             per_subscription: config.per_subscription,
         },
     ));

@@ -40,6 +40,16 @@ pub struct SubscriptionView {
     /// `pending_verification`, `active` or `disabled`.
     pub status: String,
     pub disabled_reason: Option<String>,
+    /// When it was disabled.
+    #[schema(format = DateTime)]
+    pub disabled_at: Option<String>,
+    /// When its current run of failed attempts began (null while it is not failing); it is
+    /// disabled once the run has lasted `BECKON_WEBHOOK_DISABLE_AFTER_SECS` and holds at least
+    /// `BECKON_WEBHOOK_DISABLE_MIN_FAILURES` attempts.
+    #[schema(format = DateTime)]
+    pub failing_since: Option<String>,
+    /// Failed attempts since `failing_since`.
+    pub failures_in_streak: i32,
     #[schema(value_type = Object)]
     pub retry_policy: serde_json::Value,
     pub timeout_ms: i32,
@@ -62,6 +72,9 @@ impl From<Subscription> for SubscriptionView {
             event_types: s.event_types,
             status: s.status,
             disabled_reason: s.disabled_reason,
+            disabled_at: s.disabled_at.map(format_timestamp),
+            failing_since: s.failing_since.map(format_timestamp),
+            failures_in_streak: s.failures_in_streak,
             retry_policy: s.retry_policy,
             timeout_ms: s.timeout_ms,
             payload_version: s.payload_version,
@@ -487,12 +500,15 @@ pub async fn update(
     }
     if new_status == Some(status::ACTIVE) || new_status == Some(status::PENDING_VERIFICATION) {
         changes.disabled_reason = Some(None);
-        // Re-enabled: its failure clock restarts now.
+        changes.disabled_at = Some(None);
+        // Re-enabled: the failures that disabled it are behind it.
         if current.status == status::DISABLED {
-            changes.last_success_at = Some(Some(OffsetDateTime::now_utc()));
+            changes.failing_since = Some(None);
+            changes.failures_in_streak = Some(0);
         }
     } else if new_status == Some(status::DISABLED) {
         changes.disabled_reason = Some(Some("disabled through the API".to_owned()));
+        changes.disabled_at = Some(Some(OffsetDateTime::now_utc()));
     }
     let mut conn = state.store.conn().await?;
     let updated = webhooks::update_subscription(&mut conn, current.id, changes).await?;
