@@ -765,3 +765,46 @@ async fn a_project_at_its_subscription_limit_cannot_create_another_until_one_is_
     app.create_webhook(project, json!({"url": receiver.url("/ok/3")}))
         .await;
 }
+
+/// The age of the oldest pending delivery is what the "webhooks stalled" alert watches: a
+/// disabled subscription's deliveries wait on purpose and must not hold it up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_oldest_pending_gauge_leaves_out_disabled_subscriptions() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let project = project_with_survey(&app).await;
+    let sub = app
+        .create_webhook(project, json!({"url": receiver.url("/always-500/g"), "retry_policy": {"kind": "custom", "delays_seconds": [3600]}}))
+        .await;
+    fire(&app, project, "u1").await;
+    receiver.wait_for("/always-500/g", 1, WAIT).await;
+    // Pending for an hour; made to look older than any alert's threshold.
+    app.execute(
+        "UPDATE webhook_deliveries SET created_at = now() - interval '2 hours' WHERE status = 'pending'",
+    )
+    .await;
+    let metrics = format!(
+        "http://127.0.0.1:{}/metrics",
+        app.ops_port("webhook-delivery").await
+    );
+    let gauge = "beckon_webhook_oldest_pending_seconds";
+    app.eventually(WAIT, "the gauge to see the old delivery", || async {
+        app.metric(&metrics, gauge)
+            .await
+            .filter(|age| *age > 3600.0)
+    })
+    .await;
+    let r = app
+        .authed(Method::PATCH, &webhook_path(&app, project, &sub, ""))
+        .json(&json!({"status": "disabled"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    app.eventually(
+        WAIT,
+        "the gauge to leave the disabled subscription out",
+        || async { app.metric(&metrics, gauge).await.filter(|age| *age < 60.0) },
+    )
+    .await;
+}

@@ -703,7 +703,9 @@ pub async fn recover(
     .await?)
 }
 
-/// The age in seconds of the oldest delivery waiting to go out (0 when none waits).
+/// The age in seconds of the oldest delivery waiting to go out to an active subscription (0
+/// when none waits): a disabled subscription's deliveries wait on purpose, and would hold the
+/// alert on this age up for as long as it stays disabled.
 pub async fn oldest_pending_age(conn: &mut AsyncPgConnection) -> Result<f64, StoreError> {
     #[derive(QueryableByName)]
     struct Age {
@@ -711,8 +713,9 @@ pub async fn oldest_pending_age(conn: &mut AsyncPgConnection) -> Result<f64, Sto
         age: f64,
     }
     let row: Age = diesel::sql_query(
-        "SELECT coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8 AS age \
-         FROM webhook_deliveries WHERE status = 'pending'",
+        "SELECT coalesce(extract(epoch FROM now() - min(d.created_at)), 0)::float8 AS age \
+         FROM webhook_deliveries d JOIN webhook_subscriptions s ON s.id = d.subscription_id \
+         WHERE d.status = 'pending' AND s.status = 'active'",
     )
     .get_result(conn)
     .await?;
