@@ -31,6 +31,17 @@ pub mod delivery {
     pub const SUCCEEDED: &str = "succeeded";
     /// The retry policy gave up, or the subscription was disabled.
     pub const FAILED: &str = "failed";
+    /// Emitted while its subscription was disabled: kept, never attempted, until a recover
+    /// sends it.
+    pub const SKIPPED: &str = "skipped";
+}
+
+/// A subscription that wants an event: an active one gets a delivery to attempt, a disabled
+/// one a skipped delivery, so that what it missed can be recovered once it is re-enabled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Subscriber {
+    pub id: Uuid,
+    pub active: bool,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -216,24 +227,32 @@ pub async fn delete_subscription(conn: &mut AsyncPgConnection, id: Uuid) -> Resu
     Ok(())
 }
 
-/// The active subscriptions of a project that want `event_type` (an empty list wants all).
+/// The active and disabled subscriptions of a project that want `event_type` (an empty list
+/// wants all); one still waiting for verification wants nothing yet.
 pub async fn subscribers(
     conn: &mut AsyncPgConnection,
     project_id: Uuid,
     event_type: &str,
-) -> Result<Vec<Uuid>, StoreError> {
+) -> Result<Vec<Subscriber>, StoreError> {
     use diesel::PgArrayExpressionMethods;
-    Ok(webhook_subscriptions::table
+    let rows: Vec<(Uuid, String)> = webhook_subscriptions::table
         .filter(webhook_subscriptions::project_id.eq(project_id))
-        .filter(webhook_subscriptions::status.eq(status::ACTIVE))
+        .filter(webhook_subscriptions::status.eq_any([status::ACTIVE, status::DISABLED]))
         .filter(
             webhook_subscriptions::event_types
                 .eq(Vec::<String>::new())
                 .or(webhook_subscriptions::event_types.contains(vec![event_type])),
         )
-        .select(webhook_subscriptions::id)
+        .select((webhook_subscriptions::id, webhook_subscriptions::status))
         .load(conn)
-        .await?)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, status)| Subscriber {
+            id,
+            active: status == status::ACTIVE,
+        })
+        .collect())
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -289,7 +308,11 @@ pub async fn insert_deliveries(
     subscriptions: &[Uuid],
     due: OffsetDateTime,
 ) -> Result<Vec<Uuid>, StoreError> {
-    insert_deliveries_of(conn, &[(message_id, subscriptions)], due).await
+    let active: Vec<Subscriber> = subscriptions
+        .iter()
+        .map(|&id| Subscriber { id, active: true })
+        .collect();
+    insert_deliveries_of(conn, &[(message_id, &active)], due).await
 }
 
 /// [`insert_deliveries`] for many messages, each with its subscriptions, in one statement. The
@@ -297,18 +320,22 @@ pub async fn insert_deliveries(
 /// which the connection pipelines (after the messages it refers to, in the same round trip).
 pub fn insert_deliveries_of<'c>(
     conn: &'c AsyncPgConnection,
-    messages: &[(Uuid, &[Uuid])],
+    messages: &[(Uuid, &[Subscriber])],
     due: OffsetDateTime,
 ) -> impl Future<Output = Result<Vec<Uuid>, StoreError>> + Send + use<'c> {
     let rows: Vec<_> = messages
         .iter()
-        .flat_map(|(message_id, subscriptions)| {
-            subscriptions.iter().map(move |s| {
+        .flat_map(|(message_id, subscribers)| {
+            subscribers.iter().map(move |s| {
                 (
-                    webhook_deliveries::id.eq(delivery_id(*message_id, *s)),
+                    webhook_deliveries::id.eq(delivery_id(*message_id, s.id)),
                     webhook_deliveries::message_id.eq(*message_id),
-                    webhook_deliveries::subscription_id.eq(*s),
-                    webhook_deliveries::status.eq(delivery::PENDING),
+                    webhook_deliveries::subscription_id.eq(s.id),
+                    webhook_deliveries::status.eq(if s.active {
+                        delivery::PENDING
+                    } else {
+                        delivery::SKIPPED
+                    }),
                     webhook_deliveries::next_attempt_at.eq(due),
                 )
             })
@@ -689,16 +716,19 @@ pub async fn recover(
     subscription_id: Uuid,
     since: OffsetDateTime,
 ) -> Result<usize, StoreError> {
-    Ok(diesel::update(
-        webhook_deliveries::table
-            .filter(webhook_deliveries::subscription_id.eq(subscription_id))
-            .filter(webhook_deliveries::status.eq(delivery::FAILED))
-            .filter(webhook_deliveries::created_at.ge(since)),
+    // Due a millisecond apart in the order they were emitted, so they are claimed (and, one
+    // at a time per subscription's share, sent) oldest first.
+    Ok(diesel::sql_query(
+        "UPDATE webhook_deliveries AS d SET status = 'pending', \
+           next_attempt_at = now() + o.rank * interval '1 millisecond' \
+         FROM (SELECT id, row_number() OVER (ORDER BY created_at, id) AS rank \
+               FROM webhook_deliveries \
+               WHERE subscription_id = $1 AND status IN ('failed', 'skipped') \
+                 AND created_at >= $2) AS o \
+         WHERE d.id = o.id",
     )
-    .set((
-        webhook_deliveries::status.eq(delivery::PENDING),
-        webhook_deliveries::next_attempt_at.eq(OffsetDateTime::now_utc()),
-    ))
+    .bind::<SqlUuid, _>(subscription_id)
+    .bind::<diesel::sql_types::Timestamptz, _>(since)
     .execute(conn)
     .await?)
 }

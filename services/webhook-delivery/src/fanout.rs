@@ -58,11 +58,11 @@ impl<T: Announcement> Handler<T> for Fanout {
         let subscribers =
             webhooks::subscribers(conn, env.project_id, env.data.webhook_type()).await?;
         if subscribers.is_empty() {
-            // Nothing is kept for an event no active subscription wants.
+            // Nothing is kept for an event no subscription wants.
             return Ok(Vec::new());
         }
         webhooks::insert_message(conn, &self.message(env)?).await?;
-        webhooks::insert_deliveries(conn, env.id, &subscribers, self.lease()).await?;
+        webhooks::insert_deliveries_of(conn, &[(env.id, &subscribers)], self.lease()).await?;
         Ok(Vec::new())
     }
 
@@ -73,7 +73,7 @@ impl<T: Announcement> Handler<T> for Fanout {
         items: &[Item<'_, T>],
         conn: &mut AsyncPgConnection,
     ) -> Result<Vec<Vec<Emit>>, HandleError> {
-        let mut wanted: HashMap<(Uuid, &str), Vec<Uuid>> = HashMap::new();
+        let mut wanted: HashMap<(Uuid, &str), Vec<webhooks::Subscriber>> = HashMap::new();
         let mut messages = Vec::new();
         let mut deliveries = Vec::new();
         for item in items {

@@ -172,7 +172,7 @@ pub struct Queued {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Recover {
-    /// ISO 8601: recover failed deliveries created since then.
+    /// ISO 8601: recover failed and skipped deliveries created since then.
     pub since: String,
 }
 
@@ -821,12 +821,13 @@ pub async fn deliveries(
         Some(
             s @ (webhooks::delivery::PENDING
             | webhooks::delivery::SUCCEEDED
-            | webhooks::delivery::FAILED),
+            | webhooks::delivery::FAILED
+            | webhooks::delivery::SKIPPED),
         ) => Some(s),
         Some(_) => {
             return Err(ApiError::bad_request(
                 "invalid_status",
-                "status must be pending, succeeded or failed",
+                "status must be pending, succeeded, failed or skipped",
             ));
         }
     };
