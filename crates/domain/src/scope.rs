@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "snake_case")]
 pub enum Scope {
     /// Fire events from a product backend: `events/send`, `lifecycle/dispatch`,
-    /// `users/upsert`, and reading the triggers they made.
+    /// `users/upsert`, and reading or cancelling the organization's triggers by id.
     Send,
     /// Read everything (every `GET`), change nothing.
     Read,

@@ -191,6 +191,37 @@ pub async fn token_grant(
     }))
 }
 
+/// Why a token that is not live is refused, when it was a real token once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lapsed {
+    Revoked,
+    Expired,
+}
+
+/// Whether the token whose SHA-256 is `hash` exists but was revoked or has expired (`None`:
+/// no such token, or a live one).
+pub async fn lapsed_token(
+    conn: &mut AsyncPgConnection,
+    hash: &[u8],
+) -> Result<Option<Lapsed>, StoreError> {
+    let row: Option<TokenRow> = api_tokens::table
+        .filter(api_tokens::token_hash.eq(hash))
+        .select(TokenRow::as_select())
+        .first(conn)
+        .await
+        .optional()?;
+    let now = OffsetDateTime::now_utc();
+    Ok(row.and_then(|t| {
+        if t.revoked_at.is_some() {
+            Some(Lapsed::Revoked)
+        } else if t.expires_at.is_some_and(|at| at <= now) {
+            Some(Lapsed::Expired)
+        } else {
+            None
+        }
+    }))
+}
+
 pub async fn revoke_token(
     conn: &mut AsyncPgConnection,
     org_id: Uuid,

@@ -14,14 +14,18 @@ use std::future::Future;
 use std::pin::Pin;
 use uuid::Uuid;
 
-/// The organization the request's token belongs to.
-#[derive(Debug, Clone, Copy)]
+/// The organization the request's token belongs to, and what the token grants.
+#[derive(Debug, Clone)]
 pub struct OrgAuth {
     pub org_id: Uuid,
+    pub scopes: Vec<Scope>,
+    /// When the token presented stops working, if ever.
+    pub expires_at: Option<time::OffsetDateTime>,
 }
 
 /// The routes a product backend calls with a `send` token: firing events and reading or
-/// cancelling the triggers they made.
+/// cancelling the organization's triggers by id (a trigger does not record which token made
+/// it; its id is a UUIDv7 the caller was answered).
 const SEND_ROUTES: [&str; 5] = [
     "/api/v1/lifecycle/dispatch",
     "/api/v1/events/send",
@@ -75,12 +79,10 @@ impl FromRequest for OrgAuth {
                 )
             })?;
             let state = state.ok_or_else(|| ApiError::internal(&MissingState))?;
-            let grant = token_grant(&state, &token).await?.ok_or_else(|| {
-                ApiError::unauthorized(
-                    "invalid_token",
-                    "The access token is invalid, expired or revoked.",
-                )
-            })?;
+            let grant = match token_grant(&state, &token).await? {
+                Some(grant) => grant,
+                None => return Err(refusal(&state, &token).await),
+            };
             if !accepted
                 .iter()
                 .any(|&needed| scope::grants(&grant.scopes, needed))
@@ -96,6 +98,7 @@ impl FromRequest for OrgAuth {
                 ));
             }
             let org_id = grant.org_id;
+            let (scopes, expires_at) = (grant.scopes, grant.expires_at);
             if let Some(limiter) = &state.limiter
                 && let Decision::Deny { retry_after_secs } = limiter.check(&org_id)
             {
@@ -105,9 +108,51 @@ impl FromRequest for OrgAuth {
                     "Too many requests for this organization; retry after the delay given.",
                 ));
             }
-            Ok(Self { org_id })
+            Ok(Self {
+                org_id,
+                scopes,
+                expires_at,
+            })
         })
     }
+}
+
+/// Why a token is refused: a real one that was revoked or has expired says so (its holder
+/// made no guess, so it does not count against the address), anything else is
+/// `invalid_token`.
+async fn refusal(state: &AppState, token: &str) -> ApiError {
+    let lapsed = if secret::looks_like_org_token(token) {
+        match state.store.conn().await {
+            Ok(mut conn) => tenancy::lapsed_token(&mut conn, &secret::hash(token))
+                .await
+                .ok()
+                .flatten(),
+            Err(_) => None,
+        }
+    } else {
+        None
+    };
+    match lapsed {
+        Some(tenancy::Lapsed::Revoked) => {
+            ApiError::unauthorized("token_revoked", "The access token was revoked.")
+        }
+        Some(tenancy::Lapsed::Expired) => {
+            ApiError::unauthorized("token_expired", "The access token has expired.")
+        }
+        None => ApiError::unauthorized("invalid_token", "The access token is not valid."),
+    }
+}
+
+/// Whether `req` presents an organization token this replica found live lately: such a
+/// request is no guess, and an address's refused guesses never turn it away.
+pub fn presents_live_token(req: &HttpRequest, state: &AppState) -> bool {
+    presented_token(req).is_some_and(|token| {
+        secret::looks_like_org_token(&token)
+            && state
+                .lookups
+                .token_grant(&secret::hash(&token))
+                .is_some_and(|grant| grant.live_at(time::OffsetDateTime::now_utc()))
+    })
 }
 
 /// What a live token grants: remembered for `BECKON_AUTH_CACHE_MS` once found, and never past

@@ -75,6 +75,15 @@ impl FromStr for TrustedProxies {
     }
 }
 
+/// The address of one `X-Forwarded-For` entry: `ip`, `ip:port` (as some load balancers
+/// write it) or `[v6]:port`.
+fn hop_address(hop: &str) -> Option<IpAddr> {
+    if let Ok(ip) = hop.parse::<IpAddr>() {
+        return Some(ip);
+    }
+    hop.parse::<std::net::SocketAddr>().ok().map(|a| a.ip())
+}
+
 /// The client behind `peer`: each trusted hop appended the address it was connected from, so
 /// walk `X-Forwarded-For` from the right while the hop is trusted. An entry that is not an
 /// address stops the walk at the last hop that was.
@@ -89,7 +98,7 @@ fn forwarded_client(peer: IpAddr, headers: &HeaderMap, proxies: &TrustedProxies)
         .collect();
     let mut client = peer;
     for hop in hops.into_iter().rev() {
-        let Ok(ip) = hop.trim().parse::<IpAddr>() else {
+        let Some(ip) = hop_address(hop.trim()) else {
             break;
         };
         client = ip;
@@ -177,6 +186,21 @@ mod tests {
             ClientAddr::new(ip("::ffff:192.0.2.4")),
             ClientAddr::new(ip("192.0.2.4"))
         );
+    }
+
+    #[test]
+    fn forwarded_entries_with_ports_name_their_clients() {
+        let proxies: TrustedProxies = "10.0.0.0/8".parse().unwrap();
+        for (entry, client) in [
+            ("203.0.113.5:51234", "203.0.113.5"),
+            ("[2001:db8::7]:443", "2001:db8::7"),
+        ] {
+            assert_eq!(
+                forwarded_client(ip("10.0.0.5"), &xff(&[entry]), &proxies),
+                ip(client),
+                "{entry}"
+            );
+        }
     }
 
     #[test]

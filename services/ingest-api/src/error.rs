@@ -108,7 +108,8 @@ impl ApiError {
     }
 
     /// Whether this error refuses a credential the client presented (as opposed to one it
-    /// forgot, or one that was valid but expired or was revoked): what guessing produces.
+    /// forgot, or one that was valid but expired or was revoked, which answer `token_expired`
+    /// and `token_revoked`): what guessing produces.
     pub fn refuses_credential(&self) -> bool {
         matches!(
             self.code,

@@ -47,6 +47,11 @@ impl<K: Eq + Hash, V: Clone> Expiring<K, V> {
             .map(|(value, _)| value.clone())
     }
 
+    fn retain(&self, keep: impl Fn(&V) -> bool) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries.retain(|_, (value, _)| keep(value));
+    }
+
     fn put(&self, key: K, value: V) {
         if self.ttl.is_zero() {
             return;
@@ -85,6 +90,11 @@ impl Lookups {
 
     pub fn remember_token(&self, hash: Vec<u8>, grant: Grant) {
         self.tokens.put(hash, grant);
+    }
+
+    /// Forgets every remembered token of `org_id` (one of them was revoked).
+    pub fn forget_tokens_of(&self, org_id: Uuid) {
+        self.tokens.retain(|grant| grant.org_id != org_id);
     }
 
     /// The organization that owns `project_id`, when it was looked up before.

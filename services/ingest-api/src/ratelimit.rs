@@ -217,7 +217,11 @@ pub async fn refused_credentials(
             .await
             .map(ServiceResponse::map_into_left_body);
     };
-    if let Decision::Deny { retry_after_secs } = limiter.peek(&addr) {
+    // A token this replica knows to be live is no guess: a tenant sharing an address (a NAT,
+    // a proxy) with someone guessing is not turned away.
+    if let Decision::Deny { retry_after_secs } = limiter.peek(&addr)
+        && !crate::auth::presents_live_token(req.request(), &state)
+    {
         let err = refusal(
             limiter.limit(),
             retry_after_secs,
@@ -242,7 +246,7 @@ pub async fn respond_page(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
     let token = req.match_info().get("token").map(str::to_owned);
-    public(req, next, |l| l.per_link.as_ref(), token).await
+    public(req, next, |l| l.per_link.as_ref(), token, Charge::Always).await
 }
 
 #[derive(Deserialize)]
@@ -250,8 +254,10 @@ struct KeyQuery {
     key: Option<String>,
 }
 
-/// Around the widget's route: per client address and per publishable key (sent as
-/// `X-Publishable-Key` or `?key=`, as the widget route reads it).
+/// Around the widget's route: per client address, and per publishable key (sent as
+/// `X-Publishable-Key` or `?key=`, as the widget route reads it). The key is public, so only
+/// answered requests (the user verified) spend its budget: a stranger's unverified requests
+/// count against the stranger's address alone, and cannot starve the customer's users.
 pub async fn widget(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
@@ -266,7 +272,23 @@ pub async fn widget(
                 .ok()
                 .and_then(|q| q.into_inner().key)
         });
-    public(req, next, |l| l.per_widget_key.as_ref(), key).await
+    public(
+        req,
+        next,
+        |l| l.per_widget_key.as_ref(),
+        key,
+        Charge::WhenAnswered,
+    )
+    .await
+}
+
+/// When a per-key bucket is charged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Charge {
+    /// Before the route runs: the key is the credential (a magic link).
+    Always,
+    /// After the route answered 2xx: the key is public (a publishable key).
+    WhenAnswered,
 }
 
 async fn public(
@@ -274,6 +296,7 @@ async fn public(
     next: Next<impl MessageBody>,
     per_key: fn(&PublicLimits) -> Option<&RateLimiter<str>>,
     key: Option<String>,
+    charge: Charge,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
     let Some(state) = limits(&req) else {
         return next
@@ -294,19 +317,29 @@ async fn public(
         );
         return Ok(refuse(req, err));
     }
-    if let (Some(limiter), Some(key)) = (per_key(limits), key.as_deref())
-        && let Decision::Deny { retry_after_secs } = limiter.check(key)
-    {
-        let err = refusal(
-            limiter.limit(),
-            retry_after_secs,
-            "Too many requests for this link or key; retry after the delay given.",
-        );
-        return Ok(refuse(req, err));
+    let keyed = per_key(limits).zip(key.as_deref());
+    if let Some((limiter, key)) = keyed {
+        let decision = match charge {
+            Charge::Always => limiter.check(key),
+            Charge::WhenAnswered => limiter.peek(key),
+        };
+        if let Decision::Deny { retry_after_secs } = decision {
+            let err = refusal(
+                limiter.limit(),
+                retry_after_secs,
+                "Too many requests for this link or key; retry after the delay given.",
+            );
+            return Ok(refuse(req, err));
+        }
     }
-    next.call(req)
-        .await
-        .map(ServiceResponse::map_into_left_body)
+    let response = next.call(req).await?;
+    if charge == Charge::WhenAnswered
+        && response.status().is_success()
+        && let Some((limiter, key)) = keyed
+    {
+        limiter.check(key);
+    }
+    Ok(response.map_into_left_body())
 }
 
 #[cfg(test)]

@@ -51,10 +51,12 @@ pub struct TokenList {
 pub struct TokenInput {
     /// A label to tell tokens apart, 1 to 200 characters.
     pub name: String,
-    /// What the token may do: `send` (events/send, lifecycle/dispatch, users/upsert and the
-    /// triggers they made), `read` (every GET), `admin` (everything). At least one.
+    /// What the token may do: `send` (events/send, lifecycle/dispatch, users/upsert, and
+    /// reading or cancelling triggers by id), `read` (every GET), `admin` (everything). At
+    /// least one.
     pub scopes: Vec<Scope>,
-    /// When it stops working (RFC 3339, in the future); never, if left out.
+    /// When it stops working (RFC 3339, in the future, and no later than the expiry of the
+    /// token making it); if left out, never — or when the token making it expires.
     #[schema(format = DateTime)]
     pub expires_at: Option<String>,
 }
@@ -82,7 +84,8 @@ pub async fn list(auth: OrgAuth, state: web::Data<AppState>) -> Result<HttpRespo
     Ok(HttpResponse::Ok().json(TokenList { data }))
 }
 
-/// Make a token with the scopes and expiry given (an `admin` token only).
+/// Make a token with the scopes and expiry given (an `admin` token only). It expires no
+/// later than the token making it.
 #[utoipa::path(post, path = "/api/v1/tokens", tag = "tokens", request_body = TokenInput,
     security(("bearer" = []), ("api_key" = [])),
     responses(
@@ -123,6 +126,18 @@ pub async fn create(
                 })
         })
         .transpose()?;
+    // A token makes no token that outlives it: an expiring token's children expire with it
+    // at the latest (and by default).
+    let expires_at = match (expires_at, auth.expires_at) {
+        (Some(asked), Some(own)) if asked > own => {
+            return Err(ApiError::bad_request(
+                "invalid_expires_at",
+                "expires_at must not be later than the expiry of the token making it",
+            ));
+        }
+        (None, own) => own,
+        (asked, _) => asked,
+    };
     let mut conn = state.store.conn().await?;
     let (token, secret) =
         tenancy::create_token(&mut conn, auth.org_id, name, &input.scopes, expires_at).await?;
@@ -158,5 +173,7 @@ pub async fn revoke(
     if !tenancy::revoke_token(&mut conn, auth.org_id, id).await? {
         return Err(not_found());
     }
+    // This replica refuses it at once; the others within their cache time.
+    state.lookups.forget_tokens_of(auth.org_id);
     Ok(HttpResponse::NoContent().finish())
 }
