@@ -349,3 +349,40 @@ async fn an_expiring_token_makes_no_token_that_outlives_it() {
     .await;
     assert_eq!(status, 401, "the child expired with its maker");
 }
+
+/// A reseal Job run with a key the services never got (mistyped, or step 2 before step 1)
+/// would leave them unable to open anything: it refuses unless some value shows the services
+/// seal with that key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reseal_refuses_a_key_no_stored_value_is_sealed_under() {
+    let mut app = TestApp::spawn().await;
+    let (key, secret) = widget_project(&app).await;
+    let url = app.url(&format!(
+        "/api/v1/widget/invitations?user_ref=u1&user_hash={}",
+        user_hash(&secret, "u1")
+    ));
+    let http = app.http.clone();
+    let ask = || {
+        http.get(&url)
+            .header("x-publishable-key", &key)
+            .header("origin", "https://app.example.com")
+    };
+    assert_eq!(status_of(ask()).await.0, 200);
+    // The Job's Secret has a new key the Deployments never got.
+    let stray = "c3RyYXkta2V5LXN0cmF5LWtleS1zdHJheS1rZXktMzI=";
+    app.set_secret_keys(&[stray, beckon_e2e::TEST_SECRET_KEY]);
+    let out = app.cli(&["keys", "reseal"], "");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("--force"), "{stderr}");
+    let (status, body) = status_of(ask()).await;
+    assert_eq!(status, 200, "the widget's users are still served: {body}");
+    // A dry run still reports, and --force does what it is told.
+    assert!(
+        app.cli(&["keys", "reseal", "--dry-run"], "")
+            .status
+            .success()
+    );
+    assert!(app.cli(&["keys", "reseal", "--force"], "").status.success());
+    assert_eq!(status_of(ask()).await.0, 401);
+}

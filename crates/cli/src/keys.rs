@@ -58,10 +58,28 @@ pub async fn reseal(
     conn: &mut beckon_store::Conn,
     batch_size: i64,
     dry_run: bool,
+    force: bool,
 ) -> anyhow::Result<()> {
     anyhow::ensure!(batch_size > 0, "--batch-size must be at least 1");
     let keys = beckon_webhooks::sealing_keys_from_env()
         .context("Failed to read the sealing keys from the environment")?;
+    // Resealing under a key the services do not have would make every value unreadable to
+    // them. A value the services sealed under the newest key shows they have it.
+    if !dry_run && !force {
+        let header = keys.newest_header();
+        let mut current = 0;
+        for column in SEALED_COLUMNS {
+            current += sealed::count_current(conn, *column, &header)
+                .await
+                .with_context(|| format!("Failed to count {column}"))?;
+        }
+        anyhow::ensure!(
+            current > 0,
+            "no stored value is sealed under key {} yet, so nothing shows the services have it: \
+             roll out BECKON_SECRET_KEYS with it first (step 2), or pass --force if you are sure",
+            keys.newest_id()
+        );
+    }
     let mode = if dry_run { Mode::DryRun } else { Mode::Rewrite };
     println!(
         "{} under key {}",

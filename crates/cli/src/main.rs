@@ -99,6 +99,10 @@ enum KeysCommand {
         /// Rows per transaction.
         #[arg(long, default_value_t = 500)]
         batch_size: i64,
+        /// Reseal even though no stored value is under the newest key yet (nothing shows
+        /// the services seal with it).
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -389,8 +393,9 @@ async fn main() -> anyhow::Result<()> {
                 KeysCommand::Reseal {
                     dry_run,
                     batch_size,
+                    force,
                 },
-        } => keys::reseal(&mut conn, batch_size, dry_run).await?,
+        } => keys::reseal(&mut conn, batch_size, dry_run, force).await?,
         Command::Queues | Command::Dlq { .. } => unreachable!("handled above"),
     }
     Ok(())

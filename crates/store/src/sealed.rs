@@ -175,3 +175,21 @@ pub async fn count_stale(
     .await?;
     Ok(count.n)
 }
+
+/// How many values of `column` already begin with `header` (were sealed under its key).
+pub async fn count_current(
+    conn: &mut AsyncPgConnection,
+    column: SealedColumn,
+    header: &[u8],
+) -> Result<i64, StoreError> {
+    let count: Count = diesel::sql_query(format!(
+        "SELECT count(*) AS n FROM {t} WHERE {c} IS NOT NULL \
+           AND substring({c} from 1 for length($1)) = $1",
+        t = column.table,
+        c = column.column,
+    ))
+    .bind::<Bytea, _>(header)
+    .get_result(conn)
+    .await?;
+    Ok(count.n)
+}
