@@ -498,6 +498,29 @@ impl TestApp {
             .bearer_auth(&self.token)
     }
 
+    /// Issues `project`'s publishable key and widget secret, as `(publishable_key, secret)`.
+    pub async fn widget_keys(&self, project: Uuid) -> (String, String) {
+        let mut issued = Vec::new();
+        for (what, field) in [
+            ("publishable-key", "publishable_key"),
+            ("widget-secret", "widget_secret"),
+        ] {
+            let r = self
+                .authed(
+                    reqwest::Method::POST,
+                    &format!("/api/v1/projects/{project}/{what}"),
+                )
+                .send()
+                .await
+                .expect("request");
+            assert_eq!(r.status(), 200, "issuing the {what}");
+            let body: Value = r.json().await.expect("json");
+            issued.push(body[field].as_str().expect(field).to_owned());
+        }
+        let secret = issued.pop().expect("a secret");
+        (issued.pop().expect("a key"), secret)
+    }
+
     pub async fn create_project(&self) -> Uuid {
         let r = self
             .authed(reqwest::Method::POST, "/api/v1/projects")

@@ -38,26 +38,7 @@ async fn widget_project(app: &TestApp) -> (String, String) {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let issued: Value = app
-        .authed(Method::POST, &format!("{path}/publishable-key"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let secret: Value = app
-        .authed(Method::POST, &format!("{path}/widget-secret"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    (
-        issued["publishable_key"].as_str().unwrap().to_owned(),
-        secret["widget_secret"].as_str().unwrap().to_owned(),
-    )
+    app.widget_keys(project).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -363,25 +363,8 @@ async fn magic_links(app: &TestApp, n: usize) -> Vec<String> {
 
 /// A new project's publishable key, and the hash of user `u1` under its widget secret.
 async fn publishable_key(app: &TestApp) -> (String, String) {
-    let project = app.create_project().await;
-    let issue = |what: &str| {
-        app.authed(
-            reqwest::Method::POST,
-            &format!("/api/v1/projects/{project}/{what}"),
-        )
-        .send()
-    };
-    let issued: Value = issue("publishable-key")
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let secret: Value = issue("widget-secret").await.unwrap().json().await.unwrap();
-    (
-        issued["publishable_key"].as_str().unwrap().to_owned(),
-        beckon_domain::secret::user_hash(secret["widget_secret"].as_str().unwrap(), "u1"),
-    )
+    let (key, secret) = app.widget_keys(app.create_project().await).await;
+    (key, beckon_domain::secret::user_hash(&secret, "u1"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

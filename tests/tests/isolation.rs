@@ -182,27 +182,7 @@ async fn another_organizations_token_reaches_nothing_on_any_documented_route() {
         },
     )
     .await;
-    let r = app
-        .authed(
-            Method::POST,
-            &format!("/api/v1/projects/{project}/publishable-key"),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let publishable: Value = r.json().await.unwrap();
-    let widget: Value = app
-        .authed(
-            Method::POST,
-            &format!("/api/v1/projects/{project}/widget-secret"),
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (publishable, widget_secret) = app.widget_keys(project).await;
     let token_id = query(
         &app,
         &format!(
@@ -249,13 +229,9 @@ async fn another_organizations_token_reaches_nothing_on_any_documented_route() {
             "victim@example.com".to_owned(),
             link.rsplit('/').next().unwrap().to_owned(),
             webhook["secret"].as_str().unwrap().to_owned(),
-            widget["widget_secret"].as_str().unwrap().to_owned(),
+            widget_secret,
             token_id,
-            publishable
-                .get("publishable_key")
-                .and_then(Value::as_str)
-                .unwrap_or("pk_")
-                .to_owned(),
+            publishable,
         ],
     };
     let before = snapshot(&app, &victim).await;

@@ -328,29 +328,9 @@ async fn rotating_the_sealing_key_under_traffic_keeps_every_secret_body_and_link
     app.create_survey(project, json!({"trigger": {"events": ["trial_expired"]}}))
         .await;
     let webhooks = format!("/api/v1/projects/{project}/webhooks");
-    let issued: Value = app
-        .authed(
-            Method::POST,
-            &format!("/api/v1/projects/{project}/publishable-key"),
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let publishable = issued["publishable_key"].as_str().unwrap().to_owned();
-    // The widget's secret, rotated once, so both it and the one it replaced are sealed.
-    let widget_secret = |app: &TestApp| {
-        app.authed(
-            Method::POST,
-            &format!("/api/v1/projects/{project}/widget-secret"),
-        )
-        .send()
-    };
-    widget_secret(&app).await.unwrap();
-    let widget: Value = widget_secret(&app).await.unwrap().json().await.unwrap();
-    let widget = widget["widget_secret"].as_str().unwrap().to_owned();
+    // The widget's secret issued twice, so both it and the one it replaced are sealed.
+    app.widget_keys(project).await;
+    let (publishable, widget) = app.widget_keys(project).await;
 
     // Under the first key: a subscription whose secret was rotated (both secrets sealed)...
     let main = app

@@ -89,7 +89,6 @@ async fn no_issued_secret_is_logged_stored_or_queued_in_plaintext() {
 
     let receiver = Receiver::start().await;
     let project = app.create_project().await;
-    let project_path = format!("/api/v1/projects/{project}");
     app.create_survey(
         project,
         json!({"questions": [{"id": "q1", "type": "rating", "title": "How?", "required": true}],
@@ -163,37 +162,14 @@ async fn no_issued_secret_is_logged_stored_or_queued_in_plaintext() {
     assert_eq!(links.len(), 3, "three invitations, three links: {links:?}");
 
     // The widget, with its publishable key and a signed user.
-    app.authed(Method::POST, &format!("{project_path}/publishable-key"))
-        .send()
-        .await
-        .unwrap();
-    let issued: Value = app
-        .authed(Method::GET, &project_path)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let widget: Value = app
-        .authed(Method::POST, &format!("{project_path}/widget-secret"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let widget_secret = widget["widget_secret"].as_str().unwrap().to_owned();
+    let (publishable, widget_secret) = app.widget_keys(project).await;
     let pending: Value = app
         .http
         .get(app.url(&format!(
             "/api/v1/widget/invitations?user_ref=u1&user_hash={}",
             user_hash(&widget_secret, "u1")
         )))
-        .header(
-            "x-publishable-key",
-            issued["publishable_key"].as_str().unwrap(),
-        )
+        .header("x-publishable-key", &publishable)
         .send()
         .await
         .unwrap()
