@@ -572,27 +572,22 @@ pub async fn record_attempts(
         succeeded.dedup();
         // Kept to the second: a busy subscription's row is written about once a second, not
         // on every success, so its concurrent attempts do not queue on that row's lock (an
-        // UPDATE whose filter does not match takes no lock).
+        // UPDATE whose filter does not match takes no lock). Any success also ends a failure
+        // streak, so a subscription in one is written whatever its last success.
         Cached(
             diesel::update(
                 webhook_subscriptions::table
                     .filter(webhook_subscriptions::id.eq_any(&succeeded))
-                    .filter(webhook_subscriptions::last_success_at.is_null().or(
-                        webhook_subscriptions::last_success_at.lt(now - time::Duration::seconds(1)),
-                    )),
-            )
-            .set(webhook_subscriptions::last_success_at.eq(now)),
-        )
-        .execute(conn)
-        .await?;
-        // Any success ends a failure streak (only a subscription in one is written).
-        Cached(
-            diesel::update(
-                webhook_subscriptions::table
-                    .filter(webhook_subscriptions::id.eq_any(&succeeded))
-                    .filter(webhook_subscriptions::failing_since.is_not_null()),
+                    .filter(
+                        webhook_subscriptions::last_success_at
+                            .is_null()
+                            .or(webhook_subscriptions::last_success_at
+                                .lt(now - time::Duration::seconds(1)))
+                            .or(webhook_subscriptions::failing_since.is_not_null()),
+                    ),
             )
             .set((
+                webhook_subscriptions::last_success_at.eq(now),
                 webhook_subscriptions::failing_since.eq(None::<OffsetDateTime>),
                 webhook_subscriptions::failures_in_streak.eq(0),
             )),
