@@ -161,34 +161,12 @@ pub async fn authenticate(
     if !secret::looks_like_org_token(presented) {
         return Ok(None);
     }
-    token_grant(conn, &secret::hash(presented)).await
-}
-
-/// What the live (not revoked, not expired) token whose SHA-256 is `hash` grants.
-pub async fn token_grant(
-    conn: &mut AsyncPgConnection,
-    hash: &[u8],
-) -> Result<Option<Grant>, StoreError> {
-    let row: Option<TokenRow> = api_tokens::table
-        .filter(api_tokens::token_hash.eq(hash))
-        .filter(api_tokens::revoked_at.is_null())
-        .filter(
-            api_tokens::expires_at
-                .is_null()
-                .or(api_tokens::expires_at.gt(diesel::dsl::now)),
-        )
-        .select(TokenRow::as_select())
-        .first(conn)
-        .await
-        .optional()?;
-    Ok(row.map(|row| {
-        let token = ApiToken::from(row);
-        Grant {
-            org_id: token.org_id,
-            scopes: token.scopes,
-            expires_at: token.expires_at,
-        }
-    }))
+    Ok(
+        match token_standing(conn, &secret::hash(presented)).await? {
+            Some(Standing::Live(grant)) => Some(grant),
+            _ => None,
+        },
+    )
 }
 
 /// Why a token that is not live is refused, when it was a real token once.
@@ -198,12 +176,18 @@ pub enum Lapsed {
     Expired,
 }
 
-/// Whether the token whose SHA-256 is `hash` exists but was revoked or has expired (`None`:
-/// no such token, or a live one).
-pub async fn lapsed_token(
+/// Where a token stands.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Standing {
+    Live(Grant),
+    Lapsed(Lapsed),
+}
+
+/// Where the token whose SHA-256 is `hash` stands, in one lookup (`None`: no such token).
+pub async fn token_standing(
     conn: &mut AsyncPgConnection,
     hash: &[u8],
-) -> Result<Option<Lapsed>, StoreError> {
+) -> Result<Option<Standing>, StoreError> {
     let row: Option<TokenRow> = api_tokens::table
         .filter(api_tokens::token_hash.eq(hash))
         .select(TokenRow::as_select())
@@ -211,13 +195,19 @@ pub async fn lapsed_token(
         .await
         .optional()?;
     let now = OffsetDateTime::now_utc();
-    Ok(row.and_then(|t| {
-        if t.revoked_at.is_some() {
-            Some(Lapsed::Revoked)
-        } else if t.expires_at.is_some_and(|at| at <= now) {
-            Some(Lapsed::Expired)
+    Ok(row.map(|row| {
+        let token = ApiToken::from(row);
+        let grant = Grant {
+            org_id: token.org_id,
+            scopes: token.scopes,
+            expires_at: token.expires_at,
+        };
+        if token.revoked_at.is_some() {
+            Standing::Lapsed(Lapsed::Revoked)
+        } else if !grant.live_at(now) {
+            Standing::Lapsed(Lapsed::Expired)
         } else {
-            None
+            Standing::Live(grant)
         }
     }))
 }

@@ -79,10 +79,7 @@ impl FromRequest for OrgAuth {
                 )
             })?;
             let state = state.ok_or_else(|| ApiError::internal(&MissingState))?;
-            let grant = match token_grant(&state, &token).await? {
-                Some(grant) => grant,
-                None => return Err(refusal(&state, &token).await),
-            };
+            let grant = token_grant(&state, &token).await?;
             if !accepted
                 .iter()
                 .any(|&needed| scope::grants(&grant.scopes, needed))
@@ -120,18 +117,7 @@ impl FromRequest for OrgAuth {
 /// Why a token is refused: a real one that was revoked or has expired says so (its holder
 /// made no guess, so it does not count against the address), anything else is
 /// `invalid_token`.
-async fn refusal(state: &AppState, token: &str) -> ApiError {
-    let lapsed = if secret::looks_like_org_token(token) {
-        match state.store.conn().await {
-            Ok(mut conn) => tenancy::lapsed_token(&mut conn, &secret::hash(token))
-                .await
-                .ok()
-                .flatten(),
-            Err(_) => None,
-        }
-    } else {
-        None
-    };
+fn refusal(lapsed: Option<tenancy::Lapsed>) -> ApiError {
     match lapsed {
         Some(tenancy::Lapsed::Revoked) => {
             ApiError::unauthorized("token_revoked", "The access token was revoked.")
@@ -155,23 +141,29 @@ pub fn presents_live_token(req: &HttpRequest, state: &AppState) -> bool {
     })
 }
 
-/// What a live token grants: remembered for `BECKON_AUTH_CACHE_MS` once found, and never past
-/// its expiry.
-async fn token_grant(state: &AppState, token: &str) -> Result<Option<Grant>, ApiError> {
+/// What a live token grants, or why it is refused: a live token is remembered for
+/// `BECKON_AUTH_CACHE_MS` once found, and never past its expiry.
+async fn token_grant(state: &AppState, token: &str) -> Result<Grant, ApiError> {
     if !secret::looks_like_org_token(token) {
-        return Ok(None);
+        return Err(refusal(None));
     }
     let hash = secret::hash(token);
-    let now = time::OffsetDateTime::now_utc();
     if let Some(grant) = state.lookups.token_grant(&hash) {
-        return Ok(grant.live_at(now).then_some(grant));
+        return if grant.live_at(time::OffsetDateTime::now_utc()) {
+            Ok(grant)
+        } else {
+            Err(refusal(Some(tenancy::Lapsed::Expired)))
+        };
     }
     let mut conn = state.store.conn().await?;
-    let grant = tenancy::token_grant(&mut conn, &hash).await?;
-    if let Some(grant) = &grant {
-        state.lookups.remember_token(hash, grant.clone());
+    match tenancy::token_standing(&mut conn, &hash).await? {
+        Some(tenancy::Standing::Live(grant)) => {
+            state.lookups.remember_token(hash, grant.clone());
+            Ok(grant)
+        }
+        Some(tenancy::Standing::Lapsed(lapsed)) => Err(refusal(Some(lapsed))),
+        None => Err(refusal(None)),
     }
-    Ok(grant)
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -193,13 +193,13 @@ pub async fn update(
     let project = owned_project(&mut conn, auth.org_id, &path).await?;
     let project = tenancy::update_project(&mut conn, project.id, name, origins.as_deref())
         .await?
-        .ok_or_else(|| {
-            ApiError::not_found(
-                "project_not_found",
-                format!("No project {}.", path.as_str()),
-            )
-        })?;
+        .ok_or_else(|| gone(&path))?;
     Ok(HttpResponse::Ok().json(ProjectView::from(project)))
+}
+
+/// A project deleted between its lookup and its update.
+fn gone(id: &str) -> ApiError {
+    ApiError::not_found("project_not_found", format!("No project {id}."))
 }
 
 /// Issue the project's publishable key for the in-app widget (a new one replaces the old).
@@ -219,12 +219,7 @@ pub async fn rotate_publishable_key(
     let project = owned_project(&mut conn, auth.org_id, &path).await?;
     let project = tenancy::rotate_publishable_key(&mut conn, project.id)
         .await?
-        .ok_or_else(|| {
-            ApiError::not_found(
-                "project_not_found",
-                format!("No project {}.", path.as_str()),
-            )
-        })?;
+        .ok_or_else(|| gone(&path))?;
     Ok(HttpResponse::Ok().json(ProjectView::from(project)))
 }
 
@@ -253,12 +248,7 @@ pub async fn rotate_widget_secret(
     let had_one = project.widget_secret_sealed.is_some();
     tenancy::rotate_widget_secret(&mut conn, project.id, &sealed, until)
         .await?
-        .ok_or_else(|| {
-            ApiError::not_found(
-                "project_not_found",
-                format!("No project {}.", path.as_str()),
-            )
-        })?;
+        .ok_or_else(|| gone(&path))?;
     Ok(HttpResponse::Ok()
         .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
         .json(WidgetSecret {
