@@ -364,6 +364,152 @@ async fn a_quiet_subscription_survives_a_failure_and_a_success_ends_its_streak()
     assert_eq!(healthy["failures_in_streak"], 0, "{healthy}");
 }
 
+/// Svix's operational webhooks: a subscription that begins to fail is announced once
+/// (`webhook.failing`), again a day later if it is still failing, and its disabling too
+/// (`webhook.disabled`) — to the organization's other subscriptions that name those types, in
+/// any of its projects, and to no one else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_subscription_and_its_disabling_are_announced_to_the_subscriptions_that_ask() {
+    let app = TestApp::spawn_with(Options {
+        env: vec![
+            ("BECKON_WEBHOOK_DISABLE_AFTER_SECS", "4".into()),
+            ("BECKON_WEBHOOK_DISABLE_MIN_FAILURES", "3".into()),
+        ],
+        ..Options::default()
+    })
+    .await;
+    let receiver = Receiver::start().await;
+    let project = project_with_survey(&app).await;
+    let failing = app
+        .create_webhook(project, json!({"url": receiver.url("/always-500/f"), "description": "CRM sync", "retry_policy": {"kind": "custom", "delays_seconds": [1, 1, 1, 1, 1, 1, 1, 1]}}))
+        .await;
+    let failing_id = failing["id"].as_str().unwrap().to_owned();
+    // The operations team listens in another project of the organization.
+    let ops_project = app.create_project().await;
+    let ops = app
+        .create_webhook(
+            ops_project,
+            json!({"url": receiver.url("/ok/ops"), "event_types": ["webhook.failing", "webhook.disabled"]}),
+        )
+        .await;
+    // "All events" means every survey event, not the operational ones.
+    app.create_webhook(project, json!({"url": receiver.url("/ok/all")}))
+        .await;
+    // Another organization asking for the same types hears nothing of this one.
+    let (_, other_token) = app.other_org().await;
+    let client = reqwest::Client::new();
+    let other_project: Value = client
+        .post(app.url("/api/v1/projects"))
+        .bearer_auth(&other_token)
+        .json(&json!({"name": "Other"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let r = client
+        .post(app.url(&format!(
+            "/api/v1/projects/{}/webhooks",
+            other_project["id"].as_str().unwrap()
+        )))
+        .bearer_auth(&other_token)
+        .json(&json!({"url": receiver.url("/ok/stranger"), "event_types": ["webhook.failing", "webhook.disabled"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+
+    fire(&app, project, "u1").await;
+    let first = receiver.wait_for("/ok/ops", 1, WAIT).await;
+    let notice = first[0].json();
+    assert_eq!(notice["type"], "webhook.failing", "{notice}");
+    assert_eq!(notice["project_id"], project.to_string(), "{notice}");
+    assert_eq!(notice["data"]["subscription_id"], failing_id, "{notice}");
+    assert_eq!(notice["data"]["description"], "CRM sync", "{notice}");
+    assert_eq!(notice["data"]["failed_attempts"], 1, "{notice}");
+    assert_eq!(
+        notice["data"]["last_attempt"]["status_code"], 500,
+        "{notice}"
+    );
+    schema_validates(&notice);
+    verify_with_standardwebhooks(ops["secret"].as_str().unwrap(), &first[0]).unwrap();
+
+    // A day on, the streak still going: the next failure announces it again (and, the
+    // streak being past its window, disables the subscription).
+    app.execute(&format!(
+        "UPDATE webhook_subscriptions SET failing_since = failing_since - interval '25 hours', \
+         failing_notified_at = failing_since - interval '25 hours' WHERE id = '{failing_id}'"
+    ))
+    .await;
+    let disabled = app
+        .eventually(WAIT, "the failing subscription to be disabled", || async {
+            let s = get_json(&app, &webhook_path(&app, project, &failing, "")).await;
+            (s["status"] == "disabled").then_some(s)
+        })
+        .await;
+    let got = receiver.wait_for("/ok/ops", 3, WAIT).await;
+    let mut kinds: Vec<String> = got
+        .iter()
+        .map(|r| r.json()["type"].as_str().unwrap().to_owned())
+        .collect();
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        ["webhook.disabled", "webhook.failing", "webhook.failing"],
+        "one notice when the streak began, one a day later, one when it was disabled"
+    );
+    let notice = got
+        .iter()
+        .map(|r| r.json())
+        .find(|n| n["type"] == "webhook.disabled")
+        .unwrap();
+    schema_validates(&notice);
+    assert_eq!(notice["data"]["subscription_id"], failing_id, "{notice}");
+    assert_eq!(
+        notice["data"]["reason"], disabled["disabled_reason"],
+        "{notice}"
+    );
+    assert_eq!(
+        notice["data"]["disabled_at"], disabled["disabled_at"],
+        "{notice}"
+    );
+    assert_eq!(
+        notice["data"]["failing_since"], disabled["failing_since"],
+        "{notice}"
+    );
+    assert!(
+        notice["data"]["failed_attempts"].as_u64().unwrap() >= 3,
+        "{notice}"
+    );
+
+    // Nothing more arrives, and nothing went where it was not asked for.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(receiver.received("/ok/ops").len(), 3);
+    assert_eq!(
+        receiver
+            .received("/ok/all")
+            .iter()
+            .filter(|r| r.json()["type"].as_str().unwrap().starts_with("webhook."))
+            .count(),
+        0,
+        "an empty list of event types does not take operational notices"
+    );
+    assert!(receiver.received("/ok/stranger").is_empty());
+    let metrics = format!(
+        "http://127.0.0.1:{}/metrics",
+        app.ops_port("webhook-delivery").await
+    );
+    assert_eq!(
+        app.metric(
+            &metrics,
+            "beckon_webhook_notices_total{type=\"webhook.disabled\"}"
+        )
+        .await,
+        Some(1.0)
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_messages_can_be_resent_one_by_one_or_recovered_since_a_time() {
     let app = TestApp::spawn().await;

@@ -43,6 +43,14 @@ pub fn parse_utc(raw: &str) -> Result<OffsetDateTime, TimestampError> {
         .map_err(|_| TimestampError::OutOfRange)
 }
 
+/// The current UTC time truncated to microseconds, for an instant both stored and sent, so the
+/// two read the same.
+pub fn now_micros() -> OffsetDateTime {
+    let now = OffsetDateTime::now_utc();
+    now.replace_nanosecond(now.nanosecond() / 1000 * 1000)
+        .unwrap_or(now)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -209,6 +209,7 @@ diesel::table! {
         failing_since -> Nullable<Timestamptz>,
         failures_in_streak -> Int4,
         disabled_at -> Nullable<Timestamptz>,
+        failing_notified_at -> Nullable<Timestamptz>,
     }
 }
 

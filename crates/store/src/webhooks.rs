@@ -497,19 +497,44 @@ pub async fn record_attempt(
     conn: &mut AsyncPgConnection,
     delivery: &Delivery,
     record: &AttemptRecord,
-) -> Result<(), StoreError> {
+) -> Result<Vec<FailingStreak>, StoreError> {
     record_attempts(conn, &[(delivery, record)]).await
 }
 
+/// A subscription whose failure streak is due a `webhook.failing` notice: the streak has just
+/// begun, or its last notice is a day old.
+#[derive(Debug, Clone, QueryableByName)]
+pub struct FailingStreak {
+    #[diesel(sql_type = SqlUuid)]
+    pub subscription_id: Uuid,
+    #[diesel(sql_type = SqlUuid)]
+    pub org_id: Uuid,
+    #[diesel(sql_type = SqlUuid)]
+    pub project_id: Uuid,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub description: String,
+    #[diesel(sql_type = diesel::sql_types::Timestamptz)]
+    pub failing_since: OffsetDateTime,
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    pub failures_in_streak: i32,
+    /// When the attempts were recorded, the last failed one among them.
+    #[diesel(sql_type = diesel::sql_types::Timestamptz)]
+    pub recorded_at: OffsetDateTime,
+}
+
+/// How often a lasting failure streak is announced again.
+const FAILING_NOTICE_EVERY: time::Duration = time::Duration::DAY;
+
 /// [`record_attempt`] for many attempts (of different deliveries), with three statements in
-/// all. Call inside a transaction.
+/// all. Call inside a transaction. Returns the subscriptions whose failure streak is due a
+/// `webhook.failing` notice, each once; the caller sends it in the same transaction.
 pub async fn record_attempts(
     conn: &mut AsyncPgConnection,
     attempts: &[(&Delivery, &AttemptRecord)],
-) -> Result<(), StoreError> {
+) -> Result<Vec<FailingStreak>, StoreError> {
     use diesel::sql_types::{Array, Text, Timestamptz};
     if attempts.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let now = OffsetDateTime::now_utc();
     let rows: Vec<_> = attempts
@@ -603,21 +628,63 @@ pub async fn record_attempts(
             .into_iter()
             .filter(|(id, _)| !succeeded.contains(id))
             .unzip();
-        Cached(
+        // The notice is due when none was sent since the streak began (a new streak begins
+        // at `now`) or the last is a day old; the row lock serialises racing recorders, so
+        // one of them sends it.
+        return Ok(Cached(
             diesel::sql_query(
-                "UPDATE webhook_subscriptions AS s \
-                 SET failing_since = COALESCE(s.failing_since, $3), \
-                     failures_in_streak = s.failures_in_streak + v.n \
-                 FROM unnest($1::uuid[], $2::int[]) AS v(id, n) WHERE s.id = v.id",
+                "WITH v AS (SELECT * FROM unnest($1::uuid[], $2::int[]) AS v(id, n)), \
+                 changed AS ( \
+                   UPDATE webhook_subscriptions AS s \
+                   SET failing_since = COALESCE(s.failing_since, $3), \
+                       failures_in_streak = s.failures_in_streak + v.n, \
+                       failing_notified_at = CASE \
+                         WHEN s.failing_notified_at IS NULL \
+                           OR s.failing_notified_at < COALESCE(s.failing_since, $3) \
+                           OR s.failing_notified_at <= $3 - make_interval(secs => $4) THEN $3 \
+                         ELSE s.failing_notified_at END \
+                   FROM v WHERE s.id = v.id \
+                   RETURNING s.id, s.org_id, s.project_id, s.description, s.failing_since, \
+                     s.failures_in_streak, s.failing_notified_at) \
+                 SELECT id AS subscription_id, org_id, project_id, description, failing_since, \
+                   failures_in_streak, failing_notified_at AS recorded_at \
+                 FROM changed WHERE failing_notified_at = $3",
             )
             .bind::<Array<SqlUuid>, _>(&subs)
             .bind::<Array<diesel::sql_types::Integer>, _>(&counts)
-            .bind::<Timestamptz, _>(now),
+            .bind::<Timestamptz, _>(now)
+            .bind::<Double, _>(FAILING_NOTICE_EVERY.as_seconds_f64()),
         )
-        .execute(conn)
-        .await?;
+        .load(conn)
+        .await?);
     }
-    Ok(())
+    Ok(Vec::new())
+}
+
+/// Sends an operational notice (`webhook.failing`, `webhook.disabled`) about subscription
+/// `about`: the message, and a delivery due now to each other active subscription of the
+/// organization that names its type. Nothing is stored when none does. Returns how many
+/// subscriptions get it.
+pub async fn notify(
+    conn: &mut AsyncPgConnection,
+    message: &Message,
+    about: Uuid,
+) -> Result<usize, StoreError> {
+    use diesel::PgArrayExpressionMethods;
+    let recipients: Vec<Uuid> = webhook_subscriptions::table
+        .filter(webhook_subscriptions::org_id.eq(message.org_id))
+        .filter(webhook_subscriptions::status.eq(status::ACTIVE))
+        .filter(webhook_subscriptions::id.ne(about))
+        .filter(webhook_subscriptions::event_types.contains(vec![message.event_type.as_str()]))
+        .select(webhook_subscriptions::id)
+        .load(conn)
+        .await?;
+    if recipients.is_empty() {
+        return Ok(0);
+    }
+    insert_message(conn, message).await?;
+    insert_deliveries(conn, message.id, &recipients, OffsetDateTime::now_utc()).await?;
+    Ok(recipients.len())
 }
 
 /// Gives a claimed delivery back, due at once (its subscription had no free slot).
@@ -629,11 +696,12 @@ pub async fn release(conn: &mut AsyncPgConnection, delivery_id: Uuid) -> Result<
     Ok(())
 }
 
-/// Disables a subscription with a reason, if it is not disabled already.
+/// Disables a subscription at `at` with a reason, if it is not disabled already.
 pub async fn disable(
     conn: &mut AsyncPgConnection,
     id: Uuid,
     reason: &str,
+    at: OffsetDateTime,
 ) -> Result<bool, StoreError> {
     let n = diesel::update(
         webhook_subscriptions::table
@@ -643,8 +711,8 @@ pub async fn disable(
     .set((
         webhook_subscriptions::status.eq(status::DISABLED),
         webhook_subscriptions::disabled_reason.eq(reason),
-        webhook_subscriptions::disabled_at.eq(OffsetDateTime::now_utc()),
-        webhook_subscriptions::updated_at.eq(OffsetDateTime::now_utc()),
+        webhook_subscriptions::disabled_at.eq(at),
+        webhook_subscriptions::updated_at.eq(at),
     ))
     .execute(conn)
     .await?;

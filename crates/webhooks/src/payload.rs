@@ -98,6 +98,67 @@ pub struct Ping {
 /// The type of a ping; delivered to its subscription whatever event types it chose.
 pub const PING: &str = "webhook.ping";
 
+/// Sent when a subscription's attempts begin to fail: at the first failure of a streak, then
+/// at most once a day while the streak lasts. An operational event: it goes to the
+/// organization's other active subscriptions that name it in their event types.
+pub const FAILING: &str = "webhook.failing";
+
+/// Sent when a subscription is disabled for failing (a failure streak past its window, or an
+/// endpoint answering 410 Gone). An operational event, like [`FAILING`].
+pub const DISABLED: &str = "webhook.disabled";
+
+/// The operational event types: a subscription gets them only by naming them, never through
+/// an empty list of event types (which means every survey event).
+pub const OPERATIONAL: [&str; 2] = [FAILING, DISABLED];
+
+/// The last failed attempt of a streak.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct FailedAttempt {
+    #[serde(with = "time::serde::rfc3339")]
+    #[schemars(with = "String", extend("format" = "date-time"))]
+    pub attempted_at: OffsetDateTime,
+    /// The endpoint's HTTP status, when it answered.
+    pub status_code: Option<u16>,
+    /// Why no answer counted (a timeout, a refused connection), when none did.
+    pub error: Option<String>,
+}
+
+/// The data of a `webhook.failing` event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SubscriptionFailing {
+    /// The subscription whose attempts fail (its project is the event's `project_id`).
+    pub subscription_id: Uuid,
+    pub description: String,
+    /// When the failure streak began; any successful attempt ends it.
+    #[serde(with = "time::serde::rfc3339")]
+    #[schemars(with = "String", extend("format" = "date-time"))]
+    pub failing_since: OffsetDateTime,
+    /// Failed attempts since `failing_since`.
+    pub failed_attempts: u32,
+    pub last_attempt: FailedAttempt,
+}
+
+/// The data of a `webhook.disabled` event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SubscriptionDisabled {
+    /// The subscription that was disabled (its project is the event's `project_id`). What
+    /// it is sent while disabled is kept as `skipped` deliveries: re-enable it, then
+    /// `POST …/recover` sends them.
+    pub subscription_id: Uuid,
+    pub description: String,
+    /// Why, as the subscription's `disabled_reason` says.
+    pub reason: String,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schemars(with = "String", extend("format" = "date-time"))]
+    pub disabled_at: OffsetDateTime,
+    /// When the failure streak that disabled it began.
+    #[serde(with = "time::serde::rfc3339")]
+    #[schemars(with = "String", extend("format" = "date-time"))]
+    pub failing_since: OffsetDateTime,
+    /// Failed attempts in that streak.
+    pub failed_attempts: u32,
+}
+
 /// One entry of the event type catalogue.
 #[derive(Debug, Clone, Serialize)]
 pub struct EventType {
@@ -148,6 +209,18 @@ pub fn catalogue() -> Vec<EventType> {
             version: 1,
             description: "The user finished the survey: the whole response.",
             schema: schema_of::<ResponseProgressed>(ResponseStage::Ended.webhook_type(), 1),
+        },
+        EventType {
+            kind: FAILING,
+            version: 1,
+            description: "Operational: another subscription of the organization has begun to fail (sent at the first failure of a streak, then at most daily). Sent only to subscriptions that name it.",
+            schema: schema_of::<SubscriptionFailing>(FAILING, 1),
+        },
+        EventType {
+            kind: DISABLED,
+            version: 1,
+            description: "Operational: another subscription of the organization was disabled for failing; what it misses is kept until it is re-enabled and recovered. Sent only to subscriptions that name it.",
+            schema: schema_of::<SubscriptionDisabled>(DISABLED, 1),
         },
         EventType {
             kind: PING,

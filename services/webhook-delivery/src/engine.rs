@@ -1,5 +1,6 @@
 //! Attempts: sign, send, log, and decide what comes next.
 
+use crate::notices;
 use beckon_store::webhooks::{self, AttemptContext, AttemptRecord, NextStep, Subscription};
 use beckon_store::{Store, StoreError};
 use beckon_webhooks::policy::RetryPolicy;
@@ -48,7 +49,7 @@ pub struct Engine {
 impl Engine {
     pub fn new(store: Store, sender: Sender, keys: SealingKeys, settings: Settings) -> Self {
         Self {
-            recorder: Recorder::start(store.clone()),
+            recorder: Recorder::start(store.clone(), keys.clone()),
             store,
             sender,
             keys,
@@ -250,7 +251,7 @@ impl Engine {
         // The share limits requests in flight to the endpoint, not the recording after them.
         drop(permit);
 
-        let now = OffsetDateTime::now_utc();
+        let now = beckon_domain::timestamp::now_micros();
         let mut disable = None;
         let next = if outcome.succeeded() {
             NextStep::Succeeded
@@ -323,15 +324,20 @@ impl Engine {
         };
         if let Some(reason) = disable {
             let mut conn = self.store.conn().await?;
-            return conn
+            let sent = conn
                 .transaction::<_, StoreError, _>(async |conn| {
-                    webhooks::record_attempt(conn, &delivery, &record).await?;
-                    if webhooks::disable(conn, sub.id, &reason).await? {
-                        tracing::warn!(subscription_id = %sub.id, %reason, "subscription disabled");
+                    let streaks = webhooks::record_attempt(conn, &delivery, &record).await?;
+                    let mut sent =
+                        notices::failing(conn, &self.keys, &streaks, &[(&delivery, &record)])
+                            .await?;
+                    if webhooks::disable(conn, sub.id, &reason, now).await? {
+                        sent.push(notices::disabled(conn, &self.keys, &sub, &reason, now).await?);
                     }
-                    Ok(())
+                    Ok(sent)
                 })
-                .await;
+                .await?;
+            notices::announce(&sent);
+            return Ok(());
         }
         self.recorder.record_or_bare(delivery, record).await
     }
@@ -343,6 +349,7 @@ impl Engine {
 struct Recorder {
     queue: tokio::sync::mpsc::UnboundedSender<Finished>,
     store: Store,
+    keys: SealingKeys,
 }
 
 struct Finished {
@@ -360,12 +367,12 @@ const MAX_RECORDED: usize = 128;
 const RECORD_WINDOW: Duration = Duration::from_millis(50);
 
 impl Recorder {
-    fn start(store: Store) -> Self {
+    fn start(store: Store, keys: SealingKeys) -> Self {
         let (queue, rx) = group::queue();
         for _ in 0..RECORDERS {
-            tokio::spawn(record_groups(store.clone(), rx.clone()));
+            tokio::spawn(record_groups(store.clone(), keys.clone(), rx.clone()));
         }
-        Self { queue, store }
+        Self { queue, store, keys }
     }
 
     async fn record(
@@ -384,7 +391,7 @@ impl Recorder {
             let Finished {
                 delivery, record, ..
             } = unsent.0;
-            return record_group(&self.store, &[(&delivery, &record)]).await;
+            return record_group(&self.store, &self.keys, &[(&delivery, &record)]).await;
         }
         recorded.await.unwrap_or_else(|_| {
             // Only a recorder that panicked drops its answer; the delivery keeps its lease.
@@ -421,12 +428,12 @@ impl Recorder {
     }
 }
 
-async fn record_groups(store: Store, rx: group::Shared<Finished>) {
+async fn record_groups(store: Store, keys: SealingKeys, rx: group::Shared<Finished>) {
     while let Some(finished) = group::take_within(&rx, MAX_RECORDED, RECORD_WINDOW).await {
         metrics::histogram!("beckon_webhook_record_group_size").record(finished.len() as f64);
         if finished.len() > 1 {
             let attempts: Vec<_> = finished.iter().map(|f| (&f.delivery, &f.record)).collect();
-            match record_group(&store, &attempts).await {
+            match record_group(&store, &keys, &attempts).await {
                 Ok(()) => {
                     for f in finished {
                         let _ = f.done.send(Ok(()));
@@ -441,21 +448,28 @@ async fn record_groups(store: Store, rx: group::Shared<Finished>) {
             }
         }
         for f in finished {
-            let outcome = record_group(&store, &[(&f.delivery, &f.record)]).await;
+            let outcome = record_group(&store, &keys, &[(&f.delivery, &f.record)]).await;
             let _ = f.done.send(outcome);
         }
     }
 }
 
+/// Records a group of attempts and sends the `webhook.failing` notices they make due, in one
+/// transaction.
 async fn record_group(
     store: &Store,
+    keys: &SealingKeys,
     attempts: &[(&webhooks::Delivery, &AttemptRecord)],
 ) -> Result<(), StoreError> {
     let mut conn = store.conn().await?;
-    conn.transaction::<_, StoreError, _>(async |conn| {
-        webhooks::record_attempts(conn, attempts).await
-    })
-    .await
+    let sent = conn
+        .transaction::<_, StoreError, _>(async |conn| {
+            let streaks = webhooks::record_attempts(conn, attempts).await?;
+            notices::failing(conn, keys, &streaks, attempts).await
+        })
+        .await?;
+    notices::announce(&sent);
+    Ok(())
 }
 
 /// A number in `[0, 1)` for spreading retries.
@@ -467,6 +481,11 @@ fn jitter() -> f64 {
 
 #[cfg(test)]
 mod tests {
+    fn keys() -> SealingKeys {
+        // 32 bytes of 7.
+        SealingKeys::from_base64_list("BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=").unwrap()
+    }
+
     use super::*;
     use beckon_store::testing::WithProject;
     use beckon_store::webhooks::{Message, NewSubscription};
@@ -547,7 +566,7 @@ mod tests {
     #[tokio::test]
     async fn an_attempt_whose_answer_cannot_be_stored_is_recorded_without_it() {
         let (seeded, deliveries) = pending(1).await;
-        let recorder = Recorder::start(seeded.store.clone());
+        let recorder = Recorder::start(seeded.store.clone(), keys());
         let refused = AttemptRecord {
             // PostgreSQL's text refuses NUL: a stand-in for any answer it cannot store.
             response_body: Some("bad\0answer".into()),
@@ -582,7 +601,7 @@ mod tests {
             .await
             .unwrap();
 
-        let recorder = Recorder::start(store.clone());
+        let recorder = Recorder::start(store.clone(), keys());
         let (recorded, failed) = tokio::join!(
             recorder.record(kept.clone(), succeeded()),
             recorder.record(gone, succeeded()),

@@ -6,6 +6,8 @@
 //!   wants it, committed, then the first attempts go out at once.
 //! - [`engine`]: attempts — signing, sending, logging, the retry schedule, disabling — and the
 //!   poller that claims deliveries whose retry is due.
+//! - [`notices`]: the operational events about subscriptions themselves, `webhook.failing` and
+//!   `webhook.disabled`, sent where the failure that causes them is recorded.
 //!
 //! No broker message is held across an HTTP call: the consumer commits and acknowledges, and
 //! attempts run in their own tasks, at most a few at a time per subscription, so a slow
@@ -13,6 +15,7 @@
 
 pub mod engine;
 pub mod fanout;
+pub mod notices;
 
 use anyhow::Context as _;
 use beckon_bus::topology::queues;
