@@ -6,6 +6,9 @@
 //! - `/fail-first/{n}/...`: 500 for the first `n` requests on that path, then 200;
 //! - `/retry-after/{secs}/...`: 429 with `Retry-After: secs` for the first request, then 200;
 //! - `/gone/...`: 410;
+//! - `/throttle-first/{n}/{secs}/...`: 429 with `Retry-After: secs` for the first `n`
+//!   requests on that path, then 500;
+//! - `/unavailable/{secs}/...`: 503 with `Retry-After: secs`;
 //! - `/always-500/...`: 500;
 //! - `/hang/{secs}/...`: waits `secs` before answering 200;
 //! - `/garbage/...`: 500 with a body holding NUL bytes and invalid UTF-8.
@@ -92,6 +95,13 @@ async fn handle(
         Some("retry-after") if seen == 1 => HttpResponse::TooManyRequests()
             .insert_header(("Retry-After", number(1).to_string()))
             .body("slow down"),
+        Some("throttle-first") if seen as u64 <= number(1) => HttpResponse::TooManyRequests()
+            .insert_header(("Retry-After", number(2).to_string()))
+            .body("slow down"),
+        Some("throttle-first") => HttpResponse::InternalServerError().body("broken"),
+        Some("unavailable") => HttpResponse::ServiceUnavailable()
+            .insert_header(("Retry-After", number(1).to_string()))
+            .body("down for maintenance"),
         Some("gone") => HttpResponse::Gone().body("gone"),
         Some("always-500") => HttpResponse::InternalServerError().body("broken"),
         Some("garbage") => HttpResponse::InternalServerError().body(&b"bad\0answer \xff\xfe\0"[..]),

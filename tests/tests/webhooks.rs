@@ -1018,3 +1018,165 @@ async fn events_emitted_while_disabled_are_delivered_after_re_enabling_and_recov
         "each missed event, under its own webhook-id"
     );
 }
+
+/// The only delivery of a subscription, once it has had `attempts` attempts.
+async fn delivery_after(app: &TestApp, project: Uuid, sub: &Value, attempts: i64) -> Value {
+    app.eventually(
+        WAIT,
+        &format!("attempt {attempts} to be recorded"),
+        || async {
+            let list = get_json(app, &webhook_path(app, project, sub, "/deliveries")).await;
+            let delivery = list["data"].as_array()?.first()?.clone();
+            (delivery["attempts"] == attempts).then_some(delivery)
+        },
+    )
+    .await
+}
+
+fn at(field: &Value) -> time::OffsetDateTime {
+    time::OffsetDateTime::parse(
+        field.as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap()
+}
+
+/// How long after its last attempt a pending delivery is due again, in seconds.
+fn scheduled_wait(delivery: &Value) -> f64 {
+    (at(&delivery["next_attempt_at"]) - at(&delivery["last_attempt_at"])).as_seconds_f64()
+}
+
+fn assert_wait(delivery: &Value, expected: f64) {
+    let wait = scheduled_wait(delivery);
+    assert!(
+        (wait - expected).abs() < 2.0,
+        "expected the next attempt {expected} s after the last, got {wait} s: {delivery}"
+    );
+}
+
+/// Makes a subscription's pending deliveries due now, as if their wait were over.
+async fn make_due(app: &TestApp, sub: &Value) {
+    app.execute(&format!(
+        "UPDATE webhook_deliveries SET next_attempt_at = now() \
+         WHERE subscription_id = '{}' AND status = 'pending'",
+        sub["id"].as_str().unwrap()
+    ))
+    .await;
+}
+
+/// The `hourly` preset (1Flow's rule) as the service schedules it: an hour after each failed
+/// attempt, 72 retries, then the delivery fails for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hourly_preset_retries_every_hour_for_three_days() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let project = project_with_survey(&app).await;
+    let sub = app
+        .create_webhook(
+            project,
+            json!({"url": receiver.url("/always-500/h"), "retry_policy": {"kind": "hourly"}}),
+        )
+        .await;
+    fire(&app, project, "u1").await;
+    assert_wait(&delivery_after(&app, project, &sub, 1).await, 3600.0);
+    make_due(&app, &sub).await;
+    assert_wait(&delivery_after(&app, project, &sub, 2).await, 3600.0);
+    // Three days on: 72 retries have failed; the next failure is the last.
+    app.execute(&format!(
+        "UPDATE webhook_deliveries SET attempts = 72 WHERE subscription_id = '{}'",
+        sub["id"].as_str().unwrap()
+    ))
+    .await;
+    make_due(&app, &sub).await;
+    let last = delivery_after(&app, project, &sub, 73).await;
+    assert_eq!(last["status"], "failed", "{last}");
+    assert!(last["next_attempt_at"].is_null(), "{last}");
+}
+
+/// The `backoff24h` preset (Seismic's rule): 5 s, 25 s, 150 s, …, and nothing later than a day
+/// after the first attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_backoff24h_preset_backs_off_and_stops_a_day_after_the_first_attempt() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let project = project_with_survey(&app).await;
+    let sub = app
+        .create_webhook(
+            project,
+            json!({"url": receiver.url("/always-500/b"), "retry_policy": {"kind": "backoff24h"}}),
+        )
+        .await;
+    fire(&app, project, "u1").await;
+    assert_wait(&delivery_after(&app, project, &sub, 1).await, 5.0);
+    // Not hurried: the service sends the second attempt when its 5 s are over.
+    assert_wait(&delivery_after(&app, project, &sub, 2).await, 25.0);
+    make_due(&app, &sub).await;
+    assert_wait(&delivery_after(&app, project, &sub, 3).await, 150.0);
+    // Nearly a day after the first attempt: the next wait (15 min) would end past the day.
+    app.execute(&format!(
+        "UPDATE webhook_deliveries SET first_attempt_at = now() - interval '23 hours 50 minutes' \
+         WHERE subscription_id = '{}'",
+        sub["id"].as_str().unwrap()
+    ))
+    .await;
+    make_due(&app, &sub).await;
+    let last = delivery_after(&app, project, &sub, 4).await;
+    assert_eq!(last["status"], "failed", "{last}");
+    assert_eq!(receiver.received("/always-500/b").len(), 4);
+}
+
+/// A 503 with `Retry-After` waits as asked when that is longer than the policy's wait, and
+/// counts as a failed attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_503_with_retry_after_waits_as_asked_and_uses_an_attempt() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let project = project_with_survey(&app).await;
+    let sub = app
+        .create_webhook(project, json!({"url": receiver.url("/unavailable/30/u"), "retry_policy": {"kind": "custom", "delays_seconds": [1]}}))
+        .await;
+    fire(&app, project, "u1").await;
+    assert_wait(&delivery_after(&app, project, &sub, 1).await, 30.0);
+    make_due(&app, &sub).await;
+    let last = delivery_after(&app, project, &sub, 2).await;
+    assert_eq!(
+        last["status"], "failed",
+        "the policy's one retry is used up: {last}"
+    );
+}
+
+/// A 429 with `Retry-After` is the endpoint asking for patience, not failing: the delivery
+/// waits as asked, and the retry policy's attempts are all still there afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_429_with_retry_after_waits_without_using_up_the_policys_attempts() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let project = project_with_survey(&app).await;
+    // Three 429s (Retry-After: 2), then 500s; the policy allows one retry.
+    let sub = app
+        .create_webhook(project, json!({"url": receiver.url("/throttle-first/3/2/t"), "retry_policy": {"kind": "custom", "delays_seconds": [1]}}))
+        .await;
+    fire(&app, project, "u1").await;
+    let throttled = delivery_after(&app, project, &sub, 1).await;
+    assert_eq!(throttled["status"], "pending", "{throttled}");
+    assert_wait(&throttled, 2.0);
+    // Two more 429s, then the first failure and the policy's one retry.
+    let last = delivery_after(&app, project, &sub, 5).await;
+    assert_eq!(last["status"], "failed", "{last}");
+    let got = receiver.received("/throttle-first/3/2/t");
+    assert_eq!(got.len(), 5);
+    for pair in got.windows(2).take(3) {
+        assert!(
+            pair[1].at - pair[0].at >= Duration::from_millis(1900),
+            "a throttled delivery waits its Retry-After"
+        );
+    }
+    assert_eq!(
+        app.execute(&format!(
+            "SELECT 1 FROM webhook_deliveries WHERE subscription_id = '{}' AND throttled = 3",
+            sub["id"].as_str().unwrap()
+        ))
+        .await,
+        1
+    );
+}

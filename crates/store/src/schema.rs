@@ -238,6 +238,7 @@ diesel::table! {
         first_attempt_at -> Nullable<Timestamptz>,
         last_attempt_at -> Nullable<Timestamptz>,
         created_at -> Timestamptz,
+        throttled -> Int4,
     }
 }
 

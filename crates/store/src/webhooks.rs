@@ -399,6 +399,16 @@ pub struct Delivery {
     pub first_attempt_at: Option<OffsetDateTime>,
     pub last_attempt_at: Option<OffsetDateTime>,
     pub created_at: OffsetDateTime,
+    /// Attempts the endpoint answered 429 with `Retry-After`: they waited as asked and do not
+    /// count against the retry policy.
+    pub throttled: i32,
+}
+
+impl Delivery {
+    /// The attempts the retry policy counts: all but the throttled ones.
+    pub fn policy_attempts(&self) -> u32 {
+        (self.attempts - self.throttled).max(0) as u32
+    }
 }
 
 /// A delivery with its message and subscription: everything an attempt needs.
@@ -488,6 +498,9 @@ pub struct AttemptRecord {
 pub enum NextStep {
     Succeeded,
     RetryAt(OffsetDateTime),
+    /// The endpoint asked to be called again later (429 with `Retry-After`): pending again at
+    /// this time, without using up an attempt of the retry policy.
+    Throttled(OffsetDateTime),
     GiveUp,
 }
 
@@ -559,17 +572,19 @@ pub async fn record_attempts(
     let mut ids = Vec::with_capacity(attempts.len());
     let mut statuses = Vec::with_capacity(attempts.len());
     let mut next_ats = Vec::with_capacity(attempts.len());
+    let mut throttled = Vec::with_capacity(attempts.len());
     let mut succeeded = Vec::new();
     let mut failed: std::collections::BTreeMap<Uuid, i32> = std::collections::BTreeMap::new();
     for (delivery, record) in attempts {
         let (status, next_at) = match &record.next {
             NextStep::Succeeded => (delivery::SUCCEEDED, now),
             NextStep::GiveUp => (delivery::FAILED, now),
-            NextStep::RetryAt(at) => (delivery::PENDING, *at),
+            NextStep::RetryAt(at) | NextStep::Throttled(at) => (delivery::PENDING, *at),
         };
         ids.push(delivery.id);
         statuses.push(status);
         next_ats.push(next_at);
+        throttled.push(i32::from(matches!(record.next, NextStep::Throttled(_))));
         if record.next == NextStep::Succeeded {
             succeeded.push(delivery.subscription_id);
         } else {
@@ -579,15 +594,18 @@ pub async fn record_attempts(
     Cached(
         diesel::sql_query(
             "UPDATE webhook_deliveries AS d SET status = v.status, attempts = d.attempts + 1, \
+           throttled = d.throttled + v.throttled, \
            next_attempt_at = v.next_at, first_attempt_at = COALESCE(d.first_attempt_at, $4), \
            last_attempt_at = $4 \
-         FROM unnest($1::uuid[], $2::text[], $3::timestamptz[]) AS v(id, status, next_at) \
+         FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $5::int[]) \
+           AS v(id, status, next_at, throttled) \
          WHERE d.id = v.id",
         )
         .bind::<Array<SqlUuid>, _>(&ids)
         .bind::<Array<Text>, _>(&statuses)
         .bind::<Array<Timestamptz>, _>(&next_ats)
-        .bind::<Timestamptz, _>(now),
+        .bind::<Timestamptz, _>(now)
+        .bind::<Array<diesel::sql_types::Integer>, _>(&throttled),
     )
     .execute(conn)
     .await?;

@@ -25,6 +25,10 @@ use uuid::Uuid;
 const LEASE: Duration = Duration::from_secs(60);
 /// Most deliveries claimed per poll.
 const BATCH: i64 = 256;
+/// How long after its first attempt a delivery may still be throttled (429 with
+/// `Retry-After`) without using up its retry policy's attempts; after that a 429 is a failure
+/// like any other, so an endpoint that never stops asking for patience is given up on.
+const THROTTLED_AT_MOST: Duration = Duration::from_secs(3 * 24 * 3600);
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -261,7 +265,7 @@ impl Engine {
         } else {
             let policy: RetryPolicy =
                 serde_json::from_value(sub.retry_policy.clone()).unwrap_or_default();
-            let failed = (delivery.attempts + 1) as u32;
+            let failed = delivery.policy_attempts() + 1;
             let since_first = delivery
                 .first_attempt_at
                 .map(|t| Duration::try_from(now - t).unwrap_or_default())
@@ -283,6 +287,16 @@ impl Engine {
                 ));
             }
             match policy.next_delay(failed, since_first, jitter()) {
+                // Asked to wait: as long as asked, and the wait is not a failed attempt.
+                _ if outcome.status == Some(429)
+                    && outcome.retry_after.is_some()
+                    && since_first < THROTTLED_AT_MOST =>
+                {
+                    let wait = outcome.retry_after.unwrap_or_default();
+                    NextStep::Throttled(
+                        now + time::Duration::try_from(wait).unwrap_or(time::Duration::HOUR),
+                    )
+                }
                 None => NextStep::GiveUp,
                 Some(delay) => {
                     let wait = outcome.retry_after.map_or(delay, |r| r.max(delay));
