@@ -1180,3 +1180,64 @@ async fn a_429_with_retry_after_waits_without_using_up_the_policys_attempts() {
         1
     );
 }
+
+/// Svix's per-endpoint rate limit: a burst of events to an endpoint limited to 4 requests a
+/// second arrives whole, never more than 4 in any second, the excess waiting its turn.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limited_endpoint_never_sees_more_than_its_limit_a_second() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let project = project_with_survey(&app).await;
+    for bad in [json!(0), json!(1001), json!("5")] {
+        let r = app
+            .authed(Method::POST, &format!("/api/v1/projects/{project}/webhooks"))
+            .json(&json!({"url": receiver.url("/ok/bad"), "rate_limit": bad}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{bad}");
+    }
+    let sub = app
+        .create_webhook(
+            project,
+            json!({"url": receiver.url("/ok/limited"), "rate_limit": 4}),
+        )
+        .await;
+    assert_eq!(sub["rate_limit"], 4);
+    let events = 24;
+    for n in 0..events {
+        fire(&app, project, &format!("u{n}")).await;
+    }
+    let got = receiver
+        .wait_for("/ok/limited", events, Duration::from_secs(60))
+        .await;
+    assert_eq!(got.len(), events);
+    for (i, first) in got.iter().enumerate() {
+        let within = got[i..]
+            .iter()
+            .take_while(|r| r.at - first.at < Duration::from_secs(1))
+            .count();
+        assert!(within <= 4, "{within} requests within a second of request {i}");
+    }
+    let span = got[events - 1].at - got[0].at;
+    assert!(span >= Duration::from_secs(4), "{span:?}");
+    // The excess waited; none failed.
+    let succeeded = format!(
+        "SELECT 1 FROM webhook_deliveries WHERE subscription_id = '{}' \
+         AND status = 'succeeded' AND attempts = 1",
+        sub["id"].as_str().unwrap()
+    );
+    app.eventually(WAIT, "every delivery to succeed at its first attempt", || async {
+        (app.execute(&succeeded).await == events).then_some(())
+    })
+    .await;
+    // Null lifts the limit.
+    let r = app
+        .authed(Method::PATCH, &webhook_path(&app, project, &sub, ""))
+        .json(&json!({"rate_limit": null}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.json::<Value>().await.unwrap()["rate_limit"].is_null());
+}

@@ -210,6 +210,8 @@ diesel::table! {
         failures_in_streak -> Int4,
         disabled_at -> Nullable<Timestamptz>,
         failing_notified_at -> Nullable<Timestamptz>,
+        rate_limit -> Nullable<Int4>,
+        rate_next_slot -> Nullable<Timestamptz>,
     }
 }
 

@@ -70,6 +70,8 @@ pub struct Subscription {
     /// Failed attempts since `failing_since`.
     pub failures_in_streak: i32,
     pub disabled_at: Option<OffsetDateTime>,
+    /// At most this many requests a second to the endpoint; `None`: no limit.
+    pub rate_limit: Option<i32>,
 }
 
 impl Subscription {
@@ -103,6 +105,7 @@ pub struct NewSubscription {
     pub payload_version: i32,
     pub secret_encrypted: Vec<u8>,
     pub verified_at: Option<OffsetDateTime>,
+    pub rate_limit: Option<i32>,
 }
 
 /// How many subscriptions a project has, in any status.
@@ -204,6 +207,7 @@ pub struct SubscriptionChanges {
     pub failing_since: Option<Option<OffsetDateTime>>,
     pub failures_in_streak: Option<i32>,
     pub disabled_at: Option<Option<OffsetDateTime>>,
+    pub rate_limit: Option<Option<i32>>,
     pub updated_at: Option<OffsetDateTime>,
 }
 
@@ -705,13 +709,49 @@ pub async fn notify(
     Ok(recipients.len())
 }
 
-/// Gives a claimed delivery back, due at once (its subscription had no free slot).
-pub async fn release(conn: &mut AsyncPgConnection, delivery_id: Uuid) -> Result<(), StoreError> {
+/// Gives a claimed delivery back, due `after` from now (its subscription had no free slot).
+pub async fn release(
+    conn: &mut AsyncPgConnection,
+    delivery_id: Uuid,
+    after: std::time::Duration,
+) -> Result<(), StoreError> {
+    let due = OffsetDateTime::now_utc() + time::Duration::try_from(after).unwrap_or_default();
     diesel::update(webhook_deliveries::table.find(delivery_id))
-        .set(webhook_deliveries::next_attempt_at.eq(OffsetDateTime::now_utc()))
+        .set(webhook_deliveries::next_attempt_at.eq(due))
         .execute(conn)
         .await?;
     Ok(())
+}
+
+#[derive(QueryableByName)]
+struct Reserved {
+    #[diesel(sql_type = Double)]
+    wait: f64,
+}
+
+/// Reserves the next send slot of a rate-limited subscription: slots are `1/rate_limit`
+/// seconds apart, for every process alike. Returns how long to wait for it, or `None` when
+/// the subscription's slots are taken further than `horizon` ahead (come back later) or it
+/// has no limit any more.
+pub async fn reserve_slot(
+    conn: &mut AsyncPgConnection,
+    subscription_id: Uuid,
+    horizon: std::time::Duration,
+) -> Result<Option<std::time::Duration>, StoreError> {
+    let reserved: Option<Reserved> = diesel::sql_query(
+        "WITH s AS (SELECT id, rate_limit, greatest(coalesce(rate_next_slot, now()), now()) AS slot \
+           FROM webhook_subscriptions WHERE id = $1 AND rate_limit IS NOT NULL FOR UPDATE) \
+         UPDATE webhook_subscriptions AS w \
+         SET rate_next_slot = s.slot + make_interval(secs => 1.0 / s.rate_limit) \
+         FROM s WHERE w.id = s.id AND s.slot < now() + make_interval(secs => $2) \
+         RETURNING extract(epoch FROM s.slot - now())::float8 AS wait",
+    )
+    .bind::<SqlUuid, _>(subscription_id)
+    .bind::<Double, _>(horizon.as_secs_f64())
+    .get_result(conn)
+    .await
+    .optional()?;
+    Ok(reserved.map(|r| std::time::Duration::from_secs_f64(r.wait.max(0.0))))
 }
 
 /// Disables a subscription at `at` with a reason, if it is not disabled already.

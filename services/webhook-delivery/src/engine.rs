@@ -25,6 +25,9 @@ use uuid::Uuid;
 const LEASE: Duration = Duration::from_secs(60);
 /// Most deliveries claimed per poll.
 const BATCH: i64 = 256;
+/// How far ahead a rate-limited subscription's send slots are handed out; a delivery that
+/// finds them all taken goes back to wait, rather than wait in memory.
+const RATE_HORIZON: Duration = Duration::from_secs(4);
 /// How long after its first attempt a delivery may still be throttled (429 with
 /// `Retry-After`) without using up its retry policy's attempts; after that a 429 is a failure
 /// like any other, so an endpoint that never stops asking for patience is given up on.
@@ -45,6 +48,8 @@ pub struct Engine {
     settings: Settings,
     /// Attempts in flight per subscription.
     slots: Mutex<HashMap<Uuid, Arc<Semaphore>>>,
+    /// When this process last sent to each rate-limited subscription.
+    pacers: Mutex<HashMap<Uuid, Arc<tokio::sync::Mutex<Option<tokio::time::Instant>>>>>,
     tasks: TaskTracker,
     /// Logs finished attempts in groups.
     recorder: Recorder,
@@ -59,6 +64,7 @@ impl Engine {
             keys,
             settings,
             slots: Mutex::new(HashMap::new()),
+            pacers: Mutex::new(HashMap::new()),
             tasks: TaskTracker::new(),
         }
     }
@@ -82,6 +88,25 @@ impl Engine {
             .entry(subscription)
             .or_insert_with(|| Arc::new(Semaphore::new(self.settings.per_subscription.max(1))))
             .clone()
+    }
+
+    /// Holds a rate-limited subscription's requests from this process at least `1/limit`
+    /// seconds apart (and a little more, so that they also arrive so), whatever delays the
+    /// shared slots they were given picked up on the way.
+    async fn pace(&self, subscription: Uuid, limit: i32) {
+        let pacer = {
+            let mut pacers = self.pacers.lock().unwrap_or_else(|e| e.into_inner());
+            pacers
+                .entry(subscription)
+                .or_insert_with(|| Arc::new(tokio::sync::Mutex::new(None)))
+                .clone()
+        };
+        let mut last = pacer.lock().await;
+        let gap = Duration::from_secs_f64(1.0 / f64::from(limit.max(1))).mul_f64(1.02);
+        if let Some(at) = *last {
+            tokio::time::sleep_until(at + gap).await;
+        }
+        *last = Some(tokio::time::Instant::now());
     }
 
     /// Sends the first attempts of the messages' deliveries, each in its own task and in the
@@ -213,10 +238,24 @@ impl Engine {
         {
             return Ok(());
         }
+        if let Some(limit) = sub.rate_limit {
+            let reserved = {
+                let mut conn = self.store.conn().await?;
+                webhooks::reserve_slot(&mut conn, sub.id, RATE_HORIZON).await?
+            };
+            let Some(wait) = reserved else {
+                // Its slots are taken for the next few seconds: come back when some are free.
+                let mut conn = self.store.conn().await?;
+                webhooks::release(&mut conn, delivery.id, RATE_HORIZON / 2).await?;
+                return Ok(());
+            };
+            tokio::time::sleep(wait).await;
+            self.pace(sub.id, limit).await;
+        }
         let Ok(permit) = self.slot(sub.id).try_acquire_owned() else {
             // The subscription has its share in flight: try again shortly, without waiting here.
             let mut conn = self.store.conn().await?;
-            webhooks::release(&mut conn, delivery.id).await?;
+            webhooks::release(&mut conn, delivery.id, Duration::ZERO).await?;
             return Ok(());
         };
 
@@ -495,15 +534,15 @@ fn jitter() -> f64 {
 
 #[cfg(test)]
 mod tests {
-    fn keys() -> SealingKeys {
-        // 32 bytes of 7.
-        SealingKeys::from_base64_list("BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=").unwrap()
-    }
-
     use super::*;
     use beckon_store::testing::WithProject;
     use beckon_store::webhooks::{Message, NewSubscription};
     use diesel_async::RunQueryDsl;
+
+    fn keys() -> SealingKeys {
+        // 32 bytes of 7.
+        SealingKeys::from_base64_list("BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=").unwrap()
+    }
 
     fn succeeded() -> AttemptRecord {
         AttemptRecord {
@@ -539,6 +578,7 @@ mod tests {
                 payload_version: 1,
                 secret_encrypted: vec![1],
                 verified_at: None,
+                rate_limit: None,
             },
             1,
         )

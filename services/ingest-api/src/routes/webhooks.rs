@@ -54,6 +54,9 @@ pub struct SubscriptionView {
     pub retry_policy: serde_json::Value,
     pub timeout_ms: i32,
     pub payload_version: i32,
+    /// At most this many requests a second go to the endpoint (null: no limit); the excess
+    /// waits its turn.
+    pub rate_limit: Option<i32>,
     pub last_success_at: Option<String>,
     pub verified_at: Option<String>,
     /// Until when the previous secret still signs, after a rotation.
@@ -78,6 +81,7 @@ impl From<Subscription> for SubscriptionView {
             retry_policy: s.retry_policy,
             timeout_ms: s.timeout_ms,
             payload_version: s.payload_version,
+            rate_limit: s.rate_limit,
             last_success_at: s.last_success_at.map(format_timestamp),
             verified_at: s.verified_at.map(format_timestamp),
             previous_secret_expires_at: s
@@ -136,6 +140,9 @@ pub struct CreateSubscription {
     pub timeout_ms: Option<i32>,
     /// The payload version to receive (only 1 exists).
     pub payload_version: Option<i32>,
+    /// At most this many requests a second to the endpoint, 1 to 1000 (absent or null: no
+    /// limit). Deliveries past it wait their turn; they do not fail.
+    pub rate_limit: Option<i32>,
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
@@ -149,6 +156,10 @@ pub struct UpdateSubscription {
     pub retry_policy: Option<RetryPolicy>,
     pub timeout_ms: Option<i32>,
     pub payload_version: Option<i32>,
+    /// 1 to 1000 requests a second; null removes the limit.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<i32>)]
+    pub rate_limit: Option<Option<i32>>,
     /// `active` re-enables a disabled subscription (a verified one; otherwise it waits for
     /// verification); `disabled` stops deliveries.
     pub status: Option<String>,
@@ -234,6 +245,25 @@ fn validate_timeout(ms: i32) -> Result<(), ApiError> {
             "invalid_timeout",
             "timeout_ms must be from 1000 to 30000",
         ))
+    }
+}
+
+/// A field that may be set to null: absent is `None`, null is `Some(None)`.
+fn present<'de, D, T>(de: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(de).map(Some)
+}
+
+fn validate_rate_limit(limit: Option<i32>) -> Result<(), ApiError> {
+    match limit {
+        Some(n) if !(1..=1000).contains(&n) => Err(ApiError::bad_request(
+            "invalid_rate_limit",
+            "rate_limit must be 1 to 1000 requests a second, or null for no limit",
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -342,6 +372,7 @@ pub async fn create(
     validate_policy(&input.retry_policy)?;
     let timeout_ms = input.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS);
     validate_timeout(timeout_ms)?;
+    validate_rate_limit(input.rate_limit)?;
     let payload_version = input.payload_version.unwrap_or(1);
     validate_version(payload_version)?;
     let limit = state.webhook_subscription_limit;
@@ -377,6 +408,7 @@ pub async fn create(
             payload_version,
             secret_encrypted: state.sealing_key.seal(secret.expose().as_bytes()),
             verified_at: verification.verified.then(OffsetDateTime::now_utc),
+            rate_limit: input.rate_limit,
         },
         limit,
     )
@@ -453,6 +485,7 @@ pub async fn update(
     }
     input.timeout_ms.map(validate_timeout).transpose()?;
     input.payload_version.map(validate_version).transpose()?;
+    input.rate_limit.map(validate_rate_limit).transpose()?;
     if let Some(s) = &input.status
         && s != status::ACTIVE
         && s != status::DISABLED
@@ -492,6 +525,7 @@ pub async fn update(
             .map(|p| serde_json::to_value(p).unwrap_or_default()),
         timeout_ms: input.timeout_ms,
         payload_version: input.payload_version,
+        rate_limit: input.rate_limit,
         status: new_status.map(str::to_owned),
         ..Default::default()
     };
