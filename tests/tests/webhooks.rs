@@ -1190,7 +1190,10 @@ async fn a_rate_limited_endpoint_never_sees_more_than_its_limit_a_second() {
     let project = project_with_survey(&app).await;
     for bad in [json!(0), json!(1001), json!("5")] {
         let r = app
-            .authed(Method::POST, &format!("/api/v1/projects/{project}/webhooks"))
+            .authed(
+                Method::POST,
+                &format!("/api/v1/projects/{project}/webhooks"),
+            )
             .json(&json!({"url": receiver.url("/ok/bad"), "rate_limit": bad}))
             .send()
             .await
@@ -1217,7 +1220,10 @@ async fn a_rate_limited_endpoint_never_sees_more_than_its_limit_a_second() {
             .iter()
             .take_while(|r| r.at - first.at < Duration::from_secs(1))
             .count();
-        assert!(within <= 4, "{within} requests within a second of request {i}");
+        assert!(
+            within <= 4,
+            "{within} requests within a second of request {i}"
+        );
     }
     let span = got[events - 1].at - got[0].at;
     assert!(span >= Duration::from_secs(4), "{span:?}");
@@ -1227,9 +1233,11 @@ async fn a_rate_limited_endpoint_never_sees_more_than_its_limit_a_second() {
          AND status = 'succeeded' AND attempts = 1",
         sub["id"].as_str().unwrap()
     );
-    app.eventually(WAIT, "every delivery to succeed at its first attempt", || async {
-        (app.execute(&succeeded).await == events).then_some(())
-    })
+    app.eventually(
+        WAIT,
+        "every delivery to succeed at its first attempt",
+        || async { (app.execute(&succeeded).await == events).then_some(()) },
+    )
     .await;
     // Null lifts the limit.
     let r = app
@@ -1240,4 +1248,49 @@ async fn a_rate_limited_endpoint_never_sees_more_than_its_limit_a_second() {
         .unwrap();
     assert_eq!(r.status(), 200);
     assert!(r.json::<Value>().await.unwrap()["rate_limit"].is_null());
+}
+
+/// An ordered subscription gets the events about one user one at a time, in the order they
+/// occurred, even when the first one's first attempt fails: the second waits for its retry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ordered_subscription_gets_a_users_events_in_order_even_when_one_fails_first() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let project = app.create_project().await;
+    // Three surveys on one event: one dispatch makes three invitations for the user.
+    for _ in 0..3 {
+        app.create_survey(project, json!({"trigger": {"events": ["trial_expired"]}}))
+            .await;
+    }
+    let ordered = app
+        .create_webhook(project, json!({"url": receiver.url("/fail-first/1/ordered"), "ordered": true, "retry_policy": {"kind": "custom", "delays_seconds": [1]}}))
+        .await;
+    assert_eq!(ordered["ordered"], true);
+    // The same endpoint behaviour without the option, for contrast.
+    app.create_webhook(project, json!({"url": receiver.url("/fail-first/1/unordered"), "retry_policy": {"kind": "custom", "delays_seconds": [1]}}))
+        .await;
+    fire(&app, project, "u1").await;
+
+    let got = receiver.wait_for("/fail-first/1/ordered", 4, WAIT).await;
+    let ids: Vec<&str> = got.iter().map(|r| r.header("webhook-id")).collect();
+    assert_eq!(
+        ids[0], ids[1],
+        "the first event is retried before the next goes out: {ids:?}"
+    );
+    let distinct: HashSet<&str> = ids.iter().copied().collect();
+    assert_eq!(distinct.len(), 3, "{ids:?}");
+    let occurred: Vec<time::OffsetDateTime> = got[1..]
+        .iter()
+        .map(|r| at(&r.json()["occurred_at"]))
+        .collect();
+    let mut sorted = occurred.clone();
+    sorted.sort();
+    assert_eq!(occurred, sorted, "in the order the events occurred");
+
+    let unordered = receiver.wait_for("/fail-first/1/unordered", 4, WAIT).await;
+    let ids: Vec<&str> = unordered.iter().map(|r| r.header("webhook-id")).collect();
+    assert_ne!(
+        ids[0], ids[1],
+        "without the option the others do not wait: {ids:?}"
+    );
 }

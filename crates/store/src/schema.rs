@@ -212,6 +212,7 @@ diesel::table! {
         failing_notified_at -> Nullable<Timestamptz>,
         rate_limit -> Nullable<Int4>,
         rate_next_slot -> Nullable<Timestamptz>,
+        ordered -> Bool,
     }
 }
 

@@ -42,6 +42,9 @@ pub mod delivery {
 pub struct Subscriber {
     pub id: Uuid,
     pub active: bool,
+    /// Its deliveries go out through the poller, in order, never as first attempts started
+    /// by the consumer.
+    pub ordered: bool,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -72,6 +75,8 @@ pub struct Subscription {
     pub disabled_at: Option<OffsetDateTime>,
     /// At most this many requests a second to the endpoint; `None`: no limit.
     pub rate_limit: Option<i32>,
+    /// Events about one user go out one at a time, in the order they occurred.
+    pub ordered: bool,
 }
 
 impl Subscription {
@@ -106,6 +111,7 @@ pub struct NewSubscription {
     pub secret_encrypted: Vec<u8>,
     pub verified_at: Option<OffsetDateTime>,
     pub rate_limit: Option<i32>,
+    pub ordered: bool,
 }
 
 /// How many subscriptions a project has, in any status.
@@ -208,6 +214,7 @@ pub struct SubscriptionChanges {
     pub failures_in_streak: Option<i32>,
     pub disabled_at: Option<Option<OffsetDateTime>>,
     pub rate_limit: Option<Option<i32>>,
+    pub ordered: Option<bool>,
     pub updated_at: Option<OffsetDateTime>,
 }
 
@@ -239,7 +246,7 @@ pub async fn subscribers(
     event_type: &str,
 ) -> Result<Vec<Subscriber>, StoreError> {
     use diesel::PgArrayExpressionMethods;
-    let rows: Vec<(Uuid, String)> = webhook_subscriptions::table
+    let rows: Vec<(Uuid, String, bool)> = webhook_subscriptions::table
         .filter(webhook_subscriptions::project_id.eq(project_id))
         .filter(webhook_subscriptions::status.eq_any([status::ACTIVE, status::DISABLED]))
         .filter(
@@ -247,14 +254,19 @@ pub async fn subscribers(
                 .eq(Vec::<String>::new())
                 .or(webhook_subscriptions::event_types.contains(vec![event_type])),
         )
-        .select((webhook_subscriptions::id, webhook_subscriptions::status))
+        .select((
+            webhook_subscriptions::id,
+            webhook_subscriptions::status,
+            webhook_subscriptions::ordered,
+        ))
         .load(conn)
         .await?;
     Ok(rows
         .into_iter()
-        .map(|(id, status)| Subscriber {
+        .map(|(id, status, ordered)| Subscriber {
             id,
             active: status == status::ACTIVE,
+            ordered,
         })
         .collect())
 }
@@ -305,7 +317,8 @@ pub fn delivery_id(message_id: Uuid, subscription_id: Uuid) -> Uuid {
 }
 
 /// Creates the deliveries of a message, due at `due` (a lease when the caller attempts them
-/// itself right away). Returns the ids of those it created.
+/// itself right away; an ordered subscription's are due at once, for the poller to send in
+/// order). Returns the ids of those it created.
 pub async fn insert_deliveries(
     conn: &mut AsyncPgConnection,
     message_id: Uuid,
@@ -314,7 +327,11 @@ pub async fn insert_deliveries(
 ) -> Result<Vec<Uuid>, StoreError> {
     let active: Vec<Subscriber> = subscriptions
         .iter()
-        .map(|&id| Subscriber { id, active: true })
+        .map(|&id| Subscriber {
+            id,
+            active: true,
+            ordered: false,
+        })
         .collect();
     insert_deliveries_of(conn, &[(message_id, &active)], due).await
 }
@@ -327,6 +344,7 @@ pub fn insert_deliveries_of<'c>(
     messages: &[(Uuid, &[Subscriber])],
     due: OffsetDateTime,
 ) -> impl Future<Output = Result<Vec<Uuid>, StoreError>> + Send + use<'c> {
+    let now = OffsetDateTime::now_utc();
     let rows: Vec<_> = messages
         .iter()
         .flat_map(|(message_id, subscribers)| {
@@ -340,7 +358,7 @@ pub fn insert_deliveries_of<'c>(
                     } else {
                         delivery::SKIPPED
                     }),
-                    webhook_deliveries::next_attempt_at.eq(due),
+                    webhook_deliveries::next_attempt_at.eq(if s.ordered { now } else { due }),
                 )
             })
         })
@@ -365,8 +383,9 @@ struct Claimed {
 
 /// Claims due deliveries of active subscriptions, at most `per_subscription` of each so one
 /// backlogged endpoint cannot crowd out the others, by pushing their due time `lease_seconds`
-/// ahead. Two claimers racing for a row serialise on it; the loser's re-check finds it no
-/// longer due.
+/// ahead. Of an ordered subscription, only the first pending delivery about each user (by
+/// when its event occurred) may be claimed, so the next waits until it is done. Two claimers
+/// racing for a row serialise on it; the loser's re-check finds it no longer due.
 pub async fn claim_due(
     conn: &mut AsyncPgConnection,
     per_subscription: i64,
@@ -374,10 +393,24 @@ pub async fn claim_due(
     lease_seconds: f64,
 ) -> Result<Vec<Uuid>, StoreError> {
     let rows: Vec<Claimed> = diesel::sql_query(
-        "WITH due AS ( \
-           SELECT d.id, row_number() OVER (PARTITION BY d.subscription_id ORDER BY d.next_attempt_at) AS rank \
+        "WITH candidates AS ( \
+           SELECT d.id, d.subscription_id, d.next_attempt_at \
            FROM webhook_deliveries d JOIN webhook_subscriptions s ON s.id = d.subscription_id \
-           WHERE d.status = 'pending' AND d.next_attempt_at <= now() AND s.status = 'active') \
+           WHERE d.status = 'pending' AND d.next_attempt_at <= now() AND s.status = 'active' \
+             AND NOT s.ordered \
+           UNION ALL \
+           SELECT id, subscription_id, next_attempt_at FROM ( \
+             SELECT DISTINCT ON (d.subscription_id, coalesce(m.user_ref, d.id::text)) \
+               d.id, d.subscription_id, d.next_attempt_at \
+             FROM webhook_deliveries d \
+             JOIN webhook_subscriptions s ON s.id = d.subscription_id \
+             JOIN webhook_messages m ON m.id = d.message_id \
+             WHERE d.status = 'pending' AND s.status = 'active' AND s.ordered \
+             ORDER BY d.subscription_id, coalesce(m.user_ref, d.id::text), m.occurred_at, m.id \
+           ) AS heads WHERE next_attempt_at <= now()), \
+         due AS ( \
+           SELECT id, row_number() OVER (PARTITION BY subscription_id ORDER BY next_attempt_at) AS rank \
+           FROM candidates) \
          UPDATE webhook_deliveries SET next_attempt_at = now() + make_interval(secs => $3) \
          WHERE id IN (SELECT id FROM due WHERE rank <= $1 LIMIT $2) \
            AND status = 'pending' AND next_attempt_at <= now() \
@@ -436,7 +469,8 @@ pub async fn first_attempt_contexts(
         contexts()
             .filter(webhook_deliveries::message_id.eq_any(message_ids))
             .filter(webhook_deliveries::status.eq(delivery::PENDING))
-            .filter(webhook_deliveries::attempts.eq(0)),
+            .filter(webhook_deliveries::attempts.eq(0))
+            .filter(webhook_subscriptions::ordered.eq(false)),
     )
     .await
 }

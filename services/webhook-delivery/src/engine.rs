@@ -579,6 +579,7 @@ mod tests {
                 secret_encrypted: vec![1],
                 verified_at: None,
                 rate_limit: None,
+                ordered: false,
             },
             1,
         )

@@ -57,6 +57,8 @@ pub struct SubscriptionView {
     /// At most this many requests a second go to the endpoint (null: no limit); the excess
     /// waits its turn.
     pub rate_limit: Option<i32>,
+    /// Events about one user go out one at a time, in the order they occurred.
+    pub ordered: bool,
     pub last_success_at: Option<String>,
     pub verified_at: Option<String>,
     /// Until when the previous secret still signs, after a rotation.
@@ -82,6 +84,7 @@ impl From<Subscription> for SubscriptionView {
             timeout_ms: s.timeout_ms,
             payload_version: s.payload_version,
             rate_limit: s.rate_limit,
+            ordered: s.ordered,
             last_success_at: s.last_success_at.map(format_timestamp),
             verified_at: s.verified_at.map(format_timestamp),
             previous_secret_expires_at: s
@@ -143,6 +146,10 @@ pub struct CreateSubscription {
     /// At most this many requests a second to the endpoint, 1 to 1000 (absent or null: no
     /// limit). Deliveries past it wait their turn; they do not fail.
     pub rate_limit: Option<i32>,
+    /// Deliver the events about one user one at a time, in the order they occurred: the next
+    /// waits until the one before it has succeeded or failed for good (default false).
+    #[serde(default)]
+    pub ordered: bool,
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
@@ -160,6 +167,7 @@ pub struct UpdateSubscription {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<i32>)]
     pub rate_limit: Option<Option<i32>>,
+    pub ordered: Option<bool>,
     /// `active` re-enables a disabled subscription (a verified one; otherwise it waits for
     /// verification); `disabled` stops deliveries.
     pub status: Option<String>,
@@ -409,6 +417,7 @@ pub async fn create(
             secret_encrypted: state.sealing_key.seal(secret.expose().as_bytes()),
             verified_at: verification.verified.then(OffsetDateTime::now_utc),
             rate_limit: input.rate_limit,
+            ordered: input.ordered,
         },
         limit,
     )
@@ -526,6 +535,7 @@ pub async fn update(
         timeout_ms: input.timeout_ms,
         payload_version: input.payload_version,
         rate_limit: input.rate_limit,
+        ordered: input.ordered,
         status: new_status.map(str::to_owned),
         ..Default::default()
     };

@@ -1,0 +1,2 @@
+DROP INDEX webhook_deliveries_pending_subscription;
+ALTER TABLE webhook_subscriptions DROP COLUMN ordered;
