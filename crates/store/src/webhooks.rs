@@ -255,9 +255,10 @@ pub async fn subscribers(
         .collect())
 }
 
-#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+/// A message to store: one event, its body sealed.
+#[derive(Debug, Clone, Insertable)]
 #[diesel(table_name = webhook_messages, treat_none_as_default_value = false)]
-pub struct Message {
+pub struct NewMessage {
     pub id: Uuid,
     pub org_id: Uuid,
     pub project_id: Uuid,
@@ -269,10 +270,47 @@ pub struct Message {
     pub user_ref: Option<String>,
 }
 
+/// A stored message. Past the payload retention period its body is erased and only what
+/// describes it is kept.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = webhook_messages)]
+pub struct Message {
+    pub id: Uuid,
+    pub org_id: Uuid,
+    pub project_id: Uuid,
+    pub event_type: String,
+    pub version: i32,
+    body_encrypted: Option<Vec<u8>>,
+    pub occurred_at: OffsetDateTime,
+    pub created_at: OffsetDateTime,
+    pub user_ref: Option<String>,
+    payload_erased_at: Option<OffsetDateTime>,
+}
+
+/// What a stored message still holds of its body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageBody<'a> {
+    /// The body, sealed under the deployment's keys.
+    Sealed(&'a [u8]),
+    /// Erased at this time, at the end of the payload retention period.
+    Erased(OffsetDateTime),
+}
+
+impl Message {
+    pub fn body(&self) -> MessageBody<'_> {
+        match (&self.body_encrypted, self.payload_erased_at) {
+            (Some(sealed), _) => MessageBody::Sealed(sealed),
+            // The table's check keeps a body or the time it was erased; a row with neither
+            // would have lost its body all the same.
+            (None, at) => MessageBody::Erased(at.unwrap_or(self.created_at)),
+        }
+    }
+}
+
 /// Stores a message once; a repeat (a redelivered envelope) changes nothing.
 pub async fn insert_message(
     conn: &mut AsyncPgConnection,
-    message: &Message,
+    message: &NewMessage,
 ) -> Result<(), StoreError> {
     insert_messages(conn, std::slice::from_ref(message)).await
 }
@@ -282,7 +320,7 @@ pub async fn insert_message(
 /// pipelines.
 pub fn insert_messages<'c>(
     conn: &'c AsyncPgConnection,
-    messages: &[Message],
+    messages: &[NewMessage],
 ) -> impl Future<Output = Result<(), StoreError>> + Send + use<'c> {
     let sent = (!messages.is_empty()).then(|| {
         Cached(
@@ -726,6 +764,29 @@ pub async fn recover(
     .bind::<diesel::sql_types::Timestamptz, _>(since)
     .execute(conn)
     .await?)
+}
+
+/// Fails a pending delivery that can never be sent, logging why as an attempt that reached no
+/// endpoint. Its subscription's failure streak is left alone: the endpoint did nothing wrong.
+pub async fn give_up(
+    conn: &mut AsyncPgConnection,
+    delivery_id: Uuid,
+    reason: &str,
+) -> Result<(), StoreError> {
+    diesel::sql_query(
+        "WITH failed AS ( \
+           UPDATE webhook_deliveries SET status = 'failed', attempts = attempts + 1, \
+             first_attempt_at = COALESCE(first_attempt_at, now()), last_attempt_at = now() \
+           WHERE id = $1 AND status = 'pending' \
+           RETURNING id, message_id, subscription_id) \
+         INSERT INTO webhook_attempts (delivery_id, message_id, subscription_id, duration_ms, error) \
+         SELECT id, message_id, subscription_id, 0, $2 FROM failed",
+    )
+    .bind::<SqlUuid, _>(delivery_id)
+    .bind::<diesel::sql_types::Text, _>(reason)
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// The age in seconds of the oldest delivery waiting to go out to an active subscription (0

@@ -1,6 +1,8 @@
 //! Attempts: sign, send, log, and decide what comes next.
 
-use beckon_store::webhooks::{self, AttemptContext, AttemptRecord, NextStep, Subscription};
+use beckon_store::webhooks::{
+    self, AttemptContext, AttemptRecord, MessageBody, NextStep, Subscription,
+};
 use beckon_store::{Store, StoreError};
 use beckon_webhooks::policy::RetryPolicy;
 use beckon_webhooks::sealed::SealingKeys;
@@ -208,6 +210,22 @@ impl Engine {
         {
             return Ok(());
         }
+        let sealed = match message.body() {
+            MessageBody::Sealed(sealed) => sealed,
+            // Erased at the end of the payload retention period (a recover or resend racing
+            // the sweep): there is nothing to send, now or later, so the delivery fails at once
+            // instead of being retried.
+            MessageBody::Erased(at) => {
+                let reason = format!(
+                    "the message's body was erased at {} (payload retention): nothing to send",
+                    at.format(&time::format_description::well_known::Rfc3339)
+                        .unwrap_or_default()
+                );
+                tracing::warn!(%reason, "delivery given up");
+                let mut conn = self.store.conn().await?;
+                return webhooks::give_up(&mut conn, delivery.id, &reason).await;
+            }
+        };
         let Ok(permit) = self.slot(sub.id).try_acquire_owned() else {
             // The subscription has its share in flight: try again shortly, without waiting here.
             let mut conn = self.store.conn().await?;
@@ -215,7 +233,7 @@ impl Engine {
             return Ok(());
         };
 
-        let opened = match (self.keys.open(&message.body_encrypted), self.secrets(&sub)) {
+        let opened = match (self.keys.open(sealed), self.secrets(&sub)) {
             (Ok(body), Some(secrets)) => Ok((body, secrets)),
             (Err(err), _) => Err(format!("the stored message cannot be opened: {err}")),
             (_, None) => Err(
@@ -469,7 +487,7 @@ fn jitter() -> f64 {
 mod tests {
     use super::*;
     use beckon_store::testing::WithProject;
-    use beckon_store::webhooks::{Message, NewSubscription};
+    use beckon_store::webhooks::{NewMessage, NewSubscription};
     use diesel_async::RunQueryDsl;
 
     fn succeeded() -> AttemptRecord {
@@ -515,7 +533,7 @@ mod tests {
         };
         let mut deliveries = Vec::new();
         for _ in 0..n {
-            let message = Message {
+            let message = NewMessage {
                 id: Uuid::now_v7(),
                 org_id: org,
                 project_id: project,

@@ -13,7 +13,8 @@ use actix_web::{HttpResponse, web};
 use base64::Engine as _;
 use beckon_store::Conn;
 use beckon_store::webhooks::{
-    self, Message, NewSubscription, Subscription, SubscriptionChanges, SubscriptionCreated, status,
+    self, NewMessage, NewSubscription, Subscription, SubscriptionChanges, SubscriptionCreated,
+    status,
 };
 use beckon_webhooks::payload::{self, PING, Ping, WebhookBody};
 use beckon_webhooks::policy::RetryPolicy;
@@ -639,7 +640,7 @@ pub async fn ping(
     let body = serde_json::to_vec(&body).unwrap_or_default();
     webhooks::insert_message(
         &mut conn,
-        &Message {
+        &NewMessage {
             id: message_id,
             org_id: sub.org_id,
             project_id: sub.project_id,
