@@ -714,21 +714,30 @@ pub async fn attempts_of_subscription(
         .await?)
 }
 
+/// What asking to send one message again came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resent {
+    /// Its delivery to the subscription is due now.
+    Queued,
+    /// The subscription's project has no such message.
+    NotFound,
+    /// The message's body was erased at the end of the payload retention period: there is
+    /// nothing to send.
+    PayloadErased,
+}
+
 /// Makes one message due again to a subscription (resend), creating the delivery if the
-/// message never had one there. `false` when the message is not the subscription project's.
+/// message never had one there.
 pub async fn resend(
     conn: &mut AsyncPgConnection,
     subscription: &Subscription,
     message_id: Uuid,
-) -> Result<bool, StoreError> {
-    let exists: i64 = webhook_messages::table
-        .filter(webhook_messages::id.eq(message_id))
-        .filter(webhook_messages::project_id.eq(subscription.project_id))
-        .count()
-        .get_result(conn)
-        .await?;
-    if exists == 0 {
-        return Ok(false);
+) -> Result<Resent, StoreError> {
+    let erased: Option<bool> = message_erased(conn, subscription.project_id, message_id).await?;
+    match erased {
+        None => return Ok(Resent::NotFound),
+        Some(true) => return Ok(Resent::PayloadErased),
+        Some(false) => {}
     }
     let now = OffsetDateTime::now_utc();
     insert_deliveries(conn, message_id, &[subscription.id], now).await?;
@@ -739,30 +748,65 @@ pub async fn resend(
         ))
         .execute(conn)
         .await?;
-    Ok(true)
+    Ok(Resent::Queued)
 }
 
-/// Makes every failed delivery of a subscription created since `since` due again (recover);
-/// returns how many.
+/// Whether the project's message `message_id` has had its body erased; `None` when the
+/// project has no such message.
+async fn message_erased(
+    conn: &mut AsyncPgConnection,
+    project_id: Uuid,
+    message_id: Uuid,
+) -> Result<Option<bool>, StoreError> {
+    Ok(webhook_messages::table
+        .filter(webhook_messages::id.eq(message_id))
+        .filter(webhook_messages::project_id.eq(project_id))
+        .select(webhook_messages::body_encrypted.is_null())
+        .first(conn)
+        .await
+        .optional()?)
+}
+
+/// What a recover came to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, QueryableByName)]
+pub struct Recovered {
+    /// Deliveries made due again.
+    #[diesel(sql_type = BigInt)]
+    pub queued: i64,
+    /// Failed or skipped deliveries left as they are because their message's body was erased
+    /// at the end of the payload retention period.
+    #[diesel(sql_type = BigInt)]
+    pub skipped_payload_erased: i64,
+}
+
+/// Makes every failed or skipped delivery of a subscription created since `since` due again
+/// (recover), except those whose message's body was erased, which are counted instead.
 pub async fn recover(
     conn: &mut AsyncPgConnection,
     subscription_id: Uuid,
     since: OffsetDateTime,
-) -> Result<usize, StoreError> {
+) -> Result<Recovered, StoreError> {
     // Due a millisecond apart in the order they were emitted, so they are claimed (and, one
     // at a time per subscription's share, sent) oldest first.
     Ok(diesel::sql_query(
-        "UPDATE webhook_deliveries AS d SET status = 'pending', \
-           next_attempt_at = now() + o.rank * interval '1 millisecond' \
-         FROM (SELECT id, row_number() OVER (ORDER BY created_at, id) AS rank \
-               FROM webhook_deliveries \
-               WHERE subscription_id = $1 AND status IN ('failed', 'skipped') \
-                 AND created_at >= $2) AS o \
-         WHERE d.id = o.id",
+        "WITH candidates AS ( \
+           SELECT d.id, d.created_at, m.body_encrypted IS NULL AS erased \
+           FROM webhook_deliveries d JOIN webhook_messages m ON m.id = d.message_id \
+           WHERE d.subscription_id = $1 AND d.status IN ('failed', 'skipped') \
+             AND d.created_at >= $2), \
+         ranked AS ( \
+           SELECT id, row_number() OVER (ORDER BY created_at, id) AS rank \
+           FROM candidates WHERE NOT erased), \
+         queued AS ( \
+           UPDATE webhook_deliveries AS d SET status = 'pending', \
+             next_attempt_at = now() + r.rank * interval '1 millisecond' \
+           FROM ranked r WHERE d.id = r.id RETURNING d.id) \
+         SELECT (SELECT count(*) FROM queued) AS queued, \
+                (SELECT count(*) FROM candidates WHERE erased) AS skipped_payload_erased",
     )
     .bind::<SqlUuid, _>(subscription_id)
     .bind::<diesel::sql_types::Timestamptz, _>(since)
-    .execute(conn)
+    .get_result(conn)
     .await?)
 }
 
