@@ -42,6 +42,13 @@ fn bin_dir() -> PathBuf {
     }
 }
 
+/// The path of a service binary, built first unless `BECKON_E2E_SKIP_BUILD` is set: to run one
+/// alone (how it starts, or refuses to).
+pub fn binary(service: &str) -> PathBuf {
+    ensure_built();
+    bin_dir().join(service)
+}
+
 fn ensure_built() {
     static BUILD: Once = Once::new();
     BUILD.call_once(|| {

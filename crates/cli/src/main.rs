@@ -122,7 +122,8 @@ enum TriggerCommand {
 
 #[derive(Subcommand)]
 enum WebhookCommand {
-    /// Send again every failed delivery of a subscription created since a time.
+    /// Send again every failed or skipped delivery of a subscription created since a time
+    /// (except those whose message body was erased past the payload retention period).
     Recover {
         #[arg(long)]
         subscription: Uuid,
@@ -385,8 +386,15 @@ async fn main() -> anyhow::Result<()> {
         } => {
             let since = beckon_domain::timestamp::parse_utc(&since)
                 .with_context(|| format!("{since} is not a usable ISO 8601 time"))?;
-            let n = beckon_store::webhooks::recover(&mut conn, subscription, since).await?;
-            eprintln!("{n} failed deliveries queued again");
+            let recovered = beckon_store::webhooks::recover(&mut conn, subscription, since).await?;
+            eprintln!("{} failed deliveries queued again", recovered.queued);
+            if recovered.skipped_payload_erased > 0 {
+                eprintln!(
+                    "{} not queued: their message bodies were erased at the end of the payload \
+                     retention period",
+                    recovered.skipped_payload_erased
+                );
+            }
         }
         Command::Keys {
             command:

@@ -223,10 +223,11 @@ diesel::table! {
         project_id -> Uuid,
         event_type -> Text,
         version -> Int4,
-        body_encrypted -> Bytea,
+        body_encrypted -> Nullable<Bytea>,
         occurred_at -> Timestamptz,
         created_at -> Timestamptz,
         user_ref -> Nullable<Text>,
+        payload_erased_at -> Nullable<Timestamptz>,
     }
 }
 

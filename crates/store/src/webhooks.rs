@@ -271,9 +271,10 @@ pub async fn subscribers(
         .collect())
 }
 
-#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+/// A message to store: one event, its body sealed.
+#[derive(Debug, Clone, Insertable)]
 #[diesel(table_name = webhook_messages, treat_none_as_default_value = false)]
-pub struct Message {
+pub struct NewMessage {
     pub id: Uuid,
     pub org_id: Uuid,
     pub project_id: Uuid,
@@ -285,10 +286,47 @@ pub struct Message {
     pub user_ref: Option<String>,
 }
 
+/// A stored message. Past the payload retention period its body is erased and only what
+/// describes it is kept.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = webhook_messages)]
+pub struct Message {
+    pub id: Uuid,
+    pub org_id: Uuid,
+    pub project_id: Uuid,
+    pub event_type: String,
+    pub version: i32,
+    body_encrypted: Option<Vec<u8>>,
+    pub occurred_at: OffsetDateTime,
+    pub created_at: OffsetDateTime,
+    pub user_ref: Option<String>,
+    payload_erased_at: Option<OffsetDateTime>,
+}
+
+/// What a stored message still holds of its body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageBody<'a> {
+    /// The body, sealed under the deployment's keys.
+    Sealed(&'a [u8]),
+    /// Erased at this time, at the end of the payload retention period.
+    Erased(OffsetDateTime),
+}
+
+impl Message {
+    pub fn body(&self) -> MessageBody<'_> {
+        match (&self.body_encrypted, self.payload_erased_at) {
+            (Some(sealed), _) => MessageBody::Sealed(sealed),
+            // The table's check keeps a body or the time it was erased; a row with neither
+            // would have lost its body all the same.
+            (None, at) => MessageBody::Erased(at.unwrap_or(self.created_at)),
+        }
+    }
+}
+
 /// Stores a message once; a repeat (a redelivered envelope) changes nothing.
 pub async fn insert_message(
     conn: &mut AsyncPgConnection,
-    message: &Message,
+    message: &NewMessage,
 ) -> Result<(), StoreError> {
     insert_messages(conn, std::slice::from_ref(message)).await
 }
@@ -298,7 +336,7 @@ pub async fn insert_message(
 /// pipelines.
 pub fn insert_messages<'c>(
     conn: &'c AsyncPgConnection,
-    messages: &[Message],
+    messages: &[NewMessage],
 ) -> impl Future<Output = Result<(), StoreError>> + Send + use<'c> {
     let sent = (!messages.is_empty()).then(|| {
         Cached(
@@ -723,7 +761,7 @@ pub async fn record_attempts(
 /// subscriptions get it.
 pub async fn notify(
     conn: &mut AsyncPgConnection,
-    message: &Message,
+    message: &NewMessage,
     about: Uuid,
 ) -> Result<usize, StoreError> {
     use diesel::PgArrayExpressionMethods;
@@ -836,21 +874,30 @@ pub async fn attempts_of_subscription(
         .await?)
 }
 
+/// What asking to send one message again came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resent {
+    /// Its delivery to the subscription is due now.
+    Queued,
+    /// The subscription's project has no such message.
+    NotFound,
+    /// The message's body was erased at the end of the payload retention period: there is
+    /// nothing to send.
+    PayloadErased,
+}
+
 /// Makes one message due again to a subscription (resend), creating the delivery if the
-/// message never had one there. `false` when the message is not the subscription project's.
+/// message never had one there.
 pub async fn resend(
     conn: &mut AsyncPgConnection,
     subscription: &Subscription,
     message_id: Uuid,
-) -> Result<bool, StoreError> {
-    let exists: i64 = webhook_messages::table
-        .filter(webhook_messages::id.eq(message_id))
-        .filter(webhook_messages::project_id.eq(subscription.project_id))
-        .count()
-        .get_result(conn)
-        .await?;
-    if exists == 0 {
-        return Ok(false);
+) -> Result<Resent, StoreError> {
+    let erased: Option<bool> = message_erased(conn, subscription.project_id, message_id).await?;
+    match erased {
+        None => return Ok(Resent::NotFound),
+        Some(true) => return Ok(Resent::PayloadErased),
+        Some(false) => {}
     }
     let now = OffsetDateTime::now_utc();
     insert_deliveries(conn, message_id, &[subscription.id], now).await?;
@@ -861,31 +908,89 @@ pub async fn resend(
         ))
         .execute(conn)
         .await?;
-    Ok(true)
+    Ok(Resent::Queued)
 }
 
-/// Makes every failed delivery of a subscription created since `since` due again (recover);
-/// returns how many.
+/// Whether the project's message `message_id` has had its body erased; `None` when the
+/// project has no such message.
+async fn message_erased(
+    conn: &mut AsyncPgConnection,
+    project_id: Uuid,
+    message_id: Uuid,
+) -> Result<Option<bool>, StoreError> {
+    Ok(webhook_messages::table
+        .filter(webhook_messages::id.eq(message_id))
+        .filter(webhook_messages::project_id.eq(project_id))
+        .select(webhook_messages::body_encrypted.is_null())
+        .first(conn)
+        .await
+        .optional()?)
+}
+
+/// What a recover came to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, QueryableByName)]
+pub struct Recovered {
+    /// Deliveries made due again.
+    #[diesel(sql_type = BigInt)]
+    pub queued: i64,
+    /// Failed or skipped deliveries left as they are because their message's body was erased
+    /// at the end of the payload retention period.
+    #[diesel(sql_type = BigInt)]
+    pub skipped_payload_erased: i64,
+}
+
+/// Makes every failed or skipped delivery of a subscription created since `since` due again
+/// (recover), except those whose message's body was erased, which are counted instead.
 pub async fn recover(
     conn: &mut AsyncPgConnection,
     subscription_id: Uuid,
     since: OffsetDateTime,
-) -> Result<usize, StoreError> {
+) -> Result<Recovered, StoreError> {
     // Due a millisecond apart in the order they were emitted, so they are claimed (and, one
     // at a time per subscription's share, sent) oldest first.
     Ok(diesel::sql_query(
-        "UPDATE webhook_deliveries AS d SET status = 'pending', \
-           next_attempt_at = now() + o.rank * interval '1 millisecond' \
-         FROM (SELECT id, row_number() OVER (ORDER BY created_at, id) AS rank \
-               FROM webhook_deliveries \
-               WHERE subscription_id = $1 AND status IN ('failed', 'skipped') \
-                 AND created_at >= $2) AS o \
-         WHERE d.id = o.id",
+        "WITH candidates AS ( \
+           SELECT d.id, d.created_at, m.body_encrypted IS NULL AS erased \
+           FROM webhook_deliveries d JOIN webhook_messages m ON m.id = d.message_id \
+           WHERE d.subscription_id = $1 AND d.status IN ('failed', 'skipped') \
+             AND d.created_at >= $2), \
+         ranked AS ( \
+           SELECT id, row_number() OVER (ORDER BY created_at, id) AS rank \
+           FROM candidates WHERE NOT erased), \
+         queued AS ( \
+           UPDATE webhook_deliveries AS d SET status = 'pending', \
+             next_attempt_at = now() + r.rank * interval '1 millisecond' \
+           FROM ranked r WHERE d.id = r.id RETURNING d.id) \
+         SELECT (SELECT count(*) FROM queued) AS queued, \
+                (SELECT count(*) FROM candidates WHERE erased) AS skipped_payload_erased",
     )
     .bind::<SqlUuid, _>(subscription_id)
     .bind::<diesel::sql_types::Timestamptz, _>(since)
-    .execute(conn)
+    .get_result(conn)
     .await?)
+}
+
+/// Fails a pending delivery that can never be sent, logging why as an attempt that reached no
+/// endpoint. Its subscription's failure streak is left alone: the endpoint did nothing wrong.
+pub async fn give_up(
+    conn: &mut AsyncPgConnection,
+    delivery_id: Uuid,
+    reason: &str,
+) -> Result<(), StoreError> {
+    diesel::sql_query(
+        "WITH failed AS ( \
+           UPDATE webhook_deliveries SET status = 'failed', attempts = attempts + 1, \
+             first_attempt_at = COALESCE(first_attempt_at, now()), last_attempt_at = now() \
+           WHERE id = $1 AND status = 'pending' \
+           RETURNING id, message_id, subscription_id) \
+         INSERT INTO webhook_attempts (delivery_id, message_id, subscription_id, duration_ms, error) \
+         SELECT id, message_id, subscription_id, 0, $2 FROM failed",
+    )
+    .bind::<SqlUuid, _>(delivery_id)
+    .bind::<diesel::sql_types::Text, _>(reason)
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// The age in seconds of the oldest delivery waiting to go out to an active subscription (0

@@ -7,6 +7,7 @@ use beckon_bus::Topology;
 use beckon_bus::topology::queues;
 use beckon_domain::envelope::{Envelope, EventMatched, EventReceived, MatchedSurvey};
 use beckon_runtime::InfraConfig;
+use beckon_store::retention::RetentionError;
 use beckon_store::{surveys, triggers};
 use beckon_worker::{Emit, HandleError, Handler, Item};
 use diesel_async::AsyncPgConnection;
@@ -29,7 +30,10 @@ pub struct Config {
     pub scheduler_interval: std::time::Duration,
     /// How long records that only grow are kept (`BECKON_RETENTION_ATTEMPTS_SECS`, default
     /// 30 days; `BECKON_RETENTION_PROCESSED_SECS`, 14 days; `BECKON_RETENTION_TRIGGERS_SECS`,
-    /// 90 days).
+    /// 90 days), how long a webhook message keeps its body
+    /// (`BECKON_RETENTION_WEBHOOK_PAYLOAD_SECS`, 30 days) and how long the message is kept
+    /// at all (`BECKON_RETENTION_WEBHOOK_HISTORY_SECS`, 90 days; at least the other two
+    /// webhook periods, or the matcher refuses to start).
     pub retention: beckon_store::retention::Retention,
     /// `BECKON_RETENTION_INTERVAL_SECS`: how often the sweep runs (default 60).
     pub retention_interval: std::time::Duration,
@@ -42,7 +46,7 @@ pub struct Config {
 
 impl Config {
     pub fn from_env() -> Result<Self, beckon_runtime::ConfigError> {
-        Ok(Self {
+        let config = Self {
             infra: InfraConfig::from_env()?,
             scheduler_interval: std::time::Duration::from_millis(beckon_runtime::env_parse(
                 "BECKON_SCHEDULER_INTERVAL_MS",
@@ -52,6 +56,8 @@ impl Config {
                 attempts: secs("BECKON_RETENTION_ATTEMPTS_SECS", 30 * DAY)?,
                 processed: secs("BECKON_RETENTION_PROCESSED_SECS", 14 * DAY)?,
                 triggers: secs("BECKON_RETENTION_TRIGGERS_SECS", 90 * DAY)?,
+                webhook_payloads: secs("BECKON_RETENTION_WEBHOOK_PAYLOAD_SECS", 30 * DAY)?,
+                webhook_history: secs("BECKON_RETENTION_WEBHOOK_HISTORY_SECS", 90 * DAY)?,
             },
             retention_interval: secs("BECKON_RETENTION_INTERVAL_SECS", 60)?,
             stalled_after: secs("BECKON_STALLED_AFTER_SECS", 3600)?,
@@ -59,7 +65,23 @@ impl Config {
                 "BECKON_STALLED_INTERVAL_MS",
                 60_000,
             )?),
-        })
+        };
+        config.retention.validate().map_err(|err| {
+            let (name, value) = match err {
+                RetentionError::PayloadsOutliveHistory { payloads, .. } => {
+                    ("BECKON_RETENTION_WEBHOOK_PAYLOAD_SECS", payloads)
+                }
+                RetentionError::AttemptsOutliveHistory { attempts, .. } => {
+                    ("BECKON_RETENTION_ATTEMPTS_SECS", attempts)
+                }
+            };
+            beckon_runtime::ConfigError {
+                name,
+                value: value.as_secs().to_string(),
+                reason: format!("{err}; raise BECKON_RETENTION_WEBHOOK_HISTORY_SECS or lower it"),
+            }
+        })?;
+        Ok(config)
     }
 }
 

@@ -2,7 +2,7 @@
 //! time, until a pass finds nothing more.
 
 use beckon_store::Store;
-use beckon_store::retention::{self, Retention};
+use beckon_store::retention::{self, Retention, Swept};
 use beckon_worker::error_chain;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -28,13 +28,18 @@ pub async fn run(
             .await;
             match swept {
                 Ok(s) if s.total() == 0 => break,
-                Ok(s) => tracing::info!(
-                    attempts = s.attempts,
-                    processed = s.processed,
-                    triggers = s.triggers,
-                    idempotency_keys = s.idempotency_keys,
-                    "retention sweep"
-                ),
+                Ok(s) => {
+                    count(&s);
+                    tracing::info!(
+                        attempts = s.attempts,
+                        processed = s.processed,
+                        triggers = s.triggers,
+                        idempotency_keys = s.idempotency_keys,
+                        webhook_payloads_erased = s.webhook_payloads,
+                        webhook_messages = s.webhook_messages,
+                        "retention sweep"
+                    )
+                }
                 Err(err) => {
                     tracing::warn!(error = %error_chain(&err), "retention sweep failed");
                     break;
@@ -44,5 +49,19 @@ pub async fn run(
                 return;
             }
         }
+    }
+}
+
+/// Adds a sweep's rows to `beckon_retention_swept_total{kind}`.
+fn count(swept: &Swept) {
+    for (kind, n) in [
+        ("webhook_attempts", swept.attempts),
+        ("processed_envelopes", swept.processed),
+        ("triggers", swept.triggers),
+        ("idempotency_keys", swept.idempotency_keys),
+        ("webhook_payloads_erased", swept.webhook_payloads),
+        ("webhook_messages", swept.webhook_messages),
+    ] {
+        metrics::counter!("beckon_retention_swept_total", "kind" => kind).increment(n as u64);
     }
 }

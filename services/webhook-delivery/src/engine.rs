@@ -1,7 +1,9 @@
 //! Attempts: sign, send, log, and decide what comes next.
 
 use crate::notices;
-use beckon_store::webhooks::{self, AttemptContext, AttemptRecord, NextStep, Subscription};
+use beckon_store::webhooks::{
+    self, AttemptContext, AttemptRecord, MessageBody, NextStep, Subscription,
+};
 use beckon_store::{Store, StoreError};
 use beckon_webhooks::policy::RetryPolicy;
 use beckon_webhooks::sealed::SealingKeys;
@@ -238,6 +240,22 @@ impl Engine {
         {
             return Ok(());
         }
+        let sealed = match message.body() {
+            MessageBody::Sealed(sealed) => sealed,
+            // Erased at the end of the payload retention period (a recover or resend racing
+            // the sweep): there is nothing to send, now or later, so the delivery fails at once
+            // instead of being retried.
+            MessageBody::Erased(at) => {
+                let reason = format!(
+                    "the message's body was erased at {} (payload retention): nothing to send",
+                    at.format(&time::format_description::well_known::Rfc3339)
+                        .unwrap_or_default()
+                );
+                tracing::warn!(%reason, "delivery given up");
+                let mut conn = self.store.conn().await?;
+                return webhooks::give_up(&mut conn, delivery.id, &reason).await;
+            }
+        };
         if let Some(limit) = sub.rate_limit {
             let reserved = {
                 let mut conn = self.store.conn().await?;
@@ -259,7 +277,7 @@ impl Engine {
             return Ok(());
         };
 
-        let opened = match (self.keys.open(&message.body_encrypted), self.secrets(&sub)) {
+        let opened = match (self.keys.open(sealed), self.secrets(&sub)) {
             (Ok(body), Some(secrets)) => Ok((body, secrets)),
             (Err(err), _) => Err(format!("the stored message cannot be opened: {err}")),
             (_, None) => Err(
@@ -536,7 +554,7 @@ fn jitter() -> f64 {
 mod tests {
     use super::*;
     use beckon_store::testing::WithProject;
-    use beckon_store::webhooks::{Message, NewSubscription};
+    use beckon_store::webhooks::{NewMessage, NewSubscription};
     use diesel_async::RunQueryDsl;
 
     fn keys() -> SealingKeys {
@@ -589,7 +607,7 @@ mod tests {
         };
         let mut deliveries = Vec::new();
         for _ in 0..n {
-            let message = Message {
+            let message = NewMessage {
                 id: Uuid::now_v7(),
                 org_id: org,
                 project_id: project,

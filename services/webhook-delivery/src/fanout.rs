@@ -2,7 +2,7 @@
 
 use crate::engine::Engine;
 use beckon_domain::envelope::Envelope;
-use beckon_store::webhooks::{self, Message};
+use beckon_store::webhooks::{self, NewMessage};
 use beckon_webhooks::payload::{Announcement, WebhookBody};
 use beckon_worker::{Emit, HandleError, Handler, Item};
 use diesel_async::AsyncPgConnection;
@@ -22,7 +22,7 @@ impl Fanout {
     /// The message customers receive for `env`. A sealed link that does not open under the
     /// deployment's keys never will: the envelope is dead-lettered, to be replayed once the
     /// key it was sealed with is configured again.
-    fn message<T: Announcement>(&self, env: &Envelope<T>) -> Result<Message, HandleError> {
+    fn message<T: Announcement>(&self, env: &Envelope<T>) -> Result<NewMessage, HandleError> {
         let body = WebhookBody::from_envelope(env, self.engine.keys()).map_err(|err| {
             HandleError::Permanent {
                 reason: "unsealable",
@@ -30,7 +30,7 @@ impl Fanout {
             }
         })?;
         let body = serde_json::to_vec(&body).unwrap_or_default();
-        Ok(Message {
+        Ok(NewMessage {
             id: env.id,
             org_id: env.org_id,
             project_id: env.project_id,

@@ -4,7 +4,9 @@
 //! that records the failure, so a notice is sent exactly when its cause is stored.
 
 use beckon_store::StoreError;
-use beckon_store::webhooks::{self, AttemptRecord, Delivery, FailingStreak, Message, Subscription};
+use beckon_store::webhooks::{
+    self, AttemptRecord, Delivery, FailingStreak, NewMessage, Subscription,
+};
 use beckon_webhooks::payload::{
     DISABLED, FAILING, FailedAttempt, SubscriptionDisabled, SubscriptionFailing, WebhookBody,
 };
@@ -45,7 +47,7 @@ fn message<T: Serialize>(
     project_id: Uuid,
     occurred_at: OffsetDateTime,
     data: T,
-) -> Message {
+) -> NewMessage {
     let id = Uuid::now_v7();
     let body = WebhookBody {
         id,
@@ -56,7 +58,7 @@ fn message<T: Serialize>(
         data,
     };
     let body = serde_json::to_vec(&body).unwrap_or_default();
-    Message {
+    NewMessage {
         id,
         org_id,
         project_id,

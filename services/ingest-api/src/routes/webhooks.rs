@@ -13,7 +13,8 @@ use actix_web::{HttpResponse, web};
 use base64::Engine as _;
 use beckon_store::Conn;
 use beckon_store::webhooks::{
-    self, Message, NewSubscription, Subscription, SubscriptionChanges, SubscriptionCreated, status,
+    self, NewMessage, NewSubscription, Subscription, SubscriptionChanges, SubscriptionCreated,
+    status,
 };
 use beckon_webhooks::payload::{self, PING, Ping, WebhookBody};
 use beckon_webhooks::policy::RetryPolicy;
@@ -186,6 +187,15 @@ pub struct Queued {
     pub message_id: Option<Uuid>,
     /// How many deliveries were queued.
     pub queued: usize,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RecoverOutcome {
+    #[serde(flatten)]
+    pub queued: Queued,
+    /// Failed or skipped deliveries not queued because their message's body was erased at the
+    /// end of the payload retention period (`BECKON_RETENTION_WEBHOOK_PAYLOAD_SECS`).
+    pub skipped_payload_erased: usize,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -683,7 +693,7 @@ pub async fn ping(
     let body = serde_json::to_vec(&body).unwrap_or_default();
     webhooks::insert_message(
         &mut conn,
-        &Message {
+        &NewMessage {
             id: message_id,
             org_id: sub.org_id,
             project_id: sub.project_id,
@@ -767,7 +777,8 @@ pub async fn message_attempts(
 #[utoipa::path(post, path = "/api/v1/projects/{project_id}/webhooks/{webhook_id}/messages/{message_id}/resend", tag = "webhooks",
     params(("project_id" = String, Path, description = "Project id"), ("webhook_id" = String, Path, description = "Subscription id"), ("message_id" = String, Path, description = "Message (webhook-id)")),
     security(("bearer" = []), ("api_key" = [])),
-    responses((status = 202, body = Queued), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 202, body = Queued), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 410, description = "The message's body was erased at the end of the payload retention period (`payload_erased`)", body = ErrorBody)))]
 pub async fn resend(
     auth: OrgAuth,
     state: web::Data<AppState>,
@@ -777,24 +788,32 @@ pub async fn resend(
     let message_id = body::path_id(&message, "message_not_found", "message")?;
     let mut conn = state.store.conn().await?;
     let sub = subscription(&mut conn, auth, &project, &id).await?;
-    if !webhooks::resend(&mut conn, &sub, message_id).await? {
-        return Err(ApiError::not_found(
+    match webhooks::resend(&mut conn, &sub, message_id).await? {
+        webhooks::Resent::Queued => Ok(HttpResponse::Accepted().json(Queued {
+            message_id: Some(message_id),
+            queued: 1,
+        })),
+        webhooks::Resent::NotFound => Err(ApiError::not_found(
             "message_not_found",
             format!("No message {message} in this project."),
-        ));
+        )),
+        webhooks::Resent::PayloadErased => Err(ApiError::new(
+            StatusCode::GONE,
+            "payload_erased",
+            "The message's body was erased at the end of the payload retention period; it \
+             cannot be sent again.",
+        )),
     }
-    Ok(HttpResponse::Accepted().json(Queued {
-        message_id: Some(message_id),
-        queued: 1,
-    }))
 }
 
-/// Send every failed delivery of the subscription created since a time again.
+/// Send every failed or skipped delivery of the subscription created since a time again,
+/// oldest first; those whose message's body was erased (past the payload retention period)
+/// cannot be, and are counted in `skipped_payload_erased`.
 #[utoipa::path(post, path = "/api/v1/projects/{project_id}/webhooks/{webhook_id}/recover", tag = "webhooks",
     request_body = Recover,
     params(("project_id" = String, Path, description = "Project id"), ("webhook_id" = String, Path, description = "Subscription id")),
     security(("bearer" = []), ("api_key" = [])),
-    responses((status = 202, body = Queued), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 202, body = RecoverOutcome), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn recover(
     auth: OrgAuth,
     state: web::Data<AppState>,
@@ -808,10 +827,13 @@ pub async fn recover(
     })?;
     let mut conn = state.store.conn().await?;
     let sub = subscription(&mut conn, auth, &project, &id).await?;
-    let queued = webhooks::recover(&mut conn, sub.id, since).await?;
-    Ok(HttpResponse::Accepted().json(Queued {
-        message_id: None,
-        queued,
+    let recovered = webhooks::recover(&mut conn, sub.id, since).await?;
+    Ok(HttpResponse::Accepted().json(RecoverOutcome {
+        queued: Queued {
+            message_id: None,
+            queued: recovered.queued as usize,
+        },
+        skipped_payload_erased: recovered.skipped_payload_erased as usize,
     }))
 }
 

@@ -1,0 +1,1 @@
+ALTER TABLE webhook_messages VALIDATE CONSTRAINT webhook_messages_body_or_erased;
