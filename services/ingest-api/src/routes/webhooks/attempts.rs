@@ -4,11 +4,12 @@ use crate::AppState;
 use crate::auth::OrgAuth;
 use crate::body;
 use crate::error::{ApiError, ErrorBody};
+use crate::pagination::{List, PageQuery, Paginated};
 use crate::routes::events::format_timestamp;
 use crate::routes::webhooks::subscription;
 use actix_web::{HttpResponse, web};
-use beckon_store::webhooks;
-use serde::{Deserialize, Serialize};
+use beckon_store::webhooks::{self, Attempt};
+use serde::Serialize;
 use uuid::Uuid;
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -23,76 +24,74 @@ pub struct AttemptView {
     pub error: Option<String>,
 }
 
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct AttemptList {
-    pub data: Vec<AttemptView>,
-    /// Pass as `before` for the next (older) page.
-    pub next_before: Option<i64>,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct Page {
-    pub limit: Option<i64>,
-    pub before: Option<i64>,
-}
-
-fn attempt_views(attempts: Vec<webhooks::Attempt>, limit: i64) -> AttemptList {
-    let next_before = (attempts.len() as i64 == limit)
-        .then(|| attempts.last().map(|a| a.id))
-        .flatten();
-    AttemptList {
-        data: attempts
-            .into_iter()
-            .map(|a| AttemptView {
-                id: a.id,
-                message_id: a.message_id,
-                attempted_at: format_timestamp(a.attempted_at),
-                status_code: a.status_code,
-                duration_ms: a.duration_ms,
-                response_body: a.response_body,
-                error: a.error,
-            })
-            .collect(),
-        next_before,
+impl From<Attempt> for AttemptView {
+    fn from(a: Attempt) -> Self {
+        Self {
+            id: a.id,
+            message_id: a.message_id,
+            attempted_at: format_timestamp(a.attempted_at),
+            status_code: a.status_code,
+            duration_ms: a.duration_ms,
+            response_body: a.response_body,
+            error: a.error,
+        }
     }
 }
 
 /// The attempt log of a subscription, newest first.
 #[utoipa::path(get, path = "/api/v1/projects/{project_id}/webhooks/{webhook_id}/attempts", tag = "webhooks",
     params(("project_id" = String, Path, description = "Project id"), ("webhook_id" = String, Path, description = "Subscription id"),
-        ("limit" = Option<i64>, Query, description = "1 to 100, default 50"), ("before" = Option<i64>, Query, description = "An attempt id from `next_before`")),
+        PageQuery),
     security(("bearer" = []), ("api_key" = [])),
-    responses((status = 200, body = AttemptList), (status = 400, description = "A malformed query (`invalid_query`)", body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = Paginated<AttemptView>),
+        (status = 400, description = "A malformed query (`invalid_query`, `invalid_limit`, `invalid_cursor`)", body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn attempts(
     auth: OrgAuth,
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,
-    page: web::Query<Page>,
+    page: web::Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let (project, id) = path.into_inner();
-    let limit = page.limit.unwrap_or(50).clamp(1, 100);
+    let page = page.serial(&state.sealing_key, List::Attempts)?;
     let mut conn = state.store.conn().await?;
     let sub = subscription(&mut conn, auth, &project, &id).await?;
-    let rows =
-        webhooks::attempts_of_subscription(&mut conn, sub.id, None, page.before, limit).await?;
-    Ok(HttpResponse::Ok().json(attempt_views(rows, limit)))
+    let attempts = webhooks::attempts_of_subscription(&mut conn, sub.id, None, &page).await?;
+    Ok(HttpResponse::Ok().json(Paginated::serial(
+        attempts,
+        &state.sealing_key,
+        List::Attempts,
+        |a| a.id,
+        AttemptView::from,
+    )))
 }
 
 /// The attempts of one message to a subscription, newest first.
 #[utoipa::path(get, path = "/api/v1/projects/{project_id}/webhooks/{webhook_id}/messages/{message_id}/attempts", tag = "webhooks",
-    params(("project_id" = String, Path, description = "Project id"), ("webhook_id" = String, Path, description = "Subscription id"), ("message_id" = String, Path, description = "Message (webhook-id)")),
+    params(("project_id" = String, Path, description = "Project id"), ("webhook_id" = String, Path, description = "Subscription id"), ("message_id" = String, Path, description = "Message (webhook-id)"),
+        PageQuery),
     security(("bearer" = []), ("api_key" = [])),
-    responses((status = 200, body = AttemptList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = Paginated<AttemptView>),
+        (status = 400, description = "A malformed query (`invalid_query`, `invalid_limit`, `invalid_cursor`)", body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn message_attempts(
     auth: OrgAuth,
     state: web::Data<AppState>,
     path: web::Path<(String, String, String)>,
+    page: web::Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let (project, id, message) = path.into_inner();
     let message_id = body::path_id(&message, "message_not_found", "message")?;
+    let page = page.serial(&state.sealing_key, List::MessageAttempts)?;
     let mut conn = state.store.conn().await?;
     let sub = subscription(&mut conn, auth, &project, &id).await?;
-    let rows =
-        webhooks::attempts_of_subscription(&mut conn, sub.id, Some(message_id), None, 100).await?;
-    Ok(HttpResponse::Ok().json(attempt_views(rows, 100)))
+    let attempts =
+        webhooks::attempts_of_subscription(&mut conn, sub.id, Some(message_id), &page).await?;
+    Ok(HttpResponse::Ok().json(Paginated::serial(
+        attempts,
+        &state.sealing_key,
+        List::MessageAttempts,
+        |a| a.id,
+        AttemptView::from,
+    )))
 }

@@ -5,12 +5,14 @@ use crate::AppState;
 use crate::auth::OrgAuth;
 use crate::body;
 use crate::error::{ApiError, ErrorBody};
+use crate::pagination::{List, PageQuery, Paginated};
 use crate::routes::events::format_timestamp;
 use crate::routes::owned_project;
 use crate::routes::webhooks::subscription;
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use base64::Engine as _;
+use beckon_store::paging::Keyset;
 use beckon_store::webhooks::{
     self, NewSubscription, Subscription, SubscriptionChanges, SubscriptionCreated, status,
 };
@@ -110,11 +112,6 @@ pub struct VerifiedSubscription {
     #[serde(flatten)]
     pub subscription: SubscriptionView,
     pub verification: Verification,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct SubscriptionList {
-    pub data: Vec<SubscriptionView>,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -319,24 +316,33 @@ pub async fn create(
     }))
 }
 
-/// List a project's subscriptions.
+/// List a project's subscriptions, newest first.
 #[utoipa::path(get, path = "/api/v1/projects/{project_id}/webhooks", tag = "webhooks",
-    params(("project_id" = String, Path, description = "Project id")),
+    params(("project_id" = String, Path, description = "Project id"), PageQuery),
     security(("bearer" = []), ("api_key" = [])),
-    responses((status = 200, body = SubscriptionList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = Paginated<SubscriptionView>),
+        (status = 400, description = "A malformed `limit` or `cursor` (`invalid_limit`, `invalid_cursor`)", body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn list(
     auth: OrgAuth,
     state: web::Data<AppState>,
     path: web::Path<String>,
+    page: web::Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
+    let page = page.keyset(&state.sealing_key, List::WebhookSubscriptions)?;
     let mut conn = state.store.conn().await?;
     let project = owned_project(&mut conn, auth.org_id, &path).await?;
-    let data = webhooks::list_subscriptions(&mut conn, project.id)
-        .await?
-        .into_iter()
-        .map(SubscriptionView::from)
-        .collect();
-    Ok(HttpResponse::Ok().json(SubscriptionList { data }))
+    let subscriptions = webhooks::list_subscriptions(&mut conn, project.id, &page).await?;
+    Ok(HttpResponse::Ok().json(Paginated::keyset(
+        subscriptions,
+        &state.sealing_key,
+        List::WebhookSubscriptions,
+        |s| Keyset {
+            created_at: s.created_at,
+            id: s.id,
+        },
+        SubscriptionView::from,
+    )))
 }
 
 /// Read a subscription (never its secret).
