@@ -1,6 +1,7 @@
 //! Every list pages the same way — `limit`, an opaque `cursor`, `{data, has_more,
 //! next_cursor}` — and lists each row exactly once, however many rows share a `created_at`;
-//! a cursor the gateway did not make is 400 `invalid_cursor`.
+//! a cursor the gateway did not make is 400 `invalid_cursor`. And the organization's
+//! triggers: listed, filtered, and never another organization's.
 
 use beckon_e2e::TestApp;
 use beckon_store::webhooks::{self, Message, Subscriber};
@@ -287,6 +288,7 @@ async fn every_list_pages_one_or_two_at_a_time_across_rows_created_together() {
         (format!("/api/v1/projects/{project}/surveys"), 3),
         ("/api/v1/tokens".to_owned(), 3),
         (format!("/api/v1/projects/{project}/webhooks"), 3),
+        ("/api/v1/triggers".to_owned(), 3),
         (
             format!("/api/v1/projects/{project}/surveys/{survey}/responses"),
             3,
@@ -327,6 +329,7 @@ async fn a_cursor_the_gateway_did_not_give_or_a_limit_out_of_range_is_a_400() {
     let lists = [
         "/api/v1/projects".to_owned(),
         "/api/v1/tokens".to_owned(),
+        "/api/v1/triggers".to_owned(),
         format!("/api/v1/projects/{project}/surveys"),
         format!("/api/v1/projects/{project}/webhooks"),
         format!("/api/v1/projects/{project}/surveys/{survey}/responses"),
@@ -414,4 +417,263 @@ async fn a_cursor_the_gateway_did_not_give_or_a_limit_out_of_range_is_a_400() {
         .await
         .unwrap();
     assert!(listed.get("next_before").is_none(), "{listed}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn triggers_are_listed_newest_first_filtered_and_never_another_organizations() {
+    let app = TestApp::spawn().await;
+    let web = app.create_project().await;
+    let mobile = app.create_project().await;
+    for project in [web, mobile] {
+        app.create_survey(
+            project,
+            json!({"trigger": {"events": ["trial_expired", {"custom": "payment_failed"}]}}),
+        )
+        .await;
+    }
+    let dispatch = |project: Uuid, user: &'static str, event: Value| {
+        let app = &app;
+        async move {
+            let (status, body) = app
+                .dispatch(json!({"project_id": project, "user_ref": user, "event": event}))
+                .await;
+            assert_eq!(status, 200, "{body}");
+            body["trigger_id"].as_str().unwrap().to_owned()
+        }
+    };
+    // Another organization fires the same event, first.
+    let (_, other) = app.other_org().await;
+    let as_other = |method: Method, path: &str, body: Value| {
+        app.http
+            .request(method, app.url(path))
+            .bearer_auth(&other)
+            .json(&body)
+            .send()
+    };
+    let r = as_other(Method::POST, "/api/v1/projects", json!({"name": "theirs"}))
+        .await
+        .unwrap();
+    let their_project = r.json::<Value>().await.unwrap()["id"].clone();
+    let r = as_other(
+        Method::POST,
+        &format!(
+            "/api/v1/projects/{}/surveys",
+            their_project.as_str().unwrap()
+        ),
+        json!({"name": "theirs", "status": "live", "trigger": {"events": ["trial_expired"]},
+               "questions": [{"id": "q", "type": "nps", "title": "?", "required": true}]}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 201);
+    let r = as_other(
+        Method::POST,
+        "/api/v1/lifecycle/dispatch",
+        json!({"project_id": their_project, "user_ref": "ann", "event": "trial_expired"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    let theirs = r.json::<Value>().await.unwrap()["trigger_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let web_expired = dispatch(web, "ann", json!("trial_expired")).await;
+    let web_payment = dispatch(web, "bob", json!({"custom": "payment_failed"})).await;
+    let mobile_expired = dispatch(mobile, "cy", json!("trial_expired")).await;
+    let between = OffsetDateTime::now_utc();
+    let (status, scheduled) = app
+        .send_event(
+            Some(mobile),
+            json!({"event_name": "payment_failed", "user_info": {"contact_external_id": "dee"},
+                   "trigger_at": "2099-01-01T00:00:00Z"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{scheduled}");
+    let scheduled = scheduled["trigger_id"].as_str().unwrap().to_owned();
+    let (status, cancelled) = app
+        .send_event(
+            Some(web),
+            json!({"event_name": "trial_expired", "user_info": {"contact_external_id": "eve"},
+                   "trigger_at": "2099-01-01T00:00:00Z"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{cancelled}");
+    let cancelled = cancelled["trigger_id"].as_str().unwrap().to_owned();
+    let r = app
+        .authed(Method::DELETE, &format!("/api/v1/triggers/{cancelled}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    let list = |query: String| {
+        let app = &app;
+        async move { ids(&walk(app, &app.token, &format!("/api/v1/triggers{query}"), 2).await) }
+    };
+    // Everything, newest first; each item as GET /api/v1/triggers/{id} shows it.
+    let everything = walk(&app, &app.token, "/api/v1/triggers", 2).await;
+    assert_eq!(
+        ids(&everything),
+        [
+            cancelled.as_str(),
+            scheduled.as_str(),
+            mobile_expired.as_str(),
+            web_payment.as_str(),
+            web_expired.as_str()
+        ]
+    );
+    for item in &everything {
+        let (status, one) = app.trigger(item["id"].as_str().unwrap()).await;
+        assert_eq!(status, 200);
+        assert_eq!(item, &one);
+    }
+    let first = &everything[4];
+    assert_eq!(first["project_id"], web.to_string());
+    assert_eq!(first["event"], "trial_expired");
+    assert_eq!(first["user_ref"], "ann");
+    assert_eq!(first["status"], "completed");
+    assert_eq!(first["summary"]["sent"], 1);
+
+    // Filters, alone and together.
+    assert_eq!(
+        list(format!("?project_id={web}")).await,
+        [
+            cancelled.as_str(),
+            web_payment.as_str(),
+            web_expired.as_str()
+        ]
+    );
+    assert_eq!(list("?status=scheduled".into()).await, [scheduled.as_str()]);
+    assert_eq!(list("?status=cancelled".into()).await, [cancelled.as_str()]);
+    assert_eq!(
+        list("?status=completed".into()).await,
+        [
+            mobile_expired.as_str(),
+            web_payment.as_str(),
+            web_expired.as_str()
+        ]
+    );
+    assert_eq!(
+        list("?event=trial_expired".into()).await,
+        [
+            cancelled.as_str(),
+            mobile_expired.as_str(),
+            web_expired.as_str()
+        ]
+    );
+    for custom in ["custom:payment_failed", "payment_failed"] {
+        assert_eq!(
+            list(format!("?event={custom}")).await,
+            [scheduled.as_str(), web_payment.as_str()],
+            "{custom}"
+        );
+    }
+    assert_eq!(
+        list(format!(
+            "?project_id={mobile}&event=trial_expired&status=completed"
+        ))
+        .await,
+        [mobile_expired.as_str()]
+    );
+    let between = between
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let between = between.replace('+', "%2B").replace(':', "%3A");
+    assert_eq!(
+        list(format!("?since={between}")).await,
+        [cancelled.as_str(), scheduled.as_str()]
+    );
+    assert_eq!(
+        list(format!("?until={between}")).await,
+        [
+            mobile_expired.as_str(),
+            web_payment.as_str(),
+            web_expired.as_str()
+        ]
+    );
+    assert!(list("?since=2099-01-01T00:00:00Z".into()).await.is_empty());
+
+    // Refused at the edge, never a panic: timestamps out of range or not timestamps, unknown
+    // statuses and events, malformed project ids.
+    for query in [
+        "since=9999-12-31T23:59:59-23:59",
+        "until=0000-01-01T00:00:00%2B23:59",
+        "since=yesterday",
+        "status=done",
+        "event=",
+        "project_id=web",
+    ] {
+        let r = app
+            .authed(Method::GET, &format!("/api/v1/triggers?{query}"))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (400, Some("invalid_query")),
+            "{query}: {body}"
+        );
+    }
+    let r = app
+        .authed(
+            Method::GET,
+            &format!("/api/v1/triggers?project_id={}", Uuid::now_v7()),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+
+    // The other organization: its own trigger only, and not A's by naming A's project either.
+    assert_eq!(
+        ids(&walk(&app, &other, "/api/v1/triggers", 100).await),
+        [theirs.as_str()]
+    );
+    let r = app
+        .http
+        .get(app.url(&format!("/api/v1/triggers?project_id={web}")))
+        .bearer_auth(&other)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("project_forbidden"))
+    );
+
+    // Listing needs `read`; a backend's `send` token reads its triggers one by one only.
+    let mut tokens = Vec::new();
+    for scope in ["read", "send"] {
+        let r = app
+            .authed(Method::POST, "/api/v1/tokens")
+            .json(&json!({"name": scope, "scopes": [scope]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        tokens.push(
+            r.json::<Value>().await.unwrap()["secret"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    assert_eq!(
+        walk(&app, &tokens[0], "/api/v1/triggers", 50).await.len(),
+        5
+    );
+    let r = app
+        .http
+        .get(app.url("/api/v1/triggers"))
+        .bearer_auth(&tokens[1])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
 }

@@ -35,6 +35,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route("/lifecycle/dispatch", web::post().to(dispatch::dispatch))
                 .route("/events/send", web::post().to(events::send))
                 .route("/users/upsert", web::post().to(users::upsert))
+                .route("/triggers", web::get().to(triggers::list))
                 .route("/triggers/{trigger_id}", web::get().to(triggers::get))
                 .route("/triggers/{trigger_id}", web::delete().to(triggers::cancel))
                 .route(
