@@ -96,6 +96,7 @@ async fn snapshot(app: &TestApp, victim: &Victim) -> Value {
         format!("/api/v1/projects/{p}/webhooks/{w}/deliveries"),
         format!("/api/v1/projects/{p}/webhooks/{w}/attempts"),
         format!("/api/v1/triggers/{t}/details"),
+        format!("/api/v1/triggers?project_id={p}"),
         "/api/v1/tokens".to_owned(),
     ] {
         let r = app.authed(Method::GET, &path).send().await.unwrap();
@@ -296,8 +297,11 @@ async fn another_organizations_token_reaches_nothing_on_any_documented_route() {
                 let status = r.status().as_u16();
                 let text = r.text().await.unwrap();
                 tried += 1;
-                // B's own projects and tokens: listed and made in B's organization.
-                let own_resource = path == "/api/v1/projects" || path == "/api/v1/tokens";
+                // B's own projects, tokens and triggers: listed and made in B's organization.
+                let own_resource = matches!(
+                    path.as_str(),
+                    "/api/v1/projects" | "/api/v1/tokens" | "/api/v1/triggers"
+                );
                 if names_resources || !own_resource {
                     assert!(
                         status == 403 || status == 404,

@@ -137,12 +137,10 @@ async fn responses_are_listed_filtered_paged_and_exported_as_csv() {
         .await
         .unwrap();
     assert_eq!(page1["data"][0]["submitted_by"], "halfway");
-    let before = page1["next_before"].as_str().unwrap();
+    assert_eq!(page1["has_more"], true);
+    let cursor = page1["next_cursor"].as_str().unwrap();
     let page2: Value = app
-        .authed(
-            Method::GET,
-            &format!("{base}?limit=1&before={}", before.replace('+', "%2B")),
-        )
+        .authed(Method::GET, &format!("{base}?limit=1&cursor={cursor}"))
         .send()
         .await
         .unwrap()
@@ -150,6 +148,8 @@ async fn responses_are_listed_filtered_paged_and_exported_as_csv() {
         .await
         .unwrap();
     assert_eq!(page2["data"][0]["submitted_by"], "done");
+    assert_eq!(page2["has_more"], false);
+    assert_eq!(page2["next_cursor"], Value::Null);
     let r = app
         .authed(Method::GET, &format!("{base}?status=maybe"))
         .send()

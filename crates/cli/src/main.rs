@@ -8,6 +8,7 @@ use beckon_domain::survey::{
     DEFAULT_LIFETIME_SECONDS, DEFAULT_REMINDER_LEAD_SECONDS, Question, QuestionKind, SurveyStatus,
     SurveyTrigger,
 };
+use beckon_store::paging::{Keyset, PageRequest};
 use beckon_store::surveys::{self, NewSurvey};
 use beckon_store::{Store, tenancy};
 use clap::{Parser, Subcommand};
@@ -317,9 +318,21 @@ async fn main() -> anyhow::Result<()> {
         Command::Token {
             command: TokenCommand::List { org },
         } => {
-            let tokens = tenancy::list_tokens(&mut conn, org)
-                .await
-                .context("Failed to list the tokens")?;
+            let mut tokens = Vec::new();
+            let mut page = PageRequest::first(100);
+            loop {
+                let listed = tenancy::list_tokens(&mut conn, org, &page)
+                    .await
+                    .context("Failed to list the tokens")?;
+                page.after = listed.next_after(|t| Keyset {
+                    created_at: t.created_at,
+                    id: t.id,
+                });
+                tokens.extend(listed.items);
+                if page.after.is_none() {
+                    break;
+                }
+            }
             let tokens: Vec<_> = tokens
                 .into_iter()
                 .map(|t| {

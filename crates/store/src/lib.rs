@@ -16,12 +16,14 @@
 //! - [`processed`]: envelope ids a consumer has handled.
 //! - [`sealed`]: the columns of sealed values, and resealing them under a new key.
 //! - [`pipelined`]: results of statements that share a round trip.
+//! - [`paging`]: keyset pages, the one way every list is read.
 //! - [`testing`]: a fresh database per test, cloned from a migrated template.
 
 pub mod cached;
 pub mod idempotency;
 pub mod invitations;
 pub mod outbox;
+pub mod paging;
 pub mod pipelined;
 pub mod processed;
 pub mod responses;

@@ -1,6 +1,7 @@
 //! Responses to invitations, and their answers.
 
 use crate::StoreError;
+use crate::paging::{Keyset, Page, PageRequest, older_than};
 use crate::schema::{answers, responses};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
@@ -193,30 +194,29 @@ pub async fn next_sequence(conn: &mut AsyncPgConnection, id: Uuid) -> Result<i32
         .await?)
 }
 
-/// Which responses to list.
+/// Which responses to list; every filter given must hold.
 #[derive(Debug, Clone, Default)]
 pub struct ResponseFilter {
-    pub status: Option<String>,
+    /// One of [`status`].
+    pub status: Option<&'static str>,
     /// Created at or after.
     pub since: Option<OffsetDateTime>,
     /// Created before.
     pub until: Option<OffsetDateTime>,
-    /// Paging: created before this (the previous page's last).
-    pub before: Option<OffsetDateTime>,
-    pub limit: i64,
 }
 
-/// Responses to a survey, newest first, each with its answers.
+/// A page of a survey's responses, newest first, each with its answers.
 pub async fn list(
     conn: &mut AsyncPgConnection,
     survey_id: Uuid,
     filter: &ResponseFilter,
-) -> Result<Vec<(Response, Vec<StoredAnswer>)>, StoreError> {
+    page: &PageRequest<Keyset>,
+) -> Result<Page<(Response, Vec<StoredAnswer>)>, StoreError> {
     let mut query = responses::table
         .filter(responses::survey_id.eq(survey_id))
         .into_boxed();
-    if let Some(s) = &filter.status {
-        query = query.filter(responses::status.eq(s.clone()));
+    if let Some(s) = filter.status {
+        query = query.filter(responses::status.eq(s));
     }
     if let Some(t) = filter.since {
         query = query.filter(responses::created_at.ge(t));
@@ -224,16 +224,17 @@ pub async fn list(
     if let Some(t) = filter.until {
         query = query.filter(responses::created_at.lt(t));
     }
-    if let Some(t) = filter.before {
-        query = query.filter(responses::created_at.lt(t));
+    if let Some(after) = page.after {
+        query = query.filter(older_than(responses::created_at, responses::id, after));
     }
     let rows: Vec<Response> = query
         .order((responses::created_at.desc(), responses::id.desc()))
-        .limit(filter.limit)
+        .limit(page.fetch())
         .select(Response::as_select())
         .load(conn)
         .await?;
-    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+    let page = page.page(rows);
+    let ids: Vec<Uuid> = page.items.iter().map(|r| r.id).collect();
     let all: Vec<(Uuid, String, serde_json::Value, OffsetDateTime)> = answers::table
         .filter(answers::response_id.eq_any(&ids))
         .order(answers::answered_at.asc())
@@ -245,19 +246,16 @@ pub async fn list(
         ))
         .load(conn)
         .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| {
-            let mine = all
-                .iter()
-                .filter(|a| a.0 == r.id)
-                .map(|a| StoredAnswer {
-                    question_id: a.1.clone(),
-                    value: a.2.clone(),
-                    answered_at: a.3,
-                })
-                .collect();
-            (r, mine)
-        })
-        .collect())
+    Ok(page.map(|r| {
+        let mine = all
+            .iter()
+            .filter(|a| a.0 == r.id)
+            .map(|a| StoredAnswer {
+                question_id: a.1.clone(),
+                value: a.2.clone(),
+                answered_at: a.3,
+            })
+            .collect();
+        (r, mine)
+    }))
 }

@@ -2,6 +2,7 @@
 
 use crate::StoreError;
 use crate::cached::Cached;
+use crate::paging::{Keyset, Page, PageRequest, older_than};
 use crate::schema::{survey_versions, surveys};
 use beckon_domain::envelope::MatchedSurvey;
 use beckon_domain::survey::{Question, SurveyStatus, SurveyTrigger};
@@ -171,15 +172,21 @@ pub async fn get_survey(
     Ok(load(conn, query).await?.pop())
 }
 
+/// A page of a project's surveys, newest first.
 pub async fn list_surveys(
     conn: &mut AsyncPgConnection,
     project_id: Uuid,
-) -> Result<Vec<Survey>, StoreError> {
-    let query = surveys::table
+    page: &PageRequest<Keyset>,
+) -> Result<Page<Survey>, StoreError> {
+    let mut query = surveys::table
         .filter(surveys::project_id.eq(project_id))
-        .order(surveys::created_at.asc())
+        .order((surveys::created_at.desc(), surveys::id.desc()))
+        .limit(page.fetch())
         .into_boxed();
-    load(conn, query).await
+    if let Some(after) = page.after {
+        query = query.filter(older_than(surveys::created_at, surveys::id, after));
+    }
+    Ok(page.page(load(conn, query).await?))
 }
 
 /// Applies `patch` under a row lock; new questions become version `current + 1`.

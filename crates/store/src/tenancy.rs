@@ -1,6 +1,7 @@
 //! Organizations, their access tokens and their projects.
 
 use crate::StoreError;
+use crate::paging::{Keyset, Page, PageRequest, older_than};
 use crate::schema::{api_tokens, organizations, projects};
 use beckon_domain::scope::Scope;
 use beckon_domain::secret::{self, Plaintext};
@@ -140,18 +141,25 @@ pub async fn create_token(
     Ok((token, plaintext))
 }
 
-/// Every token of an organization, newest first, revoked and expired ones too.
+/// A page of an organization's tokens, newest first, revoked and expired ones too.
 pub async fn list_tokens(
     conn: &mut AsyncPgConnection,
     org_id: Uuid,
-) -> Result<Vec<ApiToken>, StoreError> {
-    let rows: Vec<TokenRow> = api_tokens::table
+    page: &PageRequest<Keyset>,
+) -> Result<Page<ApiToken>, StoreError> {
+    let mut query = api_tokens::table
         .filter(api_tokens::org_id.eq(org_id))
-        .order(api_tokens::created_at.desc())
+        .into_boxed();
+    if let Some(after) = page.after {
+        query = query.filter(older_than(api_tokens::created_at, api_tokens::id, after));
+    }
+    let rows: Vec<TokenRow> = query
+        .order((api_tokens::created_at.desc(), api_tokens::id.desc()))
+        .limit(page.fetch())
         .select(TokenRow::as_select())
         .load(conn)
         .await?;
-    Ok(rows.into_iter().map(ApiToken::from).collect())
+    Ok(page.page(rows).map(ApiToken::from))
 }
 
 pub async fn authenticate(
@@ -301,16 +309,25 @@ pub async fn get_project(
         .optional()?)
 }
 
+/// A page of an organization's projects, newest first.
 pub async fn list_projects(
     conn: &mut AsyncPgConnection,
     org_id: Uuid,
-) -> Result<Vec<Project>, StoreError> {
-    Ok(projects::table
+    page: &PageRequest<Keyset>,
+) -> Result<Page<Project>, StoreError> {
+    let mut query = projects::table
         .filter(projects::org_id.eq(org_id))
-        .order(projects::created_at.asc())
+        .into_boxed();
+    if let Some(after) = page.after {
+        query = query.filter(older_than(projects::created_at, projects::id, after));
+    }
+    let rows = query
+        .order((projects::created_at.desc(), projects::id.desc()))
+        .limit(page.fetch())
         .select(Project::as_select())
         .load(conn)
-        .await?)
+        .await?;
+    Ok(page.page(rows))
 }
 
 /// Changes a project's name and/or the widget's allowed origins.

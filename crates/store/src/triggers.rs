@@ -2,9 +2,12 @@
 
 use crate::StoreError;
 use crate::cached::Cached;
+use crate::paging::{Keyset, Page, PageRequest, older_than};
 use crate::schema::{trigger_surveys, triggers};
+use beckon_domain::LifecycleEvent;
 use beckon_domain::envelope::TriggerType;
 use beckon_domain::outcome::{DispatchCounts, SurveyOutcome};
+use beckon_domain::trigger::TriggerStatus;
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use time::OffsetDateTime;
@@ -12,12 +15,13 @@ use uuid::Uuid;
 
 /// Trigger statuses, as stored and as the API shows them.
 pub mod status {
-    pub const QUEUED: &str = "queued";
-    pub const SCHEDULED: &str = "scheduled";
-    pub const PROCESSING: &str = "processing";
-    pub const COMPLETED: &str = "completed";
-    pub const FAILED: &str = "failed";
-    pub const CANCELLED: &str = "cancelled";
+    use beckon_domain::trigger::TriggerStatus;
+    pub const QUEUED: &str = TriggerStatus::Queued.as_str();
+    pub const SCHEDULED: &str = TriggerStatus::Scheduled.as_str();
+    pub const PROCESSING: &str = TriggerStatus::Processing.as_str();
+    pub const COMPLETED: &str = TriggerStatus::Completed.as_str();
+    pub const FAILED: &str = TriggerStatus::Failed.as_str();
+    pub const CANCELLED: &str = TriggerStatus::Cancelled.as_str();
 }
 
 /// A trigger about to be recorded.
@@ -175,6 +179,56 @@ pub async fn get_for_org(
         .first(conn)
         .await
         .optional()?)
+}
+
+/// Which of an organization's triggers to list; every filter given must hold.
+#[derive(Debug, Clone, Default)]
+pub struct TriggerFilter {
+    pub project_id: Option<Uuid>,
+    pub status: Option<TriggerStatus>,
+    pub event: Option<LifecycleEvent>,
+    /// Created at or after.
+    pub since: Option<OffsetDateTime>,
+    /// Created before.
+    pub until: Option<OffsetDateTime>,
+}
+
+/// A page of `org_id`'s triggers, newest first.
+pub async fn list(
+    conn: &mut AsyncPgConnection,
+    org_id: Uuid,
+    filter: &TriggerFilter,
+    page: &PageRequest<Keyset>,
+) -> Result<Page<Trigger>, StoreError> {
+    let mut query = triggers::table
+        .filter(triggers::org_id.eq(org_id))
+        .into_boxed();
+    if let Some(project) = filter.project_id {
+        query = query.filter(triggers::project_id.eq(project));
+    }
+    if let Some(status) = filter.status {
+        query = query.filter(triggers::status.eq(status.as_str()));
+    }
+    if let Some(event) = &filter.event {
+        // Stored as the event's JSON, which is equal for two events exactly when they are.
+        query = query.filter(triggers::event.eq(serde_json::to_value(event)?));
+    }
+    if let Some(t) = filter.since {
+        query = query.filter(triggers::created_at.ge(t));
+    }
+    if let Some(t) = filter.until {
+        query = query.filter(triggers::created_at.lt(t));
+    }
+    if let Some(after) = page.after {
+        query = query.filter(older_than(triggers::created_at, triggers::id, after));
+    }
+    let rows = query
+        .order((triggers::created_at.desc(), triggers::id.desc()))
+        .limit(page.fetch())
+        .select(Trigger::as_select())
+        .load(conn)
+        .await?;
+    Ok(page.page(rows))
 }
 
 /// Claims up to `limit` scheduled triggers that are due by the database's clock, moving them

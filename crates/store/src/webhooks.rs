@@ -7,6 +7,7 @@
 
 use crate::StoreError;
 use crate::cached::Cached;
+use crate::paging::{Keyset, Page, PageRequest, older_than};
 use crate::schema::{
     projects, webhook_attempts, webhook_deliveries, webhook_messages, webhook_subscriptions,
 };
@@ -167,16 +168,32 @@ pub async fn create_subscription(
     .await
 }
 
+/// A page of a project's subscriptions, newest first.
 pub async fn list_subscriptions(
     conn: &mut AsyncPgConnection,
     project_id: Uuid,
-) -> Result<Vec<Subscription>, StoreError> {
-    Ok(webhook_subscriptions::table
+    page: &PageRequest<Keyset>,
+) -> Result<Page<Subscription>, StoreError> {
+    let mut query = webhook_subscriptions::table
         .filter(webhook_subscriptions::project_id.eq(project_id))
-        .order(webhook_subscriptions::created_at.asc())
+        .into_boxed();
+    if let Some(after) = page.after {
+        query = query.filter(older_than(
+            webhook_subscriptions::created_at,
+            webhook_subscriptions::id,
+            after,
+        ));
+    }
+    let rows = query
+        .order((
+            webhook_subscriptions::created_at.desc(),
+            webhook_subscriptions::id.desc(),
+        ))
+        .limit(page.fetch())
         .select(Subscription::as_select())
         .load(conn)
-        .await?)
+        .await?;
+    Ok(page.page(rows))
 }
 
 pub async fn get_subscription(
@@ -849,29 +866,30 @@ pub async fn disable(
     Ok(n == 1)
 }
 
-/// Attempts of a subscription, newest first, before attempt id `before` when given.
+/// A page of a subscription's attempts (of one message, when given), newest first. Attempt ids
+/// grow with time and are unique: the id alone is the page's key.
 pub async fn attempts_of_subscription(
     conn: &mut AsyncPgConnection,
     subscription_id: Uuid,
     message_id: Option<Uuid>,
-    before: Option<i64>,
-    limit: i64,
-) -> Result<Vec<Attempt>, StoreError> {
+    page: &PageRequest<i64>,
+) -> Result<Page<Attempt>, StoreError> {
     let mut query = webhook_attempts::table
         .filter(webhook_attempts::subscription_id.eq(subscription_id))
         .into_boxed();
     if let Some(message) = message_id {
         query = query.filter(webhook_attempts::message_id.eq(message));
     }
-    if let Some(before) = before {
-        query = query.filter(webhook_attempts::id.lt(before));
+    if let Some(after) = page.after {
+        query = query.filter(webhook_attempts::id.lt(after));
     }
-    Ok(query
+    let rows = query
         .order(webhook_attempts::id.desc())
-        .limit(limit)
+        .limit(page.fetch())
         .select(Attempt::as_select())
         .load(conn)
-        .await?)
+        .await?;
+    Ok(page.page(rows))
 }
 
 /// What asking to send one message again came to.
@@ -1019,15 +1037,15 @@ pub struct DeliveryRow {
     pub event_type: String,
 }
 
-/// Deliveries of a subscription, newest first, optionally of one status, before a creation
-/// time (for paging).
+/// A page of a subscription's deliveries, newest first, optionally of one status. A batch's
+/// deliveries share one `created_at`: the id breaks the tie, so none is skipped at a page's
+/// edge.
 pub async fn deliveries_of_subscription(
     conn: &mut AsyncPgConnection,
     subscription_id: Uuid,
     status_filter: Option<&str>,
-    before: Option<OffsetDateTime>,
-    limit: i64,
-) -> Result<Vec<DeliveryRow>, StoreError> {
+    page: &PageRequest<Keyset>,
+) -> Result<Page<DeliveryRow>, StoreError> {
     let mut query = webhook_deliveries::table
         .inner_join(webhook_messages::table)
         .filter(webhook_deliveries::subscription_id.eq(subscription_id))
@@ -1035,16 +1053,21 @@ pub async fn deliveries_of_subscription(
     if let Some(s) = status_filter {
         query = query.filter(webhook_deliveries::status.eq(s));
     }
-    if let Some(t) = before {
-        query = query.filter(webhook_deliveries::created_at.lt(t));
+    if let Some(after) = page.after {
+        query = query.filter(older_than(
+            webhook_deliveries::created_at,
+            webhook_deliveries::id,
+            after,
+        ));
     }
-    Ok(query
+    let rows = query
         .order((
             webhook_deliveries::created_at.desc(),
             webhook_deliveries::id.desc(),
         ))
-        .limit(limit)
+        .limit(page.fetch())
         .select((Delivery::as_select(), webhook_messages::event_type))
         .load(conn)
-        .await?)
+        .await?;
+    Ok(page.page(rows))
 }

@@ -3,6 +3,7 @@
 use beckon_domain::LifecycleEvent;
 use beckon_domain::scope::Scope;
 use beckon_domain::survey::{Question, QuestionKind, SurveyStatus, SurveyTrigger};
+use beckon_store::paging::PageRequest;
 use beckon_store::surveys::{self, NewSurvey, SurveyPatch};
 use beckon_store::testing::{TestDatabase, WithProject};
 use beckon_store::{Store, invitations, tenancy};
@@ -87,9 +88,16 @@ async fn tokens_authenticate_until_revoked_and_only_by_their_hash() {
             .unwrap()
             .is_some()
     );
-    let listed = tenancy::list_tokens(&mut conn, org).await.unwrap();
+    let listed = tenancy::list_tokens(&mut conn, org, &PageRequest::first(10))
+        .await
+        .unwrap();
+    assert!(!listed.has_more);
     assert_eq!(
-        listed.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(),
+        listed
+            .items
+            .iter()
+            .map(|t| t.name.as_str())
+            .collect::<Vec<_>>(),
         ["new", "old", "ci"]
     );
 }

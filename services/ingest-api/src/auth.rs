@@ -187,6 +187,8 @@ mod tests {
             [Scope::Send, Scope::Read]
         );
         assert_eq!(needs(Method::GET, "/api/v1/projects"), [Scope::Read]);
+        // Listing every trigger is reading, not what a backend sending events needs.
+        assert_eq!(needs(Method::GET, "/api/v1/triggers"), [Scope::Read]);
         assert_eq!(needs(Method::POST, "/api/v1/projects"), [Scope::Admin]);
         assert_eq!(needs(Method::POST, "/api/v1/tokens"), [Scope::Admin]);
         assert_eq!(accepted_scopes(&Method::POST, None), [Scope::Admin]);

@@ -10,6 +10,7 @@
 //!   routes.
 //! - [`client`]: who a request comes from, for those limits.
 //! - [`routes`]: one module per resource.
+//! - [`pagination`]: the one way every list pages: `limit`, an opaque `cursor`.
 //! - [`page`]: the hosted respond page.
 //! - [`openapi`]: the spec served at `/openapi.json`, generated from the handlers.
 
@@ -22,6 +23,7 @@ pub mod intake;
 pub mod lookups;
 pub mod openapi;
 pub mod page;
+pub mod pagination;
 pub mod ratelimit;
 pub mod routes;
 

@@ -35,6 +35,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route("/lifecycle/dispatch", web::post().to(dispatch::dispatch))
                 .route("/events/send", web::post().to(events::send))
                 .route("/users/upsert", web::post().to(users::upsert))
+                .route("/triggers", web::get().to(triggers::list))
                 .route("/triggers/{trigger_id}", web::get().to(triggers::get))
                 .route("/triggers/{trigger_id}", web::delete().to(triggers::cancel))
                 .route(
@@ -48,7 +49,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route("/projects", web::get().to(projects::list))
                 .route("/projects/{project_id}", web::get().to(projects::get))
                 .route("/projects/{project_id}", web::patch().to(projects::update))
-                .route("/webhook-event-types", web::get().to(webhooks::event_types))
+                .route(
+                    "/webhook-event-types",
+                    web::get().to(webhooks::event_types::event_types),
+                )
                 .service(
                     web::resource("/widget/invitations")
                         .wrap(from_fn(crate::ratelimit::widget))
@@ -84,30 +88,48 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 )
                 .service(
                     web::scope("/projects/{project_id}/webhooks")
-                        .route("", web::post().to(webhooks::create))
-                        .route("", web::get().to(webhooks::list))
-                        .route("/{webhook_id}", web::get().to(webhooks::get))
-                        .route("/{webhook_id}", web::patch().to(webhooks::update))
-                        .route("/{webhook_id}", web::delete().to(webhooks::delete))
-                        .route("/{webhook_id}/verify", web::post().to(webhooks::reverify))
+                        .route("", web::post().to(webhooks::subscriptions::create))
+                        .route("", web::get().to(webhooks::subscriptions::list))
+                        .route("/{webhook_id}", web::get().to(webhooks::subscriptions::get))
+                        .route(
+                            "/{webhook_id}",
+                            web::patch().to(webhooks::subscriptions::update),
+                        )
+                        .route(
+                            "/{webhook_id}",
+                            web::delete().to(webhooks::subscriptions::delete),
+                        )
+                        .route(
+                            "/{webhook_id}/verify",
+                            web::post().to(webhooks::subscriptions::reverify),
+                        )
                         .route(
                             "/{webhook_id}/rotate-secret",
-                            web::post().to(webhooks::rotate_secret),
+                            web::post().to(webhooks::subscriptions::rotate_secret),
                         )
-                        .route("/{webhook_id}/ping", web::post().to(webhooks::ping))
-                        .route("/{webhook_id}/attempts", web::get().to(webhooks::attempts))
+                        .route(
+                            "/{webhook_id}/ping",
+                            web::post().to(webhooks::messages::ping),
+                        )
+                        .route(
+                            "/{webhook_id}/attempts",
+                            web::get().to(webhooks::attempts::attempts),
+                        )
                         .route(
                             "/{webhook_id}/deliveries",
-                            web::get().to(webhooks::deliveries),
+                            web::get().to(webhooks::deliveries::deliveries),
                         )
-                        .route("/{webhook_id}/recover", web::post().to(webhooks::recover))
+                        .route(
+                            "/{webhook_id}/recover",
+                            web::post().to(webhooks::messages::recover),
+                        )
                         .route(
                             "/{webhook_id}/messages/{message_id}/attempts",
-                            web::get().to(webhooks::message_attempts),
+                            web::get().to(webhooks::attempts::message_attempts),
                         )
                         .route(
                             "/{webhook_id}/messages/{message_id}/resend",
-                            web::post().to(webhooks::resend),
+                            web::post().to(webhooks::messages::resend),
                         ),
                 )
                 .route(

@@ -4,9 +4,11 @@ use crate::AppState;
 use crate::auth::OrgAuth;
 use crate::body;
 use crate::error::{ApiError, ErrorBody};
+use crate::pagination::{List, PageQuery, Paginated};
 use crate::routes::events::format_timestamp;
 use crate::routes::owned_project;
 use actix_web::{HttpResponse, web};
+use beckon_store::paging::Keyset;
 use beckon_store::tenancy::{self, Project};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -58,11 +60,6 @@ pub struct WidgetSecret {
     /// Until then the secret this one replaced verifies too (absent on the first issue).
     #[schema(format = DateTime)]
     pub previous_secret_expires_at: Option<String>,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct ProjectList {
-    pub data: Vec<ProjectView>,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -135,18 +132,31 @@ pub async fn create(
     Ok(HttpResponse::Created().json(ProjectView::from(project)))
 }
 
-/// List the organization's projects.
+/// List the organization's projects, newest first.
 #[utoipa::path(get, path = "/api/v1/projects", tag = "projects",
+    params(PageQuery),
     security(("bearer" = []), ("api_key" = [])),
-    responses((status = 200, body = ProjectList), (status = 401, body = ErrorBody)))]
-pub async fn list(auth: OrgAuth, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    responses((status = 200, body = Paginated<ProjectView>),
+        (status = 400, description = "A malformed `limit` or `cursor` (`invalid_limit`, `invalid_cursor`)", body = ErrorBody),
+        (status = 401, body = ErrorBody)))]
+pub async fn list(
+    auth: OrgAuth,
+    state: web::Data<AppState>,
+    page: web::Query<PageQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let page = page.keyset(&state.sealing_key, List::Projects)?;
     let mut conn = state.store.conn().await?;
-    let data = tenancy::list_projects(&mut conn, auth.org_id)
-        .await?
-        .into_iter()
-        .map(ProjectView::from)
-        .collect();
-    Ok(HttpResponse::Ok().json(ProjectList { data }))
+    let projects = tenancy::list_projects(&mut conn, auth.org_id, &page).await?;
+    Ok(HttpResponse::Ok().json(Paginated::keyset(
+        projects,
+        &state.sealing_key,
+        List::Projects,
+        |p| Keyset {
+            created_at: p.created_at,
+            id: p.id,
+        },
+        ProjectView::from,
+    )))
 }
 
 /// Get a project.

@@ -4,23 +4,47 @@ use crate::AppState;
 use crate::auth::OrgAuth;
 use crate::body;
 use crate::error::{ApiError, ErrorBody};
+use crate::pagination::{List, PageQuery, Paginated};
 use crate::routes::events::{format_timestamp, parse_timestamp};
 use crate::routes::owned_project;
 use actix_web::{HttpResponse, web};
-use beckon_store::responses::{self, ResponseFilter, StoredAnswer};
+use beckon_store::paging::{Keyset, PageRequest};
+use beckon_store::responses::{self, Response, ResponseFilter, StoredAnswer};
 use beckon_store::{Conn, surveys};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use uuid::Uuid;
 
-#[derive(Debug, Deserialize)]
+/// A response's status, to list only the responses in it.
+#[derive(Debug, Clone, Copy, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ResponseStatus {
+    InProgress,
+    Completed,
+}
+
+impl ResponseStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::InProgress => responses::status::IN_PROGRESS,
+            Self::Completed => responses::status::COMPLETED,
+        }
+    }
+}
+
+/// Which responses to list or export.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ResponseQuery {
-    /// `in_progress` or `completed`.
-    pub status: Option<String>,
+    /// Only the responses in this status.
+    #[param(inline)]
+    pub status: Option<ResponseStatus>,
+    /// Created at or after (RFC 3339).
+    #[param(format = DateTime)]
     pub since: Option<String>,
+    /// Created before (RFC 3339).
+    #[param(format = DateTime)]
     pub until: Option<String>,
-    pub before: Option<String>,
-    pub limit: Option<i64>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -40,14 +64,23 @@ pub struct ResponseView {
     pub answers: HashMap<String, serde_json::Value>,
 }
 
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct ResponseList {
-    pub data: Vec<ResponseView>,
-    /// Pass as `before` for the next (older) page.
-    pub next_before: Option<String>,
+impl From<(Response, Vec<StoredAnswer>)> for ResponseView {
+    fn from((r, answers): (Response, Vec<StoredAnswer>)) -> Self {
+        Self {
+            id: r.id,
+            invitation_id: r.invitation_id,
+            submitted_by: r.submitted_by,
+            survey_version: r.survey_version,
+            status: r.status,
+            created_at: format_timestamp(r.created_at),
+            displayed_at: r.displayed_at.map(format_timestamp),
+            completed_at: r.completed_at.map(format_timestamp),
+            answers: answers_map(answers),
+        }
+    }
 }
 
-fn filter(query: &ResponseQuery, limit: i64) -> Result<ResponseFilter, ApiError> {
+fn filter(query: &ResponseQuery) -> Result<ResponseFilter, ApiError> {
     let time = |raw: &Option<String>, name: &'static str| {
         raw.as_deref()
             .map(|r| {
@@ -60,24 +93,10 @@ fn filter(query: &ResponseQuery, limit: i64) -> Result<ResponseFilter, ApiError>
             })
             .transpose()
     };
-    let status = match query.status.as_deref() {
-        None => None,
-        Some(s @ (responses::status::IN_PROGRESS | responses::status::COMPLETED)) => {
-            Some(s.to_owned())
-        }
-        Some(_) => {
-            return Err(ApiError::bad_request(
-                "invalid_query",
-                "status must be in_progress or completed",
-            ));
-        }
-    };
     Ok(ResponseFilter {
-        status,
+        status: query.status.map(ResponseStatus::as_str),
         since: time(&query.since, "since")?,
         until: time(&query.until, "until")?,
-        before: time(&query.before, "before")?,
-        limit,
     })
 }
 
@@ -110,43 +129,34 @@ fn answers_map(answers: Vec<StoredAnswer>) -> HashMap<String, serde_json::Value>
 /// Responses to a survey, newest first.
 #[utoipa::path(get, path = "/api/v1/projects/{project_id}/surveys/{survey_id}/responses", tag = "responses",
     params(("project_id" = String, Path, description = "Project id"), ("survey_id" = String, Path, description = "Survey id"),
-        ("status" = Option<String>, Query, description = "in_progress or completed"),
-        ("since" = Option<String>, Query, description = "Created at or after (ISO 8601)"),
-        ("until" = Option<String>, Query, description = "Created before (ISO 8601)"),
-        ("before" = Option<String>, Query, description = "`next_before` of the previous page"),
-        ("limit" = Option<i64>, Query, description = "1 to 200, default 50")),
+        ResponseQuery, PageQuery),
     security(("bearer" = []), ("api_key" = [])),
-    responses((status = 200, body = ResponseList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = Paginated<ResponseView>),
+        (status = 400, description = "A malformed query (`invalid_query`, `invalid_limit`, `invalid_cursor`)", body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn list(
     auth: OrgAuth,
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,
     query: web::Query<ResponseQuery>,
+    page: web::Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let (project, survey) = path.into_inner();
-    let limit = query.limit.unwrap_or(50).clamp(1, 200);
-    let filter = filter(&query, limit)?;
+    let filter = filter(&query)?;
+    let page = page.keyset(&state.sealing_key, List::Responses)?;
     let mut conn = state.store.conn().await?;
     let survey_id = survey_of(&mut conn, auth, &project, &survey).await?;
-    let rows = responses::list(&mut conn, survey_id, &filter).await?;
-    let next_before = (rows.len() as i64 == limit)
-        .then(|| rows.last().map(|(r, _)| format_timestamp(r.created_at)))
-        .flatten();
-    let data = rows
-        .into_iter()
-        .map(|(r, answers)| ResponseView {
+    let rows = responses::list(&mut conn, survey_id, &filter, &page).await?;
+    Ok(HttpResponse::Ok().json(Paginated::keyset(
+        rows,
+        &state.sealing_key,
+        List::Responses,
+        |(r, _)| Keyset {
+            created_at: r.created_at,
             id: r.id,
-            invitation_id: r.invitation_id,
-            submitted_by: r.submitted_by,
-            survey_version: r.survey_version,
-            status: r.status,
-            created_at: format_timestamp(r.created_at),
-            displayed_at: r.displayed_at.map(format_timestamp),
-            completed_at: r.completed_at.map(format_timestamp),
-            answers: answers_map(answers),
-        })
-        .collect();
-    Ok(HttpResponse::Ok().json(ResponseList { data, next_before }))
+        },
+        ResponseView::from,
+    )))
 }
 
 /// A CSV field: quoted when it needs to be, and defused when a spreadsheet would read it as a
@@ -180,9 +190,7 @@ fn csv_value(value: Option<&serde_json::Value>) -> String {
 /// Every response to a survey as CSV, one column per question of any version.
 #[utoipa::path(get, path = "/api/v1/projects/{project_id}/surveys/{survey_id}/responses.csv", tag = "responses",
     params(("project_id" = String, Path, description = "Project id"), ("survey_id" = String, Path, description = "Survey id"),
-        ("status" = Option<String>, Query, description = "in_progress or completed"),
-        ("since" = Option<String>, Query, description = "Created at or after (ISO 8601)"),
-        ("until" = Option<String>, Query, description = "Created before (ISO 8601)")),
+        ResponseQuery),
     security(("bearer" = []), ("api_key" = [])),
     responses((status = 200, description = "text/csv"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn csv(
@@ -210,12 +218,15 @@ pub async fn csv(
     }
     out.push('\n');
     // Paged internally so a large survey never loads at once.
-    let mut filter = filter(&query, 500)?;
+    let filter = filter(&query)?;
+    let mut page = PageRequest::first(500);
     loop {
-        let rows = responses::list(&mut conn, survey_id, &filter).await?;
-        let full = rows.len() as i64 == filter.limit;
-        filter.before = rows.last().map(|(r, _)| r.created_at);
-        for (r, answers) in rows {
+        let rows = responses::list(&mut conn, survey_id, &filter, &page).await?;
+        page.after = rows.next_after(|(r, _)| Keyset {
+            created_at: r.created_at,
+            id: r.id,
+        });
+        for (r, answers) in rows.items {
             let answers = answers_map(answers);
             let fixed = [
                 r.id.to_string(),
@@ -237,7 +248,7 @@ pub async fn csv(
             out.push_str(&line.join(","));
             out.push('\n');
         }
-        if !full {
+        if page.after.is_none() {
             break;
         }
     }

@@ -4,9 +4,11 @@ use crate::AppState;
 use crate::auth::OrgAuth;
 use crate::body;
 use crate::error::{ApiError, ErrorBody};
+use crate::pagination::{List, PageQuery, Paginated};
 use crate::routes::owned_project;
 use actix_web::{HttpResponse, web};
 use beckon_domain::survey::{self as rules, Question, SurveyError, SurveyStatus, SurveyTrigger};
+use beckon_store::paging::Keyset;
 use beckon_store::surveys::{self, NewSurvey, Survey, SurveyPatch};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -52,11 +54,6 @@ impl From<Survey> for SurveyView {
             updated_at: s.updated_at,
         }
     }
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct SurveyList {
-    pub data: Vec<SurveyView>,
 }
 
 fn default_status() -> SurveyStatus {
@@ -187,27 +184,35 @@ pub async fn create(
     Ok(HttpResponse::Created().json(SurveyView::from(survey)))
 }
 
-/// List a project's surveys.
+/// List a project's surveys, newest first.
 #[utoipa::path(get, path = "/api/v1/projects/{project_id}/surveys", tag = "surveys",
-    params(("project_id" = String, Path, description = "Project id")),
+    params(("project_id" = String, Path, description = "Project id"), PageQuery),
     security(("bearer" = []), ("api_key" = [])),
     responses(
-        (status = 200, body = SurveyList),
+        (status = 200, body = Paginated<SurveyView>),
+        (status = 400, description = "A malformed `limit` or `cursor` (`invalid_limit`, `invalid_cursor`)", body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)
     ))]
 pub async fn list(
     auth: OrgAuth,
     state: web::Data<AppState>,
     path: web::Path<String>,
+    page: web::Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
+    let page = page.keyset(&state.sealing_key, List::Surveys)?;
     let mut conn = state.store.conn().await?;
     let project = owned_project(&mut conn, auth.org_id, &path).await?;
-    let data = surveys::list_surveys(&mut conn, project.id)
-        .await?
-        .into_iter()
-        .map(SurveyView::from)
-        .collect();
-    Ok(HttpResponse::Ok().json(SurveyList { data }))
+    let surveys = surveys::list_surveys(&mut conn, project.id, &page).await?;
+    Ok(HttpResponse::Ok().json(Paginated::keyset(
+        surveys,
+        &state.sealing_key,
+        List::Surveys,
+        |s| Keyset {
+            created_at: s.created_at,
+            id: s.id,
+        },
+        SurveyView::from,
+    )))
 }
 
 fn survey_not_found(raw: &str) -> ApiError {

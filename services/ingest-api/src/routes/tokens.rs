@@ -5,9 +5,11 @@ use crate::AppState;
 use crate::auth::OrgAuth;
 use crate::body;
 use crate::error::{ApiError, ErrorBody};
+use crate::pagination::{List, PageQuery, Paginated};
 use crate::routes::events::format_timestamp;
 use actix_web::{HttpResponse, web};
 use beckon_domain::scope::Scope;
+use beckon_store::paging::Keyset;
 use beckon_store::tenancy::{self, ApiToken};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -41,11 +43,6 @@ impl From<ApiToken> for TokenView {
     }
 }
 
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct TokenList {
-    pub data: Vec<TokenView>,
-}
-
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokenInput {
@@ -72,16 +69,29 @@ pub struct CreatedToken {
 
 /// List the organization's tokens, newest first (revoked and expired ones too).
 #[utoipa::path(get, path = "/api/v1/tokens", tag = "tokens",
+    params(PageQuery),
     security(("bearer" = []), ("api_key" = [])),
-    responses((status = 200, body = TokenList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-pub async fn list(auth: OrgAuth, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    responses((status = 200, body = Paginated<TokenView>),
+        (status = 400, description = "A malformed `limit` or `cursor` (`invalid_limit`, `invalid_cursor`)", body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn list(
+    auth: OrgAuth,
+    state: web::Data<AppState>,
+    page: web::Query<PageQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let page = page.keyset(&state.sealing_key, List::Tokens)?;
     let mut conn = state.store.conn().await?;
-    let data = tenancy::list_tokens(&mut conn, auth.org_id)
-        .await?
-        .into_iter()
-        .map(TokenView::from)
-        .collect();
-    Ok(HttpResponse::Ok().json(TokenList { data }))
+    let tokens = tenancy::list_tokens(&mut conn, auth.org_id, &page).await?;
+    Ok(HttpResponse::Ok().json(Paginated::keyset(
+        tokens,
+        &state.sealing_key,
+        List::Tokens,
+        |t| Keyset {
+            created_at: t.created_at,
+            id: t.id,
+        },
+        TokenView::from,
+    )))
 }
 
 /// Make a token with the scopes and expiry given (an `admin` token only). It expires no

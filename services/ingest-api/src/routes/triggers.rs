@@ -1,16 +1,22 @@
-//! What became of each fired event: `GET /api/v1/triggers/{id}`, its per-survey details, and
-//! cancelling a trigger that is still scheduled.
+//! What became of each fired event: the organization's triggers, filtered and paged;
+//! `GET /api/v1/triggers/{id}`, its per-survey details; and cancelling a trigger that is still
+//! scheduled.
 
 use crate::AppState;
 use crate::auth::OrgAuth;
 use crate::body;
 use crate::error::{ApiError, ErrorBody};
+use crate::pagination::{List, PageQuery, Paginated};
 use crate::routes::events::format_timestamp;
+use crate::routes::owned_project_id;
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
+use beckon_domain::LifecycleEvent;
 use beckon_domain::outcome::SurveyOutcome;
-use beckon_store::triggers::{self, Trigger};
-use serde::Serialize;
+use beckon_domain::trigger::TriggerStatus;
+use beckon_store::paging::Keyset;
+use beckon_store::triggers::{self, Trigger, TriggerFilter};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -39,6 +45,7 @@ pub struct TriggerSummary {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TriggerView {
     pub id: Uuid,
+    pub project_id: Uuid,
     #[schema(example = "survey")]
     pub flow_type: &'static str,
     /// `dispatch`, `event` or `scheduled`.
@@ -64,6 +71,7 @@ impl From<Trigger> for TriggerView {
     fn from(t: Trigger) -> Self {
         Self {
             id: t.id,
+            project_id: t.project_id,
             flow_type: "survey",
             trigger_type: t.trigger_type,
             status: t.status,
@@ -117,6 +125,95 @@ async fn load(state: &AppState, auth: OrgAuth, raw: &str) -> Result<Trigger, Api
     triggers::get_for_org(&mut conn, auth.org_id, id)
         .await?
         .ok_or_else(|| not_found(raw))
+}
+
+/// Which of the organization's triggers to list.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct TriggerQuery {
+    /// Only this project's triggers.
+    pub project_id: Option<Uuid>,
+    /// Only the triggers in this status.
+    #[param(inline)]
+    pub status: Option<TriggerStatus>,
+    /// Only the triggers of this event: a predefined one (`trial_expired`), or a custom one by
+    /// its key (`custom:payment_failed`) or, when it is not a predefined name, by its name
+    /// (`payment_failed`).
+    pub event: Option<String>,
+    /// Created at or after (RFC 3339).
+    #[param(format = DateTime)]
+    pub since: Option<String>,
+    /// Created before (RFC 3339).
+    #[param(format = DateTime)]
+    pub until: Option<String>,
+}
+
+fn invalid_query(message: impl Into<String>) -> ApiError {
+    ApiError::bad_request("invalid_query", message)
+}
+
+/// The filter `query` asks for, once its project is known to be the organization's.
+fn trigger_filter(query: &TriggerQuery) -> Result<TriggerFilter, ApiError> {
+    let time = |raw: &Option<String>, name: &str| {
+        raw.as_deref()
+            .map(|r| {
+                beckon_domain::timestamp::parse_utc(r)
+                    .map_err(|e| invalid_query(format!("{name} is refused: {e}")))
+            })
+            .transpose()
+    };
+    let event = query
+        .event
+        .as_deref()
+        .map(|raw| {
+            LifecycleEvent::from_key(raw)
+                .map_or_else(|| LifecycleEvent::from_name(raw), Ok)
+                .map_err(|e| invalid_query(format!("event is not an event: {e}")))
+        })
+        .transpose()?;
+    Ok(TriggerFilter {
+        project_id: query.project_id,
+        status: query.status,
+        event,
+        since: time(&query.since, "since")?,
+        until: time(&query.until, "until")?,
+    })
+}
+
+/// The organization's triggers, newest first.
+#[utoipa::path(get, path = "/api/v1/triggers", tag = "triggers",
+    params(TriggerQuery, PageQuery),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, body = Paginated<TriggerView>),
+        (status = 400, description = "A malformed filter (`invalid_query`), `limit` (`invalid_limit`) or `cursor` (`invalid_cursor`)", body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 403, description = "`project_id` names another organization's project", body = ErrorBody),
+        (status = 404, description = "`project_id` names no project", body = ErrorBody)
+    ))]
+pub async fn list(
+    auth: OrgAuth,
+    state: web::Data<AppState>,
+    query: web::Query<TriggerQuery>,
+    page: web::Query<PageQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let filter = trigger_filter(&query)?;
+    let page = page.keyset(&state.sealing_key, List::Triggers)?;
+    if let Some(project) = filter.project_id {
+        owned_project_id(&state, auth.org_id, &project.to_string()).await?;
+    }
+    let mut conn = state.store.conn().await?;
+    let triggers = triggers::list(&mut conn, auth.org_id, &filter, &page).await?;
+    Ok(HttpResponse::Ok().json(Paginated::keyset(
+        triggers,
+        &state.sealing_key,
+        List::Triggers,
+        |t| Keyset {
+            created_at: t.created_at,
+            id: t.id,
+        },
+        TriggerView::from,
+    )))
 }
 
 /// A trigger's status and summary.

@@ -1,22 +1,22 @@
-//! Webhook subscriptions of a project: create (with URL verification), list, read, change,
-//! delete; verify again, rotate the secret, ping; the attempt log; resend and recover; and the
-//! catalogue of event types.
+//! Webhook subscriptions: create (with URL verification), list, read, change, delete; verify
+//! again and rotate the secret.
 
 use crate::AppState;
 use crate::auth::OrgAuth;
 use crate::body;
 use crate::error::{ApiError, ErrorBody};
-use crate::routes::events::{format_timestamp, parse_timestamp};
+use crate::pagination::{List, PageQuery, Paginated};
+use crate::routes::events::format_timestamp;
 use crate::routes::owned_project;
+use crate::routes::webhooks::subscription;
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use base64::Engine as _;
-use beckon_store::Conn;
+use beckon_store::paging::Keyset;
 use beckon_store::webhooks::{
-    self, NewMessage, NewSubscription, Subscription, SubscriptionChanges, SubscriptionCreated,
-    status,
+    self, NewSubscription, Subscription, SubscriptionChanges, SubscriptionCreated, status,
 };
-use beckon_webhooks::payload::{self, PING, Ping, WebhookBody};
+use beckon_webhooks::payload;
 use beckon_webhooks::policy::RetryPolicy;
 use beckon_webhooks::signing::SigningSecret;
 use serde::{Deserialize, Serialize};
@@ -121,11 +121,6 @@ pub struct VerifiedSubscription {
     pub verification: Verification,
 }
 
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct SubscriptionList {
-    pub data: Vec<SubscriptionView>,
-}
-
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSubscription {
@@ -180,69 +175,6 @@ pub struct RotatedSecret {
     pub secret: String,
     /// Until then the previous secret signs too.
     pub previous_secret_expires_at: String,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct Queued {
-    pub message_id: Option<Uuid>,
-    /// How many deliveries were queued.
-    pub queued: usize,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct RecoverOutcome {
-    #[serde(flatten)]
-    pub queued: Queued,
-    /// Failed or skipped deliveries not queued because their message's body was erased at the
-    /// end of the payload retention period (`BECKON_RETENTION_WEBHOOK_PAYLOAD_SECS`).
-    pub skipped_payload_erased: usize,
-}
-
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Recover {
-    /// ISO 8601: recover failed and skipped deliveries created since then.
-    pub since: String,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct AttemptView {
-    pub id: i64,
-    pub message_id: Uuid,
-    pub attempted_at: String,
-    pub status_code: Option<i32>,
-    pub duration_ms: i32,
-    /// The start of the endpoint's answer (at most 1 KiB).
-    pub response_body: Option<String>,
-    pub error: Option<String>,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct AttemptList {
-    pub data: Vec<AttemptView>,
-    /// Pass as `before` for the next (older) page.
-    pub next_before: Option<i64>,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct Page {
-    pub limit: Option<i64>,
-    pub before: Option<i64>,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct EventTypeView {
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub version: u32,
-    pub description: String,
-    #[schema(value_type = Object)]
-    pub schema: serde_json::Value,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct EventTypeList {
-    pub data: Vec<EventTypeView>,
 }
 
 fn validate_event_types(types: &[String]) -> Result<(), ApiError> {
@@ -330,24 +262,6 @@ async fn verify(state: &AppState, url: &str) -> Verification {
             error: Some(error),
         },
     }
-}
-
-async fn subscription(
-    conn: &mut Conn,
-    auth: OrgAuth,
-    project_raw: &str,
-    id_raw: &str,
-) -> Result<Subscription, ApiError> {
-    let project = owned_project(conn, auth.org_id, project_raw).await?;
-    let id = body::path_id(id_raw, "webhook_not_found", "webhook subscription")?;
-    webhooks::get_subscription(conn, project.id, id)
-        .await?
-        .ok_or_else(|| {
-            ApiError::not_found(
-                "webhook_not_found",
-                format!("No webhook subscription {id_raw} in this project."),
-            )
-        })
 }
 
 /// A project at `BECKON_WEBHOOK_MAX_SUBSCRIPTIONS`: every event fans out to each subscription,
@@ -443,24 +357,33 @@ pub async fn create(
     }))
 }
 
-/// List a project's subscriptions.
+/// List a project's subscriptions, newest first.
 #[utoipa::path(get, path = "/api/v1/projects/{project_id}/webhooks", tag = "webhooks",
-    params(("project_id" = String, Path, description = "Project id")),
+    params(("project_id" = String, Path, description = "Project id"), PageQuery),
     security(("bearer" = []), ("api_key" = [])),
-    responses((status = 200, body = SubscriptionList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = Paginated<SubscriptionView>),
+        (status = 400, description = "A malformed `limit` or `cursor` (`invalid_limit`, `invalid_cursor`)", body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn list(
     auth: OrgAuth,
     state: web::Data<AppState>,
     path: web::Path<String>,
+    page: web::Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
+    let page = page.keyset(&state.sealing_key, List::WebhookSubscriptions)?;
     let mut conn = state.store.conn().await?;
     let project = owned_project(&mut conn, auth.org_id, &path).await?;
-    let data = webhooks::list_subscriptions(&mut conn, project.id)
-        .await?
-        .into_iter()
-        .map(SubscriptionView::from)
-        .collect();
-    Ok(HttpResponse::Ok().json(SubscriptionList { data }))
+    let subscriptions = webhooks::list_subscriptions(&mut conn, project.id, &page).await?;
+    Ok(HttpResponse::Ok().json(Paginated::keyset(
+        subscriptions,
+        &state.sealing_key,
+        List::WebhookSubscriptions,
+        |s| Keyset {
+            created_at: s.created_at,
+            id: s.id,
+        },
+        SubscriptionView::from,
+    )))
 }
 
 /// Read a subscription (never its secret).
@@ -654,297 +577,4 @@ pub async fn rotate_secret(
         secret: secret.expose().to_owned(),
         previous_secret_expires_at: format_timestamp(until),
     }))
-}
-
-/// Send a test event (`webhook.ping`) to the subscription through the normal delivery path.
-#[utoipa::path(post, path = "/api/v1/projects/{project_id}/webhooks/{webhook_id}/ping", tag = "webhooks",
-    params(("project_id" = String, Path, description = "Project id"), ("webhook_id" = String, Path, description = "Subscription id")),
-    security(("bearer" = []), ("api_key" = [])),
-    responses((status = 202, body = Queued), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 409, description = "The subscription is not active", body = ErrorBody)))]
-pub async fn ping(
-    auth: OrgAuth,
-    state: web::Data<AppState>,
-    path: web::Path<(String, String)>,
-) -> Result<HttpResponse, ApiError> {
-    let (project, id) = path.into_inner();
-    let mut conn = state.store.conn().await?;
-    let sub = subscription(&mut conn, auth, &project, &id).await?;
-    if sub.status != status::ACTIVE {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "webhook_not_active",
-            "Only an active subscription can be pinged.",
-        ));
-    }
-    let message_id = Uuid::now_v7();
-    let now = OffsetDateTime::now_utc();
-    let body = WebhookBody {
-        id: message_id,
-        kind: PING.to_owned(),
-        version: 1,
-        occurred_at: now,
-        project_id: sub.project_id,
-        data: Ping {
-            message: "ping".to_owned(),
-            subscription_id: sub.id,
-        },
-    };
-    let body = serde_json::to_vec(&body).unwrap_or_default();
-    webhooks::insert_message(
-        &mut conn,
-        &NewMessage {
-            id: message_id,
-            org_id: sub.org_id,
-            project_id: sub.project_id,
-            event_type: PING.to_owned(),
-            version: 1,
-            body_encrypted: state.sealing_key.seal(&body),
-            occurred_at: now,
-            user_ref: None,
-        },
-    )
-    .await?;
-    webhooks::insert_deliveries(&mut conn, message_id, &[sub.id], now).await?;
-    Ok(HttpResponse::Accepted().json(Queued {
-        message_id: Some(message_id),
-        queued: 1,
-    }))
-}
-
-fn attempt_views(attempts: Vec<webhooks::Attempt>, limit: i64) -> AttemptList {
-    let next_before = (attempts.len() as i64 == limit)
-        .then(|| attempts.last().map(|a| a.id))
-        .flatten();
-    AttemptList {
-        data: attempts
-            .into_iter()
-            .map(|a| AttemptView {
-                id: a.id,
-                message_id: a.message_id,
-                attempted_at: format_timestamp(a.attempted_at),
-                status_code: a.status_code,
-                duration_ms: a.duration_ms,
-                response_body: a.response_body,
-                error: a.error,
-            })
-            .collect(),
-        next_before,
-    }
-}
-
-/// The attempt log of a subscription, newest first.
-#[utoipa::path(get, path = "/api/v1/projects/{project_id}/webhooks/{webhook_id}/attempts", tag = "webhooks",
-    params(("project_id" = String, Path, description = "Project id"), ("webhook_id" = String, Path, description = "Subscription id"),
-        ("limit" = Option<i64>, Query, description = "1 to 100, default 50"), ("before" = Option<i64>, Query, description = "An attempt id from `next_before`")),
-    security(("bearer" = []), ("api_key" = [])),
-    responses((status = 200, body = AttemptList), (status = 400, description = "A malformed query (`invalid_query`)", body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn attempts(
-    auth: OrgAuth,
-    state: web::Data<AppState>,
-    path: web::Path<(String, String)>,
-    page: web::Query<Page>,
-) -> Result<HttpResponse, ApiError> {
-    let (project, id) = path.into_inner();
-    let limit = page.limit.unwrap_or(50).clamp(1, 100);
-    let mut conn = state.store.conn().await?;
-    let sub = subscription(&mut conn, auth, &project, &id).await?;
-    let rows =
-        webhooks::attempts_of_subscription(&mut conn, sub.id, None, page.before, limit).await?;
-    Ok(HttpResponse::Ok().json(attempt_views(rows, limit)))
-}
-
-/// The attempts of one message to a subscription, newest first.
-#[utoipa::path(get, path = "/api/v1/projects/{project_id}/webhooks/{webhook_id}/messages/{message_id}/attempts", tag = "webhooks",
-    params(("project_id" = String, Path, description = "Project id"), ("webhook_id" = String, Path, description = "Subscription id"), ("message_id" = String, Path, description = "Message (webhook-id)")),
-    security(("bearer" = []), ("api_key" = [])),
-    responses((status = 200, body = AttemptList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn message_attempts(
-    auth: OrgAuth,
-    state: web::Data<AppState>,
-    path: web::Path<(String, String, String)>,
-) -> Result<HttpResponse, ApiError> {
-    let (project, id, message) = path.into_inner();
-    let message_id = body::path_id(&message, "message_not_found", "message")?;
-    let mut conn = state.store.conn().await?;
-    let sub = subscription(&mut conn, auth, &project, &id).await?;
-    let rows =
-        webhooks::attempts_of_subscription(&mut conn, sub.id, Some(message_id), None, 100).await?;
-    Ok(HttpResponse::Ok().json(attempt_views(rows, 100)))
-}
-
-/// Send one message to the subscription again, now.
-#[utoipa::path(post, path = "/api/v1/projects/{project_id}/webhooks/{webhook_id}/messages/{message_id}/resend", tag = "webhooks",
-    params(("project_id" = String, Path, description = "Project id"), ("webhook_id" = String, Path, description = "Subscription id"), ("message_id" = String, Path, description = "Message (webhook-id)")),
-    security(("bearer" = []), ("api_key" = [])),
-    responses((status = 202, body = Queued), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 410, description = "The message's body was erased at the end of the payload retention period (`payload_erased`)", body = ErrorBody)))]
-pub async fn resend(
-    auth: OrgAuth,
-    state: web::Data<AppState>,
-    path: web::Path<(String, String, String)>,
-) -> Result<HttpResponse, ApiError> {
-    let (project, id, message) = path.into_inner();
-    let message_id = body::path_id(&message, "message_not_found", "message")?;
-    let mut conn = state.store.conn().await?;
-    let sub = subscription(&mut conn, auth, &project, &id).await?;
-    match webhooks::resend(&mut conn, &sub, message_id).await? {
-        webhooks::Resent::Queued => Ok(HttpResponse::Accepted().json(Queued {
-            message_id: Some(message_id),
-            queued: 1,
-        })),
-        webhooks::Resent::NotFound => Err(ApiError::not_found(
-            "message_not_found",
-            format!("No message {message} in this project."),
-        )),
-        webhooks::Resent::PayloadErased => Err(ApiError::new(
-            StatusCode::GONE,
-            "payload_erased",
-            "The message's body was erased at the end of the payload retention period; it \
-             cannot be sent again.",
-        )),
-    }
-}
-
-/// Send every failed or skipped delivery of the subscription created since a time again,
-/// oldest first; those whose message's body was erased (past the payload retention period)
-/// cannot be, and are counted in `skipped_payload_erased`.
-#[utoipa::path(post, path = "/api/v1/projects/{project_id}/webhooks/{webhook_id}/recover", tag = "webhooks",
-    request_body = Recover,
-    params(("project_id" = String, Path, description = "Project id"), ("webhook_id" = String, Path, description = "Subscription id")),
-    security(("bearer" = []), ("api_key" = [])),
-    responses((status = 202, body = RecoverOutcome), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn recover(
-    auth: OrgAuth,
-    state: web::Data<AppState>,
-    path: web::Path<(String, String)>,
-    bytes: web::Bytes,
-) -> Result<HttpResponse, ApiError> {
-    let (project, id) = path.into_inner();
-    let input: Recover = body::parse(&bytes)?;
-    let since = parse_timestamp(&input.since).ok_or_else(|| {
-        ApiError::bad_request("invalid_since", "since must be an ISO 8601 timestamp")
-    })?;
-    let mut conn = state.store.conn().await?;
-    let sub = subscription(&mut conn, auth, &project, &id).await?;
-    let recovered = webhooks::recover(&mut conn, sub.id, since).await?;
-    Ok(HttpResponse::Accepted().json(RecoverOutcome {
-        queued: Queued {
-            message_id: None,
-            queued: recovered.queued as usize,
-        },
-        skipped_payload_erased: recovered.skipped_payload_erased as usize,
-    }))
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct DeliveryView {
-    pub id: Uuid,
-    /// The `webhook-id`.
-    pub message_id: Uuid,
-    pub event_type: String,
-    /// `pending` (waiting for its next attempt), `succeeded` or `failed`.
-    pub status: String,
-    pub attempts: i32,
-    /// When a pending delivery is tried next.
-    pub next_attempt_at: Option<String>,
-    pub last_attempt_at: Option<String>,
-    pub created_at: String,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct DeliveryList {
-    pub data: Vec<DeliveryView>,
-    /// Pass as `before` for the next (older) page.
-    pub next_before: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct DeliveryQuery {
-    pub status: Option<String>,
-    pub limit: Option<i64>,
-    pub before: Option<String>,
-}
-
-/// The deliveries of a subscription, newest first — including the retries waiting in the
-/// database and when each is due.
-#[utoipa::path(get, path = "/api/v1/projects/{project_id}/webhooks/{webhook_id}/deliveries", tag = "webhooks",
-    params(("project_id" = String, Path, description = "Project id"), ("webhook_id" = String, Path, description = "Subscription id"),
-        ("status" = Option<String>, Query, description = "pending, succeeded or failed"),
-        ("limit" = Option<i64>, Query, description = "1 to 100, default 50"),
-        ("before" = Option<String>, Query, description = "`next_before` of the previous page")),
-    security(("bearer" = []), ("api_key" = [])),
-    responses((status = 200, body = DeliveryList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn deliveries(
-    auth: OrgAuth,
-    state: web::Data<AppState>,
-    path: web::Path<(String, String)>,
-    query: web::Query<DeliveryQuery>,
-) -> Result<HttpResponse, ApiError> {
-    let (project, id) = path.into_inner();
-    let status_filter = match query.status.as_deref() {
-        None => None,
-        Some(
-            s @ (webhooks::delivery::PENDING
-            | webhooks::delivery::SUCCEEDED
-            | webhooks::delivery::FAILED
-            | webhooks::delivery::SKIPPED),
-        ) => Some(s),
-        Some(_) => {
-            return Err(ApiError::bad_request(
-                "invalid_status",
-                "status must be pending, succeeded, failed or skipped",
-            ));
-        }
-    };
-    let before = query
-        .before
-        .as_deref()
-        .map(|raw| {
-            parse_timestamp(raw).ok_or_else(|| {
-                ApiError::bad_request("invalid_before", "before must be an ISO 8601 timestamp")
-            })
-        })
-        .transpose()?;
-    let limit = query.limit.unwrap_or(50).clamp(1, 100);
-    let mut conn = state.store.conn().await?;
-    let sub = subscription(&mut conn, auth, &project, &id).await?;
-    let rows =
-        webhooks::deliveries_of_subscription(&mut conn, sub.id, status_filter, before, limit)
-            .await?;
-    let next_before = (rows.len() as i64 == limit)
-        .then(|| rows.last().map(|r| format_timestamp(r.delivery.created_at)))
-        .flatten();
-    let data = rows
-        .into_iter()
-        .map(|r| DeliveryView {
-            id: r.delivery.id,
-            message_id: r.delivery.message_id,
-            event_type: r.event_type,
-            next_attempt_at: (r.delivery.status == webhooks::delivery::PENDING)
-                .then(|| format_timestamp(r.delivery.next_attempt_at)),
-            status: r.delivery.status,
-            attempts: r.delivery.attempts,
-            last_attempt_at: r.delivery.last_attempt_at.map(format_timestamp),
-            created_at: format_timestamp(r.delivery.created_at),
-        })
-        .collect();
-    Ok(HttpResponse::Ok().json(DeliveryList { data, next_before }))
-}
-
-/// The event types a subscription may choose, with the JSON Schema of each webhook body.
-#[utoipa::path(get, path = "/api/v1/webhook-event-types", tag = "webhooks",
-    responses((status = 200, body = EventTypeList)))]
-pub async fn event_types() -> HttpResponse {
-    HttpResponse::Ok().json(EventTypeList {
-        data: payload::catalogue()
-            .into_iter()
-            .map(|t| EventTypeView {
-                kind: t.kind.to_owned(),
-                version: t.version,
-                description: t.description.to_owned(),
-                schema: t.schema,
-            })
-            .collect(),
-    })
 }

@@ -1,0 +1,1 @@
+DROP INDEX CONCURRENTLY IF EXISTS responses_survey_paged;

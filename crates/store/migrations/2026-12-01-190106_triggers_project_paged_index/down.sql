@@ -1,0 +1,1 @@
+DROP INDEX CONCURRENTLY IF EXISTS triggers_project_paged;

@@ -1,0 +1,108 @@
+//! The deliveries of a subscription, with the retries waiting and when each is due.
+
+use crate::AppState;
+use crate::auth::OrgAuth;
+use crate::error::{ApiError, ErrorBody};
+use crate::pagination::{List, PageQuery, Paginated};
+use crate::routes::events::format_timestamp;
+use crate::routes::webhooks::subscription;
+use actix_web::{HttpResponse, web};
+use beckon_store::paging::Keyset;
+use beckon_store::webhooks::{self, DeliveryRow, delivery};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct DeliveryView {
+    pub id: Uuid,
+    /// The `webhook-id`.
+    pub message_id: Uuid,
+    pub event_type: String,
+    /// `pending` (waiting for its next attempt), `succeeded`, `failed`, or `skipped` (emitted
+    /// while the subscription was disabled; sent by a recover).
+    pub status: String,
+    pub attempts: i32,
+    /// When a pending delivery is tried next.
+    pub next_attempt_at: Option<String>,
+    pub last_attempt_at: Option<String>,
+    pub created_at: String,
+}
+
+impl From<DeliveryRow> for DeliveryView {
+    fn from(r: DeliveryRow) -> Self {
+        Self {
+            id: r.delivery.id,
+            message_id: r.delivery.message_id,
+            event_type: r.event_type,
+            next_attempt_at: (r.delivery.status == delivery::PENDING)
+                .then(|| format_timestamp(r.delivery.next_attempt_at)),
+            status: r.delivery.status,
+            attempts: r.delivery.attempts,
+            last_attempt_at: r.delivery.last_attempt_at.map(format_timestamp),
+            created_at: format_timestamp(r.delivery.created_at),
+        }
+    }
+}
+
+/// A delivery's status, to list only the deliveries in it.
+#[derive(Debug, Clone, Copy, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryStatus {
+    Pending,
+    Succeeded,
+    Failed,
+    Skipped,
+}
+
+impl DeliveryStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => delivery::PENDING,
+            Self::Succeeded => delivery::SUCCEEDED,
+            Self::Failed => delivery::FAILED,
+            Self::Skipped => delivery::SKIPPED,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DeliveryFilter {
+    /// Only the deliveries in this status.
+    #[param(inline)]
+    pub status: Option<DeliveryStatus>,
+}
+
+/// The deliveries of a subscription, newest first — including the retries waiting in the
+/// database and when each is due.
+#[utoipa::path(get, path = "/api/v1/projects/{project_id}/webhooks/{webhook_id}/deliveries", tag = "webhooks",
+    params(("project_id" = String, Path, description = "Project id"), ("webhook_id" = String, Path, description = "Subscription id"),
+        DeliveryFilter, PageQuery),
+    security(("bearer" = []), ("api_key" = [])),
+    responses((status = 200, body = Paginated<DeliveryView>),
+        (status = 400, description = "A malformed query (`invalid_query`, `invalid_limit`, `invalid_cursor`)", body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn deliveries(
+    auth: OrgAuth,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    filter: web::Query<DeliveryFilter>,
+    page: web::Query<PageQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let (project, id) = path.into_inner();
+    let page = page.keyset(&state.sealing_key, List::Deliveries)?;
+    let mut conn = state.store.conn().await?;
+    let sub = subscription(&mut conn, auth, &project, &id).await?;
+    let status = filter.status.map(DeliveryStatus::as_str);
+    let rows = webhooks::deliveries_of_subscription(&mut conn, sub.id, status, &page).await?;
+    Ok(HttpResponse::Ok().json(Paginated::keyset(
+        rows,
+        &state.sealing_key,
+        List::Deliveries,
+        |r| Keyset {
+            created_at: r.delivery.created_at,
+            id: r.delivery.id,
+        },
+        DeliveryView::from,
+    )))
+}
