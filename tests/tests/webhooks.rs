@@ -1171,14 +1171,7 @@ async fn a_429_with_retry_after_waits_without_using_up_the_policys_attempts() {
             "a throttled delivery waits its Retry-After"
         );
     }
-    assert_eq!(
-        app.execute(&format!(
-            "SELECT 1 FROM webhook_deliveries WHERE subscription_id = '{}' AND throttled = 3",
-            sub["id"].as_str().unwrap()
-        ))
-        .await,
-        1
-    );
+    assert_eq!(last["throttled"], 3, "{last}");
 }
 
 /// Svix's per-endpoint rate limit: a burst of events to an endpoint limited to 4 requests a

@@ -1035,6 +1035,8 @@ pub async fn oldest_pending_age(conn: &mut AsyncPgConnection) -> Result<f64, Sto
 pub struct DeliveryRow {
     pub delivery: Delivery,
     pub event_type: String,
+    /// When the message's body was erased at the end of the payload retention period.
+    pub payload_erased_at: Option<OffsetDateTime>,
 }
 
 /// A page of a subscription's deliveries, newest first, optionally of one status. A batch's
@@ -1066,7 +1068,11 @@ pub async fn deliveries_of_subscription(
             webhook_deliveries::id.desc(),
         ))
         .limit(page.fetch())
-        .select((Delivery::as_select(), webhook_messages::event_type))
+        .select((
+            Delivery::as_select(),
+            webhook_messages::event_type,
+            webhook_messages::payload_erased_at,
+        ))
         .load(conn)
         .await?;
     Ok(page.page(rows))

@@ -22,9 +22,14 @@ pub struct DeliveryView {
     /// while the subscription was disabled; sent by a recover).
     pub status: String,
     pub attempts: i32,
+    /// Attempts the endpoint answered 429 with `Retry-After`: they waited as asked and are
+    /// not counted by the retry policy.
+    pub throttled: i32,
     /// When a pending delivery is tried next.
     pub next_attempt_at: Option<String>,
     pub last_attempt_at: Option<String>,
+    /// When the message's body was erased (payload retention): it can no longer be sent.
+    pub payload_erased_at: Option<String>,
     pub created_at: String,
 }
 
@@ -38,7 +43,9 @@ impl From<DeliveryRow> for DeliveryView {
                 .then(|| format_timestamp(r.delivery.next_attempt_at)),
             status: r.delivery.status,
             attempts: r.delivery.attempts,
+            throttled: r.delivery.throttled,
             last_attempt_at: r.delivery.last_attempt_at.map(format_timestamp),
+            payload_erased_at: r.payload_erased_at.map(format_timestamp),
             created_at: format_timestamp(r.delivery.created_at),
         }
     }
