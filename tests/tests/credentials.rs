@@ -365,5 +365,11 @@ async fn reseal_refuses_a_key_no_stored_value_is_sealed_under() {
             .success()
     );
     assert!(app.cli(&["keys", "reseal", "--force"], "").status.success());
-    assert_eq!(status_of(ask()).await.0, 401);
+    // Now the services cannot open the widget secret: an operator's problem, said as such.
+    let (status, body) = status_of(ask()).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (503, Some("sealing_key_missing")),
+        "{body}"
+    );
 }

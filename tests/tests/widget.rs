@@ -362,3 +362,39 @@ async fn without_the_users_hash_the_widget_reveals_nothing() {
     .await;
     assert_eq!(status, 401);
 }
+
+/// A widget secret sealed under a key the deployment no longer has cannot verify anyone: the
+/// widget says so (503 `sealing_key_missing`) instead of refusing every user's right hash as
+/// if it were a guess.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_widget_secret_no_key_opens_is_a_503_not_a_refused_hash() {
+    let app = TestApp::spawn().await;
+    let project = app.create_project().await;
+    let (key, secret) = app.widget_keys(project).await;
+    let hash = user_hash(&secret, "alice");
+    let ask = || async {
+        let r = app
+            .http
+            .get(app.url(&format!(
+                "/api/v1/widget/invitations?user_ref=alice&user_hash={hash}"
+            )))
+            .header("x-publishable-key", &key)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json::<Value>().await.unwrap())
+    };
+    assert_eq!(ask().await.0, 200);
+    // Sealed under a key id no configured key has.
+    app.execute(&format!(
+        "UPDATE projects SET widget_secret_sealed = '\\x0102030405060708090a0b0c0d0e0f'::bytea \
+         WHERE id = '{project}'"
+    ))
+    .await;
+    let (status, body) = ask().await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (503, Some("sealing_key_missing")),
+        "{body}"
+    );
+}

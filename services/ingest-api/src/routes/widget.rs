@@ -192,17 +192,30 @@ fn check_origin(allowed: &[String], origin: Option<&str>) -> Result<(), ApiError
 }
 
 /// The hash must be the user ref's HMAC under the project's widget secret (or, for a day after
-/// a rotation, the one it replaced).
+/// a rotation, the one it replaced). A secret sealed under a key this deployment no longer
+/// has is the operator's problem, not the caller's: 503, never a refused credential.
 fn verify_user(
     state: &AppState,
     project: &tenancy::Project,
     user_ref: &str,
     hash: &str,
 ) -> Result<(), ApiError> {
-    let verified = project
+    let secrets: Vec<Vec<u8>> = project
         .widget_secrets(time::OffsetDateTime::now_utc())
         .filter_map(|sealed| state.sealing_key.open(sealed).ok())
-        .any(|secret| secret::verify_user_hash(&String::from_utf8_lossy(&secret), user_ref, hash));
+        .collect();
+    if secrets.is_empty() {
+        tracing::error!(project_id = %project.id, "the project's widget secret does not open under this gateway's keys");
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "sealing_key_missing",
+            "This project's widget secret cannot be opened: BECKON_SECRET_KEYS lack the key it \
+             was sealed with. Configure that key again, or issue a new widget secret.",
+        ));
+    }
+    let verified = secrets
+        .iter()
+        .any(|secret| secret::verify_user_hash(&String::from_utf8_lossy(secret), user_ref, hash));
     if verified {
         Ok(())
     } else {
