@@ -574,3 +574,98 @@ async fn a_key_dropped_before_resealing_holds_webhooks_back_instead_of_sending_t
     verify_with_standardwebhooks(sub["secret"].as_str().unwrap(), &got[0])
         .expect("the subscription's secret verifies");
 }
+
+/// Replaces the value of every `key` field in `value`.
+fn replace_field(value: &mut Value, key: &str, with: &Value) {
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map.iter_mut() {
+                if k == key {
+                    *v = with.clone();
+                } else {
+                    replace_field(v, key, with);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| replace_field(v, key, with)),
+        _ => {}
+    }
+}
+
+/// An announcement whose magic link was sealed under a key this deployment does not have can
+/// never be sent as it is: it is dead-lettered as `unsealable` (not retried, not sent without
+/// its link), and once the key is configured again a replay sends it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_announcement_no_key_opens_is_dead_lettered_and_sent_once_the_key_is_back() {
+    const WAIT: Duration = Duration::from_secs(30);
+    let mut app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let project = app.create_project().await;
+    app.create_survey(project, json!({"trigger": {"events": ["trial_expired"]}}))
+        .await;
+    app.create_webhook(project, json!({"url": receiver.url("/ok/late")}))
+        .await;
+    let broker = Broker::connect(&app.prefix).await;
+    let mut tap = broker.tap().await;
+    let (status, body) = app
+        .dispatch(json!({"project_id": project, "user_ref": "u1", "event": "trial_expired"}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let announced: Value = loop {
+        let bytes = tap
+            .next(WAIT)
+            .await
+            .expect("an invitation.created envelope");
+        let envelope: Value = serde_json::from_slice(&bytes).unwrap();
+        if envelope["type"] == "invitation.created" {
+            break envelope;
+        }
+    };
+    receiver.wait_for("/ok/late", 1, WAIT).await;
+
+    // The same announcement, as a service holding only another key would have sealed it.
+    let mut foreign = announced.clone();
+    let id = Uuid::now_v7();
+    foreign["id"] = json!(id);
+    let link = "http://127.0.0.1:8080/surveys/sealed-elsewhere";
+    let sealed = serde_json::to_value(
+        SealingKeys::from_base64_list(KEY_B)
+            .unwrap()
+            .seal_link(link),
+    )
+    .unwrap();
+    replace_field(
+        &mut foreign,
+        "magic_link_sealed",
+        &sealed["magic_link_sealed"],
+    );
+    broker
+        .publish_raw(
+            "invitation.created.v1",
+            &serde_json::to_vec(&foreign).unwrap(),
+        )
+        .await;
+    let peeked = app
+        .eventually(WAIT, "the announcement to be dead-lettered", || async {
+            let out = app.cli(&["dlq", "peek", "webhooks"], "");
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            text.contains("reason: unsealable").then_some(text)
+        })
+        .await;
+    assert!(peeked.contains(&id.to_string()), "{peeked}");
+    assert_eq!(
+        receiver.received("/ok/late").len(),
+        1,
+        "nothing went out without its link"
+    );
+
+    // The key is configured again: the replay sends it, link and all.
+    app.set_secret_keys(&[TEST_SECRET_KEY, KEY_B]);
+    app.stop("webhook-delivery");
+    app.start("webhook-delivery");
+    let replayed = ok(&app.cli(&["dlq", "replay", "webhooks"], ""));
+    assert!(replayed.contains("replayed 1 message(s)"), "{replayed}");
+    let got = receiver.wait_for("/ok/late", 2, WAIT).await;
+    assert_eq!(got[1].header("webhook-id"), id.to_string());
+    assert_eq!(got[1].json()["data"]["invitation"]["magic_link_url"], link);
+}
