@@ -12,6 +12,10 @@
 //!   "invalid credentials" requests still carry a valid key. Authentication and isolation are
 //!   tested in `dispatch.rs` and `isolation.rs`.
 //!
+//! Every `date-time` is drawn half the time from the edges (`tests/fuzz/extreme_values.py`):
+//! the widest RFC 3339 offsets at both ends of the calendar, the limits of the accepted range
+//! and just past them.
+//!
 //! The seed is fixed so CI is repeatable; `BECKON_SCHEMATHESIS_SEED` and
 //! `BECKON_SCHEMATHESIS_EXAMPLES` explore further.
 
@@ -74,6 +78,12 @@ async fn the_served_spec_holds_under_schemathesis() {
             "--report-dir",
             report.to_str().unwrap(),
         ])
+        // Timestamps at and past the edges for every `date-time` of the spec.
+        .env("SCHEMATHESIS_HOOKS", "extreme_values")
+        .env(
+            "PYTHONPATH",
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz"),
+        )
         .env("SCHEMATHESIS_TELEMETRY", "false")
         .env("NO_COLOR", "1")
         .output()

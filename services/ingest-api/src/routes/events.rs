@@ -48,6 +48,7 @@ pub struct SendEventRequest {
     #[schema(value_type = Option<Object>)]
     variables: Option<Value>,
     /// ISO 8601, in the future: fire then instead of now.
+    #[schema(format = DateTime)]
     trigger_at: Option<String>,
 }
 

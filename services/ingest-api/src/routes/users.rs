@@ -35,6 +35,7 @@ pub struct UpsertUserRequest {
     attributes: Option<Value>,
     /// ISO 8601. Schedules a `trial_ending_soon` reminder per subscribed Live survey, the
     /// survey's lead time ahead; a new value moves it, `null` cancels it, absent keeps it.
+    #[schema(format = DateTime)]
     trial_ends_at: Option<String>,
 }
 

@@ -35,6 +35,7 @@ pub struct RecoverOutcome {
 #[serde(deny_unknown_fields)]
 pub struct Recover {
     /// ISO 8601: recover failed and skipped deliveries created since then.
+    #[schema(format = DateTime)]
     pub since: String,
 }
 
