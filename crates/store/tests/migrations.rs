@@ -1,0 +1,67 @@
+//! Rules every migration keeps, read from the migration files themselves.
+
+use std::path::Path;
+
+/// Tables that hold a row per event or more: an index added to one of them later must be built
+/// `CONCURRENTLY` (alone in a migration run outside a transaction), or every write to the table
+/// waits while it scans the whole table during a deploy.
+const BIG: [&str; 5] = [
+    "webhook_deliveries",
+    "webhook_messages",
+    "webhook_attempts",
+    "triggers",
+    "responses",
+];
+
+/// The first day's schema, written as the tables were created.
+const GRANDFATHERED: [&str; 2] = [
+    "2026-11-23-000002_events_and_schedules",
+    "2026-11-23-000006_erasure",
+];
+
+#[test]
+fn indexes_added_to_big_tables_are_built_concurrently() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+    let mut plain = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let migration = entry.unwrap().path();
+        let name = migration
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        if GRANDFATHERED.contains(&name.as_str()) {
+            continue;
+        }
+        let Ok(sql) = std::fs::read_to_string(migration.join("up.sql")) else {
+            continue;
+        };
+        let code: String = sql
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("--"))
+            .collect::<Vec<_>>()
+            .join(" ")
+            .to_lowercase();
+        for statement in code.split(';') {
+            let words: Vec<&str> = statement.split_whitespace().collect();
+            if !statement.contains("create index") && !statement.contains("create unique index") {
+                continue;
+            }
+            if words.contains(&"concurrently") {
+                continue;
+            }
+            let table = words
+                .iter()
+                .position(|w| *w == "on")
+                .and_then(|i| words.get(i + 1))
+                .map(|t| t.split('(').next().unwrap_or(t));
+            // An index made with its table is built on an empty table.
+            if let Some(table) = table.filter(|t| BIG.contains(t))
+                && !code.contains(&format!("create table {table}"))
+            {
+                plain.push(format!("{name}: {}", statement.trim()));
+            }
+        }
+    }
+    assert!(plain.is_empty(), "{plain:#?}");
+}
