@@ -6,8 +6,10 @@
 //! `{"data": [...], "has_more": bool, "next_cursor": string|null}`.
 //!
 //! A cursor is opaque: the position of the last row of a page — `(created_at, id)`, or the
-//! attempt id for the attempt log — and the list it belongs to, sealed under the deployment's
-//! key. So a cursor cannot be forged or edited, nor passed to another list: any such cursor is
+//! attempt id for the attempt log — and the list it belongs to (which kind, and whose: the
+//! organization, project, survey or subscription that owns it), sealed under the deployment's
+//! key. So a cursor cannot be forged or edited, nor passed to another list — another
+//! subscription's deliveries, another organization's projects: any such cursor is
 //! 400 `invalid_cursor`, as is one sealed under a key since dropped (start again from the first
 //! page). Paging by a unique key means rows that share a timestamp (a batch's deliveries all
 //! do) are each listed exactly once.
@@ -95,7 +97,7 @@ enum Position {
 
 /// The layout of a cursor's plaintext, so one made by an older gateway is refused rather
 /// than misread.
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
 const KEYSET: u8 = 1;
 const SERIAL: u8 = 2;
 
@@ -103,12 +105,15 @@ const SERIAL: u8 = 2;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Cursor {
     list: List,
+    /// Whose list: the id of the organization, project, survey or subscription it lists.
+    owner: Uuid,
     position: Position,
 }
 
 impl Cursor {
     fn encode(self, keys: &SealingKeys) -> String {
         let mut plain = vec![VERSION, self.list.tag()];
+        plain.extend_from_slice(self.owner.as_bytes());
         match self.position {
             Position::Keyset(k) => {
                 plain.push(KEYSET);
@@ -129,11 +134,14 @@ impl Cursor {
     fn decode(raw: &str, keys: &SealingKeys) -> Option<Self> {
         let sealed = URL_SAFE_NO_PAD.decode(raw).ok()?;
         let plain = keys.open(&sealed).ok()?;
-        let (&[version, tag, kind], rest) = plain.split_first_chunk::<3>()?;
+        let (&[version, tag], rest) = plain.split_first_chunk::<2>()?;
         if version != VERSION {
             return None;
         }
         let list = List::from_tag(tag)?;
+        let (owner, rest) = rest.split_first_chunk::<16>()?;
+        let owner = Uuid::from_bytes(*owner);
+        let (&[kind], rest) = rest.split_first_chunk::<1>()?;
         let position = match (kind, rest.len()) {
             (KEYSET, 24) => {
                 let (micros, id) = rest.split_first_chunk::<8>()?;
@@ -150,7 +158,11 @@ impl Cursor {
             (SERIAL, 8) => Position::Serial(i64::from_be_bytes(rest.try_into().ok()?)),
             _ => return None,
         };
-        Some(Self { list, position })
+        Some(Self {
+            list,
+            owner,
+            position,
+        })
     }
 }
 
@@ -173,22 +185,32 @@ impl PageQuery {
         }
     }
 
-    fn position(&self, keys: &SealingKeys, list: List) -> Result<Option<Position>, ApiError> {
+    fn position(
+        &self,
+        keys: &SealingKeys,
+        list: List,
+        owner: Uuid,
+    ) -> Result<Option<Position>, ApiError> {
         self.cursor
             .as_deref()
             .map(|raw| {
                 Cursor::decode(raw, keys)
-                    .filter(|c| c.list == list)
+                    .filter(|c| c.list == list && c.owner == owner)
                     .map(|c| c.position)
                     .ok_or_else(invalid_cursor)
             })
             .transpose()
     }
 
-    /// The page asked for of `list`, which is ordered by `(created_at, id)`.
-    pub fn keyset(&self, keys: &SealingKeys, list: List) -> Result<PageRequest<Keyset>, ApiError> {
+    /// The page asked for of `owner`'s `list`, which is ordered by `(created_at, id)`.
+    pub fn keyset(
+        &self,
+        keys: &SealingKeys,
+        list: List,
+        owner: Uuid,
+    ) -> Result<PageRequest<Keyset>, ApiError> {
         let limit = self.limit()?;
-        let after = match self.position(keys, list)? {
+        let after = match self.position(keys, list, owner)? {
             None => None,
             Some(Position::Keyset(k)) => Some(k),
             Some(Position::Serial(_)) => return Err(invalid_cursor()),
@@ -196,10 +218,15 @@ impl PageQuery {
         Ok(PageRequest { after, limit })
     }
 
-    /// The page asked for of `list`, which is ordered by a serial id.
-    pub fn serial(&self, keys: &SealingKeys, list: List) -> Result<PageRequest<i64>, ApiError> {
+    /// The page asked for of `owner`'s `list`, which is ordered by a serial id.
+    pub fn serial(
+        &self,
+        keys: &SealingKeys,
+        list: List,
+        owner: Uuid,
+    ) -> Result<PageRequest<i64>, ApiError> {
         let limit = self.limit()?;
-        let after = match self.position(keys, list)? {
+        let after = match self.position(keys, list, owner)? {
             None => None,
             Some(Position::Serial(id)) => Some(id),
             Some(Position::Keyset(_)) => return Err(invalid_cursor()),
@@ -220,41 +247,48 @@ pub struct Paginated<T> {
 }
 
 impl<T> Paginated<T> {
-    /// The answer for `page` of `list`, ordered by `(created_at, id)`: `key` gives a row's,
-    /// `view` what is shown of it.
+    /// The answer for `page` of `owner`'s `list`, ordered by `(created_at, id)`: `key` gives
+    /// a row's, `view` what is shown of it.
     pub fn keyset<R>(
         page: Page<R>,
         keys: &SealingKeys,
-        list: List,
+        (list, owner): (List, Uuid),
         key: impl Fn(&R) -> Keyset,
         view: impl FnMut(R) -> T,
     ) -> Self {
         let next = page.next_after(key).map(Position::Keyset);
-        Self::new(page, keys, list, next, view)
+        Self::new(page, keys, (list, owner), next, view)
     }
 
-    /// The answer for `page` of `list`, ordered by a serial id: `key` gives a row's.
+    /// The answer for `page` of `owner`'s `list`, ordered by a serial id: `key` gives a row's.
     pub fn serial<R>(
         page: Page<R>,
         keys: &SealingKeys,
-        list: List,
+        (list, owner): (List, Uuid),
         key: impl Fn(&R) -> i64,
         view: impl FnMut(R) -> T,
     ) -> Self {
         let next = page.next_after(key).map(Position::Serial);
-        Self::new(page, keys, list, next, view)
+        Self::new(page, keys, (list, owner), next, view)
     }
 
     fn new<R>(
         page: Page<R>,
         keys: &SealingKeys,
-        list: List,
+        (list, owner): (List, Uuid),
         next: Option<Position>,
         view: impl FnMut(R) -> T,
     ) -> Self {
         Self {
             has_more: page.has_more,
-            next_cursor: next.map(|position| Cursor { list, position }.encode(keys)),
+            next_cursor: next.map(|position| {
+                Cursor {
+                    list,
+                    owner,
+                    position,
+                }
+                .encode(keys)
+            }),
             data: page.items.into_iter().map(view).collect(),
         }
     }
@@ -263,6 +297,9 @@ impl<T> Paginated<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The organization, project or subscription whose list the tests page.
+    const OWNER: Uuid = Uuid::from_u128(7);
 
     fn keys() -> SealingKeys {
         SealingKeys::from_base64_list("dGVzdC1rZXktdGVzdC1rZXktdGVzdC1rZXktMzJieXQ=")
@@ -286,21 +323,23 @@ mod tests {
         let k = keyset();
         let raw = Cursor {
             list: List::Deliveries,
+            owner: OWNER,
             position: Position::Keyset(k),
         }
         .encode(&keys);
         let page = query(Some(2), Some(raw))
-            .keyset(&keys, List::Deliveries)
+            .keyset(&keys, List::Deliveries, OWNER)
             .expect("valid");
         assert_eq!(page.after, Some(k));
         assert_eq!(page.limit, 2);
         let raw = Cursor {
             list: List::Attempts,
+            owner: OWNER,
             position: Position::Serial(41),
         }
         .encode(&keys);
         let page = query(None, Some(raw))
-            .serial(&keys, List::Attempts)
+            .serial(&keys, List::Attempts, OWNER)
             .expect("valid");
         assert_eq!((page.after, page.limit), (Some(41), DEFAULT_LIMIT));
     }
@@ -310,6 +349,7 @@ mod tests {
         let keys = keys();
         let good = Cursor {
             list: List::Projects,
+            owner: OWNER,
             position: Position::Keyset(keyset()),
         }
         .encode(&keys);
@@ -321,6 +361,7 @@ mod tests {
                 .expect("a valid key");
         let foreign = Cursor {
             list: List::Projects,
+            owner: OWNER,
             position: Position::Keyset(keyset()),
         }
         .encode(&other_keys);
@@ -333,22 +374,28 @@ mod tests {
             URL_SAFE_NO_PAD.encode(keys.seal(b"\x01\x01\x01short")),
         ] {
             let err = query(None, Some(raw.clone()))
-                .keyset(&keys, List::Projects)
+                .keyset(&keys, List::Projects, OWNER)
                 .expect_err(&raw);
             assert_eq!((err.status.as_u16(), err.code), (400, "invalid_cursor"));
         }
-        // Another list's cursor, and a serial cursor where a keyset one belongs.
-        let err = query(None, Some(good))
-            .keyset(&keys, List::Surveys)
+        // Another kind of list's cursor, the same kind's of another owner (another
+        // organization's projects), and a serial cursor where a keyset one belongs.
+        let err = query(None, Some(good.clone()))
+            .keyset(&keys, List::Surveys, OWNER)
             .expect_err("another list");
+        assert_eq!(err.code, "invalid_cursor");
+        let err = query(None, Some(good))
+            .keyset(&keys, List::Projects, Uuid::from_u128(8))
+            .expect_err("another owner's list");
         assert_eq!(err.code, "invalid_cursor");
         let serial = Cursor {
             list: List::Projects,
+            owner: OWNER,
             position: Position::Serial(1),
         }
         .encode(&keys);
         let err = query(None, Some(serial))
-            .keyset(&keys, List::Projects)
+            .keyset(&keys, List::Projects, OWNER)
             .expect_err("a serial cursor");
         assert_eq!(err.code, "invalid_cursor");
     }
@@ -357,12 +404,14 @@ mod tests {
     fn a_sealed_position_outside_the_accepted_years_is_invalid_not_a_panic() {
         let keys = keys();
         for micros in [i64::MAX, i64::MIN, -1] {
-            let mut plain = vec![VERSION, List::Projects.tag(), KEYSET];
+            let mut plain = vec![VERSION, List::Projects.tag()];
+            plain.extend_from_slice(OWNER.as_bytes());
+            plain.push(KEYSET);
             plain.extend_from_slice(&micros.to_be_bytes());
             plain.extend_from_slice(Uuid::nil().as_bytes());
             let raw = URL_SAFE_NO_PAD.encode(keys.seal(&plain));
             let err = query(None, Some(raw))
-                .keyset(&keys, List::Projects)
+                .keyset(&keys, List::Projects, OWNER)
                 .expect_err("out of range");
             assert_eq!(err.code, "invalid_cursor");
         }
@@ -373,7 +422,7 @@ mod tests {
         let keys = keys();
         let limit = |l| {
             query(l, None)
-                .keyset(&keys, List::Projects)
+                .keyset(&keys, List::Projects, OWNER)
                 .map(|p| p.limit)
         };
         assert_eq!(limit(None).ok(), Some(50));
@@ -398,13 +447,13 @@ mod tests {
                 has_more: true,
             },
             &keys,
-            List::Triggers,
+            (List::Triggers, OWNER),
             |k| *k,
             |k| k.id,
         );
         assert!(more.has_more);
         let next = query(None, more.next_cursor)
-            .keyset(&keys, List::Triggers)
+            .keyset(&keys, List::Triggers, OWNER)
             .expect("valid");
         assert_eq!(next.after, Some(last));
         let done = Paginated::keyset(
@@ -413,7 +462,7 @@ mod tests {
                 has_more: false,
             },
             &keys,
-            List::Triggers,
+            (List::Triggers, OWNER),
             |k| *k,
             |k| k.id,
         );

@@ -144,13 +144,13 @@ pub async fn list(
     state: web::Data<AppState>,
     page: web::Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let page = page.keyset(&state.sealing_key, List::Projects)?;
+    let page = page.keyset(&state.sealing_key, List::Projects, auth.org_id)?;
     let mut conn = state.store.conn().await?;
     let projects = tenancy::list_projects(&mut conn, auth.org_id, &page).await?;
     Ok(HttpResponse::Ok().json(Paginated::keyset(
         projects,
         &state.sealing_key,
-        List::Projects,
+        (List::Projects, auth.org_id),
         |p| Keyset {
             created_at: p.created_at,
             id: p.id,

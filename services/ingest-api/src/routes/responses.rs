@@ -143,14 +143,14 @@ pub async fn list(
 ) -> Result<HttpResponse, ApiError> {
     let (project, survey) = path.into_inner();
     let filter = filter(&query)?;
-    let page = page.keyset(&state.sealing_key, List::Responses)?;
     let mut conn = state.store.conn().await?;
     let survey_id = survey_of(&mut conn, auth, &project, &survey).await?;
+    let page = page.keyset(&state.sealing_key, List::Responses, survey_id)?;
     let rows = responses::list(&mut conn, survey_id, &filter, &page).await?;
     Ok(HttpResponse::Ok().json(Paginated::keyset(
         rows,
         &state.sealing_key,
-        List::Responses,
+        (List::Responses, survey_id),
         |(r, _)| Keyset {
             created_at: r.created_at,
             id: r.id,

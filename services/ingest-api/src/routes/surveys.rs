@@ -199,14 +199,14 @@ pub async fn list(
     path: web::Path<String>,
     page: web::Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let page = page.keyset(&state.sealing_key, List::Surveys)?;
     let mut conn = state.store.conn().await?;
     let project = owned_project(&mut conn, auth.org_id, &path).await?;
+    let page = page.keyset(&state.sealing_key, List::Surveys, project.id)?;
     let surveys = surveys::list_surveys(&mut conn, project.id, &page).await?;
     Ok(HttpResponse::Ok().json(Paginated::keyset(
         surveys,
         &state.sealing_key,
-        List::Surveys,
+        (List::Surveys, project.id),
         |s| Keyset {
             created_at: s.created_at,
             id: s.id,

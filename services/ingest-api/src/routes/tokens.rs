@@ -79,13 +79,13 @@ pub async fn list(
     state: web::Data<AppState>,
     page: web::Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let page = page.keyset(&state.sealing_key, List::Tokens)?;
+    let page = page.keyset(&state.sealing_key, List::Tokens, auth.org_id)?;
     let mut conn = state.store.conn().await?;
     let tokens = tenancy::list_tokens(&mut conn, auth.org_id, &page).await?;
     Ok(HttpResponse::Ok().json(Paginated::keyset(
         tokens,
         &state.sealing_key,
-        List::Tokens,
+        (List::Tokens, auth.org_id),
         |t| Keyset {
             created_at: t.created_at,
             id: t.id,

@@ -198,7 +198,7 @@ pub async fn list(
     page: web::Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let filter = trigger_filter(&query)?;
-    let page = page.keyset(&state.sealing_key, List::Triggers)?;
+    let page = page.keyset(&state.sealing_key, List::Triggers, auth.org_id)?;
     if let Some(project) = filter.project_id {
         owned_project_id(&state, auth.org_id, &project.to_string()).await?;
     }
@@ -207,7 +207,7 @@ pub async fn list(
     Ok(HttpResponse::Ok().json(Paginated::keyset(
         triggers,
         &state.sealing_key,
-        List::Triggers,
+        (List::Triggers, auth.org_id),
         |t| Keyset {
             created_at: t.created_at,
             id: t.id,

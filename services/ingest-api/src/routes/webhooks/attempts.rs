@@ -53,14 +53,14 @@ pub async fn attempts(
     page: web::Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let (project, id) = path.into_inner();
-    let page = page.serial(&state.sealing_key, List::Attempts)?;
     let mut conn = state.store.conn().await?;
     let sub = subscription(&mut conn, auth, &project, &id).await?;
+    let page = page.serial(&state.sealing_key, List::Attempts, sub.id)?;
     let attempts = webhooks::attempts_of_subscription(&mut conn, sub.id, None, &page).await?;
     Ok(HttpResponse::Ok().json(Paginated::serial(
         attempts,
         &state.sealing_key,
-        List::Attempts,
+        (List::Attempts, sub.id),
         |a| a.id,
         AttemptView::from,
     )))
@@ -82,15 +82,17 @@ pub async fn message_attempts(
 ) -> Result<HttpResponse, ApiError> {
     let (project, id, message) = path.into_inner();
     let message_id = body::path_id(&message, "message_not_found", "message")?;
-    let page = page.serial(&state.sealing_key, List::MessageAttempts)?;
     let mut conn = state.store.conn().await?;
     let sub = subscription(&mut conn, auth, &project, &id).await?;
+    // One message's attempts to one subscription: the pair owns the list.
+    let owner = beckon_domain::ids::derive(sub.id, "message-attempts", &[message_id]);
+    let page = page.serial(&state.sealing_key, List::MessageAttempts, owner)?;
     let attempts =
         webhooks::attempts_of_subscription(&mut conn, sub.id, Some(message_id), &page).await?;
     Ok(HttpResponse::Ok().json(Paginated::serial(
         attempts,
         &state.sealing_key,
-        List::MessageAttempts,
+        (List::MessageAttempts, owner),
         |a| a.id,
         AttemptView::from,
     )))

@@ -97,15 +97,15 @@ pub async fn deliveries(
     page: web::Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let (project, id) = path.into_inner();
-    let page = page.keyset(&state.sealing_key, List::Deliveries)?;
     let mut conn = state.store.conn().await?;
     let sub = subscription(&mut conn, auth, &project, &id).await?;
+    let page = page.keyset(&state.sealing_key, List::Deliveries, sub.id)?;
     let status = filter.status.map(DeliveryStatus::as_str);
     let rows = webhooks::deliveries_of_subscription(&mut conn, sub.id, status, &page).await?;
     Ok(HttpResponse::Ok().json(Paginated::keyset(
         rows,
         &state.sealing_key,
-        List::Deliveries,
+        (List::Deliveries, sub.id),
         |r| Keyset {
             created_at: r.delivery.created_at,
             id: r.delivery.id,

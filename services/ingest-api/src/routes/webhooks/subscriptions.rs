@@ -370,14 +370,14 @@ pub async fn list(
     path: web::Path<String>,
     page: web::Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let page = page.keyset(&state.sealing_key, List::WebhookSubscriptions)?;
     let mut conn = state.store.conn().await?;
     let project = owned_project(&mut conn, auth.org_id, &path).await?;
+    let page = page.keyset(&state.sealing_key, List::WebhookSubscriptions, project.id)?;
     let subscriptions = webhooks::list_subscriptions(&mut conn, project.id, &page).await?;
     Ok(HttpResponse::Ok().json(Paginated::keyset(
         subscriptions,
         &state.sealing_key,
-        List::WebhookSubscriptions,
+        (List::WebhookSubscriptions, project.id),
         |s| Keyset {
             created_at: s.created_at,
             id: s.id,
