@@ -439,41 +439,56 @@ struct Claimed {
 /// Claims due deliveries of active subscriptions, at most `per_subscription` of each so one
 /// backlogged endpoint cannot crowd out the others, by pushing their due time `lease_seconds`
 /// ahead. Of an ordered subscription, only the first pending delivery about each user (by
-/// when its event occurred) may be claimed, so the next waits until it is done. Two claimers
+/// when its event occurred) may be claimed, so the next waits until it is done. A
+/// rate-limited subscription whose send slots are taken further than `rate_horizon_seconds`
+/// ahead is left alone: what was claimed would only be given back. Two claimers
 /// racing for a row serialise on it; the loser's re-check finds it no longer due.
 pub async fn claim_due(
     conn: &mut AsyncPgConnection,
     per_subscription: i64,
     batch: i64,
     lease_seconds: f64,
+    rate_horizon_seconds: f64,
 ) -> Result<Vec<Uuid>, StoreError> {
+    // `share`: how many of a subscription's deliveries one claim may take — its share of
+    // attempts, and for a rate-limited one no more than the send slots still free within the
+    // horizon, so nothing is claimed only to be given back.
     let rows: Vec<Claimed> = diesel::sql_query(
-        "WITH candidates AS ( \
-           SELECT d.id, d.subscription_id, d.next_attempt_at \
-           FROM webhook_deliveries d JOIN webhook_subscriptions s ON s.id = d.subscription_id \
-           WHERE d.status = 'pending' AND d.next_attempt_at <= now() AND s.status = 'active' \
-             AND NOT s.ordered \
+        "WITH shares AS ( \
+           SELECT id, ordered, CASE WHEN rate_limit IS NULL THEN $1 ELSE least($1, floor( \
+             extract(epoch FROM now() + make_interval(secs => $4) \
+               - greatest(coalesce(rate_next_slot, now()), now())) \
+             * rate_limit / $5)::bigint) END AS share \
+           FROM webhook_subscriptions WHERE status = 'active'), \
+         candidates AS ( \
+           SELECT d.id, d.subscription_id, d.next_attempt_at, s.share \
+           FROM webhook_deliveries d JOIN shares s ON s.id = d.subscription_id \
+           WHERE d.status = 'pending' AND d.next_attempt_at <= now() \
+             AND NOT s.ordered AND s.share > 0 \
            UNION ALL \
-           SELECT id, subscription_id, next_attempt_at FROM ( \
+           SELECT id, subscription_id, next_attempt_at, share FROM ( \
              SELECT DISTINCT ON (d.subscription_id, coalesce(m.user_ref, d.id::text)) \
-               d.id, d.subscription_id, d.next_attempt_at \
+               d.id, d.subscription_id, d.next_attempt_at, s.share \
              FROM webhook_deliveries d \
-             JOIN webhook_subscriptions s ON s.id = d.subscription_id \
+             JOIN shares s ON s.id = d.subscription_id \
              JOIN webhook_messages m ON m.id = d.message_id \
-             WHERE d.status = 'pending' AND s.status = 'active' AND s.ordered \
+             WHERE d.status = 'pending' AND s.ordered AND s.share > 0 \
              ORDER BY d.subscription_id, coalesce(m.user_ref, d.id::text), m.occurred_at, m.id \
            ) AS heads WHERE next_attempt_at <= now()), \
          due AS ( \
-           SELECT id, row_number() OVER (PARTITION BY subscription_id ORDER BY next_attempt_at) AS rank \
+           SELECT id, share, \
+             row_number() OVER (PARTITION BY subscription_id ORDER BY next_attempt_at) AS rank \
            FROM candidates) \
          UPDATE webhook_deliveries SET next_attempt_at = now() + make_interval(secs => $3) \
-         WHERE id IN (SELECT id FROM due WHERE rank <= $1 LIMIT $2) \
+         WHERE id IN (SELECT id FROM due WHERE rank <= share LIMIT $2) \
            AND status = 'pending' AND next_attempt_at <= now() \
          RETURNING id",
     )
     .bind::<BigInt, _>(per_subscription)
     .bind::<BigInt, _>(batch)
     .bind::<Double, _>(lease_seconds)
+    .bind::<Double, _>(rate_horizon_seconds)
+    .bind::<Double, _>(1.0 + RATE_MARGIN)
     .load(conn)
     .await?;
     Ok(rows.into_iter().map(|r| r.id).collect())
@@ -607,8 +622,8 @@ pub async fn record_attempt(
     record_attempts(conn, &[(delivery, record)]).await
 }
 
-/// A subscription whose failure streak is due a `webhook.failing` notice: the streak has just
-/// begun, or its last notice is a day old.
+/// A subscription whose failure streak is due a `webhook.failing` notice: none was ever sent
+/// about it, or the last is a day old.
 #[derive(Debug, Clone, QueryableByName)]
 pub struct FailingStreak {
     #[diesel(sql_type = SqlUuid)]
@@ -678,10 +693,13 @@ pub async fn record_attempts(
         statuses.push(status);
         next_ats.push(next_at);
         throttled.push(i32::from(matches!(record.next, NextStep::Throttled(_))));
-        if record.next == NextStep::Succeeded {
-            succeeded.push(delivery.subscription_id);
-        } else {
-            *failed.entry(delivery.subscription_id).or_insert(0) += 1;
+        match record.next {
+            NextStep::Succeeded => succeeded.push(delivery.subscription_id),
+            // The endpoint asked for patience: not a failure of it.
+            NextStep::Throttled(_) => {}
+            NextStep::RetryAt(_) | NextStep::GiveUp => {
+                *failed.entry(delivery.subscription_id).or_insert(0) += 1
+            }
         }
     }
     Cached(
@@ -739,9 +757,9 @@ pub async fn record_attempts(
             .into_iter()
             .filter(|(id, _)| !succeeded.contains(id))
             .unzip();
-        // The notice is due when none was sent since the streak began (a new streak begins
-        // at `now`) or the last is a day old; the row lock serialises racing recorders, so
-        // one of them sends it.
+        // The notice is due when none was ever sent or the last is a day old, whatever the
+        // streak: a flapping endpoint, whose every success ends a streak, is announced at most
+        // daily too. The row lock serialises racing recorders, so one of them sends it.
         return Ok(Cached(
             diesel::sql_query(
                 "WITH v AS (SELECT * FROM unnest($1::uuid[], $2::int[]) AS v(id, n)), \
@@ -751,7 +769,6 @@ pub async fn record_attempts(
                        failures_in_streak = s.failures_in_streak + v.n, \
                        failing_notified_at = CASE \
                          WHEN s.failing_notified_at IS NULL \
-                           OR s.failing_notified_at < COALESCE(s.failing_since, $3) \
                            OR s.failing_notified_at <= $3 - make_interval(secs => $4) THEN $3 \
                          ELSE s.failing_notified_at END \
                    FROM v WHERE s.id = v.id \
@@ -818,8 +835,12 @@ struct Reserved {
     wait: f64,
 }
 
-/// Reserves the next send slot of a rate-limited subscription: slots are `1/rate_limit`
-/// seconds apart, for every process alike. Returns how long to wait for it, or `None` when
+/// How much more than `1/rate_limit` apart a rate-limited subscription's send slots are, so
+/// that requests sent a little late still arrive no more than `rate_limit` a second.
+pub const RATE_MARGIN: f64 = 0.05;
+
+/// Reserves the next send slot of a rate-limited subscription: slots are `(1 + RATE_MARGIN) /
+/// rate_limit` seconds apart, for every process alike. Returns how long to wait for it, or `None` when
 /// the subscription's slots are taken further than `horizon` ahead (come back later) or it
 /// has no limit any more.
 pub async fn reserve_slot(
@@ -831,12 +852,13 @@ pub async fn reserve_slot(
         "WITH s AS (SELECT id, rate_limit, greatest(coalesce(rate_next_slot, now()), now()) AS slot \
            FROM webhook_subscriptions WHERE id = $1 AND rate_limit IS NOT NULL FOR UPDATE) \
          UPDATE webhook_subscriptions AS w \
-         SET rate_next_slot = s.slot + make_interval(secs => 1.0 / s.rate_limit) \
+         SET rate_next_slot = s.slot + make_interval(secs => $3 / s.rate_limit) \
          FROM s WHERE w.id = s.id AND s.slot < now() + make_interval(secs => $2) \
          RETURNING extract(epoch FROM s.slot - now())::float8 AS wait",
     )
     .bind::<SqlUuid, _>(subscription_id)
     .bind::<Double, _>(horizon.as_secs_f64())
+    .bind::<Double, _>(1.0 + RATE_MARGIN)
     .get_result(conn)
     .await
     .optional()?;
@@ -897,7 +919,7 @@ pub async fn attempts_of_subscription(
 pub enum Resent {
     /// Its delivery to the subscription is due now.
     Queued,
-    /// The subscription's project has no such message.
+    /// No such message in the subscription's project, nor sent to it before.
     NotFound,
     /// The message's body was erased at the end of the payload retention period: there is
     /// nothing to send.
@@ -911,7 +933,7 @@ pub async fn resend(
     subscription: &Subscription,
     message_id: Uuid,
 ) -> Result<Resent, StoreError> {
-    let erased: Option<bool> = message_erased(conn, subscription.project_id, message_id).await?;
+    let erased: Option<bool> = message_erased(conn, subscription, message_id).await?;
     match erased {
         None => return Ok(Resent::NotFound),
         Some(true) => return Ok(Resent::PayloadErased),
@@ -929,16 +951,24 @@ pub async fn resend(
     Ok(Resent::Queued)
 }
 
-/// Whether the project's message `message_id` has had its body erased; `None` when the
-/// project has no such message.
+/// Whether a message the subscription may be sent has lost its body; `None` when there is no
+/// such message. It may be sent a message of its own project, and any message it was sent
+/// before (an operational notice about another project's subscription).
 async fn message_erased(
     conn: &mut AsyncPgConnection,
-    project_id: Uuid,
+    subscription: &Subscription,
     message_id: Uuid,
 ) -> Result<Option<bool>, StoreError> {
+    let delivered_before = diesel::dsl::exists(
+        webhook_deliveries::table.find(delivery_id(message_id, subscription.id)),
+    );
     Ok(webhook_messages::table
         .filter(webhook_messages::id.eq(message_id))
-        .filter(webhook_messages::project_id.eq(project_id))
+        .filter(
+            webhook_messages::project_id
+                .eq(subscription.project_id)
+                .or(delivered_before),
+        )
         .select(webhook_messages::body_encrypted.is_null())
         .first(conn)
         .await

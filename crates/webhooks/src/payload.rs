@@ -98,9 +98,10 @@ pub struct Ping {
 /// The type of a ping; delivered to its subscription whatever event types it chose.
 pub const PING: &str = "webhook.ping";
 
-/// Sent when a subscription's attempts begin to fail: at the first failure of a streak, then
-/// at most once a day while the streak lasts. An operational event: it goes to the
-/// organization's other active subscriptions that name it in their event types.
+/// Sent when a subscription's attempts fail: at a failed attempt, at most once a day per
+/// subscription (a flapping endpoint is not announced at every relapse). An operational
+/// event: it goes to the organization's other active subscriptions that name it in their
+/// event types.
 pub const FAILING: &str = "webhook.failing";
 
 /// Sent when a subscription is disabled for failing (a failure streak past its window, or an
@@ -213,7 +214,7 @@ pub fn catalogue() -> Vec<EventType> {
         EventType {
             kind: FAILING,
             version: 1,
-            description: "Operational: another subscription of the organization has begun to fail (sent at the first failure of a streak, then at most daily). Sent only to subscriptions that name it.",
+            description: "Operational: another subscription of the organization is failing (sent at a failed attempt, at most once a day per subscription). Sent only to subscriptions that name it.",
             schema: schema_of::<SubscriptionFailing>(FAILING, 1),
         },
         EventType {

@@ -92,9 +92,33 @@ impl Engine {
             .clone()
     }
 
-    /// Holds a rate-limited subscription's requests from this process at least `1/limit`
-    /// seconds apart (and a little more, so that they also arrive so), whatever delays the
-    /// shared slots they were given picked up on the way.
+    /// Waits for a send slot of a rate-limited subscription: one shared by every process
+    /// (reserved on the subscription's row), then this process's own pacing. A slot woken up
+    /// for too late — the process was busy — is given up for a new one, so a late request
+    /// cannot land beside another process's punctual one. `false` when no slot is free within
+    /// the horizon.
+    async fn take_slot(&self, subscription: Uuid, limit: i32) -> Result<bool, StoreError> {
+        let tolerance = rate_gap(limit).mul_f64(webhooks::RATE_MARGIN);
+        for _ in 0..3 {
+            let reserved = {
+                let mut conn = self.store.conn().await?;
+                webhooks::reserve_slot(&mut conn, subscription, RATE_HORIZON).await?
+            };
+            let Some(wait) = reserved else {
+                return Ok(false);
+            };
+            let slot = tokio::time::Instant::now() + wait;
+            tokio::time::sleep_until(slot).await;
+            if slot.elapsed() <= tolerance {
+                self.pace(subscription, limit).await;
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Holds a rate-limited subscription's requests from this process at least a slot apart,
+    /// whatever delays the shared slots they were given picked up on the way.
     async fn pace(&self, subscription: Uuid, limit: i32) {
         let pacer = {
             let mut pacers = self.pacers.lock().unwrap_or_else(|e| e.into_inner());
@@ -104,7 +128,7 @@ impl Engine {
                 .clone()
         };
         let mut last = pacer.lock().await;
-        let gap = Duration::from_secs_f64(1.0 / f64::from(limit.max(1))).mul_f64(1.02);
+        let gap = rate_gap(limit);
         if let Some(at) = *last {
             tokio::time::sleep_until(at + gap).await;
         }
@@ -171,6 +195,7 @@ impl Engine {
                     self.settings.per_subscription as i64,
                     BATCH,
                     LEASE.as_secs_f64(),
+                    RATE_HORIZON.as_secs_f64(),
                 )
                 .await?;
                 let full = ids.len() as i64 == BATCH;
@@ -256,19 +281,13 @@ impl Engine {
                 return webhooks::give_up(&mut conn, delivery.id, &reason).await;
             }
         };
-        if let Some(limit) = sub.rate_limit {
-            let reserved = {
-                let mut conn = self.store.conn().await?;
-                webhooks::reserve_slot(&mut conn, sub.id, RATE_HORIZON).await?
-            };
-            let Some(wait) = reserved else {
-                // Its slots are taken for the next few seconds: come back when some are free.
-                let mut conn = self.store.conn().await?;
-                webhooks::release(&mut conn, delivery.id, RATE_HORIZON / 2).await?;
-                return Ok(());
-            };
-            tokio::time::sleep(wait).await;
-            self.pace(sub.id, limit).await;
+        if let Some(limit) = sub.rate_limit
+            && !self.take_slot(sub.id, limit).await?
+        {
+            // Its slots are taken for the next few seconds: come back when some are free.
+            let mut conn = self.store.conn().await?;
+            webhooks::release(&mut conn, delivery.id, RATE_HORIZON / 2).await?;
+            return Ok(());
         }
         let Ok(permit) = self.slot(sub.id).try_acquire_owned() else {
             // The subscription has its share in flight: try again shortly, without waiting here.
@@ -327,11 +346,28 @@ impl Engine {
                 .first_attempt_at
                 .map(|t| Duration::try_from(now - t).unwrap_or_default())
                 .unwrap_or_default();
-            if sub.failing_too_long(
-                now,
-                self.settings.disable_after,
-                self.settings.disable_min_failures,
-            ) {
+            let delay = policy.next_delay(failed, since_first, jitter());
+            // Asked to wait: as long as asked, but never sooner than a failure would be retried
+            // nor than a floor that doubles with each throttled attempt, so `Retry-After: 0` is
+            // no tight loop; and the wait is neither a failed attempt of the policy nor a
+            // failure of the endpoint.
+            let throttled = match outcome.retry_after {
+                Some(asked) if outcome.status == Some(429) && since_first < THROTTLED_AT_MOST => {
+                    Some(
+                        asked
+                            .max(throttle_floor(delivery.throttled))
+                            .max(delay.unwrap_or_default()),
+                    )
+                }
+                _ => None,
+            };
+            if throttled.is_none()
+                && sub.failing_too_long(
+                    now,
+                    self.settings.disable_after,
+                    self.settings.disable_min_failures,
+                )
+            {
                 disable = Some(format!(
                     "failing continuously for {} seconds ({} failed attempts since {})",
                     self.settings.disable_after.as_secs(),
@@ -343,19 +379,12 @@ impl Engine {
                         .unwrap_or_default(),
                 ));
             }
-            match policy.next_delay(failed, since_first, jitter()) {
-                // Asked to wait: as long as asked, and the wait is not a failed attempt.
-                _ if outcome.status == Some(429)
-                    && outcome.retry_after.is_some()
-                    && since_first < THROTTLED_AT_MOST =>
-                {
-                    let wait = outcome.retry_after.unwrap_or_default();
-                    NextStep::Throttled(
-                        now + time::Duration::try_from(wait).unwrap_or(time::Duration::HOUR),
-                    )
-                }
-                None => NextStep::GiveUp,
-                Some(delay) => {
+            match (throttled, delay) {
+                (Some(wait), _) => NextStep::Throttled(
+                    now + time::Duration::try_from(wait).unwrap_or(time::Duration::HOUR),
+                ),
+                (None, None) => NextStep::GiveUp,
+                (None, Some(delay)) => {
                     let wait = outcome.retry_after.map_or(delay, |r| r.max(delay));
                     NextStep::RetryAt(
                         now + time::Duration::try_from(wait).unwrap_or(time::Duration::HOUR),
@@ -541,6 +570,18 @@ async fn record_group(
         .await?;
     notices::announce(&sent);
     Ok(())
+}
+
+/// The time between two requests to an endpoint limited to `limit` a second: a little more
+/// than `1/limit`, so that they also arrive that far apart.
+fn rate_gap(limit: i32) -> Duration {
+    Duration::from_secs_f64((1.0 + webhooks::RATE_MARGIN) / f64::from(limit.max(1)))
+}
+
+/// The shortest wait after a delivery's `throttled`-th throttled attempt: 1 s, doubling with
+/// each throttled attempt up to 10 minutes, whatever shorter `Retry-After` the endpoint sends.
+fn throttle_floor(throttled: i32) -> Duration {
+    Duration::from_secs(1u64 << throttled.clamp(0, 10)).min(Duration::from_secs(600))
 }
 
 /// A number in `[0, 1)` for spreading retries.

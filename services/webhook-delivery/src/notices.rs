@@ -85,7 +85,10 @@ pub async fn failing(
             .rev()
             .find(|(d, r)| {
                 d.subscription_id == streak.subscription_id
-                    && r.next != webhooks::NextStep::Succeeded
+                    && matches!(
+                        r.next,
+                        webhooks::NextStep::RetryAt(_) | webhooks::NextStep::GiveUp
+                    )
             })
             .map(|(_, r)| *r);
         let data = SubscriptionFailing {

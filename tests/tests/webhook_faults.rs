@@ -1,0 +1,449 @@
+//! Webhooks under faults, hostile input, another tenant and load: throttling endpoints,
+//! flapping endpoints and their notices, rate limits across replicas, ordered subscriptions
+//! brought back, and cursors in the wrong hands. Each test states what the README promises
+//! and checks that it holds.
+
+use beckon_e2e::receiver::Receiver;
+use beckon_e2e::{Options, TestApp};
+use reqwest::Method;
+use serde_json::{Value, json};
+use std::time::Duration;
+use uuid::Uuid;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+async fn project_with_survey(app: &TestApp) -> Uuid {
+    let project = app.create_project().await;
+    app.create_survey(project, json!({"trigger": {"events": ["trial_expired"]}}))
+        .await;
+    project
+}
+
+async fn fire(app: &TestApp, project: Uuid, user: &str) {
+    let (status, body) = app
+        .dispatch(json!({"project_id": project, "user_ref": user, "event": "trial_expired"}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+async fn get(app: &TestApp, token: &str, path: &str) -> (u16, Value) {
+    let r = app
+        .http
+        .get(app.url(path))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+fn id(v: &Value) -> &str {
+    v["id"].as_str().unwrap()
+}
+
+/// A 429 whose `Retry-After` is 0 (or an HTTP date already past, which parses to 0) is still
+/// an endpoint asking for patience. Throttled deliveries are due again at once and use up
+/// none of the retry policy, so the poller sends the same delivery again on every poll (every
+/// 200 ms) for three days: the endpoint that asked Beckon to slow down gets five requests a
+/// second per delivery instead of the policy's back-off (5 s, then 5 min, … by default).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_429_with_retry_after_zero_is_not_retried_in_a_tight_loop() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let project = project_with_survey(&app).await;
+    // 429 with `Retry-After: 0` to every request; the default policy waits 5 s first.
+    app.create_webhook(
+        project,
+        json!({"url": receiver.url("/throttle-first/1000000/0/z")}),
+    )
+    .await;
+    fire(&app, project, "u1").await;
+    receiver
+        .wait_for("/throttle-first/1000000/0/z", 1, WAIT)
+        .await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let got = receiver.received("/throttle-first/1000000/0/z").len();
+    assert!(
+        got <= 2,
+        "{got} requests in about 4 s to an endpoint answering 429 for one event"
+    );
+}
+
+/// `webhook.failing` goes to the organization's subscriptions in every project, but the
+/// message is stored under the failing subscription's project. The subscription that received
+/// it (in the operations project) cannot resend it: resend looks the message up in the
+/// recipient's project and answers 404 `message_not_found`, although the message is listed
+/// in that subscription's deliveries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notice_received_in_another_project_can_be_resent_by_its_recipient() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let project = project_with_survey(&app).await;
+    app.create_webhook(
+        project,
+        json!({"url": receiver.url("/always-500/f"), "retry_policy": {"kind": "custom", "delays_seconds": [3600]}}),
+    )
+    .await;
+    let ops_project = app.create_project().await;
+    let ops = app
+        .create_webhook(
+            ops_project,
+            json!({"url": receiver.url("/ok/ops"), "event_types": ["webhook.failing"]}),
+        )
+        .await;
+    fire(&app, project, "u1").await;
+    let got = receiver.wait_for("/ok/ops", 1, WAIT).await;
+    let message = got[0].header("webhook-id").to_owned();
+    assert_eq!(got[0].json()["type"], "webhook.failing");
+
+    // The notice is the ops subscription's delivery…
+    let (status, listed) = get(
+        &app,
+        &app.token,
+        &format!(
+            "/api/v1/projects/{ops_project}/webhooks/{}/deliveries",
+            id(&ops)
+        ),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        listed["data"][0]["message_id"],
+        message.as_str(),
+        "{listed}"
+    );
+    // …yet it cannot be sent to it again.
+    let r = app
+        .authed(
+            Method::POST,
+            &format!(
+                "/api/v1/projects/{ops_project}/webhooks/{}/messages/{message}/resend",
+                id(&ops)
+            ),
+        )
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let body: Value = r.json().await.unwrap_or(Value::Null);
+    assert_eq!(
+        status, 202,
+        "resending a notice its subscription received: {body}"
+    );
+}
+
+/// The README: a cursor "gave out for another list is 400 `invalid_cursor`". A cursor names
+/// the kind of list only, not whose list: one organization's cursor is taken as a position in
+/// another organization's list, and one subscription's deliveries cursor as a position in
+/// another subscription's deliveries, silently cutting the page short.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cursor_is_refused_on_another_organizations_or_another_subscriptions_list() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let project = project_with_survey(&app).await;
+    let x = app
+        .create_webhook(project, json!({"url": receiver.url("/ok/x")}))
+        .await;
+    let y = app
+        .create_webhook(project, json!({"url": receiver.url("/ok/y")}))
+        .await;
+    for n in 0..3 {
+        fire(&app, project, &format!("u{n}")).await;
+    }
+    receiver.wait_for("/ok/x", 3, WAIT).await;
+    receiver.wait_for("/ok/y", 3, WAIT).await;
+
+    let deliveries = |sub: &Value| {
+        format!(
+            "/api/v1/projects/{project}/webhooks/{}/deliveries?limit=1",
+            id(sub)
+        )
+    };
+    let (_, page) = get(&app, &app.token, &deliveries(&x)).await;
+    let x_cursor = page["next_cursor"].as_str().unwrap().to_owned();
+    let (status, body) = get(
+        &app,
+        &app.token,
+        &format!("{}&cursor={x_cursor}", deliveries(&y)),
+    )
+    .await;
+    let mut wrong = Vec::new();
+    if (status, body["code"].as_str()) != (400, Some("invalid_cursor")) {
+        wrong.push(format!(
+            "subscription x's cursor on subscription y's deliveries: {status} {body}"
+        ));
+    }
+
+    // Organization A's project list cursor, in organization B's hands.
+    app.create_project().await;
+    let (_, page) = get(&app, &app.token, "/api/v1/projects?limit=1").await;
+    let a_cursor = page["next_cursor"].as_str().unwrap().to_owned();
+    let (_, other_token) = app.other_org().await;
+    for name in ["B1", "B2"] {
+        let r = app
+            .http
+            .post(app.url("/api/v1/projects"))
+            .bearer_auth(&other_token)
+            .json(&json!({"name": name}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    }
+    let (status, body) = get(
+        &app,
+        &other_token,
+        &format!("/api/v1/projects?limit=1&cursor={a_cursor}"),
+    )
+    .await;
+    if (status, body["code"].as_str()) != (400, Some("invalid_cursor")) {
+        wrong.push(format!(
+            "organization A's cursor on organization B's projects: {status} {body}"
+        ));
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}
+
+/// An ordered subscription that was disabled is brought back as the README says for one:
+/// recover what it skipped first, then re-enable it. A user's event sent in between waits
+/// behind the recovered older one, and both arrive in the order they occurred.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ordered_subscription_recovered_then_re_enabled_keeps_a_users_order() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let project = project_with_survey(&app).await;
+    let sub = app
+        .create_webhook(
+            project,
+            json!({"url": receiver.url("/ok/ordered"), "ordered": true}),
+        )
+        .await;
+    let path = format!("/api/v1/projects/{project}/webhooks/{}", id(&sub));
+    let patch = |status: &'static str| {
+        app.authed(Method::PATCH, &path)
+            .json(&json!({"status": status}))
+            .send()
+    };
+    assert_eq!(patch("disabled").await.unwrap().status(), 200);
+    let before = time::OffsetDateTime::now_utc() - time::Duration::MINUTE;
+    fire(&app, project, "u1").await; // skipped while disabled
+    app.eventually(WAIT, "the skipped delivery", || async {
+        (app.execute(&format!(
+            "SELECT 1 FROM webhook_deliveries WHERE subscription_id = '{}' AND status = 'skipped'",
+            id(&sub)
+        ))
+        .await
+            == 1)
+            .then_some(())
+    })
+    .await;
+    // Recovered while still disabled: pending, waiting for the subscription.
+    let r = app
+        .authed(Method::POST, &format!("{path}/recover"))
+        .json(&json!({"since": before.format(&time::format_description::well_known::Rfc3339).unwrap()}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    assert_eq!(patch("active").await.unwrap().status(), 200);
+    fire(&app, project, "u1").await; // the user's next event
+    let got = receiver.wait_for("/ok/ordered", 2, WAIT).await;
+    let occurred: Vec<time::OffsetDateTime> = got
+        .iter()
+        .map(|r| {
+            time::OffsetDateTime::parse(
+                r.json()["occurred_at"].as_str().unwrap(),
+                &time::format_description::well_known::Rfc3339,
+            )
+            .unwrap()
+        })
+        .collect();
+    let mut sorted = occurred.clone();
+    sorted.sort();
+    assert_eq!(occurred, sorted, "u1's events, in the order they arrived");
+}
+
+/// Rows of `table` updated so far in the test database (statistics are flushed about once a
+/// second).
+async fn updates(app: &TestApp, table: &str) -> i64 {
+    use diesel_async::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct N {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let mut conn = app.store.conn().await.unwrap();
+    diesel::sql_query(format!(
+        "SELECT coalesce(n_tup_upd, 0)::bigint AS n FROM pg_stat_user_tables WHERE relname = '{table}'"
+    ))
+    .get_result::<N>(&mut conn)
+    .await
+    .unwrap()
+    .n
+}
+
+/// Rate-limited subscriptions with a backlog: what is past the next 4 s of slots is claimed,
+/// finds no slot, and is given back due 2 s later, on every poll. With 16 such subscriptions
+/// a poll claims its full batch of 256, and a full batch makes the poller claim again at once
+/// without sleeping: it spins, claiming and releasing hundreds of deliveries for the 16
+/// requests a second the limits allow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limited_backlogs_do_not_spin_the_poller() {
+    let app = TestApp::spawn_with(Options {
+        env: vec![("BECKON_WEBHOOK_MAX_SUBSCRIPTIONS", "20".into())],
+        ..Options::default()
+    })
+    .await;
+    let receiver = Receiver::start().await;
+    let project = project_with_survey(&app).await;
+    let subs = 16;
+    for i in 0..subs {
+        app.create_webhook(
+            project,
+            json!({"url": receiver.url(&format!("/ok/rl{i}")), "rate_limit": 1}),
+        )
+        .await;
+    }
+    for n in 0..60 {
+        fire(&app, project, &format!("u{n}")).await;
+    }
+    // Let the first attempts settle into the backlog.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (updated, sent) = (
+        updates(&app, "webhook_deliveries").await,
+        receiver.received("/ok/rl").len(),
+    );
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let (updated, sent) = (
+        updates(&app, "webhook_deliveries").await - updated,
+        receiver.received("/ok/rl").len() - sent,
+    );
+    assert!(sent > 0);
+    assert!(
+        updated <= 10 * sent as i64,
+        "{updated} delivery rows updated in 6 s to send {sent} webhooks at {subs} × 1 a second"
+    );
+}
+
+/// A 429 with `Retry-After` "is the endpoint asking for patience", not failing: yet each one
+/// is counted in the subscription's failure streak. The first one sends `webhook.failing`
+/// (then one a day), and an endpoint that throttles for `BECKON_WEBHOOK_DISABLE_AFTER_SECS`
+/// is disabled, although none of its deliveries used an attempt of its policy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttling_endpoint_is_neither_announced_as_failing_nor_disabled() {
+    let app = TestApp::spawn_with(Options {
+        env: vec![
+            ("BECKON_WEBHOOK_DISABLE_AFTER_SECS", "2".into()),
+            ("BECKON_WEBHOOK_DISABLE_MIN_FAILURES", "2".into()),
+        ],
+        ..Options::default()
+    })
+    .await;
+    let receiver = Receiver::start().await;
+    let project = project_with_survey(&app).await;
+    let throttled = app
+        .create_webhook(
+            project,
+            json!({"url": receiver.url("/throttle-first/1000/1/t")}),
+        )
+        .await;
+    app.create_webhook(
+        project,
+        json!({"url": receiver.url("/ok/ops"), "event_types": ["webhook.failing", "webhook.disabled"]}),
+    )
+    .await;
+    fire(&app, project, "u1").await;
+    receiver.wait_for("/throttle-first/1000/1/t", 1, WAIT).await;
+    // Throttled for a few seconds, past the (shortened) disabling window.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let (_, sub) = get(
+        &app,
+        &app.token,
+        &format!("/api/v1/projects/{project}/webhooks/{}", id(&throttled)),
+    )
+    .await;
+    let notices: Vec<String> = receiver
+        .received("/ok/ops")
+        .iter()
+        .map(|r| r.json()["type"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert!(
+        notices.is_empty() && sub["status"] == "active",
+        "an endpoint answering 429 with Retry-After: notices {notices:?}, subscription {sub}"
+    );
+}
+
+/// The rate limit holds "across every webhook process": with three replicas of the delivery
+/// service, an endpoint limited to 4 requests a second never sees more than 4 in a second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limit_holds_across_replicas() {
+    let mut app = TestApp::spawn().await;
+    app.start("webhook-delivery");
+    app.start("webhook-delivery");
+    app.wait_ready(Duration::from_secs(30)).await.unwrap();
+    let receiver = Receiver::start().await;
+    let project = project_with_survey(&app).await;
+    app.create_webhook(
+        project,
+        json!({"url": receiver.url("/ok/limited"), "rate_limit": 4}),
+    )
+    .await;
+    let events = 40;
+    for n in 0..events {
+        fire(&app, project, &format!("u{n}")).await;
+    }
+    let got = receiver
+        .wait_for("/ok/limited", events, Duration::from_secs(60))
+        .await;
+    let mut worst = 0;
+    for (i, first) in got.iter().enumerate() {
+        let within = got[i..]
+            .iter()
+            .take_while(|r| r.at - first.at < Duration::from_secs(1))
+            .count();
+        worst = worst.max(within);
+    }
+    assert!(worst <= 4, "{worst} requests within one second");
+}
+
+/// A flapping endpoint — one that fails now and then between successes, as a busy endpoint
+/// with a small error rate does — starts a new failure streak at every failure that follows a
+/// success, and each streak's first failure sends `webhook.failing` to every subscription of
+/// the organization that asks for it. The "at most once a day" applies within a streak only,
+/// so the operations endpoint gets a notice per failure: here four in a few seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flapping_endpoint_does_not_flood_the_operations_endpoint_with_notices() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let project = project_with_survey(&app).await;
+    let flapping = app
+        .create_webhook(
+            project,
+            json!({"url": receiver.url("/ok/flapping"), "retry_policy": {"kind": "custom", "delays_seconds": [1]}}),
+        )
+        .await;
+    app.create_webhook(
+        project,
+        json!({"url": receiver.url("/ok/ops"), "event_types": ["webhook.failing"]}),
+    )
+    .await;
+    for round in 0..4 {
+        // The endpoint fails its next request and answers the retry.
+        let path = format!("/fail-first/1/r{round}");
+        app.execute(&format!(
+            "UPDATE webhook_subscriptions SET url = '{}' WHERE id = '{}'",
+            receiver.url(&path),
+            id(&flapping)
+        ))
+        .await;
+        fire(&app, project, &format!("u{round}")).await;
+        receiver.wait_for(&path, 2, WAIT).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let notices = receiver.received("/ok/ops").len();
+    assert!(
+        notices <= 1,
+        "{notices} webhook.failing notices in a few seconds about one endpoint that failed 4 times in 8 requests"
+    );
+}
