@@ -438,8 +438,10 @@ struct Claimed {
 
 /// Claims due deliveries of active subscriptions, at most `per_subscription` of each so one
 /// backlogged endpoint cannot crowd out the others, by pushing their due time `lease_seconds`
-/// ahead. Of an ordered subscription, only the first pending delivery about each user (by
-/// when its event occurred) may be claimed, so the next waits until it is done. A
+/// ahead. Of an ordered subscription, a delivery about a user is claimed only while no other
+/// of that user's is pending before it (by when its event occurred) or in flight (or waiting
+/// for a retry), so one goes out at a time, in order. Each subscription's due deliveries are
+/// read from its own index range, so a claim costs what it takes, not the backlog. A
 /// rate-limited subscription whose send slots are taken further than `rate_horizon_seconds`
 /// ahead is left alone: what was claimed would only be given back. Two claimers
 /// racing for a row serialise on it; the loser's re-check finds it no longer due.
@@ -460,27 +462,31 @@ pub async fn claim_due(
                - greatest(coalesce(rate_next_slot, now()), now())) \
              * rate_limit / $5)::bigint) END AS share \
            FROM webhook_subscriptions WHERE status = 'active'), \
-         candidates AS ( \
-           SELECT d.id, d.subscription_id, d.next_attempt_at, s.share \
-           FROM webhook_deliveries d JOIN shares s ON s.id = d.subscription_id \
-           WHERE d.status = 'pending' AND d.next_attempt_at <= now() \
-             AND NOT s.ordered AND s.share > 0 \
-           UNION ALL \
-           SELECT id, subscription_id, next_attempt_at, share FROM ( \
-             SELECT DISTINCT ON (d.subscription_id, coalesce(m.user_ref, d.id::text)) \
-               d.id, d.subscription_id, d.next_attempt_at, s.share \
-             FROM webhook_deliveries d \
-             JOIN shares s ON s.id = d.subscription_id \
-             JOIN webhook_messages m ON m.id = d.message_id \
-             WHERE d.status = 'pending' AND s.ordered AND s.share > 0 \
-             ORDER BY d.subscription_id, coalesce(m.user_ref, d.id::text), m.occurred_at, m.id \
-           ) AS heads WHERE next_attempt_at <= now()), \
          due AS ( \
-           SELECT id, share, \
-             row_number() OVER (PARTITION BY subscription_id ORDER BY next_attempt_at) AS rank \
-           FROM candidates) \
+           SELECT c.id FROM shares s CROSS JOIN LATERAL ( \
+             SELECT d.id FROM webhook_deliveries d \
+             WHERE d.subscription_id = s.id AND d.status = 'pending' \
+               AND d.next_attempt_at <= now() \
+             ORDER BY d.next_attempt_at LIMIT s.share) c \
+           WHERE NOT s.ordered AND s.share > 0 \
+           UNION ALL \
+           SELECT c.id FROM shares s CROSS JOIN LATERAL ( \
+             SELECT d.id FROM webhook_deliveries d \
+             JOIN webhook_messages m ON m.id = d.message_id \
+             WHERE d.subscription_id = s.id AND d.status = 'pending' \
+               AND d.next_attempt_at <= now() \
+               AND NOT EXISTS ( \
+                 SELECT 1 FROM webhook_messages m2 \
+                 JOIN webhook_deliveries d2 \
+                   ON d2.message_id = m2.id AND d2.subscription_id = d.subscription_id \
+                 WHERE m2.project_id = m.project_id AND m2.user_ref = m.user_ref \
+                   AND d2.status = 'pending' AND d2.id <> d.id \
+                   AND (d2.next_attempt_at > now() \
+                     OR (m2.occurred_at, m2.id) < (m.occurred_at, m.id))) \
+             ORDER BY d.next_attempt_at LIMIT s.share) c \
+           WHERE s.ordered AND s.share > 0) \
          UPDATE webhook_deliveries SET next_attempt_at = now() + make_interval(secs => $3) \
-         WHERE id IN (SELECT id FROM due WHERE rank <= share LIMIT $2) \
+         WHERE id IN (SELECT id FROM due LIMIT $2) \
            AND status = 'pending' AND next_attempt_at <= now() \
          RETURNING id",
     )
