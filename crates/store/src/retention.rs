@@ -2,9 +2,11 @@
 //! many locks or runs long.
 
 use crate::StoreError;
-use diesel::sql_types::{BigInt, Double};
+use diesel::QueryableByName;
+use diesel::sql_types::{BigInt, Double, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use std::time::Duration;
+use time::OffsetDateTime;
 
 /// How long each kind of record is kept.
 #[derive(Debug, Clone)]
@@ -107,12 +109,27 @@ async fn by_age(
         .await?)
 }
 
+/// Where a run of sweeps has got to in the walk over webhook bodies. Bodies a pending delivery
+/// still needs are passed over, not erased; starting each batch where the last one ended means
+/// a run walks past them once, not once per batch. Start every run with a new one.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Walked {
+    payloads_from: Option<OffsetDateTime>,
+}
+
+#[derive(QueryableByName)]
+struct ErasedAt {
+    #[diesel(sql_type = Timestamptz)]
+    created_at: OffsetDateTime,
+}
+
 /// Deletes up to `batch` rows of each kind that are older than their retention, and erases up
-/// to `batch` webhook bodies past theirs.
+/// to `batch` webhook bodies past theirs, from where `walked` says the run has got to.
 pub async fn sweep(
     conn: &mut AsyncPgConnection,
     retention: &Retention,
     batch: i64,
+    walked: &mut Walked,
 ) -> Result<Swept, StoreError> {
     let attempts = by_age(
         conn,
@@ -148,20 +165,27 @@ pub async fn sweep(
     // subscription to come back) keeps its body: that delivery still has to send it. One
     // whose deliveries all ended (succeeded, failed, skipped) loses it; a skipped delivery can
     // then no longer be recovered.
-    let webhook_payloads = by_age(
-        conn,
+    let erased: Vec<ErasedAt> = diesel::sql_query(
         "UPDATE webhook_messages SET body_encrypted = NULL, payload_erased_at = now() \
          WHERE id = ANY(ARRAY(SELECT m.id FROM webhook_messages m \
            WHERE m.body_encrypted IS NOT NULL \
              AND m.created_at < now() - make_interval(secs => $1) \
+             AND m.created_at >= $3 \
              AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d \
                              WHERE d.message_id = m.id AND d.status = 'pending') \
            ORDER BY m.created_at LIMIT $2)) \
-         AND body_encrypted IS NOT NULL",
-        retention.webhook_payloads,
-        batch,
+         AND body_encrypted IS NOT NULL \
+         RETURNING created_at",
     )
+    .bind::<Double, _>(retention.webhook_payloads.as_secs_f64())
+    .bind::<BigInt, _>(batch)
+    .bind::<Timestamptz, _>(walked.payloads_from.unwrap_or(OffsetDateTime::UNIX_EPOCH))
+    .load(conn)
     .await?;
+    if let Some(last) = erased.iter().map(|e| e.created_at).max() {
+        walked.payloads_from = Some(last);
+    }
+    let webhook_payloads = erased.len();
     // Oldest first, through `webhook_messages_age`; deliveries and attempts go with them
     // (ON DELETE CASCADE, by `webhook_deliveries`' unique (message_id, …) index and
     // `webhook_attempts_delivery`). Whatever their state: the history period is the bound on

@@ -156,8 +156,11 @@ async fn body_of(conn: &mut AsyncPgConnection, message: Uuid, sub: Uuid) -> Opti
 
 async fn sweep_all(conn: &mut AsyncPgConnection) -> retention::Swept {
     let mut total = retention::Swept::default();
+    let mut walked = retention::Walked::default();
     loop {
-        let swept = retention::sweep(conn, &retention(), 2).await.unwrap();
+        let swept = retention::sweep(conn, &retention(), 2, &mut walked)
+            .await
+            .unwrap();
         if swept.total() == 0 {
             return total;
         }

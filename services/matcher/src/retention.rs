@@ -20,10 +20,11 @@ pub async fn run(
             _ = cancel.cancelled() => return,
             _ = tokio::time::sleep(interval) => {}
         }
+        let mut walked = retention::Walked::default();
         loop {
             let swept = async {
                 let mut conn = store.conn().await?;
-                retention::sweep(&mut conn, &retention, BATCH).await
+                retention::sweep(&mut conn, &retention, BATCH, &mut walked).await
             }
             .await;
             match swept {
