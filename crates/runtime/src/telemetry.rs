@@ -77,6 +77,7 @@ pub fn init(service: &'static str) -> Telemetry {
         .with(logs)
         .with(spans)
         .try_init();
+    count_panics();
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     tracing::info!(
         service,
@@ -88,6 +89,30 @@ pub fn init(service: &'static str) -> Telemetry {
         tracing::error!(error = %err, "could not set up the OTLP trace exporter; traces are off");
     }
     Telemetry { provider }
+}
+
+/// Every panic — in a request handler (the server drops that connection and goes on serving),
+/// in a background task (supervised and restarted), anywhere — is logged as a JSON line with
+/// where it happened and counted in `beckon_panics_total`, then reported as before (to
+/// stderr, with a backtrace if `RUST_BACKTRACE` asks for one). So a panic shows in the
+/// metrics and the logs even where nothing else notices it.
+pub fn count_panics() {
+    let before = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        metrics::counter!("beckon_panics_total").increment(1);
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        tracing::error!(panic = %message, %location, "a panic was caught");
+        before(info);
+    }));
 }
 
 fn tracer_provider(
@@ -135,6 +160,17 @@ pub fn follow(span: &tracing::Span, traceparent: Option<&str>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_panic_is_counted() {
+        count_panics();
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let metrics = recorder.handle();
+        let _local = metrics::set_default_local_recorder(&recorder);
+        assert!(std::panic::catch_unwind(|| panic!("on purpose")).is_err());
+        let rendered = metrics.render();
+        assert!(rendered.contains("beckon_panics_total 1"), "{rendered}");
+    }
 
     #[test]
     fn untraced_spans_have_no_traceparent() {
