@@ -91,8 +91,8 @@ pub fn init(service: &'static str) -> Telemetry {
     Telemetry { provider }
 }
 
-/// Every panic — in a request handler (the server drops that connection and goes on serving),
-/// in a background task (supervised and restarted), anywhere — is logged as a JSON line with
+/// Every panic — in a request handler (answered 500, the server goes on serving), in a
+/// background task (supervised and restarted), anywhere — is logged as a JSON line with
 /// where it happened and counted in `beckon_panics_total`, then reported as before (to
 /// stderr, with a backtrace if `RUST_BACKTRACE` asks for one). So a panic shows in the
 /// metrics and the logs even where nothing else notices it.

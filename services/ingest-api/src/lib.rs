@@ -24,6 +24,7 @@ pub mod lookups;
 pub mod openapi;
 pub mod page;
 pub mod pagination;
+pub mod panics;
 pub mod ratelimit;
 pub mod routes;
 
@@ -369,6 +370,9 @@ impl Application {
                     )
                     .into()
                 }))
+                // Innermost: a route that panics is answered 500, and that answer is logged
+                // and counted like any other.
+                .wrap(actix_web::middleware::from_fn(panics::contain))
                 .wrap(actix_web::middleware::from_fn(body::bounded))
                 .wrap(ErrorHandlers::new().default_handler(error::json_errors))
                 // Around every route (inside the metrics and the log, which count its 429s):
@@ -493,14 +497,19 @@ async fn http_metrics(
         .get(beckon_runtime::telemetry::TRACEPARENT)
         .and_then(|v| v.to_str().ok());
     beckon_runtime::telemetry::follow(&span, traceparent);
-    let response = next.call(req).instrument(span.clone()).await?;
-    span.record("http.response.status_code", response.status().as_u16());
-    let status = response.status().as_u16().to_string();
-    metrics::counter!("beckon_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
+    let answered = next.call(req).instrument(span.clone()).await;
+    // An error (a panicking route's, say) is answered by the server from its status: count
+    // it with that status too.
+    let status = match &answered {
+        Ok(response) => response.status(),
+        Err(err) => err.as_response_error().status_code(),
+    };
+    span.record("http.response.status_code", status.as_u16());
+    metrics::counter!("beckon_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status.as_u16().to_string())
         .increment(1);
     metrics::histogram!("beckon_http_request_seconds", "method" => method, "route" => route)
         .record(started.elapsed().as_secs_f64());
-    Ok(response)
+    answered
 }
 
 #[cfg(test)]
