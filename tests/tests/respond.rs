@@ -446,3 +446,77 @@ async fn every_page_is_served_under_a_content_security_policy() {
     assert_page_headers(&thanks, "the already-answered page");
     assert!(thanks.text().await.unwrap().contains("already answered"));
 }
+
+/// What the page's script does: `"/surveys/" + token + "/answers/" + encodeURIComponent(id)`.
+fn encode_uri_component(raw: &str) -> String {
+    let mut out = String::new();
+    for b in raw.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.!~*'()".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// A survey whose question ids the API accepts can be answered from its own respond page: the
+/// path the page's script builds for each id reaches that question. Ids a browser would
+/// resolve away as path segments (`.`, `..`) are refused when the survey is saved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_accepted_question_id_can_be_answered_from_the_page() {
+    let app = TestApp::spawn().await;
+    let project = app.create_project().await;
+    for dots in [".", "..", "..."] {
+        let r = app
+            .authed(Method::POST, &format!("/api/v1/projects/{project}/surveys"))
+            .json(
+                &json!({"name": "S", "questions": [{"id": dots, "type": "text", "title": "Why?"}]}),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{dots}");
+    }
+    let ids = ["a/b", "a?b", "a#b", "100%", "x y", "a.b", ".hidden"];
+    let questions: Vec<Value> = ids
+        .iter()
+        .map(|id| json!({"id": id, "type": "text", "title": "Why?"}))
+        .collect();
+    app.create_survey(
+        project,
+        json!({"questions": questions, "trigger": {"events": ["trial_expired"]}}),
+    )
+    .await;
+    let (status, body) = app
+        .dispatch(json!({"project_id": project, "user_ref": "u1", "event": "trial_expired"}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let link = body["created_invitations"][0]["magic_link_url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let token = link.rsplit('/').next().unwrap().to_owned();
+    let mut failed = Vec::new();
+    for id in ids {
+        let path = format!("/surveys/{token}/answers/{}", encode_uri_component(id));
+        let r = app
+            .http
+            .put(app.url(&path))
+            .header("accept", "application/json")
+            .json(&json!({"value": "because"}))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        if !(200..300).contains(&status) {
+            let text = r.text().await.unwrap_or_default();
+            failed.push(format!("{id:?} -> {path} -> {status} {text}"));
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "questions the survey accepted but its page cannot save:\n{}",
+        failed.join("\n")
+    );
+}

@@ -94,7 +94,9 @@ pub enum SurveyError {
     InvalidName,
     #[error("a survey needs at least one question and at most {MAX_QUESTIONS}")]
     QuestionCount,
-    #[error("question ids must be non-empty, at most 64 characters and unique; `{0}` is not")]
+    #[error(
+        "question ids must be non-empty, at most 64 characters, not only dots, and unique; `{0}` is not"
+    )]
     QuestionId(String),
     #[error("question `{0}` needs a title of 1 to {MAX_LABEL_LEN} characters")]
     QuestionTitle(String),
@@ -153,7 +155,10 @@ pub fn validate_questions(questions: &[Question]) -> Result<(), SurveyError> {
     }
     let mut ids = HashSet::new();
     for q in questions {
-        if q.id.is_empty() || q.id.chars().count() > 64 || !ids.insert(q.id.as_str()) {
+        // An id of dots only cannot be a path segment: a browser resolves `answers/..` away
+        // before the request leaves, so the page could never save its answer.
+        let dots_only = q.id.chars().all(|c| c == '.');
+        if q.id.is_empty() || dots_only || q.id.chars().count() > 64 || !ids.insert(q.id.as_str()) {
             return Err(SurveyError::QuestionId(q.id.clone()));
         }
         if !valid_label(&q.title) {
