@@ -155,7 +155,7 @@ impl TestApp {
         let mut conn = store.conn().await?;
         let org = tenancy::create_organization(&mut conn, "Test org").await?;
         let (_, token) =
-            tenancy::create_token(&mut conn, org.id, "test", &[Scope::Admin], None).await?;
+            tenancy::create_token(&mut conn, org.id, "test", &[Scope::Admin], None, None).await?;
         drop(conn);
         let prefix = format!("t{}", Uuid::now_v7().simple());
         let port = free_port();
@@ -650,9 +650,10 @@ impl TestApp {
         let org = tenancy::create_organization(&mut conn, "Other org")
             .await
             .expect("org");
-        let (_, token) = tenancy::create_token(&mut conn, org.id, "other", &[Scope::Admin], None)
-            .await
-            .expect("token");
+        let (_, token) =
+            tenancy::create_token(&mut conn, org.id, "other", &[Scope::Admin], None, None)
+                .await
+                .expect("token");
         (org.id, token.expose().to_owned())
     }
 

@@ -206,3 +206,71 @@ async fn an_expired_token_is_refused_at_once_even_while_remembered() {
     let (status, err) = call(&app, &token, Method::GET, "/api/v1/projects", None).await;
     assert_eq!((status, err["code"].as_str()), (401, Some("token_expired")));
 }
+
+async fn make_token_with(app: &TestApp, with: &str, body: Value) -> (u16, Value) {
+    let r = app
+        .http
+        .post(app.url("/api/v1/tokens"))
+        .bearer_auth(with)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+/// A leaked admin token is revoked; whatever it minted while it was out must stop too, as a
+/// child of an expiring token stops when its maker expires.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_minted_by_a_revoked_token_stops_with_it() {
+    let app = TestApp::spawn().await;
+    let (status, leaked) = make_token_with(
+        &app,
+        &app.token,
+        json!({"name": "laptop", "scopes": ["admin"]}),
+    )
+    .await;
+    assert_eq!(status, 201, "{leaked}");
+    let leaked_secret = leaked["secret"].as_str().unwrap().to_owned();
+    // The thief mints a token of their own with the leaked one.
+    let (status, minted) = make_token_with(
+        &app,
+        &leaked_secret,
+        json!({"name": "innocuous", "scopes": ["admin"]}),
+    )
+    .await;
+    assert_eq!(status, 201, "{minted}");
+    assert_eq!(minted["parent_id"], leaked["id"], "{minted}");
+    let minted_secret = minted["secret"].as_str().unwrap().to_owned();
+    // The owner notices and revokes the leaked token.
+    let r = app
+        .authed(
+            Method::DELETE,
+            &format!("/api/v1/tokens/{}", leaked["id"].as_str().unwrap()),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 204);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let r = app
+        .http
+        .get(app.url("/api/v1/projects"))
+        .bearer_auth(&leaked_secret)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    let r = app
+        .http
+        .get(app.url("/api/v1/projects"))
+        .bearer_auth(&minted_secret)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status().as_u16(),
+        401,
+        "the token minted with the revoked one still works"
+    );
+}

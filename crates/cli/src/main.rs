@@ -281,7 +281,7 @@ async fn main() -> anyhow::Result<()> {
                 .await
                 .context("Failed to create the organization")?;
             let (token, plaintext) =
-                tenancy::create_token(&mut conn, org.id, "initial", &[Scope::Admin], None)
+                tenancy::create_token(&mut conn, org.id, "initial", &[Scope::Admin], None, None)
                     .await
                     .context("Failed to create the token")?;
             print(serde_json::json!({
@@ -304,7 +304,7 @@ async fn main() -> anyhow::Result<()> {
                 .await?
                 .with_context(|| format!("No organization {org}"))?;
             let (token, plaintext) =
-                tenancy::create_token(&mut conn, org, &name, &scopes, expires_at)
+                tenancy::create_token(&mut conn, org, &name, &scopes, expires_at, None)
                     .await
                     .context("Failed to create the token")?;
             print(serde_json::json!({
@@ -426,7 +426,8 @@ async fn demo(conn: &mut beckon_store::Conn) -> anyhow::Result<()> {
     let org = tenancy::create_organization(conn, "Demo")
         .await
         .context("Failed to create the demo organization")?;
-    let (_, token) = tenancy::create_token(conn, org.id, "demo", &[Scope::Admin], None).await?;
+    let (_, token) =
+        tenancy::create_token(conn, org.id, "demo", &[Scope::Admin], None, None).await?;
     let project = tenancy::create_project(conn, org.id, "Demo app").await?;
     let survey = surveys::create_survey(
         conn,

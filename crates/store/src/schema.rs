@@ -18,6 +18,7 @@ diesel::table! {
         revoked_at -> Nullable<Timestamptz>,
         scopes -> Array<Text>,
         expires_at -> Nullable<Timestamptz>,
+        parent_id -> Nullable<Uuid>,
     }
 }
 

@@ -57,6 +57,7 @@ struct TokenRow {
     revoked_at: Option<OffsetDateTime>,
     scopes: Vec<String>,
     expires_at: Option<OffsetDateTime>,
+    parent_id: Option<Uuid>,
 }
 
 /// An organization access token, as listed (never its secret or its hash).
@@ -69,6 +70,8 @@ pub struct ApiToken {
     pub created_at: OffsetDateTime,
     pub expires_at: Option<OffsetDateTime>,
     pub revoked_at: Option<OffsetDateTime>,
+    /// The token it was made with through the API; `None` when the operator CLI made it.
+    pub parent_id: Option<Uuid>,
 }
 
 impl From<TokenRow> for ApiToken {
@@ -82,6 +85,7 @@ impl From<TokenRow> for ApiToken {
             created_at: row.created_at,
             expires_at: row.expires_at,
             revoked_at: row.revoked_at,
+            parent_id: row.parent_id,
         }
     }
 }
@@ -89,6 +93,8 @@ impl From<TokenRow> for ApiToken {
 /// What a live token lets its bearer do.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Grant {
+    /// The token that grants it.
+    pub token_id: Uuid,
     pub org_id: Uuid,
     pub scopes: Vec<Scope>,
     pub expires_at: Option<OffsetDateTime>,
@@ -102,12 +108,15 @@ impl Grant {
 }
 
 /// A new access token with `scopes` (at least one), valid until `expires_at` if given.
+/// Makes a token of `org_id`; `parent` is the token it is made with through the API (its
+/// revocation revokes this one too), `None` for the operator CLI.
 pub async fn create_token(
     conn: &mut AsyncPgConnection,
     org_id: Uuid,
     name: &str,
     scopes: &[Scope],
     expires_at: Option<OffsetDateTime>,
+    parent: Option<Uuid>,
 ) -> Result<(ApiToken, Plaintext), StoreError> {
     let plaintext = secret::new_org_token();
     let mut scopes = scopes.to_vec();
@@ -121,6 +130,7 @@ pub async fn create_token(
         created_at: OffsetDateTime::now_utc(),
         expires_at,
         revoked_at: None,
+        parent_id: parent,
     };
     diesel::insert_into(api_tokens::table)
         .values((
@@ -135,6 +145,7 @@ pub async fn create_token(
                 .map(|s| s.as_str().to_owned())
                 .collect::<Vec<_>>()),
             api_tokens::expires_at.eq(expires_at),
+            api_tokens::parent_id.eq(parent),
         ))
         .execute(conn)
         .await?;
@@ -206,6 +217,7 @@ pub async fn token_standing(
     Ok(row.map(|row| {
         let token = ApiToken::from(row);
         let grant = Grant {
+            token_id: token.id,
             org_id: token.org_id,
             scopes: token.scopes,
             expires_at: token.expires_at,
@@ -220,21 +232,32 @@ pub async fn token_standing(
     }))
 }
 
+/// Revokes a token of `org_id` and every token made from it, and from those, down the line:
+/// revoking a stolen token also ends whatever was minted with it. `false` when the token is
+/// not the organization's or was revoked already.
 pub async fn revoke_token(
     conn: &mut AsyncPgConnection,
     org_id: Uuid,
     token_id: Uuid,
 ) -> Result<bool, StoreError> {
-    let n = diesel::update(
-        api_tokens::table
-            .filter(api_tokens::id.eq(token_id))
-            .filter(api_tokens::org_id.eq(org_id))
-            .filter(api_tokens::revoked_at.is_null()),
+    #[derive(QueryableByName)]
+    struct Revoked {
+        #[diesel(sql_type = diesel::sql_types::Uuid)]
+        id: Uuid,
+    }
+    let revoked: Vec<Revoked> = diesel::sql_query(
+        "WITH RECURSIVE line AS ( \
+           SELECT id FROM api_tokens WHERE id = $1 AND org_id = $2 \
+           UNION SELECT t.id FROM api_tokens t JOIN line ON t.parent_id = line.id) \
+         UPDATE api_tokens SET revoked_at = now() \
+         WHERE id IN (SELECT id FROM line) AND revoked_at IS NULL \
+         RETURNING id",
     )
-    .set(api_tokens::revoked_at.eq(OffsetDateTime::now_utc()))
-    .execute(conn)
+    .bind::<diesel::sql_types::Uuid, _>(token_id)
+    .bind::<diesel::sql_types::Uuid, _>(org_id)
+    .load(conn)
     .await?;
-    Ok(n == 1)
+    Ok(revoked.iter().any(|r| r.id == token_id))
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]

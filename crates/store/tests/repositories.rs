@@ -43,9 +43,10 @@ fn new_survey(
 async fn tokens_authenticate_until_revoked_and_only_by_their_hash() {
     let (_db, store, org, _) = setup().await;
     let mut conn = store.conn().await.unwrap();
-    let (token, plaintext) = tenancy::create_token(&mut conn, org, "ci", &[Scope::Send], None)
-        .await
-        .unwrap();
+    let (token, plaintext) =
+        tenancy::create_token(&mut conn, org, "ci", &[Scope::Send], None, None)
+            .await
+            .unwrap();
     let grant = tenancy::authenticate(&mut conn, plaintext.expose())
         .await
         .unwrap()
@@ -70,18 +71,20 @@ async fn tokens_authenticate_until_revoked_and_only_by_their_hash() {
     // without their secrets.
     let past = time::OffsetDateTime::now_utc() - time::Duration::seconds(1);
     let future = time::OffsetDateTime::now_utc() + time::Duration::hours(1);
-    let (_, expired) = tenancy::create_token(&mut conn, org, "old", &[Scope::Read], Some(past))
-        .await
-        .unwrap();
+    let (_, expired) =
+        tenancy::create_token(&mut conn, org, "old", &[Scope::Read], Some(past), None)
+            .await
+            .unwrap();
     assert_eq!(
         tenancy::authenticate(&mut conn, expired.expose())
             .await
             .unwrap(),
         None
     );
-    let (_, later) = tenancy::create_token(&mut conn, org, "new", &[Scope::Read], Some(future))
-        .await
-        .unwrap();
+    let (_, later) =
+        tenancy::create_token(&mut conn, org, "new", &[Scope::Read], Some(future), None)
+            .await
+            .unwrap();
     assert!(
         tenancy::authenticate(&mut conn, later.expose())
             .await

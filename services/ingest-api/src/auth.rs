@@ -17,6 +17,8 @@ use uuid::Uuid;
 /// The organization the request's token belongs to, and what the token grants.
 #[derive(Debug, Clone)]
 pub struct OrgAuth {
+    /// The token presented.
+    pub token_id: Uuid,
     pub org_id: Uuid,
     pub scopes: Vec<Scope>,
     /// When the token presented stops working, if ever.
@@ -106,6 +108,7 @@ impl FromRequest for OrgAuth {
                 ));
             }
             Ok(Self {
+                token_id: grant.token_id,
                 org_id,
                 scopes,
                 expires_at,

@@ -113,6 +113,7 @@ mod tests {
 
     fn grant() -> Grant {
         Grant {
+            token_id: Uuid::now_v7(),
             org_id: Uuid::now_v7(),
             scopes: vec![beckon_domain::scope::Scope::Admin],
             expires_at: None,

@@ -28,6 +28,9 @@ pub struct TokenView {
     pub expires_at: Option<String>,
     #[schema(format = DateTime)]
     pub revoked_at: Option<String>,
+    /// The token it was made with; revoking that one revokes this one too. Null when the
+    /// operator CLI made it.
+    pub parent_id: Option<Uuid>,
 }
 
 impl From<ApiToken> for TokenView {
@@ -39,6 +42,7 @@ impl From<ApiToken> for TokenView {
             created_at: format_timestamp(t.created_at),
             expires_at: t.expires_at.map(format_timestamp),
             revoked_at: t.revoked_at.map(format_timestamp),
+            parent_id: t.parent_id,
         }
     }
 }
@@ -149,8 +153,15 @@ pub async fn create(
         (asked, _) => asked,
     };
     let mut conn = state.store.conn().await?;
-    let (token, secret) =
-        tenancy::create_token(&mut conn, auth.org_id, name, &input.scopes, expires_at).await?;
+    let (token, secret) = tenancy::create_token(
+        &mut conn,
+        auth.org_id,
+        name,
+        &input.scopes,
+        expires_at,
+        Some(auth.token_id),
+    )
+    .await?;
     Ok(HttpResponse::Created()
         .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
         .json(CreatedToken {
