@@ -54,15 +54,19 @@ where
         let host = name.as_str().to_owned();
         let resolving = (self.lookup)(host.clone());
         Box::pin(async move {
+            // A name that does not resolve is told apart from one that resolves only to
+            // refused addresses by nothing: the difference would let a tenant map the
+            // deployment's internal names.
             let allowed: Vec<SocketAddr> = resolving
-                .await?
+                .await
+                .unwrap_or_default()
                 .into_iter()
                 .filter(|ip| allow.permits(*ip))
                 .map(|ip| SocketAddr::new(ip, 0))
                 .collect();
             if allowed.is_empty() {
                 return Err(
-                    format!("{host} resolves only to addresses webhooks may not reach").into(),
+                    format!("{host} does not resolve to an address webhooks may reach").into(),
                 );
             }
             Ok(Box::new(allowed.into_iter()) as Addrs)
@@ -341,10 +345,33 @@ mod tests {
                 .await;
             let error = outcome.error.unwrap_or_default();
             assert!(
-                outcome.status.is_none() && error.contains("may not reach"),
+                outcome.status.is_none() && error.contains("may reach"),
                 "{name} resolving to {ip}: {error}"
             );
         }
+    }
+
+    /// A tenant cannot map internal names through the answers: a name resolving only to
+    /// refused addresses and a name that does not resolve fail alike.
+    #[tokio::test]
+    async fn an_internal_name_and_an_unknown_one_fail_alike() {
+        let sender = sender_resolving(
+            AllowList::default(),
+            vec![("db.internal".into(), vec![ip("10.0.0.5")])],
+        );
+        let mut errors = Vec::new();
+        for name in ["db.internal", "nothing.internal"] {
+            let outcome = sender
+                .post(
+                    &format!("http://{name}:9/hook"),
+                    &[],
+                    Vec::new(),
+                    Duration::from_secs(5),
+                )
+                .await;
+            errors.push(outcome.error.unwrap_or_default().replace(name, "NAME"));
+        }
+        assert_eq!(errors[0], errors[1]);
     }
 
     /// Answers every request on `listener` with 200 and `reply`.
