@@ -158,10 +158,11 @@ async fn token_grant(state: &AppState, token: &str) -> Result<Grant, ApiError> {
             Err(refusal(Some(tenancy::Lapsed::Expired)))
         };
     }
+    let looked_up = std::time::Instant::now();
     let mut conn = state.store.conn().await?;
     match tenancy::token_standing(&mut conn, &hash).await? {
         Some(tenancy::Standing::Live(grant)) => {
-            state.lookups.remember_token(hash, grant.clone());
+            state.lookups.remember_token(hash, grant.clone(), looked_up);
             Ok(grant)
         }
         Some(tenancy::Standing::Lapsed(lapsed)) => Err(refusal(Some(lapsed))),

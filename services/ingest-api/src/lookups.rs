@@ -2,8 +2,9 @@
 //!
 //! - What an organization token grants (its organization, scopes and expiry), by the token's
 //!   SHA-256, for `BECKON_AUTH_CACHE_MS` (default 1000, at most 60000; 0 turns it off): a
-//!   revoked token stops working on every gateway within that long, an expired one at once. Only tokens found valid are remembered, so unknown
-//!   tokens cannot fill the memory.
+//!   revoked token stops working on every gateway within that long (at once on the gateway
+//!   that revoked it, even for a lookup racing the revocation), an expired one at once. Only
+//!   tokens found valid are remembered, so unknown tokens cannot fill the memory.
 //! - A project's organization, which never changes once the project exists.
 //!
 //! Both are bounded; when full, stale entries go, and if none are stale everything goes.
@@ -71,6 +72,9 @@ impl<K: Eq + Hash, V: Clone> Expiring<K, V> {
 pub struct Lookups {
     tokens: Expiring<Vec<u8>, Grant>,
     projects: Expiring<Uuid, Uuid>,
+    /// When each organization's tokens were last forgotten (one was revoked): a grant looked
+    /// up before then may predate the revocation and is not remembered.
+    forgotten: Expiring<Uuid, Instant>,
 }
 
 impl Lookups {
@@ -80,6 +84,8 @@ impl Lookups {
             tokens: Expiring::new(token_ttl),
             // A project's owner never changes: kept until the map is full.
             projects: Expiring::new(Duration::MAX),
+            // Longer than any lookup may take (statements time out well before).
+            forgotten: Expiring::new(Duration::from_secs(300)),
         }
     }
 
@@ -88,12 +94,23 @@ impl Lookups {
         self.tokens.get(hash)
     }
 
-    pub fn remember_token(&self, hash: Vec<u8>, grant: Grant) {
+    /// Remembers a grant read from the database at `looked_up`, unless its organization's
+    /// tokens were forgotten since: the read may have seen a token just revoked.
+    pub fn remember_token(&self, hash: Vec<u8>, grant: Grant, looked_up: Instant) {
+        if self
+            .forgotten
+            .get(&grant.org_id)
+            .is_some_and(|at| at >= looked_up)
+        {
+            return;
+        }
         self.tokens.put(hash, grant);
     }
 
-    /// Forgets every remembered token of `org_id` (one of them was revoked).
+    /// Forgets every remembered token of `org_id` (one of them was revoked), and refuses
+    /// grants of it looked up before now.
     pub fn forget_tokens_of(&self, org_id: Uuid) {
+        self.forgotten.put(org_id, Instant::now());
         self.tokens.retain(|grant| grant.org_id != org_id);
     }
 
@@ -121,10 +138,25 @@ mod tests {
     }
 
     #[test]
+    fn a_grant_read_before_its_organization_revoked_a_token_is_not_remembered() {
+        let lookups = Lookups::new(Duration::from_secs(60));
+        let grant = grant();
+        let read = Instant::now();
+        // A revocation lands while the read is on its way back.
+        lookups.forget_tokens_of(grant.org_id);
+        lookups.remember_token(vec![1], grant.clone(), read);
+        assert_eq!(lookups.token_grant(&[1]), None);
+        // One read after it is remembered as usual.
+        std::thread::sleep(Duration::from_millis(1));
+        lookups.remember_token(vec![1], grant.clone(), Instant::now());
+        assert_eq!(lookups.token_grant(&[1]), Some(grant));
+    }
+
+    #[test]
     fn a_token_is_forgotten_after_its_time() {
         let lookups = Lookups::new(Duration::from_millis(50));
         let grant = grant();
-        lookups.remember_token(vec![1], grant.clone());
+        lookups.remember_token(vec![1], grant.clone(), Instant::now());
         assert_eq!(lookups.token_grant(&[1]), Some(grant));
         assert_eq!(lookups.token_grant(&[2]), None);
         std::thread::sleep(Duration::from_millis(60));
@@ -134,7 +166,7 @@ mod tests {
     #[test]
     fn a_zero_time_remembers_nothing() {
         let lookups = Lookups::new(Duration::ZERO);
-        lookups.remember_token(vec![1], grant());
+        lookups.remember_token(vec![1], grant(), Instant::now());
         assert_eq!(lookups.token_grant(&[1]), None);
     }
 
