@@ -1,7 +1,8 @@
 //! Every list pages the same way — `limit`, an opaque `cursor`, `{data, has_more,
 //! next_cursor}` — and lists each row exactly once, however many rows share a `created_at`;
 //! a cursor the gateway did not make is 400 `invalid_cursor`. And the organization's
-//! triggers: listed, filtered, and never another organization's.
+//! triggers: listed, filtered, and never another organization's. And where a create says
+//! its new resource is: a `Location` to read it back from.
 
 use beckon_e2e::TestApp;
 use beckon_store::webhooks::{self, NewMessage, Subscriber};
@@ -677,4 +678,66 @@ async fn triggers_are_listed_newest_first_filtered_and_never_another_organizatio
         .await
         .unwrap();
     assert_eq!(r.status(), 403);
+}
+
+/// Every create answers 201 with a `Location` a GET reads the new resource back from.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_create_answers_with_the_location_of_what_it_made() {
+    let app = TestApp::spawn().await;
+    let receiver = beckon_e2e::receiver::Receiver::start().await;
+    let made = |method: Method, path: String, body: Value| {
+        let request = app.authed(method, &path).json(&body);
+        async move {
+            let r = request.send().await.unwrap();
+            assert_eq!(r.status(), 201, "{path}");
+            let location = r
+                .headers()
+                .get("location")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_else(|| panic!("{path} answers a Location"))
+                .to_owned();
+            let body: Value = r.json().await.unwrap();
+            (location, body)
+        }
+    };
+    let read_back = |location: String, id: Value| {
+        let request = app.authed(Method::GET, &location);
+        async move {
+            let r = request.send().await.unwrap();
+            assert_eq!(r.status(), 200, "{location}");
+            let body: Value = r.json().await.unwrap();
+            assert_eq!(body["id"], id, "{location}");
+        }
+    };
+    let (location, project) = made(
+        Method::POST,
+        "/api/v1/projects".into(),
+        json!({"name": "located"}),
+    )
+    .await;
+    read_back(location, project["id"].clone()).await;
+    let project = project["id"].as_str().unwrap().to_owned();
+    let (location, survey) = made(
+        Method::POST,
+        format!("/api/v1/projects/{project}/surveys"),
+        json!({"name": "S", "status": "live", "trigger": {"events": ["trial_expired"]},
+               "questions": [{"id": "q", "type": "nps", "title": "?"}]}),
+    )
+    .await;
+    read_back(location, survey["id"].clone()).await;
+    let (location, webhook) = made(
+        Method::POST,
+        format!("/api/v1/projects/{project}/webhooks"),
+        json!({"url": receiver.url("/ok/located")}),
+    )
+    .await;
+    read_back(location, webhook["id"].clone()).await;
+    let (location, sent) = made(
+        Method::POST,
+        "/api/v1/events/send".into(),
+        json!({"project_id": project, "event_name": "trial_expired",
+               "user_info": {"contact_external_id": "u1"}}),
+    )
+    .await;
+    read_back(location, sent["trigger_id"].clone()).await;
 }

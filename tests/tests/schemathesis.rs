@@ -52,8 +52,12 @@ async fn the_served_spec_holds_under_schemathesis() {
         std::env::var("BECKON_SCHEMATHESIS_SEED").unwrap_or_else(|_| "224466881357913579".into());
     let examples = std::env::var("BECKON_SCHEMATHESIS_EXAMPLES").unwrap_or_else(|_| "30".into());
     let report = app.log_dir().join("schemathesis");
+    let fuzz = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
+    let config = fuzz.join("schemathesis.toml");
     let output = tokio::process::Command::new(schemathesis())
         .args([
+            "--config-file",
+            config.to_str().unwrap(),
             "run",
             &app.url("/openapi.json"),
             "--header",
@@ -80,10 +84,7 @@ async fn the_served_spec_holds_under_schemathesis() {
         ])
         // Timestamps at and past the edges for every `date-time` of the spec.
         .env("SCHEMATHESIS_HOOKS", "extreme_values")
-        .env(
-            "PYTHONPATH",
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz"),
-        )
+        .env("PYTHONPATH", &fuzz)
         .env("SCHEMATHESIS_TELEMETRY", "false")
         .env("NO_COLOR", "1")
         .output()

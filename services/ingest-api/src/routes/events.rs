@@ -90,7 +90,7 @@ pub fn format_timestamp(t: OffsetDateTime) -> String {
     params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer for 24 hours; see the README"), ("X-Team-ID" = Option<String>, Header, description = "The project id (or `project_id` in the body)")),
     security(("api_key" = []), ("bearer" = [])),
     responses(
-        (status = 201, description = "Queued, durably", body = SendEventResponse),
+        (status = 201, description = "Queued, durably", body = SendEventResponse, headers(("Location" = String, description = "The trigger's path"))),
         (status = 400, description = "Event name is required, Invalid trigger_at format, trigger_at must be a future date, or header and body name different projects", body = ErrorBody),
         (status = 401, description = "Unauthorized, or Invalid team context", body = ErrorBody),
         (status = 403, description = "The project belongs to another organization", body = ErrorBody),
@@ -310,15 +310,17 @@ async fn send_inner(
     }
 
     let scheduled_for = scheduled_for.map(format_timestamp);
-    Ok(HttpResponse::Created().json(SendEventResponse {
-        success: true,
-        trigger_id,
-        job_id,
-        message: match &scheduled_for {
-            Some(at) => format!("Event scheduled for {at}"),
-            None => "Event queued successfully".to_owned(),
-        },
-        scheduled_for,
-        flow_type: "survey",
-    }))
+    Ok(
+        super::created(format!("/api/v1/triggers/{trigger_id}")).json(SendEventResponse {
+            success: true,
+            trigger_id,
+            job_id,
+            message: match &scheduled_for {
+                Some(at) => format!("Event scheduled for {at}"),
+                None => "Event queued successfully".to_owned(),
+            },
+            scheduled_for,
+            flow_type: "survey",
+        }),
+    )
 }

@@ -20,6 +20,13 @@ use actix_web::web;
 use beckon_store::tenancy::{self, Project};
 use uuid::Uuid;
 
+/// A 201 answer for a resource made at `location` (its path, which a GET reads back).
+pub fn created(location: String) -> actix_web::HttpResponseBuilder {
+    let mut builder = actix_web::HttpResponse::Created();
+    builder.insert_header((actix_web::http::header::LOCATION, location));
+    builder
+}
+
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/openapi.json", web::get().to(crate::openapi::serve))
         .service(

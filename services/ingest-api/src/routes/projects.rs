@@ -117,7 +117,7 @@ fn valid_name(name: &str) -> Result<&str, ApiError> {
 #[utoipa::path(post, path = "/api/v1/projects", tag = "projects", request_body = ProjectInput,
     security(("bearer" = []), ("api_key" = [])),
     responses(
-        (status = 201, body = ProjectView),
+        (status = 201, body = ProjectView, headers(("Location" = String, description = "The new project's path"))),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)
     ))]
 pub async fn create(
@@ -129,7 +129,7 @@ pub async fn create(
     let name = valid_name(&input.name)?;
     let mut conn = state.store.conn().await?;
     let project = tenancy::create_project(&mut conn, auth.org_id, name).await?;
-    Ok(HttpResponse::Created().json(ProjectView::from(project)))
+    Ok(super::created(format!("/api/v1/projects/{}", project.id)).json(ProjectView::from(project)))
 }
 
 /// List the organization's projects, newest first.

@@ -142,7 +142,7 @@ fn validate(patch: &UpdateSurvey) -> Result<(), ApiError> {
     params(("project_id" = String, Path, description = "Project id")),
     security(("bearer" = []), ("api_key" = [])),
     responses(
-        (status = 201, body = SurveyView),
+        (status = 201, body = SurveyView, headers(("Location" = String, description = "The new survey's path"))),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)
     ))]
@@ -181,7 +181,11 @@ pub async fn create(
         },
     )
     .await?;
-    Ok(HttpResponse::Created().json(SurveyView::from(survey)))
+    Ok(super::created(format!(
+        "/api/v1/projects/{}/surveys/{}",
+        project.id, survey.id
+    ))
+    .json(SurveyView::from(survey)))
 }
 
 /// List a project's surveys, newest first.

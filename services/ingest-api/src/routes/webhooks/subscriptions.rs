@@ -287,7 +287,7 @@ fn limit_reached(limit: u32) -> ApiError {
     params(("project_id" = String, Path, description = "Project id")),
     security(("bearer" = []), ("api_key" = [])),
     responses(
-        (status = 201, description = "Created; the secret is shown this once", body = CreatedSubscription),
+        (status = 201, description = "Created; the secret is shown this once", body = CreatedSubscription, headers(("Location" = String, description = "The new subscription's path"))),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, description = "The project has as many subscriptions as it may (`webhook_limit_reached`)", body = ErrorBody)
@@ -350,7 +350,11 @@ pub async fn create(
         SubscriptionCreated::Created(created) => created,
         SubscriptionCreated::LimitReached { limit } => return Err(limit_reached(limit)),
     };
-    Ok(HttpResponse::Created().json(CreatedSubscription {
+    let location = format!(
+        "/api/v1/projects/{}/webhooks/{}",
+        created.project_id, created.id
+    );
+    Ok(crate::routes::created(location).json(CreatedSubscription {
         subscription: (*created).into(),
         secret: secret.expose().to_owned(),
         verification,
