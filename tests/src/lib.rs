@@ -93,6 +93,16 @@ pub struct Options {
     pub database_proxy: bool,
 }
 
+impl Options {
+    /// The defaults, with more environment variables for every service.
+    pub fn with_env(env: Vec<(&'static str, String)>) -> Self {
+        Self {
+            env,
+            ..Self::default()
+        }
+    }
+}
+
 impl Default for Options {
     fn default() -> Self {
         Self {

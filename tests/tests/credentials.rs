@@ -373,3 +373,59 @@ async fn reseal_refuses_a_key_no_stored_value_is_sealed_under() {
         "{body}"
     );
 }
+
+/// A leaked admin token is revoked; whatever it minted while it was out must stop too, as a
+/// child of an expiring token stops when its maker expires.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_minted_by_a_revoked_token_stops_with_it() {
+    let app = TestApp::spawn().await;
+    let (status, leaked) = make_token(
+        &app,
+        &app.token,
+        json!({"name": "laptop", "scopes": ["admin"]}),
+    )
+    .await;
+    assert_eq!(status, 201, "{leaked}");
+    let leaked_secret = leaked["secret"].as_str().unwrap().to_owned();
+    // The thief mints a token of their own with the leaked one.
+    let (status, minted) = make_token(
+        &app,
+        &leaked_secret,
+        json!({"name": "innocuous", "scopes": ["admin"]}),
+    )
+    .await;
+    assert_eq!(status, 201, "{minted}");
+    assert_eq!(minted["parent_id"], leaked["id"], "{minted}");
+    let minted_secret = minted["secret"].as_str().unwrap().to_owned();
+    // The owner notices and revokes the leaked token.
+    let r = app
+        .authed(
+            Method::DELETE,
+            &format!("/api/v1/tokens/{}", leaked["id"].as_str().unwrap()),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 204);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let r = app
+        .http
+        .get(app.url("/api/v1/projects"))
+        .bearer_auth(&leaked_secret)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    let r = app
+        .http
+        .get(app.url("/api/v1/projects"))
+        .bearer_auth(&minted_secret)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status().as_u16(),
+        401,
+        "the token minted with the revoked one still works"
+    );
+}

@@ -11,15 +11,12 @@ use uuid::Uuid;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_past_their_retention_are_swept_and_young_ones_kept() {
     let hour = "3600".to_owned();
-    let app = TestApp::spawn_with(Options {
-        env: vec![
-            ("BECKON_RETENTION_ATTEMPTS_SECS", hour.clone()),
-            ("BECKON_RETENTION_PROCESSED_SECS", hour.clone()),
-            ("BECKON_RETENTION_TRIGGERS_SECS", hour),
-            ("BECKON_RETENTION_INTERVAL_SECS", "1".into()),
-        ],
-        ..Options::default()
-    })
+    let app = TestApp::spawn_with(Options::with_env(vec![
+        ("BECKON_RETENTION_ATTEMPTS_SECS", hour.clone()),
+        ("BECKON_RETENTION_PROCESSED_SECS", hour.clone()),
+        ("BECKON_RETENTION_TRIGGERS_SECS", hour),
+        ("BECKON_RETENTION_INTERVAL_SECS", "1".into()),
+    ]))
     .await;
     let receiver = Receiver::start().await;
     let project = app.create_project().await;
@@ -101,15 +98,12 @@ async fn records_past_their_retention_are_swept_and_young_ones_kept() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhook_bodies_are_erased_at_the_payload_period_and_messages_deleted_at_the_history_period()
  {
-    let app = TestApp::spawn_with(Options {
-        env: vec![
-            ("BECKON_RETENTION_WEBHOOK_PAYLOAD_SECS", "3600".into()),
-            ("BECKON_RETENTION_WEBHOOK_HISTORY_SECS", "7200".into()),
-            ("BECKON_RETENTION_ATTEMPTS_SECS", "3600".into()),
-            ("BECKON_RETENTION_INTERVAL_SECS", "1".into()),
-        ],
-        ..Options::default()
-    })
+    let app = TestApp::spawn_with(Options::with_env(vec![
+        ("BECKON_RETENTION_WEBHOOK_PAYLOAD_SECS", "3600".into()),
+        ("BECKON_RETENTION_WEBHOOK_HISTORY_SECS", "7200".into()),
+        ("BECKON_RETENTION_ATTEMPTS_SECS", "3600".into()),
+        ("BECKON_RETENTION_INTERVAL_SECS", "1".into()),
+    ]))
     .await;
     let wait = Duration::from_secs(30);
     let receiver = Receiver::start().await;

@@ -33,15 +33,12 @@ async fn the_served_spec_holds_under_schemathesis() {
     // Fuzzing guesses tokens, links and keys by the thousand from one address: the limits on
     // refused credentials and on the public routes (tested in hostile.rs) would turn nearly
     // every case into a 429 and leave the logic behind the routes unexercised.
-    let app = TestApp::spawn_with(Options {
-        env: vec![
-            ("BECKON_REFUSED_CREDENTIALS_PER_SECOND", "0".into()),
-            ("BECKON_PUBLIC_RATE_LIMIT_PER_SECOND", "0".into()),
-            ("BECKON_LINK_RATE_LIMIT_PER_SECOND", "0".into()),
-            ("BECKON_WIDGET_RATE_LIMIT_PER_SECOND", "0".into()),
-        ],
-        ..Options::default()
-    })
+    let app = TestApp::spawn_with(Options::with_env(vec![
+        ("BECKON_REFUSED_CREDENTIALS_PER_SECOND", "0".into()),
+        ("BECKON_PUBLIC_RATE_LIMIT_PER_SECOND", "0".into()),
+        ("BECKON_LINK_RATE_LIMIT_PER_SECOND", "0".into()),
+        ("BECKON_WIDGET_RATE_LIMIT_PER_SECOND", "0".into()),
+    ]))
     .await;
     // Something to find: a project with a survey and a webhook.
     let project = app.create_project().await;

@@ -286,10 +286,10 @@ async fn updates(app: &TestApp, table: &str) -> i64 {
 /// them back. A few row writes per webhook sent, not dozens.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limited_backlogs_do_not_spin_the_poller() {
-    let app = TestApp::spawn_with(Options {
-        env: vec![("BECKON_WEBHOOK_MAX_SUBSCRIPTIONS", "20".into())],
-        ..Options::default()
-    })
+    let app = TestApp::spawn_with(Options::with_env(vec![(
+        "BECKON_WEBHOOK_MAX_SUBSCRIPTIONS",
+        "20".into(),
+    )]))
     .await;
     let receiver = Receiver::start().await;
     let project = project_with_survey(&app).await;
@@ -327,13 +327,10 @@ async fn rate_limited_backlogs_do_not_spin_the_poller() {
 /// that throttles past `BECKON_WEBHOOK_DISABLE_AFTER_SECS` is not disabled.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_throttling_endpoint_is_neither_announced_as_failing_nor_disabled() {
-    let app = TestApp::spawn_with(Options {
-        env: vec![
-            ("BECKON_WEBHOOK_DISABLE_AFTER_SECS", "2".into()),
-            ("BECKON_WEBHOOK_DISABLE_MIN_FAILURES", "2".into()),
-        ],
-        ..Options::default()
-    })
+    let app = TestApp::spawn_with(Options::with_env(vec![
+        ("BECKON_WEBHOOK_DISABLE_AFTER_SECS", "2".into()),
+        ("BECKON_WEBHOOK_DISABLE_MIN_FAILURES", "2".into()),
+    ]))
     .await;
     let receiver = Receiver::start().await;
     let project = project_with_survey(&app).await;

@@ -269,13 +269,10 @@ async fn retry_after_is_honoured_and_410_disables_the_subscription() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_timeout_is_a_failure_and_a_subscription_failing_too_long_is_disabled() {
-    let app = TestApp::spawn_with(Options {
-        env: vec![
-            ("BECKON_WEBHOOK_DISABLE_AFTER_SECS", "2".into()),
-            ("BECKON_WEBHOOK_DISABLE_MIN_FAILURES", "3".into()),
-        ],
-        ..Options::default()
-    })
+    let app = TestApp::spawn_with(Options::with_env(vec![
+        ("BECKON_WEBHOOK_DISABLE_AFTER_SECS", "2".into()),
+        ("BECKON_WEBHOOK_DISABLE_MIN_FAILURES", "3".into()),
+    ]))
     .await;
     let receiver = Receiver::start().await;
     let project = project_with_survey(&app).await;
@@ -325,10 +322,10 @@ async fn a_timeout_is_a_failure_and_a_subscription_failing_too_long_is_disabled(
 /// ends the streak the failure began.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_quiet_subscription_survives_a_failure_and_a_success_ends_its_streak() {
-    let app = TestApp::spawn_with(Options {
-        env: vec![("BECKON_WEBHOOK_DISABLE_AFTER_SECS", "2".into())],
-        ..Options::default()
-    })
+    let app = TestApp::spawn_with(Options::with_env(vec![(
+        "BECKON_WEBHOOK_DISABLE_AFTER_SECS",
+        "2".into(),
+    )]))
     .await;
     let receiver = Receiver::start().await;
     let project = project_with_survey(&app).await;
@@ -370,13 +367,10 @@ async fn a_quiet_subscription_survives_a_failure_and_a_success_ends_its_streak()
 /// any of its projects, and to no one else.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_subscription_and_its_disabling_are_announced_to_the_subscriptions_that_ask() {
-    let app = TestApp::spawn_with(Options {
-        env: vec![
-            ("BECKON_WEBHOOK_DISABLE_AFTER_SECS", "4".into()),
-            ("BECKON_WEBHOOK_DISABLE_MIN_FAILURES", "3".into()),
-        ],
-        ..Options::default()
-    })
+    let app = TestApp::spawn_with(Options::with_env(vec![
+        ("BECKON_WEBHOOK_DISABLE_AFTER_SECS", "4".into()),
+        ("BECKON_WEBHOOK_DISABLE_MIN_FAILURES", "3".into()),
+    ]))
     .await;
     let receiver = Receiver::start().await;
     let project = project_with_survey(&app).await;
@@ -862,10 +856,10 @@ async fn an_answer_with_nul_bytes_and_invalid_utf8_is_recorded_and_the_policy_st
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_project_at_its_subscription_limit_cannot_create_another_until_one_is_deleted() {
-    let app = TestApp::spawn_with(Options {
-        env: vec![("BECKON_WEBHOOK_MAX_SUBSCRIPTIONS", "2".into())],
-        ..Options::default()
-    })
+    let app = TestApp::spawn_with(Options::with_env(vec![(
+        "BECKON_WEBHOOK_MAX_SUBSCRIPTIONS",
+        "2".into(),
+    )]))
     .await;
     let receiver = Receiver::start().await;
     let project = app.create_project().await;
