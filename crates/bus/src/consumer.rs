@@ -2,7 +2,8 @@
 //!
 //! Each delivery is handed to the handler in its own task (at most `prefetch` at once, since
 //! the broker sends no more unacknowledged messages than that). The handler answers:
-//! - `Ack`: the work is committed; the message is acknowledged.
+//! - `Ack`: the work is committed; the message is acknowledged, with those that finish about
+//!   the same time in one frame ([`crate::acks`]).
 //! - `Retry`: a transient failure; after a pause that grows with the delivery count the message
 //!   is returned to the queue. Past the queue's delivery limit the broker dead-letters it.
 //! - `Release`: not handled through no fault of its own (the consumer stops mid-outage): a
@@ -15,6 +16,7 @@
 //! A lost connection ends the session; the loop reconnects with backoff and declares the
 //! topology again, so a broker restart leaves no consumer stuck.
 
+use crate::acks::Acks;
 use crate::publisher::{Outgoing, publish_on};
 use crate::topology::{Topology, WorkQueue};
 use crate::{BusError, connect, headers};
@@ -171,6 +173,7 @@ where
     tracing::info!(queue = %queue_name, "consuming");
     ready(true);
 
+    let acks = Acks::start(channel.clone());
     let dlx = Arc::new((
         dead_letters,
         topology.dead_letter_exchange(),
@@ -186,9 +189,10 @@ where
             next = deliveries.next() => match next {
                 Some(Ok(delivery)) => {
                     let handler = handler.clone();
-                    let dlx = dlx.clone();
+                    let (dlx, acks) = (dlx.clone(), acks.clone());
                     let queue = config.queue.name;
-                    in_flight.spawn(async move { process(queue, delivery, handler, &dlx).await });
+                    acks.delivered(delivery.delivery_tag);
+                    in_flight.spawn(async move { process(queue, delivery, handler, &dlx, &acks).await });
                 }
                 Some(Err(source)) => break Err(BusError::Amqp { context: "receive a delivery", source }),
                 None => break Err(BusError::Closed("consumer stream")),
@@ -216,6 +220,7 @@ where
             }
         }
     }
+    acks.close().await;
     result
 }
 
@@ -226,7 +231,7 @@ const SHUTDOWN_SETTLE: Duration = Duration::from_secs(30);
 /// How long a consumer whose connection broke waits for them before reconnecting.
 const BROKEN_SETTLE: Duration = Duration::from_secs(10);
 /// Longest wait for an acknowledgement to be written (a dead connection may never take it).
-const SETTLE_WRITE: Duration = Duration::from_secs(30);
+pub(crate) const SETTLE_WRITE: Duration = Duration::from_secs(30);
 
 /// Handles one delivery inside a `consume` span that continues the publisher's trace.
 async fn process<H, F>(
@@ -234,6 +239,7 @@ async fn process<H, F>(
     delivery: Delivery,
     handler: H,
     dlx: &(Channel, String, String),
+    acks: &Acks,
 ) where
     H: Fn(Message) -> F,
     F: Future<Output = Disposition>,
@@ -252,7 +258,7 @@ async fn process<H, F>(
         beckon_runtime::telemetry::TRACEPARENT,
     );
     beckon_runtime::telemetry::follow(&span, traceparent.as_deref());
-    settle(queue_label, delivery, handler, dlx)
+    settle(queue_label, delivery, handler, dlx, acks)
         .instrument(span)
         .await
 }
@@ -262,6 +268,7 @@ async fn settle<H, F>(
     delivery: Delivery,
     handler: H,
     dlx: &(Channel, String, String),
+    acks: &Acks,
 ) where
     H: Fn(Message) -> F,
     F: Future<Output = Disposition>,
@@ -286,21 +293,24 @@ async fn settle<H, F>(
         tracing::warn!(%reason, delivery_count, pause_ms = pause.as_millis() as u64, "handler failed; will retry");
         tokio::time::sleep(pause).await;
     }
+    let tag = delivery.delivery_tag;
+    // `Some(sent)` for a delivery settled on its own here; `None` for one left to `acks`.
     let settled = async {
         match disposition {
             Disposition::Ack => {
                 metrics::counter!("beckon_messages_acked_total", "queue" => queue_label)
                     .increment(1);
-                delivery.ack(BasicAckOptions::default()).await
+                // Sent with the others that finish about now.
+                acks.ack(tag);
+                Ok(None)
             }
-            Disposition::Retry { .. } => {
-                delivery
-                    .nack(BasicNackOptions {
-                        requeue: true,
-                        ..Default::default()
-                    })
-                    .await
-            }
+            Disposition::Retry { .. } => delivery
+                .nack(BasicNackOptions {
+                    requeue: true,
+                    ..Default::default()
+                })
+                .await
+                .map(Some),
             Disposition::Release => {
                 metrics::counter!("beckon_messages_released_total", "queue" => queue_label)
                     .increment(1);
@@ -317,7 +327,9 @@ async fn settle<H, F>(
                         table.insert(key.clone(), value.clone());
                     }
                 }
-                move_then_ack(channel, &delivery, "", queue, table, "give back uncounted").await
+                move_then_ack(channel, &delivery, "", queue, table, "give back uncounted")
+                    .await
+                    .map(Some)
             }
             Disposition::DeadLetter { reason, detail } => {
                 metrics::counter!("beckon_messages_dead_lettered_total", "queue" => queue_label, "reason" => reason.clone()).increment(1);
@@ -327,13 +339,20 @@ async fn settle<H, F>(
                 headers::set_str(&mut table, headers::DETAIL, &detail);
                 headers::set_str(&mut table, headers::SOURCE_QUEUE, queue);
                 tracing::error!(%reason, %detail, %queue, "dead-lettering a message");
-                move_then_ack(channel, &delivery, exchange, queue, table, "dead-letter").await
+                move_then_ack(channel, &delivery, exchange, queue, table, "dead-letter")
+                    .await
+                    .map(Some)
             }
         }
     };
     let outcome = tokio::time::timeout(SETTLE_WRITE, settled).await;
     match outcome {
-        Ok(Ok(_)) => {}
+        // Written: an acknowledgement of many may now pass this tag. (Until then it may not: the
+        // frame that settles it alone might still follow, and one settled twice closes the
+        // channel.)
+        Ok(Ok(Some(true))) => acks.settled(tag),
+        // Left to `acks`; or not sent, as the channel is closed and the broker requeues it.
+        Ok(Ok(None | Some(false))) => {}
         // The channel broke: the broker requeues the unacknowledged message by itself.
         Ok(Err(err)) => tracing::warn!(error = %err, "could not settle a delivery"),
         Err(_) => tracing::warn!("settling a delivery timed out; the broker requeues it"),

@@ -6,9 +6,11 @@
 //! - [`connect`]: connecting, with retries until a deadline or for ever.
 //! - [`publisher`]: confirmed publishing that survives a broker restart.
 //! - [`consumer`]: the consume loop with manual ack, retries and dead letters.
+//! - [`acks`]: acknowledging many deliveries with one frame.
 //! - [`reply`]: the gateway's reply queue for request/reply.
 //! - [`headers`]: reading and writing AMQP headers.
 
+pub mod acks;
 pub mod config;
 pub mod connect;
 pub mod consumer;
