@@ -28,26 +28,6 @@ pub struct NewInvitation {
     pub expires_at: OffsetDateTime,
 }
 
-/// What an insert did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Inserted {
-    Created,
-    /// An invitation with this id exists: the envelope was handled before.
-    AlreadyExists,
-}
-
-pub async fn insert(
-    conn: &mut AsyncPgConnection,
-    new: &NewInvitation,
-) -> Result<Inserted, StoreError> {
-    let created = insert_many(conn, std::slice::from_ref(new)).await?;
-    Ok(if created.is_empty() {
-        Inserted::AlreadyExists
-    } else {
-        Inserted::Created
-    })
-}
-
 /// Inserts many invitations in one statement; returns the ids of those created (an id that
 /// exists already was inserted by an earlier handling of the same envelope). The future
 /// borrows the connection shared, so it can be awaited together with other statements, which
@@ -75,43 +55,50 @@ pub fn insert_many<'c>(
 /// One statement, so concurrent claims serialise on the row: `ON CONFLICT DO UPDATE` locks the
 /// existing row and evaluates `WHERE` against its latest committed version. A reader-then-writer
 /// pair would let two dispatches both see an open window.
-pub async fn claim_cooldown(
-    conn: &mut AsyncPgConnection,
+///
+/// The future borrows the connection shared, so claims for many (survey, user) pairs can be
+/// awaited together; the connection pipelines them and PostgreSQL runs them in order, so a
+/// second claim of the same pair in one transaction sees the first.
+pub fn claim_cooldown<'c>(
+    conn: &'c AsyncPgConnection,
     survey_id: Uuid,
     user_ref: &str,
     cooldown_seconds: i64,
-) -> Result<bool, StoreError> {
-    let claimed = Cached(diesel::sql_query(
-        "INSERT INTO cooldowns (survey_id, user_ref, last_invited_at) \
-         VALUES ($1, $2, clock_timestamp()) \
-         ON CONFLICT (survey_id, user_ref) DO UPDATE SET last_invited_at = EXCLUDED.last_invited_at \
-         WHERE cooldowns.last_invited_at <= EXCLUDED.last_invited_at - make_interval(secs => $3)",
+) -> impl Future<Output = Result<bool, StoreError>> + Send + use<'c> {
+    let sent = Cached(
+        diesel::sql_query(
+            "INSERT INTO cooldowns (survey_id, user_ref, last_invited_at) \
+             VALUES ($1, $2, clock_timestamp()) \
+             ON CONFLICT (survey_id, user_ref) DO UPDATE SET last_invited_at = EXCLUDED.last_invited_at \
+             WHERE cooldowns.last_invited_at <= EXCLUDED.last_invited_at - make_interval(secs => $3)",
+        )
+        .bind::<SqlUuid, _>(survey_id)
+        .bind::<Text, _>(user_ref.to_owned())
+        .bind::<Double, _>(cooldown_seconds as f64),
     )
-    .bind::<SqlUuid, _>(survey_id)
-    .bind::<Text, _>(user_ref)
-    .bind::<Double, _>(cooldown_seconds as f64))
-    .execute(conn)
-    .await?;
-    Ok(claimed == 1)
+    .execute(&mut { conn });
+    async move { Ok(sent.await? == 1) }
 }
 
 /// Whether the cooldown window of (`survey_id`, `user_ref`) is open, without claiming it.
-pub async fn in_cooldown(
-    conn: &mut AsyncPgConnection,
+/// Pipelined like [`claim_cooldown`].
+pub fn in_cooldown<'c>(
+    conn: &'c AsyncPgConnection,
     survey_id: Uuid,
     user_ref: &str,
     cooldown_seconds: i64,
-) -> Result<bool, StoreError> {
-    let n = diesel::sql_query(
-        "SELECT 1 FROM cooldowns WHERE survey_id = $1 AND user_ref = $2 \
-         AND last_invited_at > clock_timestamp() - make_interval(secs => $3)",
+) -> impl Future<Output = Result<bool, StoreError>> + Send + use<'c> {
+    let sent = Cached(
+        diesel::sql_query(
+            "SELECT 1 FROM cooldowns WHERE survey_id = $1 AND user_ref = $2 \
+             AND last_invited_at > clock_timestamp() - make_interval(secs => $3)",
+        )
+        .bind::<SqlUuid, _>(survey_id)
+        .bind::<Text, _>(user_ref.to_owned())
+        .bind::<Double, _>(cooldown_seconds as f64),
     )
-    .bind::<SqlUuid, _>(survey_id)
-    .bind::<Text, _>(user_ref)
-    .bind::<Double, _>(cooldown_seconds as f64)
-    .execute(conn)
-    .await?;
-    Ok(n > 0)
+    .execute(&mut { conn });
+    async move { Ok(sent.await? > 0) }
 }
 
 /// An invitation as the magic link finds it, with the survey version it shows.

@@ -345,6 +345,23 @@ async fn remember_event_keys(
     Ok(())
 }
 
+/// Which of `ids` are surveys that exist now (one matched a moment ago may have been deleted
+/// since). Pipelined like [`live_matching`].
+pub fn existing<'c>(
+    conn: &'c AsyncPgConnection,
+    ids: &[Uuid],
+) -> impl Future<Output = Result<Vec<Uuid>, StoreError>> + Send + use<'c> {
+    let sent = (!ids.is_empty()).then(|| {
+        Cached(
+            surveys::table
+                .filter(surveys::id.eq_any(ids.to_vec()))
+                .select(surveys::id),
+        )
+        .load::<Uuid>(&mut { conn })
+    });
+    crate::pipelined::rows(sent)
+}
+
 /// Whether any survey of the project ever subscribed to the event with `key`.
 pub async fn event_key_known(
     conn: &mut AsyncPgConnection,

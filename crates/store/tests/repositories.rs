@@ -223,8 +223,8 @@ async fn twenty_concurrent_cooldown_claims_let_exactly_one_through() {
     for _ in 0..20 {
         let store = store.clone();
         tasks.push(tokio::spawn(async move {
-            let mut conn = store.conn().await.unwrap();
-            invitations::claim_cooldown(&mut conn, survey.id, "user_1", 3600)
+            let conn = store.conn().await.unwrap();
+            invitations::claim_cooldown(&conn, survey.id, "user_1", 3600)
                 .await
                 .unwrap()
         }));
@@ -234,20 +234,20 @@ async fn twenty_concurrent_cooldown_claims_let_exactly_one_through() {
         claimed += usize::from(t.await.unwrap());
     }
     assert_eq!(claimed, 1);
-    let mut conn = store.conn().await.unwrap();
+    let conn = store.conn().await.unwrap();
     assert!(
-        invitations::in_cooldown(&mut conn, survey.id, "user_1", 3600)
+        invitations::in_cooldown(&conn, survey.id, "user_1", 3600)
             .await
             .unwrap()
     );
     assert!(
-        !invitations::in_cooldown(&mut conn, survey.id, "user_2", 3600)
+        !invitations::in_cooldown(&conn, survey.id, "user_2", 3600)
             .await
             .unwrap()
     );
     // A zero-length window is always open again.
     assert!(
-        invitations::claim_cooldown(&mut conn, survey.id, "user_1", 0)
+        invitations::claim_cooldown(&conn, survey.id, "user_1", 0)
             .await
             .unwrap()
     );

@@ -13,7 +13,7 @@
 //! on its own, so one bad envelope (or a deadlock between batches) settles only itself: the
 //! rest commit, and it is retried or dead-lettered exactly as it would be alone.
 
-use crate::{Deps, Handler, TxError, disposition_of, flush, group, handle_envelope};
+use crate::{Deps, Handler, TxError, disposition_of, flush, group};
 use beckon_bus::Disposition;
 use beckon_domain::envelope::{self, Envelope, Payload};
 use beckon_runtime::supervise::{TaskStatus, supervise};
@@ -42,6 +42,7 @@ struct Pending<T: Payload> {
 }
 
 /// What became of an envelope handed to the batch workers.
+#[derive(Debug, Clone)]
 enum Settled {
     /// Handled (or failed for its own reason): settle the delivery so.
     Done(Disposition),
@@ -184,22 +185,12 @@ async fn work<T: Payload, H: Handler<T>>(
     let (deps, handler) = &*shared;
     while let Some(batch) = group::take(&rx, max).await {
         metrics::histogram!("beckon_batch_size", "consumer" => consumer).record(batch.len() as f64);
-        // A lone envelope too: the batch path is the cheaper one (a handler may skip the
-        // per-item isolation `handle` needs), and should it fail, `alone` runs as for any batch.
-        match together(consumer, deps, handler, &batch).await {
-            Ok(()) => {
-                for pending in batch {
-                    let _ = pending.done.send(Settled::Done(Disposition::Ack));
-                }
-            }
-            // Handling them one by one would fail the same way: they all wait.
-            Err(err) if err.may_pass() && !deps.database.answers().await => {
-                for pending in batch {
-                    let _ = pending.done.send(Settled::DatabaseAway);
-                }
-            }
-            Err(err) => {
-                tracing::info!(size = batch.len(), error = %crate::error_chain(&err), "a batch failed; handling its envelopes one by one");
+        let settled = settled(deps, together(consumer, deps, handler, &batch).await).await;
+        match settled {
+            // One envelope's fault, or a conflict between batches: each is handled again as a
+            // batch of its own, so only what fails alone fails.
+            Settled::Done(ref failed) if *failed != Disposition::Ack && batch.len() > 1 => {
+                tracing::info!(size = batch.len(), outcome = ?failed, "a batch failed; handling its envelopes one by one");
                 futures_util::future::join_all(
                     batch
                         .into_iter()
@@ -207,31 +198,40 @@ async fn work<T: Payload, H: Handler<T>>(
                 )
                 .await;
             }
+            settled => {
+                for pending in batch {
+                    let _ = pending.done.send(settled.clone());
+                }
+            }
         }
     }
 }
 
-/// Handles one envelope in its own transaction and settles it.
+/// Handles one envelope as a batch of its own and settles it.
 async fn alone<T: Payload, H: Handler<T>>(
     consumer: &str,
     deps: &Deps,
     handler: &H,
     pending: Pending<T>,
 ) {
-    let Pending {
-        env, span, done, ..
-    } = pending;
+    let span = pending.span.clone();
     let settled = async {
-        let result = handle_envelope(consumer, deps, handler, &env).await;
-        if matches!(result, Err(crate::HandleError::Retryable(_))) && !deps.database.answers().await
-        {
-            return Settled::DatabaseAway;
-        }
-        Settled::Done(disposition_of(result))
+        let result = together(consumer, deps, handler, std::slice::from_ref(&pending)).await;
+        settled(deps, result).await
     }
     .instrument(span)
     .await;
-    let _ = done.send(settled);
+    let _ = pending.done.send(settled);
+}
+
+/// What the outcome of handling a batch means for each of its deliveries: a failure that may
+/// pass while the database does not answer holds them until it does.
+async fn settled(deps: &Deps, result: Result<(), TxError>) -> Settled {
+    match result {
+        Ok(()) => Settled::Done(Disposition::Ack),
+        Err(err) if err.may_pass() && !deps.database.answers().await => Settled::DatabaseAway,
+        Err(err) => Settled::Done(disposition_of(err.into())),
+    }
 }
 
 /// Handles every envelope of `batch` in one transaction, publishes what they emit and runs
@@ -253,7 +253,7 @@ async fn together<T: Payload, H: Handler<T>>(
             // Not a repeat of an envelope handled before, or earlier in this batch.
             let handled: Vec<bool> = batch.iter().map(|p| fresh.remove(&p.env.id)).collect();
             let (new, items) = items_of(batch, &handled);
-            let emitted = handler.handle_batch(&items, conn).await?;
+            let emitted = handler.handle(&items, conn).await?;
             let messages: Vec<_> = new
                 .iter()
                 .zip(&emitted)
@@ -279,7 +279,7 @@ async fn together<T: Payload, H: Handler<T>>(
             .in_scope(|| tracing::info!("duplicate envelope; already handled"));
     }
     let (_, items) = items_of(batch, &fresh);
-    handler.after_commit_batch(&items).await;
+    handler.after_commit(&items).await;
     Ok(())
 }
 

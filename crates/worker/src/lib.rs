@@ -17,12 +17,11 @@ use beckon_bus::publisher::Outgoing;
 use beckon_bus::{Disposition, Message, Publisher, Topology};
 use beckon_domain::envelope::{Envelope, Payload};
 use beckon_runtime::supervise::{TaskStatus, supervise};
-use beckon_store::{Store, StoreError, outbox, processed};
-use diesel_async::{AsyncConnection, AsyncPgConnection};
+use beckon_store::{Store, StoreError, outbox};
+use diesel_async::AsyncPgConnection;
 use std::future::Future;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 use uuid::Uuid;
 
 /// An envelope a handler emits, committed to the outbox with its work.
@@ -101,54 +100,26 @@ pub fn error_chain(err: &dyn std::error::Error) -> String {
     out
 }
 
-/// The heart of a consumer: given one envelope and a connection inside the transaction that
-/// also records the envelope as processed, do the work and say what to emit.
+/// The heart of a consumer: given a batch of new envelopes (one already handled is never
+/// passed) and a connection inside the transaction that records them as processed and adds
+/// what they emit to the outbox, do their work and say what each emits, in order.
+///
+/// The batch is the only unit of work: a lone delivery is a batch of one. Should a batch
+/// fail, the runtime hands each of its envelopes to `handle` again as a batch of one, so one
+/// bad envelope (or a deadlock between batches) settles only itself, and a handler needs no
+/// per-envelope error isolation of its own.
 pub trait Handler<T: Payload>: Send + Sync + 'static {
     fn handle(
         &self,
-        env: &Envelope<T>,
-        conn: &mut AsyncPgConnection,
-    ) -> impl Future<Output = Result<Vec<Emit>, HandleError>> + Send;
-
-    /// Runs after the work of a new (not duplicate) envelope is committed, before the ack:
-    /// the place to start what must not hold the transaction, such as outbound HTTP calls.
-    /// It must not block for long; spawn what may.
-    fn after_commit(&self, _env: &Envelope<T>) -> impl Future<Output = ()> + Send {
-        async {}
-    }
-
-    /// Handles several new envelopes in one transaction and says what each emits, in order.
-    /// Overriding it lets a handler do with one statement what `handle` does per envelope.
-    /// An error fails the whole batch: its envelopes are then handled one by one with
-    /// `handle`, so a batch needs no per-envelope error isolation of its own.
-    fn handle_batch(
-        &self,
         items: &[Item<'_, T>],
         conn: &mut AsyncPgConnection,
-    ) -> impl Future<Output = Result<Vec<Vec<Emit>>, HandleError>> + Send {
-        async move {
-            let mut emitted = Vec::with_capacity(items.len());
-            for item in items {
-                emitted.push(
-                    self.handle(item.env, conn)
-                        .instrument(item.span.clone())
-                        .await?,
-                );
-            }
-            Ok(emitted)
-        }
-    }
+    ) -> impl Future<Output = Result<Vec<Vec<Emit>>, HandleError>> + Send;
 
-    /// `after_commit` for every envelope of a committed batch; overriding it lets a handler
-    /// look up what they all need at once.
-    fn after_commit_batch(&self, items: &[Item<'_, T>]) -> impl Future<Output = ()> + Send {
-        async move {
-            for item in items {
-                self.after_commit(item.env)
-                    .instrument(item.span.clone())
-                    .await;
-            }
-        }
+    /// Runs after the work of a batch is committed, before the acks: the place to start what
+    /// must not hold the transaction, such as outbound HTTP calls. It must not block for long;
+    /// spawn what may.
+    fn after_commit(&self, _items: &[Item<'_, T>]) -> impl Future<Output = ()> + Send {
+        async {}
     }
 }
 
@@ -174,23 +145,13 @@ pub struct Deps {
     pub patience: std::time::Duration,
 }
 
-/// What handling one message came to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Handled {
-    /// The work is committed and its envelopes are published (or left to the relay).
-    Done { emitted: usize },
-    /// The envelope was handled before; nothing was done.
-    Duplicate,
-}
-
-/// What the outcome of handling an envelope means for its delivery.
-pub(crate) fn disposition_of(result: Result<Handled, HandleError>) -> Disposition {
-    match result {
-        Ok(_) => Disposition::Ack,
-        Err(HandleError::Retryable(err)) => Disposition::Retry {
+/// What a failure to handle an envelope means for its delivery.
+pub(crate) fn disposition_of(err: HandleError) -> Disposition {
+    match err {
+        HandleError::Retryable(err) => Disposition::Retry {
             reason: error_chain(&err),
         },
-        Err(HandleError::Permanent { reason, detail }) => Disposition::DeadLetter {
+        HandleError::Permanent { reason, detail } => Disposition::DeadLetter {
             reason: reason.to_owned(),
             detail,
         },
@@ -212,58 +173,19 @@ impl TxError {
     }
 }
 
+impl From<TxError> for HandleError {
+    fn from(err: TxError) -> Self {
+        match err {
+            TxError::Handle(err) => err,
+            TxError::Query(err) => err.into(),
+        }
+    }
+}
+
 impl From<StoreError> for TxError {
     fn from(err: StoreError) -> Self {
         Self::Handle(err.into())
     }
-}
-
-#[tracing::instrument(skip_all, fields(consumer, envelope_id = %env.id, kind = %env.kind, trigger_id = %env.correlation_id))]
-pub async fn handle_envelope<T: Payload, H: Handler<T>>(
-    consumer: &str,
-    deps: &Deps,
-    handler: &H,
-    env: &Envelope<T>,
-) -> Result<Handled, HandleError> {
-    // The envelopes emitted continue this trace.
-    let traceparent = beckon_runtime::telemetry::traceparent();
-    let mut conn = deps.store.conn().await.map_err(HandleError::Retryable)?;
-    let committed = conn
-        .transaction::<_, TxError, _>(async |conn| {
-            if !processed::mark(conn, consumer, env.id).await? {
-                return Ok(None);
-            }
-            let emits = handler.handle(env, conn).await?;
-            let mut rows = Vec::with_capacity(emits.len());
-            for emit in emits {
-                rows.push(
-                    outbox::enqueue(
-                        conn,
-                        emit.envelope_id,
-                        &emit.exchange,
-                        &emit.routing_key,
-                        emit.body,
-                        traceparent.as_deref(),
-                    )
-                    .await?,
-                );
-            }
-            Ok(Some(rows))
-        })
-        .await
-        .map_err(|err| match err {
-            TxError::Handle(err) => err,
-            TxError::Query(err) => err.into(),
-        })?;
-    let Some(rows) = committed else {
-        tracing::info!("duplicate envelope; already handled");
-        return Ok(Handled::Duplicate);
-    };
-    let emitted = rows.len();
-    drop(conn);
-    flush(&deps.publisher, &deps.cleaner, &rows).await;
-    handler.after_commit(env).await;
-    Ok(Handled::Done { emitted })
 }
 
 /// Publishes committed outbox rows and hands those the broker confirmed to the cleaner. What

@@ -96,11 +96,17 @@ struct Fragile;
 impl beckon_worker::Handler<EventReceived> for Fragile {
     async fn handle(
         &self,
-        env: &beckon_domain::envelope::Envelope<EventReceived>,
+        items: &[beckon_worker::Item<'_, EventReceived>],
         _conn: &mut diesel_async::AsyncPgConnection,
-    ) -> Result<Vec<beckon_worker::Emit>, beckon_worker::HandleError> {
-        assert_ne!(env.data.user_ref.as_str(), "boom", "a bug in the handler");
-        Ok(Vec::new())
+    ) -> Result<Vec<Vec<beckon_worker::Emit>>, beckon_worker::HandleError> {
+        for item in items {
+            assert_ne!(
+                item.env.data.user_ref.as_str(),
+                "boom",
+                "a bug in the handler"
+            );
+        }
+        Ok(vec![Vec::new(); items.len()])
     }
 }
 

@@ -14,11 +14,12 @@ use beckon_domain::outcome::SurveyOutcome;
 use beckon_domain::{ids, sampling, secret};
 use beckon_runtime::InfraConfig;
 use beckon_store::StoreError;
-use beckon_store::invitations::{self, Inserted, NewInvitation};
+use beckon_store::invitations::{self, NewInvitation};
+use beckon_store::surveys;
 use beckon_store::triggers::{self, SurveyResult};
 use beckon_store::users::{self, User};
-use beckon_worker::{Emit, HandleError, Handler, Item, error_chain};
-use diesel_async::{AsyncConnection, AsyncPgConnection};
+use beckon_worker::{Emit, HandleError, Handler, Item};
+use diesel_async::AsyncPgConnection;
 use std::collections::HashSet;
 use time::{Duration, OffsetDateTime};
 use tokio_util::sync::CancellationToken;
@@ -59,51 +60,46 @@ pub struct Inviter {
 
 /// What became of one matched survey before any invitation is written.
 enum Decision {
-    /// No invitation: suppressed by the cooldown or the sample rate.
-    Suppressed(SurveyResult),
+    /// No invitation: suppressed by the cooldown or the sample rate, or errored.
+    Without(SurveyResult),
     /// An invitation to create, with the magic link it carries.
     Invite(Box<NewInvitation>, IssuedInvitation),
 }
 
+/// Why a matched survey errored when it was deleted between the match and its invitation.
+const SURVEY_DELETED: &str = "the survey was deleted after the event matched it";
+
 impl Inviter {
-    /// Applies the survey's cooldown and sample rate; an admitted match gets a new invitation
-    /// (not yet written) and claims the cooldown window.
-    async fn decide(
+    /// The outcome of `survey` for `env`, given whether the survey still exists and whether
+    /// the user is in its cooldown window (claimed for an admitted match, only read for a
+    /// sample miss, which creates no invitation and so starts no cooldown).
+    fn decide(
         &self,
         env: &Envelope<EventMatched>,
         survey: &MatchedSurvey,
-        conn: &mut AsyncPgConnection,
-    ) -> Result<Decision, StoreError> {
-        let trigger_id = env.correlation_id;
-        let user = env.data.user_ref.as_str();
-        let suppressed = |outcome| {
-            Decision::Suppressed(SurveyResult {
+        exists: bool,
+        in_cooldown: bool,
+    ) -> Decision {
+        let without = |outcome, reason: Option<&str>| {
+            Decision::Without(SurveyResult {
                 survey_id: survey.survey_id,
                 survey_version: survey.version,
                 outcome,
-                reason: None,
+                reason: reason.map(str::to_owned),
                 invitation_id: None,
             })
         };
-        // Seeded from (trigger, survey): a redelivered envelope rolls the same.
-        let admitted = sampling::admits(survey.sample_rate, trigger_id, survey.survey_id);
-        if survey.cooldown_seconds > 0 {
-            // Cooldown is checked before the roll; only an admitted match claims the window,
-            // since a sample miss creates no invitation and so starts no cooldown.
-            let in_cooldown = if admitted {
-                !invitations::claim_cooldown(conn, survey.survey_id, user, survey.cooldown_seconds)
-                    .await?
-            } else {
-                invitations::in_cooldown(conn, survey.survey_id, user, survey.cooldown_seconds)
-                    .await?
-            };
-            if in_cooldown {
-                return Ok(suppressed(SurveyOutcome::Cooldown));
-            }
+        if !exists {
+            tracing::warn!(survey_id = %survey.survey_id, "{SURVEY_DELETED}; its outcome is errored");
+            return without(SurveyOutcome::Errored, Some(SURVEY_DELETED));
         }
-        if !admitted {
-            return Ok(suppressed(SurveyOutcome::Sample));
+        if in_cooldown {
+            return without(SurveyOutcome::Cooldown, None);
         }
+        if !admits(env, survey) {
+            return without(SurveyOutcome::Sample, None);
+        }
+        let trigger_id = env.correlation_id;
         let token = secret::new_link_token();
         let expires_at =
             OffsetDateTime::now_utc() + Duration::seconds(survey.invitation_lifetime_seconds);
@@ -114,7 +110,7 @@ impl Inviter {
             survey_id: survey.survey_id,
             survey_version: survey.version,
             trigger_id,
-            user_ref: user.to_owned(),
+            user_ref: env.data.user_ref.as_str().to_owned(),
             token_hash: token.hash(),
             token_sealed: Some(self.sealing_keys.seal(token.expose().as_bytes())),
             expires_at,
@@ -131,27 +127,7 @@ impl Inviter {
             )),
             expires_at,
         };
-        Ok(Decision::Invite(Box::new(invitation), link))
-    }
-
-    /// One survey's outcome, inside its own savepoint: an error here marks this survey
-    /// `errored` without undoing the others.
-    async fn invite(
-        &self,
-        env: &Envelope<EventMatched>,
-        survey: &MatchedSurvey,
-        conn: &mut AsyncPgConnection,
-    ) -> Result<(SurveyResult, Option<IssuedInvitation>), StoreError> {
-        match self.decide(env, survey, conn).await? {
-            Decision::Suppressed(result) => Ok((result, None)),
-            Decision::Invite(invitation, link) => {
-                let inserted = invitations::insert(conn, &invitation).await?;
-                Ok(created(
-                    &invitation,
-                    (inserted == Inserted::Created).then_some(link),
-                ))
-            }
-        }
+        Decision::Invite(Box::new(invitation), link)
     }
 
     /// Closes the trigger with its results, logs the counts, and says what to emit: the
@@ -189,86 +165,91 @@ impl Inviter {
     }
 }
 
-/// The result of a survey whose invitation was written; `link` only when this handling
-/// created it (a repeat announces nothing again).
-fn created(
-    invitation: &NewInvitation,
-    link: Option<IssuedInvitation>,
-) -> (SurveyResult, Option<IssuedInvitation>) {
-    let result = SurveyResult {
+/// Whether the sample roll admits `survey` for this event. Seeded from (trigger, survey): a
+/// redelivered envelope rolls the same.
+fn admits(env: &Envelope<EventMatched>, survey: &MatchedSurvey) -> bool {
+    sampling::admits(survey.sample_rate, env.correlation_id, survey.survey_id)
+}
+
+/// The result of a survey whose invitation is written (by this handling or an earlier one).
+fn created(invitation: &NewInvitation) -> SurveyResult {
+    SurveyResult {
         survey_id: invitation.survey_id,
         survey_version: invitation.survey_version,
         outcome: SurveyOutcome::Created,
         reason: None,
         invitation_id: Some(invitation.id),
-    };
-    (result, link)
+    }
 }
 
 impl Handler<EventMatched> for Inviter {
+    /// Three round trips whatever the batch holds: which matched surveys still exist; every
+    /// cooldown claimed or read (pipelined, in order, so two events of one user for one survey
+    /// in a batch see each other); then one insert of every invitation, one statement
+    /// recording every outcome, one closing every trigger and one reading every user invited,
+    /// sent together. A survey deleted since the match is `errored`, the others go on; any
+    /// other failure fails the batch, whose envelopes are then handled one by one.
     async fn handle(
-        &self,
-        env: &Envelope<EventMatched>,
-        conn: &mut AsyncPgConnection,
-    ) -> Result<Vec<Emit>, HandleError> {
-        let mut results = Vec::with_capacity(env.data.surveys.len());
-        let mut created = Vec::new();
-        for survey in &env.data.surveys {
-            let outcome = conn
-                .transaction::<_, StoreError, _>(async |conn| self.invite(env, survey, conn).await)
-                .await;
-            match outcome {
-                Ok((result, link)) => {
-                    results.push(result);
-                    created.extend(link);
-                }
-                // The database is away: retry the whole envelope rather than report an error.
-                Err(err) if err.is_transient() => return Err(HandleError::Retryable(err)),
-                Err(err) => {
-                    tracing::error!(survey_id = %survey.survey_id, error = %error_chain(&err), "invitation failed");
-                    results.push(SurveyResult {
-                        survey_id: survey.survey_id,
-                        survey_version: survey.version,
-                        outcome: SurveyOutcome::Errored,
-                        reason: Some(error_chain(&err)),
-                        invitation_id: None,
-                    });
-                }
-            }
-        }
-        let counts = triggers::complete(conn, env.correlation_id, &results).await?;
-        let user = if created.is_empty() {
-            None
-        } else {
-            users::get(conn, env.project_id, env.data.user_ref.as_str()).await?
-        };
-        Ok(self.finish(env, &results, created, counts, user.as_ref()))
-    }
-
-    /// Every survey of every envelope decided first; then one insert of every invitation, one
-    /// statement recording every outcome, one closing every trigger and one reading every user
-    /// invited, all sent together (the connection pipelines them). No savepoints: should one
-    /// survey fail, the batch is handled again envelope by envelope, where that survey alone is
-    /// marked `errored`.
-    async fn handle_batch(
         &self,
         items: &[Item<'_, EventMatched>],
         conn: &mut AsyncPgConnection,
     ) -> Result<Vec<Vec<Emit>>, HandleError> {
-        let mut decided = Vec::with_capacity(items.len());
-        for item in items {
-            let mut decisions = Vec::with_capacity(item.env.data.surveys.len());
-            for survey in &item.env.data.surveys {
-                decisions.push(self.decide(item.env, survey, conn).await?);
-            }
-            decided.push(decisions);
-        }
+        let conn = &*conn;
+        let mut ids: Vec<Uuid> = items
+            .iter()
+            .flat_map(|item| item.env.data.surveys.iter().map(|s| s.survey_id))
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let exists: HashSet<Uuid> = surveys::existing(conn, &ids).await?.into_iter().collect();
+        let user = |item: &Item<'_, EventMatched>| item.env.data.user_ref.as_str().to_owned();
+        let cooldowns = futures_util::future::try_join_all(
+            items
+                .iter()
+                .flat_map(|item| item.env.data.surveys.iter().map(move |s| (item, s)))
+                .filter(|(_, s)| s.cooldown_seconds > 0 && exists.contains(&s.survey_id))
+                .map(|(item, s)| {
+                    let (id, user, secs) = (s.survey_id, user(item), s.cooldown_seconds);
+                    if admits(item.env, s) {
+                        futures_util::future::Either::Left(async move {
+                            Ok::<_, StoreError>(
+                                !invitations::claim_cooldown(conn, id, &user, secs).await?,
+                            )
+                        })
+                    } else {
+                        futures_util::future::Either::Right(invitations::in_cooldown(
+                            conn, id, &user, secs,
+                        ))
+                    }
+                }),
+        )
+        .await?;
+        let mut cooldowns = cooldowns.into_iter();
+        let decided: Vec<Vec<Decision>> = items
+            .iter()
+            .map(|item| {
+                item.span.in_scope(|| {
+                    item.env
+                        .data
+                        .surveys
+                        .iter()
+                        .map(|s| {
+                            let exists = exists.contains(&s.survey_id);
+                            let in_cooldown = exists
+                                && s.cooldown_seconds > 0
+                                && cooldowns.next().unwrap_or_default();
+                            self.decide(item.env, s, exists, in_cooldown)
+                        })
+                        .collect()
+                })
+            })
+            .collect();
         let invitations: Vec<NewInvitation> = decided
             .iter()
             .flatten()
             .filter_map(|d| match d {
                 Decision::Invite(invitation, _) => Some(NewInvitation::clone(invitation)),
-                Decision::Suppressed(_) => None,
+                Decision::Without(_) => None,
             })
             .collect();
         // An outcome does not depend on whether this handling or an earlier one inserted the
@@ -279,8 +260,8 @@ impl Handler<EventMatched> for Inviter {
                 decisions
                     .iter()
                     .map(|decision| match decision {
-                        Decision::Suppressed(result) => result.clone(),
-                        Decision::Invite(invitation, _) => created(invitation, None).0,
+                        Decision::Without(result) => result.clone(),
+                        Decision::Invite(invitation, _) => created(invitation),
                     })
                     .collect()
             })
@@ -296,15 +277,12 @@ impl Handler<EventMatched> for Inviter {
             .filter(|(_, decisions)| decisions.iter().any(|d| matches!(d, Decision::Invite(..))))
             .map(|(item, _)| (item.env.project_id, item.env.data.user_ref.as_str()))
             .collect();
-        let (inserted, counts, users) = {
-            let conn = &*conn;
-            futures_util::future::try_join3(
-                invitations::insert_many(conn, &invitations),
-                triggers::complete_many(conn, &done),
-                users::get_many(conn, &invited),
-            )
-            .await?
-        };
+        let (inserted, counts, users) = futures_util::future::try_join3(
+            invitations::insert_many(conn, &invitations),
+            triggers::complete_many(conn, &done),
+            users::get_many(conn, &invited),
+        )
+        .await?;
         let inserted: HashSet<Uuid> = inserted.into_iter().collect();
         Ok(items
             .iter()
@@ -318,7 +296,7 @@ impl Handler<EventMatched> for Inviter {
                         Decision::Invite(invitation, link) => {
                             inserted.contains(&invitation.id).then_some(link)
                         }
-                        Decision::Suppressed(_) => None,
+                        Decision::Without(_) => None,
                     })
                     .collect();
                 let user = users.iter().find(|u| {

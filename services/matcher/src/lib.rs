@@ -126,29 +126,9 @@ impl Matcher {
 }
 
 impl Handler<EventReceived> for Matcher {
-    async fn handle(
-        &self,
-        env: &Envelope<EventReceived>,
-        conn: &mut AsyncPgConnection,
-    ) -> Result<Vec<Emit>, HandleError> {
-        let conn = &*conn;
-        // Matched against the surveys as they are now, at firing time.
-        let (_, matched) = futures_util::future::try_join(
-            triggers::mark_processing_many(conn, &[env.correlation_id]),
-            surveys::live_matching(
-                conn,
-                env.project_id,
-                &env.data.event.key(),
-                env.data.survey_id,
-            ),
-        )
-        .await?;
-        Ok(vec![self.matched(env, matched)])
-    }
-
     /// One status update for every trigger and one lookup per distinct event, all sent
     /// together (the connection pipelines them).
-    async fn handle_batch(
+    async fn handle(
         &self,
         items: &[Item<'_, EventReceived>],
         conn: &mut AsyncPgConnection,

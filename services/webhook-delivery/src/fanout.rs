@@ -50,25 +50,9 @@ impl Fanout {
 }
 
 impl<T: Announcement> Handler<T> for Fanout {
-    async fn handle(
-        &self,
-        env: &Envelope<T>,
-        conn: &mut AsyncPgConnection,
-    ) -> Result<Vec<Emit>, HandleError> {
-        let subscribers =
-            webhooks::subscribers(conn, env.project_id, env.data.webhook_type()).await?;
-        if subscribers.is_empty() {
-            // Nothing is kept for an event no subscription wants.
-            return Ok(Vec::new());
-        }
-        webhooks::insert_message(conn, &self.message(env)?).await?;
-        webhooks::insert_deliveries_of(conn, &[(env.id, &subscribers)], self.lease()).await?;
-        Ok(Vec::new())
-    }
-
     /// One lookup of subscribers per project and event type, one insert of every message and
     /// one of every delivery.
-    async fn handle_batch(
+    async fn handle(
         &self,
         items: &[Item<'_, T>],
         conn: &mut AsyncPgConnection,
@@ -103,15 +87,7 @@ impl<T: Announcement> Handler<T> for Fanout {
         Ok(vec![Vec::new(); items.len()])
     }
 
-    async fn after_commit(&self, env: &Envelope<T>) {
-        let span = tracing::Span::current();
-        self.engine
-            .clone()
-            .start_first_attempts(&[(env.id, &span)])
-            .await;
-    }
-
-    async fn after_commit_batch(&self, items: &[Item<'_, T>]) {
+    async fn after_commit(&self, items: &[Item<'_, T>]) {
         let messages: Vec<_> = items.iter().map(|item| (item.env.id, item.span)).collect();
         self.engine.clone().start_first_attempts(&messages).await;
     }

@@ -1,0 +1,191 @@
+//! The invitation handler called directly on a real database, without a broker: what a batch
+//! of matched events comes to.
+
+use beckon_bus::{BusConfig, Topology};
+use beckon_domain::LifecycleEvent;
+use beckon_domain::envelope::{Envelope, EventMatched, MatchedSurvey, TriggerType};
+use beckon_domain::outcome::SurveyOutcome;
+use beckon_domain::survey::{Question, QuestionKind, SurveyStatus, SurveyTrigger};
+use beckon_domain::user_ref::UserRef;
+use beckon_store::surveys::{self, NewSurvey};
+use beckon_store::testing::WithProject;
+use beckon_store::triggers::{self, NewTrigger};
+use beckon_worker::{Handler, Item};
+use invitation::Inviter;
+use uuid::Uuid;
+
+fn inviter() -> Inviter {
+    Inviter {
+        public_url: "http://127.0.0.1:8080".into(),
+        topology: Topology::new(&BusConfig::new("amqp://127.0.0.1", "handler-test")),
+        sealing_keys: beckon_webhooks::sealed::SealingKeys::from_base64_list(
+            "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=",
+        )
+        .expect("a key"),
+    }
+}
+
+async fn live_survey(seeded: &WithProject, cooldown_seconds: i64) -> MatchedSurvey {
+    let mut conn = seeded.store.conn().await.expect("a connection");
+    let survey = surveys::create_survey(
+        &mut conn,
+        NewSurvey {
+            org_id: seeded.org_id,
+            project_id: seeded.project_id,
+            name: "Churn".into(),
+            status: SurveyStatus::Live,
+            questions: vec![Question {
+                id: "q1".into(),
+                title: "How likely?".into(),
+                required: true,
+                kind: QuestionKind::Nps,
+            }],
+            trigger: SurveyTrigger {
+                events: vec![LifecycleEvent::TrialExpired],
+            },
+            cooldown_seconds,
+            sample_rate: 1.0,
+            invitation_lifetime_seconds: 600,
+            trial_reminder_lead_seconds: 3600,
+        },
+    )
+    .await
+    .expect("a survey");
+    MatchedSurvey {
+        survey_id: survey.id,
+        name: survey.name,
+        version: survey.version,
+        cooldown_seconds,
+        sample_rate: 1.0,
+        invitation_lifetime_seconds: 600,
+    }
+}
+
+/// A queued trigger for `user` and the `event.matched` envelope listing `surveys` for it.
+async fn matched(
+    seeded: &WithProject,
+    user: &str,
+    surveys: Vec<MatchedSurvey>,
+) -> Envelope<EventMatched> {
+    let mut conn = seeded.store.conn().await.expect("a connection");
+    let trigger = NewTrigger::new(
+        seeded.org_id,
+        seeded.project_id,
+        TriggerType::Event,
+        user,
+        &LifecycleEvent::TrialExpired,
+    );
+    triggers::insert(&mut conn, &trigger)
+        .await
+        .expect("a trigger");
+    Envelope::new(
+        Uuid::now_v7(),
+        seeded.org_id,
+        seeded.project_id,
+        trigger.id,
+        EventMatched {
+            trigger_type: TriggerType::Event,
+            user_ref: UserRef::parse(user).expect("a user"),
+            event: LifecycleEvent::TrialExpired,
+            reply_to: None,
+            surveys,
+            event_data: None,
+        },
+    )
+}
+
+async fn handle(seeded: &WithProject, envs: &[Envelope<EventMatched>]) -> Vec<usize> {
+    let span = tracing::Span::none();
+    let items: Vec<_> = envs.iter().map(|env| Item { env, span: &span }).collect();
+    let mut conn = seeded.store.conn().await.expect("a connection");
+    let emitted = inviter()
+        .handle(&items, &mut conn)
+        .await
+        .expect("the batch is handled");
+    emitted.iter().map(Vec::len).collect()
+}
+
+async fn outcomes(
+    seeded: &WithProject,
+    trigger_id: Uuid,
+) -> Vec<(Uuid, SurveyOutcome, Option<String>)> {
+    let mut conn = seeded.store.conn().await.expect("a connection");
+    triggers::results(&mut conn, trigger_id)
+        .await
+        .expect("the results")
+        .into_iter()
+        .map(|r| (r.survey_id, r.outcome, r.reason))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_survey_deleted_after_the_match_errors_alone_and_the_others_are_invited() {
+    let seeded = WithProject::new(4).await;
+    let kept = live_survey(&seeded, 3600).await;
+    let deleted = live_survey(&seeded, 3600).await;
+    let env = matched(&seeded, "user_1", vec![kept.clone(), deleted.clone()]).await;
+    let mut conn = seeded.store.conn().await.expect("a connection");
+    diesel_async::RunQueryDsl::execute(
+        diesel::sql_query(format!(
+            "DELETE FROM surveys WHERE id = '{}'",
+            deleted.survey_id
+        )),
+        &mut conn,
+    )
+    .await
+    .expect("deleted");
+    drop(conn);
+
+    // One announcement, of the invitation created.
+    assert_eq!(handle(&seeded, std::slice::from_ref(&env)).await, vec![1]);
+    let mut found = outcomes(&seeded, env.correlation_id).await;
+    found.sort_by_key(|(id, ..)| *id != kept.survey_id);
+    assert_eq!(found[0].1, SurveyOutcome::Created);
+    assert_eq!(found[1].0, deleted.survey_id);
+    assert_eq!(found[1].1, SurveyOutcome::Errored);
+    assert!(
+        found[1].2.as_deref().is_some_and(|r| r.contains("deleted")),
+        "the reason says why: {:?}",
+        found[1].2
+    );
+    let mut conn = seeded.store.conn().await.expect("a connection");
+    let trigger = triggers::get(&mut conn, env.correlation_id)
+        .await
+        .expect("read")
+        .expect("the trigger");
+    assert_eq!(
+        (
+            trigger.status.as_str(),
+            trigger.created_count,
+            trigger.errored_count
+        ),
+        ("completed", 1, 1)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_events_of_one_user_in_one_batch_share_the_cooldown() {
+    let seeded = WithProject::new(4).await;
+    let survey = live_survey(&seeded, 3600).await;
+    let first = matched(&seeded, "user_1", vec![survey.clone()]).await;
+    let second = matched(&seeded, "user_1", vec![survey.clone()]).await;
+    let other = matched(&seeded, "user_2", vec![survey.clone()]).await;
+
+    assert_eq!(
+        handle(&seeded, &[first.clone(), second.clone(), other.clone()]).await,
+        vec![1, 0, 1],
+        "the second event of user_1 finds the window the first claimed"
+    );
+    assert_eq!(
+        outcomes(&seeded, first.correlation_id).await[0].1,
+        SurveyOutcome::Created
+    );
+    assert_eq!(
+        outcomes(&seeded, second.correlation_id).await[0].1,
+        SurveyOutcome::Cooldown
+    );
+    assert_eq!(
+        outcomes(&seeded, other.correlation_id).await[0].1,
+        SurveyOutcome::Created
+    );
+}
