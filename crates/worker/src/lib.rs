@@ -188,17 +188,19 @@ impl From<StoreError> for TxError {
     }
 }
 
-/// Publishes committed outbox rows and hands those the broker confirmed to the cleaner. What
-/// fails stays in the outbox for the relay, so a caller never needs to handle the error.
+/// Publishes committed outbox rows, all at once on the one channel, and waits for their
+/// confirms together; hands those the broker confirmed to the cleaner. What fails stays in
+/// the outbox for the relay, so a caller never needs to handle the error.
 pub async fn flush(publisher: &Publisher, cleaner: &OutboxCleaner, rows: &[outbox::OutboxMessage]) {
+    let results =
+        futures_util::future::join_all(rows.iter().map(|row| publish_row(publisher, row))).await;
     let mut published = Vec::with_capacity(rows.len());
-    for row in rows {
-        match publish_row(publisher, row).await {
+    for (row, result) in rows.iter().zip(results) {
+        match result {
             Ok(()) => published.push(row.id),
             // Committed in the outbox: the relay publishes it once the broker is back.
             Err(err) => {
                 tracing::warn!(error = %error_chain(&err), "publish after commit failed; left to the relay");
-                break;
             }
         }
     }
