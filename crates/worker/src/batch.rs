@@ -13,7 +13,7 @@
 //! on its own, so one bad envelope (or a deadlock between batches) settles only itself: the
 //! rest commit, and it is retried or dead-lettered exactly as it would be alone.
 
-use crate::{Deps, Handler, TxError, disposition_of, flush, group};
+use crate::{Deps, Handler, Repeats, TxError, disposition_of, flush, group};
 use beckon_bus::Disposition;
 use beckon_domain::envelope::{self, Envelope, Payload};
 use beckon_runtime::supervise::{TaskStatus, supervise};
@@ -246,10 +246,13 @@ async fn together<T: Payload, H: Handler<T>>(
     let mut conn = deps.store.conn().await?;
     let (rows, fresh) = conn
         .transaction::<_, TxError, _>(async |conn| {
-            let mut fresh: HashSet<_> = processed::mark_many(conn, consumer, &ids)
-                .await?
-                .into_iter()
-                .collect();
+            let mut fresh: HashSet<_> = match H::REPEATS {
+                Repeats::Recorded => processed::mark_many(conn, consumer, &ids)
+                    .await?
+                    .into_iter()
+                    .collect(),
+                Repeats::Harmless => ids.iter().copied().collect(),
+            };
             // Not a repeat of an envelope handled before, or earlier in this batch.
             let handled: Vec<bool> = batch.iter().map(|p| fresh.remove(&p.env.id)).collect();
             let (new, items) = items_of(batch, &handled);

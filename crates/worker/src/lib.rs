@@ -109,6 +109,9 @@ pub fn error_chain(err: &dyn std::error::Error) -> String {
 /// bad envelope (or a deadlock between batches) settles only itself, and a handler needs no
 /// per-envelope error isolation of its own.
 pub trait Handler<T: Payload>: Send + Sync + 'static {
+    /// How an envelope handled before is told apart when it comes again.
+    const REPEATS: Repeats = Repeats::Recorded;
+
     fn handle(
         &self,
         items: &[Item<'_, T>],
@@ -121,6 +124,19 @@ pub trait Handler<T: Payload>: Send + Sync + 'static {
     fn after_commit(&self, _items: &[Item<'_, T>]) -> impl Future<Output = ()> + Send {
         async {}
     }
+}
+
+/// How a consumer tells an envelope it handled before (a redelivery, a copy the outbox relay
+/// published again) from a new one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Repeats {
+    /// Each envelope handled is recorded in `processed_envelopes`, in the transaction of its
+    /// work, and a repeat is dropped: for work that must not be done twice.
+    Recorded,
+    /// No record: handling an envelope again changes nothing that matters and emits the same
+    /// envelopes under the same ids, which the next stage drops as repeats. Saves a row and a
+    /// round trip per batch where the handler's own writes are idempotent.
+    Harmless,
 }
 
 /// One envelope of a batch, with the span of the delivery that brought it: what a handler

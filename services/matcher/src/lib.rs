@@ -9,7 +9,7 @@ use beckon_domain::envelope::{Envelope, EventMatched, EventReceived, MatchedSurv
 use beckon_runtime::InfraConfig;
 use beckon_store::retention::RetentionError;
 use beckon_store::{surveys, triggers};
-use beckon_worker::{Emit, HandleError, Handler, Item};
+use beckon_worker::{Emit, HandleError, Handler, Item, Repeats};
 use diesel_async::AsyncPgConnection;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -126,6 +126,11 @@ impl Matcher {
 }
 
 impl Handler<EventReceived> for Matcher {
+    /// Matching again moves no trigger that has moved on (only a queued one becomes
+    /// processing) and emits the `event.matched` envelope under the same derived id, which the
+    /// invitation stage drops as a repeat.
+    const REPEATS: Repeats = Repeats::Harmless;
+
     /// One status update for every trigger and one lookup per distinct event, all sent
     /// together (the connection pipelines them).
     async fn handle(

@@ -2,7 +2,8 @@
 //!
 //! Every `interval`, in one transaction: triggers queued for longer than `after` with nothing
 //! in the outbox are sent again once (their envelope keeps its id, the trigger's `job_id`, so a
-//! copy of one that was only slow is dropped by the matcher as a duplicate), and triggers that
+//! copy of one that was only slow is matched again into the same `event.matched` envelope,
+//! which the invitation stage drops as a repeat), and triggers that
 //! a re-drive did not move, or that are processing for longer than `after`, are failed with a
 //! reason. A backlog in the stage a trigger waits for is work in flight: while the matcher's
 //! queue holds messages no queued trigger is touched, and while the invitation queue does, no
