@@ -524,3 +524,28 @@ async fn an_ordered_users_late_older_event_waits_for_the_one_in_flight() {
         "claimed {claimed:?} (the older event {older}) while {newer} of the same user is in flight"
     );
 }
+
+/// A burst beyond a subscription's share of attempts in flight waits in line for a free slot,
+/// not for the next poll of the database: with one attempt at a time to an endpoint that
+/// takes a second to answer, three events arrive one after another even though the poller
+/// (once a minute here) never comes round.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_beyond_the_share_in_flight_waits_for_a_slot_not_for_the_poller() {
+    let app = TestApp::spawn_with(Options::with_env(vec![
+        ("BECKON_WEBHOOK_CONCURRENCY_PER_SUBSCRIPTION", "1".into()),
+        ("BECKON_WEBHOOK_POLL_INTERVAL_MS", "60000".into()),
+    ]))
+    .await;
+    let receiver = Receiver::start().await;
+    let project = project_with_survey(&app).await;
+    app.create_webhook(project, json!({"url": receiver.url("/hang/1/burst")}))
+        .await;
+    // Give the poller its first round before the burst, so only a slot can send them.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for user in ["u1", "u2", "u3"] {
+        fire(&app, project, user).await;
+    }
+    receiver
+        .wait_for("/hang/1/burst", 3, Duration::from_secs(15))
+        .await;
+}

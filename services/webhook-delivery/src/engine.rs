@@ -35,6 +35,55 @@ const RATE_HORIZON: Duration = Duration::from_secs(4);
 /// like any other, so an endpoint that never stops asking for patience is given up on.
 const THROTTLED_AT_MOST: Duration = Duration::from_secs(3 * 24 * 3600);
 
+/// How many deliveries per send slot of a subscription may wait in memory, in line, for one
+/// to free up; more go back to the database for [`SLOT_RETRY`].
+const WAITING_PER_SLOT: usize = 4;
+/// How long a delivery that found every send slot of its subscription taken, and the line
+/// behind them full, waits in the database before the poller tries it again.
+const SLOT_RETRY: Duration = Duration::from_secs(1);
+
+/// The longest a delivery waits in line for a send slot: with the longest response timeout
+/// (30 s) after it, well inside its lease, so the poller never sends it a second time.
+const SLOT_WAIT_AT_MOST: Duration = Duration::from_secs(20);
+
+/// A subscription's send slots: its share of attempts in flight, and the line waiting for them.
+struct Slots {
+    in_flight: Arc<Semaphore>,
+    waiting: std::sync::atomic::AtomicUsize,
+    most_waiting: usize,
+}
+
+impl Slots {
+    fn new(share: usize) -> Self {
+        Self {
+            in_flight: Arc::new(Semaphore::new(share)),
+            waiting: std::sync::atomic::AtomicUsize::new(0),
+            most_waiting: share * WAITING_PER_SLOT,
+        }
+    }
+
+    /// A send slot: at once when one is free; else after those ahead in line (first come,
+    /// first served), unless the line is full or the wait too long. A burst beyond the share so waits the moment
+    /// it takes an attempt to finish, not a poll of the database.
+    async fn take(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        use std::sync::atomic::Ordering;
+        if let Ok(permit) = self.in_flight.clone().try_acquire_owned() {
+            return Some(permit);
+        }
+        if self.waiting.fetch_add(1, Ordering::SeqCst) >= self.most_waiting {
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+            return None;
+        }
+        let permit =
+            tokio::time::timeout(SLOT_WAIT_AT_MOST, self.in_flight.clone().acquire_owned())
+                .await
+                .ok()
+                .and_then(Result::ok);
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        permit
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub disable_after: Duration,
@@ -49,7 +98,7 @@ pub struct Engine {
     keys: SealingKeys,
     settings: Settings,
     /// Attempts in flight per subscription.
-    slots: Mutex<HashMap<Uuid, Arc<Semaphore>>>,
+    slots: Mutex<HashMap<Uuid, Arc<Slots>>>,
     /// When this process last sent to each rate-limited subscription.
     pacers: Mutex<HashMap<Uuid, Arc<tokio::sync::Mutex<Option<tokio::time::Instant>>>>>,
     tasks: TaskTracker,
@@ -84,11 +133,11 @@ impl Engine {
         time::Duration::try_from(LEASE).unwrap_or(time::Duration::MINUTE)
     }
 
-    fn slot(&self, subscription: Uuid) -> Arc<Semaphore> {
+    fn slot(&self, subscription: Uuid) -> Arc<Slots> {
         let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
         slots
             .entry(subscription)
-            .or_insert_with(|| Arc::new(Semaphore::new(self.settings.per_subscription.max(1))))
+            .or_insert_with(|| Arc::new(Slots::new(self.settings.per_subscription.max(1))))
             .clone()
     }
 
@@ -289,10 +338,11 @@ impl Engine {
             webhooks::release(&mut conn, delivery.id, RATE_HORIZON / 2).await?;
             return Ok(());
         }
-        let Ok(permit) = self.slot(sub.id).try_acquire_owned() else {
-            // The subscription has its share in flight: try again shortly, without waiting here.
+        let Some(permit) = self.slot(sub.id).take().await else {
+            // Its share is in flight and enough wait behind it: this one waits in the
+            // database, where the poller finds it again.
             let mut conn = self.store.conn().await?;
-            webhooks::release(&mut conn, delivery.id, Duration::ZERO).await?;
+            webhooks::release(&mut conn, delivery.id, SLOT_RETRY).await?;
             return Ok(());
         };
 
