@@ -234,9 +234,92 @@ async fn settled(deps: &Deps, result: Result<(), TxError>) -> Settled {
     }
 }
 
-/// Handles every envelope of `batch` in one transaction, publishes what they emit and runs
-/// their after-commit steps. On an error nothing of the batch is committed.
+/// Handles every envelope of `batch`, publishes what they emit and runs their after-commit
+/// steps. On an error nothing of the batch is committed (a harmless handler's own statements
+/// excepted, which may be done again).
 async fn together<T: Payload, H: Handler<T>>(
+    consumer: &str,
+    deps: &Deps,
+    handler: &H,
+    batch: &[Pending<T>],
+) -> Result<(), TxError> {
+    match H::REPEATS {
+        Repeats::Recorded => recorded(consumer, deps, handler, batch).await,
+        Repeats::Harmless => harmless(deps, handler, batch).await,
+    }
+}
+
+/// What the new envelopes of a batch emit, bound for the broker (or the outbox).
+fn outgoing<'a, T: Payload>(
+    new: &[&'a Pending<T>],
+    emitted: &'a [Vec<crate::Emit>],
+) -> Vec<outbox::NewOutboxMessage<'a>> {
+    new.iter()
+        .zip(emitted)
+        .flat_map(|(pending, emits)| {
+            emits.iter().map(|emit| outbox::NewOutboxMessage {
+                envelope_id: emit.envelope_id,
+                exchange: &emit.exchange,
+                routing_key: &emit.routing_key,
+                body: &emit.body,
+                traceparent: pending.traceparent.as_deref(),
+            })
+        })
+        .collect()
+}
+
+/// A harmless handler's batch: no transaction, no record and no outbox on the way. Its
+/// statements commit on their own (doing them again changes nothing that matters), and what
+/// it emits is published at once, confirmed, before the deliveries are acknowledged. Only
+/// what the broker does not take goes to the outbox, for the relay; should that fail too,
+/// the batch fails and is handled again.
+async fn harmless<T: Payload, H: Handler<T>>(
+    deps: &Deps,
+    handler: &H,
+    batch: &[Pending<T>],
+) -> Result<(), TxError> {
+    // The same envelope twice in one batch is still handled once.
+    let mut seen = HashSet::with_capacity(batch.len());
+    let handled: Vec<bool> = batch.iter().map(|p| seen.insert(p.env.id)).collect();
+    let (new, items) = items_of(batch, &handled);
+    let emitted = {
+        let mut conn = deps.store.conn().await?;
+        handler.handle(&items, &mut conn).await?
+    };
+    let messages = outgoing(&new, &emitted);
+    let published = futures_util::future::join_all(messages.iter().map(|m| {
+        crate::publish(
+            &deps.publisher,
+            m.envelope_id,
+            m.exchange,
+            m.routing_key,
+            m.body,
+            m.traceparent,
+        )
+    }))
+    .await;
+    let unpublished: Vec<_> = messages
+        .into_iter()
+        .zip(published)
+        .filter_map(|(message, result)| match result {
+            Ok(()) => None,
+            Err(err) => {
+                tracing::warn!(error = %crate::error_chain(&err), "publish failed; left to the outbox relay");
+                Some(message)
+            }
+        })
+        .collect();
+    if !unpublished.is_empty() {
+        let conn = deps.store.conn().await?;
+        outbox::enqueue_many(&conn, &unpublished).await?;
+    }
+    handler.after_commit(&items).await;
+    Ok(())
+}
+
+/// A batch in one transaction with the record of its envelopes and the outbox rows of what
+/// they emit; published after the commit.
+async fn recorded<T: Payload, H: Handler<T>>(
     consumer: &str,
     deps: &Deps,
     handler: &H,
@@ -246,31 +329,15 @@ async fn together<T: Payload, H: Handler<T>>(
     let mut conn = deps.store.conn().await?;
     let (rows, fresh) = conn
         .transaction::<_, TxError, _>(async |conn| {
-            let mut fresh: HashSet<_> = match H::REPEATS {
-                Repeats::Recorded => processed::mark_many(conn, consumer, &ids)
-                    .await?
-                    .into_iter()
-                    .collect(),
-                Repeats::Harmless => ids.iter().copied().collect(),
-            };
+            let mut fresh: HashSet<_> = processed::mark_many(conn, consumer, &ids)
+                .await?
+                .into_iter()
+                .collect();
             // Not a repeat of an envelope handled before, or earlier in this batch.
             let handled: Vec<bool> = batch.iter().map(|p| fresh.remove(&p.env.id)).collect();
             let (new, items) = items_of(batch, &handled);
             let emitted = handler.handle(&items, conn).await?;
-            let messages: Vec<_> = new
-                .iter()
-                .zip(&emitted)
-                .flat_map(|(pending, emits)| {
-                    emits.iter().map(|emit| outbox::NewOutboxMessage {
-                        envelope_id: emit.envelope_id,
-                        exchange: &emit.exchange,
-                        routing_key: &emit.routing_key,
-                        body: &emit.body,
-                        traceparent: pending.traceparent.as_deref(),
-                    })
-                })
-                .collect();
-            let rows = outbox::enqueue_many(conn, &messages).await?;
+            let rows = outbox::enqueue_many(conn, &outgoing(&new, &emitted)).await?;
             Ok((rows, handled))
         })
         .await?;

@@ -133,9 +133,12 @@ pub enum Repeats {
     /// Each envelope handled is recorded in `processed_envelopes`, in the transaction of its
     /// work, and a repeat is dropped: for work that must not be done twice.
     Recorded,
-    /// No record: handling an envelope again changes nothing that matters and emits the same
-    /// envelopes under the same ids, which the next stage drops as repeats. Saves a row and a
-    /// round trip per batch where the handler's own writes are idempotent.
+    /// No record, no transaction and no outbox: handling an envelope again changes nothing
+    /// that matters and emits the same envelopes under the same ids, which the next stage
+    /// drops as repeats. The handler's statements commit on their own, and what it emits is
+    /// published, confirmed, before the deliveries are acknowledged (into the outbox only if
+    /// the broker does not take it). Saves a record, a transaction and an outbox row per
+    /// envelope where the handler's own writes are idempotent.
     Harmless,
 }
 
@@ -227,17 +230,36 @@ pub(crate) async fn publish_row(
     publisher: &Publisher,
     row: &outbox::OutboxMessage,
 ) -> Result<(), beckon_bus::BusError> {
-    let message_id = row.envelope_id.to_string();
+    publish(
+        publisher,
+        row.envelope_id,
+        &row.exchange,
+        &row.routing_key,
+        &row.body,
+        row.traceparent.as_deref(),
+    )
+    .await
+}
+
+/// Publishes one envelope, confirmed, under its id and with its trace context.
+pub(crate) async fn publish(
+    publisher: &Publisher,
+    envelope_id: Uuid,
+    exchange: &str,
+    routing_key: &str,
+    body: &[u8],
+    traceparent: Option<&str>,
+) -> Result<(), beckon_bus::BusError> {
     publisher
         .publish(&Outgoing {
-            exchange: &row.exchange,
-            routing_key: &row.routing_key,
-            body: &row.body,
-            message_id: Some(message_id),
-            headers: beckon_bus::headers::traced(row.traceparent.as_deref()),
+            exchange,
+            routing_key,
+            body,
+            message_id: Some(envelope_id.to_string()),
+            headers: beckon_bus::headers::traced(traceparent),
             // Replies go to a gateway's private queue that may be gone: dropping them then is
             // right, the outcome is recorded. Pipeline envelopes must reach a queue.
-            mandatory: !row.exchange.is_empty(),
+            mandatory: !exchange.is_empty(),
         })
         .await
 }

@@ -159,3 +159,114 @@ async fn a_handler_that_panics_takes_its_batch_down_but_never_the_consumer() {
     assert!(batcher.workers().iter().any(|w| w.is_running()));
     cancel.cancel();
 }
+
+/// Emits one envelope per envelope handled, under `routing_key`; safe to handle again.
+struct Relaying {
+    exchange: String,
+    routing_key: &'static str,
+}
+
+impl beckon_worker::Handler<EventReceived> for Relaying {
+    const REPEATS: beckon_worker::Repeats = beckon_worker::Repeats::Harmless;
+
+    async fn handle(
+        &self,
+        items: &[beckon_worker::Item<'_, EventReceived>],
+        _conn: &mut diesel_async::AsyncPgConnection,
+    ) -> Result<Vec<Vec<beckon_worker::Emit>>, beckon_worker::HandleError> {
+        Ok(items
+            .iter()
+            .map(|item| {
+                vec![beckon_worker::Emit {
+                    envelope_id: beckon_domain::ids::child_envelope_id(item.env.id, "relayed"),
+                    exchange: self.exchange.clone(),
+                    routing_key: self.routing_key.to_owned(),
+                    body: b"{}".to_vec(),
+                }]
+            })
+            .collect())
+    }
+}
+
+/// A handler whose repeats are harmless keeps no record and writes no outbox row when the
+/// broker takes what it emits; what the broker refuses goes to the outbox for the relay, and
+/// the delivery is acknowledged either way, so nothing emitted is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_harmless_handler_publishes_directly_and_falls_back_to_the_outbox() {
+    let db = TestDatabase::new().await.expect("a test database");
+    let store = Store::new(db.url(), 4).expect("a pool");
+    let mut config = BusConfig::new(amqp_uri(), format!("t{}", uuid::Uuid::now_v7().simple()));
+    config.queue_expires_ms = Some(120_000);
+    let topology = Topology::new(&config);
+    let publisher = Publisher::connect(
+        &config.uri,
+        "harmless-test",
+        topology.clone(),
+        queues::all(),
+    )
+    .await
+    .expect("the broker");
+    let deps = beckon_worker::Deps {
+        cleaner: beckon_worker::OutboxCleaner::start(store.clone()),
+        database: beckon_worker::Database::new(store.clone()),
+        patience: Duration::ZERO,
+        store: store.clone(),
+        publisher: publisher.clone(),
+    };
+    let cancel = CancellationToken::new();
+    let count = async |sql: &str| {
+        let mut conn = store.conn().await.expect("a connection");
+        diesel::sql_query(sql)
+            .execute(&mut conn)
+            .await
+            .expect("queried")
+    };
+
+    // Routed to the matcher's queue: published at once, nothing written.
+    let taken = beckon_worker::Batcher::start(
+        "harmless",
+        deps.clone(),
+        Relaying {
+            exchange: topology.events_exchange(),
+            routing_key: "event.received.v1",
+        },
+        8,
+        cancel.clone(),
+    );
+    assert_eq!(
+        taken.process(&envelope("u1"), &cancel).await,
+        Disposition::Ack
+    );
+    assert_eq!(
+        publisher
+            .ready_messages(queues::matcher().name)
+            .await
+            .expect("the matcher queue"),
+        1
+    );
+    assert_eq!(count("SELECT 1 FROM outbox").await, 0);
+    assert_eq!(count("SELECT 1 FROM processed_envelopes").await, 0);
+
+    // A routing key no queue is bound to: the broker returns the mandatory publish, and the
+    // envelope waits in the outbox instead.
+    let refused = beckon_worker::Batcher::start(
+        "harmless",
+        deps,
+        Relaying {
+            exchange: topology.events_exchange(),
+            routing_key: "nothing.listens.v1",
+        },
+        8,
+        cancel.clone(),
+    );
+    assert_eq!(
+        refused.process(&envelope("u2"), &cancel).await,
+        Disposition::Ack
+    );
+    assert_eq!(
+        count("SELECT 1 FROM outbox WHERE routing_key = 'nothing.listens.v1'").await,
+        1
+    );
+    assert_eq!(count("SELECT 1 FROM processed_envelopes").await, 0);
+    cancel.cancel();
+}
