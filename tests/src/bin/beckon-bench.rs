@@ -903,24 +903,7 @@ fn report(runs: &[Figures], bench: &Bench, seconds: u64, command: &str) -> Strin
         | --- | --- | --- | --- | --- | --- | --- |\n");
     let last = runs.last().cloned().unwrap_or_default();
     for (scenario, db) in bench.database.lock().unwrap().iter() {
-        let key = match scenario.as_str() {
-            "events/send c32" => "events_send_c32_requests".to_owned(),
-            "events/send c128" => "events_send_c128_requests".to_owned(),
-            s if s.starts_with("dispatch ") && s.ends_with("/s") => {
-                format!(
-                    "dispatch_r{}_requests",
-                    s.trim_start_matches("dispatch ").trim_end_matches("/s")
-                )
-            }
-            s if s.starts_with("end to end ") => {
-                format!(
-                    "e2e_r{}_sent",
-                    s.trim_start_matches("end to end ").trim_end_matches("/s")
-                )
-            }
-            _ => String::new(),
-        };
-        let requests = last.get(&key).copied().unwrap_or(0.0);
+        let requests = requests_of(scenario, &last);
         let per = |v: i64| {
             if requests > 0.0 {
                 format!("{:.1}", v as f64 / requests)
@@ -969,7 +952,52 @@ fn report(runs: &[Figures], bench: &Bench, seconds: u64, command: &str) -> Strin
             .collect();
         out.push_str(&format!("| {scenario} | {} |\n", cells.join(" | ")));
     }
+    out.push_str("\n## CPU per event (last run)\n\nThe CPU above divided by the requests sent: \
+        milliseconds of CPU each part of the machine spent per event, whatever the machine's speed.\n\n");
+    out.push_str(&format!(
+        "| scenario | {} | all |\n|{}\n",
+        groups.join(" | "),
+        " --- |".repeat(groups.len() + 2)
+    ));
+    for (scenario, cpu) in &processes.cpu {
+        let requests = requests_of(scenario, &last);
+        if requests <= 0.0 {
+            continue;
+        }
+        let per = |c: f64| format!("{:.2} ms", c * 1000.0 / requests);
+        let cells: Vec<String> = groups
+            .iter()
+            .map(|g| per(cpu.get(g).copied().unwrap_or(0.0)))
+            .collect();
+        out.push_str(&format!(
+            "| {scenario} | {} | {} |\n",
+            cells.join(" | "),
+            per(cpu.values().sum())
+        ));
+    }
     out
+}
+
+/// How many requests a scenario sent, from a run's figures; 0 when it does not say.
+fn requests_of(scenario: &str, figures: &Figures) -> f64 {
+    let key = match scenario {
+        "events/send c32" => "events_send_c32_requests".to_owned(),
+        "events/send c128" => "events_send_c128_requests".to_owned(),
+        s if s.starts_with("dispatch ") && s.ends_with("/s") => {
+            format!(
+                "dispatch_r{}_requests",
+                s.trim_start_matches("dispatch ").trim_end_matches("/s")
+            )
+        }
+        s if s.starts_with("end to end ") => {
+            format!(
+                "e2e_r{}_sent",
+                s.trim_start_matches("end to end ").trim_end_matches("/s")
+            )
+        }
+        _ => String::new(),
+    };
+    figures.get(&key).copied().unwrap_or(0.0)
 }
 
 #[tokio::main]
