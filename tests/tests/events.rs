@@ -1,7 +1,7 @@
 //! POST /api/v1/events/send and GET/DELETE /api/v1/triggers/{id}, through the real services.
 
-use beckon_e2e::TestApp;
 use beckon_e2e::broker::Broker;
+use beckon_e2e::{Options, TestApp};
 use serde_json::{Value, json};
 use std::time::Duration;
 use time::OffsetDateTime;
@@ -522,4 +522,83 @@ async fn events_arriving_together_are_committed_in_groups_and_each_counts() {
         "events",
     )
     .await;
+}
+
+/// Past `BECKON_SHED_BACKLOG` events waiting for the matcher, intake answers 429 `overloaded`
+/// with `Retry-After` and records nothing; once the backlog drains it accepts again, and every
+/// event it accepted before is handled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn intake_sheds_load_past_the_backlog_and_handles_all_it_accepted() {
+    let mut app =
+        TestApp::spawn_with(Options::with_env(vec![("BECKON_SHED_BACKLOG", "5".into())])).await;
+    let project = app.create_project().await;
+    app.create_survey(project, json!({"trigger": {"events": ["trial_expired"]}}))
+        .await;
+    app.stop("matcher");
+    let mut accepted = Vec::new();
+    let mut shed = None;
+    for i in 0..400 {
+        let r = send_to(&app, project, i).await.expect("request");
+        match r.status().as_u16() {
+            201 => accepted.push(
+                r.json::<Value>().await.unwrap()["trigger_id"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+            ),
+            429 => {
+                let retry_after = r
+                    .headers()
+                    .get("retry-after")
+                    .map(|v| v.to_str().unwrap().to_owned());
+                shed = Some((retry_after, r.json::<Value>().await.unwrap()));
+                break;
+            }
+            other => panic!("unexpected {other}"),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (retry_after, body) = shed.expect("intake refused once the backlog passed 5");
+    assert_eq!(body["code"], "overloaded", "{body}");
+    assert_eq!(retry_after.as_deref(), Some("1"));
+    assert!(
+        accepted.len() > 5,
+        "accepted {} before shedding",
+        accepted.len()
+    );
+    let before = app.execute("SELECT 1 FROM triggers").await;
+    assert_eq!(
+        before as usize,
+        accepted.len(),
+        "a refused event records nothing"
+    );
+
+    app.start("matcher");
+    for id in &accepted {
+        app.wait_trigger(id, "completed", Duration::from_secs(30))
+            .await;
+    }
+    // The backlog drained: intake accepts again (within a reading of the queue).
+    app.eventually(
+        Duration::from_secs(10),
+        "intake to accept again",
+        || async {
+            (send_to(&app, project, 10_000).await.ok()?.status().as_u16() == 201).then_some(())
+        },
+    )
+    .await;
+}
+
+async fn send_to(
+    app: &TestApp,
+    project: uuid::Uuid,
+    i: usize,
+) -> reqwest::Result<reqwest::Response> {
+    app.http
+        .post(app.url("/api/v1/events/send"))
+        .header("x-api-key", &app.token)
+        .header("x-team-id", project.to_string())
+        .json(&json!({"event_name": "trial_expired", "user_info": {"contact_external_id": format!("shed-{i}")}}))
+        .send()
+        .await
 }

@@ -334,6 +334,8 @@ pub struct Service {
     health_addr: String,
     /// One flag per consumer: consuming right now.
     consuming: Vec<Arc<std::sync::atomic::AtomicBool>>,
+    /// The work queues consumed, whose backlogs are reported.
+    queues: Vec<&'static str>,
     /// The supervised background tasks the service needs: its batch workers, the relay, the
     /// dead-letter watch and its own sidecar.
     tasks: Vec<TaskStatus>,
@@ -370,6 +372,7 @@ impl Service {
                 .clone()
                 .unwrap_or_else(|| default_health_addr.to_owned()),
             consuming: Vec::new(),
+            queues: Vec::new(),
             tasks: Vec::new(),
         })
     }
@@ -383,6 +386,7 @@ impl Service {
     ) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> {
         let flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
         self.consuming.push(flag.clone());
+        self.queues.push(queue.name);
         let config = ConsumerConfig {
             uri: self.bus.uri.clone(),
             topology: self.topology.clone(),
@@ -454,6 +458,15 @@ impl Service {
             }));
         self.tasks
             .push(supervise(self.name, cancel.clone(), sidecar));
+        let (publisher, queues, stop) = (
+            self.deps.publisher.clone(),
+            self.queues.clone(),
+            cancel.clone(),
+        );
+        self.tasks
+            .push(supervise("backlog", cancel.clone(), move || {
+                report_backlogs(publisher.clone(), queues.clone(), stop.clone())
+            }));
 
         let checks: beckon_runtime::health::Checks = {
             let (store, publisher, consuming, tasks) = (
@@ -489,6 +502,26 @@ impl Service {
             .map_err(ServeError::Health)?;
         futures_util::future::join_all(consumers).await;
         Ok(())
+    }
+}
+
+/// Reports how many messages wait in each of `queues`, every few seconds, as
+/// `beckon_queue_backlog{queue}`: a stage falling behind shows before its latency does.
+async fn report_backlogs(
+    publisher: Publisher,
+    queues: Vec<&'static str>,
+    cancel: CancellationToken,
+) {
+    loop {
+        for queue in &queues {
+            if let Ok(n) = publisher.ready_messages(queue).await {
+                metrics::gauge!("beckon_queue_backlog", "queue" => *queue).set(n as f64);
+            }
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
+        }
     }
 }
 

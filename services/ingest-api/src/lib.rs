@@ -15,6 +15,7 @@
 //! - [`openapi`]: the spec served at `/openapi.json`, generated from the handlers.
 
 pub mod auth;
+pub mod backlog;
 pub mod body;
 pub mod client;
 pub mod error;
@@ -108,6 +109,9 @@ pub struct Config {
     /// the database (default 1000; 0: every request asks). A revoked token stops working
     /// within that long.
     pub auth_cache: Duration,
+    /// `BECKON_SHED_BACKLOG`: past this many events waiting in the matcher's queue,
+    /// `events/send` and `dispatch` answer 429 `overloaded` (default 0: never).
+    pub shed_backlog: u32,
 }
 
 /// Longest `BECKON_AUTH_CACHE_MS`: a revoked token must stop working within a minute on
@@ -191,6 +195,7 @@ impl Config {
             )?),
             auth_cache: auth_cache(env_parse("BECKON_AUTH_CACHE_MS", 1000)?)?,
             max_connections: env_parse("BECKON_HTTP_MAX_CONNECTIONS", 256)?,
+            shed_backlog: env_parse("BECKON_SHED_BACKLOG", 0)?,
             infra,
         })
     }
@@ -236,6 +241,8 @@ pub struct AppState {
     /// answer waits for its publish, so a slow broker slows `events/send` instead of piling up
     /// work in memory.
     pub publishing: std::sync::Arc<tokio::sync::Semaphore>,
+    /// Refuses intake past a backlog (`BECKON_SHED_BACKLOG`); `None` when off.
+    pub backlog: Option<std::sync::Arc<backlog::Backlog>>,
 }
 
 /// Most publishes of accepted events running after their answers.
@@ -297,6 +304,11 @@ impl Application {
             shutdown: background.clone(),
             cleaner: beckon_worker::OutboxCleaner::start(store.clone()),
             publishing: std::sync::Arc::new(tokio::sync::Semaphore::new(BACKGROUND_PUBLISHES)),
+            backlog: backlog::Backlog::start(
+                publisher.clone(),
+                config.shed_backlog,
+                background.clone(),
+            ),
             store,
             publisher,
             replies,

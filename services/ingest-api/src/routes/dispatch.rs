@@ -149,7 +149,7 @@ fn parse_event(raw: &serde_json::Value) -> Result<LifecycleEvent, ApiError> {
         (status = 504, description = "No outcome within the deadline; the work still completes (see trigger_id)", body = ErrorBody),
         (status = 409, description = "A request with this Idempotency-Key is still running", body = ErrorBody),
         (status = 422, description = "This Idempotency-Key was used with another request", body = ErrorBody),
-        (status = 429, description = "Rate limited; see Retry-After", body = ErrorBody)
+        (status = 429, description = "Rate limited (`rate_limited`), or the deployment sheds load past its backlog (`overloaded`, only with `BECKON_SHED_BACKLOG`); see Retry-After", body = ErrorBody)
     ))]
 pub async fn dispatch(
     auth: OrgAuth,
@@ -157,6 +157,10 @@ pub async fn dispatch(
     req: HttpRequest,
     bytes: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
+    // Refused before an Idempotency-Key is taken: a retry of this request runs afresh.
+    if let Some(backlog) = &state.backlog {
+        backlog.admit()?;
+    }
     let inner_state = state.clone();
     let body = bytes.clone();
     idempotency::run(&state, auth.org_id, &req, &bytes, |slot| {

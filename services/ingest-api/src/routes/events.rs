@@ -98,7 +98,7 @@ pub fn format_timestamp(t: OffsetDateTime) -> String {
         (status = 503, description = "The database is unavailable; nothing was accepted", body = ErrorBody),
         (status = 409, description = "A request with this Idempotency-Key is still running", body = ErrorBody),
         (status = 422, description = "This Idempotency-Key was used with another request", body = ErrorBody),
-        (status = 429, description = "Rate limited; see Retry-After", body = ErrorBody)
+        (status = 429, description = "Rate limited (`rate_limited`), or the deployment sheds load past its backlog (`overloaded`, only with `BECKON_SHED_BACKLOG`); see Retry-After", body = ErrorBody)
     ))]
 pub async fn send(
     auth: OrgAuth,
@@ -106,6 +106,10 @@ pub async fn send(
     req: HttpRequest,
     bytes: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
+    // Refused before an Idempotency-Key is taken: a retry of this request runs afresh.
+    if let Some(backlog) = &state.backlog {
+        backlog.admit()?;
+    }
     idempotency::run(&state, auth.org_id, &req, &bytes, |slot| {
         send_inner(auth, &state, &req, &bytes, slot.map(|s| s.request_id))
     })
