@@ -256,36 +256,38 @@ pub async fn delete_subscription(conn: &mut AsyncPgConnection, id: Uuid) -> Resu
 }
 
 /// The active and disabled subscriptions of a project that want `event_type` (an empty list
-/// wants all); one still waiting for verification wants nothing yet.
-pub async fn subscribers(
-    conn: &mut AsyncPgConnection,
+/// wants all); one still waiting for verification wants nothing yet. The future borrows the
+/// connection shared, so lookups for several events can be awaited together, which the
+/// connection pipelines.
+pub fn wanting<'c>(
+    conn: &'c AsyncPgConnection,
     project_id: Uuid,
     event_type: &str,
-) -> Result<Vec<Subscriber>, StoreError> {
+) -> impl Future<Output = Result<Vec<Subscription>, StoreError>> + Send + use<'c> {
     use diesel::PgArrayExpressionMethods;
-    let rows: Vec<(Uuid, String, bool)> = webhook_subscriptions::table
-        .filter(webhook_subscriptions::project_id.eq(project_id))
-        .filter(webhook_subscriptions::status.eq_any([status::ACTIVE, status::DISABLED]))
-        .filter(
-            webhook_subscriptions::event_types
-                .eq(Vec::<String>::new())
-                .or(webhook_subscriptions::event_types.contains(vec![event_type])),
-        )
-        .select((
-            webhook_subscriptions::id,
-            webhook_subscriptions::status,
-            webhook_subscriptions::ordered,
-        ))
-        .load(conn)
-        .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(id, status, ordered)| Subscriber {
-            id,
-            active: status == status::ACTIVE,
-            ordered,
-        })
-        .collect())
+    let sent = Cached(
+        webhook_subscriptions::table
+            .filter(webhook_subscriptions::project_id.eq(project_id))
+            .filter(webhook_subscriptions::status.eq_any([status::ACTIVE, status::DISABLED]))
+            .filter(
+                webhook_subscriptions::event_types
+                    .eq(Vec::<String>::new())
+                    .or(webhook_subscriptions::event_types.contains(vec![event_type.to_owned()])),
+            )
+            .select(Subscription::as_select()),
+    )
+    .load::<Subscription>(&mut { conn });
+    async move { Ok(sent.await?) }
+}
+
+impl From<&Subscription> for Subscriber {
+    fn from(s: &Subscription) -> Self {
+        Self {
+            id: s.id,
+            active: s.status == status::ACTIVE,
+            ordered: s.ordered,
+        }
+    }
 }
 
 /// A message to store: one event, its body sealed.
@@ -330,6 +332,22 @@ pub enum MessageBody<'a> {
 }
 
 impl Message {
+    /// The message `new` as it was stored at `created_at`.
+    pub fn stored(new: &NewMessage, created_at: OffsetDateTime) -> Self {
+        Self {
+            id: new.id,
+            org_id: new.org_id,
+            project_id: new.project_id,
+            event_type: new.event_type.clone(),
+            version: new.version,
+            body_encrypted: Some(new.body_encrypted.clone()),
+            occurred_at: new.occurred_at,
+            created_at,
+            user_ref: new.user_ref.clone(),
+            payload_erased_at: None,
+        }
+    }
+
     pub fn body(&self) -> MessageBody<'_> {
         match (&self.body_encrypted, self.payload_erased_at) {
             (Some(sealed), _) => MessageBody::Sealed(sealed),
@@ -518,6 +536,28 @@ pub struct Delivery {
 }
 
 impl Delivery {
+    /// A delivery just inserted for `subscription_id`, pending, never attempted, leased until
+    /// `next_attempt_at` to the attempt about to start.
+    pub fn inserted(
+        message_id: Uuid,
+        subscription_id: Uuid,
+        next_attempt_at: OffsetDateTime,
+        created_at: OffsetDateTime,
+    ) -> Self {
+        Self {
+            id: delivery_id(message_id, subscription_id),
+            message_id,
+            subscription_id,
+            status: delivery::PENDING.to_owned(),
+            attempts: 0,
+            next_attempt_at,
+            first_attempt_at: None,
+            last_attempt_at: None,
+            created_at,
+            throttled: 0,
+        }
+    }
+
     /// The attempts the retry policy counts: all but the throttled ones.
     pub fn policy_attempts(&self) -> u32 {
         (self.attempts - self.throttled).max(0) as u32
@@ -533,22 +573,6 @@ pub async fn attempt_contexts(
     ids: &[Uuid],
 ) -> Result<Vec<AttemptContext>, StoreError> {
     load_contexts(conn, contexts().filter(webhook_deliveries::id.eq_any(ids))).await
-}
-
-/// The contexts of the deliveries of `message_ids` never attempted yet, in one query.
-pub async fn first_attempt_contexts(
-    conn: &mut AsyncPgConnection,
-    message_ids: &[Uuid],
-) -> Result<Vec<AttemptContext>, StoreError> {
-    load_contexts(
-        conn,
-        contexts()
-            .filter(webhook_deliveries::message_id.eq_any(message_ids))
-            .filter(webhook_deliveries::status.eq(delivery::PENDING))
-            .filter(webhook_deliveries::attempts.eq(0))
-            .filter(webhook_subscriptions::ordered.eq(false)),
-    )
-    .await
 }
 
 type Contexts<'a> = diesel::helper_types::IntoBoxed<

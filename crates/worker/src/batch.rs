@@ -282,11 +282,11 @@ async fn harmless<T: Payload, H: Handler<T>>(
     let mut seen = HashSet::with_capacity(batch.len());
     let handled: Vec<bool> = batch.iter().map(|p| seen.insert(p.env.id)).collect();
     let (new, items) = items_of(batch, &handled);
-    let emitted = {
+    let handled = {
         let mut conn = deps.store.conn().await?;
         handler.handle(&items, &mut conn).await?
     };
-    let messages = outgoing(&new, &emitted);
+    let messages = outgoing(&new, &handled.emits);
     let published = futures_util::future::join_all(messages.iter().map(|m| {
         crate::publish(
             &deps.publisher,
@@ -313,7 +313,7 @@ async fn harmless<T: Payload, H: Handler<T>>(
         let conn = deps.store.conn().await?;
         outbox::enqueue_many(&conn, &unpublished).await?;
     }
-    handler.after_commit(&items).await;
+    handler.after_commit(&items, handled.then).await;
     Ok(())
 }
 
@@ -327,7 +327,7 @@ async fn recorded<T: Payload, H: Handler<T>>(
 ) -> Result<(), TxError> {
     let ids: Vec<_> = batch.iter().map(|p| p.env.id).collect();
     let mut conn = deps.store.conn().await?;
-    let (rows, fresh) = conn
+    let (rows, fresh, then) = conn
         .transaction::<_, TxError, _>(async |conn| {
             let mut fresh: HashSet<_> = processed::mark_many(conn, consumer, &ids)
                 .await?
@@ -336,9 +336,9 @@ async fn recorded<T: Payload, H: Handler<T>>(
             // Not a repeat of an envelope handled before, or earlier in this batch.
             let handled: Vec<bool> = batch.iter().map(|p| fresh.remove(&p.env.id)).collect();
             let (new, items) = items_of(batch, &handled);
-            let emitted = handler.handle(&items, conn).await?;
-            let rows = outbox::enqueue_many(conn, &outgoing(&new, &emitted)).await?;
-            Ok((rows, handled))
+            let done = handler.handle(&items, conn).await?;
+            let rows = outbox::enqueue_many(conn, &outgoing(&new, &done.emits)).await?;
+            Ok((rows, handled, done.then))
         })
         .await?;
     drop(conn);
@@ -349,7 +349,7 @@ async fn recorded<T: Payload, H: Handler<T>>(
             .in_scope(|| tracing::info!("duplicate envelope; already handled"));
     }
     let (_, items) = items_of(batch, &fresh);
-    handler.after_commit(&items).await;
+    handler.after_commit(&items, then).await;
     Ok(())
 }
 

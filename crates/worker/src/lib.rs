@@ -112,17 +112,39 @@ pub trait Handler<T: Payload>: Send + Sync + 'static {
     /// How an envelope handled before is told apart when it comes again.
     const REPEATS: Repeats = Repeats::Recorded;
 
+    /// What `handle` hands on to `after_commit` (`()` when nothing).
+    type Then: Send;
+
     fn handle(
         &self,
         items: &[Item<'_, T>],
         conn: &mut AsyncPgConnection,
-    ) -> impl Future<Output = Result<Vec<Vec<Emit>>, HandleError>> + Send;
+    ) -> impl Future<Output = Result<Handled<Self::Then>, HandleError>> + Send;
 
-    /// Runs after the work of a batch is committed, before the acks: the place to start what
-    /// must not hold the transaction, such as outbound HTTP calls. It must not block for long;
-    /// spawn what may.
-    fn after_commit(&self, _items: &[Item<'_, T>]) -> impl Future<Output = ()> + Send {
+    /// Runs after the work of a batch is committed, before the acks, with what `handle`
+    /// handed on: the place to start what must not hold the transaction, such as outbound HTTP
+    /// calls. It must not block for long; spawn what may.
+    fn after_commit(
+        &self,
+        _items: &[Item<'_, T>],
+        _then: Self::Then,
+    ) -> impl Future<Output = ()> + Send {
         async {}
+    }
+}
+
+/// What a handler made of a batch: what each envelope emits, in order, and what it hands on
+/// to `after_commit`.
+#[derive(Debug)]
+pub struct Handled<A = ()> {
+    pub emits: Vec<Vec<Emit>>,
+    pub then: A,
+}
+
+impl Handled {
+    /// Emits only, nothing handed on.
+    pub fn emits(emits: Vec<Vec<Emit>>) -> Self {
+        Self { emits, then: () }
     }
 }
 

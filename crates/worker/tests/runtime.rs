@@ -94,11 +94,13 @@ async fn a_message_the_broker_refuses_is_parked_and_the_ones_behind_it_go() {
 struct Fragile;
 
 impl beckon_worker::Handler<EventReceived> for Fragile {
+    type Then = ();
+
     async fn handle(
         &self,
         items: &[beckon_worker::Item<'_, EventReceived>],
         _conn: &mut diesel_async::AsyncPgConnection,
-    ) -> Result<Vec<Vec<beckon_worker::Emit>>, beckon_worker::HandleError> {
+    ) -> Result<beckon_worker::Handled, beckon_worker::HandleError> {
         for item in items {
             assert_ne!(
                 item.env.data.user_ref.as_str(),
@@ -106,7 +108,7 @@ impl beckon_worker::Handler<EventReceived> for Fragile {
                 "a bug in the handler"
             );
         }
-        Ok(vec![Vec::new(); items.len()])
+        Ok(beckon_worker::Handled::emits(vec![Vec::new(); items.len()]))
     }
 }
 
@@ -168,23 +170,26 @@ struct Relaying {
 
 impl beckon_worker::Handler<EventReceived> for Relaying {
     const REPEATS: beckon_worker::Repeats = beckon_worker::Repeats::Harmless;
+    type Then = ();
 
     async fn handle(
         &self,
         items: &[beckon_worker::Item<'_, EventReceived>],
         _conn: &mut diesel_async::AsyncPgConnection,
-    ) -> Result<Vec<Vec<beckon_worker::Emit>>, beckon_worker::HandleError> {
-        Ok(items
-            .iter()
-            .map(|item| {
-                vec![beckon_worker::Emit {
-                    envelope_id: beckon_domain::ids::child_envelope_id(item.env.id, "relayed"),
-                    exchange: self.exchange.clone(),
-                    routing_key: self.routing_key.to_owned(),
-                    body: b"{}".to_vec(),
-                }]
-            })
-            .collect())
+    ) -> Result<beckon_worker::Handled, beckon_worker::HandleError> {
+        Ok(beckon_worker::Handled::emits(
+            items
+                .iter()
+                .map(|item| {
+                    vec![beckon_worker::Emit {
+                        envelope_id: beckon_domain::ids::child_envelope_id(item.env.id, "relayed"),
+                        exchange: self.exchange.clone(),
+                        routing_key: self.routing_key.to_owned(),
+                        body: b"{}".to_vec(),
+                    }]
+                })
+                .collect(),
+        ))
     }
 }
 

@@ -18,7 +18,7 @@ use beckon_store::invitations::{self, NewInvitation};
 use beckon_store::surveys;
 use beckon_store::triggers::{self, SurveyResult};
 use beckon_store::users::{self, User};
-use beckon_worker::{Emit, HandleError, Handler, Item};
+use beckon_worker::{Emit, HandleError, Handled, Handler, Item};
 use diesel_async::AsyncPgConnection;
 use std::collections::HashSet;
 use time::{Duration, OffsetDateTime};
@@ -183,6 +183,8 @@ fn created(invitation: &NewInvitation) -> SurveyResult {
 }
 
 impl Handler<EventMatched> for Inviter {
+    type Then = ();
+
     /// Three round trips whatever the batch holds: which matched surveys still exist; every
     /// cooldown claimed or read (pipelined, in order, so two events of one user for one survey
     /// in a batch see each other); then one insert of every invitation, one statement
@@ -193,7 +195,7 @@ impl Handler<EventMatched> for Inviter {
         &self,
         items: &[Item<'_, EventMatched>],
         conn: &mut AsyncPgConnection,
-    ) -> Result<Vec<Vec<Emit>>, HandleError> {
+    ) -> Result<Handled, HandleError> {
         let conn = &*conn;
         let mut ids: Vec<Uuid> = items
             .iter()
@@ -284,29 +286,31 @@ impl Handler<EventMatched> for Inviter {
         )
         .await?;
         let inserted: HashSet<Uuid> = inserted.into_iter().collect();
-        Ok(items
-            .iter()
-            .zip(decided)
-            .zip(results)
-            .zip(counts)
-            .map(|(((item, decisions), results), counts)| {
-                let links: Vec<_> = decisions
-                    .into_iter()
-                    .filter_map(|decision| match decision {
-                        Decision::Invite(invitation, link) => {
-                            inserted.contains(&invitation.id).then_some(link)
-                        }
-                        Decision::Without(_) => None,
-                    })
-                    .collect();
-                let user = users.iter().find(|u| {
-                    u.project_id == item.env.project_id
-                        && u.user_ref == item.env.data.user_ref.as_str()
-                });
-                item.span
-                    .in_scope(|| self.finish(item.env, &results, links, counts, user))
-            })
-            .collect())
+        Ok(Handled::emits(
+            items
+                .iter()
+                .zip(decided)
+                .zip(results)
+                .zip(counts)
+                .map(|(((item, decisions), results), counts)| {
+                    let links: Vec<_> = decisions
+                        .into_iter()
+                        .filter_map(|decision| match decision {
+                            Decision::Invite(invitation, link) => {
+                                inserted.contains(&invitation.id).then_some(link)
+                            }
+                            Decision::Without(_) => None,
+                        })
+                        .collect();
+                    let user = users.iter().find(|u| {
+                        u.project_id == item.env.project_id
+                            && u.user_ref == item.env.data.user_ref.as_str()
+                    });
+                    item.span
+                        .in_scope(|| self.finish(item.env, &results, links, counts, user))
+                })
+                .collect(),
+        ))
     }
 }
 

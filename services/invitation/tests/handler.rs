@@ -102,7 +102,7 @@ async fn handle(seeded: &WithProject, envs: &[Envelope<EventMatched>]) -> Vec<us
         .handle(&items, &mut conn)
         .await
         .expect("the batch is handled");
-    emitted.iter().map(Vec::len).collect()
+    emitted.emits.iter().map(Vec::len).collect()
 }
 
 async fn outcomes(

@@ -9,7 +9,7 @@ use beckon_domain::envelope::{Envelope, EventMatched, EventReceived, MatchedSurv
 use beckon_runtime::InfraConfig;
 use beckon_store::retention::RetentionError;
 use beckon_store::{surveys, triggers};
-use beckon_worker::{Emit, HandleError, Handler, Item, Repeats};
+use beckon_worker::{Emit, HandleError, Handled, Handler, Item, Repeats};
 use diesel_async::AsyncPgConnection;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -130,6 +130,7 @@ impl Handler<EventReceived> for Matcher {
     /// processing) and emits the `event.matched` envelope under the same derived id, which the
     /// invitation stage drops as a repeat.
     const REPEATS: Repeats = Repeats::Harmless;
+    type Then = ();
 
     /// One status update for every trigger and one lookup per distinct event, all sent
     /// together (the connection pipelines them).
@@ -137,7 +138,7 @@ impl Handler<EventReceived> for Matcher {
         &self,
         items: &[Item<'_, EventReceived>],
         conn: &mut AsyncPgConnection,
-    ) -> Result<Vec<Vec<Emit>>, HandleError> {
+    ) -> Result<Handled, HandleError> {
         let ids: Vec<_> = items.iter().map(|item| item.env.correlation_id).collect();
         let keys: Vec<EventOf> = items
             .iter()
@@ -161,15 +162,17 @@ impl Handler<EventReceived> for Matcher {
                 })),
             )
             .await?;
-        Ok(items
-            .iter()
-            .zip(&keys)
-            .map(|(item, key)| {
-                let at = distinct.iter().position(|k| *k == key).unwrap_or_default();
-                let matched = found.get(at).cloned().unwrap_or_default();
-                vec![item.span.in_scope(|| self.matched(item.env, matched))]
-            })
-            .collect())
+        Ok(Handled::emits(
+            items
+                .iter()
+                .zip(&keys)
+                .map(|(item, key)| {
+                    let at = distinct.iter().position(|k| *k == key).unwrap_or_default();
+                    let matched = found.get(at).cloned().unwrap_or_default();
+                    vec![item.span.in_scope(|| self.matched(item.env, matched))]
+                })
+                .collect(),
+        ))
     }
 }
 

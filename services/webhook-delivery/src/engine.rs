@@ -184,28 +184,18 @@ impl Engine {
         *last = Some(tokio::time::Instant::now());
     }
 
-    /// Sends the first attempts of the messages' deliveries, each in its own task and in the
-    /// span of the delivery that brought its message.
-    pub async fn start_first_attempts(self: Arc<Self>, messages: &[(Uuid, &tracing::Span)]) {
-        let ids: Vec<_> = messages.iter().map(|(id, _)| *id).collect();
-        let found = async {
-            let mut conn = self.store.conn().await?;
-            webhooks::first_attempt_contexts(&mut conn, &ids).await
-        }
-        .await;
-        match found {
-            Ok(found) => {
-                for context in found {
-                    let message_id = context.1.id;
-                    match messages.iter().find(|(id, _)| *id == message_id) {
-                        Some((_, span)) => span.in_scope(|| self.spawn(context)),
-                        None => self.spawn(context),
-                    }
-                }
-            }
-            // The deliveries are leased, not lost: the poller sends them when the lease ends.
-            Err(err) => {
-                tracing::warn!(message_ids = ?ids, error = %error_chain(&err), "could not start first attempts")
+    /// Sends the first attempts of deliveries just committed, each in its own task and in the
+    /// span of the delivery that brought its message: with what the consumer already holds,
+    /// so nothing is read back from the database before the request goes out.
+    pub fn start_first_attempts(
+        self: &Arc<Self>,
+        contexts: Vec<AttemptContext>,
+        span_of: impl Fn(Uuid) -> Option<tracing::Span>,
+    ) {
+        for context in contexts {
+            match span_of(context.1.id) {
+                Some(span) => span.in_scope(|| self.spawn(context)),
+                None => self.spawn(context),
             }
         }
     }

@@ -1,13 +1,15 @@
-//! The consumer: one message per event, one delivery per subscription that wants it.
+//! The consumer: one message per event, one delivery per subscription that wants it, and
+//! the first attempts started once they are committed.
 
 use crate::engine::Engine;
 use beckon_domain::envelope::Envelope;
-use beckon_store::webhooks::{self, NewMessage};
+use beckon_store::webhooks::{
+    self, AttemptContext, Delivery, Message, NewMessage, Subscriber, Subscription,
+};
 use beckon_webhooks::payload::{Announcement, WebhookBody};
-use beckon_worker::{Emit, HandleError, Handler, Item};
+use beckon_worker::{HandleError, Handled, Handler, Item};
 use diesel_async::AsyncPgConnection;
-use std::collections::HashMap;
-use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -49,46 +51,94 @@ impl Fanout {
     }
 }
 
+/// The subscriptions that want one project's event type, and the same as delivery targets.
+struct Wanting {
+    subscriptions: Vec<Subscription>,
+    targets: Vec<Subscriber>,
+}
+
 impl<T: Announcement> Handler<T> for Fanout {
-    /// One lookup of subscribers per project and event type, one insert of every message and
-    /// one of every delivery.
+    /// The first attempts to start once the batch is committed.
+    type Then = Vec<AttemptContext>;
+
+    /// One lookup of subscriptions per project and event type (sent together), one insert of
+    /// every message and one of every delivery; the first attempts of the deliveries created
+    /// are handed on whole, so none is read back before it is sent.
     async fn handle(
         &self,
         items: &[Item<'_, T>],
         conn: &mut AsyncPgConnection,
-    ) -> Result<Vec<Vec<Emit>>, HandleError> {
-        let mut wanted: HashMap<(Uuid, &str), Vec<webhooks::Subscriber>> = HashMap::new();
-        let mut messages = Vec::new();
-        let mut deliveries = Vec::new();
-        for item in items {
-            let key = (item.env.project_id, item.env.data.webhook_type());
-            let subscribers = match wanted.entry(key) {
-                Entry::Occupied(found) => found.into_mut(),
-                Entry::Vacant(slot) => {
-                    slot.insert(webhooks::subscribers(conn, key.0, key.1).await?)
-                }
-            };
-            if !subscribers.is_empty() {
-                messages.push(self.message(item.env)?);
-                deliveries.push((item.env.id, key));
-            }
-        }
-        let deliveries: Vec<_> = deliveries
-            .iter()
-            .map(|(id, key)| (*id, wanted[key].as_slice()))
-            .collect();
-        // Sent together; the messages go first, as the deliveries refer to them.
+    ) -> Result<Handled<Self::Then>, HandleError> {
         let conn = &*conn;
-        futures_util::future::try_join(
-            webhooks::insert_messages(conn, &messages),
-            webhooks::insert_deliveries_of(conn, &deliveries, self.lease()),
+        let keys: Vec<(Uuid, &str)> = items
+            .iter()
+            .map(|item| (item.env.project_id, item.env.data.webhook_type()))
+            .collect();
+        let mut distinct = keys.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        let found = futures_util::future::try_join_all(
+            distinct
+                .iter()
+                .map(|(project, event_type)| webhooks::wanting(conn, *project, event_type)),
         )
         .await?;
-        Ok(vec![Vec::new(); items.len()])
+        let wanted: HashMap<(Uuid, &str), Wanting> = distinct
+            .into_iter()
+            .zip(found)
+            .map(|(key, subscriptions)| {
+                let targets = subscriptions.iter().map(Subscriber::from).collect();
+                let wanting = Wanting {
+                    subscriptions,
+                    targets,
+                };
+                (key, wanting)
+            })
+            .collect();
+        let mut messages = Vec::new();
+        for (item, key) in items.iter().zip(&keys) {
+            // Nothing is kept for an event no subscription wants.
+            if wanted.get(key).is_some_and(|w| !w.targets.is_empty()) {
+                messages.push((self.message(item.env)?, *key));
+            }
+        }
+        let deliveries: Vec<_> = messages
+            .iter()
+            .map(|(message, key)| (message.id, wanted[key].targets.as_slice()))
+            .collect();
+        let lease = self.lease();
+        let stored: Vec<NewMessage> = messages.iter().map(|(m, _)| m.clone()).collect();
+        // Sent together; the messages go first, as the deliveries refer to them.
+        let ((), created) = futures_util::future::try_join(
+            webhooks::insert_messages(conn, &stored),
+            webhooks::insert_deliveries_of(conn, &deliveries, lease),
+        )
+        .await?;
+        let created: HashSet<Uuid> = created.into_iter().collect();
+        let now = OffsetDateTime::now_utc();
+        let mut first = Vec::new();
+        for (message, key) in &messages {
+            // An ordered subscription's deliveries go out through the poller, in order.
+            for sub in wanted[key].subscriptions.iter().filter(|s| !s.ordered) {
+                let delivery = Delivery::inserted(message.id, sub.id, lease, now);
+                // A disabled subscription's delivery is kept as skipped, never attempted.
+                if sub.status == webhooks::status::ACTIVE && created.contains(&delivery.id) {
+                    first.push((delivery, Message::stored(message, now), sub.clone()));
+                }
+            }
+        }
+        Ok(Handled {
+            emits: vec![Vec::new(); items.len()],
+            then: first,
+        })
     }
 
-    async fn after_commit(&self, items: &[Item<'_, T>]) {
-        let messages: Vec<_> = items.iter().map(|item| (item.env.id, item.span)).collect();
-        self.engine.clone().start_first_attempts(&messages).await;
+    async fn after_commit(&self, items: &[Item<'_, T>], first: Self::Then) {
+        self.engine.start_first_attempts(first, |message_id| {
+            items
+                .iter()
+                .find(|item| item.env.id == message_id)
+                .map(|item| item.span.clone())
+        });
     }
 }
