@@ -32,6 +32,8 @@ struct Inner {
     channel: Channel,
     state: Mutex<State>,
     wake: Notify,
+    /// The task that writes the acknowledgements: the only writer, so two frames never race.
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 #[derive(Default)]
@@ -85,9 +87,11 @@ impl Acks {
                 channel,
                 state: Mutex::new(State::default()),
                 wake: Notify::new(),
+                task: Mutex::new(None),
             }),
         };
-        tokio::spawn(acks.clone().send());
+        let task = tokio::spawn(acks.clone().send());
+        *acks.inner.task.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
         acks
     }
 
@@ -114,15 +118,20 @@ impl Acks {
         self.inner.wake.notify_one();
     }
 
-    /// Sends every acknowledgement still waiting and stops the task: the consumer is done.
+    /// Has the task send every acknowledgement still waiting, and waits for it to finish:
+    /// the consumer is done.
     pub async fn close(&self) {
-        let due = {
-            let mut state = self.state();
-            state.closed = true;
-            state.take(Instant::now()).0
-        };
+        self.state().closed = true;
         self.inner.wake.notify_one();
-        self.write(due).await;
+        let task = self
+            .inner
+            .task
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(task) = task {
+            let _ = task.await;
+        }
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
