@@ -345,19 +345,23 @@ async fn remember_event_keys(
     Ok(())
 }
 
-/// Which of `ids` are surveys that exist now (one matched a moment ago may have been deleted
-/// since). Pipelined like [`live_matching`].
+/// Which of `ids` are surveys that exist now, with their projects (one matched a moment ago
+/// may have been deleted since). In a transaction, each one found is locked against deletion
+/// (`FOR KEY SHARE`, which edits do not wait for) until the commit, so what refers to it can
+/// be written. Pipelined like [`live_matching`].
 pub fn existing<'c>(
     conn: &'c AsyncPgConnection,
     ids: &[Uuid],
-) -> impl Future<Output = Result<Vec<Uuid>, StoreError>> + Send + use<'c> {
+) -> impl Future<Output = Result<Vec<(Uuid, Uuid)>, StoreError>> + Send + use<'c> {
     let sent = (!ids.is_empty()).then(|| {
         Cached(
             surveys::table
                 .filter(surveys::id.eq_any(ids.to_vec()))
-                .select(surveys::id),
+                .order(surveys::id.asc())
+                .select((surveys::id, surveys::project_id))
+                .for_key_share(),
         )
-        .load::<Uuid>(&mut { conn })
+        .load::<(Uuid, Uuid)>(&mut { conn })
     });
     crate::pipelined::rows(sent)
 }

@@ -20,7 +20,7 @@ use beckon_store::triggers::{self, SurveyResult};
 use beckon_store::users::{self, User};
 use beckon_worker::{Emit, HandleError, Handled, Handler, Item};
 use diesel_async::AsyncPgConnection;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use time::{Duration, OffsetDateTime};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -203,13 +203,19 @@ impl Handler<EventMatched> for Inviter {
             .collect();
         ids.sort_unstable();
         ids.dedup();
-        let exists: HashSet<Uuid> = surveys::existing(conn, &ids).await?.into_iter().collect();
+        // Locked against deletion until the commit, so the claims and invitations below can
+        // refer to them; a survey of another project counts as gone.
+        let present: HashMap<Uuid, Uuid> =
+            surveys::existing(conn, &ids).await?.into_iter().collect();
+        let exists = |env: &Envelope<EventMatched>, s: &MatchedSurvey| {
+            present.get(&s.survey_id) == Some(&env.project_id)
+        };
         let user = |item: &Item<'_, EventMatched>| item.env.data.user_ref.as_str().to_owned();
         let cooldowns = futures_util::future::try_join_all(
             items
                 .iter()
                 .flat_map(|item| item.env.data.surveys.iter().map(move |s| (item, s)))
-                .filter(|(_, s)| s.cooldown_seconds > 0 && exists.contains(&s.survey_id))
+                .filter(|(item, s)| s.cooldown_seconds > 0 && exists(item.env, s))
                 .map(|(item, s)| {
                     let (id, user, secs) = (s.survey_id, user(item), s.cooldown_seconds);
                     if admits(item.env, s) {
@@ -236,7 +242,7 @@ impl Handler<EventMatched> for Inviter {
                         .surveys
                         .iter()
                         .map(|s| {
-                            let exists = exists.contains(&s.survey_id);
+                            let exists = exists(item.env, s);
                             let in_cooldown = exists
                                 && s.cooldown_seconds > 0
                                 && cooldowns.next().unwrap_or_default();

@@ -26,12 +26,20 @@ fn inviter() -> Inviter {
 }
 
 async fn live_survey(seeded: &WithProject, cooldown_seconds: i64) -> MatchedSurvey {
+    live_survey_in(seeded, seeded.project_id, cooldown_seconds).await
+}
+
+async fn live_survey_in(
+    seeded: &WithProject,
+    project_id: Uuid,
+    cooldown_seconds: i64,
+) -> MatchedSurvey {
     let mut conn = seeded.store.conn().await.expect("a connection");
     let survey = surveys::create_survey(
         &mut conn,
         NewSurvey {
             org_id: seeded.org_id,
-            project_id: seeded.project_id,
+            project_id,
             name: "Churn".into(),
             status: SurveyStatus::Live,
             questions: vec![Question {
@@ -188,4 +196,98 @@ async fn two_events_of_one_user_in_one_batch_share_the_cooldown() {
         outcomes(&seeded, other.correlation_id).await[0].1,
         SurveyOutcome::Created
     );
+}
+
+/// A survey deleted while the batch is decided: the deletion started first and commits while
+/// the handler waits on the survey's row. The handler finds it gone, marks it `errored` and
+/// invites the user to the other survey; the envelope does not fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_survey_deleted_while_the_batch_is_decided_errors_alone() {
+    let seeded = WithProject::new(4).await;
+    let kept = live_survey(&seeded, 3600).await;
+    let deleted = live_survey(&seeded, 3600).await;
+    let env = matched(&seeded, "user_1", vec![kept.clone(), deleted.clone()]).await;
+
+    let mut deleter = seeded.store.conn().await.expect("a connection");
+    for sql in [
+        "BEGIN".to_owned(),
+        format!("DELETE FROM surveys WHERE id = '{}'", deleted.survey_id),
+    ] {
+        diesel_async::RunQueryDsl::execute(diesel::sql_query(sql), &mut deleter)
+            .await
+            .expect("the deletion, uncommitted");
+    }
+    let handled = tokio::spawn(in_transaction(seeded.store.clone(), env.clone()));
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    diesel_async::RunQueryDsl::execute(diesel::sql_query("COMMIT"), &mut deleter)
+        .await
+        .expect("the deletion commits");
+    assert_eq!(handled.await.expect("the task"), Ok(vec![1]));
+    let found = outcomes(&seeded, env.correlation_id).await;
+    assert!(
+        found
+            .iter()
+            .any(|(id, outcome, _)| *id == deleted.survey_id && *outcome == SurveyOutcome::Errored)
+    );
+    assert!(
+        found
+            .iter()
+            .any(|(id, outcome, _)| *id == kept.survey_id && *outcome == SurveyOutcome::Created)
+    );
+}
+
+/// An envelope naming a survey of another project (only someone able to write to the broker
+/// could forge one) invites no one to it: the survey counts as gone from this project.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_survey_of_another_project_is_never_invited_to() {
+    let seeded = WithProject::new(4).await;
+    let mut conn = seeded.store.conn().await.expect("a connection");
+    let other = beckon_store::tenancy::create_project(&mut conn, seeded.org_id, "Other")
+        .await
+        .expect("a project");
+    drop(conn);
+    let foreign = live_survey_in(&seeded, other.id, 0).await;
+    let env = matched(&seeded, "user_1", vec![foreign.clone()]).await;
+    assert_eq!(
+        in_transaction(seeded.store.clone(), env.clone()).await,
+        Ok(vec![0])
+    );
+    assert_eq!(
+        outcomes(&seeded, env.correlation_id).await[0].1,
+        SurveyOutcome::Errored
+    );
+    let mut conn = seeded.store.conn().await.expect("a connection");
+    let invited = diesel_async::RunQueryDsl::execute(
+        diesel::sql_query("SELECT 1 FROM invitations"),
+        &mut conn,
+    )
+    .await
+    .expect("counted");
+    assert_eq!(invited, 0);
+}
+
+async fn in_transaction(
+    store: beckon_store::Store,
+    env: Envelope<EventMatched>,
+) -> Result<Vec<usize>, String> {
+    let mut conn = store.conn().await.expect("a connection");
+    diesel_async::AsyncConnection::transaction::<_, beckon_worker::HandleError, _>(
+        &mut conn,
+        async |conn| {
+            let span = tracing::Span::none();
+            let items = [Item {
+                env: &env,
+                span: &span,
+            }];
+            Ok(inviter()
+                .handle(&items, conn)
+                .await?
+                .emits
+                .iter()
+                .map(Vec::len)
+                .collect())
+        },
+    )
+    .await
+    .map_err(|e| e.to_string())
 }
