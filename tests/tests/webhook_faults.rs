@@ -549,3 +549,125 @@ async fn a_burst_beyond_the_share_in_flight_waits_for_a_slot_not_for_the_poller(
         .wait_for("/hang/1/burst", 3, Duration::from_secs(15))
         .await;
 }
+
+/// A rate-limited delivery takes its send slot before its rate-limit slot: requests paced a
+/// slot apart that had queued behind slow ones would otherwise all go the moment the slow
+/// ones answer. With `rate_limit: 1`, two attempts in flight at once and an endpoint that
+/// answers its first two requests together, every request still arrives a second apart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limit_holds_when_requests_wait_for_a_send_slot() {
+    use actix_web::{App, HttpResponse, HttpServer, web};
+    use std::sync::{Arc, Mutex};
+    use std::time::Instant;
+    let app = TestApp::spawn_with(Options::with_env(vec![(
+        "BECKON_WEBHOOK_CONCURRENCY_PER_SUBSCRIPTION",
+        "2".into(),
+    )]))
+    .await;
+    // The first two requests are answered together, 4.5 s after the first arrived; the rest at
+    // once.
+    type Seen = Arc<Mutex<(Option<Instant>, Vec<Instant>)>>;
+    let seen: Seen = Arc::default();
+    let data = web::Data::new(seen.clone());
+    let server = HttpServer::new(move || {
+        App::new().app_data(data.clone()).default_service(web::to(
+            |body: web::Bytes, seen: web::Data<Seen>| async move {
+                let json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                if json["type"] == "verification" {
+                    return HttpResponse::Ok()
+                        .content_type("text/plain")
+                        .body(json["challenge"].as_str().unwrap_or("").to_owned());
+                }
+                let (first, n) = {
+                    let mut s = seen.lock().unwrap();
+                    let now = Instant::now();
+                    let first = *s.0.get_or_insert(now);
+                    s.1.push(now);
+                    (first, s.1.len())
+                };
+                if n <= 2 {
+                    tokio::time::sleep_until((first + Duration::from_millis(4500)).into()).await;
+                }
+                HttpResponse::Ok().body("ok")
+            },
+        ))
+    })
+    .workers(2)
+    .disable_signals()
+    .bind(("127.0.0.1", 0))
+    .unwrap();
+    let port = server.addrs()[0].port();
+    tokio::spawn(server.run());
+
+    let project = project_with_survey(&app).await;
+    app.create_webhook(
+        project,
+        json!({"url": format!("http://127.0.0.1:{port}/slow"), "rate_limit": 1}),
+    )
+    .await;
+    for n in 0..4 {
+        fire(&app, project, &format!("u{n}")).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while seen.lock().unwrap().1.len() < 4 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut at = seen.lock().unwrap().1.clone();
+    assert!(at.len() >= 4, "{} requests", at.len());
+    at.sort();
+    let gaps: Vec<u128> = at.windows(2).map(|w| (w[1] - w[0]).as_millis()).collect();
+    assert!(
+        gaps.iter().all(|g| *g >= 900),
+        "requests to an endpoint limited to 1 a second arrived {gaps:?} ms apart"
+    );
+}
+
+/// A stopping webhook service starts no new request: deliveries waiting in memory for a send
+/// slot give up their place and go back to the database, so none starts late and is cut off
+/// unrecorded by the end of the drain (and sent again once its lease runs out). One attempt at
+/// a time, an endpoint that takes 5 s, three events: nothing starts while the service stops,
+/// and after its restart each event arrives exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_service_starts_no_new_sends_and_each_arrives_once() {
+    let mut app = TestApp::spawn_with(Options::with_env(vec![(
+        "BECKON_WEBHOOK_CONCURRENCY_PER_SUBSCRIPTION",
+        "1".into(),
+    )]))
+    .await;
+    let receiver = Receiver::start().await;
+    let project = project_with_survey(&app).await;
+    app.create_webhook(
+        project,
+        json!({"url": receiver.url("/hang/5/stop"), "timeout_ms": 30000}),
+    )
+    .await;
+    for user in ["u1", "u2", "u3"] {
+        fire(&app, project, user).await;
+    }
+    receiver.wait_for("/hang/5/stop", 1, WAIT).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let stopping = std::time::Instant::now();
+    app.stop("webhook-delivery");
+    let started_while_stopping = receiver
+        .received("/hang/5/stop")
+        .iter()
+        .filter(|r| r.at > stopping)
+        .count();
+    assert_eq!(
+        started_while_stopping, 0,
+        "requests started while the service was stopping"
+    );
+    app.start("webhook-delivery");
+    receiver.wait_for("/hang/5/stop", 3, WAIT).await;
+    // Long enough for a second copy of one to arrive, were one sent.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut by_id = std::collections::HashMap::<String, usize>::new();
+    for r in receiver.received("/hang/5/stop") {
+        *by_id.entry(r.header("webhook-id").to_owned()).or_default() += 1;
+    }
+    assert_eq!(by_id.len(), 3, "{by_id:?}");
+    assert!(
+        by_id.values().all(|n| *n == 1),
+        "sent more than once: {by_id:?}"
+    );
+}

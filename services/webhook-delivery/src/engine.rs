@@ -42,9 +42,11 @@ const WAITING_PER_SLOT: usize = 4;
 /// behind them full, waits in the database before the poller tries it again.
 const SLOT_RETRY: Duration = Duration::from_secs(1);
 
-/// The longest a delivery waits in line for a send slot: with the longest response timeout
-/// (30 s) after it, well inside its lease, so the poller never sends it a second time.
+/// The longest a delivery waits in line for a send slot, whatever its lease leaves.
 const SLOT_WAIT_AT_MOST: Duration = Duration::from_secs(20);
+/// What a delivery's lease keeps in hand beyond the wait, its rate-limit slot and its response
+/// timeout, so the poller never sends it a second time.
+const LEASE_MARGIN: Duration = Duration::from_secs(5);
 
 /// A subscription's send slots: its share of attempts in flight, and the line waiting for them.
 struct Slots {
@@ -63,10 +65,18 @@ impl Slots {
     }
 
     /// A send slot: at once when one is free; else after those ahead in line (first come,
-    /// first served), unless the line is full or the wait too long. A burst beyond the share so waits the moment
-    /// it takes an attempt to finish, not a poll of the database.
-    async fn take(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    /// first served), unless the line is full, the wait would outlast `until`, or `stop`
+    /// fires (a stopping process starts no send it may not finish). A burst beyond the share
+    /// so waits the moment it takes an attempt to finish, not a poll of the database.
+    async fn take(
+        &self,
+        until: tokio::time::Instant,
+        stop: &CancellationToken,
+    ) -> Option<tokio::sync::OwnedSemaphorePermit> {
         use std::sync::atomic::Ordering;
+        if stop.is_cancelled() {
+            return None;
+        }
         if let Ok(permit) = self.in_flight.clone().try_acquire_owned() {
             return Some(permit);
         }
@@ -74,13 +84,14 @@ impl Slots {
             self.waiting.fetch_sub(1, Ordering::SeqCst);
             return None;
         }
-        let permit =
-            tokio::time::timeout(SLOT_WAIT_AT_MOST, self.in_flight.clone().acquire_owned())
-                .await
-                .ok()
-                .and_then(Result::ok);
+        let permit = tokio::select! {
+            permit = tokio::time::timeout_at(until, self.in_flight.clone().acquire_owned()) => {
+                permit.ok().and_then(Result::ok)
+            }
+            _ = stop.cancelled() => None,
+        };
         self.waiting.fetch_sub(1, Ordering::SeqCst);
-        permit
+        permit.filter(|_| !stop.is_cancelled())
     }
 }
 
@@ -102,6 +113,8 @@ pub struct Engine {
     /// When this process last sent to each rate-limited subscription.
     pacers: Mutex<HashMap<Uuid, Arc<tokio::sync::Mutex<Option<tokio::time::Instant>>>>>,
     tasks: TaskTracker,
+    /// Fired when the process starts to stop: deliveries waiting for a send slot give up.
+    stopping: CancellationToken,
     /// Logs finished attempts in groups.
     recorder: Recorder,
 }
@@ -117,6 +130,7 @@ impl Engine {
             slots: Mutex::new(HashMap::new()),
             pacers: Mutex::new(HashMap::new()),
             tasks: TaskTracker::new(),
+            stopping: CancellationToken::new(),
         }
     }
 
@@ -263,6 +277,7 @@ impl Engine {
 
     /// Waits (up to `timeout`) for attempts in flight to finish and be recorded.
     pub async fn drain(&self, timeout: Duration) {
+        self.stopping.cancel();
         self.tasks.close();
         if tokio::time::timeout(timeout, self.tasks.wait())
             .await
@@ -320,21 +335,34 @@ impl Engine {
                 return webhooks::give_up(&mut conn, delivery.id, &reason).await;
             }
         };
-        if let Some(limit) = sub.rate_limit
-            && !self.take_slot(sub.id, limit).await?
-        {
-            // Its slots are taken for the next few seconds: come back when some are free.
-            let mut conn = self.store.conn().await?;
-            webhooks::release(&mut conn, delivery.id, RATE_HORIZON / 2).await?;
-            return Ok(());
-        }
-        let Some(permit) = self.slot(sub.id).take().await else {
-            // Its share is in flight and enough wait behind it: this one waits in the
-            // database, where the poller finds it again.
+        let timeout = Duration::from_millis(sub.timeout_ms.max(1000) as u64);
+        // The wait in line ends while the lease still covers the rate-limit slot, the request
+        // and a margin.
+        let lease_left =
+            std::time::Duration::try_from(delivery.next_attempt_at - OffsetDateTime::now_utc())
+                .unwrap_or_default();
+        let wait = lease_left
+            .saturating_sub(timeout + RATE_HORIZON + LEASE_MARGIN)
+            .min(SLOT_WAIT_AT_MOST);
+        let until = tokio::time::Instant::now() + wait;
+        // The send slot first, then the rate-limit slot: requests spaced by the rate limit are
+        // never held back behind a slow one and then released together.
+        let Some(permit) = self.slot(sub.id).take(until, &self.stopping).await else {
+            // Its share is in flight and enough wait behind it (or the process is stopping):
+            // this one waits in the database, where the poller finds it again.
             let mut conn = self.store.conn().await?;
             webhooks::release(&mut conn, delivery.id, SLOT_RETRY).await?;
             return Ok(());
         };
+        if let Some(limit) = sub.rate_limit
+            && !self.take_slot(sub.id, limit).await?
+        {
+            // Its slots are taken for the next few seconds: come back when some are free.
+            drop(permit);
+            let mut conn = self.store.conn().await?;
+            webhooks::release(&mut conn, delivery.id, RATE_HORIZON / 2).await?;
+            return Ok(());
+        }
 
         let opened = match (self.keys.open(sealed), self.secrets(&sub)) {
             (Ok(body), Some(secrets)) => Ok((body, secrets)),
@@ -357,7 +385,6 @@ impl Engine {
                         signature_header(&refs, &id, timestamp, &body),
                     ),
                 ];
-                let timeout = Duration::from_millis(sub.timeout_ms.max(1000) as u64);
                 self.sender.post(&sub.url, &headers, body, timeout).await
             }
             Err(error) => Outcome {
