@@ -978,6 +978,17 @@ fn report(runs: &[Figures], bench: &Bench, seconds: u64, command: &str) -> Strin
     out
 }
 
+/// Where the hand-kept history of a report begins and ends.
+const HISTORY_BEGINS: &str = "<!-- history: kept by hand, carried over by make bench -->";
+const HISTORY_ENDS: &str = "<!-- /history -->";
+
+/// The hand-kept history section of a report, markers included.
+fn history(report: &str) -> Option<&str> {
+    let start = report.find(HISTORY_BEGINS)?;
+    let end = report[start..].find(HISTORY_ENDS)? + start + HISTORY_ENDS.len();
+    Some(&report[start..end])
+}
+
 /// How many requests a scenario sent, from a run's figures; 0 when it does not say.
 fn requests_of(scenario: &str, figures: &Figures) -> f64 {
     let key = match scenario {
@@ -1052,7 +1063,18 @@ async fn main() {
     }
     let command = std::env::var("BECKON_BENCH_COMMAND")
         .unwrap_or_else(|_| std::env::args().collect::<Vec<_>>().join(" "));
-    let text = report(&results, &bench, seconds, &command);
+    let mut text = report(&results, &bench, seconds, &command);
+    // The hand-written record of changes and what they did is carried over from the report
+    // this one replaces.
+    if let Some(history) = std::fs::read_to_string(&out)
+        .ok()
+        .as_deref()
+        .and_then(history)
+    {
+        text.push('\n');
+        text.push_str(history);
+        text.push('\n');
+    }
     std::fs::write(&out, &text).expect("write the report");
     println!("{text}");
 }
