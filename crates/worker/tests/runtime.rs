@@ -112,6 +112,17 @@ impl beckon_worker::Handler<EventReceived> for Fragile {
     }
 }
 
+/// A worker's dependencies on `store` and `publisher`, impatient: a failure is retried at once.
+fn deps(store: &Store, publisher: &Publisher) -> beckon_worker::Deps {
+    beckon_worker::Deps {
+        cleaner: beckon_worker::OutboxCleaner::start(store.clone()),
+        database: beckon_worker::Database::new(store.clone()),
+        patience: Duration::ZERO,
+        store: store.clone(),
+        publisher: publisher.clone(),
+    }
+}
+
 fn envelope(user_ref: &str) -> Vec<u8> {
     serde_json::to_vec(&serde_json::json!({
         "id": uuid::Uuid::now_v7(),
@@ -135,13 +146,7 @@ async fn a_handler_that_panics_takes_its_batch_down_but_never_the_consumer() {
     let publisher = Publisher::connect(&config.uri, "runtime-test", topology, Vec::new())
         .await
         .expect("the broker");
-    let deps = beckon_worker::Deps {
-        cleaner: beckon_worker::OutboxCleaner::start(store.clone()),
-        database: beckon_worker::Database::new(store.clone()),
-        patience: Duration::ZERO,
-        store,
-        publisher,
-    };
+    let deps = deps(&store, &publisher);
     let cancel = CancellationToken::new();
     let batcher = beckon_worker::Batcher::start("fragile", deps, Fragile, 1, cancel.clone());
     // More panics than there are batch workers: unsupervised, none would be left.
@@ -211,13 +216,7 @@ async fn a_harmless_handler_publishes_directly_and_falls_back_to_the_outbox() {
     )
     .await
     .expect("the broker");
-    let deps = beckon_worker::Deps {
-        cleaner: beckon_worker::OutboxCleaner::start(store.clone()),
-        database: beckon_worker::Database::new(store.clone()),
-        patience: Duration::ZERO,
-        store: store.clone(),
-        publisher: publisher.clone(),
-    };
+    let deps = deps(&store, &publisher);
     let cancel = CancellationToken::new();
     let count = async |sql: &str| {
         let mut conn = store.conn().await.expect("a connection");
