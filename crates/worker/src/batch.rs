@@ -3,9 +3,10 @@
 //! Each delivery's task hands its decoded envelope to a small set of batch workers and waits
 //! for the outcome. A worker takes the first envelope waiting and whatever else is already
 //! queued (up to the batch size, never waiting for more), and handles them all in one
-//! transaction: one statement records every envelope as processed, the handler runs for each
-//! new one, one statement adds every emitted envelope to the outbox, one commit. Then the
-//! outbox rows are published and each delivery is acknowledged. Under light load a batch holds
+//! transaction: one statement records every envelope as processed, the handler runs once for
+//! the new ones, one statement adds every emitted envelope to the outbox, one commit. Then the
+//! outbox rows are published and each delivery is acknowledged. (A handler whose repeats are
+//! harmless needs neither the record nor the transaction: see [`crate::Repeats`].) Under light load a batch holds
 //! one envelope and costs what handling it alone would; under load the per-envelope cost of
 //! the transaction, the idempotency record and the outbox shrinks with the batch.
 //!
