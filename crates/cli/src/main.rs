@@ -8,7 +8,7 @@ use beckon_domain::survey::{
     DEFAULT_LIFETIME_SECONDS, DEFAULT_REMINDER_LEAD_SECONDS, Question, QuestionKind, SurveyStatus,
     SurveyTrigger,
 };
-use beckon_store::paging::{Keyset, PageRequest};
+use beckon_store::paging::PageRequest;
 use beckon_store::surveys::{self, NewSurvey};
 use beckon_store::{Store, tenancy};
 use clap::{Parser, Subcommand};
@@ -324,10 +324,7 @@ async fn main() -> anyhow::Result<()> {
                 let listed = tenancy::list_tokens(&mut conn, org, &page)
                     .await
                     .context("Failed to list the tokens")?;
-                page.after = listed.next_after(|t| Keyset {
-                    created_at: t.created_at,
-                    id: t.id,
-                });
+                page.after = listed.next_keyset();
                 tokens.extend(listed.items);
                 if page.after.is_none() {
                     break;

@@ -19,6 +19,33 @@ pub struct Keyset {
     pub id: Uuid,
 }
 
+/// A row of a list ordered by `created_at DESC, id DESC`: where it stands in it. The key a
+/// cursor resumes from is the row's own, so it can never disagree with the list's order.
+pub trait Keyed {
+    fn keyset(&self) -> Keyset;
+}
+
+impl Keyed for Keyset {
+    fn keyset(&self) -> Keyset {
+        *self
+    }
+}
+
+/// Implements [`Keyed`] for rows with `created_at` and `id` fields.
+macro_rules! keyed_by_created_at_and_id {
+    ($($row:ty),* $(,)?) => {$(
+        impl $crate::paging::Keyed for $row {
+            fn keyset(&self) -> $crate::paging::Keyset {
+                $crate::paging::Keyset {
+                    created_at: self.created_at,
+                    id: self.id,
+                }
+            }
+        }
+    )*};
+}
+pub(crate) use keyed_by_created_at_and_id;
+
 /// One page wanted: at most `limit` rows (at least 1), those after `after` in the list's order,
 /// or its first rows when `after` is `None`. `K` is the list's key: a [`Keyset`], or the
 /// serial id of a table whose ids grow with time (the attempt log).
@@ -63,6 +90,14 @@ impl<T> Page<T> {
     /// The position to ask for the next page after, when there is one.
     pub fn next_after<K>(&self, key: impl Fn(&T) -> K) -> Option<K> {
         self.has_more.then(|| self.items.last().map(key)).flatten()
+    }
+
+    /// The row to ask for the next page after, in a keyset list, when there is one.
+    pub fn next_keyset(&self) -> Option<Keyset>
+    where
+        T: Keyed,
+    {
+        self.next_after(T::keyset)
     }
 
     pub fn map<U>(self, f: impl FnMut(T) -> U) -> Page<U> {

@@ -32,6 +32,15 @@ pub struct Response {
     pub completed_at: Option<OffsetDateTime>,
 }
 
+crate::paging::keyed_by_created_at_and_id!(Response);
+
+/// A listed response with its answers stands where the response does.
+impl<A> crate::paging::Keyed for (Response, A) {
+    fn keyset(&self) -> crate::paging::Keyset {
+        crate::paging::Keyed::keyset(&self.0)
+    }
+}
+
 /// What a response is created from.
 #[derive(Debug, Clone)]
 pub struct NewResponse {

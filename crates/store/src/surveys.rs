@@ -31,6 +31,8 @@ pub struct Survey {
     pub updated_at: OffsetDateTime,
 }
 
+crate::paging::keyed_by_created_at_and_id!(Survey);
+
 /// A survey to create; the caller has validated every field.
 #[derive(Debug, Clone)]
 pub struct NewSurvey {

@@ -74,6 +74,8 @@ pub struct ApiToken {
     pub parent_id: Option<Uuid>,
 }
 
+crate::paging::keyed_by_created_at_and_id!(ApiToken);
+
 impl From<TokenRow> for ApiToken {
     fn from(row: TokenRow) -> Self {
         Self {
@@ -278,6 +280,8 @@ pub struct Project {
     pub widget_previous_secret_sealed: Option<Vec<u8>>,
     pub widget_previous_secret_expires_at: Option<OffsetDateTime>,
 }
+
+crate::paging::keyed_by_created_at_and_id!(Project);
 
 impl Project {
     /// The sealed widget secrets that verify now: the current one, and the one a rotation

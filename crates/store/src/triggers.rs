@@ -101,6 +101,8 @@ pub struct Trigger {
     pub reminder_for: Option<OffsetDateTime>,
 }
 
+crate::paging::keyed_by_created_at_and_id!(Trigger);
+
 pub async fn insert(conn: &mut AsyncPgConnection, new: &NewTrigger) -> Result<(), StoreError> {
     diesel::insert_into(triggers::table)
         .values(TriggerRow::from(new))

@@ -80,6 +80,8 @@ pub struct Subscription {
     pub ordered: bool,
 }
 
+crate::paging::keyed_by_created_at_and_id!(Subscription);
+
 impl Subscription {
     /// Whether one more failure at `now` ends the subscription's patience: its streak (this
     /// failure included) has lasted `window` and holds at least `min_failures` attempts. A
@@ -1097,6 +1099,15 @@ pub struct DeliveryRow {
     pub event_type: String,
     /// When the message's body was erased at the end of the payload retention period.
     pub payload_erased_at: Option<OffsetDateTime>,
+}
+
+impl crate::paging::Keyed for DeliveryRow {
+    fn keyset(&self) -> crate::paging::Keyset {
+        crate::paging::Keyset {
+            created_at: self.delivery.created_at,
+            id: self.delivery.id,
+        }
+    }
 }
 
 /// A page of a subscription's deliveries, newest first, optionally of one status. A batch's

@@ -18,7 +18,7 @@ use crate::error::ApiError;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use beckon_domain::timestamp;
-use beckon_store::paging::{Keyset, Page, PageRequest};
+use beckon_store::paging::{Keyed, Keyset, Page, PageRequest};
 use beckon_webhooks::sealed::SealingKeys;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -247,16 +247,15 @@ pub struct Paginated<T> {
 }
 
 impl<T> Paginated<T> {
-    /// The answer for `page` of `owner`'s `list`, ordered by `(created_at, id)`: `key` gives
-    /// a row's, `view` what is shown of it.
-    pub fn keyset<R>(
+    /// The answer for `page` of `owner`'s `list`, ordered by `(created_at, id)`: `view` gives
+    /// what is shown of a row.
+    pub fn keyset<R: Keyed>(
         page: Page<R>,
         keys: &SealingKeys,
         (list, owner): (List, Uuid),
-        key: impl Fn(&R) -> Keyset,
         view: impl FnMut(R) -> T,
     ) -> Self {
-        let next = page.next_after(key).map(Position::Keyset);
+        let next = page.next_keyset().map(Position::Keyset);
         Self::new(page, keys, (list, owner), next, view)
     }
 
@@ -448,7 +447,6 @@ mod tests {
             },
             &keys,
             (List::Triggers, OWNER),
-            |k| *k,
             |k| k.id,
         );
         assert!(more.has_more);
@@ -463,7 +461,6 @@ mod tests {
             },
             &keys,
             (List::Triggers, OWNER),
-            |k| *k,
             |k| k.id,
         );
         assert_eq!((done.has_more, done.next_cursor), (false, None));

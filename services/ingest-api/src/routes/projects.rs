@@ -8,7 +8,6 @@ use crate::pagination::{List, PageQuery, Paginated};
 use crate::routes::events::format_timestamp;
 use crate::routes::owned_project;
 use actix_web::{HttpResponse, web};
-use beckon_store::paging::Keyset;
 use beckon_store::tenancy::{self, Project};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -151,10 +150,6 @@ pub async fn list(
         projects,
         &state.sealing_key,
         (List::Projects, auth.org_id),
-        |p| Keyset {
-            created_at: p.created_at,
-            id: p.id,
-        },
         ProjectView::from,
     )))
 }

@@ -8,7 +8,7 @@ use crate::pagination::{List, PageQuery, Paginated};
 use crate::routes::events::{format_timestamp, parse_timestamp};
 use crate::routes::owned_project;
 use actix_web::{HttpResponse, web};
-use beckon_store::paging::{Keyset, PageRequest};
+use beckon_store::paging::PageRequest;
 use beckon_store::responses::{self, Response, ResponseFilter, StoredAnswer};
 use beckon_store::{Conn, surveys};
 use serde::{Deserialize, Serialize};
@@ -151,10 +151,6 @@ pub async fn list(
         rows,
         &state.sealing_key,
         (List::Responses, survey_id),
-        |(r, _)| Keyset {
-            created_at: r.created_at,
-            id: r.id,
-        },
         ResponseView::from,
     )))
 }
@@ -222,10 +218,7 @@ pub async fn csv(
     let mut page = PageRequest::first(500);
     loop {
         let rows = responses::list(&mut conn, survey_id, &filter, &page).await?;
-        page.after = rows.next_after(|(r, _)| Keyset {
-            created_at: r.created_at,
-            id: r.id,
-        });
+        page.after = rows.next_keyset();
         for (r, answers) in rows.items {
             let answers = answers_map(answers);
             let fixed = [

@@ -8,7 +8,6 @@ use crate::pagination::{List, PageQuery, Paginated};
 use crate::routes::owned_project;
 use actix_web::{HttpResponse, web};
 use beckon_domain::survey::{self as rules, Question, SurveyError, SurveyStatus, SurveyTrigger};
-use beckon_store::paging::Keyset;
 use beckon_store::surveys::{self, NewSurvey, Survey, SurveyPatch};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -211,10 +210,6 @@ pub async fn list(
         surveys,
         &state.sealing_key,
         (List::Surveys, project.id),
-        |s| Keyset {
-            created_at: s.created_at,
-            id: s.id,
-        },
         SurveyView::from,
     )))
 }

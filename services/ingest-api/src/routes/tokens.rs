@@ -9,7 +9,6 @@ use crate::pagination::{List, PageQuery, Paginated};
 use crate::routes::events::format_timestamp;
 use actix_web::{HttpResponse, web};
 use beckon_domain::scope::Scope;
-use beckon_store::paging::Keyset;
 use beckon_store::tenancy::{self, ApiToken};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -90,10 +89,6 @@ pub async fn list(
         tokens,
         &state.sealing_key,
         (List::Tokens, auth.org_id),
-        |t| Keyset {
-            created_at: t.created_at,
-            id: t.id,
-        },
         TokenView::from,
     )))
 }

@@ -14,7 +14,6 @@ use actix_web::{HttpResponse, web};
 use beckon_domain::LifecycleEvent;
 use beckon_domain::outcome::SurveyOutcome;
 use beckon_domain::trigger::TriggerStatus;
-use beckon_store::paging::Keyset;
 use beckon_store::triggers::{self, Trigger, TriggerFilter};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -208,10 +207,6 @@ pub async fn list(
         triggers,
         &state.sealing_key,
         (List::Triggers, auth.org_id),
-        |t| Keyset {
-            created_at: t.created_at,
-            id: t.id,
-        },
         TriggerView::from,
     )))
 }

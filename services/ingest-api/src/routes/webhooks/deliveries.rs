@@ -7,7 +7,6 @@ use crate::pagination::{List, PageQuery, Paginated};
 use crate::routes::events::format_timestamp;
 use crate::routes::webhooks::subscription;
 use actix_web::{HttpResponse, web};
-use beckon_store::paging::Keyset;
 use beckon_store::webhooks::{self, DeliveryRow, delivery};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -106,10 +105,6 @@ pub async fn deliveries(
         rows,
         &state.sealing_key,
         (List::Deliveries, sub.id),
-        |r| Keyset {
-            created_at: r.delivery.created_at,
-            id: r.delivery.id,
-        },
         DeliveryView::from,
     )))
 }

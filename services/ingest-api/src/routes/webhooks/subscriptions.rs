@@ -12,7 +12,6 @@ use crate::routes::webhooks::subscription;
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use base64::Engine as _;
-use beckon_store::paging::Keyset;
 use beckon_store::webhooks::{
     self, NewSubscription, Subscription, SubscriptionChanges, SubscriptionCreated, status,
 };
@@ -382,10 +381,6 @@ pub async fn list(
         subscriptions,
         &state.sealing_key,
         (List::WebhookSubscriptions, project.id),
-        |s| Keyset {
-            created_at: s.created_at,
-            id: s.id,
-        },
         SubscriptionView::from,
     )))
 }
