@@ -73,6 +73,18 @@ async fn every_service_reports_health_readiness_and_metrics() {
             .unwrap_or(0.0)
             >= 1.0
     );
+    // Each stage reports what waits in its queue: nothing, once the dispatch is done.
+    let backlog = app
+        .eventually(
+            Duration::from_secs(10),
+            "the matcher to report its backlog",
+            || async {
+                app.metric(&matcher, "beckon_queue_backlog{queue=\"matcher\"}")
+                    .await
+            },
+        )
+        .await;
+    assert_eq!(backlog, 0.0);
 
     let webhooks = format!(
         "http://127.0.0.1:{}/metrics",
