@@ -9,9 +9,19 @@ pub type Shared<T> = std::sync::Arc<Mutex<mpsc::UnboundedReceiver<T>>>;
 /// waiting for them: a lone item is a group of one at once, a backlog goes in large groups.
 /// `None` once every sender is gone.
 pub async fn take<T>(queue: &Shared<T>, max: usize) -> Option<Vec<T>> {
-    // A window that has already ended: what is queued is still taken (a timeout polls its
-    // future before its deadline), nothing is waited for.
-    take_within(queue, max, std::time::Duration::ZERO).await
+    let mut rx = queue.lock().await;
+    let first = rx.recv().await?;
+    let mut group = vec![first];
+    // Only what is queued already: no timer, not even one that has run out, since the timer
+    // wheel fires on its next tick (up to a millisecond later), and every stage of the
+    // pipeline would pay that on every message.
+    while group.len() < max.max(1) {
+        match rx.try_recv() {
+            Ok(next) => group.push(next),
+            Err(_) => break,
+        }
+    }
+    Some(group)
 }
 
 /// Like [`take`], but after the first item waits up to `window` for more: for work that no
@@ -56,6 +66,18 @@ mod tests {
         assert_eq!(take(&rx, 3).await, Some(vec![5]));
         drop(tx);
         assert_eq!(take(&rx, 3).await, None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lone_item_is_taken_without_waiting_for_a_timer_tick() {
+        let (tx, rx) = queue();
+        // Between two ticks of the timer wheel, as any real moment is.
+        tokio::time::advance(std::time::Duration::from_micros(500)).await;
+        let start = tokio::time::Instant::now();
+        tx.send(1).unwrap();
+        assert_eq!(take(&rx, 8).await, Some(vec![1]));
+        // The paused clock moves only to wake a timer: it did not move, so none was waited on.
+        assert_eq!(tokio::time::Instant::now(), start);
     }
 
     #[tokio::test]
