@@ -1,47 +1,116 @@
 //! Taking work in groups: the first item waiting and whatever else is already queued.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 use tokio::sync::{Mutex, mpsc};
 
 /// A queue several workers take groups from.
-pub type Shared<T> = std::sync::Arc<Mutex<mpsc::UnboundedReceiver<T>>>;
+pub type Shared<T> = Arc<Mutex<mpsc::UnboundedReceiver<T>>>;
 
 /// Waits for the first item, then takes up to `max - 1` more that are already queued, never
 /// waiting for them: a lone item is a group of one at once, a backlog goes in large groups.
 /// `None` once every sender is gone.
 pub async fn take<T>(queue: &Shared<T>, max: usize) -> Option<Vec<T>> {
-    let mut rx = queue.lock().await;
-    let first = rx.recv().await?;
-    let mut group = vec![first];
-    // Only what is queued already: no timer, not even one that has run out, since the timer
-    // wheel fires on its next tick (up to a millisecond later), and every stage of the
-    // pipeline would pay that on every message.
-    while group.len() < max.max(1) {
-        match rx.try_recv() {
-            Ok(next) => group.push(next),
-            Err(_) => break,
-        }
-    }
-    Some(group)
+    take_within(queue, max, Duration::ZERO).await
 }
 
 /// Like [`take`], but after the first item waits up to `window` for more: for work that no
 /// caller waits on closely, where fewer, larger groups are worth a short delay.
-pub async fn take_within<T>(
-    queue: &Shared<T>,
-    max: usize,
-    window: std::time::Duration,
-) -> Option<Vec<T>> {
+pub async fn take_within<T>(queue: &Shared<T>, max: usize, window: Duration) -> Option<Vec<T>> {
     let mut rx = queue.lock().await;
     let first = rx.recv().await?;
+    Some(gather(&mut rx, first, max, window).await)
+}
+
+/// `first` and what follows it within `window`, up to `max` items. A zero window takes only
+/// what is queued already, without a timer: tokio fires even a timer that has run out on its
+/// wheel's next tick, up to a millisecond later, and every stage would pay that per message.
+async fn gather<T>(
+    rx: &mut mpsc::UnboundedReceiver<T>,
+    first: T,
+    max: usize,
+    window: Duration,
+) -> Vec<T> {
     let mut group = vec![first];
+    let max = max.max(1);
+    if window.is_zero() {
+        while group.len() < max {
+            match rx.try_recv() {
+                Ok(next) => group.push(next),
+                Err(_) => break,
+            }
+        }
+        return group;
+    }
     let deadline = tokio::time::Instant::now() + window;
-    while group.len() < max.max(1) {
+    while group.len() < max {
         match tokio::time::timeout_at(deadline, rx.recv()).await {
             Ok(Some(next)) => group.push(next),
             Ok(None) | Err(_) => break,
         }
     }
-    Some(group)
+    group
+}
+
+/// Groups for workers that commit each group together: a group starts at once while no other
+/// is being worked on, so a lone item never waits; while another is, it lingers up to
+/// `linger` for more to join it, since the items arriving meanwhile would otherwise each take
+/// a commit of their own. Cloning shares the queue.
+pub struct Groups<T> {
+    queue: Shared<T>,
+    max: usize,
+    linger: Duration,
+    working: Arc<AtomicUsize>,
+}
+
+impl<T> Clone for Groups<T> {
+    fn clone(&self) -> Self {
+        Self {
+            queue: self.queue.clone(),
+            max: self.max,
+            linger: self.linger,
+            working: self.working.clone(),
+        }
+    }
+}
+
+/// Held while a group is worked on; dropping it (also when the worker panics) says it is done.
+pub struct Working(Arc<AtomicUsize>);
+
+impl Drop for Working {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A sender and the groups workers take, at most `max` items each.
+pub fn groups<T>(max: usize, linger: Duration) -> (mpsc::UnboundedSender<T>, Groups<T>) {
+    let (tx, queue) = queue();
+    let groups = Groups {
+        queue,
+        max,
+        linger,
+        working: Arc::new(AtomicUsize::new(0)),
+    };
+    (tx, groups)
+}
+
+impl<T> Groups<T> {
+    /// The next group, and the token that marks it as worked on until dropped. `None` once
+    /// every sender is gone.
+    pub async fn next(&self) -> Option<(Vec<T>, Working)> {
+        let mut rx = self.queue.lock().await;
+        let first = rx.recv().await?;
+        let others = self.working.fetch_add(1, Ordering::AcqRel);
+        let working = Working(self.working.clone());
+        let window = if others > 0 {
+            self.linger
+        } else {
+            Duration::ZERO
+        };
+        Some((gather(&mut rx, first, self.max, window).await, working))
+    }
 }
 
 /// A sender and the shared end for workers.
@@ -68,16 +137,74 @@ mod tests {
         assert_eq!(take(&rx, 3).await, None);
     }
 
+    /// Between two ticks of the timer wheel, as any real moment is.
+    async fn between_ticks() {
+        tokio::time::advance(Duration::from_micros(500)).await;
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_lone_item_is_taken_without_waiting_for_a_timer_tick() {
         let (tx, rx) = queue();
-        // Between two ticks of the timer wheel, as any real moment is.
-        tokio::time::advance(std::time::Duration::from_micros(500)).await;
+        between_ticks().await;
         let start = tokio::time::Instant::now();
         tx.send(1).unwrap();
         assert_eq!(take(&rx, 8).await, Some(vec![1]));
         // The paused clock moves only to wake a timer: it did not move, so none was waited on.
         assert_eq!(tokio::time::Instant::now(), start);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_group_starts_at_once_while_no_other_is_worked_on() {
+        let (tx, groups) = groups(8, Duration::from_millis(5));
+        between_ticks().await;
+        let start = tokio::time::Instant::now();
+        tx.send(1).unwrap();
+        let (first, working) = groups.next().await.unwrap();
+        assert_eq!(first, vec![1]);
+        assert_eq!(tokio::time::Instant::now(), start);
+        // Once that group is done, the next lone item starts at once too.
+        drop(working);
+        tx.send(2).unwrap();
+        let (second, _working) = groups.next().await.unwrap();
+        assert_eq!(second, vec![2]);
+        assert_eq!(tokio::time::Instant::now(), start);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn while_another_group_is_worked_on_a_group_lingers_for_more() {
+        let (tx, groups) = groups(3, Duration::from_millis(5));
+        tx.send(0).unwrap();
+        let (_, _busy) = groups.next().await.unwrap();
+        tx.send(1).unwrap();
+        let late = tx.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            late.send(2).unwrap();
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            late.send(3).unwrap();
+            late.send(4).unwrap();
+        });
+        // Joined by what arrives within the linger, up to the maximum.
+        let (group, _working) = groups.next().await.unwrap();
+        assert_eq!(group, vec![1, 2, 3]);
+        let (rest, _working) = groups.next().await.unwrap();
+        assert_eq!(rest, vec![4]);
+    }
+
+    #[tokio::test]
+    async fn a_worker_that_panics_still_marks_its_group_done() {
+        let (tx, groups) = groups::<u8>(8, Duration::from_secs(30));
+        tx.send(1).unwrap();
+        let taken = groups.clone();
+        let worker = tokio::spawn(async move {
+            let (_group, _working) = taken.next().await.unwrap();
+            panic!("the handler failed");
+        });
+        assert!(worker.await.is_err());
+        // Not lingering 30 s behind a group nobody works on.
+        tx.send(2).unwrap();
+        let next = tokio::time::timeout(Duration::from_secs(5), groups.next()).await;
+        assert_eq!(next.unwrap().unwrap().0, vec![2]);
     }
 
     #[tokio::test]
@@ -86,15 +213,15 @@ mod tests {
         tx.send(0).unwrap();
         let late = tx.clone();
         tokio::spawn(async move {
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
             late.send(1).unwrap();
         });
         // Waits for the late second item (the window is long), and stops at the maximum.
-        let long = std::time::Duration::from_secs(30);
+        let long = Duration::from_secs(30);
         assert_eq!(take_within(&rx, 2, long).await, Some(vec![0, 1]));
         // With nothing more coming, the window ends the group.
         tx.send(2).unwrap();
-        let short = std::time::Duration::from_millis(20);
+        let short = Duration::from_millis(20);
         assert_eq!(take_within(&rx, 10, short).await, Some(vec![2]));
         drop(tx);
         assert_eq!(take_within(&rx, 10, short).await, None);

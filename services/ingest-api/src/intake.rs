@@ -2,7 +2,8 @@
 //!
 //! An `events/send` answers 201 only once its trigger and envelope are committed. Requests that
 //! arrive together share one transaction: a few intake workers each take the first event
-//! waiting and whatever else is already queued (never waiting for more), upsert the users,
+//! waiting and whatever else is already queued (waiting a moment for more only while another
+//! group is being committed, never when the intake is idle), upsert the users,
 //! insert every trigger with one statement and every envelope into the outbox with another,
 //! and commit once. A lone request is a group of one and costs what it did alone. When a group
 //! fails, each of its events is committed again on its own, so one bad request fails alone.
@@ -21,6 +22,8 @@ use uuid::Uuid;
 const WORKERS: usize = 4;
 /// Most events in one group.
 const MAX_GROUP: usize = 64;
+/// How long a group waits for more events while another group is being committed.
+const LINGER: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// What one accepted event commits.
 pub struct Event {
@@ -68,13 +71,13 @@ impl Intake {
     /// Starts the workers on the current runtime, each supervised: one that panics is
     /// restarted (the events of the group it held are answered 503) until `cancel` fires.
     pub fn start(store: Store, cancel: CancellationToken) -> Self {
-        let (queue, rx) = group::queue();
+        let (queue, groups) = group::groups(MAX_GROUP, LINGER);
         let cancel = cancel.child_token();
         let workers = (0..WORKERS)
             .map(|_| {
-                let (store, rx) = (store.clone(), rx.clone());
+                let (store, groups) = (store.clone(), groups.clone());
                 beckon_runtime::supervise("intake", cancel.clone(), move || {
-                    work(store.clone(), rx.clone())
+                    work(store.clone(), groups.clone())
                 })
             })
             .collect();
@@ -99,8 +102,8 @@ impl Intake {
     }
 }
 
-async fn work(store: Store, rx: group::Shared<Job>) {
-    while let Some(jobs) = group::take(&rx, MAX_GROUP).await {
+async fn work(store: Store, groups: group::Groups<Job>) {
+    while let Some((jobs, _working)) = groups.next().await {
         metrics::histogram!("beckon_intake_group_size").record(jobs.len() as f64);
         if jobs.len() > 1 {
             let events: Vec<&Event> = jobs.iter().map(|j| &j.event).collect();
