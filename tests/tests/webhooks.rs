@@ -784,6 +784,53 @@ async fn webhooks_pending_retry_survive_a_sigkill_of_the_delivery_service() {
     .await;
 }
 
+/// The webhook stage keeps no record of what it handled: an `invitation.created` that comes
+/// again (a redelivery, a copy the relay published twice, an operator's replay) finds its
+/// message and deliveries already there, so it creates none and sends nothing again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invitation_created_that_comes_again_is_sent_once() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let project = project_with_survey(&app).await;
+    app.create_webhook(project, json!({"url": receiver.url("/ok/once")}))
+        .await;
+    let broker = beckon_e2e::broker::Broker::connect(&app.prefix).await;
+    let mut tap = broker.tap().await;
+    fire(&app, project, "u1").await;
+    receiver.wait_for("/ok/once", 1, WAIT).await;
+    let created = loop {
+        let body = tap
+            .next(WAIT)
+            .await
+            .expect("the invitation stage published");
+        let env: Value = serde_json::from_slice(&body).unwrap();
+        if env["type"] == "invitation.created" {
+            break body;
+        }
+    };
+
+    // Twice more, and then a fresh invitation behind them: once that one is delivered, the
+    // copies ahead of it in the queue were handled.
+    broker.publish_raw("invitation.created.v1", &created).await;
+    broker.publish_raw("invitation.created.v1", &created).await;
+    fire(&app, project, "u2").await;
+    let got = receiver.wait_for("/ok/once", 2, WAIT).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let got_after = receiver.received("/ok/once");
+    assert_eq!(got_after.len(), 2, "the copies were sent again");
+    let users: Vec<Value> = got
+        .iter()
+        .map(|hook| hook.json()["data"]["user"]["user_ref"].clone())
+        .collect();
+    assert_eq!(users, vec![json!("u1"), json!("u2")]);
+    assert_eq!(app.execute("SELECT 1 FROM webhook_deliveries").await, 2);
+    assert_eq!(
+        app.execute("SELECT 1 FROM processed_envelopes WHERE consumer = 'webhooks'")
+            .await,
+        0
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attempts_finishing_together_are_recorded_in_groups_each_exactly_once() {
     let app = TestApp::spawn().await;

@@ -1,5 +1,5 @@
 //! The consumer: one message per event, one delivery per subscription that wants it, and
-//! the first attempts started once they are committed.
+//! the first attempts started once they are written.
 
 use crate::engine::Engine;
 use beckon_domain::envelope::Envelope;
@@ -7,7 +7,7 @@ use beckon_store::webhooks::{
     self, AttemptContext, Delivery, Message, NewMessage, Subscriber, Subscription,
 };
 use beckon_webhooks::payload::{Announcement, WebhookBody};
-use beckon_worker::{HandleError, Handled, Handler, Item};
+use beckon_worker::{HandleError, Handled, Handler, Item, Repeats};
 use diesel_async::AsyncPgConnection;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -58,12 +58,19 @@ struct Wanting {
 }
 
 impl<T: Announcement> Handler<T> for Fanout {
-    /// The first attempts to start once the batch is committed.
+    /// Handling an envelope again creates nothing and sends nothing: its message has the
+    /// envelope's id, each delivery an id derived from the message and the subscription, both
+    /// are inserted only if missing, and only the deliveries this handling created get a first
+    /// attempt. So no record of handled envelopes and no transaction: should the deliveries'
+    /// insert fail after the messages' committed, handling the envelope again adds them.
+    const REPEATS: Repeats = Repeats::Harmless;
+
+    /// The first attempts to start once the batch is written.
     type Then = Vec<AttemptContext>;
 
-    /// One lookup of subscriptions per project and event type (sent together), one insert of
-    /// every message and one of every delivery; the first attempts of the deliveries created
-    /// are handed on whole, so none is read back before it is sent.
+    /// One lookup of subscriptions per project and event type (sent together), then one insert
+    /// of every message and one of every delivery (sent together); the first attempts of the
+    /// deliveries created are handed on whole, so none is read back before it is sent.
     async fn handle(
         &self,
         items: &[Item<'_, T>],
