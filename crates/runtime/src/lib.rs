@@ -7,6 +7,18 @@ pub mod telemetry;
 
 pub use supervise::{TaskStatus, supervise};
 
+/// An error with its causes, `: `-separated.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    out
+}
+
 use std::str::FromStr;
 use tokio_util::sync::CancellationToken;
 

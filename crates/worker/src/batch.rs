@@ -15,9 +15,10 @@
 //! on its own, so one bad envelope (or a deadlock between batches) settles only itself: the
 //! rest commit, and it is retried or dead-lettered exactly as it would be alone.
 
-use crate::{Deps, Handler, Repeats, TxError, disposition_of, flush, group};
+use crate::{Deps, Handler, Repeats, TxError, disposition_of, group};
 use beckon_bus::Disposition;
 use beckon_domain::envelope::{self, Envelope, Payload};
+use beckon_outbox::flush;
 use beckon_runtime::supervise::{TaskStatus, supervise};
 use beckon_store::{outbox, processed};
 use diesel_async::AsyncConnection;
@@ -294,7 +295,7 @@ async fn harmless<T: Payload, H: Handler<T>>(
     };
     let messages = outgoing(&new, &handled.emits);
     let published = futures_util::future::join_all(messages.iter().map(|m| {
-        crate::publish(
+        beckon_outbox::publish(
             &deps.publisher,
             m.envelope_id,
             m.exchange,
@@ -310,7 +311,7 @@ async fn harmless<T: Payload, H: Handler<T>>(
         .filter_map(|(message, result)| match result {
             Ok(()) => None,
             Err(err) => {
-                tracing::warn!(error = %crate::error_chain(&err), "publish failed; left to the outbox relay");
+                tracing::warn!(error = %beckon_runtime::error_chain(&err), "publish failed; left to the outbox relay");
                 Some(message)
             }
         })

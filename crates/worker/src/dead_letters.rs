@@ -8,9 +8,10 @@
 //! counted in `beckon_messages_dead_lettered_total` like the consumers' own. The copies in the
 //! dead-letter queues stay for the operator.
 
-use crate::{Deps, error_chain};
+use crate::Deps;
 use beckon_bus::consumer::{self, ConsumerConfig};
 use beckon_bus::{Disposition, Message, Topology, headers};
+use beckon_runtime::error_chain;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 

@@ -1,23 +1,20 @@
 #![doc = include_str!("../README.md")]
 
 mod batch;
-mod cleaner;
 mod dead_letters;
 pub mod group;
 mod outage;
-mod relay;
 
 pub use batch::Batcher;
-pub use cleaner::OutboxCleaner;
 pub use outage::Database;
-pub use relay::{relay_once, run_relay};
 
 use beckon_bus::consumer::{self, ConsumerConfig};
-use beckon_bus::publisher::Outgoing;
 use beckon_bus::{Disposition, Message, Publisher, Topology};
 use beckon_domain::envelope::{Envelope, Payload};
+use beckon_outbox::OutboxCleaner;
+use beckon_runtime::error_chain;
 use beckon_runtime::supervise::{TaskStatus, supervise};
-use beckon_store::{Store, StoreError, outbox};
+use beckon_store::{Store, StoreError};
 use diesel_async::AsyncPgConnection;
 use std::future::Future;
 use std::sync::Arc;
@@ -86,18 +83,6 @@ impl From<diesel::result::Error> for HandleError {
     fn from(err: diesel::result::Error) -> Self {
         StoreError::from(err).into()
     }
-}
-
-/// An error with its causes, `: `-separated.
-pub fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        out.push_str(": ");
-        out.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    out
 }
 
 /// The heart of a consumer: given a batch of new envelopes (one already handled is never
@@ -227,63 +212,6 @@ impl From<StoreError> for TxError {
     fn from(err: StoreError) -> Self {
         Self::Handle(err.into())
     }
-}
-
-/// Publishes committed outbox rows, all at once on the one channel, and waits for their
-/// confirms together; hands those the broker confirmed to the cleaner. What fails stays in
-/// the outbox for the relay, so a caller never needs to handle the error.
-pub async fn flush(publisher: &Publisher, cleaner: &OutboxCleaner, rows: &[outbox::OutboxMessage]) {
-    let results =
-        futures_util::future::join_all(rows.iter().map(|row| publish_row(publisher, row))).await;
-    let mut published = Vec::with_capacity(rows.len());
-    for (row, result) in rows.iter().zip(results) {
-        match result {
-            Ok(()) => published.push(row.id),
-            // Committed in the outbox: the relay publishes it once the broker is back.
-            Err(err) => {
-                tracing::warn!(error = %error_chain(&err), "publish after commit failed; left to the relay");
-            }
-        }
-    }
-    cleaner.published(published);
-}
-
-pub(crate) async fn publish_row(
-    publisher: &Publisher,
-    row: &outbox::OutboxMessage,
-) -> Result<(), beckon_bus::BusError> {
-    publish(
-        publisher,
-        row.envelope_id,
-        &row.exchange,
-        &row.routing_key,
-        &row.body,
-        row.traceparent.as_deref(),
-    )
-    .await
-}
-
-/// Publishes one envelope, confirmed, under its id and with its trace context.
-pub(crate) async fn publish(
-    publisher: &Publisher,
-    envelope_id: Uuid,
-    exchange: &str,
-    routing_key: &str,
-    body: &[u8],
-    traceparent: Option<&str>,
-) -> Result<(), beckon_bus::BusError> {
-    publisher
-        .publish(&Outgoing {
-            exchange,
-            routing_key,
-            body,
-            message_id: Some(envelope_id.to_string()),
-            headers: beckon_bus::headers::traced(traceparent),
-            // Replies go to a gateway's private queue that may be gone: dropping them then is
-            // right, the outcome is recorded. Pipeline envelopes must reach a queue.
-            mandatory: !exchange.is_empty(),
-        })
-        .await
 }
 
 /// Consumes `config.queue`, handing each delivery to `batcher`, until `cancel` fires.
@@ -470,7 +398,7 @@ impl Service {
         );
         self.tasks
             .push(supervise("outbox-relay", cancel.clone(), move || {
-                run_relay(
+                beckon_outbox::run_relay(
                     store.clone(),
                     publisher.clone(),
                     std::time::Duration::from_secs(5),

@@ -52,7 +52,7 @@ async fn a_message_the_broker_refuses_is_parked_and_the_ones_behind_it_go() {
     }
     drop(conn);
 
-    let published = beckon_worker::relay_once(&store, &publisher, Duration::ZERO)
+    let published = beckon_outbox::relay_once(&store, &publisher, Duration::ZERO)
         .await
         .expect("a relay pass");
     assert_eq!(
@@ -67,7 +67,7 @@ async fn a_message_the_broker_refuses_is_parked_and_the_ones_behind_it_go() {
         3
     );
     // The refused row stays, set aside: the next pass does not try it again at once.
-    let again = beckon_worker::relay_once(&store, &publisher, Duration::ZERO)
+    let again = beckon_outbox::relay_once(&store, &publisher, Duration::ZERO)
         .await
         .expect("a relay pass");
     assert_eq!(again, 0);
@@ -115,7 +115,7 @@ impl beckon_worker::Handler<EventReceived> for Fragile {
 /// A worker's dependencies on `store` and `publisher`, impatient: a failure is retried at once.
 fn deps(store: &Store, publisher: &Publisher) -> beckon_worker::Deps {
     beckon_worker::Deps {
-        cleaner: beckon_worker::OutboxCleaner::start(store.clone()),
+        cleaner: beckon_outbox::OutboxCleaner::start(store.clone()),
         database: beckon_worker::Database::new(store.clone()),
         patience: Duration::ZERO,
         store: store.clone(),

@@ -85,7 +85,7 @@ impl ApiError {
 
     /// Our fault: logged with its causes, shown as an opaque 500.
     pub fn internal(err: &dyn std::error::Error) -> Self {
-        tracing::error!(error = %beckon_worker::error_chain(err), "internal error");
+        tracing::error!(error = %beckon_runtime::error_chain(err), "internal error");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal_error",
@@ -163,7 +163,7 @@ impl ResponseError for ApiError {
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         if err.is_transient() {
-            tracing::warn!(error = %beckon_worker::error_chain(&err), "database unavailable");
+            tracing::warn!(error = %beckon_runtime::error_chain(&err), "database unavailable");
             Self::unavailable(
                 "database_unavailable",
                 "The database is unavailable; try again shortly.",

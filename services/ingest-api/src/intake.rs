@@ -121,7 +121,7 @@ async fn work(store: Store, groups: group::Groups<Job>) {
                 }
                 Err(err) => tracing::info!(
                     size = jobs.len(),
-                    error = %beckon_worker::error_chain(&err),
+                    error = %beckon_runtime::error_chain(&err),
                     "a group of events failed; committing them one by one"
                 ),
             }

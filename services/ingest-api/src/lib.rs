@@ -229,7 +229,7 @@ pub struct AppState {
     /// How long a client may take to send a request body.
     pub body_timeout: Duration,
     /// Deletes published outbox rows in batches.
-    pub cleaner: beckon_worker::OutboxCleaner,
+    pub cleaner: beckon_outbox::OutboxCleaner,
     /// Token and project owners, remembered briefly.
     pub lookups: lookups::Lookups,
     /// Commits accepted events in groups.
@@ -279,7 +279,7 @@ impl Application {
         let relay = {
             let (store, publisher, cancel) = (store.clone(), publisher.clone(), background.clone());
             beckon_runtime::supervise("outbox-relay", background.clone(), move || {
-                beckon_worker::run_relay(
+                beckon_outbox::run_relay(
                     store.clone(),
                     publisher.clone(),
                     Duration::from_secs(5),
@@ -302,7 +302,7 @@ impl Application {
             idempotency_lease: config.idempotency_lease,
             late_waits: late_waits.clone(),
             shutdown: background.clone(),
-            cleaner: beckon_worker::OutboxCleaner::start(store.clone()),
+            cleaner: beckon_outbox::OutboxCleaner::start(store.clone()),
             publishing: std::sync::Arc::new(tokio::sync::Semaphore::new(BACKGROUND_PUBLISHES)),
             backlog: backlog::Backlog::start(
                 publisher.clone(),

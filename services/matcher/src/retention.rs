@@ -1,9 +1,9 @@
 //! The retention sweep: every interval, delete what is past its retention, a batch at a
 //! time, until a pass finds nothing more.
 
+use beckon_runtime::error_chain;
 use beckon_store::Store;
 use beckon_store::retention::{self, Retention, Swept};
-use beckon_worker::error_chain;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 

@@ -9,9 +9,10 @@
 use beckon_bus::Topology;
 use beckon_domain::envelope::{Envelope, EventReceived, TriggerType};
 use beckon_domain::{LifecycleEvent, UserRef};
+use beckon_runtime::error_chain;
 use beckon_store::triggers::{self, Trigger};
 use beckon_store::{StoreError, outbox};
-use beckon_worker::{Deps, error_chain};
+use beckon_worker::Deps;
 use diesel_async::AsyncConnection;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -88,7 +89,7 @@ pub async fn fire_due(deps: &Deps, topology: &Topology) -> Result<usize, StoreEr
     if !rows.is_empty() {
         tracing::info!(fired = rows.len(), "scheduled triggers fired");
         drop(conn);
-        beckon_worker::flush(&deps.publisher, &deps.cleaner, &rows).await;
+        beckon_outbox::flush(&deps.publisher, &deps.cleaner, &rows).await;
     }
     Ok(rows.len())
 }

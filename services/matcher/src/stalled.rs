@@ -14,9 +14,10 @@ use crate::scheduler::fire;
 use beckon_bus::Topology;
 use beckon_bus::topology::queues;
 use beckon_domain::envelope::TriggerType;
+use beckon_runtime::error_chain;
 use beckon_store::StoreError;
 use beckon_store::stalled::{self, FailStalled};
-use beckon_worker::{Deps, error_chain};
+use beckon_worker::Deps;
 use diesel_async::AsyncConnection;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -128,7 +129,7 @@ pub async fn sweep(deps: &Deps, topology: &Topology, after: Duration) -> Result<
         .increment(swept.redriven as u64);
     metrics::counter!("beckon_triggers_stalled_total", "action" => "failed")
         .increment(swept.failed as u64);
-    beckon_worker::flush(&deps.publisher, &deps.cleaner, &rows).await;
+    beckon_outbox::flush(&deps.publisher, &deps.cleaner, &rows).await;
     Ok(swept)
 }
 

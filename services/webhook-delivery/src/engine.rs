@@ -1,6 +1,7 @@
 //! Attempts: sign, send, log, and decide what comes next.
 
 use crate::notices;
+use beckon_runtime::error_chain;
 use beckon_store::webhooks::{
     self, AttemptContext, AttemptRecord, MessageBody, NextStep, Subscription,
 };
@@ -9,7 +10,6 @@ use beckon_webhooks::policy::RetryPolicy;
 use beckon_webhooks::sealed::SealingKeys;
 use beckon_webhooks::sender::{Outcome, Sender};
 use beckon_webhooks::signing::{SigningSecret, signature_header};
-use beckon_worker::error_chain;
 use beckon_worker::group;
 use diesel_async::AsyncConnection;
 use std::collections::HashMap;
@@ -609,7 +609,7 @@ async fn record_groups(store: Store, keys: SealingKeys, rx: group::Shared<Finish
                 }
                 Err(err) => tracing::info!(
                     size = finished.len(),
-                    error = %beckon_worker::error_chain(&err),
+                    error = %beckon_runtime::error_chain(&err),
                     "recording a group of attempts failed; recording them one by one"
                 ),
             }

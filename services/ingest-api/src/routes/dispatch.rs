@@ -229,7 +229,7 @@ async fn dispatch_inner(
     };
     // Committed, so the dispatch will run: a publish that fails here leaves the envelope in the
     // outbox, and the relay sends it; the dispatch waits for its outcome either way.
-    beckon_worker::flush(&state.publisher, &state.cleaner, &rows).await;
+    beckon_outbox::flush(&state.publisher, &state.cleaner, &rows).await;
 
     let Some(reply) = waiting.wait(state.dispatch_timeout).await else {
         if let Some(slot) = slot {

@@ -304,13 +304,13 @@ async fn send_inner(
             let (publisher, cleaner) = (state.publisher.clone(), state.cleaner.clone());
             tokio::spawn(
                 async move {
-                    beckon_worker::flush(&publisher, &cleaner, &rows).await;
+                    beckon_outbox::flush(&publisher, &cleaner, &rows).await;
                     drop(running);
                 }
                 .in_current_span(),
             );
         }
-        Err(_) => beckon_worker::flush(&state.publisher, &state.cleaner, &rows).await,
+        Err(_) => beckon_outbox::flush(&state.publisher, &state.cleaner, &rows).await,
     }
 
     let scheduled_for = scheduled_for.map(format_timestamp);

@@ -361,7 +361,7 @@ async fn act(state: &AppState, token: &str, action: Action) -> Result<Done, ApiE
         })
         .await?;
     drop(conn);
-    beckon_worker::flush(&state.publisher, &state.cleaner, &rows).await;
+    beckon_outbox::flush(&state.publisher, &state.cleaner, &rows).await;
     Ok(done)
 }
 

@@ -5,7 +5,7 @@
 //! a batch at a time. A row it never gets to (a crash) is published again by the relay after its
 //! grace period, which consumers drop as a duplicate.
 
-use crate::error_chain;
+use beckon_runtime::error_chain;
 use beckon_store::{Store, outbox};
 use std::time::Duration;
 use tokio::sync::mpsc;

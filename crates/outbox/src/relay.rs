@@ -1,7 +1,8 @@
 //! The outbox relay: publishes what a crash left committed but unpublished.
 
-use crate::{error_chain, publish_row};
+use crate::publish_row;
 use beckon_bus::{BusError, Publisher};
+use beckon_runtime::error_chain;
 use beckon_store::{Store, StoreError, outbox};
 use diesel_async::AsyncConnection;
 use std::time::Duration;
