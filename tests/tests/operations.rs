@@ -105,6 +105,21 @@ async fn every_service_reports_health_readiness_and_metrics() {
     let gateway = app.ops_url("/metrics");
     let dispatches = app.metric(&gateway, "beckon_http_requests_total{method=\"POST\",route=\"/api/v1/lifecycle/dispatch\",status=\"200\"}").await;
     assert_eq!(dispatches, Some(1.0));
+    // Each service counts the statements it sent the database (what `make bench` divides by
+    // the events): the gateway's commit of the trigger is at least a BEGIN, inserts and a COMMIT.
+    for url in [&gateway, &matcher, &webhooks] {
+        let statements = app.metric(url, "beckon_db_statements_total").await;
+        assert!(
+            statements.is_some_and(|n| n >= 1.0),
+            "{url}: {statements:?}"
+        );
+    }
+    assert!(
+        app.metric(&gateway, "beckon_db_statements_total")
+            .await
+            .unwrap_or(0.0)
+            >= 3.0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
