@@ -5,7 +5,7 @@
 //! a batch at a time. A row it never gets to (a crash) is published again by the relay after its
 //! grace period, which consumers drop as a duplicate.
 
-use beckon_runtime::error_chain;
+use beckon_runtime::{error_chain, group};
 use beckon_store::{Store, outbox};
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -26,7 +26,7 @@ pub struct OutboxCleaner {
 impl OutboxCleaner {
     /// Starts the cleaner task on the current runtime.
     pub fn start(store: Store) -> Self {
-        let (ids, rx) = mpsc::unbounded_channel();
+        let (ids, rx) = group::queue();
         tokio::spawn(clean(store, rx));
         Self { ids }
     }
@@ -40,17 +40,8 @@ impl OutboxCleaner {
     }
 }
 
-async fn clean(store: Store, mut rx: mpsc::UnboundedReceiver<i64>) {
-    let mut batch = Vec::with_capacity(BATCH);
-    while let Some(first) = rx.recv().await {
-        batch.push(first);
-        let deadline = tokio::time::Instant::now() + GATHER;
-        while batch.len() < BATCH {
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(id)) => batch.push(id),
-                Ok(None) | Err(_) => break,
-            }
-        }
+async fn clean(store: Store, rx: group::Shared<i64>) {
+    while let Some(batch) = group::take_within(&rx, BATCH, GATHER).await {
         let result = async {
             let mut conn = store.conn().await?;
             outbox::delete(&mut conn, &batch).await
@@ -60,6 +51,5 @@ async fn clean(store: Store, mut rx: mpsc::UnboundedReceiver<i64>) {
             // The relay publishes these again after their grace period; consumers drop them.
             tracing::warn!(rows = batch.len(), error = %error_chain(&err), "could not clear published outbox rows");
         }
-        batch.clear();
     }
 }

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod backoff;
+pub mod group;
 pub mod health;
 pub mod supervise;
 pub mod telemetry;

@@ -15,10 +15,11 @@
 //! on its own, so one bad envelope (or a deadlock between batches) settles only itself: the
 //! rest commit, and it is retried or dead-lettered exactly as it would be alone.
 
-use crate::{Deps, Handler, Repeats, TxError, disposition_of, group};
+use crate::{Deps, Handler, Repeats, TxError, disposition_of};
 use beckon_bus::Disposition;
 use beckon_domain::envelope::{self, Envelope, Payload};
 use beckon_outbox::flush;
+use beckon_runtime::group;
 use beckon_runtime::supervise::{TaskStatus, supervise};
 use beckon_store::{outbox, processed};
 use diesel_async::AsyncConnection;
@@ -192,43 +193,60 @@ async fn work<T: Payload, H: Handler<T>>(
     let (deps, handler) = &*shared;
     while let Some((batch, _working)) = groups.next().await {
         metrics::histogram!("beckon_batch_size", "consumer" => consumer).record(batch.len() as f64);
-        let settled = settled(deps, together(consumer, deps, handler, &batch).await).await;
-        match settled {
+        let committed = group::commit(
+            &batch,
+            |items| Box::pin(handled(consumer, deps, handler, items)),
             // One envelope's fault, or a conflict between batches: each is handled again as a
-            // batch of its own, so only what fails alone fails.
-            Settled::Done(ref failed) if *failed != Disposition::Ack && batch.len() > 1 => {
-                tracing::info!(size = batch.len(), outcome = ?failed, "a batch failed; handling its envelopes one by one");
-                futures_util::future::join_all(
-                    batch
-                        .into_iter()
-                        .map(|pending| alone(consumer, deps, handler, pending)),
-                )
-                .await;
+            // batch of its own, so only what fails alone fails. Not while the database is away.
+            |err| {
+                let (may_pass, error) = (err.may_pass(), beckon_runtime::error_chain(err));
+                let size = batch.len();
+                Box::pin(async move {
+                    let alone = !may_pass || deps.database.answers().await;
+                    if alone {
+                        tracing::info!(size, %error, "a batch failed; handling its envelopes one by one");
+                    }
+                    alone
+                })
+            },
+        )
+        .await;
+        match committed {
+            group::Committed::Together(_) => {
+                for pending in batch {
+                    let _ = pending.done.send(Settled::Done(Disposition::Ack));
+                }
             }
-            settled => {
+            group::Committed::Failed(err) => {
+                let settled = settled(deps, Err(err)).await;
                 for pending in batch {
                     let _ = pending.done.send(settled.clone());
+                }
+            }
+            group::Committed::Alone(outcomes) => {
+                for (pending, outcome) in batch.into_iter().zip(outcomes) {
+                    let _ = pending.done.send(settled(deps, outcome).await);
                 }
             }
         }
     }
 }
 
-/// Handles one envelope as a batch of its own and settles it.
-async fn alone<T: Payload, H: Handler<T>>(
+/// Handles a batch (in the span of its envelope, when it holds one), one outcome per envelope.
+async fn handled<T: Payload, H: Handler<T>>(
     consumer: &str,
     deps: &Deps,
     handler: &H,
-    pending: Pending<T>,
-) {
-    let span = pending.span.clone();
-    let settled = async {
-        let result = together(consumer, deps, handler, std::slice::from_ref(&pending)).await;
-        settled(deps, result).await
-    }
-    .instrument(span)
-    .await;
-    let _ = pending.done.send(settled);
+    batch: &[Pending<T>],
+) -> Result<Vec<()>, TxError> {
+    let span = match batch {
+        [pending] => pending.span.clone(),
+        _ => tracing::Span::none(),
+    };
+    together(consumer, deps, handler, batch)
+        .instrument(span)
+        .await
+        .map(|()| vec![(); batch.len()])
 }
 
 /// What the outcome of handling a batch means for each of its deliveries: a failure that may

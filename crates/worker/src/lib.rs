@@ -2,7 +2,6 @@
 
 mod batch;
 mod dead_letters;
-pub mod group;
 mod outage;
 
 pub use batch::Batcher;

@@ -9,10 +9,10 @@
 //! fails, each of its events is committed again on its own, so one bad request fails alone.
 
 use beckon_runtime::TaskStatus;
+use beckon_runtime::group;
 use beckon_store::triggers::{self, NewTrigger};
 use beckon_store::users::{self, UserChanges};
 use beckon_store::{Store, StoreError, outbox};
-use beckon_worker::group;
 use diesel_async::AsyncConnection;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::{CancellationToken, DropGuard};
@@ -105,36 +105,51 @@ impl Intake {
 async fn work(store: Store, groups: group::Groups<Job>) {
     while let Some((jobs, _working)) = groups.next().await {
         metrics::histogram!("beckon_intake_group_size").record(jobs.len() as f64);
-        if jobs.len() > 1 {
-            let events: Vec<&Event> = jobs.iter().map(|j| &j.event).collect();
-            match commit_group(&store, &events).await {
-                Ok(mut rows) => {
-                    for job in jobs {
-                        let mine = rows
-                            .extract_if(.., |r| {
-                                job.event.envelope.as_ref().map(|e| e.id) == Some(r.envelope_id)
-                            })
-                            .collect();
-                        let _ = job.done.send(Ok(mine));
-                    }
-                    continue;
+        let committed = group::commit(
+            &jobs,
+            |jobs| Box::pin(commit_jobs(&store, jobs)),
+            |err| {
+                let (size, error) = (jobs.len(), beckon_runtime::error_chain(err));
+                tracing::info!(size, %error, "a group of events failed; committing them one by one");
+                Box::pin(async { true })
+            },
+        )
+        .await;
+        match committed {
+            group::Committed::Together(rows) => {
+                for (job, rows) in jobs.into_iter().zip(rows) {
+                    let _ = job.done.send(Ok(rows));
                 }
-                Err(err) => tracing::info!(
-                    size = jobs.len(),
-                    error = %beckon_runtime::error_chain(&err),
-                    "a group of events failed; committing them one by one"
-                ),
+            }
+            // A group of one: every larger group that fails is committed event by event.
+            group::Committed::Failed(err) => {
+                if let Some(job) = jobs.into_iter().next() {
+                    let _ = job.done.send(Err(err));
+                }
+            }
+            group::Committed::Alone(outcomes) => {
+                for (job, outcome) in jobs.into_iter().zip(outcomes) {
+                    let _ = job.done.send(outcome);
+                }
             }
         }
-        futures_util::future::join_all(jobs.into_iter().map(|job| {
-            let store = store.clone();
-            async move {
-                let outcome = commit_group(&store, &[&job.event]).await;
-                let _ = job.done.send(outcome);
-            }
-        }))
-        .await;
     }
+}
+
+/// Commits the events of `jobs` together; answers each one's outbox rows.
+async fn commit_jobs(
+    store: &Store,
+    jobs: &[Job],
+) -> Result<Vec<Vec<outbox::OutboxMessage>>, StoreError> {
+    let events: Vec<&Event> = jobs.iter().map(|j| &j.event).collect();
+    let mut rows = commit_group(store, &events).await?;
+    Ok(jobs
+        .iter()
+        .map(|job| {
+            let id = job.event.envelope.as_ref().map(|e| e.id);
+            rows.extract_if(.., |r| Some(r.envelope_id) == id).collect()
+        })
+        .collect())
 }
 
 /// Commits `events` in one transaction: every user created if missing, the triggers and the

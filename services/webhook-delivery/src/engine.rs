@@ -2,6 +2,7 @@
 
 use crate::notices;
 use beckon_runtime::error_chain;
+use beckon_runtime::group;
 use beckon_store::webhooks::{
     self, AttemptContext, AttemptRecord, MessageBody, NextStep, Subscription,
 };
@@ -10,7 +11,6 @@ use beckon_webhooks::policy::RetryPolicy;
 use beckon_webhooks::sealed::SealingKeys;
 use beckon_webhooks::sender::{Outcome, Sender};
 use beckon_webhooks::signing::{SigningSecret, signature_header};
-use beckon_worker::group;
 use diesel_async::AsyncConnection;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -598,25 +598,41 @@ impl Recorder {
 async fn record_groups(store: Store, keys: SealingKeys, rx: group::Shared<Finished>) {
     while let Some(finished) = group::take_within(&rx, MAX_RECORDED, RECORD_WINDOW).await {
         metrics::histogram!("beckon_webhook_record_group_size").record(finished.len() as f64);
-        if finished.len() > 1 {
-            let attempts: Vec<_> = finished.iter().map(|f| (&f.delivery, &f.record)).collect();
-            match record_group(&store, &keys, &attempts).await {
-                Ok(()) => {
-                    for f in finished {
-                        let _ = f.done.send(Ok(()));
-                    }
-                    continue;
+        let committed = group::commit(
+            &finished,
+            |finished| {
+                Box::pin(async {
+                    let attempts: Vec<_> =
+                        finished.iter().map(|f| (&f.delivery, &f.record)).collect();
+                    record_group(&store, &keys, &attempts)
+                        .await
+                        .map(|()| vec![(); finished.len()])
+                })
+            },
+            |err| {
+                let (size, error) = (finished.len(), error_chain(err));
+                tracing::info!(size, %error, "recording a group of attempts failed; recording them one by one");
+                Box::pin(async { true })
+            },
+        )
+        .await;
+        match committed {
+            group::Committed::Together(_) => {
+                for f in finished {
+                    let _ = f.done.send(Ok(()));
                 }
-                Err(err) => tracing::info!(
-                    size = finished.len(),
-                    error = %beckon_runtime::error_chain(&err),
-                    "recording a group of attempts failed; recording them one by one"
-                ),
             }
-        }
-        for f in finished {
-            let outcome = record_group(&store, &keys, &[(&f.delivery, &f.record)]).await;
-            let _ = f.done.send(outcome);
+            // A group of one: every larger group that fails is recorded attempt by attempt.
+            group::Committed::Failed(err) => {
+                if let Some(f) = finished.into_iter().next() {
+                    let _ = f.done.send(Err(err));
+                }
+            }
+            group::Committed::Alone(outcomes) => {
+                for (f, outcome) in finished.into_iter().zip(outcomes) {
+                    let _ = f.done.send(outcome);
+                }
+            }
         }
     }
 }

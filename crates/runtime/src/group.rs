@@ -1,5 +1,6 @@
 //! Taking work in groups: the first item waiting and whatever else is already queued.
 
+use futures_util::future::BoxFuture;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -113,6 +114,55 @@ impl<T> Groups<T> {
     }
 }
 
+/// What committing a group came to.
+#[derive(Debug)]
+pub enum Committed<O, E> {
+    /// The group committed whole: each item's outcome, in order.
+    Together(Vec<O>),
+    /// The group failed for a reason each item would meet alone too (the database is away),
+    /// or it was a group of one.
+    Failed(E),
+    /// The group failed and each item was committed on its own: each one's outcome, in order.
+    Alone(Vec<Result<O, E>>),
+}
+
+/// Items of a failed group committed on their own at once: enough to get through a group
+/// quickly, few enough to leave the pool's other connections to the rest of the process.
+const ALONE_AT_ONCE: usize = 4;
+
+/// Commits `items` together with `commit`, which answers one outcome per item it is given.
+/// Should that fail and `each_alone` say the failure may be one item's doing (bad data, a
+/// deadlock between groups; not an outage, which every item would meet alone too), each item
+/// is committed again on its own with the same function, a few at a time, so one bad item
+/// fails only itself and the rest commit. The one way every place that gathers work commits it.
+pub async fn commit<'a, T, O: Default, E>(
+    items: &'a [T],
+    commit: impl Fn(&'a [T]) -> BoxFuture<'a, Result<Vec<O>, E>>,
+    each_alone: impl FnOnce(&E) -> BoxFuture<'a, bool>,
+) -> Committed<O, E> {
+    use futures_util::StreamExt;
+    match commit(items).await {
+        Ok(outcomes) => Committed::Together(outcomes),
+        Err(err) if items.len() > 1 && each_alone(&err).await => {
+            let alone: Vec<_> = items
+                .iter()
+                .map(|item| commit(std::slice::from_ref(item)))
+                .collect();
+            let outcomes: Vec<Result<Vec<O>, E>> = futures_util::stream::iter(alone)
+                .buffered(ALONE_AT_ONCE)
+                .collect()
+                .await;
+            Committed::Alone(
+                outcomes
+                    .into_iter()
+                    .map(|outcome| outcome.map(|mut o| o.pop().unwrap_or_default()))
+                    .collect(),
+            )
+        }
+        Err(err) => Committed::Failed(err),
+    }
+}
+
 /// A sender and the shared end for workers.
 pub fn queue<T>() -> (mpsc::UnboundedSender<T>, Shared<T>) {
     let (tx, rx) = mpsc::unbounded_channel();
@@ -205,6 +255,34 @@ mod tests {
         tx.send(2).unwrap();
         let next = tokio::time::timeout(Duration::from_secs(5), groups.next()).await;
         assert_eq!(next.unwrap().unwrap().0, vec![2]);
+    }
+
+    /// Commits every item but the odd ones; a group with an odd item fails whole.
+    fn evens(items: &[u8]) -> BoxFuture<'_, Result<Vec<u8>, String>> {
+        Box::pin(async move {
+            match items.iter().find(|i| *i % 2 == 1) {
+                Some(odd) => Err(format!("{odd} is odd")),
+                None => Ok(items.iter().map(|i| i * 10).collect()),
+            }
+        })
+    }
+
+    #[tokio::test]
+    async fn a_group_commits_whole_or_each_item_alone() {
+        let whole = commit(&[2, 4], evens, |_| Box::pin(async { true })).await;
+        assert!(matches!(whole, Committed::Together(ref o) if *o == vec![20, 40]));
+        // One bad item fails only itself.
+        let split = commit(&[2, 3, 4], evens, |_| Box::pin(async { true })).await;
+        let Committed::Alone(outcomes) = split else {
+            panic!("{split:?}")
+        };
+        assert_eq!(outcomes, vec![Ok(20), Err("3 is odd".into()), Ok(40)]);
+        // A failure every item would meet alone (an outage) is not tried item by item.
+        let away = commit(&[2, 3, 4], evens, |_| Box::pin(async { false })).await;
+        assert!(matches!(away, Committed::Failed(ref e) if e == "3 is odd"));
+        // Nor is a group of one.
+        let one = commit(&[3], evens, |_| Box::pin(async { true })).await;
+        assert!(matches!(one, Committed::Failed(_)));
     }
 
     #[tokio::test]
