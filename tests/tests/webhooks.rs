@@ -784,9 +784,60 @@ async fn webhooks_pending_retry_survive_a_sigkill_of_the_delivery_service() {
     .await;
 }
 
-/// The webhook stage keeps no record of what it handled: an `invitation.created` that comes
-/// again (a redelivery, a copy the relay published twice, an operator's replay) finds its
-/// message and deliveries already there, so it creates none and sends nothing again.
+/// The `invitation.created` envelope the invitation stage publishes for `user`'s event.
+async fn invitation_created(
+    app: &TestApp,
+    project: Uuid,
+    user: &str,
+) -> (beckon_e2e::broker::Broker, Vec<u8>) {
+    let broker = beckon_e2e::broker::Broker::connect(&app.prefix).await;
+    let mut tap = broker.tap().await;
+    fire(app, project, user).await;
+    loop {
+        let body = tap
+            .next(WAIT)
+            .await
+            .expect("the invitation stage published");
+        let env: Value = serde_json::from_slice(&body).unwrap();
+        if env["type"] == "invitation.created" {
+            return (broker, body);
+        }
+    }
+}
+
+/// Whom the webhooks received at `path` were about, once a fresh event fired for `last`
+/// behind whatever was published before it has arrived there: the copies ahead of it in
+/// the queue were handled by then.
+async fn users_after(
+    app: &TestApp,
+    receiver: &Receiver,
+    project: Uuid,
+    path: &str,
+    last: &str,
+) -> Vec<Value> {
+    fire(app, project, last).await;
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let users: Vec<Value> = receiver
+            .received(path)
+            .iter()
+            .map(|hook| hook.json()["data"]["user"]["user_ref"].clone())
+            .collect();
+        if users.contains(&json!(last)) || std::time::Instant::now() > deadline {
+            // Anything sent again would have gone out with it.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            return receiver
+                .received(path)
+                .iter()
+                .map(|hook| hook.json()["data"]["user"]["user_ref"].clone())
+                .collect();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// An `invitation.created` that comes again (a redelivery, a copy the relay published twice,
+/// an operator's replay) creates no delivery and sends nothing again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invitation_created_that_comes_again_is_sent_once() {
     let app = TestApp::spawn().await;
@@ -794,41 +845,74 @@ async fn an_invitation_created_that_comes_again_is_sent_once() {
     let project = project_with_survey(&app).await;
     app.create_webhook(project, json!({"url": receiver.url("/ok/once")}))
         .await;
-    let broker = beckon_e2e::broker::Broker::connect(&app.prefix).await;
-    let mut tap = broker.tap().await;
-    fire(&app, project, "u1").await;
+    let (broker, created) = invitation_created(&app, project, "u1").await;
     receiver.wait_for("/ok/once", 1, WAIT).await;
-    let created = loop {
-        let body = tap
-            .next(WAIT)
-            .await
-            .expect("the invitation stage published");
-        let env: Value = serde_json::from_slice(&body).unwrap();
-        if env["type"] == "invitation.created" {
-            break body;
-        }
-    };
-
-    // Twice more, and then a fresh invitation behind them: once that one is delivered, the
-    // copies ahead of it in the queue were handled.
     broker.publish_raw("invitation.created.v1", &created).await;
     broker.publish_raw("invitation.created.v1", &created).await;
-    fire(&app, project, "u2").await;
-    let got = receiver.wait_for("/ok/once", 2, WAIT).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let got_after = receiver.received("/ok/once");
-    assert_eq!(got_after.len(), 2, "the copies were sent again");
-    let users: Vec<Value> = got
-        .iter()
-        .map(|hook| hook.json()["data"]["user"]["user_ref"].clone())
-        .collect();
+    let users = users_after(&app, &receiver, project, "/ok/once", "u2").await;
     assert_eq!(users, vec![json!("u1"), json!("u2")]);
     assert_eq!(app.execute("SELECT 1 FROM webhook_deliveries").await, 2);
+}
+
+/// Erasing a user deletes the webhook messages about them; a copy of their
+/// `invitation.created` that comes afterwards is still known as handled: it is neither sent
+/// again nor stored again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_coming_after_the_user_was_erased_is_neither_sent_nor_stored() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let project = project_with_survey(&app).await;
+    app.create_webhook(project, json!({"url": receiver.url("/ok/erase")}))
+        .await;
+    let (broker, created) = invitation_created(&app, project, "gone").await;
+    receiver.wait_for("/ok/erase", 1, WAIT).await;
+    let r = app
+        .authed(
+            Method::DELETE,
+            &format!("/api/v1/projects/{project}/users/gone"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
     assert_eq!(
-        app.execute("SELECT 1 FROM processed_envelopes WHERE consumer = 'webhooks'")
+        app.execute("SELECT 1 FROM webhook_messages WHERE user_ref = 'gone'")
             .await,
         0
     );
+
+    broker.publish_raw("invitation.created.v1", &created).await;
+    let users = users_after(&app, &receiver, project, "/ok/erase", "u2").await;
+    assert_eq!(users, vec![json!("gone"), json!("u2")]);
+    assert_eq!(
+        app.execute("SELECT 1 FROM webhook_messages WHERE user_ref = 'gone'")
+            .await,
+        0
+    );
+}
+
+/// An event that no subscription wanted leaves no message; a copy of it coming after a
+/// subscription was created is not sent to that subscription, which did not exist when the
+/// event happened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_of_an_old_event_is_not_sent_to_a_subscription_created_since() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let project = project_with_survey(&app).await;
+    let (broker, created) = invitation_created(&app, project, "early").await;
+    // The webhook stage handles it while nobody subscribes.
+    app.eventually(WAIT, "the webhook stage to handle the event", || async {
+        let handled = app
+            .execute("SELECT 1 FROM processed_envelopes WHERE consumer = 'webhooks'")
+            .await;
+        (handled == 1).then_some(())
+    })
+    .await;
+    app.create_webhook(project, json!({"url": receiver.url("/ok/late")}))
+        .await;
+    broker.publish_raw("invitation.created.v1", &created).await;
+    let users = users_after(&app, &receiver, project, "/ok/late", "later").await;
+    assert_eq!(users, vec![json!("later")]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,5 +1,5 @@
 //! The consumer: one message per event, one delivery per subscription that wants it, and
-//! the first attempts started once they are written.
+//! the first attempts started once they are committed.
 
 use crate::engine::Engine;
 use beckon_domain::envelope::Envelope;
@@ -7,7 +7,7 @@ use beckon_store::webhooks::{
     self, AttemptContext, Delivery, Message, NewMessage, Subscriber, Subscription,
 };
 use beckon_webhooks::payload::{Announcement, WebhookBody};
-use beckon_worker::{HandleError, Handled, Handler, Item, Repeats};
+use beckon_worker::{HandleError, Handled, Handler, Item};
 use diesel_async::AsyncPgConnection;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -58,14 +58,13 @@ struct Wanting {
 }
 
 impl<T: Announcement> Handler<T> for Fanout {
-    /// Handling an envelope again creates nothing and sends nothing: its message has the
-    /// envelope's id, each delivery an id derived from the message and the subscription, both
-    /// are inserted only if missing, and only the deliveries this handling created get a first
-    /// attempt. So no record of handled envelopes and no transaction: should the deliveries'
-    /// insert fail after the messages' committed, handling the envelope again adds them.
-    const REPEATS: Repeats = Repeats::Harmless;
+    // Recorded, though a repeat mostly finds its message (the envelope's id) and deliveries
+    // (ids derived from message and subscription) already there: erasing a user deletes
+    // those rows, and an event no subscription wanted leaves none, so a copy coming after
+    // either (a redelivery, a relayed duplicate, a replay) would be sent again, to an erased
+    // user's receivers or to a subscription created since. The record outlives both.
 
-    /// The first attempts to start once the batch is written.
+    /// The first attempts to start once the batch is committed.
     type Then = Vec<AttemptContext>;
 
     /// One lookup of subscriptions per project and event type (sent together), then one insert
