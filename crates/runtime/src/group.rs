@@ -126,6 +126,18 @@ pub enum Committed<O, E> {
     Alone(Vec<Result<O, E>>),
 }
 
+impl<O, E> Committed<O, E> {
+    /// Each item's outcome, in order, where a failing group is always tried item by item (its
+    /// `each_alone` says yes), so a failure that stays whole is a group of one's.
+    pub fn outcomes(self) -> Vec<Result<O, E>> {
+        match self {
+            Self::Together(outcomes) => outcomes.into_iter().map(Ok).collect(),
+            Self::Failed(err) => vec![Err(err)],
+            Self::Alone(outcomes) => outcomes,
+        }
+    }
+}
+
 /// Items of a failed group committed on their own at once: enough to get through a group
 /// quickly, few enough to leave the pool's other connections to the rest of the process.
 const ALONE_AT_ONCE: usize = 4;
@@ -283,6 +295,9 @@ mod tests {
         // Nor is a group of one.
         let one = commit(&[3], evens, |_| Box::pin(async { true })).await;
         assert!(matches!(one, Committed::Failed(_)));
+        // Each item's outcome, however the group went.
+        assert_eq!(whole.outcomes(), vec![Ok(20), Ok(40)]);
+        assert_eq!(one.outcomes(), vec![Err("3 is odd".to_owned())]);
     }
 
     #[tokio::test]

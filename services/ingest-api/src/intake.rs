@@ -115,23 +115,8 @@ async fn work(store: Store, groups: group::Groups<Job>) {
             },
         )
         .await;
-        match committed {
-            group::Committed::Together(rows) => {
-                for (job, rows) in jobs.into_iter().zip(rows) {
-                    let _ = job.done.send(Ok(rows));
-                }
-            }
-            // A group of one: every larger group that fails is committed event by event.
-            group::Committed::Failed(err) => {
-                if let Some(job) = jobs.into_iter().next() {
-                    let _ = job.done.send(Err(err));
-                }
-            }
-            group::Committed::Alone(outcomes) => {
-                for (job, outcome) in jobs.into_iter().zip(outcomes) {
-                    let _ = job.done.send(outcome);
-                }
-            }
+        for (job, outcome) in jobs.into_iter().zip(committed.outcomes()) {
+            let _ = job.done.send(outcome);
         }
     }
 }

@@ -616,23 +616,8 @@ async fn record_groups(store: Store, keys: SealingKeys, rx: group::Shared<Finish
             },
         )
         .await;
-        match committed {
-            group::Committed::Together(_) => {
-                for f in finished {
-                    let _ = f.done.send(Ok(()));
-                }
-            }
-            // A group of one: every larger group that fails is recorded attempt by attempt.
-            group::Committed::Failed(err) => {
-                if let Some(f) = finished.into_iter().next() {
-                    let _ = f.done.send(Err(err));
-                }
-            }
-            group::Committed::Alone(outcomes) => {
-                for (f, outcome) in finished.into_iter().zip(outcomes) {
-                    let _ = f.done.send(outcome);
-                }
-            }
+        for (f, outcome) in finished.into_iter().zip(committed.outcomes()) {
+            let _ = f.done.send(outcome);
         }
     }
 }
