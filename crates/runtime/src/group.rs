@@ -117,51 +117,40 @@ impl<T> Groups<T> {
 /// What committing a group came to.
 #[derive(Debug)]
 pub enum Committed<O, E> {
-    /// The group committed whole: each item's outcome, in order.
+    /// The group committed whole: each item's outcome, in order (one per item, an item the
+    /// commit answered nothing for getting the default).
     Together(Vec<O>),
-    /// The group failed for a reason each item would meet alone too (the database is away),
-    /// or it was a group of one.
+    /// The group failed for a reason each item would meet alone too (`each_alone` said no: the
+    /// database is away), or it was a group of one.
     Failed(E),
     /// The group failed and each item was committed on its own: each one's outcome, in order.
     Alone(Vec<Result<O, E>>),
 }
 
-impl<O, E> Committed<O, E> {
-    /// Each item's outcome, in order, where a failing group is always tried item by item (its
-    /// `each_alone` says yes), so a failure that stays whole is a group of one's.
-    pub fn outcomes(self) -> Vec<Result<O, E>> {
-        match self {
-            Self::Together(outcomes) => outcomes.into_iter().map(Ok).collect(),
-            Self::Failed(err) => vec![Err(err)],
-            Self::Alone(outcomes) => outcomes,
-        }
-    }
-}
-
-/// Items of a failed group committed on their own at once: enough to get through a group
-/// quickly, few enough to leave the pool's other connections to the rest of the process.
-const ALONE_AT_ONCE: usize = 4;
-
 /// Commits `items` together with `commit`, which answers one outcome per item it is given.
 /// Should that fail and `each_alone` say the failure may be one item's doing (bad data, a
 /// deadlock between groups; not an outage, which every item would meet alone too), each item
-/// is committed again on its own with the same function, a few at a time, so one bad item
+/// is committed again on its own with the same function, `at_once` at a time, so one bad item
 /// fails only itself and the rest commit. The one way every place that gathers work commits it.
 pub async fn commit<'a, T, O: Default, E>(
     items: &'a [T],
+    at_once: usize,
     commit: impl Fn(&'a [T]) -> BoxFuture<'a, Result<Vec<O>, E>>,
     each_alone: impl FnOnce(&E) -> BoxFuture<'a, bool>,
 ) -> Committed<O, E> {
     use futures_util::StreamExt;
     match commit(items).await {
-        Ok(outcomes) => Committed::Together(outcomes),
+        Ok(mut outcomes) => {
+            outcomes.resize_with(items.len(), O::default);
+            Committed::Together(outcomes)
+        }
         Err(err) if items.len() > 1 && each_alone(&err).await => {
             let alone: Vec<_> = items
                 .iter()
                 .map(|item| commit(std::slice::from_ref(item)))
                 .collect();
             let outcomes: Vec<Result<Vec<O>, E>> = futures_util::stream::iter(alone)
-                .buffered(ALONE_AT_ONCE)
+                .buffered(at_once.max(1))
                 .collect()
                 .await;
             Committed::Alone(
@@ -172,6 +161,26 @@ pub async fn commit<'a, T, O: Default, E>(
             )
         }
         Err(err) => Committed::Failed(err),
+    }
+}
+
+/// [`commit`] for work whose every failed group is tried item by item: each item's outcome,
+/// one per item, in order.
+pub async fn commit_each<'a, T, O: Default, E: std::error::Error>(
+    items: &'a [T],
+    at_once: usize,
+    commit_fn: impl Fn(&'a [T]) -> BoxFuture<'a, Result<Vec<O>, E>>,
+) -> Vec<Result<O, E>> {
+    let each_alone = |err: &E| -> BoxFuture<'a, bool> {
+        let (size, error) = (items.len(), crate::error_chain(err));
+        tracing::info!(size, %error, "a group failed; committing each of its items on its own");
+        Box::pin(async { true })
+    };
+    match commit(items, at_once, commit_fn, each_alone).await {
+        Committed::Together(outcomes) => outcomes.into_iter().map(Ok).collect(),
+        // Only a group of one fails whole here.
+        Committed::Failed(err) => vec![Err(err)],
+        Committed::Alone(outcomes) => outcomes,
     }
 }
 
@@ -269,11 +278,15 @@ mod tests {
         assert_eq!(next.unwrap().unwrap().0, vec![2]);
     }
 
+    #[derive(Debug, PartialEq, Eq, thiserror::Error)]
+    #[error("{0} is odd")]
+    struct Odd(u8);
+
     /// Commits every item but the odd ones; a group with an odd item fails whole.
-    fn evens(items: &[u8]) -> BoxFuture<'_, Result<Vec<u8>, String>> {
+    fn evens(items: &[u8]) -> BoxFuture<'_, Result<Vec<u8>, Odd>> {
         Box::pin(async move {
             match items.iter().find(|i| *i % 2 == 1) {
-                Some(odd) => Err(format!("{odd} is odd")),
+                Some(odd) => Err(Odd(*odd)),
                 None => Ok(items.iter().map(|i| i * 10).collect()),
             }
         })
@@ -281,23 +294,36 @@ mod tests {
 
     #[tokio::test]
     async fn a_group_commits_whole_or_each_item_alone() {
-        let whole = commit(&[2, 4], evens, |_| Box::pin(async { true })).await;
+        let yes = |_: &Odd| -> BoxFuture<'static, bool> { Box::pin(async { true }) };
+        let whole = commit(&[2, 4], 4, evens, yes).await;
         assert!(matches!(whole, Committed::Together(ref o) if *o == vec![20, 40]));
         // One bad item fails only itself.
-        let split = commit(&[2, 3, 4], evens, |_| Box::pin(async { true })).await;
+        let split = commit(&[2, 3, 4], 4, evens, yes).await;
         let Committed::Alone(outcomes) = split else {
             panic!("{split:?}")
         };
-        assert_eq!(outcomes, vec![Ok(20), Err("3 is odd".into()), Ok(40)]);
+        assert_eq!(outcomes, vec![Ok(20), Err(Odd(3)), Ok(40)]);
         // A failure every item would meet alone (an outage) is not tried item by item.
-        let away = commit(&[2, 3, 4], evens, |_| Box::pin(async { false })).await;
-        assert!(matches!(away, Committed::Failed(ref e) if e == "3 is odd"));
+        let away = commit(&[2, 3, 4], 4, evens, |_| Box::pin(async { false })).await;
+        assert!(matches!(away, Committed::Failed(Odd(3))));
         // Nor is a group of one.
-        let one = commit(&[3], evens, |_| Box::pin(async { true })).await;
+        let one = commit(&[3], 4, evens, yes).await;
         assert!(matches!(one, Committed::Failed(_)));
-        // Each item's outcome, however the group went.
-        assert_eq!(whole.outcomes(), vec![Ok(20), Ok(40)]);
-        assert_eq!(one.outcomes(), vec![Err("3 is odd".to_owned())]);
+    }
+
+    #[tokio::test]
+    async fn committing_each_answers_one_outcome_per_item() {
+        assert_eq!(commit_each(&[2, 4], 1, evens).await, vec![Ok(20), Ok(40)]);
+        assert_eq!(
+            commit_each(&[2, 3], 1, evens).await,
+            vec![Ok(20), Err(Odd(3))]
+        );
+        assert_eq!(commit_each(&[3], 1, evens).await, vec![Err(Odd(3))]);
+        // A commit that answers for fewer items than it was given still answers each.
+        fn short(items: &[u8]) -> BoxFuture<'_, Result<Vec<u8>, Odd>> {
+            Box::pin(async move { Ok(items.iter().take(1).copied().collect()) })
+        }
+        assert_eq!(commit_each(&[7, 8], 1, short).await, vec![Ok(7), Ok(0)]);
     }
 
     #[tokio::test]

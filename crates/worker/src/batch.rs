@@ -195,6 +195,7 @@ async fn work<T: Payload, H: Handler<T>>(
         metrics::histogram!("beckon_batch_size", "consumer" => consumer).record(batch.len() as f64);
         let committed = group::commit(
             &batch,
+            batch.len(),
             |items| Box::pin(handled(consumer, deps, handler, items)),
             // One envelope's fault, or a conflict between batches: each is handled again as a
             // batch of its own, so only what fails alone fails. Not while the database is away.
@@ -218,7 +219,12 @@ async fn work<T: Payload, H: Handler<T>>(
                 }
             }
             group::Committed::Failed(err) => {
-                let settled = settled(deps, Err(err)).await;
+                // A batch of more than one fails whole only when the database was found away.
+                let settled = if batch.len() > 1 {
+                    Settled::DatabaseAway
+                } else {
+                    settled(deps, Err(err)).await
+                };
                 for pending in batch {
                     let _ = pending.done.send(settled.clone());
                 }

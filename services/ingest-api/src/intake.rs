@@ -105,17 +105,12 @@ impl Intake {
 async fn work(store: Store, groups: group::Groups<Job>) {
     while let Some((jobs, _working)) = groups.next().await {
         metrics::histogram!("beckon_intake_group_size").record(jobs.len() as f64);
-        let committed = group::commit(
-            &jobs,
-            |jobs| Box::pin(commit_jobs(&store, jobs)),
-            |err| {
-                let (size, error) = (jobs.len(), beckon_runtime::error_chain(err));
-                tracing::info!(size, %error, "a group of events failed; committing them one by one");
-                Box::pin(async { true })
-            },
-        )
+        // Should the group fail, every event is committed again on its own, all at once.
+        let outcomes = group::commit_each(&jobs, jobs.len(), |jobs| {
+            Box::pin(commit_jobs(&store, jobs))
+        })
         .await;
-        for (job, outcome) in jobs.into_iter().zip(committed.outcomes()) {
+        for (job, outcome) in jobs.into_iter().zip(outcomes) {
             let _ = job.done.send(outcome);
         }
     }

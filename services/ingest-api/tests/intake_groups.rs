@@ -85,3 +85,41 @@ async fn a_group_with_a_bad_event_commits_the_others_and_fails_only_that_one() {
         0
     );
 }
+
+/// A database that takes connections but never answers (a failover in progress, a partition)
+/// fails a group on its pool's 5 s timeouts; its events are then tried again each on its own,
+/// all at once, so every request of the group is answered within three of those timeouts (the
+/// group's connection; the first eight events' connections; the rest, which waited for those
+/// slots, their own), not one round of timeouts per few events. The clock is paused: the
+/// timeouts pass at once.
+#[tokio::test(start_paused = true)]
+async fn a_silent_database_answers_every_event_of_a_group_within_three_pool_timeouts() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        // Accepts and holds every connection, and never says a word.
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let store = Store::new(&format!("postgres://postgres@127.0.0.1:{port}/silent"), 8).unwrap();
+    let intake = Intake::start(store, tokio_util::sync::CancellationToken::new());
+    let (org, project) = (Uuid::now_v7(), Uuid::now_v7());
+    let start = tokio::time::Instant::now();
+    // As many as one group holds.
+    let answers = futures_util::future::join_all((0..64).map(|i| {
+        let (intake, event) = (&intake, event(org, project, &format!("u{i}")));
+        async move {
+            let outcome = intake.commit(event).await.expect("the intake runs");
+            (start.elapsed(), outcome.is_err())
+        }
+    }))
+    .await;
+    assert!(answers.iter().all(|(_, failed)| *failed));
+    let last = answers.iter().map(|(at, _)| *at).max().unwrap();
+    assert!(
+        last <= std::time::Duration::from_secs(15),
+        "the last request was answered after {last:?}"
+    );
+}

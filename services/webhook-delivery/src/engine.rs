@@ -598,25 +598,18 @@ impl Recorder {
 async fn record_groups(store: Store, keys: SealingKeys, rx: group::Shared<Finished>) {
     while let Some(finished) = group::take_within(&rx, MAX_RECORDED, RECORD_WINDOW).await {
         metrics::histogram!("beckon_webhook_record_group_size").record(finished.len() as f64);
-        let committed = group::commit(
-            &finished,
-            |finished| {
-                Box::pin(async {
-                    let attempts: Vec<_> =
-                        finished.iter().map(|f| (&f.delivery, &f.record)).collect();
-                    record_group(&store, &keys, &attempts)
-                        .await
-                        .map(|()| vec![(); finished.len()])
-                })
-            },
-            |err| {
-                let (size, error) = (finished.len(), error_chain(err));
-                tracing::info!(size, %error, "recording a group of attempts failed; recording them one by one");
-                Box::pin(async { true })
-            },
-        )
+        // Should the group fail, each attempt is recorded on its own, one after the other: the
+        // recorders leave the rest of the pool to the consumers.
+        let outcomes = group::commit_each(&finished, 1, |finished| {
+            Box::pin(async {
+                let attempts: Vec<_> = finished.iter().map(|f| (&f.delivery, &f.record)).collect();
+                record_group(&store, &keys, &attempts)
+                    .await
+                    .map(|()| vec![(); finished.len()])
+            })
+        })
         .await;
-        for (f, outcome) in finished.into_iter().zip(committed.outcomes()) {
+        for (f, outcome) in finished.into_iter().zip(outcomes) {
             let _ = f.done.send(outcome);
         }
     }
