@@ -815,25 +815,21 @@ async fn users_after(
     path: &str,
     last: &str,
 ) -> Vec<Value> {
-    fire(app, project, last).await;
-    let deadline = std::time::Instant::now() + WAIT;
-    loop {
-        let users: Vec<Value> = receiver
+    let users = || -> Vec<Value> {
+        receiver
             .received(path)
             .iter()
             .map(|hook| hook.json()["data"]["user"]["user_ref"].clone())
-            .collect();
-        if users.contains(&json!(last)) || std::time::Instant::now() > deadline {
-            // Anything sent again would have gone out with it.
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            return receiver
-                .received(path)
-                .iter()
-                .map(|hook| hook.json()["data"]["user"]["user_ref"].clone())
-                .collect();
-        }
+            .collect()
+    };
+    fire(app, project, last).await;
+    let deadline = std::time::Instant::now() + WAIT;
+    while !users().contains(&json!(last)) && std::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // Anything sent again would have gone out with it.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    users()
 }
 
 /// An `invitation.created` that comes again (a redelivery, a copy the relay published twice,
