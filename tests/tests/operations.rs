@@ -120,6 +120,54 @@ async fn every_service_reports_health_readiness_and_metrics() {
             .unwrap_or(0.0)
             >= 3.0
     );
+
+    // Every metric says what it means; each process says what it is; sizes are counted in
+    // buckets of sizes, not of seconds.
+    let text = app
+        .http
+        .get(&matcher)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for name in [
+        "beckon_handler_seconds",
+        "beckon_messages_consumed_total",
+        "beckon_batch_size",
+    ] {
+        assert!(
+            text.contains(&format!("# HELP {name} ")),
+            "no help for {name}:\n{text}"
+        );
+    }
+    assert!(
+        text.lines().any(|l| l.starts_with("beckon_build_info{")
+            && l.contains("service=\"matcher\"")
+            && l.ends_with(" 1")),
+        "{text}"
+    );
+    assert!(
+        text.contains("beckon_batch_size_bucket{consumer=\"matcher\",le=\"64\"}"),
+        "{text}"
+    );
+    assert!(!text.contains("beckon_batch_size_bucket{consumer=\"matcher\",le=\"0.001\"}"));
+    assert!(text.contains("beckon_handler_seconds_bucket{consumer=\"matcher\",type=\"event.received\",le=\"0.005\"}"), "{text}");
+    let gateway_text = app
+        .http
+        .get(&gateway)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        gateway_text.contains("service=\"ingest-api\"")
+            && gateway_text.contains("# HELP beckon_http_requests_total "),
+        "{gateway_text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

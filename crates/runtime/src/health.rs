@@ -2,27 +2,180 @@
 //! reachable and its consumers consuming) and Prometheus `/metrics`.
 
 use actix_web::{App, HttpResponse, HttpServer, web};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use tokio_util::sync::CancellationToken;
 
-/// The process's metrics recorder, installed on first use.
+/// Buckets of every `*_seconds` histogram.
+const SECONDS: [f64; 13] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+/// Buckets of every `*_size` histogram (how many items a group or batch held).
+const SIZES: [f64; 11] = [
+    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
+];
+
+/// The process's metrics recorder, installed on first use, with the help text of every
+/// metric and `beckon_build_info`.
 pub fn metrics() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            PrometheusBuilder::new()
-                .set_buckets(&[
-                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-                ])
+            let installed = PrometheusBuilder::new()
+                .set_buckets(&SECONDS)
+                .and_then(|b| b.set_buckets_for_metric(Matcher::Suffix("_size".into()), &SIZES))
                 .ok()
-                .and_then(|b| b.install_recorder().ok())
+                .and_then(|b| b.install_recorder().ok());
+            match installed {
+                Some(handle) => {
+                    describe();
+                    metrics::gauge!(
+                        "beckon_build_info",
+                        "service" => process_name(),
+                        "version" => env!("CARGO_PKG_VERSION"),
+                    )
+                    .set(1.0);
+                    handle
+                }
                 // A recorder already installed (tests): keep a handle that renders nothing.
-                .unwrap_or_else(|| PrometheusBuilder::new().build_recorder().handle())
+                None => PrometheusBuilder::new().build_recorder().handle(),
+            }
         })
         .clone()
+}
+
+/// The name this process runs under (`matcher`, `ingest-api`, ...).
+fn process_name() -> String {
+    std::env::args()
+        .next()
+        .as_deref()
+        .map(std::path::Path::new)
+        .and_then(|p| p.file_name())
+        .map_or_else(|| "beckon".to_owned(), |n| n.to_string_lossy().into_owned())
+}
+
+/// What each metric means, served as its `# HELP` line.
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_gauge!(
+        "beckon_build_info",
+        "Always 1; its labels name the service and its version."
+    );
+    describe_counter!(
+        "beckon_messages_consumed_total",
+        "Messages a consumer took from its queue."
+    );
+    describe_counter!(
+        "beckon_messages_acked_total",
+        "Messages handled and acknowledged."
+    );
+    describe_counter!(
+        "beckon_messages_retried_total",
+        "Messages given back to their queue to be tried again, using one of their deliveries."
+    );
+    describe_counter!(
+        "beckon_messages_dead_lettered_total",
+        "Messages moved to a dead-letter queue, by reason (delivery_limit when the broker did it)."
+    );
+    describe_counter!(
+        "beckon_messages_held_total",
+        "Deliveries held unacknowledged through a database outage instead of being retried."
+    );
+    describe_counter!(
+        "beckon_messages_released_total",
+        "Held deliveries given back uncounted because their consumer stopped."
+    );
+    describe_counter!(
+        "beckon_handler_retries_total",
+        "Tries in place of a message failing while the database answers (locks, deadlocks, timeouts)."
+    );
+    describe_histogram!(
+        "beckon_handler_seconds",
+        metrics::Unit::Seconds,
+        "Time to handle a message, commit and publish included."
+    );
+    describe_histogram!(
+        "beckon_batch_size",
+        "Envelopes a consumer handled in one batch."
+    );
+    describe_gauge!(
+        "beckon_queue_backlog",
+        "Messages waiting in each consumer's work queue, read every 5 s."
+    );
+    describe_gauge!(
+        "beckon_database_up",
+        "The last probe of the database: 1 answers, 0 away."
+    );
+    describe_counter!(
+        "beckon_db_statements_total",
+        "Statements sent to PostgreSQL, BEGIN and COMMIT included."
+    );
+    describe_counter!(
+        "beckon_outbox_parked_total",
+        "Outbox messages the broker refused, set aside and retried later."
+    );
+    describe_counter!(
+        "beckon_task_restarts_total",
+        "Supervised background tasks restarted after a panic or an early return."
+    );
+    describe_counter!("beckon_panics_total", "Panics anywhere in the process.");
+    describe_counter!(
+        "beckon_http_requests_total",
+        "Gateway requests, by method, route pattern and status."
+    );
+    describe_histogram!(
+        "beckon_http_request_seconds",
+        metrics::Unit::Seconds,
+        "Gateway request duration, by method and route pattern."
+    );
+    describe_histogram!(
+        "beckon_intake_group_size",
+        "Accepted events committed in one transaction."
+    );
+    describe_gauge!(
+        "beckon_intake_backlog",
+        "The matcher's backlog as the gateway last read it (with BECKON_SHED_BACKLOG)."
+    );
+    describe_counter!(
+        "beckon_intake_shed_total",
+        "Requests refused with 429 because the backlog was past BECKON_SHED_BACKLOG."
+    );
+    describe_counter!(
+        "beckon_rate_limit_untracked_total",
+        "Requests let through untracked because a rate limit's table was full."
+    );
+    describe_counter!(
+        "beckon_webhook_attempts_total",
+        "Webhook attempts, by outcome (2xx, 4xx, 5xx, timeout, error)."
+    );
+    describe_histogram!(
+        "beckon_webhook_attempt_seconds",
+        metrics::Unit::Seconds,
+        "Webhook attempt duration."
+    );
+    describe_histogram!(
+        "beckon_webhook_record_group_size",
+        "Finished webhook attempts recorded in one transaction."
+    );
+    describe_gauge!(
+        "beckon_webhook_oldest_pending_seconds",
+        metrics::Unit::Seconds,
+        "Age of the oldest webhook delivery still waiting."
+    );
+    describe_counter!(
+        "beckon_webhook_notices_total",
+        "webhook.failing and webhook.disabled notices sent, by type."
+    );
+    describe_counter!(
+        "beckon_triggers_stalled_total",
+        "Triggers the stalled-trigger sweep sent again (redriven) or failed."
+    );
+    describe_counter!(
+        "beckon_retention_swept_total",
+        "Rows the retention sweep deleted or webhook bodies it erased, by kind."
+    );
 }
 
 /// The `/metrics` response.
