@@ -154,6 +154,19 @@ async fn every_service_reports_health_readiness_and_metrics() {
     );
     assert!(!text.contains("beckon_batch_size_bucket{consumer=\"matcher\",le=\"0.001\"}"));
     assert!(text.contains("beckon_handler_seconds_bucket{consumer=\"matcher\",type=\"event.received\",le=\"0.005\"}"), "{text}");
+    // Every relay reads the outbox's age: nothing waits in it once the dispatch is done.
+    let oldest = app
+        .eventually(
+            Duration::from_secs(10),
+            "the gateway's relay to find the outbox empty",
+            || async {
+                app.metric(&gateway, "beckon_outbox_oldest_seconds")
+                    .await
+                    .filter(|age| *age == 0.0)
+            },
+        )
+        .await;
+    assert_eq!(oldest, 0.0);
     let gateway_text = app
         .http
         .get(&gateway)

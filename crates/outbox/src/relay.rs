@@ -28,6 +28,20 @@ pub async fn run_relay(
             Ok(n) => tracing::info!(published = n, "relayed outbox messages"),
             Err(err) => tracing::warn!(error = %error_chain(&err), "outbox relay pass failed"),
         }
+        report_oldest(&store).await;
+    }
+}
+
+/// Sets `beckon_outbox_oldest_seconds`: how long the oldest unpublished message has waited.
+async fn report_oldest(store: &Store) {
+    let age = async {
+        let mut conn = store.conn().await?;
+        outbox::oldest_age(&mut conn).await
+    };
+    match age.await {
+        Ok(seconds) => metrics::gauge!("beckon_outbox_oldest_seconds").set(seconds),
+        // The relay pass has just said so, if the database is away.
+        Err(err) => tracing::debug!(error = %error_chain(&err), "could not read the outbox's age"),
     }
 }
 

@@ -116,6 +116,11 @@ fn describe() {
         "beckon_outbox_parked_total",
         "Outbox messages the broker refused, set aside and retried later."
     );
+    describe_gauge!(
+        "beckon_outbox_oldest_seconds",
+        metrics::Unit::Seconds,
+        "How long the oldest message still in the outbox has waited (0 when it is empty)."
+    );
     describe_counter!(
         "beckon_task_restarts_total",
         "Supervised background tasks restarted after a panic or an early return."

@@ -110,6 +110,21 @@ pub async fn claim_stale(
         .await?)
 }
 
+/// How long the oldest message still in the outbox has waited, in seconds (zero when it is
+/// empty). Rows are published and cleared within a second or so; one that stays (the broker
+/// refuses it, or publishing has stalled) shows here. Reads one row through the primary key.
+pub async fn oldest_age(conn: &mut AsyncPgConnection) -> Result<f64, StoreError> {
+    let oldest: Option<OffsetDateTime> = outbox::table
+        .order(outbox::id.asc())
+        .select(outbox::created_at)
+        .first(conn)
+        .await
+        .optional()?;
+    Ok(oldest.map_or(0.0, |at| {
+        (OffsetDateTime::now_utc() - at).as_seconds_f64().max(0.0)
+    }))
+}
+
 /// Sets a message the broker refused aside: it is tried again after a pause that doubles with
 /// each refusal, from 10 s to an hour, so it never holds up the messages behind it.
 pub async fn park(conn: &mut AsyncPgConnection, id: i64) -> Result<(), StoreError> {

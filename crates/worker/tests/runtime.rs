@@ -88,6 +88,20 @@ async fn a_message_the_broker_refuses_is_parked_and_the_ones_behind_it_go() {
         1,
         "only the refused row is left"
     );
+    // What stays shows in the outbox's age, read from the oldest row left.
+    diesel::sql_query(format!(
+        "UPDATE outbox SET created_at = now() - interval '1 hour' WHERE id = {}",
+        refused.id
+    ))
+    .execute(&mut conn)
+    .await
+    .expect("aged");
+    let age = outbox::oldest_age(&mut conn).await.expect("the age");
+    assert!((3590.0..3700.0).contains(&age), "{age}");
+    outbox::delete(&mut conn, &[refused.id])
+        .await
+        .expect("deleted");
+    assert_eq!(outbox::oldest_age(&mut conn).await.expect("the age"), 0.0);
 }
 
 /// Panics on the user `boom`, as a handler with a bug would; handles everything else.
