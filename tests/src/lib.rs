@@ -384,6 +384,17 @@ impl TestApp {
         .await
     }
 
+    /// The `/metrics` text (or any other body) served at `url`.
+    pub async fn text(&self, url: &str) -> String {
+        let r = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .expect("the endpoint answers");
+        r.text().await.expect("a text body")
+    }
+
     /// The largest value of the metric lines at `url` that start with `name_and_labels`.
     pub async fn metric(&self, url: &str, name_and_labels: &str) -> Option<f64> {
         let text = self.http.get(url).send().await.ok()?.text().await.ok()?;

@@ -173,15 +173,7 @@ async fn made_up_http_methods_add_no_metric_series() {
         let r = app.http.request(method, app.url("/")).send().await.unwrap();
         assert_eq!(r.status(), 404);
     }
-    let metrics = app
-        .http
-        .get(app.ops_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.text(&app.ops_url("/metrics")).await;
     let distinct: std::collections::HashSet<&str> = metrics
         .lines()
         .filter(|l| l.starts_with("beckon_http_requests_total{"))
@@ -198,15 +190,7 @@ async fn made_up_http_methods_add_no_metric_series() {
     let method = Method::from_bytes(format!("LONG{}", "Y".repeat(60_000)).as_bytes()).unwrap();
     let r = app.http.request(method, app.url("/")).send().await.unwrap();
     assert_eq!(r.status(), 404);
-    let grown = app
-        .http
-        .get(app.ops_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let grown = app.text(&app.ops_url("/metrics")).await;
     assert!(
         grown.len() < metrics.len() + 10_000,
         "one request grew /metrics from {} to {} bytes",

@@ -123,15 +123,7 @@ async fn every_service_reports_health_readiness_and_metrics() {
 
     // Every metric says what it means; each process says what it is; sizes are counted in
     // buckets of sizes, not of seconds.
-    let text = app
-        .http
-        .get(&matcher)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.text(&matcher).await;
     for name in [
         "beckon_handler_seconds",
         "beckon_messages_consumed_total",
@@ -167,15 +159,7 @@ async fn every_service_reports_health_readiness_and_metrics() {
         )
         .await;
     assert_eq!(oldest, 0.0);
-    let gateway_text = app
-        .http
-        .get(&gateway)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let gateway_text = app.text(&gateway).await;
     assert!(
         gateway_text.contains("service=\"ingest-api\"")
             && gateway_text.contains("# HELP beckon_http_requests_total "),
