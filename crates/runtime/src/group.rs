@@ -9,15 +9,10 @@ use tokio::sync::{Mutex, mpsc};
 /// A queue several workers take groups from.
 pub type Shared<T> = Arc<Mutex<mpsc::UnboundedReceiver<T>>>;
 
-/// Waits for the first item, then takes up to `max - 1` more that are already queued, never
-/// waiting for them: a lone item is a group of one at once, a backlog goes in large groups.
-/// `None` once every sender is gone.
-pub async fn take<T>(queue: &Shared<T>, max: usize) -> Option<Vec<T>> {
-    take_within(queue, max, Duration::ZERO).await
-}
-
-/// Like [`take`], but after the first item waits up to `window` for more: for work that no
-/// caller waits on closely, where fewer, larger groups are worth a short delay.
+/// Waits for the first item, then takes up to `max - 1` more: those queued within `window`
+/// after it (with a zero window, only those already queued, at once), for work that no caller
+/// waits on closely, where fewer, larger groups are worth a short delay. `None` once every
+/// sender is gone.
 pub async fn take_within<T>(queue: &Shared<T>, max: usize, window: Duration) -> Option<Vec<T>> {
     let mut rx = queue.lock().await;
     let first = rx.recv().await?;
@@ -200,12 +195,15 @@ mod tests {
         for i in 0..5 {
             tx.send(i).unwrap();
         }
-        assert_eq!(take(&rx, 3).await, Some(vec![0, 1, 2]));
-        assert_eq!(take(&rx, 3).await, Some(vec![3, 4]));
+        assert_eq!(
+            take_within(&rx, 3, Duration::ZERO).await,
+            Some(vec![0, 1, 2])
+        );
+        assert_eq!(take_within(&rx, 3, Duration::ZERO).await, Some(vec![3, 4]));
         tx.send(5).unwrap();
-        assert_eq!(take(&rx, 3).await, Some(vec![5]));
+        assert_eq!(take_within(&rx, 3, Duration::ZERO).await, Some(vec![5]));
         drop(tx);
-        assert_eq!(take(&rx, 3).await, None);
+        assert_eq!(take_within(&rx, 3, Duration::ZERO).await, None);
     }
 
     /// Between two ticks of the timer wheel, as any real moment is.
@@ -219,7 +217,7 @@ mod tests {
         between_ticks().await;
         let start = tokio::time::Instant::now();
         tx.send(1).unwrap();
-        assert_eq!(take(&rx, 8).await, Some(vec![1]));
+        assert_eq!(take_within(&rx, 8, Duration::ZERO).await, Some(vec![1]));
         // The paused clock moves only to wake a timer: it did not move, so none was waited on.
         assert_eq!(tokio::time::Instant::now(), start);
     }

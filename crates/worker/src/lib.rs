@@ -300,6 +300,8 @@ impl Service {
         default_health_addr: &str,
     ) -> Result<Self, ServeError> {
         use beckon_bus::topology::queues;
+        // Before any connection is made: each takes its statement counter from the recorder.
+        beckon_runtime::health::metrics();
         let bus = bus_config(infra);
         let topology = Topology::new(&bus);
         let store = store(infra)?;
@@ -446,7 +448,6 @@ impl Service {
                 })
             })
         };
-        beckon_runtime::health::metrics();
         beckon_runtime::health::serve(&self.health_addr, checks, cancel.clone())
             .map_err(ServeError::Health)?;
         futures_util::future::join_all(consumers).await;
