@@ -36,6 +36,10 @@ pub enum BusError {
         #[source]
         source: lapin::Error,
     },
+    /// The TLS settings of an `amqps://` address cannot be used, or the broker's certificate
+    /// was refused (or it refused ours): trying again will not help until they change.
+    #[error("{0}")]
+    Tls(String),
     /// The broker did not answer in time (a hung connection).
     #[error("the broker did not answer within {0:?} while trying to {1}")]
     Timeout(std::time::Duration, &'static str),

@@ -248,10 +248,10 @@ fn print(value: serde_json::Value) {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     if let Command::Migrate = cli.command {
-        beckon_store::migrate(&cli.database_url)
+        let applied = beckon_store::migrate(&cli.database_url)
             .await
             .context("Failed to apply the migrations")?;
-        eprintln!("migrations applied");
+        eprintln!("{} migrations applied", applied.len());
         return Ok(());
     }
     if let Command::Queues | Command::Dlq { .. } = &cli.command {

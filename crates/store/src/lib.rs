@@ -2,11 +2,13 @@
 //!
 //! # Layout
 //! - [`schema`]: the tables, as diesel sees them.
+//! - [`connect`]: opening connections, over TLS as the URL's `sslmode` asks.
 //! - [`tenancy`]: organizations, access tokens, projects.
 //! - [`surveys`]: surveys, their versions, and matching Live surveys to an event.
 //! - [`triggers`]: one row per fired event and the outcome per matched survey.
 //! - [`idempotency`]: `Idempotency-Key` records.
 //! - [`invitations`]: invitations, magic-link lookup, the atomic cooldown claim.
+//! - [`migrations`]: applying the schema migrations under a lock, and their status.
 //! - [`retention`]: age-based sweeps of the tables that only grow.
 //! - [`stalled`]: triggers that stopped moving: sent again once, or failed with a reason.
 //! - [`responses`]: responses to invitations and their answers.
@@ -20,8 +22,10 @@
 //! - [`testing`]: a fresh database per test, cloned from a migrated template.
 
 pub mod cached;
+pub mod connect;
 pub mod idempotency;
 pub mod invitations;
+pub mod migrations;
 pub mod outbox;
 pub mod paging;
 pub mod pipelined;
@@ -41,12 +45,9 @@ pub mod webhooks;
 use diesel_async::pooled_connection::AsyncDieselConnectionManager;
 use diesel_async::pooled_connection::deadpool::{Object, Pool, PoolError};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
-use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
 pub use diesel_async::AsyncPgConnection as Conn;
-
-/// The schema migrations, compiled into every binary that runs them.
-pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
+pub use migrations::{MIGRATIONS, migrate};
 
 /// A store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +58,9 @@ pub enum StoreError {
     /// A direct connection could not be established.
     #[error("could not connect to the database")]
     Connect(#[from] diesel::ConnectionError),
+    /// A connection could not be opened (the TLS handshake failed, or the server is away).
+    #[error(transparent)]
+    Open(#[from] connect::ConnectError),
     /// A statement failed.
     #[error("a database statement failed")]
     Query(#[from] diesel::result::Error),
@@ -95,6 +99,7 @@ impl StoreError {
                 | Self::InvalidRow(_)
                 | Self::Config(_)
                 | Self::Migrate(_)
+                | Self::Open(connect::ConnectError::Tls(_))
         )
     }
 
@@ -117,6 +122,7 @@ pub type PooledConn = Object<AsyncPgConnection>;
 #[derive(Clone)]
 pub struct Store {
     pool: Pool<AsyncPgConnection>,
+    connector: std::sync::Arc<connect::Connector>,
 }
 
 /// Bounds on every statement of a pooled connection, set when the connection opens.
@@ -151,14 +157,24 @@ impl Limits {
 }
 
 impl Store {
-    /// Builds a pool of at most `max_size` connections with the default [`Limits`];
+    /// Builds a pool of at most `max_size` connections to `url` with the default [`Limits`];
     /// connections open lazily.
     pub fn new(url: &str, max_size: usize) -> Result<Self, StoreError> {
         Self::with_limits(url, max_size, Limits::default())
     }
 
-    /// Builds a pool of at most `max_size` connections, each opened with `limits`.
+    /// Builds a pool of at most `max_size` connections to `url`, each opened with `limits`.
     pub fn with_limits(url: &str, max_size: usize, limits: Limits) -> Result<Self, StoreError> {
+        let connector = connect::Connector::from_url(url).map_err(StoreError::Config)?;
+        Self::with_connector(connector, max_size, limits)
+    }
+
+    /// Builds a pool of at most `max_size` connections opened by `connector` with `limits`.
+    pub fn with_connector(
+        connector: connect::Connector,
+        max_size: usize,
+        limits: Limits,
+    ) -> Result<Self, StoreError> {
         use diesel_async::SimpleAsyncConnection;
         use futures_util::FutureExt;
         // No test query on every checkout (the default sends `SELECT 1` each time, a round trip
@@ -167,10 +183,12 @@ impl Store {
         let mut config = diesel_async::pooled_connection::ManagerConfig::default();
         config.recycling_method = diesel_async::pooled_connection::RecyclingMethod::Fast;
         let settings = limits.session_settings();
-        config.custom_setup = Box::new(move |url| {
-            let (url, settings) = (url.to_owned(), settings.clone());
+        let connector = std::sync::Arc::new(connector);
+        let opener = connector.clone();
+        config.custom_setup = Box::new(move |_url| {
+            let (connector, settings) = (opener.clone(), settings.clone());
             async move {
-                let mut conn = AsyncPgConnection::establish(&url).await?;
+                let mut conn = connector.connect().await?;
                 conn.set_instrumentation(CountStatements(metrics::counter!(
                     "beckon_db_statements_total"
                 )));
@@ -181,8 +199,11 @@ impl Store {
             }
             .boxed()
         });
-        let manager =
-            AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, config);
+        // The URL is the connector's; the manager's copy is never used.
+        let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(
+            String::new(),
+            config,
+        );
         let pool = Pool::builder(manager)
             .max_size(max_size)
             .wait_timeout(Some(std::time::Duration::from_secs(5)))
@@ -190,7 +211,14 @@ impl Store {
             .runtime(deadpool::Runtime::Tokio1)
             .build()
             .map_err(|e| StoreError::Config(e.to_string()))?;
-        Ok(Self { pool })
+        Ok(Self { pool, connector })
+    }
+
+    /// Opens one connection outside the pool, so that a process can refuse to start on a TLS
+    /// setting that can never work (a certificate the CA does not sign) instead of waiting as
+    /// for a database that is only away.
+    pub async fn check_connect(&self) -> Result<(), connect::ConnectError> {
+        self.connector.connect().await.map(drop)
     }
 
     pub async fn conn(&self) -> Result<PooledConn, StoreError> {
@@ -222,14 +250,4 @@ impl diesel::connection::Instrumentation for CountStatements {
             self.0.increment(1);
         }
     }
-}
-
-/// Applies every pending migration. Needs the multi-threaded tokio runtime.
-pub async fn migrate(url: &str) -> Result<(), StoreError> {
-    let conn = AsyncPgConnection::establish(url).await?;
-    let mut harness = diesel_async::AsyncMigrationHarness::new(conn);
-    harness
-        .run_pending_migrations(MIGRATIONS)
-        .map_err(|e| StoreError::Migrate(e.to_string()))?;
-    Ok(())
 }

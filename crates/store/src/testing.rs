@@ -7,7 +7,7 @@
 
 use crate::StoreError;
 use diesel::sql_types::{BigInt, Text};
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use sha2::{Digest, Sha256};
 use std::path::Path;
 
@@ -17,10 +17,15 @@ pub fn admin_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
 }
 
+/// `url` naming `database` instead, its parameters kept.
 fn with_database(url: &str, database: &str) -> String {
+    let (url, query) = match url.split_once('?') {
+        Some((url, query)) => (url, format!("?{query}")),
+        None => (url, String::new()),
+    };
     match url.rfind('/') {
-        Some(i) => format!("{}/{database}", &url[..i]),
-        None => format!("{url}/{database}"),
+        Some(i) => format!("{}/{database}{query}", &url[..i]),
+        None => format!("{url}/{database}{query}"),
     }
 }
 
@@ -60,7 +65,7 @@ async fn database_exists(conn: &mut AsyncPgConnection, name: &str) -> Result<boo
 
 async fn ensure_template(admin: &str) -> Result<String, StoreError> {
     let name = format!("beckon_template_{}", migrations_hash());
-    let mut conn = AsyncPgConnection::establish(admin).await?;
+    let mut conn = crate::connect::open(admin).await?;
     diesel::sql_query("SELECT pg_advisory_lock(727274)")
         .execute(&mut conn)
         .await?;
@@ -96,11 +101,26 @@ pub struct TestDatabase {
 
 impl TestDatabase {
     pub async fn new() -> Result<Self, StoreError> {
-        let admin = admin_url();
-        let template = ensure_template(&admin).await?;
+        Self::on(&admin_url()).await
+    }
+
+    /// A migrated database of its own on the server of `admin` (an URL to one of its
+    /// databases, TLS parameters and all).
+    pub async fn on(admin: &str) -> Result<Self, StoreError> {
+        let template = ensure_template(admin).await?;
+        Self::create(admin, &format!("TEMPLATE {template}")).await
+    }
+
+    /// An empty database of its own: no table, no migration applied.
+    pub async fn empty() -> Result<Self, StoreError> {
+        Self::create(&admin_url(), "").await
+    }
+
+    async fn create(admin: &str, options: &str) -> Result<Self, StoreError> {
+        let admin = admin.to_owned();
         let name = format!("beckon_test_{}", uuid::Uuid::now_v7().simple());
-        let mut conn = AsyncPgConnection::establish(&admin).await?;
-        diesel::sql_query(format!("CREATE DATABASE {name} TEMPLATE {template}"))
+        let mut conn = crate::connect::open(&admin).await?;
+        diesel::sql_query(format!("CREATE DATABASE {name} {options}"))
             .execute(&mut conn)
             .await?;
         Ok(Self {
@@ -160,7 +180,7 @@ impl Drop for TestDatabase {
                 .build()
                 .ok()?;
             rt.block_on(async {
-                let mut conn = AsyncPgConnection::establish(&admin).await.ok()?;
+                let mut conn = crate::connect::open(&admin).await.ok()?;
                 diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
                     .execute(&mut conn)
                     .await

@@ -65,3 +65,26 @@ fn indexes_added_to_big_tables_are_built_concurrently() {
     }
     assert!(plain.is_empty(), "{plain:#?}");
 }
+
+/// Every replica's init container runs `beckon migrate` at once: they take turns, the first
+/// applies everything, the others find nothing pending, and none fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_migrations_take_turns() {
+    let db = beckon_store::testing::TestDatabase::empty()
+        .await
+        .expect("an empty database");
+    let runs: Vec<_> = (0..4)
+        .map(|_| {
+            let url = db.url().to_owned();
+            tokio::spawn(async move { beckon_store::migrate(&url).await })
+        })
+        .collect();
+    let mut applied = Vec::new();
+    for run in runs {
+        applied.push(run.await.unwrap().expect("every run succeeds").len());
+    }
+    let status = beckon_store::migrations::status(db.url()).await.unwrap();
+    assert!(status.pending.is_empty() && status.unknown.is_empty(), "{status:?}");
+    applied.sort_unstable();
+    assert_eq!(applied, [0, 0, 0, status.applied.len()], "one run applied them all");
+}

@@ -250,16 +250,26 @@ pub fn bus_config(infra: &beckon_runtime::InfraConfig) -> beckon_bus::BusConfig 
     bus
 }
 
-/// The database pool of a service, with the configured bounds on every connection.
-pub fn store(infra: &beckon_runtime::InfraConfig) -> Result<Store, StoreError> {
-    Store::with_limits(
+/// The database pool of a service, with the configured bounds on every connection. Refuses a
+/// TLS setting the database's certificate fails (it would never work); a database that is only
+/// away is waited for, connection by connection, as the service runs.
+pub async fn store(infra: &beckon_runtime::InfraConfig) -> Result<Store, StoreError> {
+    let store = Store::with_limits(
         &infra.database_url,
         infra.db_pool_size,
         beckon_store::Limits {
             statement_timeout: infra.db_statement_timeout,
             lock_timeout: infra.db_lock_timeout,
         },
-    )
+    )?;
+    match store.check_connect().await {
+        Err(err @ beckon_store::connect::ConnectError::Tls(_)) => Err(err.into()),
+        Err(err) => {
+            tracing::warn!(error = %err, "the database is not reachable yet; starting anyway");
+            Ok(store)
+        }
+        Ok(()) => Ok(store),
+    }
 }
 
 /// A consumer service could not start.
@@ -304,7 +314,7 @@ impl Service {
         beckon_runtime::health::metrics();
         let bus = bus_config(infra);
         let topology = Topology::new(&bus);
-        let store = store(infra)?;
+        let store = store(infra).await?;
         let publisher = Publisher::connect(&bus.uri, name, topology.clone(), queues::all()).await?;
         Ok(Self {
             deps: Deps {

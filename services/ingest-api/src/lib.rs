@@ -265,8 +265,9 @@ impl Application {
         beckon_runtime::health::metrics();
         let bus = beckon_worker::bus_config(&config.infra);
         let topology = Topology::new(&bus);
-        let store =
-            beckon_worker::store(&config.infra).context("Failed to configure the database pool")?;
+        let store = beckon_worker::store(&config.infra)
+            .await
+            .context("Failed to configure the database pool")?;
         // Declares every work queue before accepting anything, so no accepted event is
         // published to an exchange with no queue bound.
         let publisher = Publisher::connect(&bus.uri, "ingest-api", topology.clone(), queues::all())

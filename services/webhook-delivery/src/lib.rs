@@ -75,8 +75,9 @@ impl Config {
 
 /// Runs until `cancel` fires; then finishes in-flight work and returns.
 pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()> {
-    let store =
-        beckon_worker::store(&config.infra).context("Failed to configure the database pool")?;
+    let store = beckon_worker::store(&config.infra)
+        .await
+        .context("Failed to configure the database pool")?;
     let sender = beckon_webhooks::sender::Sender::new(config.allow.clone())?;
     let engine = Arc::new(engine::Engine::new(
         store,
