@@ -91,6 +91,11 @@ pub struct Options {
     /// Services reach the database through a [`proxy::Proxy`] the test can cut
     /// ([`TestApp::db_proxy`]); the test's own connections go straight to it.
     pub database_proxy: bool,
+    /// The server to make the test's database on (an URL to one of its databases, TLS
+    /// parameters and all), instead of `BECKON_TEST_DATABASE_URL`'s.
+    pub database_server: Option<String>,
+    /// The broker the services, the CLI and the clean-up use, instead of [`amqp_url`].
+    pub amqp_url: Option<String>,
 }
 
 impl Options {
@@ -111,6 +116,8 @@ impl Default for Options {
             matcher_replicas: 1,
             env: Vec::new(),
             database_proxy: false,
+            database_server: None,
+            amqp_url: None,
         }
     }
 }
@@ -158,9 +165,11 @@ impl TestApp {
     async fn try_spawn(options: Options) -> anyhow::Result<Self> {
         ensure_built();
         beckon_runtime::install_crypto_provider();
-        let db = TestDatabase::new()
-            .await
-            .context("create a test database")?;
+        let db = match &options.database_server {
+            Some(server) => TestDatabase::on(server).await,
+            None => TestDatabase::new().await,
+        }
+        .context("create a test database")?;
         let store = Store::new(db.url(), 4)?;
         let mut conn = store.conn().await?;
         let org = tenancy::create_organization(&mut conn, "Test org").await?;
@@ -224,6 +233,11 @@ impl TestApp {
         Ok(app)
     }
 
+    /// The broker this app's processes use.
+    pub fn amqp_url(&self) -> String {
+        self.options.amqp_url.clone().unwrap_or_else(amqp_url)
+    }
+
     /// Starts one more process of `service` (`ingest-api`, `matcher`, `invitation`,
     /// `webhook-delivery`).
     pub fn start(&mut self, service: &'static str) {
@@ -237,7 +251,7 @@ impl TestApp {
         let mut command = Command::new(bin_dir().join(service));
         command
             .env("BECKON_DATABASE_URL", &self.services_db_url)
-            .env("BECKON_AMQP_URL", amqp_url())
+            .env("BECKON_AMQP_URL", self.amqp_url())
             .env("BECKON_QUEUE_PREFIX", &self.prefix)
             .env("BECKON_QUEUE_EXPIRES_MS", "120000")
             .env("BECKON_DB_POOL_SIZE", "4")
@@ -456,7 +470,7 @@ impl TestApp {
         let mut child = Command::new(bin_dir().join("beckon"))
             .args(args)
             .env("BECKON_DATABASE_URL", &self.services_db_url)
-            .env("BECKON_AMQP_URL", amqp_url())
+            .env("BECKON_AMQP_URL", self.amqp_url())
             .env("BECKON_QUEUE_PREFIX", &self.prefix)
             .env_remove("BECKON_SECRET_KEY")
             .env_remove("BECKON_SECRET_KEYS")
@@ -718,14 +732,14 @@ impl Drop for TestApp {
         }
         // Delete this test's queues and exchanges now rather than let them expire in bulk
         // later. Drop may run inside a runtime, which cannot block on itself: use a thread.
-        let prefix = self.prefix.clone();
+        let (prefix, amqp_url) = (self.prefix.clone(), self.amqp_url());
         let _ = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .ok()?;
             rt.block_on(async {
-                let config = beckon_bus::BusConfig::new(amqp_url(), prefix);
+                let config = beckon_bus::BusConfig::new(amqp_url, prefix);
                 let topology = beckon_bus::Topology::new(&config);
                 let conn = beckon_bus::connect::connect(&config.uri, "test-cleanup")
                     .await

@@ -169,7 +169,14 @@ fn classify(err: &tokio_postgres::Error) -> ConnectError {
         }
         source = cause.source();
     }
-    ConnectError::Other(err.to_string())
+    // tokio-postgres says "db error" and leaves the server's words to its cause.
+    let mut message = err.to_string();
+    let mut cause = std::error::Error::source(err);
+    while let Some(c) = cause {
+        message = format!("{message}: {c}");
+        cause = c.source();
+    }
+    ConnectError::Other(message)
 }
 
 /// libpq's TLS parameters, taken out of a URL's query string.

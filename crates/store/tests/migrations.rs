@@ -84,7 +84,14 @@ async fn concurrent_migrations_take_turns() {
         applied.push(run.await.unwrap().expect("every run succeeds").len());
     }
     let status = beckon_store::migrations::status(db.url()).await.unwrap();
-    assert!(status.pending.is_empty() && status.unknown.is_empty(), "{status:?}");
+    assert!(
+        status.pending.is_empty() && status.unknown.is_empty(),
+        "{status:?}"
+    );
     applied.sort_unstable();
-    assert_eq!(applied, [0, 0, 0, status.applied.len()], "one run applied them all");
+    assert_eq!(
+        applied,
+        [0, 0, 0, status.applied.len()],
+        "one run applied them all"
+    );
 }
