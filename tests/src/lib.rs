@@ -42,6 +42,12 @@ fn bin_dir() -> PathBuf {
     }
 }
 
+/// The `host:port` of a database URL, and what follows it.
+fn database_address(url: &str) -> anyhow::Result<(&str, &str)> {
+    let (_, after) = url.split_once('@').context("a database URL with a host")?;
+    after.split_once('/').context("a database URL with a name")
+}
+
 /// The path of a service binary, built first unless `BECKON_E2E_SKIP_BUILD` is set: to run one
 /// alone (how it starts, or refuses to).
 pub fn binary(service: &str) -> PathBuf {
@@ -96,6 +102,9 @@ pub struct Options {
     pub database_server: Option<String>,
     /// The broker the services, the CLI and the clean-up use, instead of [`amqp_url`].
     pub amqp_url: Option<String>,
+    /// Services and the CLI reach the database at this `host:port` (a connection pooler in
+    /// front of it) instead; the test's own connections go straight to it.
+    pub database_address: Option<String>,
 }
 
 impl Options {
@@ -118,6 +127,7 @@ impl Default for Options {
             database_proxy: false,
             database_server: None,
             amqp_url: None,
+            database_address: None,
         }
     }
 }
@@ -180,22 +190,19 @@ impl TestApp {
         let port = free_port();
         let gateway_ops_port = free_port();
         let (services_db_url, db_proxy) = if options.database_proxy {
-            let (before, after) = db
-                .url()
-                .split_once('@')
-                .context("a database URL with a host")?;
-            let (address, rest) = after
-                .split_once('/')
-                .context("a database URL with a name")?;
+            let (address, _) = database_address(db.url())?;
             let upstream = tokio::net::lookup_host(address)
                 .await?
                 .next()
                 .context("the database host resolves")?;
             let proxy = proxy::Proxy::start(upstream).await?;
-            (
-                format!("{before}@127.0.0.1:{}/{rest}", proxy.port()),
-                Some(proxy),
-            )
+            let url = db
+                .url()
+                .replacen(address, &format!("127.0.0.1:{}", proxy.port()), 1);
+            (url, Some(proxy))
+        } else if let Some(pooler) = &options.database_address {
+            let (address, _) = database_address(db.url())?;
+            (db.url().replacen(address, pooler, 1), None)
         } else {
             (db.url().to_owned(), None)
         };

@@ -192,3 +192,63 @@ async fn the_gateway_serves_health_and_metrics_on_its_operations_port_only() {
         assert!(spec["paths"].get(path).is_none(), "{path} in the spec");
     }
 }
+
+#[derive(diesel::QueryableByName, Debug)]
+struct Held {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    application_name: String,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    connections: i64,
+}
+
+/// A DBA reading `pg_stat_activity` sees which service holds each connection, and no process
+/// holds more than its `BECKON_DB_POOL_SIZE` (the connection budget is pods × pool size): the
+/// webhook service's deliveries and consumers share one pool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_service_names_its_connections_and_holds_at_most_its_pool() {
+    use diesel_async::RunQueryDsl;
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let project = app.create_project().await;
+    app.create_survey(project, json!({"trigger": {"events": ["trial_expired"]}}))
+        .await;
+    for i in 0..4 {
+        app.create_webhook(project, json!({"url": receiver.url(&format!("/slow/{i}"))}))
+            .await;
+    }
+    // Deliveries held open by a slow receiver while fan-outs keep arriving: the webhook
+    // service wants many connections at once.
+    let sends = (0..40).map(|i| {
+        app.send_event(
+            Some(project),
+            json!({"event_name": "trial_expired", "user_info": {"contact_external_id": format!("u{i}")}}),
+        )
+    });
+    for (status, body) in futures_util::future::join_all(sends).await {
+        assert_eq!(status, 201, "{body}");
+    }
+    let mut most = std::collections::HashMap::<String, i64>::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while receiver.received("/slow/").len() < 160 && std::time::Instant::now() < deadline {
+        let mut conn = app.store.conn().await.unwrap();
+        let held: Vec<Held> = diesel::sql_query(
+            "SELECT application_name, count(*) AS connections FROM pg_stat_activity \
+             WHERE datname = current_database() GROUP BY application_name",
+        )
+        .load(&mut conn)
+        .await
+        .unwrap();
+        for h in held {
+            let seen = most.entry(h.application_name).or_default();
+            *seen = (*seen).max(h.connections);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for service in ["ingest-api", "matcher", "invitation", "webhooks"] {
+        let held = most.get(service).copied().unwrap_or_default();
+        assert!(
+            (1..=4).contains(&held),
+            "{service} held {held} connections (pool size 4): {most:?}"
+        );
+    }
+}

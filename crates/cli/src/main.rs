@@ -262,10 +262,10 @@ async fn main() -> anyhow::Result<()> {
     let store = Store::with_limits(
         &cli.database_url,
         2,
-        beckon_store::Limits {
+        Some(beckon_store::Limits {
             statement_timeout: std::time::Duration::ZERO,
             ..beckon_store::Limits::default()
-        },
+        }),
     )
     .context("Failed to configure the database pool")?;
     let mut conn = store

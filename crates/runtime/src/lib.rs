@@ -102,6 +102,27 @@ pub fn shutdown_token() -> CancellationToken {
     token
 }
 
+/// How the services' connections reach PostgreSQL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbPooling {
+    /// A connection is one server session for its whole life.
+    Session,
+    /// Each transaction may run on another server session (a pooler in transaction mode).
+    Transaction,
+}
+
+impl FromStr for DbPooling {
+    type Err = &'static str;
+
+    fn from_str(raw: &str) -> Result<Self, Self::Err> {
+        match raw {
+            "session" => Ok(Self::Session),
+            "transaction" => Ok(Self::Transaction),
+            _ => Err("expected session or transaction"),
+        }
+    }
+}
+
 /// Where the database and the broker are, shared by every service.
 #[derive(Debug, Clone)]
 pub struct InfraConfig {
@@ -115,6 +136,10 @@ pub struct InfraConfig {
     /// `BECKON_DB_LOCK_TIMEOUT_MS`: a statement waiting longer for a row or table lock fails
     /// instead of queueing behind a stuck transaction (default 10000; 0 turns it off).
     pub db_lock_timeout: std::time::Duration,
+    /// `BECKON_DB_POOLING`: `session` (the default: straight to PostgreSQL, or through a pooler
+    /// in session mode) or `transaction` (through PgBouncer 1.21+ in transaction mode: nothing
+    /// is set on a connection's session, so the statement and lock timeouts are the role's).
+    pub db_pooling: DbPooling,
     /// `BECKON_AMQP_URL`: RabbitMQ URL, or several separated by commas (a cluster's nodes, each
     /// tried in turn when connecting).
     pub amqp_url: String,
@@ -156,6 +181,7 @@ impl InfraConfig {
                 "BECKON_DB_LOCK_TIMEOUT_MS",
                 10_000,
             )?),
+            db_pooling: env_parse("BECKON_DB_POOLING", DbPooling::Session)?,
             amqp_url: env_or("BECKON_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f"),
             queue_prefix: env_or("BECKON_QUEUE_PREFIX", "beckon"),
             prefetch: env_parse("BECKON_PREFETCH", 64)?,

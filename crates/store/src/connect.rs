@@ -124,6 +124,14 @@ impl Connector {
         Ok(Self { config, mode, tls })
     }
 
+    /// Connections say they are `name` (in `pg_stat_activity`), unless the URL names them.
+    pub fn application_name(mut self, name: &str) -> Self {
+        if self.config.get_application_name().is_none() {
+            self.config.application_name(name);
+        }
+        self
+    }
+
     /// The mode connections use.
     pub fn mode(&self) -> SslMode {
         self.mode

@@ -160,20 +160,28 @@ impl Store {
     /// Builds a pool of at most `max_size` connections to `url` with the default [`Limits`];
     /// connections open lazily.
     pub fn new(url: &str, max_size: usize) -> Result<Self, StoreError> {
-        Self::with_limits(url, max_size, Limits::default())
+        Self::with_limits(url, max_size, Some(Limits::default()))
     }
 
-    /// Builds a pool of at most `max_size` connections to `url`, each opened with `limits`.
-    pub fn with_limits(url: &str, max_size: usize, limits: Limits) -> Result<Self, StoreError> {
+    /// Builds a pool of at most `max_size` connections to `url`, each opened with `limits` set
+    /// on its session. `None` sets nothing: behind a pooler in transaction mode, consecutive
+    /// transactions run on whichever server session is free, and a `SET` would stay on that
+    /// session for other clients; the role's settings are the limits then.
+    pub fn with_limits(
+        url: &str,
+        max_size: usize,
+        limits: Option<Limits>,
+    ) -> Result<Self, StoreError> {
         let connector = connect::Connector::from_url(url).map_err(StoreError::Config)?;
         Self::with_connector(connector, max_size, limits)
     }
 
-    /// Builds a pool of at most `max_size` connections opened by `connector` with `limits`.
+    /// Builds a pool of at most `max_size` connections opened by `connector`, with `limits` as
+    /// [`Store::with_limits`] takes them.
     pub fn with_connector(
         connector: connect::Connector,
         max_size: usize,
-        limits: Limits,
+        limits: Option<Limits>,
     ) -> Result<Self, StoreError> {
         use diesel_async::SimpleAsyncConnection;
         use futures_util::FutureExt;
@@ -182,7 +190,7 @@ impl Store {
         // fails as a transient error, and the pool drops it.
         let mut config = diesel_async::pooled_connection::ManagerConfig::default();
         config.recycling_method = diesel_async::pooled_connection::RecyclingMethod::Fast;
-        let settings = limits.session_settings();
+        let settings = limits.map(|l| l.session_settings());
         let connector = std::sync::Arc::new(connector);
         let opener = connector.clone();
         config.custom_setup = Box::new(move |_url| {
@@ -192,9 +200,11 @@ impl Store {
                 conn.set_instrumentation(CountStatements(metrics::counter!(
                     "beckon_db_statements_total"
                 )));
-                conn.batch_execute(&settings)
-                    .await
-                    .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+                if let Some(settings) = &settings {
+                    conn.batch_execute(settings)
+                        .await
+                        .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+                }
                 Ok(conn)
             }
             .boxed()

@@ -341,7 +341,7 @@ async fn every_pooled_connection_bounds_its_statements_and_its_lock_waits() {
         statement_timeout: Duration::from_millis(500),
         lock_timeout: Duration::from_millis(200),
     };
-    let store = Store::with_limits(db.url(), 2, limits).expect("a pool");
+    let store = Store::with_limits(db.url(), 2, Some(limits)).expect("a pool");
     let mut conn = store.conn().await.expect("a connection");
     let started = Instant::now();
     let slow = diesel::sql_query("SELECT pg_sleep(10)")

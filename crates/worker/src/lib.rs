@@ -250,17 +250,22 @@ pub fn bus_config(infra: &beckon_runtime::InfraConfig) -> beckon_bus::BusConfig 
     bus
 }
 
-/// The database pool of a service, with the configured bounds on every connection. Refuses a
-/// TLS setting the database's certificate fails (it would never work); a database that is only
-/// away is waited for, connection by connection, as the service runs.
-pub async fn store(infra: &beckon_runtime::InfraConfig) -> Result<Store, StoreError> {
-    let store = Store::with_limits(
-        &infra.database_url,
+/// The database pool of a service, with the configured bounds on every connection, which name
+/// themselves `name`. Refuses a TLS setting the database's certificate fails (it would never
+/// work); a database that is only away is waited for, connection by connection, as the service
+/// runs. One per process: `BECKON_DB_POOL_SIZE` is what a process may hold.
+pub async fn store(infra: &beckon_runtime::InfraConfig, name: &str) -> Result<Store, StoreError> {
+    let limits = beckon_store::Limits {
+        statement_timeout: infra.db_statement_timeout,
+        lock_timeout: infra.db_lock_timeout,
+    };
+    let connector = beckon_store::connect::Connector::from_url(&infra.database_url)
+        .map_err(StoreError::Config)?
+        .application_name(name);
+    let store = Store::with_connector(
+        connector,
         infra.db_pool_size,
-        beckon_store::Limits {
-            statement_timeout: infra.db_statement_timeout,
-            lock_timeout: infra.db_lock_timeout,
-        },
+        (infra.db_pooling == beckon_runtime::DbPooling::Session).then_some(limits),
     )?;
     match store.check_connect().await {
         Err(err @ beckon_store::connect::ConnectError::Tls(_)) => Err(err.into()),
@@ -314,7 +319,7 @@ impl Service {
         beckon_runtime::health::metrics();
         let bus = bus_config(infra);
         let topology = Topology::new(&bus);
-        let store = store(infra).await?;
+        let store = store(infra, name).await?;
         let publisher = Publisher::connect(&bus.uri, name, topology.clone(), queues::all()).await?;
         Ok(Self {
             deps: Deps {

@@ -265,7 +265,7 @@ impl Application {
         beckon_runtime::health::metrics();
         let bus = beckon_worker::bus_config(&config.infra);
         let topology = Topology::new(&bus);
-        let store = beckon_worker::store(&config.infra)
+        let store = beckon_worker::store(&config.infra, "ingest-api")
             .await
             .context("Failed to configure the database pool")?;
         // Declares every work queue before accepting anything, so no accepted event is

@@ -75,12 +75,13 @@ impl Config {
 
 /// Runs until `cancel` fires; then finishes in-flight work and returns.
 pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()> {
-    let store = beckon_worker::store(&config.infra)
-        .await
-        .context("Failed to configure the database pool")?;
     let sender = beckon_webhooks::sender::Sender::new(config.allow.clone())?;
+    let mut service = beckon_worker::Service::connect(CONSUMER, &config.infra, "127.0.0.1:9103")
+        .await
+        .context("The webhook service failed to start")?;
+    // The service's one pool: the deliveries and the consumers share it.
     let engine = Arc::new(engine::Engine::new(
-        store,
+        service.deps.store.clone(),
         sender,
         config.sealing_keys.clone(),
         engine::Settings {
@@ -89,9 +90,6 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
             per_subscription: config.per_subscription,
         },
     ));
-    let mut service = beckon_worker::Service::connect(CONSUMER, &config.infra, "127.0.0.1:9103")
-        .await
-        .context("The webhook service failed to start")?;
     let fanout = fanout::Fanout {
         engine: engine.clone(),
     };
