@@ -198,6 +198,13 @@ async fn a_reminder_already_due_fires_now_each_for_its_own_survey() {
             .await,
         2
     );
+    // Each fired about a scheduler interval after it was made, not days "late" because its
+    // time had passed before it existed.
+    let metrics = format!("http://127.0.0.1:{}/metrics", app.ops_port("matcher").await);
+    let lag = |name: &'static str| app.metric(&metrics, name);
+    assert_eq!(lag("beckon_scheduler_lag_seconds_count").await, Some(2.0));
+    let total = lag("beckon_scheduler_lag_seconds_sum").await.unwrap();
+    assert!(total < 10.0, "fired {total} s late in all");
     for survey in [&a, &b] {
         let sql = format!(
             "SELECT 1 FROM invitations WHERE user_ref = 'soon' AND survey_id = '{}'",

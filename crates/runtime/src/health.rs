@@ -17,6 +17,11 @@ const SIZES: [f64; 11] = [
     1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
 ];
 
+/// Buckets of every `*_lag_seconds` histogram (how late something happened: up to an hour).
+const LAG: [f64; 12] = [
+    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0,
+];
+
 /// The process's metrics recorder, installed on first use, with the help text of every
 /// metric and `beckon_build_info`.
 pub fn metrics() -> PrometheusHandle {
@@ -26,6 +31,9 @@ pub fn metrics() -> PrometheusHandle {
             let installed = PrometheusBuilder::new()
                 .set_buckets(&SECONDS)
                 .and_then(|b| b.set_buckets_for_metric(Matcher::Suffix("_size".into()), &SIZES))
+                .and_then(|b| {
+                    b.set_buckets_for_metric(Matcher::Suffix("_lag_seconds".into()), &LAG)
+                })
                 .ok()
                 .and_then(|b| b.install_recorder().ok());
             match installed {
@@ -120,6 +128,11 @@ fn describe() {
         "beckon_outbox_oldest_seconds",
         metrics::Unit::Seconds,
         "How long the oldest message still in the outbox has waited (0 when it is empty)."
+    );
+    describe_histogram!(
+        "beckon_scheduler_lag_seconds",
+        metrics::Unit::Seconds,
+        "How late each scheduled trigger fired: from when it was due to the scheduler pass that fired it."
     );
     describe_counter!(
         "beckon_task_restarts_total",

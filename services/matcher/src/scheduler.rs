@@ -79,6 +79,7 @@ pub async fn fire_due(deps: &Deps, topology: &Topology) -> Result<usize, StoreEr
     let rows = conn
         .transaction::<_, StoreError, _>(async |conn| {
             let due = triggers::claim_due(conn, BATCH).await?;
+            record_lag(&due, time::OffsetDateTime::now_utc());
             let mut rows = Vec::with_capacity(due.len());
             for trigger in &due {
                 rows.extend(fire(conn, topology, trigger, TriggerType::Scheduled).await?);
@@ -92,6 +93,18 @@ pub async fn fire_due(deps: &Deps, topology: &Topology) -> Result<usize, StoreEr
         beckon_outbox::flush(&deps.publisher, &deps.cleaner, &rows).await;
     }
     Ok(rows.len())
+}
+
+/// How late each claimed trigger fires: from when it was due, or made if it was made already
+/// due (a reminder for a trial that ends sooner than its lead time), to now.
+fn record_lag(due: &[Trigger], now: time::OffsetDateTime) {
+    let lag = metrics::histogram!("beckon_scheduler_lag_seconds");
+    for trigger in due {
+        let since = trigger
+            .scheduled_for
+            .map_or(trigger.created_at, |at| at.max(trigger.created_at));
+        lag.record((now - since).as_seconds_f64().max(0.0));
+    }
 }
 
 /// Puts `trigger`'s envelope (as `kind`) in the outbox, in the caller's transaction; a trigger
