@@ -123,6 +123,30 @@ async fn one_trace_spans_gateway_matcher_invitation_and_delivery() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
+    // The services' log lines logged inside the trace's spans carry its id, so a log search
+    // finds them from the trace (and the trace from a line).
+    let mut logged_by = BTreeSet::new();
+    for entry in std::fs::read_dir(app.log_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let traced = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|l| l["trace_id"] == trace_id.as_str())
+            .inspect(|l| assert_eq!(l["span_id"].as_str().map(str::len), Some(16), "{l}"))
+            .count();
+        if traced > 0 {
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            logged_by.insert(name.rsplit_once('-').unwrap().0.to_owned());
+        }
+    }
+    for service in ["matcher", "invitation", "webhook-delivery"] {
+        assert!(
+            logged_by.contains(service),
+            "{service}'s lines: {logged_by:?}"
+        );
+    }
+
     // Every exported span was accepted by the collector as OTLP/JSON.
     let exports = collector.received("/otlp/v1/traces");
     assert!(

@@ -1,6 +1,7 @@
 //! Logs and traces.
 //!
-//! Logs are JSON lines on stdout. Traces are off unless an OTLP endpoint is configured with
+//! Logs are JSON lines on stdout; a line logged inside a traced span starts with its
+//! `trace_id` and `span_id`, so a log search finds the trace and the trace its logs. Traces are off unless an OTLP endpoint is configured with
 //! the standard variables (`OTEL_EXPORTER_OTLP_ENDPOINT` or
 //! `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`); the exporter then also honours
 //! `OTEL_EXPORTER_OTLP_PROTOCOL` (`http/protobuf`, the default, or `http/json`),
@@ -55,10 +56,7 @@ pub fn init(service: &'static str) -> Telemetry {
         tracing_subscriber::EnvFilter::try_from_default_env()
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
     };
-    let logs = tracing_subscriber::fmt::layer()
-        .json()
-        .with_current_span(false)
-        .with_filter(filter());
+    let logs = log_layer(std::io::stdout).with_filter(filter());
     let (provider, error) = if otlp_configured() {
         crate::install_crypto_provider();
         match tracer_provider(service) {
@@ -89,6 +87,84 @@ pub fn init(service: &'static str) -> Telemetry {
         tracing::error!(error = %err, "could not set up the OTLP trace exporter; traces are off");
     }
     Telemetry { provider }
+}
+
+/// The JSON log lines, written to `writer`.
+fn log_layer<S, W>(writer: W) -> impl tracing_subscriber::Layer<S>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    let dispatch = Registered::default();
+    let json = tracing_subscriber::fmt::format()
+        .json()
+        .with_current_span(false);
+    tracing_subscriber::fmt::layer()
+        .json()
+        .event_format(WithTraceIds {
+            json,
+            dispatch: dispatch.clone(),
+        })
+        .with_writer(writer)
+        .and_then(RegisterDispatch(dispatch))
+}
+
+/// The subscriber the log layer is part of, once it is one: the span layer's data is reached
+/// through it. (Asking for the current dispatcher while an event is being logged would find
+/// none: a subscriber's own callbacks do not see it as the current one.)
+type Registered = std::sync::Arc<std::sync::OnceLock<tracing::dispatcher::WeakDispatch>>;
+
+struct RegisterDispatch(Registered);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for RegisterDispatch {
+    fn on_register_dispatch(&self, subscriber: &tracing::Dispatch) {
+        let _ = self.0.set(subscriber.downgrade());
+    }
+}
+
+/// A JSON line formatter that puts the current span's trace and span ids first, when the span
+/// is traced.
+struct WithTraceIds<F> {
+    json: F,
+    dispatch: Registered,
+}
+
+impl<S, N, F> tracing_subscriber::fmt::FormatEvent<S, N> for WithTraceIds<F>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+    F: tracing_subscriber::fmt::FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        use tracing_subscriber::fmt::format::Writer;
+        let context = ctx.lookup_current().and_then(|span| {
+            let dispatch = self.dispatch.get()?.upgrade()?;
+            tracing_opentelemetry::get_otel_context(&span.id(), &dispatch)
+        });
+        let ids = context
+            .as_ref()
+            .map(|c| c.span().span_context().clone())
+            .filter(|ids| ids.is_valid());
+        let Some(ids) = ids else {
+            return self.json.format_event(ctx, writer, event);
+        };
+        let mut line = String::new();
+        self.json.format_event(ctx, Writer::new(&mut line), event)?;
+        match line.strip_prefix('{') {
+            Some(rest) => write!(
+                writer,
+                "{{\"trace_id\":\"{}\",\"span_id\":\"{}\",{rest}",
+                ids.trace_id(),
+                ids.span_id()
+            ),
+            None => writer.write_str(&line),
+        }
+    }
 }
 
 /// Every panic — in a request handler (answered 500, the server goes on serving), in a
@@ -180,6 +256,72 @@ mod tests {
         assert_eq!(traceparent(), None);
         follow(&span, Some("not a traceparent"));
         follow(&span, None);
+    }
+
+    /// What a subscriber with the JSON log layer (and the span layer, when traced) writes.
+    fn logged(traced: bool, log: impl FnOnce()) -> Vec<serde_json::Value> {
+        use opentelemetry::trace::TracerProvider as _;
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+        let sink = lines.clone();
+        let writer = move || Sink(sink.clone());
+        let provider = SdkTracerProvider::builder().build();
+        let spans =
+            traced.then(|| tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+        let subscriber = tracing_subscriber::registry()
+            .with(log_layer(writer))
+            .with(spans);
+        tracing::subscriber::with_default(subscriber, log);
+        let text = String::from_utf8(lines.lock().unwrap().clone()).unwrap();
+        text.lines()
+            .map(|l| serde_json::from_str(l).expect("a JSON line"))
+            .collect()
+    }
+
+    struct Sink(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_line_logged_in_a_traced_span_names_its_trace_and_span() {
+        let mut own = String::new();
+        let lines = logged(true, || {
+            let span = tracing::info_span!("consume");
+            follow(
+                &span,
+                Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+            );
+            span.in_scope(|| {
+                own = traceparent().unwrap();
+                tracing::info!(answer = 42, "inside");
+            });
+            tracing::info!("outside");
+        });
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        let (inside, outside) = (&lines[0], &lines[1]);
+        assert_eq!(inside["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+        let span_id = inside["span_id"].as_str().unwrap();
+        assert_eq!(own.split('-').nth(2), Some(span_id), "the span's own id");
+        assert_eq!(inside["fields"]["message"], "inside");
+        assert_eq!(inside["fields"]["answer"], 42);
+        assert!(outside.get("trace_id").is_none(), "{outside}");
+    }
+
+    #[test]
+    fn lines_carry_no_trace_ids_when_tracing_is_off() {
+        let lines = logged(false, || {
+            tracing::info_span!("work").in_scope(|| tracing::info!("inside"));
+        });
+        assert!(lines[0].get("trace_id").is_none(), "{}", lines[0]);
+        assert_eq!(lines[0]["fields"]["message"], "inside");
     }
 
     #[test]
