@@ -1,7 +1,7 @@
 //! The broker side: a connection, queue depths, and [`Pass`], the one way the CLI takes
 //! messages off a dead-letter queue.
 
-use crate::output::{Failure, unavailable};
+use crate::output::{ErrorCode, Failure, unavailable};
 use anyhow::Context as _;
 use beckon_bus::topology::{WorkQueue, queues};
 use beckon_bus::{BusConfig, Topology, headers};
@@ -97,12 +97,19 @@ impl Broker {
             )
             .await
             .map_err(|e| {
-                anyhow::Error::new(e).context(Failure::new(
-                    crate::output::ErrorCode::NotFound,
-                    format!(
-                        "Queue {queue} does not exist (has any service started with this prefix?)"
-                    ),
-                ))
+                // The broker answers a passive declare of a missing queue with a channel
+                // error (404); anything else is the broker being away.
+                if e.is_amqp_soft_error() {
+                    anyhow::Error::new(e).context(Failure::new(
+                        ErrorCode::NotFound,
+                        format!(
+                            "Queue {queue} does not exist (has any service started with this \
+                             prefix?)"
+                        ),
+                    ))
+                } else {
+                    unavailable(e, &format!("Failed to read the depth of {queue}"))
+                }
             })?;
         Ok(Depth {
             messages: q.message_count(),

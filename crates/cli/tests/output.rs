@@ -208,6 +208,13 @@ async fn failures_are_json_errors_with_stable_codes_on_stderr() {
     );
     assert_eq!(err["error"]["code"], "unavailable", "{err}");
 
+    // A deployment nothing declared, and a queue there is none of.
+    let nothing = format!("t{}", uuid::Uuid::now_v7().simple());
+    let (_, err) = json_error(db.url(), &["--queue-prefix", &nothing, "queues"]);
+    assert_eq!(err["error"]["code"], "not_found", "{err}");
+    let (_, err) = json_error(db.url(), &["dlq", "peek", "nope"]);
+    assert_eq!(err["error"]["code"], "not_found", "{err}");
+
     // Without --output json, an error is text for a person; stdout stays empty either way.
     let out = beckon(db.url(), &["token", "create", "--org", &nobody]);
     assert!(!out.status.success() && out.stdout.is_empty());

@@ -221,9 +221,13 @@ pub struct ReplayReport {
     pub refused: u32,
     /// Stopped by a signal before the pass was over.
     pub interrupted: bool,
-    /// The selected ones, in the order the pass met them.
+    /// The first [`MAX_LISTED`] selected, in the order the pass met them (`selected` counts
+    /// them all), so a replay of millions holds no list of millions.
     pub messages: Vec<Summary>,
 }
+
+/// How many selected dead letters a replay report lists at most.
+pub const MAX_LISTED: usize = 1000;
 
 impl Report for ReplayReport {
     fn table(&self, out: &mut dyn Write) -> io::Result<()> {
@@ -239,6 +243,9 @@ impl Report for ReplayReport {
                 "replayed {} message(s) of {} from {} into {}",
                 self.replayed, self.depth, self.dead_letter_queue, self.work_queue
             )?;
+        }
+        if (self.selected as usize) > self.messages.len() {
+            writeln!(out, "the first {} of them:", self.messages.len())?;
         }
         if !self.messages.is_empty() {
             writeln!(
@@ -341,7 +348,7 @@ pub async fn replay(
             }
             if options.dry_run {
                 report.selected += 1;
-                report.messages.push(summary);
+                list(&mut report.messages, summary);
                 pass.keep(delivery).await?;
                 kept += 1;
                 continue;
@@ -364,7 +371,7 @@ pub async fn replay(
                 pacer.moved(tokio::time::Instant::now());
             }
             report.selected += 1;
-            report.messages.push(summary);
+            list(&mut report.messages, summary);
             pass.replay(delivery, &work).await?;
             bar.set_message(format!("{} replayed", report.selected));
         }
@@ -381,6 +388,12 @@ pub async fn replay(
         report.replayed = report.selected - report.refused;
     }
     Ok(report)
+}
+
+fn list(listed: &mut Vec<Summary>, summary: Summary) {
+    if listed.len() < MAX_LISTED {
+        listed.push(summary);
+    }
 }
 
 /// What became of a purge.
@@ -454,4 +467,26 @@ pub async fn purge(
     report.deleted = broker.purge(&dlq).await?;
     report.status = PurgeStatus::Purged;
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_replay_report_lists_a_bounded_number_of_messages() {
+        let mut listed = Vec::new();
+        for _ in 0..MAX_LISTED + 5 {
+            list(
+                &mut listed,
+                Summary {
+                    message_id: None,
+                    kind: None,
+                    reason: None,
+                    dead_lettered_at: None,
+                },
+            );
+        }
+        assert_eq!(listed.len(), MAX_LISTED);
+    }
 }

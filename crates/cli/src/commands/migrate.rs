@@ -1,6 +1,7 @@
 //! `beckon migrate` and `beckon migrate status`.
 
-use crate::output::{Report, unavailable};
+use crate::output::Report;
+use anyhow::Context as _;
 use serde::Serialize;
 use std::io::{self, Write};
 
@@ -27,7 +28,7 @@ impl Report for Applied {
 pub async fn apply(url: &str) -> anyhow::Result<Applied> {
     let applied = beckon_store::migrate(url)
         .await
-        .map_err(|e| failed(e, "Failed to apply the migrations"))?;
+        .context("Failed to apply the migrations")?;
     Ok(Applied { applied })
 }
 
@@ -94,20 +95,10 @@ impl Report for Status {
 pub async fn status(url: &str) -> anyhow::Result<Status> {
     let status = beckon_store::migrations::status(url)
         .await
-        .map_err(|e| failed(e, "Failed to read the applied migrations"))?;
+        .context("Failed to read the applied migrations")?;
     Ok(Status {
         applied: status.applied,
         pending: status.pending,
         unknown: status.unknown,
     })
-}
-
-/// A database out of reach is `unavailable`; anything else keeps its cause.
-fn failed(err: beckon_store::StoreError, what: &'static str) -> anyhow::Error {
-    use beckon_store::StoreError as E;
-    if matches!(err, E::Pool(_) | E::Connect(_) | E::Open(_)) {
-        unavailable(err, what)
-    } else {
-        anyhow::Error::new(err).context(what)
-    }
 }
