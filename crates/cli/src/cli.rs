@@ -160,6 +160,7 @@ pub enum DlqCommand {
     /// Show dead-lettered messages (envelope, reason, when, headers) without removing them.
     /// Magic links and tokens in a body are shown as `<redacted>`.
     Peek {
+        /// The work queue: matcher, invitation, webhooks or webhook-responses.
         queue: String,
         #[arg(long, default_value_t = 10)]
         count: u32,
@@ -174,6 +175,7 @@ pub enum DlqCommand {
     Replay(ReplayArgs),
     /// Delete every dead-lettered message of the queue.
     Purge {
+        /// The work queue: matcher, invitation, webhooks or webhook-responses.
         queue: String,
         /// Count what would be deleted; delete nothing.
         #[arg(long)]
@@ -186,6 +188,7 @@ pub enum DlqCommand {
 
 #[derive(Debug, Args)]
 pub struct ReplayArgs {
+    /// The work queue: matcher, invitation, webhooks or webhook-responses.
     pub queue: String,
     /// Report what would be moved; move nothing.
     #[arg(long)]
