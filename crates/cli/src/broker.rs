@@ -18,7 +18,16 @@ pub struct Broker {
     conn: lapin::Connection,
     channel: Channel,
     topology: Topology,
+    /// Whether a [`Pass`] acknowledged any message on the channel.
+    acknowledged: std::sync::atomic::AtomicBool,
 }
+
+/// How long [`Broker::close`] waits, after acknowledgements, before closing the channel. A
+/// quorum queue applies a settlement after the broker received it, and may still return a
+/// message it was about to settle when the channel closes first (rabbitmq-server#10327, seen
+/// here in a pass that ended while dead letters kept arriving). AMQP 0-9-1 has no reply to an
+/// acknowledgement to wait for instead.
+const SETTLE_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// A work queue by its short name, or `not_found` listing the names there are.
 pub fn work_queue(name: &str) -> anyhow::Result<WorkQueue> {
@@ -58,6 +67,7 @@ impl Broker {
             conn,
             channel,
             topology: Topology::new(&BusConfig::new(uri, prefix)),
+            acknowledged: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -71,8 +81,12 @@ impl Broker {
 
     /// Closes the channel and the connection in order, so every acknowledgement sent is
     /// processed by the broker before the command ends (one left in a socket when the process
-    /// exits would return its message to the queue beside the copy already made of it).
+    /// exits would return its message to the queue beside the copy already made of it). After
+    /// acknowledgements it first waits [`SETTLE_GRACE`].
     pub async fn close(self) -> anyhow::Result<()> {
+        if self.acknowledged.load(std::sync::atomic::Ordering::Relaxed) {
+            tokio::time::sleep(SETTLE_GRACE).await;
+        }
         self.channel
             .close(200, "done".into())
             .await
@@ -160,6 +174,7 @@ const PASS_WINDOW: usize = 128;
 /// consumers skip an envelope id they handled — and the originals held go back to the head of
 /// the queue. So at most the window is doubled, and nothing is lost.
 pub struct Pass<'a> {
+    broker: &'a Broker,
     channel: &'a Channel,
     dlq: &'a str,
     window: Vec<Pending>,
@@ -169,6 +184,7 @@ pub struct Pass<'a> {
 impl<'a> Pass<'a> {
     pub fn new(broker: &'a Broker, dlq: &'a str) -> Self {
         Self {
+            broker,
             channel: &broker.channel,
             dlq,
             window: Vec::with_capacity(PASS_WINDOW),
@@ -281,6 +297,9 @@ impl<'a> Pass<'a> {
                     self.dlq
                 );
             }
+            self.broker
+                .acknowledged
+                .store(true, std::sync::atomic::Ordering::Relaxed);
             pending
                 .delivery
                 .ack(BasicAckOptions::default())
