@@ -48,7 +48,7 @@ until curl -fsS "http://127.0.0.1:9100/readyz" >/dev/null 2>&1; do
   sleep 0.3
 done
 
-demo=$("$BIN_DIR/beckon" demo)
+demo=$("$BIN_DIR/beckon" --output json demo)
 echo "$demo" >"$STATE/demo.json"
 field() { python3 -c "import json,sys; print(json.load(sys.stdin)['$1'])" <<<"$demo"; }
 token=$(field token)

@@ -199,7 +199,12 @@ async fn operators_list_and_cancel_scheduled_triggers_and_recover_failed_webhook
 async fn a_revoked_token_stops_working_within_the_auth_cache_time() {
     let app = TestApp::spawn().await;
     let org = app.org_id.to_string();
-    let out = app.cli(&["token", "create", "--org", &org, "--name", "short"], "");
+    let out = app.cli(
+        &[
+            "--output", "json", "token", "create", "--org", &org, "--name", "short",
+        ],
+        "",
+    );
     ok(&out);
     let created: Value = serde_json::from_slice(&out.stdout).expect("the token as JSON");
     let token = created["token"].as_str().unwrap().to_owned();

@@ -123,7 +123,17 @@ async fn a_token_does_only_what_its_scopes_allow_until_it_is_revoked() {
         !text.contains(&send) && !text.contains(&read) && !text.contains("oat_"),
         "{text}"
     );
-    let cli = app.cli(&["token", "list", "--org", &app.org_id.to_string()], "");
+    let cli = app.cli(
+        &[
+            "--output",
+            "json",
+            "token",
+            "list",
+            "--org",
+            &app.org_id.to_string(),
+        ],
+        "",
+    );
     assert!(cli.status.success(), "{cli:?}");
     let cli: Value = serde_json::from_slice(&cli.stdout).unwrap();
     assert_eq!(cli.as_array().unwrap().len(), 3);

@@ -338,6 +338,11 @@ async fn settle<H, F>(
                 headers::set_str(&mut table, headers::REASON, &reason);
                 headers::set_str(&mut table, headers::DETAIL, &detail);
                 headers::set_str(&mut table, headers::SOURCE_QUEUE, queue);
+                headers::set_timestamp(
+                    &mut table,
+                    headers::DEAD_LETTERED_AT,
+                    std::time::SystemTime::now(),
+                );
                 tracing::error!(%reason, %detail, %queue, "dead-lettering a message");
                 move_then_ack(channel, &delivery, exchange, queue, table, "dead-letter")
                     .await

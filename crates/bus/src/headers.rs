@@ -8,6 +8,10 @@ pub const REASON: &str = "x-beckon-reason";
 pub const DETAIL: &str = "x-beckon-detail";
 /// Header naming the work queue a dead-lettered message came from.
 pub const SOURCE_QUEUE: &str = "x-beckon-queue";
+/// Header with when Beckon dead-lettered a message: an AMQP timestamp (seconds since the Unix
+/// epoch), as the broker records its own dead letters' time in `x-death`. The operator CLI
+/// selects dead letters to replay by it.
+pub const DEAD_LETTERED_AT: &str = "x-beckon-dead-lettered-at";
 /// Set by RabbitMQ on a message it dead-lettered itself (e.g. `delivery_limit`).
 pub const FIRST_DEATH_REASON: &str = "x-first-death-reason";
 /// Set by RabbitMQ on a message it dead-lettered itself: the queue it was in.
@@ -29,6 +33,14 @@ pub fn set_str(table: &mut FieldTable, key: &str, value: &str) {
         ShortString::from(key),
         AMQPValue::LongString(value.as_bytes().to_vec().into()),
     );
+}
+
+/// Sets `key` to `at` as an AMQP timestamp (whole seconds since the Unix epoch).
+pub fn set_timestamp(table: &mut FieldTable, key: &str, at: std::time::SystemTime) {
+    let seconds = at
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    table.insert(ShortString::from(key), AMQPValue::Timestamp(seconds));
 }
 
 pub fn set_int(table: &mut FieldTable, key: &str, value: i64) {

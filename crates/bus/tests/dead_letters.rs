@@ -123,9 +123,12 @@ async fn unhandleable_messages_are_dead_lettered_with_their_reason() -> anyhow::
             .await?
         {
             Some(msg) => {
-                let reason =
-                    headers::dead_letter_reason(msg.delivery.properties.headers().as_ref())
-                        .unwrap_or_else(|| "none".into());
+                let table = msg.delivery.properties.headers().as_ref();
+                let reason = headers::dead_letter_reason(table).unwrap_or_else(|| "none".into());
+                // Beckon's dead letters say when they were made (the broker's, in `x-death`).
+                let stamped =
+                    table.is_some_and(|t| t.inner().contains_key(headers::DEAD_LETTERED_AT));
+                assert_eq!(stamped, reason != "delivery_limit", "{reason}: {table:?}");
                 reasons.insert(
                     reason,
                     String::from_utf8_lossy(&msg.delivery.data).into_owned(),

@@ -46,6 +46,30 @@ pub async fn get_organization(
         .optional()?)
 }
 
+crate::paging::keyed_by_created_at_and_id!(Organization);
+
+/// A page of every organization, newest first.
+pub async fn list_organizations(
+    conn: &mut AsyncPgConnection,
+    page: &PageRequest<Keyset>,
+) -> Result<Page<Organization>, StoreError> {
+    let mut query = organizations::table.into_boxed();
+    if let Some(after) = page.after {
+        query = query.filter(older_than(
+            organizations::created_at,
+            organizations::id,
+            after,
+        ));
+    }
+    let rows = query
+        .order((organizations::created_at.desc(), organizations::id.desc()))
+        .limit(page.fetch())
+        .select(Organization::as_select())
+        .load(conn)
+        .await?;
+    Ok(page.page(rows))
+}
+
 /// An access token as stored: never its plaintext.
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = api_tokens)]
