@@ -96,23 +96,37 @@ impl From<ConnectError> for ConnectionError {
 }
 
 impl Connector {
-    /// Parses `url` (a `postgres://` URL, libpq's TLS parameters included) and reads the
-    /// certificate files it names.
+    /// Parses `url` (a `postgres://` URL or a `key=value` connection string, libpq's TLS
+    /// parameters included) and reads the certificate files it names.
     pub fn from_url(url: &str) -> Result<Self, String> {
         let (rest, tls) = take_tls_params(url)?;
         let mut config: tokio_postgres::Config = rest
             .parse()
             .map_err(|e| format!("the database URL is invalid: {e}"))?;
-        let mode = match tls.sslmode.as_deref() {
-            None => SslMode::Prefer,
-            Some(raw) => SslMode::parse(raw)?,
+        let mode = match (tls.sslmode.as_deref(), tls.rootcert.as_deref()) {
+            // As libpq 16: the public roots prove only that a certificate names some host, so
+            // they are trusted for the host connected to alone.
+            (None | Some("verify-full"), Some("system")) => SslMode::VerifyFull,
+            (Some(weak), Some("system")) => {
+                return Err(format!(
+                    "sslrootcert=system needs sslmode=verify-full, not {weak}: any publicly trusted certificate would pass otherwise"
+                ));
+            }
+            (None, _) => SslMode::Prefer,
+            (Some(raw), _) => SslMode::parse(raw)?,
         };
         // As libpq: `require` with a CA file checks the chain.
         let mode = match (mode, &tls.rootcert) {
             (SslMode::Require, Some(_)) => SslMode::VerifyCa,
             (mode, _) => mode,
         };
+        // As libpq: no TLS over a Unix socket, whatever the mode.
+        let local = config
+            .get_hosts()
+            .iter()
+            .all(|h| !matches!(h, tokio_postgres::config::Host::Tcp(_)));
         config.ssl_mode(match mode {
+            _ if local => WireSslMode::Disable,
             SslMode::Disable => WireSslMode::Disable,
             SslMode::Prefer => WireSslMode::Prefer,
             _ => WireSslMode::Require,
@@ -184,6 +198,10 @@ fn classify(err: &tokio_postgres::Error) -> ConnectError {
         message = format!("{message}: {c}");
         cause = c.source();
     }
+    // A server that answers the TLS request with "no": tokio-postgres' own TLS error.
+    if message.starts_with("error performing TLS handshake") {
+        return ConnectError::Tls(message);
+    }
     ConnectError::Other(message)
 }
 
@@ -197,22 +215,41 @@ struct TlsParams {
 }
 
 /// Splits `url` into the URL without libpq's TLS parameters (tokio-postgres knows only
-/// `sslmode` disable/prefer/require) and those parameters.
+/// `sslmode` disable/prefer/require) and those parameters. Takes both of libpq's forms: a URL,
+/// whose parameters follow the first `?` after its user and password (which may hold one), and
+/// a `key=value` connection string.
 fn take_tls_params(url: &str) -> Result<(String, TlsParams), String> {
-    let Some((base, query)) = url.split_once('?') else {
-        return Ok((url.to_owned(), TlsParams::default()));
-    };
     let mut params = TlsParams::default();
+    let mut take = |key: &str, value: String| {
+        let slot = match key {
+            "sslmode" => &mut params.sslmode,
+            "sslrootcert" => &mut params.rootcert,
+            "sslcert" => &mut params.cert,
+            "sslkey" => &mut params.key,
+            _ => return false,
+        };
+        *slot = Some(value);
+        true
+    };
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        let mut kept = Vec::new();
+        for (key, value, raw) in key_values(url)? {
+            if !take(key, value) {
+                kept.push(raw);
+            }
+        }
+        return Ok((kept.join(" "), params));
+    }
+    let after_user = url.rfind('@').map_or(0, |at| at + 1);
+    let Some(start) = url[after_user..].find('?').map(|i| after_user + i) else {
+        return Ok((url.to_owned(), params));
+    };
+    let (base, query) = (&url[..start], &url[start + 1..]);
     let mut kept = Vec::new();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let value = percent_decode(value)?;
-        match key {
-            "sslmode" => params.sslmode = Some(value),
-            "sslrootcert" => params.rootcert = Some(value),
-            "sslcert" => params.cert = Some(value),
-            "sslkey" => params.key = Some(value),
-            _ => kept.push(pair),
+        if !take(key, percent_decode(value)?) {
+            kept.push(pair);
         }
     }
     let rest = if kept.is_empty() {
@@ -221,6 +258,44 @@ fn take_tls_params(url: &str) -> Result<(String, TlsParams), String> {
         format!("{base}?{}", kept.join("&"))
     };
     Ok((rest, params))
+}
+
+/// The `key=value` pairs of a libpq connection string (a value may be single-quoted, with
+/// `\'` and `\\` inside), each with its raw text.
+fn key_values(dsn: &str) -> Result<Vec<(&str, String, &str)>, String> {
+    let mut pairs = Vec::new();
+    let mut rest = dsn.trim_start();
+    while !rest.is_empty() {
+        let eq = rest
+            .find('=')
+            .ok_or("the database connection string has a key without a value")?;
+        let key = rest[..eq].trim_end();
+        let after = rest[eq + 1..].trim_start();
+        let (value, used) = if let Some(quoted) = after.strip_prefix('\'') {
+            let mut value = String::new();
+            let mut chars = quoted.char_indices();
+            let mut end = None;
+            while let Some((i, c)) = chars.next() {
+                match c {
+                    '\\' => value.extend(chars.next().map(|(_, c)| c)),
+                    '\'' => {
+                        end = Some(i + 1);
+                        break;
+                    }
+                    c => value.push(c),
+                }
+            }
+            let end = end.ok_or("the database connection string has an unclosed quote")?;
+            (value, after.len() - quoted.len() + end)
+        } else {
+            let end = after.find(char::is_whitespace).unwrap_or(after.len());
+            (after[..end].to_owned(), end)
+        };
+        let consumed = rest.len() - after.len() + used;
+        pairs.push((key, value, &rest[..consumed]));
+        rest = rest[consumed..].trim_start();
+    }
+    Ok(pairs)
 }
 
 fn percent_decode(raw: &str) -> Result<String, String> {
@@ -238,7 +313,6 @@ fn percent_decode(raw: &str) -> Result<String, String> {
                 };
                 out.push(digits.ok_or("the database URL has a broken %-escape")?);
             }
-            b'+' => out.push(b' '),
             b => out.push(b),
         }
     }
@@ -327,7 +401,7 @@ fn roots(path: &str) -> Result<RootCertStore, String> {
 }
 
 /// `prefer` and `require`: encrypted, whoever the server is (libpq's meaning). The handshake's
-/// signatures are still checked, so the session is bound to the certificate presented.
+/// signatures are checked against the certificate presented, but nothing says whose it is.
 #[derive(Debug)]
 struct Unverified(Arc<rustls::crypto::CryptoProvider>);
 
@@ -547,9 +621,89 @@ mod tests {
             SslMode::Require
         );
         assert_eq!(
-            mode("postgres://db/beckon?sslmode=require&sslrootcert=system"),
+            mode(
+                "postgres://db/beckon?sslmode=require&sslrootcert=/etc/ssl/certs/ca-certificates.crt"
+            ),
             SslMode::VerifyCa,
             "require with a CA checks the chain"
         );
+        assert_eq!(
+            mode("postgres://db/beckon?sslrootcert=system"),
+            SslMode::VerifyFull,
+            "the public roots check the host name too"
+        );
+        for weak in ["require", "verify-ca", "prefer", "disable"] {
+            let err = Connector::from_url(&format!(
+                "postgres://db/beckon?sslmode={weak}&sslrootcert=system"
+            ))
+            .unwrap_err();
+            assert!(err.contains("needs sslmode=verify-full"), "{weak}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_password_with_a_question_mark_keeps_the_mode() {
+        let connector =
+            Connector::from_url("postgres://u:pa?ss@db:5432/d?sslmode=require").unwrap();
+        assert_eq!(connector.mode(), SslMode::Require);
+        assert_eq!(connector.config.get_password(), Some(&b"pa?ss"[..]));
+        assert_eq!(connector.config.get_ssl_mode(), WireSslMode::Require);
+    }
+
+    #[test]
+    fn a_connection_string_takes_the_same_parameters() {
+        let connector =
+            Connector::from_url("host=db port=5432 user=u dbname=d sslmode=require").unwrap();
+        assert_eq!(connector.mode(), SslMode::Require);
+        assert_eq!(connector.config.get_ssl_mode(), WireSslMode::Require);
+        let err = Connector::from_url("host=db user=u sslmode=verify-full").unwrap_err();
+        assert!(err.contains("needs sslrootcert"), "{err}");
+        let err = Connector::from_url("host=db password='open sslmode=require").unwrap_err();
+        assert!(err.contains("unclosed quote"), "{err}");
+        let connector =
+            Connector::from_url("host=db password='a b\\'c' sslmode=require dbname=d").unwrap();
+        assert_eq!(connector.config.get_password(), Some(&b"a b'c"[..]));
+        assert_eq!(connector.config.get_dbname(), Some("d"));
+    }
+
+    /// A server that answers the TLS request with "no" cannot be what a mode that requires TLS
+    /// asks for: the process refuses to start rather than waiting for it.
+    #[tokio::test]
+    async fn a_server_without_tls_is_a_tls_failure_when_tls_is_required() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let mut request = [0u8; 8];
+                if socket.read_exact(&mut request).await.is_ok() {
+                    let _ = socket.write_all(b"N").await;
+                }
+            }
+        });
+        let connector =
+            Connector::from_url(&format!("postgres://u@127.0.0.1:{port}/d?sslmode=require"))
+                .unwrap();
+        let err = connector.connect().await.map(drop).unwrap_err();
+        assert!(
+            matches!(&err, ConnectError::Tls(m) if m.contains("does not support TLS")),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn a_unix_socket_is_never_encrypted() {
+        let connector = Connector::from_url(
+            "postgres://postgres@%2Fvar%2Frun%2Fpostgresql/beckon?sslmode=require",
+        )
+        .unwrap();
+        assert_eq!(connector.config.get_ssl_mode(), WireSslMode::Disable);
+    }
+
+    #[test]
+    fn a_plus_in_a_path_is_a_plus() {
+        let err = Connector::from_url("postgres://db/d?sslmode=verify-ca&sslrootcert=/tmp/a+b.pem")
+            .unwrap_err();
+        assert!(err.contains("/tmp/a+b.pem"), "{err}");
     }
 }
