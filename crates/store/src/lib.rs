@@ -47,7 +47,7 @@ use diesel_async::pooled_connection::deadpool::{Object, Pool, PoolError};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 
 pub use diesel_async::AsyncPgConnection as Conn;
-pub use migrations::{MIGRATIONS, migrate};
+pub use migrations::{MIGRATIONS, migrate, migrate_reporting};
 
 /// A store operation failed.
 #[derive(Debug, thiserror::Error)]

@@ -34,10 +34,28 @@ struct Taken {
     taken: bool,
 }
 
+/// Who holds the migration lock, as PostgreSQL knows them.
+#[derive(diesel::QueryableByName)]
+struct Holder {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    holder: String,
+}
+
 /// Applies every pending migration, waiting while another process applies them; returns the
 /// versions it applied. Needs the multi-threaded tokio runtime.
 pub async fn migrate(url: &str) -> Result<Vec<String>, StoreError> {
+    migrate_reporting(url, |_| {}).await
+}
+
+/// [`migrate`], telling `waiting` every 10 s who holds the lock while it waits (a process
+/// that died holding it keeps it until its server session ends; one behind a pooler in
+/// transaction mode, until the pooler closes that session).
+pub async fn migrate_reporting(
+    url: &str,
+    mut waiting: impl FnMut(&str),
+) -> Result<Vec<String>, StoreError> {
     let mut conn = open(url).await?;
+    let mut polls = 0u32;
     // Held by this session until it ends with the connection (also when this process dies).
     // Polled, not waited for in `pg_advisory_lock`: a session blocked in a statement holds a
     // snapshot, which the holder's `CREATE INDEX CONCURRENTLY` would wait for in turn.
@@ -49,6 +67,25 @@ pub async fn migrate(url: &str) -> Result<Vec<String>, StoreError> {
         if taken {
             break;
         }
+        if polls.is_multiple_of(20) {
+            let holders: Vec<Holder> = diesel::sql_query(format!(
+                "SELECT format('backend %s (%s, from %s, %s since %s)', a.pid, \
+                   coalesce(nullif(a.application_name, ''), 'no name'), \
+                   coalesce(a.client_addr::text, 'a local socket'), a.state, \
+                   date_trunc('second', a.backend_start)) AS holder \
+                 FROM pg_locks l JOIN pg_stat_activity a USING (pid) \
+                 WHERE l.locktype = 'advisory' AND l.granted \
+                   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+                   AND (l.classid::bigint << 32 | l.objid::bigint) = {LOCK}"
+            ))
+            .load(&mut conn)
+            .await?;
+            // (`first` here would be diesel's.)
+            let who =
+                <[Holder]>::first(&holders).map_or("a session that just ended", |h| &h.holder);
+            waiting(who);
+        }
+        polls += 1;
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
     let mut harness = AsyncMigrationHarness::new(conn);

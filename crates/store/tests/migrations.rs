@@ -95,3 +95,31 @@ async fn concurrent_migrations_take_turns() {
         "one run applied them all"
     );
 }
+
+/// A process waiting for the lock says every 10 s who holds it, so an init container stuck
+/// behind a dead holder (or a pooled session that kept the lock) shows why in its log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_migration_names_who_holds_the_lock() {
+    use diesel_async::RunQueryDsl;
+    let db = beckon_store::testing::TestDatabase::empty()
+        .await
+        .expect("an empty database");
+    let mut holder = beckon_store::connect::open(&format!("{}?application_name=holder", db.url()))
+        .await
+        .unwrap();
+    diesel::sql_query("SELECT pg_advisory_lock(7090182501446856045)")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    let mut said = Vec::new();
+    let waited = tokio::time::timeout(
+        std::time::Duration::from_secs(2),
+        beckon_store::migrate_reporting(db.url(), |who| said.push(who.to_owned())),
+    )
+    .await;
+    assert!(waited.is_err(), "it waits while the lock is held");
+    assert!(
+        <[String]>::first(&said).is_some_and(|s| s.contains("holder")),
+        "names the holder at once: {said:?}"
+    );
+}

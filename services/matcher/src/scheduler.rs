@@ -79,14 +79,19 @@ pub async fn fire_due(deps: &Deps, topology: &Topology) -> Result<usize, StoreEr
     let rows = conn
         .transaction::<_, StoreError, _>(async |conn| {
             let due = triggers::claim_due(conn, BATCH).await?;
-            record_lag(&due, time::OffsetDateTime::now_utc());
+            let claimed_at = time::OffsetDateTime::now_utc();
             let mut rows = Vec::with_capacity(due.len());
             for trigger in &due {
                 rows.extend(fire(conn, topology, trigger, TriggerType::Scheduled).await?);
             }
-            Ok(rows)
+            Ok((rows, due, claimed_at))
         })
-        .await?;
+        .await
+        .map(|(rows, due, claimed_at)| {
+            // Committed: fired once, counted once (a pass that rolls back fires them later).
+            record_lag(&due, claimed_at);
+            rows
+        })?;
     if !rows.is_empty() {
         tracing::info!(fired = rows.len(), "scheduled triggers fired");
         drop(conn);

@@ -26,9 +26,11 @@ impl Report for Applied {
 
 /// Applies every pending migration, taking turns with other processes doing the same.
 pub async fn apply(url: &str) -> anyhow::Result<Applied> {
-    let applied = beckon_store::migrate(url)
-        .await
-        .context("Failed to apply the migrations")?;
+    let applied = beckon_store::migrate_reporting(url, |holder| {
+        crate::output::note(format!("waiting for the migration lock, held by {holder}"));
+    })
+    .await
+    .context("Failed to apply the migrations")?;
     Ok(Applied { applied })
 }
 
