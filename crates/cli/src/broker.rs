@@ -52,9 +52,14 @@ pub struct Depth {
 
 impl Broker {
     pub async fn connect(uri: &str, prefix: &str) -> anyhow::Result<Self> {
-        let conn = beckon_bus::connect::connect(uri, "beckon-cli")
-            .await
-            .map_err(|e| unavailable(e, "Failed to connect to the broker"))?;
+        let conn = match beckon_bus::connect::connect(uri, "beckon-cli").await {
+            Ok(conn) => conn,
+            // Its settings are wrong: the cause says which, and its code is the caller's.
+            Err(err @ beckon_bus::BusError::Tls(_)) => {
+                return Err(anyhow::Error::new(err).context("Failed to connect to the broker"));
+            }
+            Err(err) => return Err(unavailable(err, "Failed to connect to the broker")),
+        };
         let channel = conn
             .create_channel()
             .await

@@ -140,14 +140,20 @@ pub fn code_of(err: &anyhow::Error) -> ErrorCode {
         }
         if let Some(store) = cause.downcast_ref::<beckon_store::StoreError>() {
             use beckon_store::StoreError as E;
-            if matches!(store, E::Pool(_) | E::Connect(_) | E::Open(_)) {
-                return ErrorCode::Unavailable;
+            use beckon_store::connect::ConnectError;
+            match store {
+                // Settings that can never work: retrying will not help.
+                E::Config(_) | E::Open(ConnectError::Tls(_)) => return ErrorCode::InvalidInput,
+                E::Pool(_) | E::Connect(_) | E::Open(_) => return ErrorCode::Unavailable,
+                _ => {}
             }
         }
         if let Some(bus) = cause.downcast_ref::<beckon_bus::BusError>() {
             use beckon_bus::BusError as E;
-            if matches!(bus, E::Timeout(..) | E::Closed(_)) {
-                return ErrorCode::Unavailable;
+            match bus {
+                E::Tls(_) => return ErrorCode::InvalidInput,
+                E::Timeout(..) | E::Closed(_) => return ErrorCode::Unavailable,
+                _ => {}
             }
         }
         if cause

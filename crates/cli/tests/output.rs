@@ -208,6 +208,40 @@ async fn failures_are_json_errors_with_stable_codes_on_stderr() {
     );
     assert_eq!(err["error"]["code"], "unavailable", "{err}");
 
+    // Settings that can never work are the caller's to fix, not worth retrying: a mode that
+    // needs a CA without one, a CA file that is not there, a server refusing TLS.
+    let (_, err) = json_error(
+        "postgres://postgres@127.0.0.1:5432/beckon?sslmode=verify-full",
+        &["org", "list"],
+    );
+    assert_eq!(err["error"]["code"], "invalid_input", "{err}");
+    let (_, err) = json_error(
+        "postgres://postgres@127.0.0.1:5432/beckon?sslmode=verify-full",
+        &["migrate"],
+    );
+    assert_eq!(err["error"]["code"], "invalid_input", "{err}");
+    let (_, err) = json_error(
+        db.url(),
+        &[
+            "--amqp-url",
+            "amqps://guest:guest@127.0.0.1:5672/%2f?cacertfile=/nonexistent.pem",
+            "queues",
+        ],
+    );
+    assert_eq!(err["error"]["code"], "invalid_input", "{err}");
+    let (_, err) = json_error(
+        db.url(),
+        &[
+            "--amqp-url",
+            "amqps://guest:guest@localhost:5672/%2f",
+            "queues",
+        ],
+    );
+    assert_eq!(
+        err["error"]["code"], "invalid_input",
+        "a plain port answering TLS: {err}"
+    );
+
     // A deployment nothing declared, and a queue there is none of.
     let nothing = format!("t{}", uuid::Uuid::now_v7().simple());
     let (_, err) = json_error(db.url(), &["--queue-prefix", &nothing, "queues"]);

@@ -51,6 +51,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         command => {
             let store = connect_store(&cli.database_url, cli.db_pooling)?;
+            // A TLS setting that can never work is told apart from a database that is away.
+            if let Err(err @ beckon_store::connect::ConnectError::Tls(_)) =
+                store.check_connect().await
+            {
+                return Err(anyhow::Error::new(beckon_store::StoreError::Open(err))
+                    .context("Failed to connect to the database"));
+            }
             let mut conn = store
                 .conn()
                 .await
