@@ -22,9 +22,13 @@ down: ## Stop the services `make up` started
 
 test: deps lint test-only ## Run the whole suite (formatting, clippy, unit and end-to-end tests)
 
-lint: ## cargo fmt --check and clippy with warnings denied
+CARGO_MACHETE_VERSION = 0.9.2
+lint: ## cargo fmt --check, clippy with warnings denied, and no unused dependency (cargo machete)
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	@cargo-machete --version 2>/dev/null | grep -q '$(CARGO_MACHETE_VERSION)' || \
+	  $(CARGO) install --locked --quiet cargo-machete@$(CARGO_MACHETE_VERSION)
+	cargo-machete
 
 test-only: ## Only the tests (needs `make deps`); broker restarts and the browser run last, alone
 	$(CARGO) build --workspace --bins
