@@ -10,7 +10,7 @@ use beckon_domain::scope::Scope;
 use beckon_store::testing::TestDatabase;
 use beckon_store::{Store, tenancy};
 use serde_json::{Value, json};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Once;
 use std::time::{Duration, Instant};
@@ -46,6 +46,42 @@ fn bin_dir() -> PathBuf {
 fn database_address(url: &str) -> anyhow::Result<(&str, &str)> {
     let (_, after) = url.split_once('@').context("a database URL with a host")?;
     after.split_once('/').context("a database URL with a name")
+}
+
+/// Servers a project script (`scripts/<name>`) started on ports of their own for one test;
+/// stopped with the same script when dropped.
+pub struct ScriptServers {
+    script: PathBuf,
+    /// What `start` printed on stdout, trimmed.
+    pub said: String,
+}
+
+impl ScriptServers {
+    /// Runs `scripts/<name> start`; panics when it fails.
+    pub fn start(name: &str) -> Self {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../scripts")
+            .join(name);
+        let out = Command::new(&script)
+            .arg("start")
+            .output()
+            .expect("the script runs");
+        assert!(
+            out.status.success(),
+            "{name} start: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Self {
+            script,
+            said: String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+        }
+    }
+}
+
+impl Drop for ScriptServers {
+    fn drop(&mut self) {
+        let _ = Command::new(&self.script).arg("stop").status();
+    }
 }
 
 /// The path of a service binary, built first unless `BECKON_E2E_SKIP_BUILD` is set: to run one

@@ -4,40 +4,14 @@
 //! the port is fixed.
 
 use beckon_e2e::receiver::Receiver;
-use beckon_e2e::{Options, TestApp};
+use beckon_e2e::{Options, ScriptServers, TestApp};
 use futures_util::StreamExt;
 use serde_json::json;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
-
-struct Pooler(PathBuf);
-
-impl Pooler {
-    fn start() -> Self {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/pgbouncer.sh");
-        let out = Command::new(&script)
-            .arg("start")
-            .output()
-            .expect("the script runs");
-        assert!(
-            out.status.success(),
-            "pgbouncer starts: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Self(script)
-    }
-}
-
-impl Drop for Pooler {
-    fn drop(&mut self) {
-        let _ = Command::new(&self.0).arg("stop").status();
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_service_works_behind_pgbouncer_in_transaction_pooling() {
-    let _pooler = Pooler::start();
+    let _pooler = ScriptServers::start("pgbouncer.sh");
     let app = TestApp::spawn_with(Options {
         database_address: Some("127.0.0.1:6442".into()),
         env: vec![("BECKON_DB_POOLING", "transaction".into())],

@@ -3,7 +3,7 @@
 //! a CA it makes, and stops them when the test ends). One test: the servers' ports are fixed.
 
 use beckon_e2e::receiver::Receiver;
-use beckon_e2e::{Options, TestApp};
+use beckon_e2e::{Options, ScriptServers, TestApp};
 use beckon_store::connect::{ConnectError, Connector};
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -15,26 +15,17 @@ const AMQPS_PORT: u16 = 5691;
 
 /// The TLS servers, stopped when dropped.
 struct Servers {
-    script: PathBuf,
+    _running: ScriptServers,
     certs: PathBuf,
 }
 
 impl Servers {
     fn start() -> Self {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/tls-servers.sh");
-        let out = Command::new(&script)
-            .arg("start")
-            .output()
-            .expect("the script runs");
-        assert!(
-            out.status.success(),
-            "the TLS servers start: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let dir = String::from_utf8(out.stdout).unwrap();
+        let running = ScriptServers::start("tls-servers.sh");
+        let certs = Path::new(&running.said).join("certs");
         Self {
-            script,
-            certs: Path::new(dir.trim()).join("certs"),
+            _running: running,
+            certs,
         }
     }
 
@@ -64,12 +55,6 @@ impl Servers {
             self.file("client.pem"),
             self.file("client.key")
         )
-    }
-}
-
-impl Drop for Servers {
-    fn drop(&mut self) {
-        let _ = Command::new(&self.script).arg("stop").status();
     }
 }
 

@@ -144,7 +144,7 @@ pub fn code_of(err: &anyhow::Error) -> ErrorCode {
             match store {
                 // Settings that can never work: retrying will not help.
                 E::Config(_) | E::Open(ConnectError::Tls(_)) => return ErrorCode::InvalidInput,
-                E::Pool(_) | E::Connect(_) | E::Open(_) => return ErrorCode::Unavailable,
+                E::Pool(_) | E::Open(_) => return ErrorCode::Unavailable,
                 _ => {}
             }
         }

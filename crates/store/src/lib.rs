@@ -55,9 +55,6 @@ pub enum StoreError {
     /// No connection could be had from the pool (the database is down or saturated).
     #[error("could not get a database connection")]
     Pool(#[from] PoolError),
-    /// A direct connection could not be established.
-    #[error("could not connect to the database")]
-    Connect(#[from] diesel::ConnectionError),
     /// A connection could not be opened (the TLS handshake failed, or the server is away).
     #[error(transparent)]
     Open(#[from] connect::ConnectError),
