@@ -30,6 +30,10 @@ pub struct ErrorBody {
     /// The trigger a timed-out dispatch created (504 only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub trigger_id: Option<uuid::Uuid>,
+    /// The request's id, as in the `X-Request-Id` header: quote it when reporting a problem.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "req_019a8e4c2f7b7c4e9d1a3b5c7d9e0f12")]
+    pub request_id: Option<String>,
 }
 
 /// Marks a response that refused a credential — an unknown organization token, publishable
@@ -127,6 +131,7 @@ impl ApiError {
             code: self.code.to_owned(),
             message: self.message.clone(),
             trigger_id: self.trigger_id,
+            request_id: crate::request_id::current(),
         }
     }
 }

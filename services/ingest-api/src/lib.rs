@@ -27,6 +27,7 @@ pub mod page;
 pub mod pagination;
 pub mod panics;
 pub mod ratelimit;
+pub mod request_id;
 pub mod routes;
 
 use actix_web::dev::Server;
@@ -398,7 +399,7 @@ impl Application {
                 .wrap(
                     // The route, never the path: a path may carry a magic-link token, a
                     // query string a key.
-                    Logger::new("%{request}xi %s %Dms")
+                    Logger::new("%{request}xi %s %Dms %{x-request-id}o")
                         .custom_request_replace("request", |req| {
                             format!(
                                 "{} {}",
@@ -408,6 +409,8 @@ impl Application {
                         })
                         .log_target("http"),
                 )
+                // Outermost: every answer, and every error body, names its request.
+                .wrap(actix_web::middleware::from_fn(request_id::tag))
                 .configure(routes::configure)
         })
         .workers(config.http_workers.max(1))
