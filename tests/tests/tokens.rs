@@ -123,6 +123,29 @@ async fn a_token_does_only_what_its_scopes_allow_until_it_is_revoked() {
         !text.contains(&send) && !text.contains(&read) && !text.contains("oat_"),
         "{text}"
     );
+    // A new token's Location reads it back (never its secret); another organization's
+    // token is not found there.
+    let made = app
+        .authed(Method::POST, "/api/v1/tokens")
+        .json(&json!({"name": "located", "scopes": ["read"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(made.status(), 201);
+    let location = made.headers()["location"].to_str().unwrap().to_owned();
+    let made: Value = made.json().await.unwrap();
+    assert_eq!(
+        location,
+        format!("/api/v1/tokens/{}", made["id"].as_str().unwrap())
+    );
+    let (status, read_back) = call(&app, &app.token, Method::GET, &location, None).await;
+    assert_eq!(status, 200, "{read_back}");
+    assert_eq!(read_back["name"], "located");
+    assert!(read_back.get("secret").is_none(), "{read_back}");
+    let (_, other_token) = app.other_org().await;
+    let (status, refused) = call(&app, &other_token, Method::GET, &location, None).await;
+    assert_eq!(status, 404, "{refused}");
+    assert_eq!(refused["code"], "token_not_found");
     let cli = app.cli(
         &[
             "--output",
@@ -136,7 +159,7 @@ async fn a_token_does_only_what_its_scopes_allow_until_it_is_revoked() {
     );
     assert!(cli.status.success(), "{cli:?}");
     let cli: Value = serde_json::from_slice(&cli.stdout).unwrap();
-    assert_eq!(cli.as_array().unwrap().len(), 3);
+    assert_eq!(cli.as_array().unwrap().len(), 4);
     assert!(!cli.to_string().contains("oat_"));
 
     // Bad requests are 400s with their codes.

@@ -199,6 +199,23 @@ pub async fn list_tokens(
     Ok(page.page(rows).map(ApiToken::from))
 }
 
+/// One of an organization's tokens, revoked and expired ones too; `None` when it is not the
+/// organization's.
+pub async fn get_token(
+    conn: &mut AsyncPgConnection,
+    org_id: Uuid,
+    token_id: Uuid,
+) -> Result<Option<ApiToken>, StoreError> {
+    let row: Option<TokenRow> = api_tokens::table
+        .filter(api_tokens::org_id.eq(org_id))
+        .filter(api_tokens::id.eq(token_id))
+        .select(TokenRow::as_select())
+        .first(conn)
+        .await
+        .optional()?;
+    Ok(row.map(ApiToken::from))
+}
+
 pub async fn authenticate(
     conn: &mut AsyncPgConnection,
     presented: &str,

@@ -51,6 +51,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 )
                 .route("/tokens", web::get().to(tokens::list))
                 .route("/tokens", web::post().to(tokens::create))
+                .route("/tokens/{token_id}", web::get().to(tokens::get))
                 .route("/tokens/{token_id}", web::delete().to(tokens::revoke))
                 .route("/projects", web::post().to(projects::create))
                 .route("/projects", web::get().to(projects::list))

@@ -71,7 +71,7 @@ pub struct CreatedToken {
 }
 
 /// List the organization's tokens, newest first (revoked and expired ones too).
-#[utoipa::path(get, path = "/api/v1/tokens", tag = "tokens",
+#[utoipa::path(get, path = "/api/v1/tokens", operation_id = "listTokens", tag = "tokens",
     params(PageQuery),
     security(("bearer" = []), ("api_key" = [])),
     responses((status = 200, body = Paginated<TokenView>),
@@ -95,10 +95,10 @@ pub async fn list(
 
 /// Make a token with the scopes and expiry given (an `admin` token only). It expires no
 /// later than the token making it.
-#[utoipa::path(post, path = "/api/v1/tokens", tag = "tokens", request_body = TokenInput,
+#[utoipa::path(post, path = "/api/v1/tokens", operation_id = "createToken", tag = "tokens", request_body(content = TokenInput, example = json!({"name": "billing backend", "scopes": ["send"], "expires_at": "2027-12-31T00:00:00Z"})),
     security(("bearer" = []), ("api_key" = [])),
     responses(
-        (status = 201, description = "Created; the secret is shown this once", body = CreatedToken),
+        (status = 201, description = "Created; the secret is shown this once", body = CreatedToken, headers(("Location" = String, description = "The new token's path"))),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)
     ))]
 pub async fn create(
@@ -157,7 +157,7 @@ pub async fn create(
         Some(auth.token_id),
     )
     .await?;
-    Ok(HttpResponse::Created()
+    Ok(super::created(format!("/api/v1/tokens/{}", token.id))
         .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
         .json(CreatedToken {
             token: TokenView::from(token),
@@ -165,9 +165,36 @@ pub async fn create(
         }))
 }
 
+/// One of the organization's tokens (revoked and expired ones too), never its secret.
+#[utoipa::path(get, path = "/api/v1/tokens/{token_id}", operation_id = "getToken", tag = "tokens",
+    params(("token_id" = Uuid, Path, description = "Token id")),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, body = TokenView),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)
+    ))]
+pub async fn get(
+    auth: OrgAuth,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let not_found = || {
+        ApiError::not_found(
+            "token_not_found",
+            format!("No token {} in this organization.", path.as_str()),
+        )
+    };
+    let id = Uuid::parse_str(&path).map_err(|_| not_found())?;
+    let mut conn = state.store.conn().await?;
+    let token = tenancy::get_token(&mut conn, auth.org_id, id)
+        .await?
+        .ok_or_else(not_found)?;
+    Ok(HttpResponse::Ok().json(TokenView::from(token)))
+}
+
 /// Revoke a token: every gateway refuses it within `BECKON_AUTH_CACHE_MS` (at most a minute).
-#[utoipa::path(delete, path = "/api/v1/tokens/{token_id}", tag = "tokens",
-    params(("token_id" = String, Path, description = "Token id")),
+#[utoipa::path(delete, path = "/api/v1/tokens/{token_id}", operation_id = "revokeToken", tag = "tokens",
+    params(("token_id" = Uuid, Path, description = "Token id")),
     security(("bearer" = []), ("api_key" = [])),
     responses(
         (status = 204, description = "Revoked"),
