@@ -12,6 +12,7 @@
 //! - [`secret`]: organization access tokens and magic-link tokens, and their hashes.
 //! - [`reminder`]: when a `trial_ending_soon` reminder fires.
 //! - [`outcome`]: what became of each matched survey, and the counts of a dispatch.
+//! - [`status`]: subscription, delivery and response statuses.
 //! - [`trigger`]: where a trigger (one fired event) is in its life.
 //! - [`timestamp`]: timestamps from outside, in UTC and bounded, so none can overflow.
 
@@ -24,6 +25,7 @@ pub mod reminder;
 pub mod sampling;
 pub mod scope;
 pub mod secret;
+pub mod status;
 pub mod survey;
 pub mod timestamp;
 pub mod trigger;

@@ -41,7 +41,6 @@ pub const MAX_LABEL_LEN: usize = 500;
 
 /// One question of a survey.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Question {
     /// Stable within the survey; answers refer to it.
     pub id: String,
@@ -69,6 +68,73 @@ pub enum QuestionKind {
     Checkbox { options: Vec<String> },
     /// Free text.
     Text,
+}
+
+/// The OpenAPI schema of [`Question`]: one object per `type`, each with the common fields,
+/// as client generators want a tagged union (a flattened enum would be `allOf` over
+/// `oneOf`, which most cannot read).
+#[cfg(feature = "openapi")]
+mod question_schema {
+    use serde::Serialize;
+
+    /// One question of a survey, by its `type`. `id` is stable within the survey (answers
+    /// refer to it), `title` is what the respondent reads, and `required` whether it must be
+    /// answered before finishing.
+    #[derive(Serialize, utoipa::ToSchema)]
+    #[serde(tag = "type", rename_all = "snake_case")]
+    #[schema(as = Question)]
+    #[allow(dead_code)]
+    pub enum QuestionDoc {
+        /// Net Promoter Score, 0 to 10.
+        Nps {
+            id: String,
+            title: String,
+            #[serde(default)]
+            required: bool,
+        },
+        /// A rating from 1 to 5.
+        Rating {
+            id: String,
+            title: String,
+            #[serde(default)]
+            required: bool,
+        },
+        /// Exactly one of the options.
+        Mcq {
+            id: String,
+            title: String,
+            #[serde(default)]
+            required: bool,
+            options: Vec<String>,
+        },
+        /// Any number of the options.
+        Checkbox {
+            id: String,
+            title: String,
+            #[serde(default)]
+            required: bool,
+            options: Vec<String>,
+        },
+        /// Free text.
+        Text {
+            id: String,
+            title: String,
+            #[serde(default)]
+            required: bool,
+        },
+    }
+
+    impl utoipa::PartialSchema for super::Question {
+        fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+            <QuestionDoc as utoipa::PartialSchema>::schema()
+        }
+    }
+
+    impl utoipa::ToSchema for super::Question {
+        fn name() -> std::borrow::Cow<'static, str> {
+            "Question".into()
+        }
+    }
 }
 
 impl QuestionKind {

@@ -10,8 +10,9 @@ use uuid::Uuid;
 
 /// Response statuses.
 pub mod status {
-    pub const IN_PROGRESS: &str = "in_progress";
-    pub const COMPLETED: &str = "completed";
+    use beckon_domain::status::ResponseStatus;
+    pub const IN_PROGRESS: &str = ResponseStatus::InProgress.as_str();
+    pub const COMPLETED: &str = ResponseStatus::Completed.as_str();
 }
 
 #[derive(Debug, Clone, Queryable, Selectable)]

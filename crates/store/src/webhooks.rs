@@ -19,22 +19,19 @@ use uuid::Uuid;
 
 /// Subscription statuses.
 pub mod status {
-    /// Created; waits for its URL to echo the verification challenge.
-    pub const PENDING_VERIFICATION: &str = "pending_verification";
-    pub const ACTIVE: &str = "active";
-    /// Gets nothing; `disabled_reason` says why.
-    pub const DISABLED: &str = "disabled";
+    use beckon_domain::status::SubscriptionStatus;
+    pub const PENDING_VERIFICATION: &str = SubscriptionStatus::PendingVerification.as_str();
+    pub const ACTIVE: &str = SubscriptionStatus::Active.as_str();
+    pub const DISABLED: &str = SubscriptionStatus::Disabled.as_str();
 }
 
 /// Delivery statuses.
 pub mod delivery {
-    pub const PENDING: &str = "pending";
-    pub const SUCCEEDED: &str = "succeeded";
-    /// The retry policy gave up, or the subscription was disabled.
-    pub const FAILED: &str = "failed";
-    /// Emitted while its subscription was disabled: kept, never attempted, until a recover
-    /// sends it.
-    pub const SKIPPED: &str = "skipped";
+    use beckon_domain::status::DeliveryStatus;
+    pub const PENDING: &str = DeliveryStatus::Pending.as_str();
+    pub const SUCCEEDED: &str = DeliveryStatus::Succeeded.as_str();
+    pub const FAILED: &str = DeliveryStatus::Failed.as_str();
+    pub const SKIPPED: &str = DeliveryStatus::Skipped.as_str();
 }
 
 /// A subscription that wants an event: an active one gets a delivery to attempt, a disabled

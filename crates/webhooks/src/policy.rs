@@ -10,6 +10,7 @@ pub const MAX_CUSTOM_DELAY_SECONDS: u32 = 7 * 24 * 3600;
 
 /// A subscription's retry policy.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum RetryPolicy {
     /// The default: retries after 5 s, 5 min, 30 min, 2 h, 5 h, 10 h and 10 h (±10 % jitter),

@@ -2,7 +2,7 @@
 
 use actix_web::HttpResponse;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi};
+use utoipa::{Modify, OpenApi, PartialSchema as _};
 
 use crate::routes::{
     dispatch, events, invitations, projects, respond, responses, surveys, tokens, triggers, users,
@@ -13,7 +13,7 @@ use crate::routes::{
 #[openapi(
     info(
         title = "Beckon API",
-        description = "Event-triggered surveys: fire lifecycle events, get invitations with magic links, configure projects and surveys. Every error has the shape {statusCode, error, code, message}."
+        description = "Event-triggered surveys: fire lifecycle events, get invitations with magic links, configure projects and surveys. Every answer carries an `X-Request-Id` header (yours, when you send a sane one); every error has the shape {statusCode, error, code, message, request_id}."
     ),
     paths(
         dispatch::dispatch,
@@ -25,11 +25,11 @@ use crate::routes::{
         webhooks::attempts::message_attempts, webhooks::messages::resend, webhooks::messages::recover, webhooks::event_types::event_types,
         projects::create, projects::list, projects::get, projects::update, projects::rotate_publishable_key, projects::rotate_widget_secret,
         widget::pending,
-        tokens::list, tokens::create, tokens::revoke,
+        tokens::list, tokens::create, tokens::get, tokens::revoke,
         surveys::create, surveys::list, surveys::get, surveys::update,
         respond::show, respond::display, respond::answer, respond::complete,
     ),
-    modifiers(&Security, &RateLimited)
+    modifiers(&Security, &RateLimited, &ResponseDefaults)
 )]
 pub struct ApiDoc;
 
@@ -68,6 +68,50 @@ impl Modify for RateLimited {
                     .responses
                     .entry("429".to_owned())
                     .or_insert_with(|| response.clone().into());
+            }
+        }
+    }
+}
+
+/// Every answer names its request (`crate::request_id`), and has a description (OpenAPI
+/// requires one; the status's reason phrase when the route gives none).
+struct ResponseDefaults;
+
+impl Modify for ResponseDefaults {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::RefOr;
+        use utoipa::openapi::header::HeaderBuilder;
+        let header = HeaderBuilder::new()
+            .schema(Some(String::schema()))
+            .description(Some(
+                "This request's id: the caller's `X-Request-Id` when it is 1 to 128 letters, digits or `-_.:~`, otherwise a new `req_…`",
+            ))
+            .build();
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for operation in operations.into_iter().flatten() {
+                for (status, response) in operation.responses.responses.iter_mut() {
+                    if let RefOr::T(response) = response {
+                        if response.description.is_empty() {
+                            response.description = status
+                                .parse::<u16>()
+                                .ok()
+                                .and_then(|s| actix_web::http::StatusCode::from_u16(s).ok())
+                                .and_then(|s| s.canonical_reason())
+                                .unwrap_or("Answer")
+                                .to_owned();
+                        }
+                        response
+                            .headers
+                            .insert("X-Request-Id".to_owned(), RefOr::T(header.clone()));
+                    }
+                }
             }
         }
     }

@@ -34,6 +34,7 @@ use uuid::Uuid;
 #[allow(dead_code)]
 pub struct DispatchRequest {
     /// The project to fire the event against; it must belong to the token's organization.
+    #[schema(format = Uuid)]
     project_id: String,
     /// Your stable identifier of the user the event is about. Must not be empty.
     user_ref: String,
@@ -135,8 +136,8 @@ fn parse_event(raw: &serde_json::Value) -> Result<LifecycleEvent, ApiError> {
 /// Matches every Live survey of the project whose backend trigger subscribes to the event,
 /// applies each survey's cooldown and sample rate, and returns the invitations created with
 /// their magic links. A 200 with `created_count: 0` is a success that created nothing.
-#[utoipa::path(post, path = "/api/v1/lifecycle/dispatch", tag = "dispatch",
-    request_body = DispatchRequest,
+#[utoipa::path(post, path = "/api/v1/lifecycle/dispatch", operation_id = "dispatchLifecycleEvent", tag = "dispatch",
+    request_body(content = DispatchRequest, example = json!({"project_id": "0193a6b2-5f1e-7c3d-9a4b-2e8f6c1d0a57", "user_ref": "user_8812", "event": "trial_expired"})),
     params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer for 24 hours; see the README")),
     security(("bearer" = []), ("api_key" = [])),
     responses(

@@ -34,22 +34,41 @@ pub struct SendEventRequest {
     /// custom event of that name.
     event_name: String,
     /// The project, when no `X-Team-ID` header names it.
+    #[schema(format = Uuid)]
     project_id: Option<String>,
     /// `contact_external_id` (required) is the user the event is about; `email`, `phone`,
     /// `name` and `custom_fields` update the user's record.
-    #[schema(value_type = Object)]
+    #[schema(value_type = SendEventUserInfo)]
     user_info: Value,
     /// Where the event came from: `type`, `ip`, `user_agent`.
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<HashMap<String, serde_json::Value>>)]
     source: Option<Value>,
     /// The event's own parameters; they travel with the trigger to its webhooks.
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<HashMap<String, serde_json::Value>>)]
     event_data: Option<Value>,
-    #[schema(value_type = Option<Object>)]
+    /// Your values for the workflow; kept on the trigger.
+    #[schema(value_type = Option<HashMap<String, serde_json::Value>>)]
     variables: Option<Value>,
     /// ISO 8601, in the future: fire then instead of now.
     #[schema(format = DateTime)]
     trigger_at: Option<String>,
+}
+
+/// `user_info`, as documented: the user the event is about, and what to update on them.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct SendEventUserInfo {
+    /// Your stable identifier of the user (their `user_ref`).
+    #[schema(example = "user_8812")]
+    contact_external_id: String,
+    #[schema(example = "ada@example.com")]
+    email: Option<String>,
+    phone: Option<String>,
+    #[schema(example = "Ada Lovelace")]
+    name: Option<String>,
+    /// Merged key by key into the user's attributes.
+    #[schema(value_type = Option<HashMap<String, serde_json::Value>>)]
+    custom_fields: Option<Value>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -61,6 +80,7 @@ pub struct SendEventResponse {
     pub message: String,
     /// Present when `trigger_at` was given.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime)]
     pub scheduled_for: Option<String>,
     #[schema(example = "survey")]
     pub flow_type: &'static str,
@@ -85,8 +105,8 @@ pub fn format_timestamp(t: OffsetDateTime) -> String {
 ///
 /// Answers at once; the event is matched behind the queue (or at `trigger_at`). Track it with
 /// `GET /api/v1/triggers/{trigger_id}`.
-#[utoipa::path(post, path = "/api/v1/events/send", tag = "events",
-    request_body = SendEventRequest,
+#[utoipa::path(post, path = "/api/v1/events/send", operation_id = "sendEvent", tag = "events",
+    request_body(content = SendEventRequest, example = json!({"event_name": "trial_expired", "user_info": {"contact_external_id": "user_8812", "email": "ada@example.com", "name": "Ada Lovelace", "custom_fields": {"plan": "pro"}}, "event_data": {"trial_days": 14}, "source": {"type": "api"}})),
     params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer for 24 hours; see the README"), ("X-Team-ID" = Option<String>, Header, description = "The project id (or `project_id` in the body)")),
     security(("api_key" = []), ("bearer" = [])),
     responses(

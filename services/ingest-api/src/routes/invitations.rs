@@ -14,12 +14,13 @@ use uuid::Uuid;
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Revoked {
     pub id: Uuid,
+    #[schema(format = DateTime)]
     pub revoked_at: String,
 }
 
 /// Revoke an invitation: its magic link answers 410 from now on. Revoking twice is harmless.
-#[utoipa::path(post, path = "/api/v1/projects/{project_id}/invitations/{invitation_id}/revoke", tag = "invitations",
-    params(("project_id" = String, Path, description = "Project id"), ("invitation_id" = String, Path, description = "Invitation id")),
+#[utoipa::path(post, path = "/api/v1/projects/{project_id}/invitations/{invitation_id}/revoke", operation_id = "revokeInvitation", tag = "invitations",
+    params(("project_id" = Uuid, Path, description = "Project id"), ("invitation_id" = Uuid, Path, description = "Invitation id")),
     security(("bearer" = []), ("api_key" = [])),
     responses((status = 200, body = Revoked), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn revoke(

@@ -113,7 +113,7 @@ fn valid_name(name: &str) -> Result<&str, ApiError> {
 }
 
 /// Create a project.
-#[utoipa::path(post, path = "/api/v1/projects", tag = "projects", request_body = ProjectInput,
+#[utoipa::path(post, path = "/api/v1/projects", operation_id = "createProject", tag = "projects", request_body(content = ProjectInput, example = json!({"name": "Acme web app"})),
     security(("bearer" = []), ("api_key" = [])),
     responses(
         (status = 201, body = ProjectView, headers(("Location" = String, description = "The new project's path"))),
@@ -132,7 +132,7 @@ pub async fn create(
 }
 
 /// List the organization's projects, newest first.
-#[utoipa::path(get, path = "/api/v1/projects", tag = "projects",
+#[utoipa::path(get, path = "/api/v1/projects", operation_id = "listProjects", tag = "projects",
     params(PageQuery),
     security(("bearer" = []), ("api_key" = [])),
     responses((status = 200, body = Paginated<ProjectView>),
@@ -155,8 +155,8 @@ pub async fn list(
 }
 
 /// Get a project.
-#[utoipa::path(get, path = "/api/v1/projects/{project_id}", tag = "projects",
-    params(("project_id" = String, Path, description = "Project id")),
+#[utoipa::path(get, path = "/api/v1/projects/{project_id}", operation_id = "getProject", tag = "projects",
+    params(("project_id" = Uuid, Path, description = "Project id")),
     security(("bearer" = []), ("api_key" = [])),
     responses(
         (status = 200, body = ProjectView),
@@ -173,8 +173,8 @@ pub async fn get(
 }
 
 /// Change a project's name or the widget's allowed origins.
-#[utoipa::path(patch, path = "/api/v1/projects/{project_id}", tag = "projects", request_body = ProjectChanges,
-    params(("project_id" = String, Path, description = "Project id")),
+#[utoipa::path(patch, path = "/api/v1/projects/{project_id}", operation_id = "updateProject", tag = "projects", request_body(content = ProjectChanges, example = json!({"allowed_origins": ["https://app.acme.example"]})),
+    params(("project_id" = Uuid, Path, description = "Project id")),
     security(("bearer" = []), ("api_key" = [])),
     responses(
         (status = 200, body = ProjectView),
@@ -208,8 +208,8 @@ fn gone(id: &str) -> ApiError {
 }
 
 /// Issue the project's publishable key for the in-app widget (a new one replaces the old).
-#[utoipa::path(post, path = "/api/v1/projects/{project_id}/publishable-key", tag = "projects",
-    params(("project_id" = String, Path, description = "Project id")),
+#[utoipa::path(post, path = "/api/v1/projects/{project_id}/publishable-key", operation_id = "rotatePublishableKey", tag = "projects",
+    params(("project_id" = Uuid, Path, description = "Project id")),
     security(("bearer" = []), ("api_key" = [])),
     responses(
         (status = 200, body = ProjectView),
@@ -233,8 +233,8 @@ const WIDGET_SECRET_OVERLAP: time::Duration = time::Duration::hours(24);
 
 /// Issue the widget's identity-verification secret, or rotate it (the previous one keeps
 /// verifying for 24 hours, so backends can be redeployed with the new one).
-#[utoipa::path(post, path = "/api/v1/projects/{project_id}/widget-secret", tag = "projects",
-    params(("project_id" = String, Path, description = "Project id")),
+#[utoipa::path(post, path = "/api/v1/projects/{project_id}/widget-secret", operation_id = "rotateWidgetSecret", tag = "projects",
+    params(("project_id" = Uuid, Path, description = "Project id")),
     security(("bearer" = []), ("api_key" = [])),
     responses(
         (status = 200, description = "The secret, shown this once", body = WidgetSecret),

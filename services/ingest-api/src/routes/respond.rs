@@ -15,6 +15,7 @@ use beckon_domain::envelope::{
     AnswerDetails, Envelope, ResponseDetails, ResponseProgressed, ResponseStage, SurveyDetails,
     TriggerDetails, TriggerType, UserDetails,
 };
+use beckon_domain::status::ResponseStatus;
 use beckon_domain::survey::Question;
 use beckon_domain::{LifecycleEvent, UserRef, ids};
 use beckon_store::invitations::{self, LinkedInvitation};
@@ -36,12 +37,38 @@ pub struct LinkedSurvey {
     pub questions: Vec<Question>,
 }
 
+/// An answer's value, by the question's kind. Documents the JSON the respond page sends and
+/// the API shows; answers are checked against their question as they arrive.
+/// Where the respondent is: a response's status, or `not_started` before the first answer.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum ProgressStatus {
+    NotStarted,
+    InProgress,
+    Completed,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum AnswerValue {
+    /// `nps` (0 to 10) and `rating` (1 to 5).
+    #[schema(example = 9)]
+    Score(u8),
+    /// `mcq`: one of the options; `text`: the text, trimmed.
+    #[schema(example = "Too expensive")]
+    Text(String),
+    /// `checkbox`: the options chosen, in the question's order.
+    Choices(Vec<String>),
+}
+
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ProgressView {
-    /// `not_started`, `in_progress` or `completed`.
+    #[schema(value_type = ProgressStatus)]
     pub status: String,
     /// The answers given so far, by question id.
-    #[schema(value_type = Object)]
+    #[schema(value_type = HashMap<String, AnswerValue>)]
     pub answers: HashMap<String, serde_json::Value>,
 }
 
@@ -50,6 +77,7 @@ pub struct InvitationView {
     pub invitation_id: Uuid,
     pub survey: LinkedSurvey,
     pub response: ProgressView,
+    #[schema(format = DateTime)]
     pub expires_at: String,
 }
 
@@ -57,7 +85,7 @@ pub struct InvitationView {
 #[serde(deny_unknown_fields)]
 pub struct AnswerInput {
     /// A number (nps 0–10, rating 1–5), an option (mcq), a list of options (checkbox) or text.
-    #[schema(value_type = Object)]
+    #[schema(value_type = AnswerValue)]
     pub value: serde_json::Value,
 }
 
@@ -65,12 +93,13 @@ pub struct AnswerInput {
 pub struct SavedAnswer {
     pub question_id: String,
     /// The answer as stored (trimmed text, options in the question's order).
-    #[schema(value_type = Object)]
+    #[schema(value_type = AnswerValue)]
     pub value: serde_json::Value,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Completed {
+    #[schema(value_type = ResponseStatus, example = "completed")]
     pub status: String,
 }
 
@@ -134,7 +163,7 @@ async fn open(conn: &mut Conn, token: &str) -> Result<LinkedInvitation, ApiError
 
 /// Open a magic link: the respond page, or (`Accept: application/json`) the survey and the
 /// answers so far for the in-app widget.
-#[utoipa::path(get, path = "/surveys/{token}", tag = "respond",
+#[utoipa::path(get, path = "/surveys/{token}", operation_id = "showRespondPage", tag = "respond",
     params(("token" = String, Path, description = "The 43-character token of the magic link")),
     responses(
         (status = 200, description = "The respond page, or the invitation as JSON when the request accepts `application/json`",
@@ -453,7 +482,7 @@ async fn apply(
 
 /// Report the page shown. Sent by the page itself once it is on screen — not counted on the
 /// GET, which mail link scanners also make. Only the first report counts.
-#[utoipa::path(post, path = "/surveys/{token}/display", tag = "respond",
+#[utoipa::path(post, path = "/surveys/{token}/display", operation_id = "recordDisplay", tag = "respond",
     params(("token" = String, Path, description = "The magic link's token")),
     responses((status = 204, description = "Recorded (or recorded before)"), (status = 404, body = ErrorBody), (status = 410, body = ErrorBody)))]
 pub async fn display(
@@ -466,8 +495,8 @@ pub async fn display(
 
 /// Save the answer to one question (again, to change it), validated against the question.
 /// Sending the answer the question already has changes nothing and announces nothing.
-#[utoipa::path(put, path = "/surveys/{token}/answers/{question_id}", tag = "respond",
-    request_body = AnswerInput,
+#[utoipa::path(put, path = "/surveys/{token}/answers/{question_id}", operation_id = "saveAnswer", tag = "respond",
+    request_body(content = AnswerInput, example = json!({"value": 9})),
     params(("token" = String, Path, description = "The magic link's token"), ("question_id" = String, Path, description = "Question id")),
     responses(
         (status = 200, body = SavedAnswer),
@@ -500,7 +529,7 @@ pub async fn answer(
 }
 
 /// Finish: every required question must be answered. Finishing twice is harmless.
-#[utoipa::path(post, path = "/surveys/{token}/complete", tag = "respond",
+#[utoipa::path(post, path = "/surveys/{token}/complete", operation_id = "completeResponse", tag = "respond",
     params(("token" = String, Path, description = "The magic link's token")),
     responses(
         (status = 200, body = Completed),

@@ -7,30 +7,15 @@ use crate::error::{ApiError, ErrorBody};
 use crate::pagination::{List, PageQuery, Paginated};
 use crate::routes::events::{format_timestamp, parse_timestamp};
 use crate::routes::owned_project;
+use crate::routes::respond::AnswerValue;
 use actix_web::{HttpResponse, web};
+use beckon_domain::status::ResponseStatus;
 use beckon_store::paging::PageRequest;
 use beckon_store::responses::{self, Response, ResponseFilter, StoredAnswer};
 use beckon_store::{Conn, surveys};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use uuid::Uuid;
-
-/// A response's status, to list only the responses in it.
-#[derive(Debug, Clone, Copy, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum ResponseStatus {
-    InProgress,
-    Completed,
-}
-
-impl ResponseStatus {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::InProgress => responses::status::IN_PROGRESS,
-            Self::Completed => responses::status::COMPLETED,
-        }
-    }
-}
 
 /// Which responses to list or export.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -55,12 +40,16 @@ pub struct ResponseView {
     pub submitted_by: String,
     /// The survey version answered.
     pub survey_version: i32,
+    #[schema(value_type = ResponseStatus)]
     pub status: String,
+    #[schema(format = DateTime)]
     pub created_at: String,
+    #[schema(format = DateTime)]
     pub displayed_at: Option<String>,
+    #[schema(format = DateTime)]
     pub completed_at: Option<String>,
     /// Answers by question id.
-    #[schema(value_type = Object)]
+    #[schema(value_type = HashMap<String, AnswerValue>)]
     pub answers: HashMap<String, serde_json::Value>,
 }
 
@@ -127,8 +116,8 @@ fn answers_map(answers: Vec<StoredAnswer>) -> HashMap<String, serde_json::Value>
 }
 
 /// Responses to a survey, newest first.
-#[utoipa::path(get, path = "/api/v1/projects/{project_id}/surveys/{survey_id}/responses", tag = "responses",
-    params(("project_id" = String, Path, description = "Project id"), ("survey_id" = String, Path, description = "Survey id"),
+#[utoipa::path(get, path = "/api/v1/projects/{project_id}/surveys/{survey_id}/responses", operation_id = "listResponses", tag = "responses",
+    params(("project_id" = Uuid, Path, description = "Project id"), ("survey_id" = Uuid, Path, description = "Survey id"),
         ResponseQuery, PageQuery),
     security(("bearer" = []), ("api_key" = [])),
     responses((status = 200, body = Paginated<ResponseView>),
@@ -184,8 +173,8 @@ fn csv_value(value: Option<&serde_json::Value>) -> String {
 }
 
 /// Every response to a survey as CSV, one column per question of any version.
-#[utoipa::path(get, path = "/api/v1/projects/{project_id}/surveys/{survey_id}/responses.csv", tag = "responses",
-    params(("project_id" = String, Path, description = "Project id"), ("survey_id" = String, Path, description = "Survey id"),
+#[utoipa::path(get, path = "/api/v1/projects/{project_id}/surveys/{survey_id}/responses.csv", operation_id = "exportResponsesCsv", tag = "responses",
+    params(("project_id" = Uuid, Path, description = "Project id"), ("survey_id" = Uuid, Path, description = "Survey id"),
         ResponseQuery),
     security(("bearer" = []), ("api_key" = [])),
     responses((status = 200, description = "text/csv"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]

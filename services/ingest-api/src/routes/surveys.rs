@@ -136,9 +136,9 @@ fn validate(patch: &UpdateSurvey) -> Result<(), ApiError> {
 }
 
 /// Create a survey.
-#[utoipa::path(post, path = "/api/v1/projects/{project_id}/surveys", tag = "surveys",
-    request_body = CreateSurvey,
-    params(("project_id" = String, Path, description = "Project id")),
+#[utoipa::path(post, path = "/api/v1/projects/{project_id}/surveys", operation_id = "createSurvey", tag = "surveys",
+    request_body(content = CreateSurvey, example = json!({"name": "Why did you cancel?", "status": "live", "questions": [{"id": "nps", "type": "nps", "title": "How likely are you to recommend us?", "required": true}, {"id": "why", "type": "mcq", "title": "What made you cancel?", "options": ["Too expensive", "Missing a feature", "Other"]}], "trigger": {"events": ["subscription_cancelled", {"custom": "payment_failed"}]}, "cooldown_seconds": 2592000, "sample_rate": 1.0})),
+    params(("project_id" = Uuid, Path, description = "Project id")),
     security(("bearer" = []), ("api_key" = [])),
     responses(
         (status = 201, body = SurveyView, headers(("Location" = String, description = "The new survey's path"))),
@@ -188,8 +188,8 @@ pub async fn create(
 }
 
 /// List a project's surveys, newest first.
-#[utoipa::path(get, path = "/api/v1/projects/{project_id}/surveys", tag = "surveys",
-    params(("project_id" = String, Path, description = "Project id"), PageQuery),
+#[utoipa::path(get, path = "/api/v1/projects/{project_id}/surveys", operation_id = "listSurveys", tag = "surveys",
+    params(("project_id" = Uuid, Path, description = "Project id"), PageQuery),
     security(("bearer" = []), ("api_key" = [])),
     responses(
         (status = 200, body = Paginated<SurveyView>),
@@ -222,8 +222,8 @@ fn survey_not_found(raw: &str) -> ApiError {
 }
 
 /// Get a survey.
-#[utoipa::path(get, path = "/api/v1/projects/{project_id}/surveys/{survey_id}", tag = "surveys",
-    params(("project_id" = String, Path, description = "Project id"), ("survey_id" = String, Path, description = "Survey id")),
+#[utoipa::path(get, path = "/api/v1/projects/{project_id}/surveys/{survey_id}", operation_id = "getSurvey", tag = "surveys",
+    params(("project_id" = Uuid, Path, description = "Project id"), ("survey_id" = Uuid, Path, description = "Survey id")),
     security(("bearer" = []), ("api_key" = [])),
     responses(
         (status = 200, body = SurveyView),
@@ -245,9 +245,9 @@ pub async fn get(
 }
 
 /// Change a survey: name, status, questions (a new version), trigger, rules.
-#[utoipa::path(patch, path = "/api/v1/projects/{project_id}/surveys/{survey_id}", tag = "surveys",
-    request_body = UpdateSurvey,
-    params(("project_id" = String, Path, description = "Project id"), ("survey_id" = String, Path, description = "Survey id")),
+#[utoipa::path(patch, path = "/api/v1/projects/{project_id}/surveys/{survey_id}", operation_id = "updateSurvey", tag = "surveys",
+    request_body(content = UpdateSurvey, example = json!({"status": "paused", "sample_rate": 0.5})),
+    params(("project_id" = Uuid, Path, description = "Project id"), ("survey_id" = Uuid, Path, description = "Survey id")),
     security(("bearer" = []), ("api_key" = [])),
     responses(
         (status = 200, body = SurveyView),

@@ -12,6 +12,7 @@ use crate::routes::owned_project_id;
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use beckon_domain::LifecycleEvent;
+use beckon_domain::envelope::TriggerType;
 use beckon_domain::outcome::SurveyOutcome;
 use beckon_domain::trigger::TriggerStatus;
 use beckon_store::triggers::{self, Trigger, TriggerFilter};
@@ -47,18 +48,23 @@ pub struct TriggerView {
     pub project_id: Uuid,
     #[schema(example = "survey")]
     pub flow_type: &'static str,
-    /// `dispatch`, `event` or `scheduled`.
+    #[schema(value_type = TriggerType)]
     pub trigger_type: String,
-    /// `queued`, `scheduled`, `processing`, `completed`, `failed` or `cancelled`.
+    #[schema(value_type = TriggerStatus)]
     pub status: String,
-    #[schema(value_type = Object)]
+    /// The event fired.
+    #[schema(value_type = LifecycleEvent)]
     pub event: Value,
     pub user_ref: String,
     /// Why a failed trigger failed.
     pub error: Option<String>,
+    #[schema(format = DateTime)]
     pub created_at: String,
+    #[schema(format = DateTime)]
     pub scheduled_for: Option<String>,
+    #[schema(format = DateTime)]
     pub started_at: Option<String>,
+    #[schema(format = DateTime)]
     pub completed_at: Option<String>,
     /// The survey a trial reminder is for.
     pub survey_id: Option<Uuid>,
@@ -110,6 +116,7 @@ pub struct SurveyOutcomeView {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TriggerDetails {
     pub trigger_id: Uuid,
+    #[schema(value_type = TriggerStatus)]
     pub status: String,
     pub surveys: Vec<SurveyOutcomeView>,
 }
@@ -180,7 +187,7 @@ fn trigger_filter(query: &TriggerQuery) -> Result<TriggerFilter, ApiError> {
 }
 
 /// The organization's triggers, newest first.
-#[utoipa::path(get, path = "/api/v1/triggers", tag = "triggers",
+#[utoipa::path(get, path = "/api/v1/triggers", operation_id = "listTriggers", tag = "triggers",
     params(TriggerQuery, PageQuery),
     security(("bearer" = []), ("api_key" = [])),
     responses(
@@ -212,8 +219,8 @@ pub async fn list(
 }
 
 /// A trigger's status and summary.
-#[utoipa::path(get, path = "/api/v1/triggers/{trigger_id}", tag = "triggers",
-    params(("trigger_id" = String, Path, description = "Trigger id")),
+#[utoipa::path(get, path = "/api/v1/triggers/{trigger_id}", operation_id = "getTrigger", tag = "triggers",
+    params(("trigger_id" = Uuid, Path, description = "Trigger id")),
     security(("bearer" = []), ("api_key" = [])),
     responses((status = 200, body = TriggerView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn get(
@@ -226,8 +233,8 @@ pub async fn get(
 }
 
 /// The outcome of each survey the trigger matched, with the invitation it created.
-#[utoipa::path(get, path = "/api/v1/triggers/{trigger_id}/details", tag = "triggers",
-    params(("trigger_id" = String, Path, description = "Trigger id")),
+#[utoipa::path(get, path = "/api/v1/triggers/{trigger_id}/details", operation_id = "getTriggerDetails", tag = "triggers",
+    params(("trigger_id" = Uuid, Path, description = "Trigger id")),
     security(("bearer" = []), ("api_key" = [])),
     responses((status = 200, body = TriggerDetails), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn details(
@@ -256,8 +263,8 @@ pub async fn details(
 }
 
 /// Cancel a trigger that is still scheduled.
-#[utoipa::path(delete, path = "/api/v1/triggers/{trigger_id}", tag = "triggers",
-    params(("trigger_id" = String, Path, description = "Trigger id")),
+#[utoipa::path(delete, path = "/api/v1/triggers/{trigger_id}", operation_id = "cancelTrigger", tag = "triggers",
+    params(("trigger_id" = Uuid, Path, description = "Trigger id")),
     security(("bearer" = []), ("api_key" = [])),
     responses(
         (status = 200, description = "Cancelled", body = TriggerView),

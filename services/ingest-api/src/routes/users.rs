@@ -25,13 +25,14 @@ use uuid::Uuid;
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]
 pub struct UpsertUserRequest {
+    #[schema(format = Uuid)]
     project_id: String,
     user_ref: String,
     email: Option<String>,
     name: Option<String>,
     phone: Option<String>,
     /// Merged key by key into the stored attributes.
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<HashMap<String, serde_json::Value>>)]
     attributes: Option<Value>,
     /// ISO 8601. Schedules a `trial_ending_soon` reminder per subscribed Live survey, the
     /// survey's lead time ahead; a new value moves it, `null` cancels it, absent keeps it.
@@ -46,10 +47,14 @@ pub struct UserView {
     pub email: Option<String>,
     pub name: Option<String>,
     pub phone: Option<String>,
-    #[schema(value_type = Object)]
+    /// Your attributes of the user, as merged by every upsert.
+    #[schema(value_type = HashMap<String, serde_json::Value>)]
     pub attributes: Value,
+    #[schema(format = DateTime)]
     pub trial_ends_at: Option<String>,
+    #[schema(format = DateTime)]
     pub created_at: String,
+    #[schema(format = DateTime)]
     pub updated_at: String,
 }
 
@@ -69,10 +74,43 @@ impl From<User> for UserView {
     }
 }
 
+/// What erasing a user deleted.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErasedUser {
+    pub user_ref: String,
+    pub erased: ErasedCounts,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErasedCounts {
+    pub invitations: usize,
+    /// Responses, with their answers.
+    pub responses: usize,
+    /// Triggers, with their schedules.
+    pub triggers: usize,
+    /// Webhook messages about the user, with their deliveries and attempts.
+    pub webhook_messages: usize,
+    /// Whether a user record was held.
+    pub user: bool,
+}
+
+impl From<users::Erased> for ErasedCounts {
+    fn from(e: users::Erased) -> Self {
+        Self {
+            invitations: e.invitations,
+            responses: e.responses,
+            triggers: e.triggers,
+            webhook_messages: e.webhook_messages,
+            user: e.user,
+        }
+    }
+}
+
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ScheduledReminder {
     pub trigger_id: Uuid,
     pub survey_id: Uuid,
+    #[schema(format = DateTime)]
     pub fire_at: String,
 }
 
@@ -84,8 +122,8 @@ pub struct UpsertUserResponse {
 }
 
 /// Create or update a user, and schedule its trial reminders.
-#[utoipa::path(post, path = "/api/v1/users/upsert", tag = "users",
-    request_body = UpsertUserRequest,
+#[utoipa::path(post, path = "/api/v1/users/upsert", operation_id = "upsertUser", tag = "users",
+    request_body(content = UpsertUserRequest, example = json!({"project_id": "0193a6b2-5f1e-7c3d-9a4b-2e8f6c1d0a57", "user_ref": "user_8812", "email": "ada@example.com", "name": "Ada Lovelace", "attributes": {"plan": "pro"}, "trial_ends_at": "2027-01-15T00:00:00Z"})),
     params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer for 24 hours; see the README")),
     security(("bearer" = []), ("api_key" = [])),
     responses(
@@ -248,10 +286,10 @@ async fn reconcile_reminders(
 /// Erase a user: delete everything held about `user_ref` in the project — invitations,
 /// responses and answers, triggers and schedules, cooldowns, the webhook messages about them
 /// and the user record — for privacy requests.
-#[utoipa::path(delete, path = "/api/v1/projects/{project_id}/users/{user_ref}", tag = "users",
-    params(("project_id" = String, Path, description = "Project id"), ("user_ref" = String, Path, description = "The user's user_ref")),
+#[utoipa::path(delete, path = "/api/v1/projects/{project_id}/users/{user_ref}", operation_id = "eraseUser", tag = "users",
+    params(("project_id" = Uuid, Path, description = "Project id"), ("user_ref" = String, Path, description = "The user's user_ref")),
     security(("bearer" = []), ("api_key" = [])),
-    responses((status = 200, description = "What was deleted", body = Object), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, description = "What was deleted", body = ErasedUser), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn erase(
     auth: OrgAuth,
     state: web::Data<AppState>,
@@ -265,5 +303,8 @@ pub async fn erase(
             users::erase(conn, project.id, &user_ref).await
         })
         .await?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({"user_ref": user_ref, "erased": erased})))
+    Ok(HttpResponse::Ok().json(ErasedUser {
+        user_ref,
+        erased: erased.into(),
+    }))
 }

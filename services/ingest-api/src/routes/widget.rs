@@ -43,6 +43,7 @@ pub struct PendingInvitation {
     pub invitation_id: Uuid,
     pub survey: WidgetSurvey,
     pub magic_link_url: String,
+    #[schema(format = DateTime)]
     pub expires_at: String,
 }
 
@@ -66,7 +67,7 @@ fn with_cors(mut response: HttpResponse, origin: Option<&str>) -> HttpResponse {
 }
 
 /// The pending invitations of a user, for the in-app widget.
-#[utoipa::path(get, path = "/api/v1/widget/invitations", tag = "widget",
+#[utoipa::path(get, path = "/api/v1/widget/invitations", operation_id = "listWidgetInvitations", tag = "widget",
     params(("user_ref" = String, Query, description = "The user"),
         ("key" = Option<String>, Query, description = "The project's publishable key (or the X-Publishable-Key header)"),
         ("X-Publishable-Key" = Option<String>, Header, description = "The project's publishable key"),

@@ -16,6 +16,7 @@ use uuid::Uuid;
 pub struct AttemptView {
     pub id: i64,
     pub message_id: Uuid,
+    #[schema(format = DateTime)]
     pub attempted_at: String,
     pub status_code: Option<i32>,
     pub duration_ms: i32,
@@ -39,8 +40,8 @@ impl From<Attempt> for AttemptView {
 }
 
 /// The attempt log of a subscription, newest first.
-#[utoipa::path(get, path = "/api/v1/projects/{project_id}/webhooks/{webhook_id}/attempts", tag = "webhooks",
-    params(("project_id" = String, Path, description = "Project id"), ("webhook_id" = String, Path, description = "Subscription id"),
+#[utoipa::path(get, path = "/api/v1/projects/{project_id}/webhooks/{webhook_id}/attempts", operation_id = "listWebhookAttempts", tag = "webhooks",
+    params(("project_id" = Uuid, Path, description = "Project id"), ("webhook_id" = Uuid, Path, description = "Subscription id"),
         PageQuery),
     security(("bearer" = []), ("api_key" = [])),
     responses((status = 200, body = Paginated<AttemptView>),
@@ -67,8 +68,8 @@ pub async fn attempts(
 }
 
 /// The attempts of one message to a subscription, newest first.
-#[utoipa::path(get, path = "/api/v1/projects/{project_id}/webhooks/{webhook_id}/messages/{message_id}/attempts", tag = "webhooks",
-    params(("project_id" = String, Path, description = "Project id"), ("webhook_id" = String, Path, description = "Subscription id"), ("message_id" = String, Path, description = "Message (webhook-id)"),
+#[utoipa::path(get, path = "/api/v1/projects/{project_id}/webhooks/{webhook_id}/messages/{message_id}/attempts", operation_id = "listWebhookMessageAttempts", tag = "webhooks",
+    params(("project_id" = Uuid, Path, description = "Project id"), ("webhook_id" = Uuid, Path, description = "Subscription id"), ("message_id" = Uuid, Path, description = "Message (webhook-id)"),
         PageQuery),
     security(("bearer" = []), ("api_key" = [])),
     responses((status = 200, body = Paginated<AttemptView>),

@@ -7,6 +7,7 @@ use crate::pagination::{List, PageQuery, Paginated};
 use crate::routes::events::format_timestamp;
 use crate::routes::webhooks::subscription;
 use actix_web::{HttpResponse, web};
+use beckon_domain::status::DeliveryStatus;
 use beckon_store::webhooks::{self, DeliveryRow, delivery};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -17,18 +18,21 @@ pub struct DeliveryView {
     /// The `webhook-id`.
     pub message_id: Uuid,
     pub event_type: String,
-    /// `pending` (waiting for its next attempt), `succeeded`, `failed`, or `skipped` (emitted
-    /// while the subscription was disabled; sent by a recover).
+    #[schema(value_type = DeliveryStatus)]
     pub status: String,
     pub attempts: i32,
     /// Attempts the endpoint answered 429 with `Retry-After`: they waited as asked and are
     /// not counted by the retry policy.
     pub throttled: i32,
     /// When a pending delivery is tried next.
+    #[schema(format = DateTime)]
     pub next_attempt_at: Option<String>,
+    #[schema(format = DateTime)]
     pub last_attempt_at: Option<String>,
     /// When the message's body was erased (payload retention): it can no longer be sent.
+    #[schema(format = DateTime)]
     pub payload_erased_at: Option<String>,
+    #[schema(format = DateTime)]
     pub created_at: String,
 }
 
@@ -50,27 +54,6 @@ impl From<DeliveryRow> for DeliveryView {
     }
 }
 
-/// A delivery's status, to list only the deliveries in it.
-#[derive(Debug, Clone, Copy, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum DeliveryStatus {
-    Pending,
-    Succeeded,
-    Failed,
-    Skipped,
-}
-
-impl DeliveryStatus {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => delivery::PENDING,
-            Self::Succeeded => delivery::SUCCEEDED,
-            Self::Failed => delivery::FAILED,
-            Self::Skipped => delivery::SKIPPED,
-        }
-    }
-}
-
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct DeliveryFilter {
@@ -81,8 +64,8 @@ pub struct DeliveryFilter {
 
 /// The deliveries of a subscription, newest first — including the retries waiting in the
 /// database and when each is due.
-#[utoipa::path(get, path = "/api/v1/projects/{project_id}/webhooks/{webhook_id}/deliveries", tag = "webhooks",
-    params(("project_id" = String, Path, description = "Project id"), ("webhook_id" = String, Path, description = "Subscription id"),
+#[utoipa::path(get, path = "/api/v1/projects/{project_id}/webhooks/{webhook_id}/deliveries", operation_id = "listWebhookDeliveries", tag = "webhooks",
+    params(("project_id" = Uuid, Path, description = "Project id"), ("webhook_id" = Uuid, Path, description = "Subscription id"),
         DeliveryFilter, PageQuery),
     security(("bearer" = []), ("api_key" = [])),
     responses((status = 200, body = Paginated<DeliveryView>),

@@ -10,7 +10,8 @@ pub struct EventTypeView {
     pub kind: String,
     pub version: u32,
     pub description: String,
-    #[schema(value_type = Object)]
+    /// The JSON Schema (draft 2020-12) of the payload.
+    #[schema(value_type = HashMap<String, serde_json::Value>)]
     pub schema: serde_json::Value,
 }
 
@@ -20,7 +21,7 @@ pub struct EventTypeList {
 }
 
 /// The event types a subscription may choose, with the JSON Schema of each webhook body.
-#[utoipa::path(get, path = "/api/v1/webhook-event-types", tag = "webhooks",
+#[utoipa::path(get, path = "/api/v1/webhook-event-types", operation_id = "listWebhookEventTypes", tag = "webhooks",
     responses((status = 200, body = EventTypeList)))]
 pub async fn event_types() -> HttpResponse {
     HttpResponse::Ok().json(EventTypeList {

@@ -40,8 +40,8 @@ pub struct Recover {
 }
 
 /// Send a test event (`webhook.ping`) to the subscription through the normal delivery path.
-#[utoipa::path(post, path = "/api/v1/projects/{project_id}/webhooks/{webhook_id}/ping", tag = "webhooks",
-    params(("project_id" = String, Path, description = "Project id"), ("webhook_id" = String, Path, description = "Subscription id")),
+#[utoipa::path(post, path = "/api/v1/projects/{project_id}/webhooks/{webhook_id}/ping", operation_id = "pingWebhook", tag = "webhooks",
+    params(("project_id" = Uuid, Path, description = "Project id"), ("webhook_id" = Uuid, Path, description = "Subscription id")),
     security(("bearer" = []), ("api_key" = [])),
     responses((status = 202, body = Queued), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, description = "The subscription is not active", body = ErrorBody)))]
@@ -96,8 +96,8 @@ pub async fn ping(
 }
 
 /// Send one message to the subscription again, now.
-#[utoipa::path(post, path = "/api/v1/projects/{project_id}/webhooks/{webhook_id}/messages/{message_id}/resend", tag = "webhooks",
-    params(("project_id" = String, Path, description = "Project id"), ("webhook_id" = String, Path, description = "Subscription id"), ("message_id" = String, Path, description = "Message (webhook-id)")),
+#[utoipa::path(post, path = "/api/v1/projects/{project_id}/webhooks/{webhook_id}/messages/{message_id}/resend", operation_id = "resendWebhookMessage", tag = "webhooks",
+    params(("project_id" = Uuid, Path, description = "Project id"), ("webhook_id" = Uuid, Path, description = "Subscription id"), ("message_id" = Uuid, Path, description = "Message (webhook-id)")),
     security(("bearer" = []), ("api_key" = [])),
     responses((status = 202, body = Queued), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 410, description = "The message's body was erased at the end of the payload retention period (`payload_erased`)", body = ErrorBody)))]
@@ -131,9 +131,9 @@ pub async fn resend(
 /// Send every failed or skipped delivery of the subscription created since a time again,
 /// oldest first; those whose message's body was erased (past the payload retention period)
 /// cannot be, and are counted in `skipped_payload_erased`.
-#[utoipa::path(post, path = "/api/v1/projects/{project_id}/webhooks/{webhook_id}/recover", tag = "webhooks",
-    request_body = Recover,
-    params(("project_id" = String, Path, description = "Project id"), ("webhook_id" = String, Path, description = "Subscription id")),
+#[utoipa::path(post, path = "/api/v1/projects/{project_id}/webhooks/{webhook_id}/recover", operation_id = "recoverWebhook", tag = "webhooks",
+    request_body(content = Recover, example = json!({"since": "2026-11-30T00:00:00Z"})),
+    params(("project_id" = Uuid, Path, description = "Project id"), ("webhook_id" = Uuid, Path, description = "Subscription id")),
     security(("bearer" = []), ("api_key" = [])),
     responses((status = 202, body = RecoverOutcome), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn recover(

@@ -12,6 +12,7 @@ use crate::routes::webhooks::subscription;
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use base64::Engine as _;
+use beckon_domain::status::SubscriptionStatus;
 use beckon_store::webhooks::{
     self, NewSubscription, Subscription, SubscriptionChanges, SubscriptionCreated, status,
 };
@@ -37,7 +38,7 @@ pub struct SubscriptionView {
     pub description: String,
     /// Event types delivered; empty means all.
     pub event_types: Vec<String>,
-    /// `pending_verification`, `active` or `disabled`.
+    #[schema(value_type = SubscriptionStatus)]
     pub status: String,
     pub disabled_reason: Option<String>,
     /// When it was disabled.
@@ -50,7 +51,7 @@ pub struct SubscriptionView {
     pub failing_since: Option<String>,
     /// Failed attempts since `failing_since`.
     pub failures_in_streak: i32,
-    #[schema(value_type = Object)]
+    #[schema(value_type = RetryPolicy)]
     pub retry_policy: serde_json::Value,
     pub timeout_ms: i32,
     pub payload_version: i32,
@@ -59,11 +60,16 @@ pub struct SubscriptionView {
     pub rate_limit: Option<i32>,
     /// Events about one user go out one at a time, in the order they occurred.
     pub ordered: bool,
+    #[schema(format = DateTime)]
     pub last_success_at: Option<String>,
+    #[schema(format = DateTime)]
     pub verified_at: Option<String>,
     /// Until when the previous secret still signs, after a rotation.
+    #[schema(format = DateTime)]
     pub previous_secret_expires_at: Option<String>,
+    #[schema(format = DateTime)]
     pub created_at: String,
+    #[schema(format = DateTime)]
     pub updated_at: String,
 }
 
@@ -132,7 +138,6 @@ pub struct CreateSubscription {
     pub event_types: Vec<String>,
     /// Default `{"kind": "exponential"}`.
     #[serde(default)]
-    #[schema(value_type = Object)]
     pub retry_policy: RetryPolicy,
     /// Milliseconds to wait for the endpoint's answer, 1000 to 30000 (default 10000).
     pub timeout_ms: Option<i32>,
@@ -154,7 +159,6 @@ pub struct UpdateSubscription {
     pub url: Option<String>,
     pub description: Option<String>,
     pub event_types: Option<Vec<String>>,
-    #[schema(value_type = Option<Object>)]
     pub retry_policy: Option<RetryPolicy>,
     pub timeout_ms: Option<i32>,
     pub payload_version: Option<i32>,
@@ -173,6 +177,7 @@ pub struct RotatedSecret {
     /// The new signing secret, shown this once.
     pub secret: String,
     /// Until then the previous secret signs too.
+    #[schema(format = DateTime)]
     pub previous_secret_expires_at: String,
 }
 
@@ -281,9 +286,9 @@ fn limit_reached(limit: u32) -> ApiError {
 /// answer 2xx with the challenge as its body within 3 seconds. Until it does, the subscription
 /// is `pending_verification` and gets nothing. A project has at most
 /// `BECKON_WEBHOOK_MAX_SUBSCRIPTIONS` subscriptions (default 20), in any status.
-#[utoipa::path(post, path = "/api/v1/projects/{project_id}/webhooks", tag = "webhooks",
-    request_body = CreateSubscription,
-    params(("project_id" = String, Path, description = "Project id")),
+#[utoipa::path(post, path = "/api/v1/projects/{project_id}/webhooks", operation_id = "createWebhook", tag = "webhooks",
+    request_body(content = CreateSubscription, example = json!({"url": "https://hooks.acme.example/beckon", "description": "CRM sync", "event_types": ["invitation.created", "response.ended"], "retry_policy": {"kind": "exponential"}})),
+    params(("project_id" = Uuid, Path, description = "Project id")),
     security(("bearer" = []), ("api_key" = [])),
     responses(
         (status = 201, description = "Created; the secret is shown this once", body = CreatedSubscription, headers(("Location" = String, description = "The new subscription's path"))),
@@ -361,8 +366,8 @@ pub async fn create(
 }
 
 /// List a project's subscriptions, newest first.
-#[utoipa::path(get, path = "/api/v1/projects/{project_id}/webhooks", tag = "webhooks",
-    params(("project_id" = String, Path, description = "Project id"), PageQuery),
+#[utoipa::path(get, path = "/api/v1/projects/{project_id}/webhooks", operation_id = "listWebhooks", tag = "webhooks",
+    params(("project_id" = Uuid, Path, description = "Project id"), PageQuery),
     security(("bearer" = []), ("api_key" = [])),
     responses((status = 200, body = Paginated<SubscriptionView>),
         (status = 400, description = "A malformed `limit` or `cursor` (`invalid_limit`, `invalid_cursor`)", body = ErrorBody),
@@ -386,8 +391,8 @@ pub async fn list(
 }
 
 /// Read a subscription (never its secret).
-#[utoipa::path(get, path = "/api/v1/projects/{project_id}/webhooks/{webhook_id}", tag = "webhooks",
-    params(("project_id" = String, Path, description = "Project id"), ("webhook_id" = String, Path, description = "Subscription id")),
+#[utoipa::path(get, path = "/api/v1/projects/{project_id}/webhooks/{webhook_id}", operation_id = "getWebhook", tag = "webhooks",
+    params(("project_id" = Uuid, Path, description = "Project id"), ("webhook_id" = Uuid, Path, description = "Subscription id")),
     security(("bearer" = []), ("api_key" = [])),
     responses((status = 200, body = SubscriptionView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn get(
@@ -402,9 +407,9 @@ pub async fn get(
 }
 
 /// Change a subscription. A new URL must pass verification again.
-#[utoipa::path(patch, path = "/api/v1/projects/{project_id}/webhooks/{webhook_id}", tag = "webhooks",
-    request_body = UpdateSubscription,
-    params(("project_id" = String, Path, description = "Project id"), ("webhook_id" = String, Path, description = "Subscription id")),
+#[utoipa::path(patch, path = "/api/v1/projects/{project_id}/webhooks/{webhook_id}", operation_id = "updateWebhook", tag = "webhooks",
+    request_body(content = UpdateSubscription, example = json!({"event_types": ["response.ended"], "rate_limit": 10})),
+    params(("project_id" = Uuid, Path, description = "Project id"), ("webhook_id" = Uuid, Path, description = "Subscription id")),
     security(("bearer" = []), ("api_key" = [])),
     responses((status = 200, body = VerifiedSubscription), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn update(
@@ -498,8 +503,8 @@ pub async fn update(
 }
 
 /// Delete a subscription.
-#[utoipa::path(delete, path = "/api/v1/projects/{project_id}/webhooks/{webhook_id}", tag = "webhooks",
-    params(("project_id" = String, Path, description = "Project id"), ("webhook_id" = String, Path, description = "Subscription id")),
+#[utoipa::path(delete, path = "/api/v1/projects/{project_id}/webhooks/{webhook_id}", operation_id = "deleteWebhook", tag = "webhooks",
+    params(("project_id" = Uuid, Path, description = "Project id"), ("webhook_id" = Uuid, Path, description = "Subscription id")),
     security(("bearer" = []), ("api_key" = [])),
     responses((status = 204, description = "Deleted"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn delete(
@@ -515,8 +520,8 @@ pub async fn delete(
 }
 
 /// Run the URL verification again; on success the subscription becomes active.
-#[utoipa::path(post, path = "/api/v1/projects/{project_id}/webhooks/{webhook_id}/verify", tag = "webhooks",
-    params(("project_id" = String, Path, description = "Project id"), ("webhook_id" = String, Path, description = "Subscription id")),
+#[utoipa::path(post, path = "/api/v1/projects/{project_id}/webhooks/{webhook_id}/verify", operation_id = "verifyWebhook", tag = "webhooks",
+    params(("project_id" = Uuid, Path, description = "Project id"), ("webhook_id" = Uuid, Path, description = "Subscription id")),
     security(("bearer" = []), ("api_key" = [])),
     responses((status = 200, body = VerifiedSubscription), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn reverify(
@@ -547,8 +552,8 @@ pub async fn reverify(
 
 /// Replace the signing secret. The previous one keeps signing beside it for 24 hours, so
 /// receivers can switch without losing a webhook.
-#[utoipa::path(post, path = "/api/v1/projects/{project_id}/webhooks/{webhook_id}/rotate-secret", tag = "webhooks",
-    params(("project_id" = String, Path, description = "Project id"), ("webhook_id" = String, Path, description = "Subscription id")),
+#[utoipa::path(post, path = "/api/v1/projects/{project_id}/webhooks/{webhook_id}/rotate-secret", operation_id = "rotateWebhookSecret", tag = "webhooks",
+    params(("project_id" = Uuid, Path, description = "Project id"), ("webhook_id" = Uuid, Path, description = "Subscription id")),
     security(("bearer" = []), ("api_key" = [])),
     responses((status = 200, body = RotatedSecret), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn rotate_secret(
