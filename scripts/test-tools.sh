@@ -5,6 +5,8 @@
 #   wrote);
 # - `kubernetes-validate` from PyPI, to check the Kubernetes manifests offline;
 # - `schemathesis` from PyPI, to fuzz the gateway from its served OpenAPI spec;
+# - `openapi-python-client` from PyPI (in a venv of its own: its pins are not schemathesis'),
+#   to generate a client from the committed openapi.json and run the quick start with it;
 # - `playwright-core` from npm and Debian's `chromium`, for the real-browser test of the
 #   respond page.
 set -euo pipefail
@@ -19,6 +21,14 @@ if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import standardwebhoo
   python3 -m venv "$venv" >&2
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
     'standardwebhooks==1.0.0' 'kubernetes-validate==1.37.0' 'schemathesis==4.32.5' >&2
+fi
+
+client_venv=$tools/client-venv
+if [ ! -x "$client_venv/bin/openapi-python-client" ]; then
+  log "installing openapi-python-client into $client_venv"
+  python3 -m venv "$client_venv" >&2
+  "$client_venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+    'openapi-python-client==0.29.1' >&2
 fi
 
 node_dir=$tools/node
@@ -37,5 +47,7 @@ fi
 echo "export BECKON_TEST_PYTHON=$venv/bin/python"
 echo "export BECKON_KUBERNETES_VALIDATE=$venv/bin/kubernetes-validate"
 echo "export BECKON_SCHEMATHESIS=$venv/bin/schemathesis"
+echo "export BECKON_OPENAPI_PYTHON_CLIENT=$client_venv/bin/openapi-python-client"
+echo "export BECKON_CLIENT_PYTHON=$client_venv/bin/python"
 echo "export BECKON_TEST_NODE_PATH=$node_dir/node_modules"
 echo "export BECKON_TEST_CHROMIUM=$(command -v chromium)"
