@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Beckon's container image without a Docker engine or a registry: Debian's Podman builds
 # deploy/Dockerfile and runs it, on a Debian 12 base made by `debootstrap` from Debian's
-# packages. The image tests (tests/tests/image.rs) use it; so can anyone on a Debian machine.
+# packages. The image and compose tests (tests/tests/image.rs) use it; so can anyone on a
+# Debian machine.
 #
 #   scripts/image.sh base             the base image, localhost/beckon-base:bookworm: made once
 #                                     (about a minute), kept in Podman's store and as a tarball
@@ -11,6 +12,8 @@
 #   scripts/image.sh podman ARGS...   podman, with the settings this kind of machine needs
 #                                     (scripts/podman-containers.conf, unless CONTAINERS_CONF
 #                                     names another)
+#   scripts/image.sh compose ARGS...  podman-compose ($BECKON_PODMAN_COMPOSE, from PyPI through
+#                                     scripts/test-tools.sh), likewise
 #   scripts/image.sh clean            removes the test containers (named beckon-e2e-<pid>-…)
 #                                     whose test process is gone
 #
@@ -99,13 +102,19 @@ build() {
   echo "$name"
 }
 
-# Whether the container NAME is a test's (beckon-e2e-<pid>-…) whose process is gone.
+# Whether the pod or container NAME is a test's (beckon-e2e-<pid>-…; podman-compose names its
+# containers <project>_<service>_1 and its pod pod_<project>) whose process is gone.
 orphaned() {
-  [[ $1 =~ ^beckon-e2e-([0-9]+)- ]] && ! kill -0 "${BASH_REMATCH[1]}" 2>/dev/null
+  [[ $1 =~ ^(pod_)?beckon-e2e-([0-9]+)- ]] && ! kill -0 "${BASH_REMATCH[2]}" 2>/dev/null
 }
 
 clean() {
   local name
+  podman pod ps --format '{{.Name}}' | while read -r name; do
+    orphaned "$name" || continue
+    log "removing the pod $name: its test is gone"
+    podman pod rm --force --time 0 "$name" >/dev/null 2>&1 || true
+  done
   podman ps --all --format '{{.Names}}' | while read -r name; do
     orphaned "$name" || continue
     log "removing the container $name: its test is gone"
@@ -124,9 +133,10 @@ case "${1:-}" in
     if [ "$1" = base ]; then echo "$base"; else build "${2:-}"; fi
     ;;
   podman) shift; exec_as_root podman "$@" ;;
+  compose) shift; exec_as_root "${BECKON_PODMAN_COMPOSE:-podman-compose}" "$@" ;;
   clean) clean ;;
   *)
-    sed -n '2,16p' "$0" >&2
+    sed -n '2,19p' "$0" >&2
     exit 2
     ;;
 esac

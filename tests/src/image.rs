@@ -23,6 +23,13 @@ pub fn podman() -> Command {
     command
 }
 
+/// `scripts/image.sh compose`: podman-compose, to be given its arguments.
+pub fn compose() -> Command {
+    let mut command = Command::new(script());
+    command.arg("compose");
+    command
+}
+
 /// The Debian base image `scripts/image.sh` makes (once) with debootstrap; returns its name.
 /// Panics when that fails.
 pub fn base() -> String {

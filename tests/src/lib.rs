@@ -112,7 +112,7 @@ fn ensure_built() {
 /// A free port for a gateway, below the kernel's ephemeral range (32768 and up), so that no
 /// socket bound to port 0 meanwhile — a receiver, another service's operations endpoints —
 /// can take it between this choice and the gateway's bind.
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     for _ in 0..1000 {
         let port = 20_000 + (Uuid::new_v4().as_u128() % 12_000) as u16;
         if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
@@ -831,28 +831,33 @@ impl Drop for TestApp {
             let _ = r.child.wait();
         }
         // Delete this test's queues and exchanges now rather than let them expire in bulk
-        // later. Drop may run inside a runtime, which cannot block on itself: use a thread.
-        let (prefix, amqp_url) = (self.prefix.clone(), self.amqp_url());
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .ok()?;
-            rt.block_on(async {
-                let config = beckon_bus::BusConfig::new(amqp_url, prefix);
-                let topology = beckon_bus::Topology::new(&config);
-                let conn = beckon_bus::connect::connect(&config.uri, "test-cleanup")
-                    .await
-                    .ok()?;
-                let channel = conn.create_channel().await.ok()?;
-                topology
-                    .delete(&channel, &beckon_bus::topology::queues::all())
-                    .await
-                    .ok()
-            })
-        })
-        .join();
+        // later.
+        delete_queues(self.amqp_url(), self.prefix.clone());
     }
+}
+
+/// Deletes the queues and exchanges of queue prefix `prefix`, ignoring failures. Callable
+/// from `Drop`, even inside a runtime (which cannot block on itself: this uses a thread).
+pub fn delete_queues(amqp_url: String, prefix: String) {
+    let _ = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .ok()?;
+        rt.block_on(async {
+            let config = beckon_bus::BusConfig::new(amqp_url, prefix);
+            let topology = beckon_bus::Topology::new(&config);
+            let conn = beckon_bus::connect::connect(&config.uri, "test-cleanup")
+                .await
+                .ok()?;
+            let channel = conn.create_channel().await.ok()?;
+            topology
+                .delete(&channel, &beckon_bus::topology::queues::all())
+                .await
+                .ok()
+        })
+    })
+    .join();
 }
 
 /// The committed JSON Schema of an envelope type and version.

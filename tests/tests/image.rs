@@ -2,13 +2,15 @@
 //! `packaged` stage holding the binaries under test, on a Debian 12 base made by debootstrap
 //! (`scripts/image.sh`; no registry, no Docker engine: Debian's Podman). The four services and
 //! the migration run from it against the local PostgreSQL and RabbitMQ, on the host's network;
-//! and the README's quick start passes through it. Each test has a database of its own, its
-//! own queue prefix and ports, and leaves no container behind.
+//! the README's quick start passes through it; and podman-compose brings up
+//! `deploy/compose.yaml` with `deploy/compose.host.yaml` the same way. Each test has a database
+//! of its own, its own queue prefix and ports, and leaves no container behind.
 
 use beckon_e2e::receiver::{Receiver, verify_with_standardwebhooks};
-use beckon_e2e::{Options, TestApp, image};
+use beckon_e2e::{Options, TestApp, amqp_url, free_port, image};
+use beckon_store::testing::TestDatabase;
 use serde_json::{Value, json};
-use std::process::Command;
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
@@ -152,6 +154,146 @@ async fn the_quick_start_passes_through_the_image() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compose_brings_up_the_image_against_the_hosts_postgresql_and_rabbitmq() {
+    beckon_runtime::install_crypto_provider();
+    let image = image::build();
+    let db = TestDatabase::empty().await.expect("an empty database");
+    let prefix = format!("t{}", Uuid::now_v7().simple());
+    let (port, ops_port) = (free_port(), free_port());
+    let compose = Compose {
+        project: image::container_name(&prefix),
+        env: vec![
+            ("BECKON_IMAGE", image.clone()),
+            ("BECKON_DATABASE_URL", db.url().to_owned()),
+            ("BECKON_AMQP_URL", amqp_url()),
+            ("BECKON_QUEUE_PREFIX", prefix.clone()),
+            ("BECKON_HTTP_ADDR", format!("127.0.0.1:{port}")),
+            ("BECKON_OPS_ADDR", format!("127.0.0.1:{ops_port}")),
+            ("BECKON_MATCHER_OPS_ADDR", "127.0.0.1:0".into()),
+            ("BECKON_INVITATION_OPS_ADDR", "127.0.0.1:0".into()),
+            ("BECKON_WEBHOOK_OPS_ADDR", "127.0.0.1:0".into()),
+        ],
+        amqp_url: amqp_url(),
+        prefix: prefix.clone(),
+    };
+    let up = compose.run(&["up", "--detach", "--no-build"]);
+    assert!(
+        up.status.success(),
+        "compose up: {}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+
+    // The bundled PostgreSQL and RabbitMQ stay down; the services start from the image once
+    // `migrate` has migrated the empty database.
+    let mut services: Vec<String> = compose
+        .containers()
+        .into_iter()
+        .map(|(service, image)| format!("{service} {image}"))
+        .collect();
+    services.sort();
+    let expected: Vec<String> = [
+        "ingest-api",
+        "invitation",
+        "matcher",
+        "migrate",
+        "webhook-delivery",
+    ]
+    .iter()
+    .map(|service| format!("{service} {image}"))
+    .collect();
+    assert_eq!(services, expected);
+    let http = reqwest::Client::builder()
+        .timeout(WAIT)
+        .build()
+        .expect("a client");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(r) = http
+            .get(format!("http://127.0.0.1:{ops_port}/readyz"))
+            .send()
+            .await
+            && r.status().is_success()
+            && r.json::<Value>()
+                .await
+                .is_ok_and(|b| b["reply_queue"] == true)
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the gateway was not ready: {}",
+            compose.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let migrate = podman(&[
+        "inspect",
+        "--format",
+        "{{.State.ExitCode}}",
+        &format!("{}_migrate_1", compose.project),
+    ]);
+    assert_eq!(migrate.trim(), "0", "migrate failed: {}", compose.logs());
+
+    // A dispatch through it, as a new organization.
+    let store = beckon_store::Store::new(db.url(), 1).expect("a store");
+    let mut conn = store.conn().await.expect("a connection");
+    let org = beckon_store::tenancy::create_organization(&mut conn, "Compose")
+        .await
+        .expect("an organization");
+    let (_, token) = beckon_store::tenancy::create_token(
+        &mut conn,
+        org.id,
+        "compose",
+        &[beckon_domain::scope::Scope::Admin],
+        None,
+        None,
+    )
+    .await
+    .expect("a token");
+    drop(conn);
+    let api = |path: &str| format!("http://127.0.0.1:{port}/api/v1{path}");
+    let post = |path: &str, body: Value| {
+        http.post(api(path))
+            .bearer_auth(token.expose())
+            .json(&body)
+            .send()
+    };
+    let project: Value = post("/projects", json!({"name": "Web app"}))
+        .await
+        .expect("a project")
+        .json()
+        .await
+        .expect("JSON");
+    let project = project["id"].as_str().expect("a project id").to_owned();
+    let survey = post(
+        &format!("/projects/{project}/surveys"),
+        json!({"name": "Churn", "status": "live", "trigger": {"events": ["trial_expired"]},
+               "questions": [{"id": "nps", "type": "nps", "title": "How likely?", "required": true}]}),
+    )
+    .await
+    .expect("a survey");
+    assert_eq!(survey.status(), 201);
+    let dispatched = post(
+        "/lifecycle/dispatch",
+        json!({"project_id": project, "user_ref": "u1", "event": "trial_expired"}),
+    )
+    .await
+    .expect("a dispatch");
+    assert_eq!(dispatched.status(), 200);
+    let dispatched: Value = dispatched.json().await.expect("JSON");
+    assert_eq!(dispatched["created_count"], 1, "{dispatched}");
+
+    // Down: every container goes.
+    let down = compose.run(&["down"]);
+    assert!(
+        down.status.success(),
+        "compose down: {}",
+        String::from_utf8_lossy(&down.stderr)
+    );
+    assert_eq!(compose.containers(), Vec::new(), "containers left behind");
+}
+
 #[test]
 fn the_build_context_leaves_out_build_output_local_state_and_history() {
     // A context with all of them and the repository's .dockerignore, copied by the
@@ -232,4 +374,63 @@ fn ours(prefix: &str) -> Vec<String> {
         .into_iter()
         .filter(|name| name.contains(prefix))
         .collect()
+}
+
+/// deploy/compose.yaml with deploy/compose.host.yaml, as one project of podman-compose, with
+/// the test's settings; taken down when dropped.
+struct Compose {
+    project: String,
+    env: Vec<(&'static str, String)>,
+    amqp_url: String,
+    prefix: String,
+}
+
+impl Compose {
+    fn run(&self, args: &[&str]) -> Output {
+        let deploy = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy");
+        image::compose()
+            .arg("--project-name")
+            .arg(&self.project)
+            .arg("--file")
+            .arg(deploy.join("compose.yaml"))
+            .arg("--file")
+            .arg(deploy.join("compose.host.yaml"))
+            .args(args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .output()
+            .expect("podman-compose runs")
+    }
+
+    /// The project's containers, as (service, image).
+    fn containers(&self) -> Vec<(String, String)> {
+        podman(&[
+            "ps",
+            "--all",
+            "--filter",
+            &format!("label=io.podman.compose.project={}", self.project),
+            "--format",
+            "{{index .Labels \"io.podman.compose.service\"}} {{.Image}}",
+        ])
+        .lines()
+        .filter_map(|line| line.split_once(' '))
+        .map(|(service, image)| (service.to_owned(), image.to_owned()))
+        .collect()
+    }
+
+    /// Every container's log, for a failure message.
+    fn logs(&self) -> String {
+        let out = self.run(&["logs"]);
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    }
+}
+
+impl Drop for Compose {
+    fn drop(&mut self) {
+        let _ = self.run(&["down", "--timeout", "0"]);
+        beckon_e2e::delete_queues(self.amqp_url.clone(), self.prefix.clone());
+    }
 }
