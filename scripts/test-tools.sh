@@ -7,6 +7,7 @@
 # - `schemathesis` from PyPI, to fuzz the gateway from its served OpenAPI spec;
 # - `openapi-python-client` from PyPI (in a venv of its own: its pins are not schemathesis'),
 #   to generate a client from the committed openapi.json and run the quick start with it;
+# - `podman-compose` from PyPI, to bring up deploy/compose.yaml with Podman (scripts/image.sh);
 # - `playwright-core` from npm and Debian's `chromium`, for the real-browser test of the
 #   respond page.
 set -euo pipefail
@@ -16,11 +17,13 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 venv=$tools/venv
 if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import standardwebhooks' 2>/dev/null \
-   || [ ! -x "$venv/bin/kubernetes-validate" ] || [ ! -x "$venv/bin/schemathesis" ]; then
-  log "installing standardwebhooks, kubernetes-validate and schemathesis into $venv"
+   || [ ! -x "$venv/bin/kubernetes-validate" ] || [ ! -x "$venv/bin/schemathesis" ] \
+   || [ ! -x "$venv/bin/podman-compose" ]; then
+  log "installing standardwebhooks, kubernetes-validate, schemathesis and podman-compose into $venv"
   python3 -m venv "$venv" >&2
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
-    'standardwebhooks==1.0.0' 'kubernetes-validate==1.37.0' 'schemathesis==4.32.5' >&2
+    'standardwebhooks==1.0.0' 'kubernetes-validate==1.37.0' 'schemathesis==4.32.5' \
+    'podman-compose==1.6.0' >&2
 fi
 
 client_venv=$tools/client-venv
@@ -49,5 +52,6 @@ echo "export BECKON_KUBERNETES_VALIDATE=$venv/bin/kubernetes-validate"
 echo "export BECKON_SCHEMATHESIS=$venv/bin/schemathesis"
 echo "export BECKON_OPENAPI_PYTHON_CLIENT=$client_venv/bin/openapi-python-client"
 echo "export BECKON_CLIENT_PYTHON=$client_venv/bin/python"
+echo "export BECKON_PODMAN_COMPOSE=$venv/bin/podman-compose"
 echo "export BECKON_TEST_NODE_PATH=$node_dir/node_modules"
 echo "export BECKON_TEST_CHROMIUM=$(command -v chromium)"

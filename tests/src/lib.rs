@@ -3,7 +3,9 @@
 //!
 //! Binaries are taken from the target directory this test was built into; unless
 //! `BECKON_E2E_SKIP_BUILD` is set (as `make test` does after building), the harness runs
-//! `cargo build --bins` once first, so a test never runs against stale services.
+//! `cargo build --bins` once first, so a test never runs against stale services. With
+//! [`Options::image`] the same binaries run from a container image packaged from them
+//! ([`image`]).
 
 use anyhow::{Context as _, bail};
 use beckon_domain::scope::Scope;
@@ -17,6 +19,7 @@ use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 pub mod broker;
+pub mod image;
 pub mod infra;
 pub mod proxy;
 pub mod receiver;
@@ -109,7 +112,7 @@ fn ensure_built() {
 /// A free port for a gateway, below the kernel's ephemeral range (32768 and up), so that no
 /// socket bound to port 0 meanwhile — a receiver, another service's operations endpoints —
 /// can take it between this choice and the gateway's bind.
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     for _ in 0..1000 {
         let port = 20_000 + (Uuid::new_v4().as_u128() % 12_000) as u16;
         if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
@@ -141,6 +144,13 @@ pub struct Options {
     /// Services and the CLI reach the database at this `host:port` (a connection pooler in
     /// front of it) instead; the test's own connections go straight to it.
     pub database_address: Option<String>,
+    /// Run every service and the CLI from this container image ([`image::build`]) instead of
+    /// the binaries on the host.
+    pub image: Option<String>,
+    /// Start from an empty database and apply the migrations with `beckon migrate` (from the
+    /// image, with [`Options::image`]), as an operator does, instead of cloning the migrated
+    /// template. Only on the default server (not with [`Options::database_server`]).
+    pub migrate: bool,
 }
 
 impl Options {
@@ -164,14 +174,48 @@ impl Default for Options {
             database_server: None,
             amqp_url: None,
             database_address: None,
+            image: None,
+            migrate: false,
         }
     }
 }
 
 struct Running {
     name: &'static str,
+    /// The service, or Podman running it in `container`.
     child: Child,
     log: PathBuf,
+    container: Option<String>,
+}
+
+impl Running {
+    /// Stops the process with SIGTERM (which Podman hands to the container) and waits up to
+    /// 30 s for it to exit; kills it after that. A container still there then is removed.
+    fn stop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                if let Some(container) = &self.container {
+                    image::remove(std::slice::from_ref(container));
+                }
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.kill();
+    }
+
+    /// Kills the process (and its container) with SIGKILL: no shutdown, as in a crash.
+    fn kill(&mut self) {
+        if let Some(container) = &self.container {
+            image::remove(std::slice::from_ref(container));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// The whole system, started for one test.
@@ -212,16 +256,15 @@ impl TestApp {
         ensure_built();
         beckon_runtime::install_crypto_provider();
         let db = match &options.database_server {
+            Some(_) if options.migrate => {
+                bail!("`migrate` makes its database on the default server")
+            }
             Some(server) => TestDatabase::on(server).await,
+            None if options.migrate => TestDatabase::empty().await,
             None => TestDatabase::new().await,
         }
         .context("create a test database")?;
         let store = Store::new(db.url(), 4)?;
-        let mut conn = store.conn().await?;
-        let org = tenancy::create_organization(&mut conn, "Test org").await?;
-        let (_, token) =
-            tenancy::create_token(&mut conn, org.id, "test", &[Scope::Admin], None, None).await?;
-        drop(conn);
         let prefix = format!("t{}", Uuid::now_v7().simple());
         let port = free_port();
         let gateway_ops_port = free_port();
@@ -251,8 +294,8 @@ impl TestApp {
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
                 .build()?,
-            org_id: org.id,
-            token: token.expose().to_owned(),
+            org_id: Uuid::nil(),
+            token: String::new(),
             prefix,
             port,
             gateway_ops_port,
@@ -264,6 +307,22 @@ impl TestApp {
             db_proxy,
             secret_keys: vec![TEST_SECRET_KEY.to_owned()],
         };
+        if options.migrate {
+            let out = app.cli(&["migrate"], "");
+            if !out.status.success() {
+                bail!(
+                    "beckon migrate failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }
+        let mut conn = app.store.conn().await?;
+        let org = tenancy::create_organization(&mut conn, "Test org").await?;
+        let (_, token) =
+            tenancy::create_token(&mut conn, org.id, "test", &[Scope::Admin], None, None).await?;
+        drop(conn);
+        app.org_id = org.id;
+        app.token = token.expose().to_owned();
         for _ in 0..options.matcher_replicas {
             app.start("matcher");
         }
@@ -325,6 +384,12 @@ impl TestApp {
             .env(key_setting.0, &key_setting.1)
             // The test's own settings win over the defaults above.
             .envs(self.options.env.iter().map(|(k, v)| (k, v)));
+        let container = self.options.image.as_ref().map(|image| {
+            let name =
+                image::container_name(&format!("{}-{service}-{}", self.prefix, self.launches));
+            command = image::containerized(&command, image, &name, false);
+            name
+        });
         let child = command
             .stdout(log.try_clone().expect("a log handle"))
             .stderr(log)
@@ -335,6 +400,7 @@ impl TestApp {
             name: service,
             child,
             log: log_path,
+            container,
         });
     }
 
@@ -375,19 +441,7 @@ impl TestApp {
         let Some(i) = self.running.iter().position(|r| r.name == service) else {
             return false;
         };
-        let mut r = self.running.remove(i);
-        let _ = Command::new("kill")
-            .args(["-TERM", &r.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = r.child.try_wait() {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = r.child.kill();
-        let _ = r.child.wait();
+        self.running.remove(i).stop();
         true
     }
 
@@ -397,18 +451,7 @@ impl TestApp {
             self.running.drain(..).partition(|r| r.name == service);
         self.running = keep;
         for mut r in stopping {
-            let _ = Command::new("kill")
-                .args(["-TERM", &r.child.id().to_string()])
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = r.child.try_wait() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = r.child.kill();
-            let _ = r.child.wait();
+            r.stop();
         }
     }
 
@@ -483,8 +526,7 @@ impl TestApp {
             self.running.drain(..).partition(|r| r.name == service);
         self.running = keep;
         for mut r in killing {
-            let _ = r.child.kill();
-            let _ = r.child.wait();
+            r.kill();
         }
     }
 
@@ -510,7 +552,8 @@ impl TestApp {
     pub fn cli(&self, args: &[&str], stdin: &str) -> std::process::Output {
         use std::io::Write as _;
         let key_setting = self.secret_key_setting();
-        let mut child = Command::new(bin_dir().join("beckon"))
+        let mut command = Command::new(bin_dir().join("beckon"));
+        command
             .args(args)
             .env("BECKON_DATABASE_URL", &self.services_db_url)
             .env("BECKON_AMQP_URL", self.amqp_url())
@@ -518,7 +561,13 @@ impl TestApp {
             .env_remove("BECKON_SECRET_KEY")
             .env_remove("BECKON_SECRET_KEYS")
             .env(key_setting.0, &key_setting.1)
-            .envs(self.options.env.iter().map(|(k, v)| (k, v)))
+            .envs(self.options.env.iter().map(|(k, v)| (k, v)));
+        if let Some(image) = &self.options.image {
+            let name =
+                image::container_name(&format!("{}-cli-{}", self.prefix, Uuid::new_v4().simple()));
+            command = image::containerized(&command, image, &name, true);
+        }
+        let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -554,7 +603,8 @@ impl TestApp {
         }
     }
 
-    /// The process id of every running service process, by service name.
+    /// The process id of every running service process (of Podman, for a service run from an
+    /// image), by service name.
     pub fn pids(&self) -> Vec<(&'static str, u32)> {
         self.running
             .iter()
@@ -769,33 +819,45 @@ impl TestApp {
 
 impl Drop for TestApp {
     fn drop(&mut self) {
+        // The containers first, all at once: killing Podman would leave them running.
+        let containers: Vec<String> = self
+            .running
+            .iter()
+            .filter_map(|r| r.container.clone())
+            .collect();
+        image::remove(&containers);
         for r in &mut self.running {
             let _ = r.child.kill();
             let _ = r.child.wait();
         }
         // Delete this test's queues and exchanges now rather than let them expire in bulk
-        // later. Drop may run inside a runtime, which cannot block on itself: use a thread.
-        let (prefix, amqp_url) = (self.prefix.clone(), self.amqp_url());
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .ok()?;
-            rt.block_on(async {
-                let config = beckon_bus::BusConfig::new(amqp_url, prefix);
-                let topology = beckon_bus::Topology::new(&config);
-                let conn = beckon_bus::connect::connect(&config.uri, "test-cleanup")
-                    .await
-                    .ok()?;
-                let channel = conn.create_channel().await.ok()?;
-                topology
-                    .delete(&channel, &beckon_bus::topology::queues::all())
-                    .await
-                    .ok()
-            })
-        })
-        .join();
+        // later.
+        delete_queues(self.amqp_url(), self.prefix.clone());
     }
+}
+
+/// Deletes the queues and exchanges of queue prefix `prefix`, ignoring failures. Callable
+/// from `Drop`, even inside a runtime (which cannot block on itself: this uses a thread).
+pub fn delete_queues(amqp_url: String, prefix: String) {
+    let _ = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .ok()?;
+        rt.block_on(async {
+            let config = beckon_bus::BusConfig::new(amqp_url, prefix);
+            let topology = beckon_bus::Topology::new(&config);
+            let conn = beckon_bus::connect::connect(&config.uri, "test-cleanup")
+                .await
+                .ok()?;
+            let channel = conn.create_channel().await.ok()?;
+            topology
+                .delete(&channel, &beckon_bus::topology::queues::all())
+                .await
+                .ok()
+        })
+    })
+    .join();
 }
 
 /// The committed JSON Schema of an envelope type and version.
