@@ -72,9 +72,10 @@ chaos-cluster: deps ## Stop the RabbitMQ node leading the queues of a 3-node clu
 	  $(CARGO) nextest run --release -p beckon-e2e --test chaos --run-ignored only --no-capture \
 	  -E 'test(=nothing_accepted_is_lost_when_the_node_leading_the_queues_stops)'
 
-schemas: ## Regenerate proto-schemas/ from the Rust types
+schemas: ## Regenerate proto-schemas/ and openapi.json from the Rust types
 	BECKON_BLESS_SCHEMAS=1 $(CARGO) test -p beckon-domain --lib envelope::tests::committed_envelope_schemas
 	BECKON_BLESS_SCHEMAS=1 $(CARGO) test -p beckon-webhooks --lib payload::tests::committed_webhook_schemas
+	BECKON_BLESS_SCHEMAS=1 $(CARGO) test -p ingest-api --test openapi_committed
 
 fmt: ## Format the code
 	$(CARGO) fmt --all
