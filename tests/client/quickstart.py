@@ -107,5 +107,6 @@ with client as c:
     assert missing.status_code == 404 and isinstance(error, ErrorBody), missing.content
     assert error.request_id == missing.headers["x-request-id"], (error.request_id, missing.headers)
     seen["error_code"] = error.code
+    seen["error_request_id"] = error.request_id
 
 print(json.dumps(seen))

@@ -68,6 +68,21 @@ async fn a_client_generated_from_the_committed_spec_runs_the_quick_start() {
     assert_eq!(seen["magic_link_is_a_survey_page"], true, "{seen}");
     assert_eq!(seen["webhook_secret_prefix"], "whsec_", "{seen}");
     assert_eq!(seen["error_code"], "trigger_not_found", "{seen}");
+    // The gateway's access log names the request the error answered.
+    let request_id = seen["error_request_id"].as_str().unwrap();
+    assert!(request_id.starts_with("req_"), "{seen}");
+    let gateway_log: String = std::fs::read_dir(app.log_dir())
+        .expect("the logs")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("ingest-api"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+        .collect();
+    assert!(
+        gateway_log
+            .lines()
+            .any(|l| l.contains("/api/v1/triggers/{trigger_id} 404") && l.contains(request_id)),
+        "no access-log line with {request_id}"
+    );
     // The webhook the quick start subscribed got the invitation.
     let got = receiver
         .wait_for("/quickstart", 1, Duration::from_secs(30))

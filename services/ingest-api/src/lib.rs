@@ -396,6 +396,9 @@ impl Application {
                     ratelimit::refused_credentials,
                 ))
                 .wrap(actix_web::middleware::from_fn(http_metrics))
+                // Every answer, and every error body, names its request; outside every layer
+                // that can answer, inside the log that prints the id.
+                .wrap(actix_web::middleware::from_fn(request_id::tag))
                 .wrap(
                     // The route, never the path: a path may carry a magic-link token, a
                     // query string a key.
@@ -409,8 +412,6 @@ impl Application {
                         })
                         .log_target("http"),
                 )
-                // Outermost: every answer, and every error body, names its request.
-                .wrap(actix_web::middleware::from_fn(request_id::tag))
                 .configure(routes::configure)
         })
         .workers(config.http_workers.max(1))

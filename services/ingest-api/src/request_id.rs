@@ -41,8 +41,8 @@ fn of(headers: &HeaderMap) -> String {
         )
 }
 
-/// Outermost: the id is in scope while every inner layer and the route run, so the errors
-/// they answer carry it; an error a layer returns instead of an answer carries it too.
+/// Around every layer that answers: the id is in scope while they and the route run, so the
+/// errors they answer carry it; an error a layer returns instead of an answer carries it too.
 pub async fn tag(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
