@@ -10,7 +10,6 @@ pub const MAX_CUSTOM_NAME_LEN: usize = 128;
 
 /// A lifecycle event kind.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum LifecycleEvent {
     TrialExpired,
@@ -43,6 +42,70 @@ pub const PREDEFINED: [(LifecycleEvent, &str); 7] = [
         "first_feedback_submitted",
     ),
 ];
+
+/// The OpenAPI schema of [`LifecycleEvent`]: one string enum of the predefined kinds, or a
+/// custom event object, each a named schema — what client generators turn into one enum and
+/// one class (the derived schema was a union of seven one-value enums).
+#[cfg(feature = "openapi")]
+pub mod schema {
+    use super::CustomEventName;
+    use serde::Serialize;
+
+    /// A predefined lifecycle event.
+    #[derive(Serialize, utoipa::ToSchema)]
+    #[serde(rename_all = "snake_case")]
+    #[allow(dead_code)]
+    pub enum PredefinedEvent {
+        TrialExpired,
+        TrialEndingSoon,
+        TrialCancelled,
+        SubscriptionCancelled,
+        SubscriptionDowngraded,
+        OnboardingCompleted,
+        FirstFeedbackSubmitted,
+    }
+
+    /// A customer-defined event, matched by its exact name.
+    #[derive(Serialize, utoipa::ToSchema)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    pub struct CustomEvent {
+        /// 1 to 128 characters, no surrounding whitespace, no control characters.
+        #[schema(value_type = String, min_length = 1, max_length = 128, example = "payment_failed")]
+        custom: CustomEventName,
+    }
+
+    /// A lifecycle event: a predefined kind (`"trial_expired"`) or a custom one
+    /// (`{"custom": "payment_failed"}`); matched by exact equality.
+    #[derive(Serialize, utoipa::ToSchema)]
+    #[serde(untagged)]
+    #[allow(dead_code)]
+    enum LifecycleEventDoc {
+        Predefined(PredefinedEvent),
+        Custom(CustomEvent),
+    }
+
+    impl utoipa::PartialSchema for super::LifecycleEvent {
+        fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+            <LifecycleEventDoc as utoipa::PartialSchema>::schema()
+        }
+    }
+
+    impl utoipa::ToSchema for super::LifecycleEvent {
+        fn name() -> std::borrow::Cow<'static, str> {
+            "LifecycleEvent".into()
+        }
+
+        fn schemas(
+            schemas: &mut Vec<(
+                String,
+                utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+            )>,
+        ) {
+            <LifecycleEventDoc as utoipa::ToSchema>::schemas(schemas);
+        }
+    }
+}
 
 /// The prefix that keeps custom keys apart from predefined ones: predefined names hold no `:`.
 const CUSTOM_KEY_PREFIX: &str = "custom:";

@@ -4,6 +4,8 @@
 //! every request body has an example; a question's schema is a tagged union that real
 //! questions validate against.
 
+use beckon_domain::LifecycleEvent;
+use beckon_domain::event::PREDEFINED;
 use beckon_domain::survey::{Question, QuestionKind};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -213,4 +215,34 @@ fn questions_of_every_kind_validate_against_the_question_schema() {
             .is_none(),
         "a question is a tagged union, not allOf over a union"
     );
+}
+
+#[test]
+fn every_lifecycle_event_validates_against_the_event_schema_and_nothing_else_does() {
+    let spec = spec();
+    let schema = json!({
+        "$ref": "#/components/schemas/LifecycleEvent",
+        "components": spec["components"],
+    });
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let mut events: Vec<LifecycleEvent> = PREDEFINED.iter().map(|(e, _)| e.clone()).collect();
+    events.push(LifecycleEvent::from_name("payment_failed").unwrap());
+    for event in &events {
+        let value = serde_json::to_value(event).unwrap();
+        assert!(validator.is_valid(&value), "{value} does not validate");
+    }
+    let names: Vec<&str> = PREDEFINED.iter().map(|(_, n)| *n).collect();
+    assert_eq!(
+        spec["components"]["schemas"]["PredefinedEvent"]["enum"],
+        json!(names),
+        "the predefined events documented are the ones there are"
+    );
+    for wrong in [
+        json!("trial_expird"),
+        json!({"custom": ""}),
+        json!({"custom": "x", "other": 1}),
+        json!({"custom": "x".repeat(129)}),
+    ] {
+        assert!(!validator.is_valid(&wrong), "{wrong} validates");
+    }
 }
