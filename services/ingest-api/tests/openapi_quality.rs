@@ -29,7 +29,8 @@ fn walk<'a>(node: &'a Value, at: String, out: &mut Vec<(String, &'a Value)>) {
     match node {
         Value::Object(map) => {
             out.push((at.clone(), node));
-            for (k, v) in map {
+            // Examples are values, not schemas.
+            for (k, v) in map.iter().filter(|(k, _)| *k != "example" && *k != "examples") {
                 walk(v, format!("{at}/{k}"), out);
             }
         }
@@ -244,5 +245,81 @@ fn every_lifecycle_event_validates_against_the_event_schema_and_nothing_else_doe
         json!({"custom": "x".repeat(129)}),
     ] {
         assert!(!validator.is_valid(&wrong), "{wrong} validates");
+    }
+}
+
+/// The schema `node` points at, `$ref`s followed and `allOf`s merged.
+fn resolve(spec: &Value, node: &Value) -> Value {
+    if let Some(r) = node["$ref"].as_str() {
+        let name = r.rsplit('/').next().unwrap();
+        return resolve(spec, &spec["components"]["schemas"][name]);
+    }
+    if let Some(parts) = node["allOf"].as_array() {
+        let mut merged = json!({"type": "object", "properties": {}});
+        for part in parts {
+            let part = resolve(spec, part);
+            if let Some(props) = part["properties"].as_object() {
+                for (k, v) in props {
+                    merged["properties"][k] = v.clone();
+                }
+            }
+        }
+        return merged;
+    }
+    node.clone()
+}
+
+/// Fields of `example` its schema does not have, anywhere inside it.
+fn unknown_fields(spec: &Value, schema: &Value, example: &Value, at: &str, out: &mut Vec<String>) {
+    let schema = resolve(spec, schema);
+    match example {
+        Value::Object(fields) => {
+            let Some(props) = schema["properties"].as_object() else {
+                return; // a free-form map, or a union: validation covers it
+            };
+            for (k, v) in fields {
+                match props.get(k) {
+                    Some(field) => unknown_fields(spec, field, v, &format!("{at}/{k}"), out),
+                    None => out.push(format!("{at}/{k}")),
+                }
+            }
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                unknown_fields(spec, &schema["items"], item, &format!("{at}/{i}"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[test]
+fn every_json_answer_has_an_example_that_is_valid_and_names_only_real_fields() {
+    let spec = spec();
+    for (method, path, op) in operations(&spec) {
+        for (status, response) in op["responses"].as_object().unwrap() {
+            let Some(body) = response["content"].get("application/json") else {
+                continue;
+            };
+            if !status.starts_with('2') {
+                continue;
+            }
+            let example = body
+                .get("example")
+                .unwrap_or_else(|| panic!("{method} {path} {status} has no example"));
+            let schema = json!({"allOf": [body["schema"]], "components": spec["components"]});
+            let validator = jsonschema::validator_for(&schema).unwrap();
+            let errors: Vec<String> = validator
+                .iter_errors(example)
+                .map(|e| e.to_string())
+                .collect();
+            assert!(errors.is_empty(), "{method} {path} {status}: {errors:?}");
+            let mut unknown = Vec::new();
+            unknown_fields(&spec, &body["schema"], example, "", &mut unknown);
+            assert!(
+                unknown.is_empty(),
+                "{method} {path} {status}: unknown {unknown:?}"
+            );
+        }
     }
 }

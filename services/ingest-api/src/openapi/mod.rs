@@ -1,5 +1,7 @@
 //! The OpenAPI spec, generated from the handlers' annotations and served at `/openapi.json`.
 
+mod examples;
+
 use actix_web::HttpResponse;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, PartialSchema as _};
@@ -73,8 +75,9 @@ impl Modify for RateLimited {
     }
 }
 
-/// Every answer names its request (`crate::request_id`), and has a description (OpenAPI
-/// requires one; the status's reason phrase when the route gives none).
+/// Every answer names its request (`crate::request_id`), has a description (OpenAPI
+/// requires one; the status's reason phrase when the route gives none), and a success its
+/// example (`examples`).
 struct ResponseDefaults;
 
 impl Modify for ResponseDefaults {
@@ -106,6 +109,18 @@ impl Modify for ResponseDefaults {
                                 .and_then(|s| s.canonical_reason())
                                 .unwrap_or("Answer")
                                 .to_owned();
+                        }
+                        if status.starts_with('2') {
+                            for content in response.content.values_mut() {
+                                let RefOr::T(content) = content else { continue };
+                                let named = match &content.schema {
+                                    Some(RefOr::Ref(r)) => r.ref_location.rsplit('/').next(),
+                                    _ => None,
+                                };
+                                if let Some(example) = named.and_then(examples::of) {
+                                    content.example = Some(example);
+                                }
+                            }
                         }
                         response
                             .headers
