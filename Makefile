@@ -23,12 +23,16 @@ down: ## Stop the services `make up` started
 test: deps lint test-only ## Run the whole suite (formatting, clippy, unit and end-to-end tests)
 
 CARGO_MACHETE_VERSION = 0.9.2
-lint: ## cargo fmt --check, clippy with warnings denied, and no unused dependency (cargo machete)
+CARGO_DENY_VERSION = 0.20.2
+lint: ## cargo fmt --check, clippy with warnings denied, no unused dependency (cargo machete), licenses, bans and sources (cargo deny)
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	@cargo-machete --version 2>/dev/null | grep -q '$(CARGO_MACHETE_VERSION)' || \
 	  $(CARGO) install --locked --quiet cargo-machete@$(CARGO_MACHETE_VERSION)
 	cargo-machete
+	@cargo-deny --version 2>/dev/null | grep -q '$(CARGO_DENY_VERSION)' || \
+	  $(CARGO) install --locked --quiet cargo-deny@$(CARGO_DENY_VERSION)
+	cargo-deny --log-level error --locked check licenses bans sources
 
 test-only: ## Only the tests (needs `make deps`); broker restarts and the browser run last, alone
 	$(CARGO) build --workspace --bins
