@@ -30,7 +30,10 @@ fn walk<'a>(node: &'a Value, at: String, out: &mut Vec<(String, &'a Value)>) {
         Value::Object(map) => {
             out.push((at.clone(), node));
             // Examples are values, not schemas.
-            for (k, v) in map.iter().filter(|(k, _)| *k != "example" && *k != "examples") {
+            for (k, v) in map
+                .iter()
+                .filter(|(k, _)| *k != "example" && *k != "examples")
+            {
                 walk(v, format!("{at}/{k}"), out);
             }
         }

@@ -53,24 +53,12 @@ impl Modify for RateLimited {
                     .build(),
             )
             .build();
-        for item in openapi.paths.paths.values_mut() {
-            let operations = [
-                &mut item.get,
-                &mut item.put,
-                &mut item.post,
-                &mut item.delete,
-                &mut item.patch,
-                &mut item.options,
-                &mut item.head,
-                &mut item.trace,
-            ];
-            for operation in operations.into_iter().flatten() {
-                operation
-                    .responses
-                    .responses
-                    .entry("429".to_owned())
-                    .or_insert_with(|| response.clone().into());
-            }
+        for operation in operations(openapi) {
+            operation
+                .responses
+                .responses
+                .entry("429".to_owned())
+                .or_insert_with(|| response.clone().into());
         }
     }
 }
@@ -90,46 +78,58 @@ impl Modify for ResponseDefaults {
                 "This request's id: the caller's `X-Request-Id` when it is 1 to 128 letters, digits or `-_.:~`, otherwise a new `req_…`",
             ))
             .build();
-        for item in openapi.paths.paths.values_mut() {
-            let operations = [
-                &mut item.get,
-                &mut item.put,
-                &mut item.post,
-                &mut item.delete,
-                &mut item.patch,
-            ];
-            for operation in operations.into_iter().flatten() {
-                for (status, response) in operation.responses.responses.iter_mut() {
-                    if let RefOr::T(response) = response {
-                        if response.description.is_empty() {
-                            response.description = status
-                                .parse::<u16>()
-                                .ok()
-                                .and_then(|s| actix_web::http::StatusCode::from_u16(s).ok())
-                                .and_then(|s| s.canonical_reason())
-                                .unwrap_or("Answer")
-                                .to_owned();
+        for operation in operations(openapi) {
+            for (status, response) in operation.responses.responses.iter_mut() {
+                let RefOr::T(response) = response else {
+                    continue;
+                };
+                if response.description.is_empty() {
+                    response.description = status
+                        .parse::<u16>()
+                        .ok()
+                        .and_then(|s| actix_web::http::StatusCode::from_u16(s).ok())
+                        .and_then(|s| s.canonical_reason())
+                        .unwrap_or("Answer")
+                        .to_owned();
+                }
+                if status.starts_with('2') {
+                    for content in response.content.values_mut() {
+                        let RefOr::T(content) = content else { continue };
+                        let named = match &content.schema {
+                            Some(RefOr::Ref(r)) => r.ref_location.rsplit('/').next(),
+                            _ => None,
+                        };
+                        if let Some(example) = named.and_then(examples::of) {
+                            content.example = Some(example);
                         }
-                        if status.starts_with('2') {
-                            for content in response.content.values_mut() {
-                                let RefOr::T(content) = content else { continue };
-                                let named = match &content.schema {
-                                    Some(RefOr::Ref(r)) => r.ref_location.rsplit('/').next(),
-                                    _ => None,
-                                };
-                                if let Some(example) = named.and_then(examples::of) {
-                                    content.example = Some(example);
-                                }
-                            }
-                        }
-                        response
-                            .headers
-                            .insert("X-Request-Id".to_owned(), RefOr::T(header.clone()));
                     }
                 }
+                response
+                    .headers
+                    .insert("X-Request-Id".to_owned(), RefOr::T(header.clone()));
             }
         }
     }
+}
+
+/// Every operation of the spec.
+fn operations(
+    openapi: &mut utoipa::openapi::OpenApi,
+) -> impl Iterator<Item = &mut utoipa::openapi::path::Operation> {
+    openapi.paths.paths.values_mut().flat_map(|item| {
+        [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+            &mut item.options,
+            &mut item.head,
+            &mut item.trace,
+        ]
+        .into_iter()
+        .flatten()
+    })
 }
 
 struct Security;

@@ -165,6 +165,10 @@ pub async fn create(
         }))
 }
 
+fn not_found(raw: &str) -> ApiError {
+    ApiError::not_found("token_not_found", format!("No token {raw}."))
+}
+
 /// One of the organization's tokens (revoked and expired ones too), never its secret.
 #[utoipa::path(get, path = "/api/v1/tokens/{token_id}", operation_id = "getToken", tag = "tokens",
     params(("token_id" = Uuid, Path, description = "Token id")),
@@ -178,17 +182,11 @@ pub async fn get(
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let not_found = || {
-        ApiError::not_found(
-            "token_not_found",
-            format!("No token {} in this organization.", path.as_str()),
-        )
-    };
-    let id = Uuid::parse_str(&path).map_err(|_| not_found())?;
+    let id = body::path_id(&path, "token_not_found", "token")?;
     let mut conn = state.store.conn().await?;
     let token = tenancy::get_token(&mut conn, auth.org_id, id)
         .await?
-        .ok_or_else(not_found)?;
+        .ok_or_else(|| not_found(&path))?;
     Ok(HttpResponse::Ok().json(TokenView::from(token)))
 }
 
@@ -205,16 +203,10 @@ pub async fn revoke(
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let not_found = || {
-        ApiError::not_found(
-            "token_not_found",
-            format!("No live token {} in this organization.", path.as_str()),
-        )
-    };
-    let id = Uuid::parse_str(&path).map_err(|_| not_found())?;
+    let id = body::path_id(&path, "token_not_found", "token")?;
     let mut conn = state.store.conn().await?;
     if !tenancy::revoke_token(&mut conn, auth.org_id, id).await? {
-        return Err(not_found());
+        return Err(not_found(&path));
     }
     // This replica refuses it at once; the others within their cache time.
     state.lookups.forget_tokens_of(auth.org_id);
