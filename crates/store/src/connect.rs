@@ -216,8 +216,10 @@ struct TlsParams {
 
 /// Splits `url` into the URL without libpq's TLS parameters (tokio-postgres knows only
 /// `sslmode` disable/prefer/require) and those parameters. Takes both of libpq's forms: a URL,
-/// whose parameters follow the first `?` after its user and password (which may hold one), and
-/// a `key=value` connection string.
+/// whose parameters follow the first `?` after its user and password (which may hold one; as
+/// in libpq, they end at the first `@` before any `/`, so an `@` in a parameter's value is not
+/// taken for theirs), and a `key=value` connection string. A TLS parameter left where it
+/// cannot be read is refused, never dropped: dropped, `sslmode=require` would become `prefer`.
 fn take_tls_params(url: &str) -> Result<(String, TlsParams), String> {
     let mut params = TlsParams::default();
     let mut take = |key: &str, value: String| {
@@ -240,9 +242,13 @@ fn take_tls_params(url: &str) -> Result<(String, TlsParams), String> {
         }
         return Ok((kept.join(" "), params));
     }
-    let after_user = url.rfind('@').map_or(0, |at| at + 1);
+    let authority = url.find("://").map_or(0, |i| i + 3);
+    let after_user = match url[authority..].find(['@', '/']) {
+        Some(i) if url[authority + i..].starts_with('@') => authority + i + 1,
+        _ => authority,
+    };
     let Some(start) = url[after_user..].find('?').map(|i| after_user + i) else {
-        return Ok((url.to_owned(), params));
+        return refuse_unread_tls_params(url).map(|()| (url.to_owned(), params));
     };
     let (base, query) = (&url[..start], &url[start + 1..]);
     let mut kept = Vec::new();
@@ -252,12 +258,28 @@ fn take_tls_params(url: &str) -> Result<(String, TlsParams), String> {
             kept.push(pair);
         }
     }
+    refuse_unread_tls_params(base)?;
     let rest = if kept.is_empty() {
         base.to_owned()
     } else {
         format!("{base}?{}", kept.join("&"))
     };
     Ok((rest, params))
+}
+
+/// An error when `part` (what is left of a URL outside its parameters) still names a TLS
+/// parameter: the URL is not what it seems, and guessing could connect without TLS.
+fn refuse_unread_tls_params(part: &str) -> Result<(), String> {
+    match ["sslmode=", "sslrootcert=", "sslcert=", "sslkey="]
+        .into_iter()
+        .find(|key| part.contains(key))
+    {
+        Some(key) => Err(format!(
+            "the database URL has {key} where it cannot be read as a parameter; percent-encode \
+             any '@', '/' or '?' in the user name and password"
+        )),
+        None => Ok(()),
+    }
 }
 
 /// The `key=value` pairs of a libpq connection string (a value may be single-quoted, with
@@ -639,6 +661,34 @@ mod tests {
             .unwrap_err();
             assert!(err.contains("needs sslmode=verify-full"), "{weak}: {err}");
         }
+    }
+
+    #[test]
+    fn an_at_sign_in_a_parameter_value_never_lowers_the_mode() {
+        for url in [
+            "postgres://u:p@127.0.0.1:5432/db?sslmode=require&application_name=beckon@prod",
+            "postgres://u:p@127.0.0.1:5432/db?application_name=beckon@prod&sslmode=require",
+            "postgres://127.0.0.1:5432/db?application_name=beckon@prod&sslmode=require",
+        ] {
+            let connector = Connector::from_url(url).unwrap();
+            assert_eq!(connector.mode(), SslMode::Require, "{url}");
+            assert_eq!(
+                connector.config.get_ssl_mode(),
+                WireSslMode::Require,
+                "{url}"
+            );
+        }
+        let (rest, params) = take_tls_params(
+            "postgres://u:p@db/d?sslmode=verify-full&sslrootcert=%2Fetc%2Fca.pem&application_name=a@b",
+        )
+        .unwrap();
+        assert_eq!(rest, "postgres://u:p@db/d?application_name=a@b");
+        assert_eq!(params.sslmode.as_deref(), Some("verify-full"));
+        assert_eq!(params.rootcert.as_deref(), Some("/etc/ca.pem"));
+        // Where the parameters cannot be told apart from the credentials, it is refused.
+        let err =
+            Connector::from_url("postgres://db?application_name=a@b&sslmode=require").unwrap_err();
+        assert!(err.contains("sslmode= where it cannot be read"), "{err}");
     }
 
     #[test]
