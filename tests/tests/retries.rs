@@ -53,6 +53,11 @@ async fn the_same_key_and_body_replays_the_first_answer_without_doing_the_work_a
     assert_eq!((s1, s2), (201, 201));
     assert_eq!(a["trigger_id"], b["trigger_id"]);
     assert_eq!(h2.get("idempotency-replay").unwrap(), "true");
+    // A replayed 201 still says where its trigger is.
+    assert_eq!(
+        h2.get("location").map(|l| l.to_str().unwrap().to_owned()),
+        Some(format!("/api/v1/triggers/{}", a["trigger_id"].as_str().unwrap()))
+    );
     let (s3, _, c) = post(&app, "/api/v1/events/send", "key-3", &event).await;
     assert_eq!(s3, 201);
     assert_ne!(a["trigger_id"], c["trigger_id"]);

@@ -144,12 +144,14 @@ fn valid_key(raw: &str) -> bool {
     !raw.is_empty() && raw.len() <= 255 && raw.bytes().all(|b| b.is_ascii_graphic())
 }
 
-/// Runs `inner` under the request's `Idempotency-Key`, if it has one.
+/// Runs `inner` under the request's `Idempotency-Key`, if it has one. A replayed answer is the
+/// first one's status and body; `location` gives back the `Location` a 201 had, from its body.
 pub async fn run<F, Fut>(
     state: &AppState,
     org_id: Uuid,
     req: &HttpRequest,
     body: &[u8],
+    location: fn(&[u8]) -> Option<String>,
     inner: F,
 ) -> Result<HttpResponse, ApiError>
 where
@@ -194,12 +196,20 @@ where
             "A request with this Idempotency-Key is still being processed; retry shortly.",
         )
         .with_header("Retry-After", "1")),
-        Claim::Done { status, body } => Ok(HttpResponse::build(
-            StatusCode::from_u16(status as u16).unwrap_or(StatusCode::OK),
-        )
-        .insert_header((CONTENT_TYPE, "application/json"))
-        .insert_header(("Idempotency-Replay", "true"))
-        .body(stored_answer(state, body)?)),
+        Claim::Done { status, body } => {
+            let status = StatusCode::from_u16(status as u16).unwrap_or(StatusCode::OK);
+            let body = stored_answer(state, body)?;
+            let mut answer = HttpResponse::build(status);
+            answer
+                .insert_header((CONTENT_TYPE, "application/json"))
+                .insert_header(("Idempotency-Replay", "true"));
+            if status == StatusCode::CREATED
+                && let Some(path) = location(&body)
+            {
+                answer.insert_header((actix_web::http::header::LOCATION, path));
+            }
+            Ok(answer.body(body))
+        }
         Claim::Owned { owner, request_id } => {
             let slot = Slot {
                 org_id,

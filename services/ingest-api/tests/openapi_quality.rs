@@ -135,6 +135,15 @@ fn every_answer_is_described_and_every_error_is_the_error_shape() {
                     "{method} {path} {status} is not an ErrorBody"
                 );
             }
+            let by_token = op["security"]
+                .as_array()
+                .is_some_and(|s| s.iter().any(|r| r.get("bearer").is_some()));
+            if by_token {
+                assert!(
+                    op["responses"].get("403").is_some(),
+                    "{method} {path} takes a token but does not document 403 insufficient_scope"
+                );
+            }
             if status == "201" {
                 assert!(
                     response["headers"].get("Location").is_some(),

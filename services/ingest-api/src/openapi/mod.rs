@@ -36,7 +36,8 @@ use crate::routes::{
 pub struct ApiDoc;
 
 /// Every operation may answer 429: the organization's limit, the public routes' limits per
-/// client, link and key, and the limit on refused credentials, which covers every route.
+/// client, link and key, and the limit on refused credentials, which covers every route. Every
+/// operation a token opens may answer 403: a token without the route's scope.
 struct RateLimited;
 
 impl Modify for RateLimited {
@@ -53,12 +54,31 @@ impl Modify for RateLimited {
                     .build(),
             )
             .build();
+        let forbidden = ResponseBuilder::new()
+            .description(
+                "The token's scopes do not cover this route (`insufficient_scope`), or the project is another organization's (`project_forbidden`)",
+            )
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorBody")))
+                    .build(),
+            )
+            .build();
         for operation in operations(openapi) {
-            operation
-                .responses
-                .responses
+            let responses = &mut operation.responses.responses;
+            responses
                 .entry("429".to_owned())
                 .or_insert_with(|| response.clone().into());
+            // Every route a token opens may refuse a token without its scope.
+            let by_token = operation.security.iter().flatten().any(|requirement| {
+                serde_json::to_value(requirement).is_ok_and(|r| r.get("bearer").is_some())
+            });
+            if by_token {
+                responses
+                    .entry("403".to_owned())
+                    .or_insert_with(|| forbidden.clone().into());
+            }
         }
     }
 }

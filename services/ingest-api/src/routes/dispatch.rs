@@ -164,9 +164,14 @@ pub async fn dispatch(
     }
     let inner_state = state.clone();
     let body = bytes.clone();
-    idempotency::run(&state, auth.org_id, &req, &bytes, |slot| {
-        dispatch_inner(auth, inner_state, body, slot)
-    })
+    idempotency::run(
+        &state,
+        auth.org_id,
+        &req,
+        &bytes,
+        |_| None,
+        |slot| dispatch_inner(auth, inner_state, body, slot),
+    )
     .await
 }
 

@@ -19,7 +19,7 @@ use beckon_domain::user_ref::UserRef;
 use beckon_store::surveys;
 use beckon_store::triggers::NewTrigger;
 use beckon_store::users::UserChanges;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -106,7 +106,7 @@ pub fn format_timestamp(t: OffsetDateTime) -> String {
 /// Answers at once; the event is matched behind the queue (or at `trigger_at`). Track it with
 /// `GET /api/v1/triggers/{trigger_id}`.
 #[utoipa::path(post, path = "/api/v1/events/send", operation_id = "sendEvent", tag = "events",
-    request_body(content = SendEventRequest, example = json!({"event_name": "trial_expired", "user_info": {"contact_external_id": "user_8812", "email": "ada@example.com", "name": "Ada Lovelace", "custom_fields": {"plan": "pro"}}, "event_data": {"trial_days": 14}, "source": {"type": "api"}})),
+    request_body(content = SendEventRequest, example = json!({"event_name": "trial_expired", "project_id": "0193a6b2-5f1e-7c3d-9a4b-2e8f6c1d0a57", "user_info": {"contact_external_id": "user_8812", "email": "ada@example.com", "name": "Ada Lovelace", "custom_fields": {"plan": "pro"}}, "event_data": {"trial_days": 14}, "source": {"type": "api"}})),
     params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer for 24 hours; see the README"), ("X-Team-ID" = Option<String>, Header, description = "The project id (or `project_id` in the body)")),
     security(("api_key" = []), ("bearer" = [])),
     responses(
@@ -130,10 +130,26 @@ pub async fn send(
     if let Some(backlog) = &state.backlog {
         backlog.admit()?;
     }
-    idempotency::run(&state, auth.org_id, &req, &bytes, |slot| {
-        send_inner(auth, &state, &req, &bytes, slot.map(|s| s.request_id))
-    })
+    idempotency::run(
+        &state,
+        auth.org_id,
+        &req,
+        &bytes,
+        trigger_location,
+        |slot| send_inner(auth, &state, &req, &bytes, slot.map(|s| s.request_id)),
+    )
     .await
+}
+
+/// The `Location` of a replayed 201: the trigger its answer names.
+fn trigger_location(answer: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Answer {
+        trigger_id: Uuid,
+    }
+    serde_json::from_slice::<Answer>(answer)
+        .ok()
+        .map(|a| format!("/api/v1/triggers/{}", a.trigger_id))
 }
 
 /// `request_id`: the request an `Idempotency-Key` stands for, when there is one.

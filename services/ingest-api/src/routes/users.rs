@@ -140,9 +140,14 @@ pub async fn upsert(
     req: HttpRequest,
     bytes: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    idempotency::run(&state, auth.org_id, &req, &bytes, |_| {
-        upsert_inner(auth, &state, &bytes)
-    })
+    idempotency::run(
+        &state,
+        auth.org_id,
+        &req,
+        &bytes,
+        |_| None,
+        |_| upsert_inner(auth, &state, &bytes),
+    )
     .await
 }
 
