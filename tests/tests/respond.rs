@@ -317,7 +317,11 @@ async fn closed_links_show_friendly_pages_with_their_status() {
                 .unwrap()
                 .starts_with("text/html")
         );
-        assert!(r.text().await.unwrap().contains(text));
+        let request_id = r.headers()["x-request-id"].to_str().unwrap().to_owned();
+        let page = r.text().await.unwrap();
+        assert!(page.contains(text));
+        // The respondent has the request's id to quote.
+        assert!(page.contains(&format!("Reference: {request_id}")), "{page}");
         let (s, _) = put_answer(&app, link, "nps", json!(5)).await;
         assert_eq!(s, status);
     }

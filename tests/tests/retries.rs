@@ -56,7 +56,10 @@ async fn the_same_key_and_body_replays_the_first_answer_without_doing_the_work_a
     // A replayed 201 still says where its trigger is.
     assert_eq!(
         h2.get("location").map(|l| l.to_str().unwrap().to_owned()),
-        Some(format!("/api/v1/triggers/{}", a["trigger_id"].as_str().unwrap()))
+        Some(format!(
+            "/api/v1/triggers/{}",
+            a["trigger_id"].as_str().unwrap()
+        ))
     );
     let (s3, _, c) = post(&app, "/api/v1/events/send", "key-3", &event).await;
     assert_eq!(s3, 201);

@@ -94,6 +94,7 @@ button { font: inherit; font-weight: 600; width: 100%; padding: .85rem; border: 
 button:disabled { opacity: .6; }
 .status { color: var(--muted); font-size: .9rem; min-height: 1.2em; }
 .notice { text-align: center; padding-top: 3rem; }
+.reference { color: var(--muted); font-size: .8rem; }
 "#;
 
 fn shell(title: &str, body: &str) -> String {
@@ -106,12 +107,16 @@ fn shell(title: &str, body: &str) -> String {
     )
 }
 
-/// A page that says why the link cannot be answered (expired, withdrawn, unknown, done).
-pub fn notice(title: &str, message: &str) -> String {
+/// A page that says why the link cannot be answered (expired, withdrawn, unknown, done); an
+/// error's page shows the request's id, for the respondent to quote.
+pub fn notice(title: &str, message: &str, reference: Option<&str>) -> String {
+    let reference = reference
+        .map(|id| format!("<p class=\"reference\">Reference: {}</p>", escape(id)))
+        .unwrap_or_default();
     shell(
         title,
         &format!(
-            "<div class=\"notice\" role=\"status\"><h1>{}</h1><p>{}</p></div>",
+            "<div class=\"notice\" role=\"status\"><h1>{}</h1><p>{}</p>{reference}</div>",
             escape(title),
             escape(message)
         ),
@@ -338,8 +343,9 @@ mod tests {
             assert!(policy.contains(&format!("script-src '{}'", inline(&html, "script"))));
             assert!(policy.contains(&format!("style-src '{}'", inline(&html, "style"))));
         }
-        let notice = notice("Closed", "Gone.");
+        let notice = notice("Closed", "Gone.", Some("req_<b>"));
         assert!(policy.contains(&format!("style-src '{}'", inline(&notice, "style"))));
+        assert!(notice.contains("Reference: req_&lt;b&gt;"), "{notice}");
         assert!(policy.contains("frame-ancestors 'none'"));
         assert!(!policy.contains("unsafe-inline"));
     }

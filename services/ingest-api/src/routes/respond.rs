@@ -134,7 +134,11 @@ fn closed(err: ApiError, html: bool) -> HttpResponse {
     if err.refuses_credential() {
         page.extensions_mut().insert(CredentialRefused);
     }
-    page.body(page::notice(title, message))
+    page.body(page::notice(
+        title,
+        message,
+        crate::request_id::current().as_deref(),
+    ))
 }
 
 /// The invitation behind `token`: 404 unknown, 410 revoked or expired.
@@ -202,6 +206,7 @@ pub async fn show(
             page::notice(
                 "Thanks, already answered",
                 "Your answers to this survey were recorded.",
+                None,
             )
         } else {
             page::survey(
