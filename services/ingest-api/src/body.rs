@@ -146,7 +146,25 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 
 /// A path segment that must be an id; a malformed one names nothing, so it is a 404.
 pub fn path_id(raw: &str, code: &'static str, what: &str) -> Result<uuid::Uuid, ApiError> {
-    uuid::Uuid::parse_str(raw).map_err(|_| ApiError::not_found(code, format!("No {what} {raw}")))
+    uuid::Uuid::parse_str(raw)
+        .map_err(|_| ApiError::not_found(code, format!("No {what} {}", shown(raw))))
+}
+
+/// Longest part of a caller's value an error message repeats, in characters.
+const SHOWN_CHARS: usize = 64;
+
+/// A caller's value as an error message repeats it: at most 64 characters, control
+/// characters as `?`, so a message stays short and printable whatever was sent.
+pub fn shown(raw: &str) -> String {
+    let mut out: String = raw
+        .chars()
+        .take(SHOWN_CHARS)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
+    if raw.chars().nth(SHOWN_CHARS).is_some() {
+        out.push('…');
+    }
+    out
 }
 
 /// An optional object field of a JSON object: absent and `null` are `None`.
@@ -176,5 +194,21 @@ pub fn optional_string(
             "invalid_body",
             format!("{field} must be a string"),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_callers_value_is_repeated_short_and_printable() {
+        assert_eq!(shown("0193a6b2-not-an-id"), "0193a6b2-not-an-id");
+        assert_eq!(shown("%ZZ\u{0}\r\nx"), "%ZZ???x");
+        let long = "é".repeat(6000);
+        assert_eq!(shown(&long), "é".repeat(64) + "…");
+        assert_eq!(shown(&"a".repeat(64)), "a".repeat(64));
+        let err = path_id(&"x".repeat(6000), "token_not_found", "token").unwrap_err();
+        assert!(err.message.chars().count() < 80, "{}", err.message);
     }
 }

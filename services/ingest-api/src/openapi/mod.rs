@@ -42,29 +42,12 @@ struct RateLimited;
 
 impl Modify for RateLimited {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
-        let response = ResponseBuilder::new()
-            .description(
-                "Rate limited (`rate_limited`); retry after `Retry-After` seconds (see `RateLimit-*`)",
-            )
-            .content(
-                "application/json",
-                ContentBuilder::new()
-                    .schema(Some(Ref::from_schema_name("ErrorBody")))
-                    .build(),
-            )
-            .build();
-        let forbidden = ResponseBuilder::new()
-            .description(
-                "The token's scopes do not cover this route (`insufficient_scope`), or the project is another organization's (`project_forbidden`)",
-            )
-            .content(
-                "application/json",
-                ContentBuilder::new()
-                    .schema(Some(Ref::from_schema_name("ErrorBody")))
-                    .build(),
-            )
-            .build();
+        let response = error_answer(
+            "Rate limited (`rate_limited`); retry after `Retry-After` seconds (see `RateLimit-*`)",
+        );
+        let forbidden = error_answer(
+            "The token's scopes do not cover this route (`insufficient_scope`), or the project is another organization's (`project_forbidden`)",
+        );
         for operation in operations(openapi) {
             let responses = &mut operation.responses.responses;
             responses
@@ -130,6 +113,20 @@ impl Modify for ResponseDefaults {
             }
         }
     }
+}
+
+/// An answer with the error body.
+fn error_answer(description: &str) -> utoipa::openapi::Response {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("ErrorBody")))
+                .build(),
+        )
+        .build()
 }
 
 /// Every operation of the spec.

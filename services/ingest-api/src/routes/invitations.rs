@@ -37,7 +37,10 @@ pub async fn revoke(
         .ok_or_else(|| {
             ApiError::not_found(
                 "invitation_not_found",
-                format!("No invitation {raw} in this project."),
+                format!(
+                    "No invitation {} in this project.",
+                    crate::body::shown(&raw)
+                ),
             )
         })?;
     Ok(HttpResponse::Ok().json(Revoked {

@@ -199,7 +199,12 @@ pub async fn owned_project(
     org_id: Uuid,
     raw_id: &str,
 ) -> Result<Project, ApiError> {
-    let not_found = || ApiError::not_found("project_not_found", format!("No project {raw_id}."));
+    let not_found = || {
+        ApiError::not_found(
+            "project_not_found",
+            format!("No project {}.", crate::body::shown(raw_id)),
+        )
+    };
     let id = Uuid::parse_str(raw_id).map_err(|_| not_found())?;
     let project = tenancy::get_project(conn, id)
         .await?

@@ -204,7 +204,10 @@ pub async fn update(
 
 /// A project deleted between its lookup and its update.
 fn gone(id: &str) -> ApiError {
-    ApiError::not_found("project_not_found", format!("No project {id}."))
+    ApiError::not_found(
+        "project_not_found",
+        format!("No project {}.", body::shown(id)),
+    )
 }
 
 /// Issue the project's publishable key for the in-app widget (a new one replaces the old).

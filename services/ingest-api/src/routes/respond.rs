@@ -434,7 +434,7 @@ async fn apply(
                 .ok_or_else(|| {
                     ApiError::not_found(
                         "question_not_found",
-                        format!("No question {question_id} in this survey."),
+                        format!("No question {} in this survey.", body::shown(question_id)),
                     )
                 })?;
             let value = answer::validate(question, value)

@@ -103,7 +103,7 @@ async fn survey_of(
         .ok_or_else(|| {
             ApiError::not_found(
                 "survey_not_found",
-                format!("No survey {survey} in this project."),
+                format!("No survey {} in this project.", body::shown(survey)),
             )
         })
 }

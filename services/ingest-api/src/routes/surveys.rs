@@ -217,7 +217,7 @@ pub async fn list(
 fn survey_not_found(raw: &str) -> ApiError {
     ApiError::not_found(
         "survey_not_found",
-        format!("No survey {raw} in this project."),
+        format!("No survey {} in this project.", body::shown(raw)),
     )
 }
 

@@ -166,7 +166,7 @@ pub async fn create(
 }
 
 fn not_found(raw: &str) -> ApiError {
-    ApiError::not_found("token_not_found", format!("No token {raw}."))
+    ApiError::not_found("token_not_found", format!("No token {}.", body::shown(raw)))
 }
 
 /// One of the organization's tokens (revoked and expired ones too), never its secret.

@@ -122,7 +122,10 @@ pub struct TriggerDetails {
 }
 
 fn not_found(raw: &str) -> ApiError {
-    ApiError::not_found("trigger_not_found", format!("No trigger {raw}."))
+    ApiError::not_found(
+        "trigger_not_found",
+        format!("No trigger {}.", body::shown(raw)),
+    )
 }
 
 async fn load(state: &AppState, auth: OrgAuth, raw: &str) -> Result<Trigger, ApiError> {

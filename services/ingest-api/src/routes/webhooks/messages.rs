@@ -117,7 +117,10 @@ pub async fn resend(
         })),
         webhooks::Resent::NotFound => Err(ApiError::not_found(
             "message_not_found",
-            format!("No message {message} in this project."),
+            format!(
+                "No message {} in this project.",
+                crate::body::shown(&message)
+            ),
         )),
         webhooks::Resent::PayloadErased => Err(ApiError::new(
             StatusCode::GONE,

@@ -29,7 +29,10 @@ pub async fn subscription(
         .ok_or_else(|| {
             ApiError::not_found(
                 "webhook_not_found",
-                format!("No webhook subscription {id_raw} in this project."),
+                format!(
+                    "No webhook subscription {} in this project.",
+                    crate::body::shown(id_raw)
+                ),
             )
         })
 }
