@@ -457,7 +457,9 @@ struct Claimed {
 /// backlogged endpoint cannot crowd out the others, by pushing their due time `lease_seconds`
 /// ahead. Of an ordered subscription, a delivery about a user is claimed only while no other
 /// of that user's is pending before it (by when its event occurred) or in flight (or waiting
-/// for a retry), so one goes out at a time, in order. Each subscription's due deliveries are
+/// for a retry), so one goes out at a time, in order; one that went out already is finished
+/// (retried) before any that has not started, even an event sorting before it that arrived
+/// after it went out (events of one dispatch share their time and arrive in any order). Each subscription's due deliveries are
 /// read from its own index range, so a claim costs what it takes, not the backlog. A
 /// rate-limited subscription whose send slots are taken further than `rate_horizon_seconds`
 /// ahead is left alone: what was claimed would only be given back. Two claimers
@@ -499,7 +501,9 @@ pub async fn claim_due(
                  WHERE m2.project_id = m.project_id AND m2.user_ref = m.user_ref \
                    AND d2.status = 'pending' AND d2.id <> d.id \
                    AND (d2.next_attempt_at > now() \
-                     OR (m2.occurred_at, m2.id) < (m.occurred_at, m.id))) \
+                     OR (d2.last_attempt_at IS NOT NULL AND d.last_attempt_at IS NULL) \
+                     OR ((d2.last_attempt_at IS NULL) = (d.last_attempt_at IS NULL) \
+                       AND (m2.occurred_at, m2.id) < (m.occurred_at, m.id)))) \
              ORDER BY d.next_attempt_at LIMIT s.share) c \
            WHERE s.ordered AND s.share > 0) \
          UPDATE webhook_deliveries SET next_attempt_at = now() + make_interval(secs => $3) \
