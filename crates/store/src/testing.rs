@@ -168,6 +168,38 @@ impl WithProject {
             project_id: project.id,
         }
     }
+
+    /// An active webhook subscription of the project (ordered or not) to a URL nothing
+    /// listens on, with the default retry policy.
+    pub async fn subscription(&self, ordered: bool) -> crate::webhooks::Subscription {
+        let mut conn = self.store.conn().await.expect("a connection");
+        let created = crate::webhooks::create_subscription(
+            &mut conn,
+            &crate::webhooks::NewSubscription {
+                id: uuid::Uuid::now_v7(),
+                org_id: self.org_id,
+                project_id: self.project_id,
+                url: "http://127.0.0.1:9/hook".into(),
+                description: String::new(),
+                event_types: Vec::new(),
+                status: crate::webhooks::status::ACTIVE.into(),
+                retry_policy: serde_json::json!({"kind": "exponential"}),
+                timeout_ms: 1000,
+                payload_version: 1,
+                secret_encrypted: vec![1],
+                verified_at: None,
+                rate_limit: None,
+                ordered,
+            },
+            20,
+        )
+        .await
+        .expect("a subscription");
+        match created {
+            crate::webhooks::SubscriptionCreated::Created(sub) => *sub,
+            _ => panic!("a project's first subscriptions are created"),
+        }
+    }
 }
 
 impl Drop for TestDatabase {

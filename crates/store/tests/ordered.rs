@@ -3,7 +3,7 @@
 //! sorts before it — events of one dispatch share their time, and arrive in any order.
 
 use beckon_store::testing::WithProject;
-use beckon_store::webhooks::{self, NewMessage, NewSubscription, Subscriber, SubscriptionCreated};
+use beckon_store::webhooks::{self, NewMessage, Subscriber};
 use diesel_async::RunQueryDsl;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -12,30 +12,7 @@ use uuid::Uuid;
 async fn a_delivery_that_went_out_is_retried_before_an_earlier_event_starts() {
     let seeded = WithProject::new(2).await;
     let mut conn = seeded.store.conn().await.unwrap();
-    let SubscriptionCreated::Created(sub) = webhooks::create_subscription(
-        &mut conn,
-        &NewSubscription {
-            id: Uuid::now_v7(),
-            org_id: seeded.org_id,
-            project_id: seeded.project_id,
-            url: "http://127.0.0.1:9/hook".into(),
-            description: String::new(),
-            event_types: Vec::new(),
-            status: webhooks::status::ACTIVE.into(),
-            retry_policy: serde_json::json!({"kind": "exponential"}),
-            timeout_ms: 1000,
-            payload_version: 1,
-            secret_encrypted: vec![1],
-            verified_at: None,
-            rate_limit: None,
-            ordered: true,
-        },
-        20,
-    )
-    .await
-    .unwrap() else {
-        panic!("a project's first subscription is created");
-    };
+    let sub = seeded.subscription(true).await;
     let now = OffsetDateTime::now_utc();
     // The first to arrive goes out alone.
     let first = message(&seeded, &mut conn, sub.id, now).await;

@@ -5,8 +5,7 @@
 use beckon_store::retention::{self, Retention, RetentionError};
 use beckon_store::testing::WithProject;
 use beckon_store::webhooks::{
-    self, AttemptRecord, MessageBody, NewMessage, NewSubscription, NextStep, Resent, Subscriber,
-    Subscription, SubscriptionCreated,
+    self, AttemptRecord, MessageBody, NewMessage, NextStep, Resent, Subscriber,
 };
 use diesel::sql_types::{BigInt, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
@@ -24,34 +23,6 @@ fn retention() -> Retention {
         webhook_payloads: 30 * DAY,
         webhook_history: 90 * DAY,
     }
-}
-
-async fn subscription(seeded: &WithProject, conn: &mut AsyncPgConnection) -> Subscription {
-    let SubscriptionCreated::Created(sub) = webhooks::create_subscription(
-        conn,
-        &NewSubscription {
-            id: Uuid::now_v7(),
-            org_id: seeded.org_id,
-            project_id: seeded.project_id,
-            url: "http://127.0.0.1:9/hook".into(),
-            description: String::new(),
-            event_types: Vec::new(),
-            status: webhooks::status::ACTIVE.into(),
-            retry_policy: serde_json::json!({"kind": "exponential"}),
-            timeout_ms: 1000,
-            payload_version: 1,
-            secret_encrypted: vec![1],
-            verified_at: None,
-            rate_limit: None,
-            ordered: false,
-        },
-        20,
-    )
-    .await
-    .unwrap() else {
-        panic!("a project's first subscriptions are created");
-    };
-    *sub
 }
 
 /// A message `days_old` days old, delivered to `sub` (skipped when `active` is false); returns
@@ -173,8 +144,8 @@ async fn sweep_all(conn: &mut AsyncPgConnection) -> retention::Swept {
 async fn bodies_past_the_payload_period_are_erased_unless_a_delivery_still_needs_them() {
     let seeded = WithProject::new(2).await;
     let mut conn = seeded.store.conn().await.unwrap();
-    let sub = subscription(&seeded, &mut conn).await.id;
-    let disabled = subscription(&seeded, &mut conn).await.id;
+    let sub = seeded.subscription(false).await.id;
+    let disabled = seeded.subscription(false).await.id;
 
     let delivered = message(&seeded, &mut conn, sub, true, 40).await;
     attempted(&mut conn, delivered, sub, NextStep::Succeeded).await;
@@ -271,7 +242,7 @@ async fn bodies_past_the_payload_period_are_erased_unless_a_delivery_still_needs
 async fn messages_past_the_history_period_go_with_their_deliveries_and_attempts() {
     let seeded = WithProject::new(2).await;
     let mut conn = seeded.store.conn().await.unwrap();
-    let sub = subscription(&seeded, &mut conn).await.id;
+    let sub = seeded.subscription(false).await.id;
     let old = message(&seeded, &mut conn, sub, true, 100).await;
     attempted(&mut conn, old, sub, NextStep::GiveUp).await;
     // Still pending at the end of the history period (its subscription has been disabled
