@@ -200,6 +200,47 @@ impl WithProject {
             _ => panic!("a project's first subscriptions are created"),
         }
     }
+
+    /// A message about "user" that occurred at `occurred_at`, with its delivery to `sub`
+    /// (skipped when `active` is false; sent in order when `ordered`), due now; returns its id.
+    pub async fn message(
+        &self,
+        sub: uuid::Uuid,
+        ordered: bool,
+        active: bool,
+        occurred_at: time::OffsetDateTime,
+    ) -> uuid::Uuid {
+        let mut conn = self.store.conn().await.expect("a connection");
+        let id = uuid::Uuid::now_v7();
+        crate::webhooks::insert_message(
+            &mut conn,
+            &crate::webhooks::NewMessage {
+                id,
+                org_id: self.org_id,
+                project_id: self.project_id,
+                event_type: "invitation.created".into(),
+                version: 1,
+                body_encrypted: b"sealed".to_vec(),
+                occurred_at,
+                user_ref: Some("user".into()),
+            },
+        )
+        .await
+        .expect("a message");
+        let subscriber = [crate::webhooks::Subscriber {
+            id: sub,
+            active,
+            ordered,
+        }];
+        crate::webhooks::insert_deliveries_of(
+            &conn,
+            &[(id, &subscriber)],
+            time::OffsetDateTime::now_utc(),
+        )
+        .await
+        .expect("its delivery");
+        id
+    }
 }
 
 impl Drop for TestDatabase {

@@ -4,9 +4,7 @@
 
 use beckon_store::retention::{self, Retention, RetentionError};
 use beckon_store::testing::WithProject;
-use beckon_store::webhooks::{
-    self, AttemptRecord, MessageBody, NewMessage, NextStep, Resent, Subscriber,
-};
+use beckon_store::webhooks::{self, AttemptRecord, MessageBody, NextStep, Resent};
 use diesel::sql_types::{BigInt, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use std::time::Duration;
@@ -34,30 +32,9 @@ async fn message(
     active: bool,
     days_old: i64,
 ) -> Uuid {
-    let id = Uuid::now_v7();
-    webhooks::insert_message(
-        conn,
-        &NewMessage {
-            id,
-            org_id: seeded.org_id,
-            project_id: seeded.project_id,
-            event_type: "invitation.created".into(),
-            version: 1,
-            body_encrypted: b"sealed".to_vec(),
-            occurred_at: OffsetDateTime::now_utc(),
-            user_ref: Some("user".into()),
-        },
-    )
-    .await
-    .unwrap();
-    let subscriber = [Subscriber {
-        id: sub,
-        active,
-        ordered: false,
-    }];
-    webhooks::insert_deliveries_of(conn, &[(id, &subscriber)], OffsetDateTime::now_utc())
-        .await
-        .unwrap();
+    let id = seeded
+        .message(sub, false, active, OffsetDateTime::now_utc())
+        .await;
     age(conn, id, days_old).await;
     id
 }

@@ -656,7 +656,6 @@ fn jitter() -> f64 {
 mod tests {
     use super::*;
     use beckon_store::testing::WithProject;
-    use beckon_store::webhooks::{NewMessage, NewSubscription};
     use diesel_async::RunQueryDsl;
 
     fn keys() -> SealingKeys {
@@ -681,56 +680,15 @@ mod tests {
     /// A subscription with `n` pending deliveries, in a fresh database.
     async fn pending(n: usize) -> (WithProject, Vec<webhooks::Delivery>) {
         let seeded = WithProject::new(4).await;
-        let (org, project) = (seeded.org_id, seeded.project_id);
-        let mut conn = seeded.store.conn().await.unwrap();
-        let webhooks::SubscriptionCreated::Created(sub) = webhooks::create_subscription(
-            &mut conn,
-            &NewSubscription {
-                id: Uuid::now_v7(),
-                org_id: org,
-                project_id: project,
-                url: "http://127.0.0.1:9/hook".into(),
-                description: String::new(),
-                event_types: Vec::new(),
-                status: webhooks::status::ACTIVE.into(),
-                retry_policy: serde_json::json!({"kind": "exponential"}),
-                timeout_ms: 1000,
-                payload_version: 1,
-                secret_encrypted: vec![1],
-                verified_at: None,
-                rate_limit: None,
-                ordered: false,
-            },
-            1,
-        )
-        .await
-        .unwrap() else {
-            panic!("a project's first subscription is created");
-        };
+        let sub = seeded.subscription(false).await;
         let mut deliveries = Vec::new();
         for _ in 0..n {
-            let message = NewMessage {
-                id: Uuid::now_v7(),
-                org_id: org,
-                project_id: project,
-                event_type: "invitation.created".into(),
-                version: 1,
-                body_encrypted: vec![1],
-                occurred_at: OffsetDateTime::now_utc(),
-                user_ref: None,
-            };
-            webhooks::insert_message(&mut conn, &message).await.unwrap();
-            deliveries.extend(
-                webhooks::insert_deliveries(
-                    &mut conn,
-                    message.id,
-                    &[sub.id],
-                    OffsetDateTime::now_utc(),
-                )
-                .await
-                .unwrap(),
-            );
+            let message = seeded
+                .message(sub.id, false, true, OffsetDateTime::now_utc())
+                .await;
+            deliveries.push(webhooks::delivery_id(message, sub.id));
         }
+        let mut conn = seeded.store.conn().await.unwrap();
         let contexts = webhooks::attempt_contexts(&mut conn, &deliveries)
             .await
             .unwrap();
