@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 pub mod broker;
+pub mod hooks;
 pub mod image;
 pub mod infra;
 pub mod proxy;

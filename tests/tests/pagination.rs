@@ -104,6 +104,8 @@ async fn one_batch_of_deliveries(app: &TestApp, project: Uuid, subscription: Uui
         id: subscription,
         active: false,
         ordered: false,
+        format: beckon_domain::webhook_format::PayloadFormat::Beckon,
+        payload_version: 1,
     }];
     let batch: Vec<(Uuid, &[Subscriber])> =
         messages.iter().map(|m| (m.id, &subscriber[..])).collect();

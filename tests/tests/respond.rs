@@ -236,7 +236,7 @@ async fn a_respondent_answers_every_kind_leaves_resumes_finishes_and_each_stage_
     assert!(answers.contains(&("more", "Anything else?")));
     for body in &bodies {
         let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!(
-            "../proto-schemas/webhooks/{}.v1.json",
+            "../proto-schemas/webhooks/beckon/{}.v1.json",
             body["type"].as_str().unwrap()
         ));
         let schema: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();

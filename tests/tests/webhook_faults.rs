@@ -6,7 +6,7 @@
 use beckon_e2e::receiver::Receiver;
 use beckon_e2e::{Options, TestApp};
 use beckon_store::testing::WithProject;
-use beckon_store::webhooks::{self, NewMessage, NewSubscription, Subscriber, SubscriptionCreated};
+use beckon_store::webhooks::{self, NewMessage, Subscriber};
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -440,32 +440,7 @@ async fn a_flapping_endpoint_does_not_flood_the_operations_endpoint_with_notices
 
 /// A subscription of `seeded`'s project, active, ordered or not.
 async fn active_subscription(seeded: &WithProject, ordered: bool) -> Uuid {
-    let mut conn = seeded.store.conn().await.unwrap();
-    let SubscriptionCreated::Created(sub) = webhooks::create_subscription(
-        &mut conn,
-        &NewSubscription {
-            id: Uuid::now_v7(),
-            org_id: seeded.org_id,
-            project_id: seeded.project_id,
-            url: "http://127.0.0.1:9/hook".into(),
-            description: String::new(),
-            event_types: Vec::new(),
-            status: webhooks::status::ACTIVE.into(),
-            retry_policy: json!({"kind": "exponential"}),
-            timeout_ms: 1000,
-            payload_version: 1,
-            secret_encrypted: vec![1],
-            verified_at: None,
-            rate_limit: None,
-            ordered,
-        },
-        20,
-    )
-    .await
-    .unwrap() else {
-        panic!("created");
-    };
-    sub.id
+    seeded.subscription(ordered).await.id
 }
 
 /// A message about `user` of `seeded`'s project that occurred `ago` before now, with a
@@ -489,6 +464,8 @@ async fn ordered_event(seeded: &WithProject, sub: Uuid, user: &str, ago: time::D
         id: sub,
         active: true,
         ordered: true,
+        format: beckon_domain::webhook_format::PayloadFormat::Beckon,
+        payload_version: 1,
     }];
     let made = webhooks::insert_deliveries_of(
         &conn,

@@ -2,6 +2,10 @@
 //! PyPI library, URL verification, retries, Retry-After, 410, timeouts, auto-disable, resend,
 //! recover, rotation, isolation from a hanging endpoint, and a crash while retries wait.
 
+use beckon_e2e::hooks::{
+    WAIT, assert_wait, at, delivery_after, fire, get_json, make_due, project_with_survey,
+    webhook_path,
+};
 use beckon_e2e::receiver::{Receiver, verify_with_standardwebhooks};
 use beckon_e2e::{Options, TestApp};
 use reqwest::Method;
@@ -10,47 +14,9 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 use uuid::Uuid;
 
-const WAIT: Duration = Duration::from_secs(30);
-
-async fn project_with_survey(app: &TestApp) -> Uuid {
-    let project = app.create_project().await;
-    app.create_survey(
-        project,
-        json!({"trigger": {"events": ["trial_expired", {"custom": "payment_failed"}]}}),
-    )
-    .await;
-    project
-}
-
-async fn fire(app: &TestApp, project: Uuid, user: &str) -> Value {
-    let (status, body) = app
-        .dispatch(json!({"project_id": project, "user_ref": user, "event": "trial_expired"}))
-        .await;
-    assert_eq!(status, 200, "{body}");
-    body
-}
-
-fn webhook_path(app: &TestApp, project: Uuid, sub: &Value, rest: &str) -> String {
-    let _ = app;
-    format!(
-        "/api/v1/projects/{project}/webhooks/{}{rest}",
-        sub["id"].as_str().unwrap()
-    )
-}
-
-async fn get_json(app: &TestApp, path: &str) -> Value {
-    app.authed(Method::GET, path)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
 fn schema_validates(body: &Value) {
     let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!(
-        "../proto-schemas/webhooks/{}.v{}.json",
+        "../proto-schemas/webhooks/beckon/{}.v{}.json",
         body["type"].as_str().unwrap(),
         body["version"]
     ));
@@ -1138,51 +1104,6 @@ async fn events_emitted_while_disabled_are_delivered_after_re_enabling_and_recov
         delivered, missed_ids,
         "each missed event, under its own webhook-id"
     );
-}
-
-/// The only delivery of a subscription, once it has had `attempts` attempts.
-async fn delivery_after(app: &TestApp, project: Uuid, sub: &Value, attempts: i64) -> Value {
-    app.eventually(
-        WAIT,
-        &format!("attempt {attempts} to be recorded"),
-        || async {
-            let list = get_json(app, &webhook_path(app, project, sub, "/deliveries")).await;
-            let delivery = list["data"].as_array()?.first()?.clone();
-            (delivery["attempts"] == attempts).then_some(delivery)
-        },
-    )
-    .await
-}
-
-fn at(field: &Value) -> time::OffsetDateTime {
-    time::OffsetDateTime::parse(
-        field.as_str().unwrap(),
-        &time::format_description::well_known::Rfc3339,
-    )
-    .unwrap()
-}
-
-/// How long after its last attempt a pending delivery is due again, in seconds.
-fn scheduled_wait(delivery: &Value) -> f64 {
-    (at(&delivery["next_attempt_at"]) - at(&delivery["last_attempt_at"])).as_seconds_f64()
-}
-
-fn assert_wait(delivery: &Value, expected: f64) {
-    let wait = scheduled_wait(delivery);
-    assert!(
-        (wait - expected).abs() < 2.0,
-        "expected the next attempt {expected} s after the last, got {wait} s: {delivery}"
-    );
-}
-
-/// Makes a subscription's pending deliveries due now, as if their wait were over.
-async fn make_due(app: &TestApp, sub: &Value) {
-    app.execute(&format!(
-        "UPDATE webhook_deliveries SET next_attempt_at = now() \
-         WHERE subscription_id = '{}' AND status = 'pending'",
-        sub["id"].as_str().unwrap()
-    ))
-    .await;
 }
 
 /// The `hourly` preset (1Flow's rule) as the service schedules it: an hour after each failed

@@ -15,6 +15,8 @@
 //! - [`status`]: subscription, delivery and response statuses.
 //! - [`trigger`]: where a trigger (one fired event) is in its life.
 //! - [`timestamp`]: timestamps from outside, in UTC and bounded, so none can overflow.
+//! - [`tenant`]: the organization and project an event belongs to, by name.
+//! - [`webhook_format`]: the payload formats a webhook subscription can receive.
 
 pub mod answer;
 pub mod envelope;
@@ -27,9 +29,11 @@ pub mod scope;
 pub mod secret;
 pub mod status;
 pub mod survey;
+pub mod tenant;
 pub mod timestamp;
 pub mod trigger;
 pub mod user_ref;
+pub mod webhook_format;
 
 pub use event::LifecycleEvent;
 pub use user_ref::UserRef;

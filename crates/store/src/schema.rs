@@ -214,6 +214,7 @@ diesel::table! {
         rate_limit -> Nullable<Int4>,
         rate_next_slot -> Nullable<Timestamptz>,
         ordered -> Bool,
+        format -> Text,
     }
 }
 
@@ -244,6 +245,8 @@ diesel::table! {
         last_attempt_at -> Nullable<Timestamptz>,
         created_at -> Timestamptz,
         throttled -> Int4,
+        format -> Text,
+        payload_version -> Int4,
     }
 }
 

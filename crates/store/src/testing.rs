@@ -190,6 +190,7 @@ impl WithProject {
                 verified_at: None,
                 rate_limit: None,
                 ordered,
+                format: beckon_domain::webhook_format::PayloadFormat::Beckon,
             },
             20,
         )
@@ -231,6 +232,8 @@ impl WithProject {
             id: sub,
             active,
             ordered,
+            format: beckon_domain::webhook_format::PayloadFormat::Beckon,
+            payload_version: 1,
         }];
         crate::webhooks::insert_deliveries_of(
             &conn,

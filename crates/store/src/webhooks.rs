@@ -9,8 +9,11 @@ use crate::StoreError;
 use crate::cached::Cached;
 use crate::paging::{Keyset, Page, PageRequest, older_than};
 use crate::schema::{
-    projects, webhook_attempts, webhook_deliveries, webhook_messages, webhook_subscriptions,
+    organizations, projects, webhook_attempts, webhook_deliveries, webhook_messages,
+    webhook_subscriptions,
 };
+use beckon_domain::tenant::{Named, Tenant};
+use beckon_domain::webhook_format::PayloadFormat;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Double, Uuid as SqlUuid};
 use diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl};
@@ -43,6 +46,9 @@ pub struct Subscriber {
     /// Its deliveries go out through the poller, in order, never as first attempts started
     /// by the consumer.
     pub ordered: bool,
+    /// The format and version its deliveries pin.
+    pub format: PayloadFormat,
+    pub payload_version: i32,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -75,6 +81,9 @@ pub struct Subscription {
     pub rate_limit: Option<i32>,
     /// Events about one user go out one at a time, in the order they occurred.
     pub ordered: bool,
+    /// The shape its webhooks take (at `payload_version`).
+    #[diesel(deserialize_as = String)]
+    pub format: PayloadFormat,
 }
 
 crate::paging::keyed_by_created_at_and_id!(Subscription);
@@ -112,6 +121,8 @@ pub struct NewSubscription {
     pub verified_at: Option<OffsetDateTime>,
     pub rate_limit: Option<i32>,
     pub ordered: bool,
+    #[diesel(serialize_as = String)]
+    pub format: PayloadFormat,
 }
 
 /// How many subscriptions a project has, in any status.
@@ -158,7 +169,7 @@ pub async fn create_subscription(
             return Ok(SubscriptionCreated::LimitReached { limit });
         }
         let created = diesel::insert_into(webhook_subscriptions::table)
-            .values(new)
+            .values(new.clone())
             .returning(Subscription::as_returning())
             .get_result(conn)
             .await?;
@@ -231,6 +242,8 @@ pub struct SubscriptionChanges {
     pub disabled_at: Option<Option<OffsetDateTime>>,
     pub rate_limit: Option<Option<i32>>,
     pub ordered: Option<bool>,
+    /// A format's name ([`PayloadFormat::as_str`]).
+    pub format: Option<String>,
     pub updated_at: Option<OffsetDateTime>,
 }
 
@@ -279,12 +292,59 @@ pub fn wanting<'c>(
     async move { Ok(sent.await?) }
 }
 
+/// The organizations and names of `projects` (those that exist), for the webhooks of their
+/// events. The future borrows the connection shared, so it can be awaited together with other
+/// statements, which the connection pipelines.
+pub fn tenants<'c>(
+    conn: &'c AsyncPgConnection,
+    projects: &[Uuid],
+) -> impl Future<Output = Result<Vec<Tenant>, StoreError>> + Send + use<'c> {
+    let sent = Cached(
+        projects::table
+            .inner_join(organizations::table)
+            .filter(projects::id.eq_any(projects.to_vec()))
+            .select((
+                organizations::id,
+                organizations::name,
+                projects::id,
+                projects::name,
+            )),
+    )
+    .load::<(Uuid, String, Uuid, String)>(&mut { conn });
+    async move {
+        Ok(sent
+            .await?
+            .into_iter()
+            .map(|(org_id, org_name, project_id, project_name)| Tenant {
+                organization: Named {
+                    id: org_id,
+                    name: org_name,
+                },
+                project: Named {
+                    id: project_id,
+                    name: project_name,
+                },
+            })
+            .collect())
+    }
+}
+
+/// The organization and names of one project, for a webhook of its events.
+pub async fn tenant(conn: &mut AsyncPgConnection, project: Uuid) -> Result<Tenant, StoreError> {
+    tenants(conn, &[project])
+        .await?
+        .pop()
+        .ok_or(StoreError::Query(diesel::result::Error::NotFound))
+}
+
 impl From<&Subscription> for Subscriber {
     fn from(s: &Subscription) -> Self {
         Self {
             id: s.id,
             active: s.status == status::ACTIVE,
             ordered: s.ordered,
+            format: s.format,
+            payload_version: s.payload_version,
         }
     }
 }
@@ -394,15 +454,16 @@ pub fn delivery_id(message_id: Uuid, subscription_id: Uuid) -> Uuid {
 pub async fn insert_deliveries(
     conn: &mut AsyncPgConnection,
     message_id: Uuid,
-    subscriptions: &[Uuid],
+    subscriptions: &[&Subscription],
     due: OffsetDateTime,
 ) -> Result<Vec<Uuid>, StoreError> {
+    // Attempted at `due`, whatever their status and order (a notice, a ping, a resend).
     let active: Vec<Subscriber> = subscriptions
         .iter()
-        .map(|&id| Subscriber {
-            id,
+        .map(|&s| Subscriber {
             active: true,
             ordered: false,
+            ..Subscriber::from(s)
         })
         .collect();
     insert_deliveries_of(conn, &[(message_id, &active)], due).await
@@ -431,6 +492,8 @@ pub fn insert_deliveries_of<'c>(
                         delivery::SKIPPED
                     }),
                     webhook_deliveries::next_attempt_at.eq(if s.ordered { now } else { due }),
+                    webhook_deliveries::format.eq(s.format.as_str()),
+                    webhook_deliveries::payload_version.eq(s.payload_version),
                 )
             })
         })
@@ -536,6 +599,11 @@ pub struct Delivery {
     /// Attempts the endpoint answered 429 with `Retry-After`: they waited as asked and do not
     /// count against the retry policy.
     pub throttled: i32,
+    /// The format and version its subscription had when it was created: every attempt of it
+    /// sends that shape.
+    #[diesel(deserialize_as = String)]
+    pub format: PayloadFormat,
+    pub payload_version: i32,
 }
 
 impl Delivery {
@@ -543,14 +611,16 @@ impl Delivery {
     /// `next_attempt_at` to the attempt about to start.
     pub fn inserted(
         message_id: Uuid,
-        subscription_id: Uuid,
+        subscription: &Subscription,
         next_attempt_at: OffsetDateTime,
         created_at: OffsetDateTime,
     ) -> Self {
         Self {
-            id: delivery_id(message_id, subscription_id),
+            id: delivery_id(message_id, subscription.id),
             message_id,
-            subscription_id,
+            subscription_id: subscription.id,
+            format: subscription.format,
+            payload_version: subscription.payload_version,
             status: delivery::PENDING.to_owned(),
             attempts: 0,
             next_attempt_at,
@@ -832,17 +902,18 @@ pub async fn notify(
     about: Uuid,
 ) -> Result<usize, StoreError> {
     use diesel::PgArrayExpressionMethods;
-    let recipients: Vec<Uuid> = webhook_subscriptions::table
+    let recipients: Vec<Subscription> = webhook_subscriptions::table
         .filter(webhook_subscriptions::org_id.eq(message.org_id))
         .filter(webhook_subscriptions::status.eq(status::ACTIVE))
         .filter(webhook_subscriptions::id.ne(about))
         .filter(webhook_subscriptions::event_types.contains(vec![message.event_type.as_str()]))
-        .select(webhook_subscriptions::id)
+        .select(Subscription::as_select())
         .load(conn)
         .await?;
     if recipients.is_empty() {
         return Ok(0);
     }
+    let recipients: Vec<&Subscription> = recipients.iter().collect();
     insert_message(conn, message).await?;
     insert_deliveries(conn, message.id, &recipients, OffsetDateTime::now_utc()).await?;
     Ok(recipients.len())
@@ -973,7 +1044,7 @@ pub async fn resend(
         Some(false) => {}
     }
     let now = OffsetDateTime::now_utc();
-    insert_deliveries(conn, message_id, &[subscription.id], now).await?;
+    insert_deliveries(conn, message_id, &[subscription], now).await?;
     diesel::update(webhook_deliveries::table.find(delivery_id(message_id, subscription.id)))
         .set((
             webhook_deliveries::status.eq(delivery::PENDING),

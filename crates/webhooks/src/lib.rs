@@ -2,12 +2,14 @@
 //!
 //! # Layout
 //! - [`payload`]: the webhook body and the event type catalogue.
+//! - [`format`]: the payload formats a subscription may receive, rendered from that body.
 //! - [`signing`]: `whsec_` secrets and Standard Webhooks signatures.
 //! - [`sealed`]: encryption at rest under the deployment's key.
 //! - [`policy`]: retry policies.
 //! - [`guard`]: which addresses a webhook may reach.
 //! - [`sender`]: the HTTP client.
 
+pub mod format;
 pub mod guard;
 pub mod payload;
 pub mod policy;

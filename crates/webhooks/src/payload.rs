@@ -9,6 +9,8 @@ use crate::sealed::{SealError, SealingKeys};
 use beckon_domain::envelope::{
     Envelope, InvitationCreated, LinkUrl, Payload, ResponseProgressed, ResponseStage,
 };
+pub use beckon_domain::tenant::{Named, Tenant};
+use beckon_domain::webhook_format::PayloadFormat;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -29,6 +31,26 @@ pub struct WebhookBody<T> {
     pub occurred_at: OffsetDateTime,
     pub project_id: Uuid,
     pub data: T,
+}
+
+/// A webhook's data: the event's own fields, beside the organization and project it belongs
+/// to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Tenanted<D> {
+    #[serde(flatten)]
+    pub data: D,
+    pub organization: Named,
+    pub project: Named,
+}
+
+impl<D> Tenanted<D> {
+    pub fn new(tenant: Tenant, data: D) -> Self {
+        Self {
+            data,
+            organization: tenant.organization,
+            project: tenant.project,
+        }
+    }
 }
 
 /// A bus payload that customers receive as a webhook.
@@ -70,11 +92,13 @@ impl Announcement for ResponseProgressed {
     }
 }
 
-impl<D> WebhookBody<D> {
-    /// The webhook an envelope announces: same id, version and time.
+impl<D> WebhookBody<Tenanted<D>> {
+    /// The webhook an envelope announces: same id, version and time, its data beside the
+    /// `tenant` the envelope's project belongs to.
     pub fn from_envelope<T: Announcement<Data = D>>(
         env: &Envelope<T>,
         key: &SealingKeys,
+        tenant: Tenant,
     ) -> Result<Self, SealError> {
         Ok(Self {
             id: env.id,
@@ -82,7 +106,7 @@ impl<D> WebhookBody<D> {
             version: env.version,
             occurred_at: env.occurred_at,
             project_id: env.project_id,
-            data: env.data.webhook_data(key)?,
+            data: Tenanted::new(tenant, env.data.webhook_data(key)?),
         })
     }
 }
@@ -167,8 +191,27 @@ pub struct EventType {
     pub kind: &'static str,
     pub version: u32,
     pub description: &'static str,
-    /// The JSON Schema of the whole webhook body.
-    pub schema: serde_json::Value,
+    /// The JSON Schema of the whole webhook body in each format that delivers the type.
+    pub schemas: Vec<(PayloadFormat, serde_json::Value)>,
+}
+
+impl EventType {
+    /// An event type whose webhook data (beside the tenant) is `T`.
+    fn of<T: JsonSchema>(kind: &'static str, version: u32, description: &'static str) -> Self {
+        Self {
+            kind,
+            version,
+            description,
+            schemas: crate::format::schemas::<Tenanted<T>>(kind, version),
+        }
+    }
+
+    /// The JSON Schema of the body in `format`; `None` when the format does not deliver it.
+    pub fn schema(&self, format: PayloadFormat) -> Option<&serde_json::Value> {
+        self.schemas
+            .iter()
+            .find_map(|(f, schema)| (*f == format).then_some(schema))
+    }
 }
 
 /// The JSON Schema of the body of a webhook whose data is `T`, with `type` and `version` pinned.
@@ -181,54 +224,44 @@ pub fn schema_of<T: JsonSchema>(kind: &str, version: u32) -> serde_json::Value {
     schema
 }
 
-/// Every event type a subscription may choose, with its schema.
+/// Every event type a subscription may choose, with its schemas.
 pub fn catalogue() -> Vec<EventType> {
     vec![
-        EventType {
-            kind: InvitationCreated::TYPE,
-            version: InvitationCreated::VERSION,
-            description: "An invitation was created for a user: the survey, the user, the magic link, and the event that caused it with its parameters.",
-            schema: schema_of::<InvitationCreated<LinkUrl>>(
-                InvitationCreated::TYPE,
-                InvitationCreated::VERSION,
-            ),
-        },
-        EventType {
-            kind: ResponseStage::Displayed.webhook_type(),
-            version: 1,
-            description: "The respond page was shown to the user (reported by the page itself, once per invitation, so mail link scanners do not count).",
-            schema: schema_of::<ResponseProgressed>(ResponseStage::Displayed.webhook_type(), 1),
-        },
-        EventType {
-            kind: ResponseStage::Answered.webhook_type(),
-            version: 1,
-            description: "A question was answered: the answer given (`question`) and the response so far.",
-            schema: schema_of::<ResponseProgressed>(ResponseStage::Answered.webhook_type(), 1),
-        },
-        EventType {
-            kind: ResponseStage::Ended.webhook_type(),
-            version: 1,
-            description: "The user finished the survey: the whole response.",
-            schema: schema_of::<ResponseProgressed>(ResponseStage::Ended.webhook_type(), 1),
-        },
-        EventType {
-            kind: FAILING,
-            version: 1,
-            description: "Operational: another subscription of the organization is failing (sent at a failed attempt, at most once a day per subscription). Sent only to subscriptions that name it.",
-            schema: schema_of::<SubscriptionFailing>(FAILING, 1),
-        },
-        EventType {
-            kind: DISABLED,
-            version: 1,
-            description: "Operational: another subscription of the organization was disabled for failing; what it misses is kept until it is re-enabled and recovered. Sent only to subscriptions that name it.",
-            schema: schema_of::<SubscriptionDisabled>(DISABLED, 1),
-        },
-        EventType {
-            kind: PING,
-            version: 1,
-            description: "A test event sent on request (POST …/webhooks/{id}/ping); delivered whatever event types the subscription chose.",
-            schema: schema_of::<Ping>(PING, 1),
-        },
+        EventType::of::<InvitationCreated<LinkUrl>>(
+            InvitationCreated::TYPE,
+            InvitationCreated::VERSION,
+            "An invitation was created for a user: the survey, the user, the magic link, and the event that caused it with its parameters.",
+        ),
+        EventType::of::<ResponseProgressed>(
+            ResponseStage::Displayed.webhook_type(),
+            1,
+            "The respond page was shown to the user (reported by the page itself, once per invitation, so mail link scanners do not count).",
+        ),
+        EventType::of::<ResponseProgressed>(
+            ResponseStage::Answered.webhook_type(),
+            1,
+            "A question was answered: the answer given (`question`) and the response so far.",
+        ),
+        EventType::of::<ResponseProgressed>(
+            ResponseStage::Ended.webhook_type(),
+            1,
+            "The user finished the survey: the whole response.",
+        ),
+        EventType::of::<SubscriptionFailing>(
+            FAILING,
+            1,
+            "Operational: another subscription of the organization is failing (sent at a failed attempt, at most once a day per subscription). Sent only to subscriptions that name it.",
+        ),
+        EventType::of::<SubscriptionDisabled>(
+            DISABLED,
+            1,
+            "Operational: another subscription of the organization was disabled for failing; what it misses is kept until it is re-enabled and recovered. Sent only to subscriptions that name it.",
+        ),
+        EventType::of::<Ping>(
+            PING,
+            1,
+            "A test event sent on request (POST …/webhooks/{id}/ping); delivered whatever event types the subscription chose.",
+        ),
     ]
 }
 
@@ -245,23 +278,45 @@ mod tests {
     /// Run with `BECKON_BLESS_SCHEMAS=1` (`make schemas`) to rewrite the committed schemas.
     #[test]
     fn committed_webhook_schemas_equal_the_generated_ones_byte_for_byte() {
-        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto-schemas/webhooks");
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto-schemas/webhooks");
         let bless = std::env::var_os("BECKON_BLESS_SCHEMAS").is_some();
+        let mut expected = std::collections::BTreeSet::new();
         for event in catalogue() {
-            let generated = serde_json::to_string_pretty(&event.schema).unwrap() + "\n";
-            let path = dir.join(format!("{}.v{}.json", event.kind, event.version));
-            if bless {
-                std::fs::create_dir_all(&dir).unwrap();
-                std::fs::write(&path, &generated).unwrap();
+            for (format, schema) in &event.schemas {
+                let generated = serde_json::to_string_pretty(schema).unwrap() + "\n";
+                let dir = root.join(format.as_str());
+                let path = dir.join(format!("{}.v{}.json", event.kind, event.version));
+                if bless {
+                    std::fs::create_dir_all(&dir).unwrap();
+                    std::fs::write(&path, &generated).unwrap();
+                }
+                let committed = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+                    panic!("{} is missing ({e}); run `make schemas`", path.display())
+                });
+                assert!(
+                    committed == generated,
+                    "{} drifted; run `make schemas`",
+                    path.display()
+                );
+                expected.insert(path);
             }
-            let committed = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-                panic!("{} is missing ({e}); run `make schemas`", path.display())
-            });
+        }
+        // Nothing committed that no format generates any more.
+        for format in std::fs::read_dir(&root).unwrap() {
+            let format = format.unwrap().path();
             assert!(
-                committed == generated,
-                "{} drifted; run `make schemas`",
-                path.display()
+                format.is_dir(),
+                "{} is not a format's folder",
+                format.display()
             );
+            for file in std::fs::read_dir(&format).unwrap() {
+                let file = file.unwrap().path();
+                assert!(
+                    expected.contains(&file),
+                    "{} is generated by no format; delete it",
+                    file.display()
+                );
+            }
         }
     }
 }

@@ -7,6 +7,7 @@ use beckon_store::webhooks::{
     self, AttemptContext, AttemptRecord, MessageBody, NextStep, Subscription,
 };
 use beckon_store::{Store, StoreError};
+use beckon_webhooks::format;
 use beckon_webhooks::policy::RetryPolicy;
 use beckon_webhooks::sealed::SealingKeys;
 use beckon_webhooks::sender::{Outcome, Sender};
@@ -372,6 +373,26 @@ impl Engine {
                     .to_owned(),
             ),
         };
+        // In the format the delivery pinned when it was created. A body the format cannot be
+        // made from never will be: the delivery fails at once instead of being retried.
+        let opened = match opened {
+            Ok((stored, secrets)) => {
+                match format::render(delivery.format, delivery.payload_version, &stored) {
+                    Ok(body) => Ok((body.into_owned(), secrets)),
+                    Err(err) => {
+                        drop(permit);
+                        let reason = format!(
+                            "the message cannot be sent in the {} format: {err}",
+                            delivery.format
+                        );
+                        tracing::warn!(%reason, "delivery given up");
+                        let mut conn = self.store.conn().await?;
+                        return webhooks::give_up(&mut conn, delivery.id, &reason).await;
+                    }
+                }
+            }
+            Err(error) => Err(error),
+        };
         let outcome = match opened {
             Ok((body, secrets)) => {
                 let refs: Vec<&SigningSecret> = secrets.iter().collect();
@@ -400,7 +421,10 @@ impl Engine {
 
         let now = beckon_domain::timestamp::now_micros();
         let mut disable = None;
-        let next = if outcome.succeeded() {
+        let next = if outcome
+            .status
+            .is_some_and(|status| format::succeeded(delivery.format, status))
+        {
             NextStep::Succeeded
         } else if outcome.status == Some(410) {
             disable = Some("the endpoint answered 410 Gone".to_owned());

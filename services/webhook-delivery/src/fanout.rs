@@ -6,7 +6,7 @@ use beckon_domain::envelope::Envelope;
 use beckon_store::webhooks::{
     self, AttemptContext, Delivery, Message, NewMessage, Subscriber, Subscription,
 };
-use beckon_webhooks::payload::{Announcement, WebhookBody};
+use beckon_webhooks::payload::{Announcement, Tenant, WebhookBody};
 use beckon_worker::{HandleError, Handled, Handler, Item};
 use diesel_async::AsyncPgConnection;
 use std::collections::{HashMap, HashSet};
@@ -24,8 +24,12 @@ impl Fanout {
     /// The message customers receive for `env`. A sealed link that does not open under the
     /// deployment's keys never will: the envelope is dead-lettered, to be replayed once the
     /// key it was sealed with is configured again.
-    fn message<T: Announcement>(&self, env: &Envelope<T>) -> Result<NewMessage, HandleError> {
-        let body = WebhookBody::from_envelope(env, self.engine.keys()).map_err(|err| {
+    fn message<T: Announcement>(
+        &self,
+        env: &Envelope<T>,
+        tenant: Tenant,
+    ) -> Result<NewMessage, HandleError> {
+        let body = WebhookBody::from_envelope(env, self.engine.keys(), tenant).map_err(|err| {
             HandleError::Permanent {
                 reason: "unsealable",
                 detail: err.to_string(),
@@ -83,12 +87,22 @@ impl<T: Announcement> Handler<T> for Fanout {
         let mut distinct = keys.clone();
         distinct.sort_unstable();
         distinct.dedup();
-        let found = futures_util::future::try_join_all(
-            distinct
-                .iter()
-                .map(|(project, event_type)| webhooks::wanting(conn, *project, event_type)),
+        let mut projects: Vec<Uuid> = distinct.iter().map(|(project, _)| *project).collect();
+        projects.dedup();
+        // Sent together: who wants each event, and whose events they are.
+        let (found, tenants) = futures_util::future::try_join(
+            futures_util::future::try_join_all(
+                distinct
+                    .iter()
+                    .map(|(project, event_type)| webhooks::wanting(conn, *project, event_type)),
+            ),
+            webhooks::tenants(conn, &projects),
         )
         .await?;
+        let tenants: HashMap<Uuid, Tenant> = tenants
+            .into_iter()
+            .map(|tenant| (tenant.project.id, tenant))
+            .collect();
         let wanted: HashMap<(Uuid, &str), Wanting> = distinct
             .into_iter()
             .zip(found)
@@ -104,8 +118,11 @@ impl<T: Announcement> Handler<T> for Fanout {
         let mut messages = Vec::new();
         for (item, key) in items.iter().zip(&keys) {
             // Nothing is kept for an event no subscription wants.
-            if wanted.get(key).is_some_and(|w| !w.targets.is_empty()) {
-                messages.push((self.message(item.env)?, *key));
+            // Nor for one whose project was deleted since: its subscriptions went with it.
+            if wanted.get(key).is_some_and(|w| !w.targets.is_empty())
+                && let Some(tenant) = tenants.get(&key.0)
+            {
+                messages.push((self.message(item.env, tenant.clone())?, *key));
             }
         }
         let deliveries: Vec<_> = messages
@@ -126,7 +143,7 @@ impl<T: Announcement> Handler<T> for Fanout {
         for (message, key) in &messages {
             // An ordered subscription's deliveries go out through the poller, in order.
             for sub in wanted[key].subscriptions.iter().filter(|s| !s.ordered) {
-                let delivery = Delivery::inserted(message.id, sub.id, lease, now);
+                let delivery = Delivery::inserted(message.id, sub, lease, now);
                 // A disabled subscription's delivery is kept as skipped, never attempted.
                 if sub.status == webhooks::status::ACTIVE && created.contains(&delivery.id) {
                     first.push((delivery, Message::stored(message, now), sub.clone()));

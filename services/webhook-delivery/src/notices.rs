@@ -8,7 +8,8 @@ use beckon_store::webhooks::{
     self, AttemptRecord, Delivery, FailingStreak, NewMessage, Subscription,
 };
 use beckon_webhooks::payload::{
-    DISABLED, FAILING, FailedAttempt, SubscriptionDisabled, SubscriptionFailing, WebhookBody,
+    DISABLED, FAILING, FailedAttempt, SubscriptionDisabled, SubscriptionFailing, Tenanted,
+    WebhookBody,
 };
 use beckon_webhooks::sealed::SealingKeys;
 use diesel_async::AsyncPgConnection;
@@ -40,25 +41,27 @@ pub fn announce(sent: &[Sent]) {
 }
 
 /// The sealed message of a notice about a subscription of `project_id`.
-fn message<T: Serialize>(
+async fn message<T: Serialize>(
+    conn: &mut AsyncPgConnection,
     keys: &SealingKeys,
     kind: &'static str,
-    org_id: Uuid,
     project_id: Uuid,
     occurred_at: OffsetDateTime,
     data: T,
-) -> NewMessage {
+) -> Result<NewMessage, StoreError> {
+    let tenant = webhooks::tenant(conn, project_id).await?;
     let id = Uuid::now_v7();
+    let org_id = tenant.organization.id;
     let body = WebhookBody {
         id,
         kind: kind.to_owned(),
         version: 1,
         occurred_at,
         project_id,
-        data,
+        data: Tenanted::new(tenant, data),
     };
     let body = serde_json::to_vec(&body).unwrap_or_default();
-    NewMessage {
+    Ok(NewMessage {
         id,
         org_id,
         project_id,
@@ -67,7 +70,7 @@ fn message<T: Serialize>(
         body_encrypted: keys.seal(&body),
         occurred_at,
         user_ref: None,
-    }
+    })
 }
 
 /// Sends `webhook.failing` for each streak due a notice, describing the last failed attempt
@@ -110,13 +113,14 @@ pub async fn failing(
             (None, None) => String::new(),
         };
         let message = message(
+            conn,
             keys,
             FAILING,
-            streak.org_id,
             streak.project_id,
             streak.recorded_at,
             data,
-        );
+        )
+        .await?;
         let recipients = webhooks::notify(conn, &message, streak.subscription_id).await?;
         sent.push(Sent {
             kind: FAILING,
@@ -145,7 +149,7 @@ pub async fn disabled(
         failing_since: sub.failing_since.unwrap_or(at),
         failed_attempts: (sub.failures_in_streak.max(0) as u32).saturating_add(1),
     };
-    let message = message(keys, DISABLED, sub.org_id, sub.project_id, at, data);
+    let message = message(conn, keys, DISABLED, sub.project_id, at, data).await?;
     let recipients = webhooks::notify(conn, &message, sub.id).await?;
     Ok(Sent {
         kind: DISABLED,

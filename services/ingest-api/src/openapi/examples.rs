@@ -59,7 +59,7 @@ pub fn of(name: &str) -> Option<Value> {
             "id": WEBHOOK, "project_id": PROJECT, "url": "https://hooks.acme.example/beckon",
             "description": "CRM sync", "event_types": ["invitation.created", "response.ended"],
             "status": "active", "failures_in_streak": 0, "retry_policy": {"kind": "exponential"},
-            "timeout_ms": 15_000, "payload_version": 1, "rate_limit": null, "ordered": false,
+            "timeout_ms": 15_000, "format": "beckon", "payload_version": 1, "rate_limit": null, "ordered": false,
             "disabled_at": null, "disabled_reason": null, "failing_since": null,
             "last_success_at": CREATED, "verified_at": CREATED, "previous_secret_expires_at": null,
             "created_at": CREATED, "updated_at": CREATED

@@ -10,7 +10,7 @@ use crate::routes::webhooks::subscription;
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use beckon_store::webhooks::{self, NewMessage, status};
-use beckon_webhooks::payload::{PING, Ping, WebhookBody};
+use beckon_webhooks::payload::{PING, Ping, Tenanted, WebhookBody};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -68,10 +68,13 @@ pub async fn ping(
         version: 1,
         occurred_at: now,
         project_id: sub.project_id,
-        data: Ping {
-            message: "ping".to_owned(),
-            subscription_id: sub.id,
-        },
+        data: Tenanted::new(
+            webhooks::tenant(&mut conn, sub.project_id).await?,
+            Ping {
+                message: "ping".to_owned(),
+                subscription_id: sub.id,
+            },
+        ),
     };
     let body = serde_json::to_vec(&body).unwrap_or_default();
     webhooks::insert_message(
@@ -88,7 +91,7 @@ pub async fn ping(
         },
     )
     .await?;
-    webhooks::insert_deliveries(&mut conn, message_id, &[sub.id], now).await?;
+    webhooks::insert_deliveries(&mut conn, message_id, &[&sub], now).await?;
     Ok(HttpResponse::Accepted().json(Queued {
         message_id: Some(message_id),
         queued: 1,

@@ -16,6 +16,7 @@ use beckon_domain::status::SubscriptionStatus;
 use beckon_store::webhooks::{
     self, NewSubscription, Subscription, SubscriptionChanges, SubscriptionCreated, status,
 };
+use beckon_webhooks::format::{self, PayloadFormat};
 use beckon_webhooks::payload;
 use beckon_webhooks::policy::RetryPolicy;
 use beckon_webhooks::signing::SigningSecret;
@@ -28,7 +29,6 @@ use uuid::Uuid;
 const VERIFY_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long a rotated-out secret keeps signing beside the new one.
 const ROTATION_OVERLAP: time::Duration = time::Duration::hours(24);
-const DEFAULT_TIMEOUT_MS: i32 = 10_000;
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SubscriptionView {
@@ -54,6 +54,9 @@ pub struct SubscriptionView {
     #[schema(value_type = RetryPolicy)]
     pub retry_policy: serde_json::Value,
     pub timeout_ms: i32,
+    /// The shape its webhooks take.
+    pub format: PayloadFormat,
+    /// The version of `format` it receives.
     pub payload_version: i32,
     /// At most this many requests a second go to the endpoint (null: no limit); the excess
     /// waits its turn.
@@ -88,6 +91,7 @@ impl From<Subscription> for SubscriptionView {
             failures_in_streak: s.failures_in_streak,
             retry_policy: s.retry_policy,
             timeout_ms: s.timeout_ms,
+            format: s.format,
             payload_version: s.payload_version,
             rate_limit: s.rate_limit,
             ordered: s.ordered,
@@ -133,16 +137,21 @@ pub struct CreateSubscription {
     pub url: String,
     #[serde(default)]
     pub description: String,
-    /// Event types to deliver; empty or absent means all.
+    /// Event types to deliver; empty or absent means all that `format` delivers.
     #[serde(default)]
     pub event_types: Vec<String>,
-    /// Default `{"kind": "exponential"}`.
+    /// The shape of the webhooks (default `beckon`): Beckon's own body, or `seismic`, Seismic's
+    /// event super-structure. Its product's retry policy and timeout are the defaults.
     #[serde(default)]
-    pub retry_policy: RetryPolicy,
-    /// Milliseconds to wait for the endpoint's answer, 1000 to 30000 (default 10000).
-    pub timeout_ms: Option<i32>,
-    /// The payload version to receive (only 1 exists).
+    pub format: PayloadFormat,
+    /// The version of `format` to receive (default its newest; each format has only 1 yet).
     pub payload_version: Option<i32>,
+    /// Default the format's: `{"kind": "exponential"}` for `beckon`, `{"kind": "backoff24h"}`
+    /// for `seismic`.
+    pub retry_policy: Option<RetryPolicy>,
+    /// Milliseconds to wait for the endpoint's answer, 1000 to 30000 (default the format's:
+    /// 10000 for `beckon`, 3000 for `seismic`).
+    pub timeout_ms: Option<i32>,
     /// At most this many requests a second to the endpoint, 1 to 1000 (absent or null: no
     /// limit). Deliveries past it wait their turn; they do not fail.
     pub rate_limit: Option<i32>,
@@ -161,6 +170,12 @@ pub struct UpdateSubscription {
     pub event_types: Option<Vec<String>>,
     pub retry_policy: Option<RetryPolicy>,
     pub timeout_ms: Option<i32>,
+    /// A new format takes effect for messages created from now on; those already created
+    /// (and their retries) keep the shape they began with. Its retry policy and timeout are
+    /// not taken over: set `retry_policy` and `timeout_ms` too to adopt them.
+    pub format: Option<PayloadFormat>,
+    /// A new version of the format (default, when `format` changes: the new format's newest);
+    /// like a new format, for new messages only.
     pub payload_version: Option<i32>,
     /// 1 to 1000 requests a second; null removes the limit.
     #[serde(default, deserialize_with = "present")]
@@ -181,11 +196,30 @@ pub struct RotatedSecret {
     pub previous_secret_expires_at: String,
 }
 
-fn validate_event_types(types: &[String]) -> Result<(), ApiError> {
-    match types.iter().find(|t| !payload::is_known_type(t)) {
-        Some(t) => Err(ApiError::bad_request(
+/// Every one of `types` is an event type that `format` delivers.
+fn validate_event_types(types: &[String], format: PayloadFormat) -> Result<(), ApiError> {
+    let catalogue = payload::catalogue();
+    let unknown = |t: &String| !catalogue.iter().any(|known| known.kind == t);
+    if let Some(t) = types.iter().find(|t| unknown(t)) {
+        return Err(ApiError::bad_request(
             "unknown_event_type",
-            format!("{t} is not an event type; GET /api/v1/webhook-event-types lists them"),
+            format!(
+                "{} is not an event type; GET /api/v1/webhook-event-types lists them",
+                body::shown(t)
+            ),
+        ));
+    }
+    let delivered = |t: &String| {
+        catalogue
+            .iter()
+            .any(|known| known.kind == t && known.schema(format).is_some())
+    };
+    match types.iter().find(|t| !delivered(t)) {
+        Some(t) => Err(ApiError::bad_request(
+            "event_type_not_in_format",
+            format!(
+                "the {format} format does not deliver {t}; GET /api/v1/webhook-event-types?format={format} lists what it does"
+            ),
         )),
         None => Ok(()),
     }
@@ -221,13 +255,17 @@ fn validate_rate_limit(limit: Option<i32>) -> Result<(), ApiError> {
     }
 }
 
-fn validate_version(v: i32) -> Result<(), ApiError> {
-    if v == 1 {
+fn validate_version(format: PayloadFormat, version: i32) -> Result<(), ApiError> {
+    if u32::try_from(version).is_ok_and(|v| format.versions().contains(&v)) {
         Ok(())
     } else {
+        let versions: Vec<String> = format.versions().iter().map(u32::to_string).collect();
         Err(ApiError::bad_request(
             "invalid_payload_version",
-            "payload_version must be 1, the only version",
+            format!(
+                "payload_version of the {format} format must be one of {}",
+                versions.join(", ")
+            ),
         ))
     }
 }
@@ -304,13 +342,17 @@ pub async fn create(
 ) -> Result<HttpResponse, ApiError> {
     let input: CreateSubscription = body::parse(&bytes)?;
     check_url(&state, &input.url)?;
-    validate_event_types(&input.event_types)?;
-    validate_policy(&input.retry_policy)?;
-    let timeout_ms = input.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS);
+    validate_event_types(&input.event_types, input.format)?;
+    let defaults = format::defaults(input.format);
+    let retry_policy = input.retry_policy.unwrap_or(defaults.retry_policy);
+    validate_policy(&retry_policy)?;
+    let timeout_ms = input.timeout_ms.unwrap_or(defaults.timeout_ms);
     validate_timeout(timeout_ms)?;
     validate_rate_limit(input.rate_limit)?;
-    let payload_version = input.payload_version.unwrap_or(1);
-    validate_version(payload_version)?;
+    let payload_version = input
+        .payload_version
+        .unwrap_or(input.format.latest() as i32);
+    validate_version(input.format, payload_version)?;
     let limit = state.webhook_subscription_limit;
     let project = {
         let mut conn = state.store.conn().await?;
@@ -339,8 +381,9 @@ pub async fn create(
                 status::PENDING_VERIFICATION
             }
             .to_owned(),
-            retry_policy: serde_json::to_value(&input.retry_policy).unwrap_or_default(),
+            retry_policy: serde_json::to_value(&retry_policy).unwrap_or_default(),
             timeout_ms,
+            format: input.format,
             payload_version,
             secret_encrypted: state.sealing_key.seal(secret.expose().as_bytes()),
             verified_at: verification.verified.then(OffsetDateTime::now_utc),
@@ -423,14 +466,10 @@ pub async fn update(
     if let Some(url) = &input.url {
         check_url(&state, url)?;
     }
-    if let Some(types) = &input.event_types {
-        validate_event_types(types)?;
-    }
     if let Some(policy) = &input.retry_policy {
         validate_policy(policy)?;
     }
     input.timeout_ms.map(validate_timeout).transpose()?;
-    input.payload_version.map(validate_version).transpose()?;
     input.rate_limit.map(validate_rate_limit).transpose()?;
     if let Some(s) = &input.status
         && s != status::ACTIVE
@@ -445,6 +484,18 @@ pub async fn update(
         let mut conn = state.store.conn().await?;
         subscription(&mut conn, auth, &project, &id).await?
     };
+    // The event types and version are checked against the format they will have.
+    let format = input.format.unwrap_or(current.format);
+    validate_event_types(
+        input.event_types.as_deref().unwrap_or(&current.event_types),
+        format,
+    )?;
+    let payload_version = match (input.payload_version, input.format) {
+        (Some(version), _) => Some(version),
+        (None, Some(new)) if new != current.format => Some(new.latest() as i32),
+        (None, _) => None,
+    };
+    validate_version(format, payload_version.unwrap_or(current.payload_version))?;
     let verification = match &input.url {
         Some(url) if *url != current.url => Some(verify(&state, url).await),
         _ => None,
@@ -470,7 +521,8 @@ pub async fn update(
             .retry_policy
             .map(|p| serde_json::to_value(p).unwrap_or_default()),
         timeout_ms: input.timeout_ms,
-        payload_version: input.payload_version,
+        format: input.format.map(String::from),
+        payload_version,
         rate_limit: input.rate_limit,
         ordered: input.ordered,
         status: new_status.map(str::to_owned),

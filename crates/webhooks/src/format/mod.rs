@@ -1,0 +1,81 @@
+//! Payload formats: the body a subscription receives, rendered from the message Beckon stores
+//! (its own body, [`crate::payload::WebhookBody`]) when a delivery is attempted, in the format
+//! and version the delivery pinned. Each format also brings the defaults of the product it
+//! imitates: its retry policy, its timeout, and what counts as success.
+//!
+//! - [`PayloadFormat::Beckon`]: the stored body as it is.
+//! - [`PayloadFormat::Seismic`]: [`seismic`]'s super-structure around the same data.
+
+pub mod seismic;
+
+use crate::payload::schema_of;
+use crate::policy::RetryPolicy;
+pub use beckon_domain::webhook_format::PayloadFormat;
+use schemars::JsonSchema;
+use std::borrow::Cow;
+
+/// Why a stored body cannot be rendered in a format. It never will be: the delivery fails.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("the stored message is not a webhook body: {0}")]
+    Malformed(#[from] serde_json::Error),
+    #[error("{format} has no version {version}")]
+    UnknownVersion { format: PayloadFormat, version: i32 },
+}
+
+/// What a format's subscription gets unless it asks otherwise.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Defaults {
+    pub retry_policy: RetryPolicy,
+    /// Milliseconds the endpoint has to answer.
+    pub timeout_ms: i32,
+}
+
+/// The defaults of `format`'s product: Beckon's are Svix's; Seismic answers within 3 s and is
+/// retried exponentially from 5 s for 24 hours.
+pub fn defaults(format: PayloadFormat) -> Defaults {
+    match format {
+        PayloadFormat::Beckon => Defaults {
+            retry_policy: RetryPolicy::Exponential,
+            timeout_ms: 10_000,
+        },
+        PayloadFormat::Seismic => Defaults {
+            retry_policy: RetryPolicy::Backoff24h,
+            timeout_ms: 3_000,
+        },
+    }
+}
+
+/// Whether an endpoint of `format` answering `status` received the webhook: any 2xx.
+pub fn succeeded(format: PayloadFormat, status: u16) -> bool {
+    match format {
+        PayloadFormat::Beckon | PayloadFormat::Seismic => (200..300).contains(&status),
+    }
+}
+
+/// The body `format` at `version` sends for the stored Beckon body `stored`.
+pub fn render(
+    format: PayloadFormat,
+    version: i32,
+    stored: &[u8],
+) -> Result<Cow<'_, [u8]>, RenderError> {
+    if !u32::try_from(version).is_ok_and(|v| format.versions().contains(&v)) {
+        return Err(RenderError::UnknownVersion { format, version });
+    }
+    match format {
+        PayloadFormat::Beckon => Ok(Cow::Borrowed(stored)),
+        PayloadFormat::Seismic => Ok(Cow::Owned(seismic::render(stored)?)),
+    }
+}
+
+/// The JSON Schemas of an event type whose webhook data is `T`, in each format that delivers
+/// it.
+pub fn schemas<T: JsonSchema>(kind: &str, version: u32) -> Vec<(PayloadFormat, serde_json::Value)> {
+    vec![
+        (PayloadFormat::Beckon, schema_of::<T>(kind, version)),
+        (
+            PayloadFormat::Seismic,
+            seismic::schema_of::<T>(kind, version),
+        ),
+    ]
+}

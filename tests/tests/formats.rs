@@ -1,0 +1,274 @@
+//! Payload formats per subscription, against real receivers on 127.0.0.1: what each format's
+//! receiver gets, decoded with a strict model written from that product's document (an unknown
+//! or a missing field fails) and checked field by field against Beckon's own body for the same
+//! event; the signatures, verified by the `standardwebhooks` PyPI library in every format; each
+//! format's retry and timeout defaults as the delivery service schedules them; and a format
+//! change that takes effect for new messages only.
+
+use beckon_e2e::TestApp;
+use beckon_e2e::hooks::{
+    WAIT, assert_wait, delivery_after, fire, get_json, make_due, project_with_survey, webhook_path,
+};
+use beckon_e2e::receiver::{Received, Receiver, verify_with_standardwebhooks};
+use reqwest::Method;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use uuid::Uuid;
+
+/// Seismic's event super-structure, as its document describes it: every field required, no
+/// other allowed.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct SeismicEvent {
+    /// "Unique id of the event (GUID)".
+    id: Uuid,
+    /// "Version of the event".
+    version: u32,
+    /// "Timestamp of the event".
+    occurred_at: String,
+    /// "Tenant unique id (GUID)".
+    tenant_id: Uuid,
+    tenant_name: String,
+    /// "Webhook name".
+    #[serde(rename = "type")]
+    kind: String,
+    /// "The container of the event details".
+    data: Map<String, Value>,
+}
+
+fn seismic(received: &Received) -> SeismicEvent {
+    serde_json::from_slice(&received.body).unwrap_or_else(|e| {
+        panic!(
+            "not Seismic's super-structure: {e}\n{}",
+            String::from_utf8_lossy(&received.body)
+        )
+    })
+}
+
+fn timestamp(raw: &str) -> time::OffsetDateTime {
+    time::OffsetDateTime::parse(raw, &time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|e| panic!("{raw} is not RFC 3339: {e}"))
+}
+
+/// A Seismic body says what Beckon's own body for the same event says, in its own names.
+fn assert_same_event(app: &TestApp, event: &SeismicEvent, beckon: &Value) {
+    assert_eq!(event.id.to_string(), beckon["id"], "{beckon}");
+    assert_eq!(event.kind, beckon["type"]);
+    assert_eq!(event.version, beckon["version"]);
+    assert_eq!(
+        timestamp(&event.occurred_at),
+        timestamp(beckon["occurred_at"].as_str().unwrap())
+    );
+    assert_eq!(event.tenant_id, app.org_id);
+    assert_eq!(event.tenant_name, "Test org");
+    assert_eq!(Value::Object(event.data.clone()), beckon["data"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seismic_subscription_gets_every_event_type_in_seismics_super_structure() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let project = project_with_survey(&app).await;
+    let beckon = app
+        .create_webhook(
+            project,
+            json!({"url": receiver.url("/ok/beckon"), "event_types": ["invitation.created"]}),
+        )
+        .await;
+    let sub = app
+        .create_webhook(
+            project,
+            json!({"url": receiver.url("/ok/seismic"), "format": "seismic",
+                   "event_types": ["invitation.created", "webhook.failing"]}),
+        )
+        .await;
+    assert_eq!(sub["format"], "seismic");
+    assert_eq!(sub["payload_version"], 1);
+    let secret = sub["secret"].as_str().unwrap();
+
+    fire(&app, project, "u1").await;
+    let ours = receiver.wait_for("/ok/beckon", 1, WAIT).await;
+    let theirs = receiver.wait_for("/ok/seismic", 1, WAIT).await;
+    let event = seismic(&theirs[0]);
+    assert_same_event(&app, &event, &ours[0].json());
+    assert_eq!(event.kind, "invitation.created");
+    assert_eq!(event.data["project"]["id"], project.to_string());
+    assert_eq!(event.data["organization"]["name"], "Test org");
+    // The format's own id is the `webhook-id`, and the signature covers the body sent.
+    assert_eq!(theirs[0].header("webhook-id"), event.id.to_string());
+    verify_with_standardwebhooks(secret, &theirs[0]).unwrap();
+    verify_with_standardwebhooks(beckon["secret"].as_str().unwrap(), &ours[0]).unwrap();
+
+    // A ping, whatever the subscription chose.
+    let r = app
+        .authed(Method::POST, &webhook_path(&app, project, &sub, "/ping"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let ping = receiver.wait_for("/ok/seismic", 2, WAIT).await;
+    let ping = seismic(&ping[1]);
+    assert_eq!(ping.kind, "webhook.ping");
+    assert_eq!(ping.tenant_id, app.org_id);
+    assert_eq!(ping.data["subscription_id"], sub["id"]);
+
+    // An operational notice about another subscription that fails.
+    app.create_webhook(
+        project,
+        json!({"url": receiver.url("/always-500/other"), "description": "broken CRM"}),
+    )
+    .await;
+    fire(&app, project, "u2").await;
+    let notices = app
+        .eventually(WAIT, "a webhook.failing notice", || async {
+            let all = receiver.received("/ok/seismic");
+            let found: Vec<SeismicEvent> = all
+                .iter()
+                .map(seismic)
+                .filter(|e| e.kind == "webhook.failing")
+                .collect();
+            (!found.is_empty()).then_some(found)
+        })
+        .await;
+    assert_eq!(notices[0].tenant_name, "Test org");
+    assert_eq!(notices[0].data["description"], "broken CRM");
+    for received in receiver.received("/ok/seismic") {
+        verify_with_standardwebhooks(secret, &received).unwrap();
+    }
+}
+
+/// Seismic's rules as the service applies them by default: an answer within 3 s, and retries
+/// 5 s, 25 s, … after a failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seismic_subscription_defaults_to_a_3_s_timeout_and_the_24_h_backoff() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let project = project_with_survey(&app).await;
+    let sub = app
+        .create_webhook(
+            project,
+            json!({"url": receiver.url("/hang/5/seismic"), "format": "seismic"}),
+        )
+        .await;
+    assert_eq!(sub["timeout_ms"], 3000, "{sub}");
+    assert_eq!(sub["retry_policy"], json!({"kind": "backoff24h"}), "{sub}");
+    fire(&app, project, "u1").await;
+    // The endpoint answers after 5 s: too late.
+    let first = delivery_after(&app, project, &sub, 1).await;
+    assert_wait(&first, 5.0);
+    let attempts = get_json(
+        &app,
+        &webhook_path(&app, project, &sub, "/attempts?limit=10"),
+    )
+    .await;
+    let attempt = &attempts["data"][0];
+    assert!(attempt["status_code"].is_null(), "{attempt}");
+    assert!(
+        attempt["error"].as_str().unwrap().contains("timed out"),
+        "{attempt}"
+    );
+    make_due(&app, &sub).await;
+    assert_wait(&delivery_after(&app, project, &sub, 2).await, 25.0);
+}
+
+/// Changing the format is versioned per message: what was created before the change keeps its
+/// shape on retry, what is created after takes the new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_format_change_takes_effect_for_new_messages_only() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let project = project_with_survey(&app).await;
+    let sub = app
+        .create_webhook(
+            project,
+            json!({"url": receiver.url("/fail-first/1/switch")}),
+        )
+        .await;
+    fire(&app, project, "before").await;
+    // The first attempt fails; its retry waits.
+    delivery_after(&app, project, &sub, 1).await;
+    let r = app
+        .authed(Method::PATCH, &webhook_path(&app, project, &sub, ""))
+        .json(&json!({"format": "seismic"}))
+        .send()
+        .await
+        .unwrap();
+    let changed: Value = r.json().await.unwrap();
+    assert_eq!(changed["format"], "seismic", "{changed}");
+    assert_eq!(changed["payload_version"], 1, "{changed}");
+    // Not taken over: the policy it had.
+    assert_eq!(changed["retry_policy"], json!({"kind": "exponential"}));
+
+    make_due(&app, &sub).await;
+    let retried = receiver.wait_for("/fail-first/1/switch", 2, WAIT).await;
+    assert_eq!(
+        retried[0].body, retried[1].body,
+        "a retry sends the same body"
+    );
+    assert_eq!(retried[1].json()["type"], "invitation.created");
+    assert!(
+        retried[1].json()["occurred_at"].is_string(),
+        "still Beckon's shape"
+    );
+
+    fire(&app, project, "after").await;
+    let all = receiver.wait_for("/fail-first/1/switch", 3, WAIT).await;
+    let event = seismic(&all[2]);
+    assert_eq!(event.kind, "invitation.created");
+    assert_eq!(event.data["user"]["user_ref"], "after");
+    for received in &all {
+        verify_with_standardwebhooks(sub["secret"].as_str().unwrap(), received).unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn formats_and_their_versions_are_validated_and_listed() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let project = app.create_project().await;
+    let create = |body: Value| {
+        app.authed(
+            Method::POST,
+            &format!("/api/v1/projects/{project}/webhooks"),
+        )
+        .json(&body)
+        .send()
+    };
+    let r = create(json!({"url": receiver.url("/ok/x"), "format": "svix"}))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let r =
+        create(json!({"url": receiver.url("/ok/x"), "format": "seismic", "payload_version": 2}))
+            .await
+            .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["code"], "invalid_payload_version", "{body}");
+
+    let sub = app
+        .create_webhook(project, json!({"url": receiver.url("/ok/x")}))
+        .await;
+    assert_eq!(sub["format"], "beckon");
+    assert_eq!(sub["timeout_ms"], 10_000);
+    let r = app
+        .authed(Method::PATCH, &webhook_path(&app, project, &sub, ""))
+        .json(&json!({"payload_version": 0}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+
+    let listed = get_json(&app, "/api/v1/webhook-event-types?format=seismic").await;
+    let types = listed["data"].as_array().unwrap();
+    assert_eq!(types.len(), 7, "{listed}");
+    for t in types {
+        assert_eq!(t["schema"]["required"][2], "occurredAt", "{t}");
+    }
+    let r = app
+        .authed(Method::GET, "/api/v1/webhook-event-types?format=nope")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+}
