@@ -11,7 +11,8 @@
 //! - `/unavailable/{secs}/...`: 503 with `Retry-After: secs`;
 //! - `/always-500/...`: 500;
 //! - `/hang/{secs}/...`: waits `secs` before answering 200;
-//! - `/garbage/...`: 500 with a body holding NUL bytes and invalid UTF-8.
+//! - `/garbage/...`: 500 with a body holding NUL bytes and invalid UTF-8;
+//! - `/status/{code}/...`: that status code.
 
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use serde_json::Value;
@@ -103,6 +104,11 @@ async fn handle(
             .insert_header(("Retry-After", number(1).to_string()))
             .body("down for maintenance"),
         Some("gone") => HttpResponse::Gone().body("gone"),
+        Some("status") => HttpResponse::build(
+            actix_web::http::StatusCode::from_u16(number(1) as u16)
+                .unwrap_or(actix_web::http::StatusCode::OK),
+        )
+        .body("as asked"),
         Some("always-500") => HttpResponse::InternalServerError().body("broken"),
         Some("garbage") => HttpResponse::InternalServerError().body(&b"bad\0answer \xff\xfe\0"[..]),
         Some("hang") => {

@@ -272,3 +272,320 @@ async fn formats_and_their_versions_are_validated_and_listed() {
         .unwrap();
     assert_eq!(r.status(), 400);
 }
+
+/// 1Flow's alert, as its document describes it: every field required, no other allowed.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OneFlowAlert {
+    alert_name: String,
+    alert_id: String,
+    project_name: String,
+    survey_id: String,
+    platform: String,
+    survey_info: OneFlowSurvey,
+    user: OneFlowUser,
+    /// "ISO timestamp when user submitted the survey".
+    timestamp: String,
+    trigger_event: OneFlowTrigger,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OneFlowSurvey {
+    name: String,
+    screens: Vec<OneFlowScreen>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OneFlowScreen {
+    title: String,
+    /// "The answer provided by the user": a string, whatever the question.
+    answer: String,
+    #[serde(rename = "type")]
+    kind: OneFlowScreenType,
+}
+
+/// "Supported screen types".
+#[derive(Debug, Deserialize, PartialEq)]
+enum OneFlowScreenType {
+    #[serde(rename = "text")]
+    Text,
+    #[serde(rename = "nps")]
+    Nps,
+    #[serde(rename = "mcq")]
+    Mcq,
+    #[serde(rename = "checkbox")]
+    Checkbox,
+    #[serde(rename = "rating-numerical")]
+    RatingNumerical,
+    #[serde(rename = "rating-5-star")]
+    Rating5Star,
+    #[serde(rename = "rating-emojis")]
+    RatingEmojis,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OneFlowUser {
+    user_system_id: String,
+    parameters: Map<String, Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OneFlowTrigger {
+    event_name: String,
+    parameters: Map<String, Value>,
+}
+
+fn oneflow(received: &Received) -> OneFlowAlert {
+    serde_json::from_slice(&received.body).unwrap_or_else(|e| {
+        panic!(
+            "not a 1Flow alert: {e}\n{}",
+            String::from_utf8_lossy(&received.body)
+        )
+    })
+}
+
+/// Answers the survey behind `link` (its one required NPS question) and submits it.
+async fn submit(app: &TestApp, link: &str, score: u8) {
+    let r = app
+        .http
+        .put(format!("{link}/answers/nps"))
+        .json(&json!({"value": score}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = app
+        .http
+        .post(format!("{link}/complete"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_1flow_subscription_gets_a_submitted_survey_alert_for_each_submitted_response_only() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let project = app.create_project().await;
+    app.create_survey(
+        project,
+        json!({"name": "Exit survey", "trigger": {"events": [{"custom": "plan_cancelled"}]},
+               "questions": [
+                   {"id": "nps", "type": "nps", "title": "How likely are you to recommend us?", "required": true},
+                   {"id": "used", "type": "checkbox", "title": "What did you use?", "options": ["Reports", "API", "Widget"]},
+                   {"id": "rate", "type": "rating", "title": "Rate the onboarding"},
+                   {"id": "why", "type": "text", "title": "What's the reason for this score?"}]}),
+    )
+    .await;
+    let ours = app
+        .create_webhook(
+            project,
+            json!({"url": receiver.url("/ok/beckon"), "event_types": ["invitation.created", "response.ended"]}),
+        )
+        .await;
+    let sub = app
+        .create_webhook(
+            project,
+            json!({"url": receiver.url("/ok/1flow"), "format": "1flow"}),
+        )
+        .await;
+    assert_eq!(sub["format"], "1flow");
+    assert_eq!(sub["retry_policy"], json!({"kind": "hourly"}), "{sub}");
+    assert_eq!(sub["timeout_ms"], 10_000);
+
+    let (status, body) = app
+        .send_event(
+            None,
+            json!({"event_name": "plan_cancelled", "project_id": project,
+                   "user_info": {"contact_external_id": "sdk_system_id_1680151080658",
+                                 "email": "john@example.com", "name": "John Wick",
+                                 "custom_fields": {"firstName": "John", "lastName": "Wick"}},
+                   "event_data": {"content_id": "1234abcdef56", "session_id": "4abcdef56"}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let invited = receiver.wait_for("/ok/beckon", 1, WAIT).await;
+    let link = invited[0].json()["data"]["invitation"]["magic_link_url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = app
+        .http
+        .post(format!("{link}/display"))
+        .json(&json!({"channel": "widget", "locale": "en-GB"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    for (question, value) in [
+        ("used", json!(["API", "Reports"])),
+        ("rate", json!(4)),
+        ("why", json!("best user experience")),
+    ] {
+        let r = app
+            .http
+            .put(format!("{link}/answers/{question}"))
+            .json(&json!({"value": value}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    submit(&app, &link, 10).await;
+
+    let ended = receiver.wait_for("/ok/beckon", 2, WAIT).await[1].json();
+    let got = receiver.wait_for("/ok/1flow", 1, WAIT).await;
+    let alert = oneflow(&got[0]);
+    assert_eq!(alert.alert_name, "submitted_survey");
+    assert_eq!(alert.alert_id, ended["id"].as_str().unwrap());
+    assert_eq!(got[0].header("webhook-id"), alert.alert_id);
+    assert_eq!(alert.project_name, "Web app");
+    assert_eq!(
+        alert.survey_id,
+        ended["data"]["survey"]["id"].as_str().unwrap()
+    );
+    assert_eq!(alert.platform, "widget");
+    assert_eq!(alert.survey_info.name, "Exit survey");
+    let screens: Vec<(&str, &str, &OneFlowScreenType)> = alert
+        .survey_info
+        .screens
+        .iter()
+        .map(|s| (s.title.as_str(), s.answer.as_str(), &s.kind))
+        .collect();
+    assert_eq!(
+        screens,
+        [
+            (
+                "What did you use?",
+                "Reports, API",
+                &OneFlowScreenType::Checkbox
+            ),
+            (
+                "Rate the onboarding",
+                "4",
+                &OneFlowScreenType::RatingNumerical
+            ),
+            (
+                "What's the reason for this score?",
+                "best user experience",
+                &OneFlowScreenType::Text
+            ),
+            (
+                "How likely are you to recommend us?",
+                "10",
+                &OneFlowScreenType::Nps
+            ),
+        ]
+    );
+    assert_eq!(alert.user.user_system_id, "sdk_system_id_1680151080658");
+    assert_eq!(alert.user.parameters["firstName"], "John");
+    assert_eq!(alert.user.parameters["lastName"], "Wick");
+    assert_eq!(alert.user.parameters["email"], "john@example.com");
+    // When it was submitted, to the millisecond.
+    let end = timestamp(ended["data"]["response"]["ended_at"].as_str().unwrap());
+    let end = end
+        .replace_nanosecond(u32::from(end.millisecond()) * 1_000_000)
+        .unwrap();
+    assert_eq!(timestamp(&alert.timestamp), end);
+    assert!(
+        alert.timestamp.ends_with('Z') && alert.timestamp.len() == 24,
+        "{}",
+        alert.timestamp
+    );
+    assert_eq!(alert.trigger_event.event_name, "plan_cancelled");
+    assert_eq!(
+        Value::Object(alert.trigger_event.parameters),
+        json!({"content_id": "1234abcdef56", "session_id": "4abcdef56"})
+    );
+    verify_with_standardwebhooks(sub["secret"].as_str().unwrap(), &got[0]).unwrap();
+    verify_with_standardwebhooks(ours["secret"].as_str().unwrap(), &ended_received(&receiver))
+        .unwrap();
+
+    // A response closed unsubmitted is no alert; the invitation was none either.
+    let (status, _) = app
+        .send_event(
+            None,
+            json!({"event_name": "plan_cancelled", "project_id": project,
+                   "user_info": {"contact_external_id": "second"}}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let invited = receiver.wait_for("/ok/beckon", 3, WAIT).await;
+    let link = invited[2].json()["data"]["invitation"]["magic_link_url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = app.http.post(format!("{link}/close")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let closed = receiver.wait_for("/ok/beckon", 4, WAIT).await[3].json();
+    assert_eq!(
+        closed["data"]["response"]["completion"],
+        "partially_completed"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(receiver.received("/ok/1flow").len(), 1);
+    let deliveries = get_json(&app, &webhook_path(&app, project, &sub, "/deliveries")).await;
+    assert_eq!(
+        deliveries["data"].as_array().unwrap().len(),
+        1,
+        "{deliveries}"
+    );
+
+    // 1Flow has no test event, and takes no other event type.
+    let r = app
+        .authed(Method::POST, &webhook_path(&app, project, &sub, "/ping"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+    let r = app
+        .authed(Method::PATCH, &webhook_path(&app, project, &sub, ""))
+        .json(&json!({"event_types": ["invitation.created"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["code"], "event_type_not_in_format", "{body}");
+}
+
+fn ended_received(receiver: &Receiver) -> Received {
+    receiver
+        .received("/ok/beckon")
+        .into_iter()
+        .find(|r| r.json()["type"] == "response.ended")
+        .unwrap()
+}
+
+/// 1Flow's rules as the service applies them by default: only a 200 is success (a 201 is
+/// not), retried every hour.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_1flow_alert_succeeds_only_on_200_and_is_retried_hourly() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let project = project_with_survey(&app).await;
+    let sub = app
+        .create_webhook(
+            project,
+            json!({"url": receiver.url("/status/201/1flow"), "format": "1flow"}),
+        )
+        .await;
+    let body = fire(&app, project, "u1").await;
+    let link = body["created_invitations"][0]["magic_link_url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    submit(&app, &link, 9).await;
+    let delivery = delivery_after(&app, project, &sub, 1).await;
+    assert_eq!(delivery["status"], "pending", "{delivery}");
+    assert_wait(&delivery, 3600.0);
+    let attempts = get_json(&app, &webhook_path(&app, project, &sub, "/attempts")).await;
+    assert_eq!(attempts["data"][0]["status_code"], 201, "{attempts}");
+    make_due(&app, &sub).await;
+    assert_wait(&delivery_after(&app, project, &sub, 2).await, 3600.0);
+}

@@ -524,3 +524,174 @@ async fn every_accepted_question_id_can_be_answered_from_the_page() {
         failed.join("\n")
     );
 }
+
+/// The respondent's client reports where and in which language the survey is shown; the
+/// browser it uses is read from its request. The webhooks carry them, and how and how fast the
+/// response ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_the_client_reports_and_how_the_response_ended_reach_the_webhooks() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let project = app.create_project().await;
+    app.create_survey(project, json!({"trigger": {"events": ["trial_expired"]}}))
+        .await;
+    app.create_webhook(
+        project,
+        json!({"url": receiver.url("/ok/r"), "event_types": ["response.displayed", "response.ended"]}),
+    )
+    .await;
+    let link = link_for(&app, project, "u1").await;
+    let r = app
+        .http
+        .post(format!("{link}/display"))
+        .header(
+            "user-agent",
+            "Mozilla/5.0 (X11; Linux x86_64)\t Firefox/140.0",
+        )
+        .json(&json!({"channel": "hosted-page", "locale": "fr-CA"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(put_answer(&app, &link, "nps", json!(7)).await.0, 200);
+    assert_eq!(post(&app, format!("{link}/complete")).await.0, 200);
+    let got = receiver.wait_for("/ok/r", 2, WAIT).await;
+    let shown = &got[0].json()["data"]["response"];
+    assert_eq!(shown["channel"], "hosted-page", "{shown}");
+    assert_eq!(shown["locale"], "fr-CA");
+    // Control characters are dropped.
+    assert_eq!(
+        shown["user_agent"],
+        "Mozilla/5.0 (X11; Linux x86_64) Firefox/140.0"
+    );
+    assert!(
+        shown["completion"].is_null() && shown["ended_at"].is_null(),
+        "{shown}"
+    );
+    let ended = &got[1].json()["data"]["response"];
+    assert_eq!(ended["status"], "completed", "{ended}");
+    assert_eq!(ended["completion"], "fully_completed");
+    assert_eq!(ended["locale"], "fr-CA");
+    assert_eq!(ended["started_at"], shown["started_at"]);
+    assert!(ended["ended_at"].is_string(), "{ended}");
+    assert!(ended["time_to_complete_seconds"].as_i64().unwrap() >= 0);
+
+    // Reported again, nothing changes; a client that names no channel is the widget.
+    let link = link_for(&app, project, "u2").await;
+    assert_eq!(post(&app, format!("{link}/display")).await.0, 204);
+    let got = receiver.wait_for("/ok/r", 3, WAIT).await;
+    let shown = &got[2].json()["data"]["response"];
+    assert_eq!(shown["channel"], "widget", "{shown}");
+    assert!(shown["locale"].is_null());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_display_report_is_bounded_at_the_edge() {
+    let app = TestApp::spawn().await;
+    let project = app.create_project().await;
+    app.create_survey(project, json!({"trigger": {"events": ["trial_expired"]}}))
+        .await;
+    let link = link_for(&app, project, "u1").await;
+    let report = |body: Value| app.http.post(format!("{link}/display")).json(&body).send();
+    for bad in [
+        json!({"locale": "en_US"}),
+        json!({"locale": "<script>"}),
+        json!({"locale": "a".repeat(36)}),
+        json!({"locale": ""}),
+    ] {
+        let r = report(bad.clone()).await.unwrap();
+        assert_eq!(r.status(), 400, "{bad}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["code"], "invalid_locale", "{bad}: {body}");
+    }
+    for bad in [
+        json!({"channel": "email"}),
+        json!({"chanel": "widget"}),
+        json!(["widget"]),
+    ] {
+        let r = report(bad.clone()).await.unwrap();
+        assert_eq!(r.status(), 400, "{bad}");
+    }
+    // Still unreported: the first valid report counts.
+    let r = report(json!({"channel": "widget", "locale": "de"}))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+}
+
+/// Closing ends the response unsubmitted: `response.ended` with `partially_completed`, what was
+/// answered kept, no answer after it, and the link's page says it was closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_respondent_who_closes_the_survey_ends_it_partially_completed() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let project = app.create_project().await;
+    app.create_survey(
+        project,
+        json!({"questions": every_kind(), "trigger": {"events": ["trial_expired"]}}),
+    )
+    .await;
+    app.create_webhook(
+        project,
+        json!({"url": receiver.url("/ok/c"), "event_types": ["response.ended"]}),
+    )
+    .await;
+    let link = link_for(&app, project, "u1").await;
+    assert_eq!(put_answer(&app, &link, "nps", json!(3)).await.0, 200);
+    let (status, body) = post(&app, format!("{link}/close")).await;
+    assert_eq!((status, &body["status"]), (200, &json!("closed")), "{body}");
+    let got = receiver.wait_for("/ok/c", 1, WAIT).await;
+    let data = got[0].json()["data"].clone();
+    assert_eq!(data["response"]["status"], "closed", "{data}");
+    assert_eq!(data["response"]["completion"], "partially_completed");
+    assert_eq!(data["response"]["answers"][0]["question_id"], "nps");
+    assert!(
+        data["response"]["time_to_complete_seconds"]
+            .as_i64()
+            .is_some()
+    );
+
+    // Ended: no more answers; closing or completing again changes nothing and says so.
+    let (status, body) = put_answer(&app, &link, "rating", json!(4)).await;
+    assert_eq!(status, 409, "{body}");
+    for again in ["close", "complete"] {
+        let (status, body) = post(&app, format!("{link}/{again}")).await;
+        assert_eq!(
+            (status, &body["status"]),
+            (200, &json!("closed")),
+            "{again}"
+        );
+    }
+    let (_, view) = as_json(&app, &link).await;
+    assert_eq!(view["response"]["status"], "closed", "{view}");
+    let page = app
+        .http
+        .get(&link)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("This survey was closed"), "{page}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        receiver.received("/ok/c").len(),
+        1,
+        "one end, announced once"
+    );
+    // The responses API lists it as closed.
+    let r = app
+        .authed(
+            Method::GET,
+            &format!(
+                "/api/v1/projects/{project}/surveys/{}/responses?status=closed",
+                data["survey"]["id"].as_str().unwrap()
+            ),
+        )
+        .send()
+        .await
+        .unwrap();
+    let listed: Value = r.json().await.unwrap();
+    assert_eq!(listed["data"].as_array().unwrap().len(), 1, "{listed}");
+}

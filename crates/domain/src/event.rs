@@ -120,6 +120,18 @@ impl LifecycleEvent {
         CustomEventName::parse(name).map(Self::Custom)
     }
 
+    /// The event's name as `events/send` takes it: a predefined kind's wire name
+    /// (`trial_expired`), or a custom event's own name.
+    pub fn name(&self) -> &str {
+        match self {
+            Self::Custom(name) => name.as_str(),
+            predefined => PREDEFINED
+                .iter()
+                .find(|(event, _)| event == predefined)
+                .map_or("", |(_, name)| name),
+        }
+    }
+
     /// A flat string that is equal for two events exactly when the events are equal; it is what
     /// the store indexes survey triggers by.
     pub fn key(&self) -> String {

@@ -59,7 +59,10 @@ status_enum! {
     /// A response's status.
     ResponseStatus {
         InProgress => "in_progress",
+        /// Submitted with every required question answered.
         Completed => "completed",
+        /// Closed by the respondent before it was submitted: what was answered stays.
+        Closed => "closed",
     }
 }
 

@@ -13,6 +13,10 @@ pub enum PayloadFormat {
     #[default]
     #[serde(rename = "beckon")]
     Beckon,
+    /// 1Flow's `submitted_survey` alert, for each submitted response (`response.ended`, not
+    /// closed).
+    #[serde(rename = "1flow")]
+    OneFlow,
     /// Seismic's event super-structure `{id, version, occurredAt, tenantId, tenantName, type,
     /// data}` around every event type.
     #[serde(rename = "seismic")]
@@ -20,11 +24,12 @@ pub enum PayloadFormat {
 }
 
 impl PayloadFormat {
-    pub const ALL: &[Self] = &[Self::Beckon, Self::Seismic];
+    pub const ALL: &[Self] = &[Self::Beckon, Self::OneFlow, Self::Seismic];
 
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Beckon => "beckon",
+            Self::OneFlow => "1flow",
             Self::Seismic => "seismic",
         }
     }

@@ -13,6 +13,7 @@ pub mod status {
     use beckon_domain::status::ResponseStatus;
     pub const IN_PROGRESS: &str = ResponseStatus::InProgress.as_str();
     pub const COMPLETED: &str = ResponseStatus::Completed.as_str();
+    pub const CLOSED: &str = ResponseStatus::Closed.as_str();
 }
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -30,7 +31,12 @@ pub struct Response {
     pub displayed_at: Option<OffsetDateTime>,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
+    /// When it was submitted or closed.
     pub completed_at: Option<OffsetDateTime>,
+    /// What the respondent's client reported when the survey was shown.
+    pub channel: Option<String>,
+    pub locale: Option<String>,
+    pub user_agent: Option<String>,
 }
 
 crate::paging::keyed_by_created_at_and_id!(Response);
@@ -99,17 +105,37 @@ pub async fn lock_or_create(
         .await?)
 }
 
-/// Records the first display; `false` when it was recorded before.
-pub async fn mark_displayed(conn: &mut AsyncPgConnection, id: Uuid) -> Result<bool, StoreError> {
-    let n = diesel::update(
+/// What the respondent's client reports when the survey is shown: where, in which language,
+/// with which browser (each already bounded).
+#[derive(Debug, Clone, Default)]
+pub struct Client {
+    pub channel: Option<String>,
+    pub locale: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+/// Records the first display, with what the client reported; `None` when it was recorded
+/// before, else the response as it is now.
+pub async fn mark_displayed(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    client: &Client,
+) -> Result<Option<Response>, StoreError> {
+    Ok(diesel::update(
         responses::table
             .find(id)
             .filter(responses::displayed_at.is_null()),
     )
-    .set(responses::displayed_at.eq(OffsetDateTime::now_utc()))
-    .execute(conn)
-    .await?;
-    Ok(n == 1)
+    .set((
+        responses::displayed_at.eq(OffsetDateTime::now_utc()),
+        responses::channel.eq(&client.channel),
+        responses::locale.eq(&client.locale),
+        responses::user_agent.eq(&client.user_agent),
+    ))
+    .returning(Response::as_returning())
+    .get_result(conn)
+    .await
+    .optional()?)
 }
 
 /// What saving an answer did.
@@ -174,22 +200,28 @@ pub async fn answers_of(
         .await?)
 }
 
-/// Closes the response; `false` when it was closed before.
-pub async fn complete(conn: &mut AsyncPgConnection, id: Uuid) -> Result<bool, StoreError> {
+/// Ends the response in progress as `ending` ([`status::COMPLETED`] or [`status::CLOSED`]);
+/// `None` when it had ended before, else the response as it is now.
+pub async fn end(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    ending: &'static str,
+) -> Result<Option<Response>, StoreError> {
     let now = OffsetDateTime::now_utc();
-    let n = diesel::update(
+    Ok(diesel::update(
         responses::table
             .find(id)
             .filter(responses::status.eq(status::IN_PROGRESS)),
     )
     .set((
-        responses::status.eq(status::COMPLETED),
+        responses::status.eq(ending),
         responses::completed_at.eq(now),
         responses::updated_at.eq(now),
     ))
-    .execute(conn)
-    .await?;
-    Ok(n == 1)
+    .returning(Response::as_returning())
+    .get_result(conn)
+    .await
+    .optional()?)
 }
 
 /// The number the response's next webhook carries.

@@ -282,6 +282,9 @@ diesel::table! {
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
         completed_at -> Nullable<Timestamptz>,
+        channel -> Nullable<Text>,
+        locale -> Nullable<Text>,
+        user_agent -> Nullable<Text>,
     }
 }
 

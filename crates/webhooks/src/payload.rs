@@ -7,7 +7,7 @@
 
 use crate::sealed::{SealError, SealingKeys};
 use beckon_domain::envelope::{
-    Envelope, InvitationCreated, LinkUrl, Payload, ResponseProgressed, ResponseStage,
+    Completion, Envelope, InvitationCreated, LinkUrl, Payload, ResponseProgressed, ResponseStage,
 };
 pub use beckon_domain::tenant::{Named, Tenant};
 use beckon_domain::webhook_format::PayloadFormat;
@@ -63,6 +63,10 @@ pub trait Announcement: Payload + Clone {
     fn user_ref(&self) -> &str;
     /// The webhook's data.
     fn webhook_data(&self, key: &SealingKeys) -> Result<Self::Data, SealError>;
+    /// How the response it is about ended, when it is about one that did.
+    fn completion(&self) -> Option<Completion> {
+        None
+    }
 }
 
 impl Announcement for InvitationCreated {
@@ -89,6 +93,9 @@ impl Announcement for ResponseProgressed {
     }
     fn webhook_data(&self, _: &SealingKeys) -> Result<Self, SealError> {
         Ok(self.clone())
+    }
+    fn completion(&self) -> Option<Completion> {
+        self.response.completion
     }
 }
 

@@ -92,6 +92,7 @@ textarea { width: 100%; min-height: 6rem; font: inherit; padding: .6rem; border:
 .error { color: var(--error); min-height: 1.2em; margin: .4rem 0 0; font-size: .9rem; }
 button { font: inherit; font-weight: 600; width: 100%; padding: .85rem; border: 0; border-radius: .6rem; background: var(--accent); color: #fff; cursor: pointer; }
 button:disabled { opacity: .6; }
+button.quiet { background: none; color: var(--muted); font-weight: 400; margin-top: .4rem; }
 .status { color: var(--muted); font-size: .9rem; min-height: 1.2em; }
 .notice { text-align: center; padding-top: 3rem; }
 .reference { color: var(--muted); font-size: .8rem; }
@@ -222,7 +223,7 @@ pub fn survey(
             escape(&q.id)
         );
     }
-    form.push_str("<p class=\"status\" id=\"status\" aria-live=\"polite\"></p><button type=\"submit\">Submit</button></form>");
+    form.push_str("<p class=\"status\" id=\"status\" aria-live=\"polite\"></p><button type=\"submit\">Submit</button><button type=\"button\" class=\"quiet\" id=\"close\">Close survey</button></form>");
     form.push_str(&format!("<script>{SCRIPT}</script>"));
     shell(name, &form)
 }
@@ -233,7 +234,11 @@ const SCRIPT: &str = r#"
   const base = "/surveys/" + form.dataset.token;
   const status = document.getElementById("status");
   const json = { "content-type": "application/json", "accept": "application/json" };
-  fetch(base + "/display", { method: "POST", headers: json }).catch(() => {});
+  // Where and in which language the survey is shown; a tag the server would refuse is left
+  // out rather than lose the report.
+  const shown = { channel: "hosted-page" };
+  if (/^[A-Za-z0-9-]{1,35}$/.test(navigator.language || "")) { shown.locale = navigator.language; }
+  fetch(base + "/display", { method: "POST", headers: json, body: JSON.stringify(shown) }).catch(() => {});
   const valueOf = (fs) => {
     const type = fs.dataset.type;
     if (type === "text") { return fs.querySelector("textarea").value; }
@@ -279,6 +284,19 @@ const SCRIPT: &str = r#"
     const fs = e.target.closest("fieldset");
     if (fs && fs.dataset.type === "text") { later(fs); }
   });
+  const thanks = (title, text) => {
+    document.querySelector("main").innerHTML =
+      '<div class="notice" role="status"><h1>' + title + '</h1><p>' + text + '</p></div>';
+  };
+  // Closing keeps what was answered (saved first) and ends the response unsubmitted.
+  document.getElementById("close").addEventListener("click", async () => {
+    for (const fs of form.querySelectorAll("fieldset")) { clearTimeout(timers.get(fs)); await save(fs); }
+    timers.clear();
+    const r = await fetch(base + "/close", { method: "POST", headers: json });
+    if (r.ok) { thanks("Survey closed", "Thank you for your time."); return; }
+    const body = await r.json().catch(() => ({}));
+    status.textContent = body.message || "Could not close the survey";
+  });
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
     const button = form.querySelector("button");
@@ -286,11 +304,7 @@ const SCRIPT: &str = r#"
     for (const fs of form.querySelectorAll("fieldset")) { clearTimeout(timers.get(fs)); await save(fs); }
     const r = await fetch(base + "/complete", { method: "POST", headers: json });
     const body = await r.json().catch(() => ({}));
-    if (r.ok) {
-      document.querySelector("main").innerHTML =
-        '<div class="notice" role="status"><h1>Thank you!</h1><p>Your answers were recorded.</p></div>';
-      return;
-    }
+    if (r.ok) { thanks("Thank you!", "Your answers were recorded."); return; }
     for (const id of body.missing || []) {
       const fs = form.querySelector('fieldset[data-question="' + CSS.escape(id) + '"]');
       if (fs) { showError(fs, "Please answer this question"); }

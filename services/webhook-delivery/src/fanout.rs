@@ -6,6 +6,7 @@ use beckon_domain::envelope::Envelope;
 use beckon_store::webhooks::{
     self, AttemptContext, Delivery, Message, NewMessage, Subscriber, Subscription,
 };
+use beckon_webhooks::format;
 use beckon_webhooks::payload::{Announcement, Tenant, WebhookBody};
 use beckon_worker::{HandleError, Handled, Handler, Item};
 use diesel_async::AsyncPgConnection;
@@ -55,9 +56,10 @@ impl Fanout {
     }
 }
 
-/// The subscriptions that want one project's event type, and the same as delivery targets.
-struct Wanting {
-    subscriptions: Vec<Subscription>,
+/// The subscriptions of one message: those that want its project's event type in a format
+/// that delivers it, and the same as delivery targets.
+struct Recipients<'a> {
+    subscriptions: Vec<&'a Subscription>,
     targets: Vec<Subscriber>,
 }
 
@@ -103,31 +105,34 @@ impl<T: Announcement> Handler<T> for Fanout {
             .into_iter()
             .map(|tenant| (tenant.project.id, tenant))
             .collect();
-        let wanted: HashMap<(Uuid, &str), Wanting> = distinct
-            .into_iter()
-            .zip(found)
-            .map(|(key, subscriptions)| {
-                let targets = subscriptions.iter().map(Subscriber::from).collect();
-                let wanting = Wanting {
+        let wanted: HashMap<(Uuid, &str), Vec<Subscription>> =
+            distinct.into_iter().zip(found).collect();
+        let mut messages = Vec::new();
+        for (item, key) in items.iter().zip(&keys) {
+            // Of those that want the type, the ones whose format delivers this event.
+            let subscriptions: Vec<&Subscription> = wanted
+                .get(key)
+                .into_iter()
+                .flatten()
+                .filter(|s| format::delivers(s.format, key.1, item.env.data.completion()))
+                .collect();
+            // Nothing is kept for an event no subscription wants. Nor for one whose project
+            // was deleted since: its subscriptions went with it.
+            if subscriptions.is_empty() {
+                continue;
+            }
+            if let Some(tenant) = tenants.get(&key.0) {
+                let targets = subscriptions.iter().map(|&s| Subscriber::from(s)).collect();
+                let recipients = Recipients {
                     subscriptions,
                     targets,
                 };
-                (key, wanting)
-            })
-            .collect();
-        let mut messages = Vec::new();
-        for (item, key) in items.iter().zip(&keys) {
-            // Nothing is kept for an event no subscription wants.
-            // Nor for one whose project was deleted since: its subscriptions went with it.
-            if wanted.get(key).is_some_and(|w| !w.targets.is_empty())
-                && let Some(tenant) = tenants.get(&key.0)
-            {
-                messages.push((self.message(item.env, tenant.clone())?, *key));
+                messages.push((self.message(item.env, tenant.clone())?, recipients));
             }
         }
         let deliveries: Vec<_> = messages
             .iter()
-            .map(|(message, key)| (message.id, wanted[key].targets.as_slice()))
+            .map(|(message, to)| (message.id, to.targets.as_slice()))
             .collect();
         let lease = self.lease();
         let stored: Vec<NewMessage> = messages.iter().map(|(m, _)| m.clone()).collect();
@@ -140,9 +145,9 @@ impl<T: Announcement> Handler<T> for Fanout {
         let created: HashSet<Uuid> = created.into_iter().collect();
         let now = OffsetDateTime::now_utc();
         let mut first = Vec::new();
-        for (message, key) in &messages {
+        for (message, to) in &messages {
             // An ordered subscription's deliveries go out through the poller, in order.
-            for sub in wanted[key].subscriptions.iter().filter(|s| !s.ordered) {
+            for &sub in to.subscriptions.iter().filter(|s| !s.ordered) {
                 let delivery = Delivery::inserted(message.id, sub, lease, now);
                 // A disabled subscription's delivery is kept as skipped, never attempted.
                 if sub.status == webhooks::status::ACTIVE && created.contains(&delivery.id) {

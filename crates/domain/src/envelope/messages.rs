@@ -251,7 +251,7 @@ pub enum ResponseStage {
     Displayed,
     /// A question was answered (each answer, as it is given).
     Answered,
-    /// The respondent finished.
+    /// The respondent submitted the survey, or closed it.
     Ended,
 }
 
@@ -281,16 +281,78 @@ pub struct AnswerDetails {
     pub answered_at: OffsetDateTime,
 }
 
+/// Where a response is given.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "kebab-case")]
+pub enum Channel {
+    /// The hosted respond page a magic link opens.
+    #[default]
+    HostedPage,
+    /// The in-app widget, through the respond API.
+    Widget,
+}
+
+impl Channel {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::HostedPage => "hosted-page",
+            Self::Widget => "widget",
+        }
+    }
+
+    /// The inverse of [`Channel::as_str`].
+    pub fn parse(raw: &str) -> Option<Self> {
+        [Self::HostedPage, Self::Widget]
+            .into_iter()
+            .find(|c| c.as_str() == raw)
+    }
+}
+
+/// How an ended response ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Completion {
+    /// Submitted with every required question answered.
+    FullyCompleted,
+    /// Closed by the respondent before it was submitted.
+    PartiallyCompleted,
+}
+
 /// A response so far.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ResponseDetails {
     pub id: Uuid,
     pub invitation_id: Uuid,
-    /// `in_progress` or `completed`.
+    /// `in_progress`, `completed` or `closed`.
     pub status: String,
     /// Counts this response's webhooks from 1, so a receiver can order them.
     pub sequence: i32,
     pub answers: Vec<AnswerDetails>,
+    /// Where it is given: `hosted-page` or `widget`.
+    #[serde(default)]
+    pub channel: Channel,
+    /// The respondent's language as their browser reports it (BCP 47: `en-US`), when known.
+    #[serde(default)]
+    pub locale: Option<String>,
+    /// The respondent's browser (its `User-Agent`) when the survey was shown, when known.
+    #[serde(default)]
+    pub user_agent: Option<String>,
+    /// When the survey was first shown (or, when that was never reported, first answered).
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[schemars(with = "Option<String>", extend("format" = "date-time"))]
+    pub started_at: Option<OffsetDateTime>,
+    /// When it ended (`response.ended` only).
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[schemars(with = "Option<String>", extend("format" = "date-time"))]
+    pub ended_at: Option<OffsetDateTime>,
+    /// How it ended (`response.ended` only): `fully_completed` (submitted) or
+    /// `partially_completed` (closed by the respondent).
+    #[serde(default)]
+    pub completion: Option<Completion>,
+    /// Whole seconds from `started_at` to `ended_at` (`response.ended` only).
+    #[serde(default)]
+    pub time_to_complete_seconds: Option<i64>,
 }
 
 /// A response progressed: the data of the `response.displayed`, `response.answered` and

@@ -4,12 +4,15 @@
 //! imitates: its retry policy, its timeout, and what counts as success.
 //!
 //! - [`PayloadFormat::Beckon`]: the stored body as it is.
+//! - [`PayloadFormat::OneFlow`]: [`oneflow`]'s alert, for submitted responses only.
 //! - [`PayloadFormat::Seismic`]: [`seismic`]'s super-structure around the same data.
 
+pub mod oneflow;
 pub mod seismic;
 
 use crate::payload::schema_of;
 use crate::policy::RetryPolicy;
+use beckon_domain::envelope::{Completion, ResponseStage};
 pub use beckon_domain::webhook_format::PayloadFormat;
 use schemars::JsonSchema;
 use std::borrow::Cow;
@@ -19,6 +22,8 @@ use std::borrow::Cow;
 pub enum RenderError {
     #[error("the stored message is not a webhook body: {0}")]
     Malformed(#[from] serde_json::Error),
+    #[error(transparent)]
+    OneFlow(#[from] oneflow::AlertError),
     #[error("{format} has no version {version}")]
     UnknownVersion { format: PayloadFormat, version: i32 },
 }
@@ -31,12 +36,17 @@ pub struct Defaults {
     pub timeout_ms: i32,
 }
 
-/// The defaults of `format`'s product: Beckon's are Svix's; Seismic answers within 3 s and is
-/// retried exponentially from 5 s for 24 hours.
+/// The defaults of `format`'s product: Beckon's are Svix's; 1Flow answers within 10 s and is
+/// retried every hour for 3 days; Seismic answers within 3 s and is retried exponentially
+/// from 5 s for 24 hours.
 pub fn defaults(format: PayloadFormat) -> Defaults {
     match format {
         PayloadFormat::Beckon => Defaults {
             retry_policy: RetryPolicy::Exponential,
+            timeout_ms: 10_000,
+        },
+        PayloadFormat::OneFlow => Defaults {
+            retry_policy: RetryPolicy::Hourly,
             timeout_ms: 10_000,
         },
         PayloadFormat::Seismic => Defaults {
@@ -46,10 +56,24 @@ pub fn defaults(format: PayloadFormat) -> Defaults {
     }
 }
 
-/// Whether an endpoint of `format` answering `status` received the webhook: any 2xx.
+/// Whether an endpoint of `format` answering `status` received the webhook: any 2xx, but
+/// for 1Flow only `200`, as its document asks.
 pub fn succeeded(format: PayloadFormat, status: u16) -> bool {
     match format {
         PayloadFormat::Beckon | PayloadFormat::Seismic => (200..300).contains(&status),
+        PayloadFormat::OneFlow => status == 200,
+    }
+}
+
+/// Whether a subscription in `format` is sent an event of type `kind` (about a response that
+/// ended with `completion`, when it did): 1Flow alerts only on submitted responses.
+pub fn delivers(format: PayloadFormat, kind: &str, completion: Option<Completion>) -> bool {
+    match format {
+        PayloadFormat::Beckon | PayloadFormat::Seismic => true,
+        PayloadFormat::OneFlow => {
+            kind == ResponseStage::Ended.webhook_type()
+                && completion == Some(Completion::FullyCompleted)
+        }
     }
 }
 
@@ -64,6 +88,7 @@ pub fn render(
     }
     match format {
         PayloadFormat::Beckon => Ok(Cow::Borrowed(stored)),
+        PayloadFormat::OneFlow => Ok(Cow::Owned(oneflow::render(stored)?)),
         PayloadFormat::Seismic => Ok(Cow::Owned(seismic::render(stored)?)),
     }
 }
@@ -71,11 +96,15 @@ pub fn render(
 /// The JSON Schemas of an event type whose webhook data is `T`, in each format that delivers
 /// it.
 pub fn schemas<T: JsonSchema>(kind: &str, version: u32) -> Vec<(PayloadFormat, serde_json::Value)> {
-    vec![
+    let mut schemas = vec![
         (PayloadFormat::Beckon, schema_of::<T>(kind, version)),
         (
             PayloadFormat::Seismic,
             seismic::schema_of::<T>(kind, version),
         ),
-    ]
+    ];
+    if kind == ResponseStage::Ended.webhook_type() {
+        schemas.push((PayloadFormat::OneFlow, oneflow::schema()));
+    }
+    schemas
 }

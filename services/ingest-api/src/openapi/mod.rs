@@ -29,7 +29,7 @@ use crate::routes::{
         widget::pending,
         tokens::list, tokens::create, tokens::get, tokens::revoke,
         surveys::create, surveys::list, surveys::get, surveys::update,
-        respond::show, respond::display, respond::answer, respond::complete,
+        respond::show, respond::display, respond::answer, respond::complete, respond::close,
     ),
     modifiers(&Security, &RateLimited, &ResponseDefaults)
 )]

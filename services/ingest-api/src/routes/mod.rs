@@ -35,7 +35,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route("", web::get().to(respond::show))
                 .route("/display", web::post().to(respond::display))
                 .route("/answers/{question_id}", web::put().to(respond::answer))
-                .route("/complete", web::post().to(respond::complete)),
+                .route("/complete", web::post().to(respond::complete))
+                .route("/close", web::post().to(respond::close)),
         )
         .service(
             web::scope("/api/v1")

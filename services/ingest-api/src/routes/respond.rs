@@ -12,8 +12,8 @@ use actix_web::http::header::{ACCEPT, CACHE_CONTROL};
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use beckon_domain::answer;
 use beckon_domain::envelope::{
-    AnswerDetails, Envelope, ResponseDetails, ResponseProgressed, ResponseStage, SurveyDetails,
-    TriggerDetails, TriggerType, UserDetails,
+    AnswerDetails, Channel, Completion, Envelope, ResponseDetails, ResponseProgressed,
+    ResponseStage, SurveyDetails, TriggerDetails, TriggerType, UserDetails,
 };
 use beckon_domain::status::ResponseStatus;
 use beckon_domain::survey::Question;
@@ -47,6 +47,7 @@ pub enum ProgressStatus {
     NotStarted,
     InProgress,
     Completed,
+    Closed,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -99,8 +100,66 @@ pub struct SavedAnswer {
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Completed {
+    /// `completed`, or `closed` when the respondent closed it before.
     #[schema(value_type = ResponseStatus, example = "completed")]
     pub status: String,
+}
+
+/// What the respondent's client reports when it shows the survey.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DisplayInput {
+    /// Where the survey is shown. The hosted respond page sends `hosted-page`; absent, it is
+    /// `widget` (the respond API's other client).
+    pub channel: Option<Channel>,
+    /// The respondent's language, as the browser reports it (`navigator.language`): a BCP 47
+    /// tag of letters, digits and hyphens, at most 35 characters.
+    #[schema(example = "en-US")]
+    pub locale: Option<String>,
+}
+
+/// The longest locale tag kept (BCP 47's longest registered forms fit).
+const MAX_LOCALE: usize = 35;
+/// The most of a `User-Agent` kept.
+const MAX_USER_AGENT: usize = 512;
+
+/// What the client reported, bounded and normalised: a malformed locale is a 400, a user agent
+/// is cut to [`MAX_USER_AGENT`] characters with control characters dropped.
+fn client(req: &HttpRequest, input: DisplayInput) -> Result<responses::Client, ApiError> {
+    let locale = input
+        .locale
+        .map(|raw| {
+            let ok = !raw.is_empty()
+                && raw.len() <= MAX_LOCALE
+                && raw.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+            if ok {
+                Ok(raw)
+            } else {
+                Err(ApiError::bad_request(
+                    "invalid_locale",
+                    format!(
+                        "locale must be a BCP 47 language tag (letters, digits and hyphens, at most {MAX_LOCALE} characters), such as en-US"
+                    ),
+                ))
+            }
+        })
+        .transpose()?;
+    let user_agent = req
+        .headers()
+        .get(actix_web::http::header::USER_AGENT)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .map(|ua| {
+            ua.chars()
+                .filter(|c| !c.is_control())
+                .take(MAX_USER_AGENT)
+                .collect::<String>()
+        })
+        .filter(|ua| !ua.trim().is_empty());
+    Ok(responses::Client {
+        channel: Some(input.channel.unwrap_or(Channel::Widget).as_str().to_owned()),
+        locale,
+        user_agent,
+    })
 }
 
 fn wants_json(req: &HttpRequest) -> bool {
@@ -208,6 +267,12 @@ pub async fn show(
                 "Your answers to this survey were recorded.",
                 None,
             )
+        } else if status == responses::status::CLOSED {
+            page::notice(
+                "This survey was closed",
+                "You closed this survey; what you answered was recorded.",
+                None,
+            )
         } else {
             page::survey(
                 &path,
@@ -271,11 +336,19 @@ async fn announce(
                 parameters: t.event_data,
             })
         });
-    let status = if stage == ResponseStage::Ended {
-        responses::status::COMPLETED
-    } else {
-        responses::status::IN_PROGRESS
-    };
+    let ended = (stage == ResponseStage::Ended)
+        .then_some(response.completed_at)
+        .flatten();
+    let started_at = response
+        .displayed_at
+        .or_else(|| stored.first().map(|a| a.answered_at));
+    let completion = ended.map(|_| {
+        if response.status == responses::status::CLOSED {
+            Completion::PartiallyCompleted
+        } else {
+            Completion::FullyCompleted
+        }
+    });
     let data = ResponseProgressed {
         stage,
         survey: SurveyDetails {
@@ -296,9 +369,22 @@ async fn announce(
         response: ResponseDetails {
             id: response.id,
             invitation_id: invitation.id,
-            status: status.to_owned(),
+            status: response.status.clone(),
             sequence,
             answers: stored.iter().filter_map(details).collect(),
+            channel: response
+                .channel
+                .as_deref()
+                .and_then(Channel::parse)
+                .unwrap_or(Channel::Widget),
+            locale: response.locale.clone(),
+            user_agent: response.user_agent.clone(),
+            started_at,
+            ended_at: ended,
+            completion,
+            time_to_complete_seconds: ended
+                .zip(started_at)
+                .map(|(end, start)| (end - start).whole_seconds().max(0)),
         },
         question,
     };
@@ -367,12 +453,13 @@ fn completed_error() -> ApiError {
 
 /// What the page asks for.
 enum Action {
-    Display,
+    Display(responses::Client),
     Answer {
         question_id: String,
         value: serde_json::Value,
     },
     Complete,
+    Close,
 }
 
 /// What an action came to.
@@ -380,6 +467,8 @@ enum Done {
     Nothing,
     Saved(serde_json::Value),
     Missing(Vec<String>),
+    /// The response has ended (now or before), with this status.
+    Ended(String),
 }
 
 /// Runs one action in a transaction with the response locked; what it announces is committed
@@ -406,17 +495,17 @@ async fn apply(
     response: &Response,
     action: &Action,
 ) -> Result<(Done, Vec<OutboxMessage>), StageError> {
-    let completed = response.status == responses::status::COMPLETED;
+    let completed = response.status != responses::status::IN_PROGRESS;
     match action {
-        Action::Display => {
-            if !responses::mark_displayed(conn, response.id).await? {
+        Action::Display(client) => {
+            let Some(shown) = responses::mark_displayed(conn, response.id, client).await? else {
                 return Ok((Done::Nothing, Vec::new()));
-            }
+            };
             let row = announce(
                 conn,
                 exchange,
                 invitation,
-                response,
+                &shown,
                 ResponseStage::Displayed,
                 None,
             )
@@ -459,7 +548,7 @@ async fn apply(
         }
         Action::Complete => {
             if completed {
-                return Ok((Done::Nothing, Vec::new()));
+                return Ok((Done::Ended(response.status.clone()), Vec::new()));
             }
             let stored = responses::answers_of(conn, response.id).await?;
             let answered: Vec<&str> = stored.iter().map(|a| a.question_id.as_str()).collect();
@@ -470,31 +559,76 @@ async fn apply(
             if !missing.is_empty() {
                 return Ok((Done::Missing(missing), Vec::new()));
             }
-            responses::complete(conn, response.id).await?;
-            let row = announce(
+            end(
                 conn,
                 exchange,
                 invitation,
                 response,
-                ResponseStage::Ended,
-                None,
+                responses::status::COMPLETED,
             )
-            .await?;
-            Ok((Done::Nothing, vec![row]))
+            .await
+        }
+        Action::Close => {
+            if completed {
+                return Ok((Done::Ended(response.status.clone()), Vec::new()));
+            }
+            end(
+                conn,
+                exchange,
+                invitation,
+                response,
+                responses::status::CLOSED,
+            )
+            .await
         }
     }
+}
+
+/// Ends the response as `ending` and announces `response.ended`.
+async fn end(
+    conn: &mut Conn,
+    exchange: &str,
+    invitation: &LinkedInvitation,
+    response: &Response,
+    ending: &'static str,
+) -> Result<(Done, Vec<OutboxMessage>), StageError> {
+    let Some(ended) = responses::end(conn, response.id, ending).await? else {
+        // Locked and in progress, so it cannot have ended since: nothing to announce.
+        return Ok((Done::Ended(response.status.clone()), Vec::new()));
+    };
+    let row = announce(
+        conn,
+        exchange,
+        invitation,
+        &ended,
+        ResponseStage::Ended,
+        None,
+    )
+    .await?;
+    Ok((Done::Ended(ended.status.clone()), vec![row]))
 }
 
 /// Report the page shown. Sent by the page itself once it is on screen — not counted on the
 /// GET, which mail link scanners also make. Only the first report counts.
 #[utoipa::path(post, path = "/surveys/{token}/display", operation_id = "recordDisplay", tag = "respond",
+    request_body(content = DisplayInput, description = "Optional: where the survey is shown and in which language", example = json!({"channel": "widget", "locale": "en-US"})),
     params(("token" = String, Path, description = "The magic link's token")),
-    responses((status = 204, description = "Recorded (or recorded before)"), (status = 404, body = ErrorBody), (status = 410, body = ErrorBody)))]
+    responses((status = 204, description = "Recorded (or recorded before)"),
+        (status = 400, description = "A malformed body or locale (`invalid_body`, `invalid_locale`)", body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 410, body = ErrorBody)))]
 pub async fn display(
+    req: HttpRequest,
     state: web::Data<AppState>,
     path: web::Path<String>,
+    bytes: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    act(&state, &path, Action::Display).await?;
+    // No body at all is an empty report, as clients before it sent.
+    let input: DisplayInput = if bytes.iter().all(u8::is_ascii_whitespace) {
+        DisplayInput::default()
+    } else {
+        body::parse(&bytes)?
+    };
+    act(&state, &path, Action::Display(client(&req, input)?)).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -558,8 +692,29 @@ pub async fn complete(
             body["missing"] = serde_json::json!(missing);
             Ok(HttpResponse::BadRequest().json(body))
         }
+        Done::Ended(status) => Ok(HttpResponse::Ok().json(Completed { status })),
         _ => Ok(HttpResponse::Ok().json(Completed {
             status: responses::status::COMPLETED.to_owned(),
         })),
     }
+}
+
+/// Close the survey without submitting it: what was answered stays, the response ends as
+/// `closed`, and `response.ended` announces it with `completion: partially_completed`. Closing
+/// twice, or after submitting, changes nothing.
+#[utoipa::path(post, path = "/surveys/{token}/close", operation_id = "closeResponse", tag = "respond",
+    params(("token" = String, Path, description = "The magic link's token")),
+    responses(
+        (status = 200, description = "Closed (or ended before: its status)", body = Completed),
+        (status = 404, body = ErrorBody), (status = 410, body = ErrorBody)
+    ))]
+pub async fn close(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let status = match act(&state, &path, Action::Close).await? {
+        Done::Ended(status) => status,
+        _ => responses::status::CLOSED.to_owned(),
+    };
+    Ok(HttpResponse::Ok().json(Completed { status }))
 }

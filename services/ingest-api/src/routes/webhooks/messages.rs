@@ -10,6 +10,7 @@ use crate::routes::webhooks::subscription;
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use beckon_store::webhooks::{self, NewMessage, status};
+use beckon_webhooks::format;
 use beckon_webhooks::payload::{PING, Ping, Tenanted, WebhookBody};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -44,7 +45,7 @@ pub struct Recover {
     params(("project_id" = Uuid, Path, description = "Project id"), ("webhook_id" = Uuid, Path, description = "Subscription id")),
     security(("bearer" = []), ("api_key" = [])),
     responses((status = 202, body = Queued), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 409, description = "The subscription is not active", body = ErrorBody)))]
+        (status = 409, description = "The subscription is not active (`webhook_not_active`), or its format has no test event (`ping_not_in_format`: `1flow`)", body = ErrorBody)))]
 pub async fn ping(
     auth: OrgAuth,
     state: web::Data<AppState>,
@@ -58,6 +59,16 @@ pub async fn ping(
             StatusCode::CONFLICT,
             "webhook_not_active",
             "Only an active subscription can be pinged.",
+        ));
+    }
+    if !format::delivers(sub.format, PING, None) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "ping_not_in_format",
+            format!(
+                "The {} format has no test event; its endpoint receives only the events it lists.",
+                sub.format
+            ),
         ));
     }
     let message_id = Uuid::now_v7();

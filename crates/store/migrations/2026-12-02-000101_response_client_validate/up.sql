@@ -1,0 +1,2 @@
+ALTER TABLE responses VALIDATE CONSTRAINT responses_status_check;
+ALTER TABLE responses VALIDATE CONSTRAINT responses_channel;
