@@ -1,6 +1,7 @@
 // Drives the respond page in headless Chromium as a person on a phone would: answers one
-// question of every kind, leaves, comes back to find the answers in place, finishes.
-// Usage: node respond.cjs <magic link> <screenshot.png>
+// question of every kind, leaves, comes back to find the answers in place, finishes. With a
+// second link, answers one question there and closes that survey unsubmitted.
+// Usage: node respond.cjs <magic link> <screenshot.png> [<magic link to close>]
 const { chromium } = require("playwright-core");
 
 async function expectChecked(page, selector) {
@@ -10,14 +11,14 @@ async function expectChecked(page, selector) {
 }
 
 (async () => {
-  const [link, screenshot] = process.argv.slice(2);
+  const [link, screenshot, toClose] = process.argv.slice(2);
   const browser = await chromium.launch({
     executablePath: process.env.BECKON_TEST_CHROMIUM || "/usr/bin/chromium",
     args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
       "--disable-background-networking", "--disable-component-update", "--disable-sync"],
   });
   try {
-    const context = await browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true });
+    const context = await browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true, locale: "fr-FR" });
     // Anything the page's Content-Security-Policy refuses is reported, both as the DOM event
     // (recorded by a script the browser injects, which the policy does not govern) and on the
     // console; either fails the run.
@@ -90,6 +91,22 @@ async function expectChecked(page, selector) {
     await page.getByText("Thank you!").waitFor({ timeout: 10000 });
     await checkPolicy(page);
     console.log("finished");
+
+    if (toClose) {
+      page = await context.newPage();
+      watch(page);
+      const shown = page.waitForResponse((r) => r.url().endsWith("/display"));
+      await page.goto(toClose);
+      await shown;
+      // Closing saves the answer still settling first.
+      await page.locator('fieldset[data-question="nps"] label', { hasText: /^3$/ }).tap();
+      await page.getByRole("button", { name: "Close survey" }).click();
+      await page.getByText("Survey closed").waitFor({ timeout: 10000 });
+      await checkPolicy(page);
+      await page.goto(toClose);
+      await page.getByText("This survey was closed").waitFor({ timeout: 10000 });
+      console.log("closed");
+    }
   } finally {
     await browser.close();
   }

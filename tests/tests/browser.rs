@@ -37,6 +37,14 @@ async fn a_person_answers_the_respond_page_in_a_real_browser() {
         .as_str()
         .unwrap()
         .to_owned();
+    let (status, body) = app
+        .dispatch(json!({"project_id": project, "user_ref": "closes-it", "event": "subscription_cancelled"}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let to_close = body["created_invitations"][0]["magic_link_url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
 
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("browser/respond.cjs");
     let screenshot = std::env::var("BECKON_SCREENSHOT")
@@ -49,6 +57,7 @@ async fn a_person_answers_the_respond_page_in_a_real_browser() {
         .arg(&script)
         .arg(&link)
         .arg(&screenshot)
+        .arg(&to_close)
         .env("NODE_PATH", node_path)
         .output();
     let out = tokio::time::timeout(Duration::from_secs(90), run)
@@ -68,10 +77,16 @@ async fn a_person_answers_the_respond_page_in_a_real_browser() {
         "a screenshot was taken"
     );
 
-    // invitation.created, displayed, five answers, ended.
-    let hooks = receiver
-        .wait_for("/ok/browser", 8, Duration::from_secs(30))
+    // Per respondent: invitation.created, displayed, the answers, ended.
+    let all = receiver
+        .wait_for("/ok/browser", 12, Duration::from_secs(30))
         .await;
+    let of = |user: &str| -> Vec<_> {
+        all.iter()
+            .filter(|h| h.json()["data"]["user"]["user_ref"] == user)
+            .collect()
+    };
+    let hooks = of("browser-user");
     let secret = sub["secret"].as_str().unwrap();
     let mut counts = std::collections::HashMap::new();
     for hook in &hooks {
@@ -93,6 +108,20 @@ async fn a_person_answers_the_respond_page_in_a_real_browser() {
             "{kind}: {counts:?}"
         );
     }
+    // The page reports where it is shown and the browser's language; the server keeps its
+    // User-Agent.
+    let shown = hooks
+        .iter()
+        .map(|h| h.json())
+        .find(|b| b["type"] == "response.displayed")
+        .unwrap();
+    let response = &shown["data"]["response"];
+    assert_eq!(response["channel"], "hosted-page", "{response}");
+    assert_eq!(response["locale"], "fr-FR", "{response}");
+    assert!(
+        response["user_agent"].as_str().unwrap().contains("Chrome"),
+        "{response}"
+    );
     let ended = hooks
         .iter()
         .map(|h| h.json())
@@ -114,4 +143,16 @@ async fn a_person_answers_the_respond_page_in_a_real_browser() {
     assert_eq!(answers["reason"], "Price");
     assert_eq!(answers["used"], json!(["API", "Widget"]));
     assert_eq!(answers["more"], "Great support");
+    assert_eq!(ended["data"]["response"]["completion"], "fully_completed");
+
+    // The other respondent closed the survey after one answer.
+    let closed = of("closes-it")
+        .iter()
+        .map(|h| h.json())
+        .find(|b| b["type"] == "response.ended")
+        .expect("the closed response ended");
+    let response = &closed["data"]["response"];
+    assert_eq!(response["status"], "closed", "{response}");
+    assert_eq!(response["completion"], "partially_completed");
+    assert_eq!(response["answers"][0]["answer"], 3, "{response}");
 }
