@@ -8,6 +8,8 @@
 //! - `/gone/...`: 410;
 //! - `/throttle-first/{n}/{secs}/...`: 429 with `Retry-After: secs` for the first `n`
 //!   requests on that path, then 500;
+//! - `/too-many/{n}/...`: 429 without `Retry-After` for the first `n` requests on that path,
+//!   then 500;
 //! - `/unavailable/{secs}/...`: 503 with `Retry-After: secs`;
 //! - `/always-500/...`: 500;
 //! - `/hang/{secs}/...`: waits `secs` before answering 200;
@@ -100,6 +102,10 @@ async fn handle(
             .insert_header(("Retry-After", number(2).to_string()))
             .body("slow down"),
         Some("throttle-first") => HttpResponse::InternalServerError().body("broken"),
+        Some("too-many") if seen as u64 <= number(1) => {
+            HttpResponse::TooManyRequests().body("slow down")
+        }
+        Some("too-many") => HttpResponse::InternalServerError().body("broken"),
         Some("unavailable") => HttpResponse::ServiceUnavailable()
             .insert_header(("Retry-After", number(1).to_string()))
             .body("down for maintenance"),

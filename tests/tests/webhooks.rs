@@ -1167,6 +1167,38 @@ async fn the_backoff24h_preset_backs_off_and_stops_a_day_after_the_first_attempt
     assert_eq!(receiver.received("/always-500/b").len(), 4);
 }
 
+/// The `once_after_60s` preset (Screeb's rule): a failure is retried once, 60 s later; a 429,
+/// even without `Retry-After`, waits longer each time and uses up none of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_once_after_60s_preset_retries_a_failure_once_and_every_429_without_using_it() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let project = project_with_survey(&app).await;
+    let sub = app
+        .create_webhook(
+            project,
+            json!({"url": receiver.url("/too-many/3/s"), "retry_policy": {"kind": "once_after_60s"}}),
+        )
+        .await;
+    fire(&app, project, "u1").await;
+    // Three 429s without Retry-After: throttled, never sooner than the policy's 60 s.
+    for n in 1..=3 {
+        let delivery = delivery_after(&app, project, &sub, n).await;
+        assert_eq!(delivery["status"], "pending", "{delivery}");
+        assert_eq!(delivery["throttled"], n, "{delivery}");
+        assert_wait(&delivery, 60.0);
+        make_due(&app, &sub).await;
+    }
+    // Then a 500: the one retry, 60 s later, is still there.
+    let failed_once = delivery_after(&app, project, &sub, 4).await;
+    assert_eq!(failed_once["status"], "pending", "{failed_once}");
+    assert_wait(&failed_once, 60.0);
+    make_due(&app, &sub).await;
+    let last = delivery_after(&app, project, &sub, 5).await;
+    assert_eq!(last["status"], "failed", "the one retry is used up: {last}");
+    assert_eq!(receiver.received("/too-many/3/s").len(), 5);
+}
+
 /// A 503 with `Retry-After` waits as asked when that is longer than the policy's wait, and
 /// counts as a failed attempt.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

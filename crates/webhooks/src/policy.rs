@@ -22,6 +22,11 @@ pub enum RetryPolicy {
     /// 5 s, 25 s, 150 s, 15 min, 1.5 h, 6 h, 12 h, stopping 24 hours after the first attempt
     /// (Seismic's policy).
     Backoff24h,
+    /// One retry, 60 s after a failure (Screeb's policy). A 429 is not a failure under it, with
+    /// `Retry-After` or without: it is retried with a delay that doubles each time, without
+    /// using up that one retry.
+    #[serde(rename = "once_after_60s")]
+    OnceAfter60s,
     /// These delays in seconds, in order.
     Custom { delays_seconds: Vec<u32> },
 }
@@ -64,6 +69,7 @@ impl RetryPolicy {
                 Some(Duration::from_secs_f64(base * (0.9 + 0.2 * jitter)))
             }
             Self::Hourly => (index < 72).then_some(Duration::from_secs(3600)),
+            Self::OnceAfter60s => (index == 0).then_some(Duration::from_secs(60)),
             Self::Backoff24h => {
                 let delay = Duration::from_secs(*BACKOFF_24H.get(index)?);
                 (since_first + delay <= Duration::from_secs(DAY)).then_some(delay)
@@ -72,6 +78,14 @@ impl RetryPolicy {
                 .get(index)
                 .map(|d| Duration::from_secs(u64::from(*d))),
         }
+    }
+}
+
+impl RetryPolicy {
+    /// Whether every 429 asks for patience, `Retry-After` or not; under the other policies a
+    /// 429 without `Retry-After` is a failure like any other.
+    pub fn throttles_every_429(&self) -> bool {
+        matches!(self, Self::OnceAfter60s)
     }
 }
 
@@ -115,6 +129,19 @@ mod tests {
             Some(43200)
         );
         assert_eq!(p.next_delay(7, Duration::from_secs(20 * 3600), 0.0), None);
+    }
+
+    #[test]
+    fn once_after_60s_retries_once_and_throttles_every_429() {
+        let p = RetryPolicy::OnceAfter60s;
+        assert_eq!(secs(p.next_delay(1, Duration::ZERO, 0.5)), Some(60));
+        assert_eq!(p.next_delay(2, Duration::from_secs(60), 0.5), None);
+        assert!(p.throttles_every_429());
+        assert!(!RetryPolicy::Exponential.throttles_every_429());
+        assert_eq!(
+            serde_json::to_string(&p).unwrap(),
+            r#"{"kind":"once_after_60s"}"#
+        );
     }
 
     #[test]

@@ -442,7 +442,11 @@ impl Engine {
             // nor than a floor that doubles with each throttled attempt, so `Retry-After: 0` is
             // no tight loop; and the wait is neither a failed attempt of the policy nor a
             // failure of the endpoint.
-            let throttled = match outcome.retry_after {
+            // A policy may take every 429 as asking for patience, `Retry-After` or not.
+            let asked = outcome
+                .retry_after
+                .or_else(|| policy.throttles_every_429().then_some(Duration::ZERO));
+            let throttled = match asked {
                 Some(asked) if outcome.status == Some(429) && since_first < THROTTLED_AT_MOST => {
                     Some(
                         asked
