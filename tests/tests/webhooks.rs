@@ -1361,3 +1361,62 @@ async fn an_ordered_subscription_gets_a_users_events_in_order_even_when_one_fail
         "without the option the others do not wait: {ids:?}"
     );
 }
+
+/// A user's groups, set through users/upsert, trimmed and without repeats, reach the webhooks
+/// about the user; an upsert that names none keeps them, `[]` empties them, and malformed
+/// ones are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_users_groups_set_through_upsert_reach_the_webhooks_about_them() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let project = project_with_survey(&app).await;
+    app.create_webhook(
+        project,
+        json!({"url": receiver.url("/ok/groups"), "event_types": ["invitation.created"]}),
+    )
+    .await;
+    let (status, body) = app
+        .upsert_user(json!({"project_id": project, "user_ref": "u1",
+                            "groups": [" plan-enterprise ", "10-100-companies", "plan-enterprise"]}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["user"]["groups"],
+        json!(["plan-enterprise", "10-100-companies"])
+    );
+    let (status, body) = app
+        .upsert_user(json!({"project_id": project, "user_ref": "u1", "name": "Ada"}))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["user"]["groups"].as_array().unwrap().len(), 2, "kept");
+    fire(&app, project, "u1").await;
+    let got = receiver.wait_for("/ok/groups", 1, WAIT).await;
+    assert_eq!(
+        got[0].json()["data"]["user"]["groups"],
+        json!(["plan-enterprise", "10-100-companies"])
+    );
+
+    let (_, body) = app
+        .upsert_user(json!({"project_id": project, "user_ref": "u1", "groups": []}))
+        .await;
+    assert_eq!(body["user"]["groups"], json!([]));
+    let many: Vec<String> = (0..51).map(|i| format!("g{i}")).collect();
+    for bad in [
+        json!("plan-enterprise"),
+        json!([""]),
+        json!(["   "]),
+        json!([7]),
+        json!(["a".repeat(101)]),
+        json!(["line\nbreak"]),
+        json!(many),
+    ] {
+        let (status, body) = app
+            .upsert_user(json!({"project_id": project, "user_ref": "u1", "groups": bad}))
+            .await;
+        assert_eq!(
+            (status, &body["code"]),
+            (400, &json!("invalid_groups")),
+            "{body}"
+        );
+    }
+}

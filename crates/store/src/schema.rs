@@ -171,6 +171,7 @@ diesel::table! {
         trial_ends_at -> Nullable<Timestamptz>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        groups -> Array<Text>,
     }
 }
 

@@ -4,7 +4,7 @@ use crate::StoreError;
 use crate::cached::Cached;
 use crate::schema::users;
 use diesel::prelude::*;
-use diesel::sql_types::{Bool, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+use diesel::sql_types::{Array, Bool, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -22,6 +22,8 @@ pub struct User {
     pub trial_ends_at: Option<OffsetDateTime>,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
+    /// The groups the user belongs to, as the last upsert that named them listed them.
+    pub groups: Vec<String>,
 }
 
 /// What an upsert changes. `None` keeps the stored value; attributes are merged key by key.
@@ -33,6 +35,8 @@ pub struct UserChanges {
     pub attributes: Option<serde_json::Value>,
     /// `Some(None)` clears the trial end; `None` keeps it.
     pub trial_ends_at: Option<Option<OffsetDateTime>>,
+    /// Replaces the groups; `None` keeps them.
+    pub groups: Option<Vec<String>>,
 }
 
 impl UserChanges {
@@ -46,6 +50,7 @@ impl UserChanges {
                 .as_ref()
                 .is_none_or(|a| a.as_object().is_some_and(|o| o.is_empty()))
             && self.trial_ends_at.is_none()
+            && self.groups.is_none()
     }
 }
 
@@ -67,7 +72,6 @@ pub fn ensure_many<'c>(
     conn: &'c AsyncPgConnection,
     wanted: &[(Uuid, Uuid, &str)],
 ) -> impl Future<Output = Result<(), StoreError>> + Send + use<'c> {
-    use diesel::sql_types::Array;
     let mut wanted = wanted.to_vec();
     wanted.sort_by_key(|(_, project, user)| (*project, *user));
     wanted.dedup_by_key(|(_, project, user)| (*project, *user));
@@ -101,14 +105,15 @@ pub async fn upsert(
         .clone()
         .unwrap_or_else(|| serde_json::json!({}));
     Ok(Cached(diesel::sql_query(
-        "INSERT INTO users (project_id, user_ref, org_id, email, name, phone, attributes, trial_ends_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+        "INSERT INTO users (project_id, user_ref, org_id, email, name, phone, attributes, trial_ends_at, groups) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, COALESCE($10, '{}')) \
          ON CONFLICT (project_id, user_ref) DO UPDATE SET \
            email = COALESCE(EXCLUDED.email, users.email), \
            name = COALESCE(EXCLUDED.name, users.name), \
            phone = COALESCE(EXCLUDED.phone, users.phone), \
            attributes = users.attributes || EXCLUDED.attributes, \
            trial_ends_at = CASE WHEN $9 THEN EXCLUDED.trial_ends_at ELSE users.trial_ends_at END, \
+           groups = COALESCE($10, users.groups), \
            updated_at = now() \
          RETURNING *",
     )
@@ -120,7 +125,8 @@ pub async fn upsert(
     .bind::<Nullable<Text>, _>(changes.phone.as_deref())
     .bind::<Jsonb, _>(attributes)
     .bind::<Nullable<Timestamptz>, _>(changes.trial_ends_at.flatten())
-    .bind::<Bool, _>(changes.trial_ends_at.is_some()))
+    .bind::<Bool, _>(changes.trial_ends_at.is_some())
+    .bind::<Nullable<Array<Text>>, _>(changes.groups.as_deref()))
     .get_result(conn)
     .await?)
 }

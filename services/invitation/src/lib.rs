@@ -340,6 +340,7 @@ impl Inviter {
             attributes: user
                 .and_then(|u| u.attributes.as_object().cloned())
                 .unwrap_or_default(),
+            groups: user.map(|u| u.groups.clone()).unwrap_or_default(),
         };
         let mut emits = Vec::with_capacity(created.len());
         for link in created {

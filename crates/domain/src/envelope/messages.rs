@@ -197,6 +197,9 @@ pub struct UserDetails {
     pub name: Option<String>,
     /// The user's custom attributes.
     pub attributes: serde_json::Map<String, serde_json::Value>,
+    /// The groups the user belongs to (`groups` of users/upsert).
+    #[serde(default)]
+    pub groups: Vec<String>,
 }
 
 /// The event that caused an invitation, with its parameters.

@@ -122,7 +122,7 @@ pub fn of(name: &str) -> Option<Value> {
         "UpsertUserResponse" => json!({
             "user": {
                 "project_id": PROJECT, "user_ref": "user_8812", "email": "ada@example.com",
-                "name": "Ada Lovelace", "phone": null, "attributes": {"plan": "pro"},
+                "name": "Ada Lovelace", "phone": null, "attributes": {"plan": "pro"}, "groups": ["plan-pro"],
                 "trial_ends_at": "2027-01-15T00:00:00Z", "created_at": CREATED, "updated_at": CREATED
             },
             "scheduled_reminders": [{"trigger_id": TRIGGER, "survey_id": SURVEY, "fire_at": "2027-01-12T00:00:00Z"}]

@@ -226,6 +226,7 @@ async fn send_inner(
         phone: body::optional_string(&info, "phone")?,
         attributes: body::optional_object(&info, "custom_fields")?,
         trial_ends_at: None,
+        groups: None,
     };
     let source = body::optional_object(object, "source")?;
     let event_data = body::optional_object(object, "event_data")?;

@@ -361,6 +361,7 @@ async fn announce(
                 .map_err(|e| StoreError::InvalidRow(e.to_string()))?,
             email: user.as_ref().and_then(|u| u.email.clone()),
             name: user.as_ref().and_then(|u| u.name.clone()),
+            groups: user.as_ref().map(|u| u.groups.clone()).unwrap_or_default(),
             attributes: user
                 .and_then(|u| u.attributes.as_object().cloned())
                 .unwrap_or_default(),

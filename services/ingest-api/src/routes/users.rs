@@ -38,6 +38,11 @@ pub struct UpsertUserRequest {
     /// survey's lead time ahead; a new value moves it, `null` cancels it, absent keeps it.
     #[schema(format = DateTime)]
     trial_ends_at: Option<String>,
+    /// The groups the user belongs to (a plan, a company size, a team): at most 50 names of
+    /// 1 to 100 characters, trimmed, repeats dropped. Replaces the stored list; absent keeps
+    /// it, `[]` empties it. Carried in the webhooks about the user.
+    #[schema(example = json!(["plan-enterprise", "10-100-companies"]))]
+    groups: Option<Vec<String>>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -50,6 +55,8 @@ pub struct UserView {
     /// Your attributes of the user, as merged by every upsert.
     #[schema(value_type = HashMap<String, serde_json::Value>)]
     pub attributes: Value,
+    /// The groups the user belongs to.
+    pub groups: Vec<String>,
     #[schema(format = DateTime)]
     pub trial_ends_at: Option<String>,
     #[schema(format = DateTime)]
@@ -67,6 +74,7 @@ impl From<User> for UserView {
             name: u.name,
             phone: u.phone,
             attributes: u.attributes,
+            groups: u.groups,
             trial_ends_at: u.trial_ends_at.map(format_timestamp),
             created_at: format_timestamp(u.created_at),
             updated_at: format_timestamp(u.updated_at),
@@ -204,12 +212,17 @@ async fn upsert_inner(
             ));
         }
     };
+    let groups = match object.get("groups") {
+        None | Some(Value::Null) => None,
+        Some(raw) => Some(groups(raw)?),
+    };
     let changes = UserChanges {
         email: body::optional_string(object, "email")?,
         name: body::optional_string(object, "name")?,
         phone: body::optional_string(object, "phone")?,
         attributes,
         trial_ends_at,
+        groups,
     };
 
     let mut conn = state.store.conn().await?;
@@ -239,6 +252,39 @@ async fn upsert_inner(
             })
             .collect(),
     }))
+}
+
+/// Most groups a user may be in, and the longest name of one.
+const MAX_GROUPS: usize = 50;
+const MAX_GROUP_NAME: usize = 100;
+
+/// A user's groups from the request: a list of names, each trimmed and bounded, in the order
+/// given, repeats dropped.
+fn groups(raw: &Value) -> Result<Vec<String>, ApiError> {
+    let invalid = || {
+        ApiError::bad_request(
+            "invalid_groups",
+            format!(
+                "groups must be a list of at most {MAX_GROUPS} names of 1 to {MAX_GROUP_NAME} characters, without control characters"
+            ),
+        )
+    };
+    let items = raw.as_array().ok_or_else(invalid)?;
+    if items.len() > MAX_GROUPS {
+        return Err(invalid());
+    }
+    let mut groups: Vec<String> = Vec::with_capacity(items.len());
+    for item in items {
+        let name = item.as_str().map(str::trim).ok_or_else(invalid)?;
+        let chars = name.chars().count();
+        if chars == 0 || chars > MAX_GROUP_NAME || name.chars().any(char::is_control) {
+            return Err(invalid());
+        }
+        if !groups.iter().any(|g| g == name) {
+            groups.push(name.to_owned());
+        }
+    }
+    Ok(groups)
 }
 
 /// Makes each subscribed survey's reminder match the user's trial end. Runs in the upsert's
