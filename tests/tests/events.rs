@@ -175,6 +175,42 @@ async fn events_send_errors_have_the_seeds_messages_and_stable_codes() {
             "user_ref_required",
             "",
         ),
+        // A field of the wrong type is named by its path.
+        (
+            Some(project.to_string()),
+            json!({"event_name": 5, "user_info": user}),
+            400,
+            "invalid_body",
+            "event_name: invalid type: integer `5`, expected a string",
+        ),
+        (
+            Some(project.to_string()),
+            json!({"event_name": "known", "user_info": user, "event_data": [1]}),
+            400,
+            "invalid_body",
+            "event_data: invalid type: sequence, expected an object",
+        ),
+        (
+            Some(project.to_string()),
+            json!({"event_name": "known", "user_info": {"contact_external_id": "u1", "email": true}}),
+            400,
+            "invalid_body",
+            "user_info.email: invalid type: boolean `true`, expected a string",
+        ),
+        (
+            Some(project.to_string()),
+            json!({"event_name": "known", "user_info": {"contact_external_id": " "}}),
+            400,
+            "user_ref_invalid",
+            "user_info.contact_external_id: user_ref must not be empty",
+        ),
+        (
+            Some(project.to_string()),
+            json!({"event_name": "known", "user_info": {"contact_external_id": 42}}),
+            400,
+            "user_ref_invalid",
+            "",
+        ),
         (
             None,
             json!({"event_name": "known", "user_info": user}),

@@ -144,6 +144,68 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     serde_json::from_value(value).map_err(|e| ApiError::bad_request("invalid_body", e.to_string()))
 }
 
+/// The body, which must be a JSON object, as `T`. A field that does not fit is answered 400
+/// naming it by its path and saying what is wrong (`user_info.email: invalid type: integer
+/// `5`, expected a string`), under the code `code_of` gives for that path (`invalid_body` for
+/// most fields; a field with a code of its own, such as a user ref, keeps it).
+pub fn parse_fields<T: DeserializeOwned>(
+    bytes: &[u8],
+    code_of: impl Fn(&str) -> &'static str,
+) -> Result<T, ApiError> {
+    let value = json_value(bytes)?;
+    if !value.is_object() {
+        return Err(ApiError::bad_request(
+            "invalid_body",
+            "The body must be a JSON object.",
+        ));
+    }
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let message = if path == "." {
+            e.inner().to_string()
+        } else {
+            format!("{path}: {}", e.inner())
+        };
+        ApiError::bad_request(code_of(&path), message)
+    })
+}
+
+/// A JSON object a request hands on as it came: an event's `event_data`, `variables` and
+/// `source`, a user's `custom_fields`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct JsonObject(serde_json::Map<String, serde_json::Value>);
+
+impl JsonObject {
+    pub fn into_map(self) -> serde_json::Map<String, serde_json::Value> {
+        self.0
+    }
+
+    pub fn into_value(self) -> serde_json::Value {
+        serde_json::Value::Object(self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for JsonObject {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::{Error, Unexpected};
+        use serde_json::Value;
+        match Value::deserialize(deserializer)? {
+            Value::Object(map) => Ok(Self(map)),
+            other => {
+                let unexpected = match &other {
+                    Value::Null => Unexpected::Unit,
+                    Value::Bool(b) => Unexpected::Bool(*b),
+                    Value::Number(_) => Unexpected::Other("number"),
+                    Value::String(s) => Unexpected::Str(s),
+                    Value::Array(_) => Unexpected::Seq,
+                    Value::Object(_) => Unexpected::Map,
+                };
+                Err(D::Error::invalid_type(unexpected, &"an object"))
+            }
+        }
+    }
+}
+
 /// A path segment that must be an id; a malformed one names nothing, so it is a 404.
 pub fn path_id(raw: &str, code: &'static str, what: &str) -> Result<uuid::Uuid, ApiError> {
     uuid::Uuid::parse_str(raw)
@@ -165,21 +227,6 @@ pub fn shown(raw: &str) -> String {
         out.push('…');
     }
     out
-}
-
-/// An optional object field of a JSON object: absent and `null` are `None`.
-pub fn optional_object(
-    object: &serde_json::Map<String, serde_json::Value>,
-    field: &str,
-) -> Result<Option<serde_json::Value>, ApiError> {
-    match object.get(field) {
-        None | Some(serde_json::Value::Null) => Ok(None),
-        Some(v @ serde_json::Value::Object(_)) => Ok(Some(v.clone())),
-        Some(_) => Err(ApiError::bad_request(
-            "invalid_body",
-            format!("{field} must be an object"),
-        )),
-    }
 }
 
 /// An optional string field of a JSON object: absent and `null` are `None`.

@@ -6,7 +6,7 @@
 
 use crate::AppState;
 use crate::auth::OrgAuth;
-use crate::body;
+use crate::body::{self, JsonObject};
 use crate::error::{ApiError, ErrorBody};
 use crate::idempotency;
 use crate::intake;
@@ -20,47 +20,48 @@ use beckon_store::surveys;
 use beckon_store::triggers::NewTrigger;
 use beckon_store::users::UserChanges;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tracing::Instrument;
 use uuid::Uuid;
 
-/// The request, as documented; the handler reads it field by field to give precise errors.
-#[derive(utoipa::ToSchema)]
-#[allow(dead_code)]
+/// An event to queue: now, or at `trigger_at`.
+// Parsed at the edge: a field of the wrong type is refused naming it, a free-form object must
+// be an object. What the fields mean together (a name is required, a time must be in the
+// future) is checked by `accept`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct SendEventRequest {
     /// A predefined lifecycle name (`trial_expired`, …) is that event; any other name is the
     /// custom event of that name.
-    event_name: String,
+    #[schema(value_type = String)]
+    event_name: Option<String>,
     /// The project, when no `X-Team-ID` header names it.
     #[schema(format = Uuid)]
     project_id: Option<String>,
     /// `contact_external_id` (required) is the user the event is about; `email`, `phone`,
     /// `name` and `custom_fields` update the user's record.
     #[schema(value_type = SendEventUserInfo)]
-    user_info: Value,
+    user_info: Option<SendEventUserInfo>,
     /// Where the event came from: `type`, `ip`, `user_agent`.
     #[schema(value_type = Option<HashMap<String, serde_json::Value>>)]
-    source: Option<Value>,
+    source: Option<JsonObject>,
     /// The event's own parameters; they travel with the trigger to its webhooks.
     #[schema(value_type = Option<HashMap<String, serde_json::Value>>)]
-    event_data: Option<Value>,
+    event_data: Option<JsonObject>,
     /// Your values for the workflow; kept on the trigger.
     #[schema(value_type = Option<HashMap<String, serde_json::Value>>)]
-    variables: Option<Value>,
+    variables: Option<JsonObject>,
     /// ISO 8601, in the future: fire then instead of now.
     #[schema(format = DateTime)]
     trigger_at: Option<String>,
 }
 
-/// `user_info`, as documented: the user the event is about, and what to update on them.
-#[derive(utoipa::ToSchema)]
-#[allow(dead_code)]
+/// `user_info`: the user the event is about, and what to update on them.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct SendEventUserInfo {
     /// Your stable identifier of the user (their `user_ref`).
-    #[schema(example = "user_8812")]
-    contact_external_id: String,
+    #[schema(value_type = String, example = "user_8812")]
+    contact_external_id: Option<UserRef>,
     #[schema(example = "ada@example.com")]
     email: Option<String>,
     phone: Option<String>,
@@ -68,7 +69,85 @@ pub struct SendEventUserInfo {
     name: Option<String>,
     /// Merged key by key into the user's attributes.
     #[schema(value_type = Option<HashMap<String, serde_json::Value>>)]
-    custom_fields: Option<Value>,
+    custom_fields: Option<JsonObject>,
+}
+
+/// The code of a body field that does not parse: a contact id keeps the code of a malformed
+/// user ref.
+fn field_code(path: &str) -> &'static str {
+    if path == "user_info.contact_external_id" {
+        "user_ref_invalid"
+    } else {
+        "invalid_body"
+    }
+}
+
+/// An accepted event, every field checked.
+struct Accepted {
+    event: LifecycleEvent,
+    user_ref: UserRef,
+    /// What `user_info` updates on the user.
+    changes: UserChanges,
+    trigger_at: Option<OffsetDateTime>,
+    source: Option<JsonObject>,
+    event_data: Option<JsonObject>,
+    variables: Option<JsonObject>,
+}
+
+impl SendEventRequest {
+    /// Checks what the fields mean together, with the seed's messages where it has them.
+    fn accept(self) -> Result<Accepted, ApiError> {
+        let event_name = self
+            .event_name
+            .filter(|name| !name.is_empty())
+            .ok_or_else(|| {
+                ApiError::bad_request("event_name_required", "Event name is required")
+            })?;
+        let event = LifecycleEvent::from_name(&event_name)
+            .map_err(|e| ApiError::bad_request("invalid_event_name", e.to_string()))?;
+        let user_info = self.user_info.ok_or_else(user_ref_required)?;
+        let user_ref = user_info
+            .contact_external_id
+            .ok_or_else(user_ref_required)?;
+        let changes = UserChanges {
+            email: user_info.email,
+            name: user_info.name,
+            phone: user_info.phone,
+            attributes: user_info.custom_fields.map(JsonObject::into_value),
+            trial_ends_at: None,
+        };
+        let trigger_at = match self.trigger_at {
+            None => None,
+            Some(raw) => {
+                let at = parse_timestamp(&raw).ok_or_else(|| {
+                    ApiError::bad_request("invalid_trigger_at", "Invalid trigger_at format")
+                })?;
+                if at <= OffsetDateTime::now_utc() {
+                    return Err(ApiError::bad_request(
+                        "trigger_at_in_past",
+                        "trigger_at must be a future date",
+                    ));
+                }
+                Some(at)
+            }
+        };
+        Ok(Accepted {
+            event,
+            user_ref,
+            changes,
+            trigger_at,
+            source: self.source,
+            event_data: self.event_data,
+            variables: self.variables,
+        })
+    }
+}
+
+fn user_ref_required() -> ApiError {
+    ApiError::bad_request(
+        "user_ref_required",
+        "user_info.contact_external_id is required: it names the user the event is about.",
+    )
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -160,10 +239,7 @@ async fn send_inner(
     bytes: &[u8],
     request_id: Option<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    let value = body::json_value(bytes)?;
-    let object = value
-        .as_object()
-        .ok_or_else(|| ApiError::bad_request("invalid_body", "The body must be a JSON object."))?;
+    let mut request: SendEventRequest = body::parse_fields(bytes, field_code)?;
 
     let header_team = req
         .headers()
@@ -174,8 +250,7 @@ async fn send_inner(
                 .map_err(|_| team_context_error())
         })
         .transpose()?;
-    let body_team = body::optional_string(object, "project_id")?;
-    let team = match (header_team, body_team) {
+    let team = match (header_team, request.project_id.take()) {
         (Some(h), Some(b)) if h != b => {
             return Err(ApiError::bad_request(
                 "project_mismatch",
@@ -185,66 +260,15 @@ async fn send_inner(
         (Some(t), _) | (None, Some(t)) => t,
         (None, None) => return Err(team_context_error()),
     };
-
-    let event_name = match object.get("event_name") {
-        Some(Value::String(s)) if !s.is_empty() => s.clone(),
-        None | Some(Value::Null) | Some(Value::String(_)) => {
-            return Err(ApiError::bad_request(
-                "event_name_required",
-                "Event name is required",
-            ));
-        }
-        Some(_) => {
-            return Err(ApiError::bad_request(
-                "invalid_body",
-                "event_name must be a string",
-            ));
-        }
-    };
-    let event = LifecycleEvent::from_name(&event_name)
-        .map_err(|e| ApiError::bad_request("invalid_event_name", e.to_string()))?;
-
-    let user_info = body::optional_object(object, "user_info")?.unwrap_or_default();
-    let user_ref = match user_info.get("contact_external_id") {
-        Some(Value::String(raw)) => UserRef::parse(raw).map_err(|e| {
-            ApiError::bad_request(
-                "user_ref_invalid",
-                format!("user_info.contact_external_id: {e}"),
-            )
-        })?,
-        _ => {
-            return Err(ApiError::bad_request(
-                "user_ref_required",
-                "user_info.contact_external_id is required: it names the user the event is about.",
-            ));
-        }
-    };
-    let info = user_info.as_object().cloned().unwrap_or_default();
-    let changes = UserChanges {
-        email: body::optional_string(&info, "email")?,
-        name: body::optional_string(&info, "name")?,
-        phone: body::optional_string(&info, "phone")?,
-        attributes: body::optional_object(&info, "custom_fields")?,
-        trial_ends_at: None,
-    };
-    let source = body::optional_object(object, "source")?;
-    let event_data = body::optional_object(object, "event_data")?;
-    let variables = body::optional_object(object, "variables")?;
-    let trigger_at = match body::optional_string(object, "trigger_at")? {
-        None => None,
-        Some(raw) => {
-            let at = parse_timestamp(&raw).ok_or_else(|| {
-                ApiError::bad_request("invalid_trigger_at", "Invalid trigger_at format")
-            })?;
-            if at <= OffsetDateTime::now_utc() {
-                return Err(ApiError::bad_request(
-                    "trigger_at_in_past",
-                    "trigger_at must be a future date",
-                ));
-            }
-            Some(at)
-        }
-    };
+    let Accepted {
+        event,
+        user_ref,
+        changes,
+        trigger_at,
+        source,
+        event_data,
+        variables,
+    } = request.accept()?;
 
     let project_id = owned_project_id(state, auth.org_id, &team)
         .await
@@ -283,9 +307,10 @@ async fn send_inner(
         trigger.job_id = ids::derive(request, "event-envelope", &[]);
     }
     trigger.scheduled_for = trigger_at;
-    trigger.source = source;
+    let event_data = event_data.map(JsonObject::into_value);
+    trigger.source = source.map(JsonObject::into_value);
     trigger.event_data = event_data.clone();
-    trigger.variables = variables;
+    trigger.variables = variables.map(JsonObject::into_value);
     let envelope = Envelope::new(
         trigger.job_id,
         auth.org_id,
