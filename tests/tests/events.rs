@@ -285,6 +285,67 @@ async fn events_send_errors_have_the_seeds_messages_and_stable_codes() {
     );
 }
 
+/// `{"a": {"a": … 1}}`, `levels` objects deep.
+fn nested(levels: usize) -> Value {
+    (1..levels).fold(json!({"a": 1}), |inner, _| json!({"a": inner}))
+}
+
+/// Free-form objects nest at most 32 levels. One near the parser's own limit (127 levels in the
+/// whole body) was accepted, then travelled deeper inside envelopes than any consumer parses:
+/// dead-lettered, its trigger failed. It is refused before anything is recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn objects_nested_deeper_than_32_levels_are_refused_before_anything_is_recorded() {
+    let app = TestApp::spawn().await;
+    let project = app.create_project().await;
+    app.create_survey(project, json!({"trigger": {"events": ["trial_expired"]}}))
+        .await;
+    let event = |field: &str, value: Value| {
+        let mut body =
+            json!({"event_name": "trial_expired", "user_info": {"contact_external_id": "u1"}});
+        match field.split_once('.') {
+            Some((outer, inner)) => body[outer][inner] = value,
+            None => body[field] = value,
+        }
+        body
+    };
+    for field in [
+        "event_data",
+        "variables",
+        "source",
+        "user_info.custom_fields",
+    ] {
+        let (status, body) = app
+            .send_event(Some(project), event(field, nested(120)))
+            .await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (400, Some("invalid_body")),
+            "{field}: {body}"
+        );
+        assert_eq!(
+            body["message"],
+            format!("{field}: nested more than 32 levels deep")
+        );
+        let (status, body) = app
+            .send_event(Some(project), event(field, nested(33)))
+            .await;
+        assert_eq!(status, 400, "{field}: {body}");
+    }
+    assert_eq!(app.execute("SELECT 1 FROM triggers").await, 0);
+
+    // 32 levels in every object at once travel the whole way.
+    let mut body = event("event_data", nested(32));
+    body["variables"] = nested(32);
+    body["source"] = nested(32);
+    body["user_info"]["custom_fields"] = nested(32);
+    let (status, body) = app.send_event(Some(project), body).await;
+    assert_eq!(status, 201, "{body}");
+    let done = app
+        .wait_trigger(body["trigger_id"].as_str().unwrap(), "completed", WAIT)
+        .await;
+    assert_eq!(done["summary"]["sent"], 1, "{done}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scheduled_event_fires_when_due_against_the_surveys_as_they_are_then() {
     let app = TestApp::spawn().await;

@@ -170,8 +170,18 @@ pub fn parse_fields<T: DeserializeOwned>(
     })
 }
 
+/// Deepest nesting of a [`JsonObject`], the object itself counting as one level.
+///
+/// The parser alone refuses only what passes 127 levels in the whole body. But such a value
+/// does not stay at the depth it arrived at: it travels on in envelopes and webhook bodies up
+/// to three levels further down (`data.trigger.parameters`, `data.user.attributes`), and every
+/// consumer parses those with the same limit. A value accepted near it would become a message
+/// no consumer can read — dead-lettered, its trigger failed, its webhook never sent — so it is
+/// refused here, far below: 32 levels is beyond any real payload.
+pub const MAX_NESTING: usize = 32;
+
 /// A JSON object a request hands on as it came: an event's `event_data`, `variables` and
-/// `source`, a user's `custom_fields`.
+/// `source`, a user's `custom_fields`. Nested at most [`MAX_NESTING`] levels deep.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct JsonObject(serde_json::Map<String, serde_json::Value>);
 
@@ -190,7 +200,14 @@ impl<'de> serde::Deserialize<'de> for JsonObject {
         use serde::de::{Error, Unexpected};
         use serde_json::Value;
         match Value::deserialize(deserializer)? {
-            Value::Object(map) => Ok(Self(map)),
+            Value::Object(map) => {
+                if nesting(&map) > MAX_NESTING {
+                    return Err(D::Error::custom(format!(
+                        "nested more than {MAX_NESTING} levels deep"
+                    )));
+                }
+                Ok(Self(map))
+            }
             other => {
                 let unexpected = match &other {
                     Value::Null => Unexpected::Unit,
@@ -204,6 +221,24 @@ impl<'de> serde::Deserialize<'de> for JsonObject {
             }
         }
     }
+}
+
+/// How many levels of objects and arrays `object` nests, itself included.
+fn nesting(object: &serde_json::Map<String, serde_json::Value>) -> usize {
+    use serde_json::Value;
+    // Iterative, like `holds_nul`: a walk needs no stack of its own.
+    let mut deepest = 1;
+    let mut pending: Vec<(&Value, usize)> = object.values().map(|v| (v, 2)).collect();
+    while let Some((value, depth)) = pending.pop() {
+        let children: Box<dyn Iterator<Item = &Value>> = match value {
+            Value::Array(items) => Box::new(items.iter()),
+            Value::Object(map) => Box::new(map.values()),
+            _ => continue,
+        };
+        deepest = deepest.max(depth);
+        pending.extend(children.map(|v| (v, depth + 1)));
+    }
+    deepest
 }
 
 /// A path segment that must be an id; a malformed one names nothing, so it is a 404.
@@ -247,6 +282,52 @@ pub fn optional_string(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn nested(levels: usize) -> String {
+        format!("{}1{}", "{\"a\":".repeat(levels), "}".repeat(levels))
+    }
+
+    #[test]
+    fn an_object_nests_at_most_max_nesting_levels() {
+        let parse = |json: &str| serde_json::from_str::<JsonObject>(json).map(|o| nesting(&o.0));
+        assert_eq!(parse("{}").unwrap(), 1);
+        assert_eq!(parse(r#"{"a": [1, {"b": []}], "c": 2}"#).unwrap(), 4);
+        assert_eq!(parse(&nested(MAX_NESTING)).unwrap(), MAX_NESTING);
+        let err = parse(&nested(MAX_NESTING + 1)).unwrap_err().to_string();
+        assert!(err.contains("nested more than 32 levels deep"), "{err}");
+        let err = parse("[1]").unwrap_err().to_string();
+        assert!(err.contains("expected an object"), "{err}");
+    }
+
+    #[test]
+    fn a_field_that_does_not_fit_is_named_by_its_path() {
+        #[derive(Debug, serde::Deserialize)]
+        struct Outer {
+            #[expect(dead_code, reason = "only parsed")]
+            inner: Option<Inner>,
+        }
+        #[derive(Debug, serde::Deserialize)]
+        struct Inner {
+            #[expect(dead_code, reason = "only parsed")]
+            data: Option<JsonObject>,
+        }
+        let body = format!(r#"{{"inner": {{"data": {}}}}}"#, nested(40));
+        let err = parse_fields::<Outer>(body.as_bytes(), |path| {
+            if path == "inner.data" {
+                "deep"
+            } else {
+                "other"
+            }
+        })
+        .unwrap_err();
+        assert_eq!(err.code, "deep");
+        assert_eq!(err.message, "inner.data: nested more than 32 levels deep");
+        let err = parse_fields::<Outer>(b"[]", |_| "other").unwrap_err();
+        assert_eq!(
+            (err.code, err.message.as_str()),
+            ("invalid_body", "The body must be a JSON object.")
+        );
+    }
 
     #[test]
     fn a_callers_value_is_repeated_short_and_printable() {
