@@ -56,14 +56,26 @@ async fn an_event_is_accepted_at_once_and_its_trigger_completes_with_a_summary()
     );
     assert!(trigger["started_at"].is_string() && trigger["completed_at"].is_string());
     let details_path = trigger["details_endpoint"].as_str().unwrap();
-    let details: Value = app
-        .authed(reqwest::Method::GET, details_path)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    assert_eq!(
+        details_path,
+        format!("/api/v1/triggers/{trigger_id}/workflow")
+    );
+    let app = &app;
+    let read = |path: String| async move {
+        let r = app
+            .authed(reqwest::Method::GET, &path)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        r.json::<Value>().await.unwrap()
+    };
+    let details = read(details_path.to_owned()).await;
+    // `/details` is an alias of `/workflow`.
+    assert_eq!(
+        read(format!("/api/v1/triggers/{trigger_id}/details")).await,
+        details
+    );
     assert_eq!(details["surveys"][0]["survey_id"], survey["id"]);
     assert_eq!(details["surveys"][0]["outcome"], "created");
     assert!(details["surveys"][0]["invitation_id"].is_string());
@@ -474,6 +486,7 @@ async fn triggers_of_other_organizations_and_unknown_ids_are_404() {
     let (_, other_token) = app.other_org().await;
     for path in [
         format!("/api/v1/triggers/{id}"),
+        format!("/api/v1/triggers/{id}/workflow"),
         format!("/api/v1/triggers/{id}/details"),
     ] {
         let r = app

@@ -112,7 +112,7 @@ pub fn of(name: &str) -> Option<Value> {
             "completed_at": "2026-11-30T09:12:45Z", "survey_id": null,
             "summary": {"total_contacts": 1, "matched": 1, "sent": 1,
                         "filtered": {"cooldown": 0, "sample": 0}, "failed": 0},
-            "details_endpoint": format!("/api/v1/triggers/{TRIGGER}/details")
+            "details_endpoint": format!("/api/v1/triggers/{TRIGGER}/workflow")
         }),
         "TriggerDetails" => json!({
             "trigger_id": TRIGGER, "status": "completed",

@@ -1,6 +1,7 @@
 //! What became of each fired event: the organization's triggers, filtered and paged;
-//! `GET /api/v1/triggers/{id}`, its per-survey details; and cancelling a trigger that is still
-//! scheduled.
+//! `GET /api/v1/triggers/{id}`; its per-survey outcomes at `…/workflow`, the path a trigger's
+//! `details_endpoint` names (`…/details` answers the same, under its earlier name); and
+//! cancelling a trigger that is still scheduled.
 
 use crate::AppState;
 use crate::auth::OrgAuth;
@@ -69,6 +70,7 @@ pub struct TriggerView {
     /// The survey a trial reminder is for.
     pub survey_id: Option<Uuid>,
     pub summary: TriggerSummary,
+    /// Where the outcome of each matched survey is read: `/api/v1/triggers/{id}/workflow`.
     pub details_endpoint: String,
 }
 
@@ -98,7 +100,7 @@ impl From<Trigger> for TriggerView {
                 },
                 failed: t.errored_count,
             },
-            details_endpoint: format!("/api/v1/triggers/{}/details", t.id),
+            details_endpoint: format!("/api/v1/triggers/{}/workflow", t.id),
         }
     }
 }
@@ -236,11 +238,13 @@ pub async fn get(
 }
 
 /// The outcome of each survey the trigger matched, with the invitation it created.
-#[utoipa::path(get, path = "/api/v1/triggers/{trigger_id}/details", operation_id = "getTriggerDetails", tag = "triggers",
+///
+/// The trigger's `details_endpoint` names this path.
+#[utoipa::path(get, path = "/api/v1/triggers/{trigger_id}/workflow", operation_id = "getTriggerWorkflow", tag = "triggers",
     params(("trigger_id" = Uuid, Path, description = "Trigger id")),
     security(("bearer" = []), ("api_key" = [])),
     responses((status = 200, body = TriggerDetails), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn details(
+pub async fn workflow(
     auth: OrgAuth,
     state: web::Data<AppState>,
     path: web::Path<String>,
@@ -263,6 +267,22 @@ pub async fn details(
         status: trigger.status,
         surveys,
     }))
+}
+
+/// The outcome of each survey the trigger matched: an alias of
+/// `GET /api/v1/triggers/{trigger_id}/workflow`.
+///
+/// The same answer under the name this path had first; kept for the clients that use it.
+#[utoipa::path(get, path = "/api/v1/triggers/{trigger_id}/details", operation_id = "getTriggerDetails", tag = "triggers",
+    params(("trigger_id" = Uuid, Path, description = "Trigger id")),
+    security(("bearer" = []), ("api_key" = [])),
+    responses((status = 200, body = TriggerDetails), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn details(
+    auth: OrgAuth,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    workflow(auth, state, path).await
 }
 
 /// Cancel a trigger that is still scheduled.
