@@ -52,7 +52,7 @@ async fn an_event_is_accepted_at_once_and_its_trigger_completes_with_a_summary()
     assert_eq!(trigger["event"], json!({"custom": "payment_failed"}));
     assert_eq!(
         trigger["summary"],
-        json!({"total_contacts": 1, "matched": 1, "sent": 1, "filtered": {"cooldown": 0, "sample": 0}, "failed": 0})
+        json!({"total_contacts": 1, "matched": 1, "sent": 1, "filtered": 0, "filtered_by": {"cooldown": 0, "sample": 0}, "failed": 0})
     );
     assert!(trigger["started_at"].is_string() && trigger["completed_at"].is_string());
     let details_path = trigger["details_endpoint"].as_str().unwrap();
@@ -91,6 +91,44 @@ async fn an_event_is_accepted_at_once_and_its_trigger_completes_with_a_summary()
         ))
         .await,
         1
+    );
+}
+
+/// `summary.filtered` is the one number Sendmator's clients read: every match skipped, for
+/// any reason. `filtered_by` says which.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filtered_counts_every_skipped_match_and_filtered_by_says_why() {
+    let app = TestApp::spawn().await;
+    let project = app.create_project().await;
+    let event = json!({"trigger": {"events": [{"custom": "payment_failed"}]}});
+    let mut never_sampled = event.clone();
+    never_sampled["sample_rate"] = json!(0.0);
+    let mut cooling = event.clone();
+    cooling["cooldown_seconds"] = json!(3600);
+    app.create_survey(project, never_sampled).await;
+    app.create_survey(project, cooling).await;
+    let mut summaries = Vec::new();
+    for _ in 0..2 {
+        let (status, body) = app
+            .send_event(
+                Some(project),
+                json!({"event_name": "payment_failed", "user_info": {"contact_external_id": "u1"}}),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        let done = app
+            .wait_trigger(body["trigger_id"].as_str().unwrap(), "completed", WAIT)
+            .await;
+        summaries.push(done["summary"].clone());
+    }
+    assert_eq!(
+        summaries,
+        [
+            json!({"total_contacts": 1, "matched": 2, "sent": 1, "filtered": 1,
+                   "filtered_by": {"cooldown": 0, "sample": 1}, "failed": 0}),
+            json!({"total_contacts": 1, "matched": 2, "sent": 0, "filtered": 2,
+                   "filtered_by": {"cooldown": 1, "sample": 1}, "failed": 0}),
+        ]
     );
 }
 

@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
+/// Matches skipped, per reason.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct FilteredCounts {
     /// Skipped because the survey's cooldown for the user was open.
@@ -37,8 +38,10 @@ pub struct TriggerSummary {
     pub matched: i32,
     /// Invitations created.
     pub sent: i32,
+    /// Matches skipped, for any reason: the sum of `filtered_by`.
+    pub filtered: i32,
     /// Matches skipped, per reason.
-    pub filtered: FilteredCounts,
+    pub filtered_by: FilteredCounts,
     /// Matches that errored.
     pub failed: i32,
 }
@@ -94,7 +97,8 @@ impl From<Trigger> for TriggerView {
                 total_contacts: 1,
                 matched: t.matched_count,
                 sent: t.created_count,
-                filtered: FilteredCounts {
+                filtered: t.cooldown_count + t.sample_count,
+                filtered_by: FilteredCounts {
                     cooldown: t.cooldown_count,
                     sample: t.sample_count,
                 },
