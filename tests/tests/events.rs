@@ -1,6 +1,7 @@
 //! POST /api/v1/events/send and GET/DELETE /api/v1/triggers/{id}, through the real services.
 
 use beckon_e2e::broker::Broker;
+use beckon_e2e::receiver::Receiver;
 use beckon_e2e::{Options, TestApp};
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -332,6 +333,123 @@ async fn events_send_errors_have_the_seeds_messages_and_stable_codes() {
         app.execute("SELECT 1 FROM triggers").await,
         0,
         "no error created a trigger"
+    );
+}
+
+/// The committed JSON Schema of a webhook body's type and version holds `body`.
+fn assert_valid_webhook(body: &Value) {
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!(
+        "../proto-schemas/webhooks/{}.v{}.json",
+        body["type"].as_str().unwrap(),
+        body["version"]
+    ));
+    let schema: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let errors: Vec<String> = validator.iter_errors(body).map(|e| e.to_string()).collect();
+    assert!(errors.is_empty(), "{errors:?}\n{body}");
+}
+
+/// `variables` and `source` are shown on the trigger (read and listed) and carried beside
+/// `event_data` (`parameters`) in the `invitation.created` webhook's `data.trigger`: from an
+/// event sent now, and from a scheduled one fired later from its stored row. An event without
+/// them shows both as `null`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn variables_and_source_reach_the_trigger_and_the_invitation_webhook() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let project = app.create_project().await;
+    app.create_survey(
+        project,
+        json!({"trigger": {"events": [{"custom": "purchase_completed"}]}}),
+    )
+    .await;
+    app.create_webhook(
+        project,
+        json!({"url": receiver.url("/ok/carried"), "event_types": ["invitation.created"]}),
+    )
+    .await;
+    let variables = json!({"order_total": "$149.99", "estimated_delivery": "2024-12-20", "items": [1, {"sku": "A"}]});
+    let source = json!({"type": "web_signup", "ip": "192.0.2.7", "user_agent": "Mozilla/5.0"});
+    let later_variables = json!({"renewal_date": "2024-12-20"});
+    let later_source = json!({"type": "cron"});
+    let mut sent = std::collections::HashMap::new();
+    for (user, extra) in [
+        (
+            "now",
+            json!({"event_data": {"order_id": "ORD-98765"}, "variables": variables, "source": source}),
+        ),
+        (
+            "later",
+            json!({"variables": later_variables, "source": later_source, "trigger_at": in_seconds(2)}),
+        ),
+        ("plain", json!({})),
+    ] {
+        let mut body =
+            json!({"event_name": "purchase_completed", "user_info": {"contact_external_id": user}});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        let (status, answer) = app.send_event(Some(project), body).await;
+        assert_eq!(status, 201, "{answer}");
+        sent.insert(user, answer["trigger_id"].as_str().unwrap().to_owned());
+    }
+
+    let hooks = receiver.wait_for("/ok/carried", 3, WAIT).await;
+    let trigger_of = |user: &str| {
+        let hook = hooks
+            .iter()
+            .map(|h| h.json())
+            .find(|b| b["data"]["user"]["user_ref"] == user)
+            .unwrap_or_else(|| panic!("no webhook for {user}"));
+        assert_valid_webhook(&hook);
+        hook["data"]["trigger"].clone()
+    };
+    let now = trigger_of("now");
+    assert_eq!(now["id"].as_str(), Some(sent["now"].as_str()));
+    assert_eq!(now["parameters"], json!({"order_id": "ORD-98765"}));
+    assert_eq!((&now["variables"], &now["source"]), (&variables, &source));
+    let later = trigger_of("later");
+    assert_eq!(later["trigger_type"], "scheduled");
+    assert_eq!(
+        (&later["variables"], &later["source"]),
+        (&later_variables, &later_source)
+    );
+    let plain = trigger_of("plain");
+    for field in ["variables", "source"] {
+        assert!(
+            plain.as_object().unwrap().get(field) == Some(&Value::Null),
+            "{field} is null when not given: {plain}"
+        );
+    }
+
+    // On the trigger, read and listed.
+    let (_, read) = app.trigger(&sent["now"]).await;
+    assert_eq!((&read["variables"], &read["source"]), (&variables, &source));
+    let (_, read) = app.trigger(&sent["plain"]).await;
+    assert_eq!(
+        (&read["variables"], &read["source"]),
+        (&Value::Null, &Value::Null)
+    );
+    let listed: Value = app
+        .authed(
+            reqwest::Method::GET,
+            &format!("/api/v1/triggers?project_id={project}"),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let listed_later = listed["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"].as_str() == Some(sent["later"].as_str()))
+        .expect("the scheduled trigger is listed");
+    assert_eq!(
+        (&listed_later["variables"], &listed_later["source"]),
+        (&later_variables, &later_source)
     );
 }
 

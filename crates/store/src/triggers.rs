@@ -103,6 +103,21 @@ pub struct Trigger {
 
 crate::paging::keyed_by_created_at_and_id!(Trigger);
 
+/// A stored object column of a trigger (`variables`, `source`) as the JSON object the gateway
+/// accepted; anything else there is an invalid row.
+pub fn object_of(
+    column: &str,
+    value: Option<serde_json::Value>,
+) -> Result<Option<beckon_domain::envelope::JsonObject>, StoreError> {
+    match value {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::Object(map)) => Ok(Some(map)),
+        Some(_) => Err(StoreError::InvalidRow(format!(
+            "triggers.{column} holds JSON that is not an object"
+        ))),
+    }
+}
+
 pub async fn insert(conn: &mut AsyncPgConnection, new: &NewTrigger) -> Result<(), StoreError> {
     diesel::insert_into(triggers::table)
         .values(TriggerRow::from(new))

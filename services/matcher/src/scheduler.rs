@@ -57,6 +57,10 @@ pub fn envelope_for(
     let user_ref = UserRef::parse(&trigger.user_ref).map_err(|e| e.to_string())?;
     let event: LifecycleEvent =
         serde_json::from_value(trigger.event.clone()).map_err(|e| e.to_string())?;
+    let variables =
+        triggers::object_of("variables", trigger.variables.clone()).map_err(|e| e.to_string())?;
+    let source =
+        triggers::object_of("source", trigger.source.clone()).map_err(|e| e.to_string())?;
     Ok(Envelope::new(
         trigger.job_id.unwrap_or(trigger.id),
         trigger.org_id,
@@ -69,6 +73,8 @@ pub fn envelope_for(
             reply_to: None,
             survey_id: trigger.survey_id,
             event_data: trigger.event_data.clone(),
+            variables,
+            source,
         },
     ))
 }

@@ -307,10 +307,14 @@ async fn send_inner(
         trigger.job_id = ids::derive(request, "event-envelope", &[]);
     }
     trigger.scheduled_for = trigger_at;
-    let event_data = event_data.map(JsonObject::into_value);
-    trigger.source = source.map(JsonObject::into_value);
+    let (event_data, variables, source) = (
+        event_data.map(JsonObject::into_value),
+        variables.map(JsonObject::into_map),
+        source.map(JsonObject::into_map),
+    );
     trigger.event_data = event_data.clone();
-    trigger.variables = variables.map(JsonObject::into_value);
+    trigger.variables = variables.clone().map(serde_json::Value::Object);
+    trigger.source = source.clone().map(serde_json::Value::Object);
     let envelope = Envelope::new(
         trigger.job_id,
         auth.org_id,
@@ -323,6 +327,8 @@ async fn send_inner(
             reply_to: None,
             survey_id: None,
             event_data,
+            variables,
+            source,
         },
     );
     let envelope = trigger.scheduled_for.is_none().then(|| intake::Envelope {

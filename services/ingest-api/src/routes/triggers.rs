@@ -60,6 +60,12 @@ pub struct TriggerView {
     #[schema(value_type = LifecycleEvent)]
     pub event: Value,
     pub user_ref: String,
+    /// The `variables` the event was sent with (events/send), if any.
+    #[schema(value_type = Option<HashMap<String, serde_json::Value>>)]
+    pub variables: Option<Value>,
+    /// The `source` the event was sent with (events/send), if any.
+    #[schema(value_type = Option<HashMap<String, serde_json::Value>>)]
+    pub source: Option<Value>,
     /// Why a failed trigger failed.
     pub error: Option<String>,
     #[schema(format = DateTime)]
@@ -87,6 +93,8 @@ impl From<Trigger> for TriggerView {
             status: t.status,
             event: t.event,
             user_ref: t.user_ref,
+            variables: t.variables,
+            source: t.source,
             error: t.error,
             created_at: format_timestamp(t.created_at),
             scheduled_for: t.scheduled_for.map(format_timestamp),
