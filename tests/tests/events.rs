@@ -219,13 +219,6 @@ async fn events_send_errors_have_the_seeds_messages_and_stable_codes() {
             "project_mismatch",
             "",
         ),
-        (
-            Some(project.to_string()),
-            json!({"event_name": "known"}),
-            400,
-            "user_ref_required",
-            "",
-        ),
         // A field of the wrong type is named by its path.
         (
             Some(project.to_string()),
@@ -333,6 +326,148 @@ async fn events_send_errors_have_the_seeds_messages_and_stable_codes() {
         app.execute("SELECT 1 FROM triggers").await,
         0,
         "no error created a trigger"
+    );
+}
+
+/// An event may name no contact (no `user_info`, or none of its `contact_external_id`): it is
+/// accepted as any other, and its trigger completes with no one to invite, saying why
+/// (`reason.code` `no_contact`), without an envelope ever reaching the matcher. With
+/// `trigger_at` it waits, can be cancelled, and completes so when it fires.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_without_a_contact_completes_with_no_one_to_invite() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let project = app.create_project().await;
+    app.create_survey(project, json!({"trigger": {"events": ["trial_expired"]}}))
+        .await;
+    app.create_webhook(project, json!({"url": receiver.url("/ok/contactless")}))
+        .await;
+    let broker = Broker::connect(&app.prefix).await;
+    let mut tap = broker.tap().await;
+
+    let mut contactless = Vec::new();
+    for body in [
+        json!({"event_name": "trial_expired"}),
+        json!({"event_name": "trial_expired", "user_info": null, "variables": {"first_name": "Ada"}}),
+        json!({"event_name": "trial_expired", "user_info": {"email": "nobody@example.com", "name": "Nobody"}}),
+        json!({"event_name": "trial_expired", "user_info": {"contact_external_id": null}}),
+    ] {
+        let (status, answer) = app.send_event(Some(project), body.clone()).await;
+        assert_eq!(status, 201, "{body} → {answer}");
+        assert_eq!(answer["message"], "Event queued successfully");
+        let id = answer["trigger_id"].as_str().unwrap().to_owned();
+        // Completed by the time the 201 is answered: there is nothing to wait for.
+        let (_, trigger) = app.trigger(&id).await;
+        assert_eq!(trigger["status"], "completed", "{trigger}");
+        assert_eq!(trigger["reason"]["code"], "no_contact", "{trigger}");
+        assert!(
+            trigger["reason"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("no contact")),
+            "{trigger}"
+        );
+        assert_eq!(trigger["user_ref"], Value::Null);
+        assert_eq!(trigger["error"], Value::Null);
+        assert_eq!(
+            trigger["summary"],
+            json!({"total_contacts": 0, "matched": 0, "sent": 0, "filtered": 0,
+                   "filtered_by": {"cooldown": 0, "sample": 0}, "failed": 0})
+        );
+        assert!(trigger["started_at"].is_string() && trigger["completed_at"].is_string());
+        let r = app
+            .authed(
+                reqwest::Method::GET,
+                trigger["details_endpoint"].as_str().unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let workflow: Value = r.json().await.unwrap();
+        assert_eq!(workflow["surveys"], json!([]));
+        contactless.push(id);
+    }
+    let (_, second) = app.trigger(&contactless[1]).await;
+    assert_eq!(second["variables"], json!({"first_name": "Ada"}));
+    // The user_info without a contact described no one Beckon keeps.
+    assert_eq!(app.execute("SELECT 1 FROM users").await, 0);
+
+    // With trigger_at it waits like any scheduled event, and can be cancelled.
+    let (status, cancelled) = app
+        .send_event(
+            Some(project),
+            json!({"event_name": "trial_expired", "trigger_at": in_seconds(60)}),
+        )
+        .await;
+    assert_eq!(status, 201, "{cancelled}");
+    let cancelled = cancelled["trigger_id"].as_str().unwrap().to_owned();
+    let r = app
+        .authed(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/triggers/{cancelled}"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (status, scheduled) = app
+        .send_event(
+            Some(project),
+            json!({"event_name": "trial_expired", "trigger_at": in_seconds(2)}),
+        )
+        .await;
+    assert_eq!(status, 201, "{scheduled}");
+    let scheduled_for = scheduled["scheduled_for"].as_str().unwrap().to_owned();
+    assert_eq!(
+        scheduled["message"],
+        format!("Event scheduled for {scheduled_for}")
+    );
+    let id = scheduled["trigger_id"].as_str().unwrap().to_owned();
+    let (_, waiting) = app.trigger(&id).await;
+    assert_eq!(
+        (&waiting["status"], &waiting["reason"], &waiting["user_ref"]),
+        (&json!("scheduled"), &Value::Null, &Value::Null)
+    );
+    let done = app.wait_trigger(&id, "completed", WAIT).await;
+    assert_eq!(done["reason"]["code"], "no_contact", "{done}");
+    assert_eq!(done["summary"]["total_contacts"], 0);
+    let fired = OffsetDateTime::parse(done["started_at"].as_str().unwrap(), &Rfc3339).unwrap();
+    assert!(fired >= OffsetDateTime::parse(&scheduled_for, &Rfc3339).unwrap());
+    contactless.extend([cancelled, id]);
+
+    // The control: the same event for a user goes the whole way.
+    let (_, with) = app
+        .send_event(
+            Some(project),
+            json!({"event_name": "trial_expired", "user_info": {"contact_external_id": "u1"}}),
+        )
+        .await;
+    let with = with["trigger_id"].as_str().unwrap().to_owned();
+    app.wait_trigger(&with, "completed", WAIT).await;
+    receiver.wait_for("/ok/contactless", 1, WAIT).await;
+    let mut tapped = Vec::new();
+    while let Some(body) = tap.next(Duration::from_secs(1)).await {
+        let envelope: Value = serde_json::from_slice(&body).unwrap();
+        tapped.push((
+            envelope["correlation_id"].as_str().unwrap().to_owned(),
+            envelope["type"].as_str().unwrap().to_owned(),
+        ));
+    }
+    assert!(
+        tapped
+            .iter()
+            .any(|(id, kind)| *id == with && kind == "event.received"),
+        "{tapped:?}"
+    );
+    assert!(
+        tapped.iter().all(|(id, _)| !contactless.contains(id)),
+        "an event without a contact sent an envelope: {tapped:?}"
+    );
+    assert_eq!(receiver.received("/ok/contactless").len(), 1);
+    assert_eq!(
+        app.execute("SELECT 1 FROM invitations").await,
+        1,
+        "only the control invited anyone"
     );
 }
 

@@ -109,7 +109,7 @@ pub fn of(name: &str) -> Option<Value> {
             "id": TRIGGER, "project_id": PROJECT, "flow_type": "survey", "trigger_type": "event",
             "status": "completed", "event": "trial_expired", "user_ref": "user_8812",
             "variables": {"first_name": "Ada", "plan_name": "Pro"},
-            "source": {"type": "web_app", "ip": "203.0.113.45"}, "error": null,
+            "source": {"type": "web_app", "ip": "203.0.113.45"}, "error": null, "reason": null,
             "created_at": CREATED, "scheduled_for": null, "started_at": "2026-11-30T09:12:44Z",
             "completed_at": "2026-11-30T09:12:45Z", "survey_id": null,
             "summary": {"total_contacts": 1, "matched": 2, "sent": 1,

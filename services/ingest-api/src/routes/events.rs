@@ -38,9 +38,10 @@ pub struct SendEventRequest {
     /// The project, when no `X-Team-ID` header names it.
     #[schema(format = Uuid)]
     project_id: Option<String>,
-    /// `contact_external_id` (required) is the user the event is about; `email`, `phone`,
-    /// `name` and `custom_fields` update the user's record.
-    #[schema(value_type = SendEventUserInfo)]
+    /// `contact_external_id` is the user the event is about; `email`, `phone`, `name` and
+    /// `custom_fields` update the user's record. Without a `contact_external_id` (or without
+    /// `user_info`) there is no one to invite: the event is accepted and its trigger completes
+    /// with `reason.code` `no_contact`.
     user_info: Option<SendEventUserInfo>,
     /// Where the event came from: `type`, `ip`, `user_agent`.
     #[schema(value_type = Option<HashMap<String, serde_json::Value>>)]
@@ -51,7 +52,8 @@ pub struct SendEventRequest {
     /// Your values for the workflow; kept on the trigger.
     #[schema(value_type = Option<HashMap<String, serde_json::Value>>)]
     variables: Option<JsonObject>,
-    /// ISO 8601, in the future: fire then instead of now.
+    /// ISO 8601, in the future: fire then instead of now. An event without a contact waits
+    /// too (and can be cancelled), then completes with `no_contact` when it fires.
     #[schema(format = DateTime)]
     trigger_at: Option<String>,
 }
@@ -59,8 +61,9 @@ pub struct SendEventRequest {
 /// `user_info`: the user the event is about, and what to update on them.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct SendEventUserInfo {
-    /// Your stable identifier of the user (their `user_ref`).
-    #[schema(value_type = String, example = "user_8812")]
+    /// Your stable identifier of the user (their `user_ref`). Without it the event reaches no
+    /// one, and the other fields are not kept.
+    #[schema(value_type = Option<String>, example = "user_8812")]
     contact_external_id: Option<UserRef>,
     #[schema(example = "ada@example.com")]
     email: Option<String>,
@@ -85,9 +88,9 @@ fn field_code(path: &str) -> &'static str {
 /// An accepted event, every field checked.
 struct Accepted {
     event: LifecycleEvent,
-    user_ref: UserRef,
-    /// What `user_info` updates on the user.
-    changes: UserChanges,
+    /// The user the event is about, and what `user_info` updates on them; `None` when it names
+    /// no contact.
+    contact: Option<(UserRef, UserChanges)>,
     trigger_at: Option<OffsetDateTime>,
     source: Option<JsonObject>,
     event_data: Option<JsonObject>,
@@ -105,17 +108,18 @@ impl SendEventRequest {
             })?;
         let event = LifecycleEvent::from_name(&event_name)
             .map_err(|e| ApiError::bad_request("invalid_event_name", e.to_string()))?;
-        let user_info = self.user_info.ok_or_else(user_ref_required)?;
-        let user_ref = user_info
-            .contact_external_id
-            .ok_or_else(user_ref_required)?;
-        let changes = UserChanges {
-            email: user_info.email,
-            name: user_info.name,
-            phone: user_info.phone,
-            attributes: user_info.custom_fields.map(JsonObject::into_value),
-            trial_ends_at: None,
-        };
+        // Without a contact id the other fields of `user_info` describe no one Beckon keeps:
+        // they are checked, and left.
+        let contact = self.user_info.and_then(|info| {
+            let changes = UserChanges {
+                email: info.email,
+                name: info.name,
+                phone: info.phone,
+                attributes: info.custom_fields.map(JsonObject::into_value),
+                trial_ends_at: None,
+            };
+            info.contact_external_id.map(|user_ref| (user_ref, changes))
+        });
         let trigger_at = match self.trigger_at {
             None => None,
             Some(raw) => {
@@ -133,21 +137,13 @@ impl SendEventRequest {
         };
         Ok(Accepted {
             event,
-            user_ref,
-            changes,
+            contact,
             trigger_at,
             source: self.source,
             event_data: self.event_data,
             variables: self.variables,
         })
     }
-}
-
-fn user_ref_required() -> ApiError {
-    ApiError::bad_request(
-        "user_ref_required",
-        "user_info.contact_external_id is required: it names the user the event is about.",
-    )
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -262,8 +258,7 @@ async fn send_inner(
     };
     let Accepted {
         event,
-        user_ref,
-        changes,
+        contact,
         trigger_at,
         source,
         event_data,
@@ -289,17 +284,23 @@ async fn send_inner(
         ));
     }
 
-    let mut trigger = NewTrigger::new(
-        auth.org_id,
-        project_id,
-        if trigger_at.is_some() {
-            TriggerType::Scheduled
-        } else {
-            TriggerType::Event
-        },
-        user_ref.as_str(),
-        &event,
-    );
+    let trigger_type = if trigger_at.is_some() {
+        TriggerType::Scheduled
+    } else {
+        TriggerType::Event
+    };
+    // Without a contact the trigger has no one to invite: recorded completed (or, with
+    // `trigger_at`, scheduled, to complete so when it fires), with no envelope.
+    let mut trigger = match &contact {
+        Some((user_ref, _)) => NewTrigger::new(
+            auth.org_id,
+            project_id,
+            trigger_type,
+            user_ref.as_str(),
+            &event,
+        ),
+        None => NewTrigger::without_contact(auth.org_id, project_id, trigger_type, &event),
+    };
     if let Some(request) = request_id {
         // Under an Idempotency-Key the trigger is the request's, derived from it: a retry that
         // took the key over after its first run died finds that run's trigger.
@@ -315,37 +316,45 @@ async fn send_inner(
     trigger.event_data = event_data.clone();
     trigger.variables = variables.clone().map(serde_json::Value::Object);
     trigger.source = source.clone().map(serde_json::Value::Object);
-    let envelope = Envelope::new(
-        trigger.job_id,
-        auth.org_id,
-        project_id,
-        trigger.id,
-        EventReceived {
-            trigger_type: TriggerType::Event,
-            user_ref: user_ref.clone(),
-            event,
-            reply_to: None,
-            survey_id: None,
-            event_data,
-            variables,
-            source,
-        },
-    );
-    let envelope = trigger.scheduled_for.is_none().then(|| intake::Envelope {
-        id: envelope.id,
-        exchange: state.publisher.topology().events_exchange(),
-        routing_key: envelope.routing_key(),
-        body: envelope.to_json(),
-        traceparent: beckon_runtime::telemetry::traceparent(),
-    });
+    let envelope = match (&contact, trigger.scheduled_for) {
+        (Some((user_ref, _)), None) => {
+            let envelope = Envelope::new(
+                trigger.job_id,
+                auth.org_id,
+                project_id,
+                trigger.id,
+                EventReceived {
+                    trigger_type: TriggerType::Event,
+                    user_ref: user_ref.clone(),
+                    event,
+                    reply_to: None,
+                    survey_id: None,
+                    event_data,
+                    variables,
+                    source,
+                },
+            );
+            Some(intake::Envelope {
+                id: envelope.id,
+                exchange: state.publisher.topology().events_exchange(),
+                routing_key: envelope.routing_key(),
+                body: envelope.to_json(),
+                traceparent: beckon_runtime::telemetry::traceparent(),
+            })
+        }
+        // Scheduled: the envelope is made from the row when it fires. No contact: none.
+        _ => None,
+    };
     let (trigger_id, job_id, scheduled_for) = (trigger.id, trigger.job_id, trigger.scheduled_for);
     let committed = state
         .intake
         .commit(intake::Event {
             org_id: auth.org_id,
             project_id,
-            user_ref: user_ref.as_str().to_owned(),
-            changes,
+            user: contact.map(|(user_ref, changes)| intake::UserUpdate {
+                user_ref: user_ref.as_str().to_owned(),
+                changes,
+            }),
             trigger,
             envelope,
         })

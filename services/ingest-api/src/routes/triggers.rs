@@ -15,7 +15,7 @@ use actix_web::{HttpResponse, web};
 use beckon_domain::LifecycleEvent;
 use beckon_domain::envelope::TriggerType;
 use beckon_domain::outcome::SurveyOutcome;
-use beckon_domain::trigger::TriggerStatus;
+use beckon_domain::trigger::{TriggerReason, TriggerStatus};
 use beckon_store::triggers::{self, Trigger, TriggerFilter};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -32,7 +32,7 @@ pub struct FilteredCounts {
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TriggerSummary {
-    /// Users the event was about (always 1).
+    /// Users the event was about: 1, or 0 when it named no contact.
     pub total_contacts: i32,
     /// Live surveys the event matched.
     pub matched: i32,
@@ -59,7 +59,8 @@ pub struct TriggerView {
     /// The event fired.
     #[schema(value_type = LifecycleEvent)]
     pub event: Value,
-    pub user_ref: String,
+    /// The user the event is about; `null` when it named no contact (see `reason`).
+    pub user_ref: Option<String>,
     /// The `variables` the event was sent with (events/send), if any.
     #[schema(value_type = Option<HashMap<String, serde_json::Value>>)]
     pub variables: Option<Value>,
@@ -68,6 +69,9 @@ pub struct TriggerView {
     pub source: Option<Value>,
     /// Why a failed trigger failed.
     pub error: Option<String>,
+    /// Why the trigger ended as it did, when the counts alone do not say: `no_contact` (the
+    /// event named no contact, so it completed with no one to invite).
+    pub reason: Option<ReasonView>,
     #[schema(format = DateTime)]
     pub created_at: String,
     #[schema(format = DateTime)]
@@ -83,8 +87,27 @@ pub struct TriggerView {
     pub details_endpoint: String,
 }
 
+/// Why a trigger ended as it did: a stable code, and a sentence for people.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ReasonView {
+    /// Stable and machine-readable; branch on this.
+    pub code: TriggerReason,
+    /// For humans.
+    pub message: &'static str,
+}
+
+impl From<TriggerReason> for ReasonView {
+    fn from(code: TriggerReason) -> Self {
+        Self {
+            code,
+            message: code.message(),
+        }
+    }
+}
+
 impl From<Trigger> for TriggerView {
     fn from(t: Trigger) -> Self {
+        let total_contacts = i32::from(t.user_ref.is_some());
         Self {
             id: t.id,
             project_id: t.project_id,
@@ -96,13 +119,14 @@ impl From<Trigger> for TriggerView {
             variables: t.variables,
             source: t.source,
             error: t.error,
+            reason: t.reason.map(|r| ReasonView::from(r.0)),
             created_at: format_timestamp(t.created_at),
             scheduled_for: t.scheduled_for.map(format_timestamp),
             started_at: t.started_at.map(format_timestamp),
             completed_at: t.completed_at.map(format_timestamp),
             survey_id: t.survey_id,
             summary: TriggerSummary {
-                total_contacts: 1,
+                total_contacts,
                 matched: t.matched_count,
                 sent: t.created_count,
                 filtered: t.cooldown_count + t.sample_count,
