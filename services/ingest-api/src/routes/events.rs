@@ -181,12 +181,12 @@ pub fn format_timestamp(t: OffsetDateTime) -> String {
 /// Answers at once; the event is matched behind the queue (or at `trigger_at`). Track it with
 /// `GET /api/v1/triggers/{trigger_id}`.
 #[utoipa::path(post, path = "/api/v1/events/send", operation_id = "sendEvent", tag = "events",
-    request_body(content = SendEventRequest, example = json!({"event_name": "trial_expired", "project_id": "0193a6b2-5f1e-7c3d-9a4b-2e8f6c1d0a57", "user_info": {"contact_external_id": "user_8812", "email": "ada@example.com", "name": "Ada Lovelace", "custom_fields": {"plan": "pro"}}, "event_data": {"trial_days": 14}, "source": {"type": "api"}})),
+    request_body(content = SendEventRequest, example = json!({"event_name": "trial_expired", "project_id": "0193a6b2-5f1e-7c3d-9a4b-2e8f6c1d0a57", "user_info": {"contact_external_id": "user_8812", "email": "ada@example.com", "name": "Ada Lovelace", "custom_fields": {"plan": "pro"}}, "event_data": {"trial_days": 14}, "variables": {"first_name": "Ada"}, "source": {"type": "api", "ip": "203.0.113.45"}})),
     params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer for 24 hours; see the README"), ("X-Team-ID" = Option<String>, Header, description = "The project id (or `project_id` in the body)")),
     security(("api_key" = []), ("bearer" = [])),
     responses(
         (status = 201, description = "Queued, durably", body = SendEventResponse, headers(("Location" = String, description = "The trigger's path"))),
-        (status = 400, description = "Event name is required, Invalid trigger_at format, trigger_at must be a future date, or header and body name different projects", body = ErrorBody),
+        (status = 400, description = "Event name is required (`event_name_required`), Invalid trigger_at format (`invalid_trigger_at`), trigger_at must be a future date (`trigger_at_in_past`), header and body name different projects (`project_mismatch`), a malformed `user_info.contact_external_id` (`user_ref_invalid`), or a field of the wrong type or an object nested deeper than 32 levels (`invalid_body`, naming the field)", body = ErrorBody),
         (status = 401, description = "Unauthorized, or Invalid team context", body = ErrorBody),
         (status = 403, description = "The project belongs to another organization", body = ErrorBody),
         (status = 404, description = "Event type not found: no survey of the project ever subscribed to this custom event", body = ErrorBody),
