@@ -241,6 +241,14 @@ async fn events_send_errors_have_the_seeds_messages_and_stable_codes() {
             "invalid_body",
             "user_info.email: invalid type: boolean `true`, expected a string",
         ),
+        // Not the fields in order, which serde would read a struct from.
+        (
+            Some(project.to_string()),
+            json!({"event_name": "known", "user_info": ["u1"]}),
+            400,
+            "invalid_body",
+            "user_info: invalid type: sequence, expected an object",
+        ),
         (
             Some(project.to_string()),
             json!({"event_name": "known", "user_info": {"contact_external_id": " "}}),

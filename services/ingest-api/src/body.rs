@@ -170,6 +170,30 @@ pub fn parse_fields<T: DeserializeOwned>(
     })
 }
 
+/// A struct of a request body that must arrive as a JSON object. (Serde would also read a
+/// struct from an array of its fields in order, which no request documents: `"user_info":
+/// ["u1"]` would name a user.) Fields that do not fit are still named by their path.
+#[derive(Debug)]
+pub struct Object<T>(pub T);
+
+impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for Object<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Fields<T>(std::marker::PhantomData<T>);
+        impl<'de, T: serde::Deserialize<'de>> serde::de::Visitor<'de> for Fields<T> {
+            type Value = T;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            }
+        }
+        deserializer
+            .deserialize_map(Fields(std::marker::PhantomData))
+            .map(Self)
+    }
+}
+
 /// Deepest nesting of a [`JsonObject`], the object itself counting as one level.
 ///
 /// The parser alone refuses only what passes 127 levels in the whole body. But such a value
@@ -326,6 +350,32 @@ mod tests {
         assert_eq!(
             (err.code, err.message.as_str()),
             ("invalid_body", "The body must be a JSON object.")
+        );
+    }
+
+    #[test]
+    fn a_struct_must_arrive_as_an_object_and_its_fields_keep_their_path() {
+        #[derive(Debug, serde::Deserialize)]
+        struct Outer {
+            inner: Option<Object<Inner>>,
+        }
+        #[derive(Debug, serde::Deserialize)]
+        struct Inner {
+            name: Option<String>,
+        }
+        let parsed: Outer = parse_fields(br#"{"inner": {"name": "Ada"}}"#, |_| "x").unwrap();
+        assert_eq!(parsed.inner.unwrap().0.name.as_deref(), Some("Ada"));
+        let parsed: Outer = parse_fields(br#"{"inner": null}"#, |_| "x").unwrap();
+        assert!(parsed.inner.is_none());
+        let err = parse_fields::<Outer>(br#"{"inner": ["Ada"]}"#, |_| "x").unwrap_err();
+        assert_eq!(
+            err.message,
+            "inner: invalid type: sequence, expected an object"
+        );
+        let err = parse_fields::<Outer>(br#"{"inner": {"name": 5}}"#, |_| "x").unwrap_err();
+        assert_eq!(
+            err.message,
+            "inner.name: invalid type: integer `5`, expected a string"
         );
     }
 

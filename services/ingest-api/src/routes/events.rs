@@ -6,7 +6,7 @@
 
 use crate::AppState;
 use crate::auth::OrgAuth;
-use crate::body::{self, JsonObject};
+use crate::body::{self, JsonObject, Object};
 use crate::error::{ApiError, ErrorBody};
 use crate::idempotency;
 use crate::intake;
@@ -42,7 +42,8 @@ pub struct SendEventRequest {
     /// `custom_fields` update the user's record. Without a `contact_external_id` (or without
     /// `user_info`) there is no one to invite: the event is accepted and its trigger completes
     /// with `reason.code` `no_contact`.
-    user_info: Option<SendEventUserInfo>,
+    #[schema(value_type = Option<SendEventUserInfo>)]
+    user_info: Option<Object<SendEventUserInfo>>,
     /// Where the event came from: `type`, `ip`, `user_agent`.
     #[schema(value_type = Option<HashMap<String, serde_json::Value>>)]
     source: Option<JsonObject>,
@@ -110,7 +111,7 @@ impl SendEventRequest {
             .map_err(|e| ApiError::bad_request("invalid_event_name", e.to_string()))?;
         // Without a contact id the other fields of `user_info` describe no one Beckon keeps:
         // they are checked, and left.
-        let contact = self.user_info.and_then(|info| {
+        let contact = self.user_info.and_then(|Object(info)| {
             let changes = UserChanges {
                 email: info.email,
                 name: info.name,
