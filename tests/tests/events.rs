@@ -642,7 +642,17 @@ async fn objects_nested_deeper_than_32_levels_are_refused_before_anything_is_rec
             .await;
         assert_eq!(status, 400, "{field}: {body}");
     }
+    // A user's attributes travel in every webhook about them: users/upsert bounds them too.
+    let (status, body) = app
+        .upsert_user(json!({"project_id": project, "user_ref": "u1", "attributes": nested(120)}))
+        .await;
+    assert_eq!(
+        (status, body["message"].as_str()),
+        (400, Some("attributes: nested more than 32 levels deep")),
+        "{body}"
+    );
     assert_eq!(app.execute("SELECT 1 FROM triggers").await, 0);
+    assert_eq!(app.execute("SELECT 1 FROM users").await, 0);
 
     // 32 levels in every object at once travel the whole way.
     let mut body = event("event_data", nested(32));

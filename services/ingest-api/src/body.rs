@@ -210,6 +210,21 @@ pub const MAX_NESTING: usize = 32;
 pub struct JsonObject(serde_json::Map<String, serde_json::Value>);
 
 impl JsonObject {
+    /// `map`, which a handler reading fields by hand found under `field`, if it nests at most
+    /// [`MAX_NESTING`] levels; otherwise 400 `invalid_body` naming the field.
+    pub fn bounded(
+        field: &str,
+        map: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Self, ApiError> {
+        if nesting(&map) > MAX_NESTING {
+            return Err(ApiError::bad_request(
+                "invalid_body",
+                format!("{field}: {}", too_deep()),
+            ));
+        }
+        Ok(Self(map))
+    }
+
     pub fn into_map(self) -> serde_json::Map<String, serde_json::Value> {
         self.0
     }
@@ -226,9 +241,7 @@ impl<'de> serde::Deserialize<'de> for JsonObject {
         match Value::deserialize(deserializer)? {
             Value::Object(map) => {
                 if nesting(&map) > MAX_NESTING {
-                    return Err(D::Error::custom(format!(
-                        "nested more than {MAX_NESTING} levels deep"
-                    )));
+                    return Err(D::Error::custom(too_deep()));
                 }
                 Ok(Self(map))
             }
@@ -245,6 +258,10 @@ impl<'de> serde::Deserialize<'de> for JsonObject {
             }
         }
     }
+}
+
+fn too_deep() -> String {
+    format!("nested more than {MAX_NESTING} levels deep")
 }
 
 /// How many levels of objects and arrays `object` nests, itself included.
