@@ -151,7 +151,8 @@ impl SendEventRequest {
 pub struct SendEventResponse {
     pub success: bool,
     pub trigger_id: Uuid,
-    /// The id of the envelope that carries the event.
+    /// The id of the envelope that carries the event (an event without a contact needs none,
+    /// and none is sent under it).
     pub job_id: Uuid,
     pub message: String,
     /// Present when `trigger_at` was given.
