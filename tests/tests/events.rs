@@ -1,6 +1,7 @@
 //! POST /api/v1/events/send and GET/DELETE /api/v1/triggers/{id}, through the real services.
 
 use beckon_e2e::broker::Broker;
+use beckon_e2e::receiver::Receiver;
 use beckon_e2e::{Options, TestApp};
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -52,18 +53,30 @@ async fn an_event_is_accepted_at_once_and_its_trigger_completes_with_a_summary()
     assert_eq!(trigger["event"], json!({"custom": "payment_failed"}));
     assert_eq!(
         trigger["summary"],
-        json!({"total_contacts": 1, "matched": 1, "sent": 1, "filtered": {"cooldown": 0, "sample": 0}, "failed": 0})
+        json!({"total_contacts": 1, "matched": 1, "sent": 1, "filtered": 0, "filtered_by": {"cooldown": 0, "sample": 0}, "failed": 0})
     );
     assert!(trigger["started_at"].is_string() && trigger["completed_at"].is_string());
     let details_path = trigger["details_endpoint"].as_str().unwrap();
-    let details: Value = app
-        .authed(reqwest::Method::GET, details_path)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    assert_eq!(
+        details_path,
+        format!("/api/v1/triggers/{trigger_id}/workflow")
+    );
+    let app = &app;
+    let read = |path: String| async move {
+        let r = app
+            .authed(reqwest::Method::GET, &path)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        r.json::<Value>().await.unwrap()
+    };
+    let details = read(details_path.to_owned()).await;
+    // `/details` is an alias of `/workflow`.
+    assert_eq!(
+        read(format!("/api/v1/triggers/{trigger_id}/details")).await,
+        details
+    );
     assert_eq!(details["surveys"][0]["survey_id"], survey["id"]);
     assert_eq!(details["surveys"][0]["outcome"], "created");
     assert!(details["surveys"][0]["invitation_id"].is_string());
@@ -79,6 +92,44 @@ async fn an_event_is_accepted_at_once_and_its_trigger_completes_with_a_summary()
         ))
         .await,
         1
+    );
+}
+
+/// `summary.filtered` is the one number Sendmator's clients read: every match skipped, for
+/// any reason. `filtered_by` says which.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filtered_counts_every_skipped_match_and_filtered_by_says_why() {
+    let app = TestApp::spawn().await;
+    let project = app.create_project().await;
+    let event = json!({"trigger": {"events": [{"custom": "payment_failed"}]}});
+    let mut never_sampled = event.clone();
+    never_sampled["sample_rate"] = json!(0.0);
+    let mut cooling = event.clone();
+    cooling["cooldown_seconds"] = json!(3600);
+    app.create_survey(project, never_sampled).await;
+    app.create_survey(project, cooling).await;
+    let mut summaries = Vec::new();
+    for _ in 0..2 {
+        let (status, body) = app
+            .send_event(
+                Some(project),
+                json!({"event_name": "payment_failed", "user_info": {"contact_external_id": "u1"}}),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        let done = app
+            .wait_trigger(body["trigger_id"].as_str().unwrap(), "completed", WAIT)
+            .await;
+        summaries.push(done["summary"].clone());
+    }
+    assert_eq!(
+        summaries,
+        [
+            json!({"total_contacts": 1, "matched": 2, "sent": 1, "filtered": 1,
+                   "filtered_by": {"cooldown": 0, "sample": 1}, "failed": 0}),
+            json!({"total_contacts": 1, "matched": 2, "sent": 0, "filtered": 2,
+                   "filtered_by": {"cooldown": 1, "sample": 1}, "failed": 0}),
+        ]
     );
 }
 
@@ -168,11 +219,48 @@ async fn events_send_errors_have_the_seeds_messages_and_stable_codes() {
             "project_mismatch",
             "",
         ),
+        // A field of the wrong type is named by its path.
         (
             Some(project.to_string()),
-            json!({"event_name": "known"}),
+            json!({"event_name": 5, "user_info": user}),
             400,
-            "user_ref_required",
+            "invalid_body",
+            "event_name: invalid type: integer `5`, expected a string",
+        ),
+        (
+            Some(project.to_string()),
+            json!({"event_name": "known", "user_info": user, "event_data": [1]}),
+            400,
+            "invalid_body",
+            "event_data: invalid type: sequence, expected an object",
+        ),
+        (
+            Some(project.to_string()),
+            json!({"event_name": "known", "user_info": {"contact_external_id": "u1", "email": true}}),
+            400,
+            "invalid_body",
+            "user_info.email: invalid type: boolean `true`, expected a string",
+        ),
+        // Not the fields in order, which serde would read a struct from.
+        (
+            Some(project.to_string()),
+            json!({"event_name": "known", "user_info": ["u1"]}),
+            400,
+            "invalid_body",
+            "user_info: invalid type: sequence, expected an object",
+        ),
+        (
+            Some(project.to_string()),
+            json!({"event_name": "known", "user_info": {"contact_external_id": " "}}),
+            400,
+            "user_ref_invalid",
+            "user_info.contact_external_id: user_ref must not be empty",
+        ),
+        (
+            Some(project.to_string()),
+            json!({"event_name": "known", "user_info": {"contact_external_id": 42}}),
+            400,
+            "user_ref_invalid",
             "",
         ),
         (
@@ -247,6 +335,336 @@ async fn events_send_errors_have_the_seeds_messages_and_stable_codes() {
         0,
         "no error created a trigger"
     );
+}
+
+/// An event may name no contact (no `user_info`, or none of its `contact_external_id`): it is
+/// accepted as any other, and its trigger completes with no one to invite, saying why
+/// (`reason.code` `no_contact`), without an envelope ever reaching the matcher. With
+/// `trigger_at` it waits, can be cancelled, and completes so when it fires.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_without_a_contact_completes_with_no_one_to_invite() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let project = app.create_project().await;
+    app.create_survey(project, json!({"trigger": {"events": ["trial_expired"]}}))
+        .await;
+    app.create_webhook(project, json!({"url": receiver.url("/ok/contactless")}))
+        .await;
+    let broker = Broker::connect(&app.prefix).await;
+    let mut tap = broker.tap().await;
+
+    let mut contactless = Vec::new();
+    for body in [
+        json!({"event_name": "trial_expired"}),
+        json!({"event_name": "trial_expired", "user_info": null, "variables": {"first_name": "Ada"}}),
+        json!({"event_name": "trial_expired", "user_info": {"email": "nobody@example.com", "name": "Nobody"}}),
+        json!({"event_name": "trial_expired", "user_info": {"contact_external_id": null}}),
+    ] {
+        let (status, answer) = app.send_event(Some(project), body.clone()).await;
+        assert_eq!(status, 201, "{body} → {answer}");
+        assert_eq!(answer["message"], "Event queued successfully");
+        let id = answer["trigger_id"].as_str().unwrap().to_owned();
+        // Completed by the time the 201 is answered: there is nothing to wait for.
+        let (_, trigger) = app.trigger(&id).await;
+        assert_eq!(trigger["status"], "completed", "{trigger}");
+        assert_eq!(trigger["reason"]["code"], "no_contact", "{trigger}");
+        assert!(
+            trigger["reason"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("no contact")),
+            "{trigger}"
+        );
+        assert_eq!(trigger["user_ref"], Value::Null);
+        assert_eq!(trigger["error"], Value::Null);
+        assert_eq!(
+            trigger["summary"],
+            json!({"total_contacts": 0, "matched": 0, "sent": 0, "filtered": 0,
+                   "filtered_by": {"cooldown": 0, "sample": 0}, "failed": 0})
+        );
+        assert!(trigger["started_at"].is_string() && trigger["completed_at"].is_string());
+        let r = app
+            .authed(
+                reqwest::Method::GET,
+                trigger["details_endpoint"].as_str().unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let workflow: Value = r.json().await.unwrap();
+        assert_eq!(workflow["surveys"], json!([]));
+        contactless.push(id);
+    }
+    let (_, second) = app.trigger(&contactless[1]).await;
+    assert_eq!(second["variables"], json!({"first_name": "Ada"}));
+    // The user_info without a contact described no one Beckon keeps.
+    assert_eq!(app.execute("SELECT 1 FROM users").await, 0);
+
+    // With trigger_at it waits like any scheduled event, and can be cancelled.
+    let (status, cancelled) = app
+        .send_event(
+            Some(project),
+            json!({"event_name": "trial_expired", "trigger_at": in_seconds(60)}),
+        )
+        .await;
+    assert_eq!(status, 201, "{cancelled}");
+    let cancelled = cancelled["trigger_id"].as_str().unwrap().to_owned();
+    let r = app
+        .authed(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/triggers/{cancelled}"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (status, scheduled) = app
+        .send_event(
+            Some(project),
+            json!({"event_name": "trial_expired", "trigger_at": in_seconds(2)}),
+        )
+        .await;
+    assert_eq!(status, 201, "{scheduled}");
+    let scheduled_for = scheduled["scheduled_for"].as_str().unwrap().to_owned();
+    assert_eq!(
+        scheduled["message"],
+        format!("Event scheduled for {scheduled_for}")
+    );
+    let id = scheduled["trigger_id"].as_str().unwrap().to_owned();
+    let (_, waiting) = app.trigger(&id).await;
+    assert_eq!(
+        (&waiting["status"], &waiting["reason"], &waiting["user_ref"]),
+        (&json!("scheduled"), &Value::Null, &Value::Null)
+    );
+    let done = app.wait_trigger(&id, "completed", WAIT).await;
+    assert_eq!(done["reason"]["code"], "no_contact", "{done}");
+    assert_eq!(done["summary"]["total_contacts"], 0);
+    let fired = OffsetDateTime::parse(done["started_at"].as_str().unwrap(), &Rfc3339).unwrap();
+    assert!(fired >= OffsetDateTime::parse(&scheduled_for, &Rfc3339).unwrap());
+    contactless.extend([cancelled, id]);
+
+    // The control: the same event for a user goes the whole way.
+    let (_, with) = app
+        .send_event(
+            Some(project),
+            json!({"event_name": "trial_expired", "user_info": {"contact_external_id": "u1"}}),
+        )
+        .await;
+    let with = with["trigger_id"].as_str().unwrap().to_owned();
+    app.wait_trigger(&with, "completed", WAIT).await;
+    receiver.wait_for("/ok/contactless", 1, WAIT).await;
+    let mut tapped = Vec::new();
+    while let Some(body) = tap.next(Duration::from_secs(1)).await {
+        let envelope: Value = serde_json::from_slice(&body).unwrap();
+        tapped.push((
+            envelope["correlation_id"].as_str().unwrap().to_owned(),
+            envelope["type"].as_str().unwrap().to_owned(),
+        ));
+    }
+    assert!(
+        tapped
+            .iter()
+            .any(|(id, kind)| *id == with && kind == "event.received"),
+        "{tapped:?}"
+    );
+    assert!(
+        tapped.iter().all(|(id, _)| !contactless.contains(id)),
+        "an event without a contact sent an envelope: {tapped:?}"
+    );
+    assert_eq!(receiver.received("/ok/contactless").len(), 1);
+    assert_eq!(
+        app.execute("SELECT 1 FROM invitations").await,
+        1,
+        "only the control invited anyone"
+    );
+}
+
+/// The committed JSON Schema of a webhook body's type and version holds `body`.
+fn assert_valid_webhook(body: &Value) {
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!(
+        "../proto-schemas/webhooks/{}.v{}.json",
+        body["type"].as_str().unwrap(),
+        body["version"]
+    ));
+    let schema: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let errors: Vec<String> = validator.iter_errors(body).map(|e| e.to_string()).collect();
+    assert!(errors.is_empty(), "{errors:?}\n{body}");
+}
+
+/// `variables` and `source` are shown on the trigger (read and listed) and carried beside
+/// `event_data` (`parameters`) in the `invitation.created` webhook's `data.trigger`: from an
+/// event sent now, and from a scheduled one fired later from its stored row. An event without
+/// them shows both as `null`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn variables_and_source_reach_the_trigger_and_the_invitation_webhook() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let project = app.create_project().await;
+    app.create_survey(
+        project,
+        json!({"trigger": {"events": [{"custom": "purchase_completed"}]}}),
+    )
+    .await;
+    app.create_webhook(
+        project,
+        json!({"url": receiver.url("/ok/carried"), "event_types": ["invitation.created"]}),
+    )
+    .await;
+    let variables = json!({"order_total": "$149.99", "estimated_delivery": "2024-12-20", "items": [1, {"sku": "A"}]});
+    let source = json!({"type": "web_signup", "ip": "192.0.2.7", "user_agent": "Mozilla/5.0"});
+    let later_variables = json!({"renewal_date": "2024-12-20"});
+    let later_source = json!({"type": "cron"});
+    let mut sent = std::collections::HashMap::new();
+    for (user, extra) in [
+        (
+            "now",
+            json!({"event_data": {"order_id": "ORD-98765"}, "variables": variables, "source": source}),
+        ),
+        (
+            "later",
+            json!({"variables": later_variables, "source": later_source, "trigger_at": in_seconds(2)}),
+        ),
+        ("plain", json!({})),
+    ] {
+        let mut body =
+            json!({"event_name": "purchase_completed", "user_info": {"contact_external_id": user}});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        let (status, answer) = app.send_event(Some(project), body).await;
+        assert_eq!(status, 201, "{answer}");
+        sent.insert(user, answer["trigger_id"].as_str().unwrap().to_owned());
+    }
+
+    let hooks = receiver.wait_for("/ok/carried", 3, WAIT).await;
+    let trigger_of = |user: &str| {
+        let hook = hooks
+            .iter()
+            .map(|h| h.json())
+            .find(|b| b["data"]["user"]["user_ref"] == user)
+            .unwrap_or_else(|| panic!("no webhook for {user}"));
+        assert_valid_webhook(&hook);
+        hook["data"]["trigger"].clone()
+    };
+    let now = trigger_of("now");
+    assert_eq!(now["id"].as_str(), Some(sent["now"].as_str()));
+    assert_eq!(now["parameters"], json!({"order_id": "ORD-98765"}));
+    assert_eq!((&now["variables"], &now["source"]), (&variables, &source));
+    let later = trigger_of("later");
+    assert_eq!(later["trigger_type"], "scheduled");
+    assert_eq!(
+        (&later["variables"], &later["source"]),
+        (&later_variables, &later_source)
+    );
+    let plain = trigger_of("plain");
+    for field in ["variables", "source"] {
+        assert!(
+            plain.as_object().unwrap().get(field) == Some(&Value::Null),
+            "{field} is null when not given: {plain}"
+        );
+    }
+
+    // On the trigger, read and listed.
+    let (_, read) = app.trigger(&sent["now"]).await;
+    assert_eq!((&read["variables"], &read["source"]), (&variables, &source));
+    let (_, read) = app.trigger(&sent["plain"]).await;
+    assert_eq!(
+        (&read["variables"], &read["source"]),
+        (&Value::Null, &Value::Null)
+    );
+    let listed: Value = app
+        .authed(
+            reqwest::Method::GET,
+            &format!("/api/v1/triggers?project_id={project}"),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let listed_later = listed["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"].as_str() == Some(sent["later"].as_str()))
+        .expect("the scheduled trigger is listed");
+    assert_eq!(
+        (&listed_later["variables"], &listed_later["source"]),
+        (&later_variables, &later_source)
+    );
+}
+
+/// `{"a": {"a": … 1}}`, `levels` objects deep.
+fn nested(levels: usize) -> Value {
+    (1..levels).fold(json!({"a": 1}), |inner, _| json!({"a": inner}))
+}
+
+/// Free-form objects nest at most 32 levels. One near the parser's own limit (127 levels in the
+/// whole body) was accepted, then travelled deeper inside envelopes than any consumer parses:
+/// dead-lettered, its trigger failed. It is refused before anything is recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn objects_nested_deeper_than_32_levels_are_refused_before_anything_is_recorded() {
+    let app = TestApp::spawn().await;
+    let project = app.create_project().await;
+    app.create_survey(project, json!({"trigger": {"events": ["trial_expired"]}}))
+        .await;
+    let event = |field: &str, value: Value| {
+        let mut body =
+            json!({"event_name": "trial_expired", "user_info": {"contact_external_id": "u1"}});
+        match field.split_once('.') {
+            Some((outer, inner)) => body[outer][inner] = value,
+            None => body[field] = value,
+        }
+        body
+    };
+    for field in [
+        "event_data",
+        "variables",
+        "source",
+        "user_info.custom_fields",
+    ] {
+        let (status, body) = app
+            .send_event(Some(project), event(field, nested(120)))
+            .await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (400, Some("invalid_body")),
+            "{field}: {body}"
+        );
+        assert_eq!(
+            body["message"],
+            format!("{field}: nested more than 32 levels deep")
+        );
+        let (status, body) = app
+            .send_event(Some(project), event(field, nested(33)))
+            .await;
+        assert_eq!(status, 400, "{field}: {body}");
+    }
+    // A user's attributes travel in every webhook about them: users/upsert bounds them too.
+    let (status, body) = app
+        .upsert_user(json!({"project_id": project, "user_ref": "u1", "attributes": nested(120)}))
+        .await;
+    assert_eq!(
+        (status, body["message"].as_str()),
+        (400, Some("attributes: nested more than 32 levels deep")),
+        "{body}"
+    );
+    assert_eq!(app.execute("SELECT 1 FROM triggers").await, 0);
+    assert_eq!(app.execute("SELECT 1 FROM users").await, 0);
+
+    // 32 levels in every object at once travel the whole way.
+    let mut body = event("event_data", nested(32));
+    body["variables"] = nested(32);
+    body["source"] = nested(32);
+    body["user_info"]["custom_fields"] = nested(32);
+    let (status, body) = app.send_event(Some(project), body).await;
+    assert_eq!(status, 201, "{body}");
+    let done = app
+        .wait_trigger(body["trigger_id"].as_str().unwrap(), "completed", WAIT)
+        .await;
+    assert_eq!(done["summary"]["sent"], 1, "{done}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -377,6 +795,7 @@ async fn triggers_of_other_organizations_and_unknown_ids_are_404() {
     let (_, other_token) = app.other_org().await;
     for path in [
         format!("/api/v1/triggers/{id}"),
+        format!("/api/v1/triggers/{id}/workflow"),
         format!("/api/v1/triggers/{id}/details"),
     ] {
         let r = app

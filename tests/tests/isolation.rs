@@ -95,6 +95,7 @@ async fn snapshot(app: &TestApp, victim: &Victim) -> Value {
         format!("/api/v1/projects/{p}/webhooks/{w}"),
         format!("/api/v1/projects/{p}/webhooks/{w}/deliveries"),
         format!("/api/v1/projects/{p}/webhooks/{w}/attempts"),
+        format!("/api/v1/triggers/{t}/workflow"),
         format!("/api/v1/triggers/{t}/details"),
         format!("/api/v1/triggers?project_id={p}"),
         "/api/v1/tokens".to_owned(),

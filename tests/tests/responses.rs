@@ -19,7 +19,7 @@ async fn invite(app: &TestApp, project: uuid::Uuid, user: &str) -> (String, Stri
         .authed(
             Method::GET,
             &format!(
-                "/api/v1/triggers/{}/details",
+                "/api/v1/triggers/{}/workflow",
                 body["trigger_id"].as_str().unwrap()
             ),
         )

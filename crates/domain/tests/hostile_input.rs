@@ -158,6 +158,10 @@ fn seeds() -> Vec<Value> {
             }),
             survey_id: None,
             event_data: Some(json!({"plan": "pro", "seats": [1, 2]})),
+            variables: json!({"first_name": "Ada"}).as_object().cloned(),
+            source: json!({"type": "api", "ip": "192.0.2.7"})
+                .as_object()
+                .cloned(),
         },
     );
     let matched = Envelope::child_of(
@@ -169,6 +173,8 @@ fn seeds() -> Vec<Value> {
             event: LifecycleEvent::TrialExpired,
             reply_to: None,
             event_data: None,
+            variables: None,
+            source: json!({"type": "cron"}).as_object().cloned(),
             surveys: vec![MatchedSurvey {
                 survey_id: Uuid::now_v7(),
                 name: "Churn".into(),

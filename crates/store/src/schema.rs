@@ -72,7 +72,7 @@ diesel::table! {
         project_id -> Uuid,
         trigger_type -> Text,
         status -> Text,
-        user_ref -> Text,
+        user_ref -> Nullable<Text>,
         event -> Jsonb,
         error -> Nullable<Text>,
         matched_count -> Int4,
@@ -90,6 +90,7 @@ diesel::table! {
         scheduled_for -> Nullable<Timestamptz>,
         survey_id -> Nullable<Uuid>,
         reminder_for -> Nullable<Timestamptz>,
+        reason -> Nullable<Text>,
     }
 }
 

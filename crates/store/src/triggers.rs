@@ -7,7 +7,7 @@ use crate::schema::{trigger_surveys, triggers};
 use beckon_domain::LifecycleEvent;
 use beckon_domain::envelope::TriggerType;
 use beckon_domain::outcome::{DispatchCounts, SurveyOutcome};
-use beckon_domain::trigger::TriggerStatus;
+use beckon_domain::trigger::{TriggerReason, TriggerStatus};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use time::OffsetDateTime;
@@ -25,13 +25,18 @@ pub mod status {
 }
 
 /// A trigger about to be recorded.
+///
+/// One without a user (the event named no contact) has no one to invite: it is recorded
+/// `completed` at once with the reason `no_contact`, and nothing is sent for it — unless it is
+/// scheduled, when it completes so as it fires ([`complete_without_contact`]).
 #[derive(Debug, Clone)]
 pub struct NewTrigger {
     pub id: Uuid,
     pub org_id: Uuid,
     pub project_id: Uuid,
     pub trigger_type: TriggerType,
-    pub user_ref: String,
+    /// The user the event is about; `None` when it named no contact.
+    pub user_ref: Option<String>,
     pub event: serde_json::Value,
     /// The id of the envelope that will carry the event.
     pub job_id: Uuid,
@@ -55,12 +60,38 @@ impl NewTrigger {
         user_ref: &str,
         event: &beckon_domain::LifecycleEvent,
     ) -> Self {
+        Self::about(
+            org_id,
+            project_id,
+            trigger_type,
+            Some(user_ref.to_owned()),
+            event,
+        )
+    }
+
+    /// A trigger for `event` that names no user: nothing to invite.
+    pub fn without_contact(
+        org_id: Uuid,
+        project_id: Uuid,
+        trigger_type: TriggerType,
+        event: &beckon_domain::LifecycleEvent,
+    ) -> Self {
+        Self::about(org_id, project_id, trigger_type, None, event)
+    }
+
+    fn about(
+        org_id: Uuid,
+        project_id: Uuid,
+        trigger_type: TriggerType,
+        user_ref: Option<String>,
+        event: &beckon_domain::LifecycleEvent,
+    ) -> Self {
         Self {
             id: Uuid::now_v7(),
             org_id,
             project_id,
             trigger_type,
-            user_ref: user_ref.to_owned(),
+            user_ref,
             event: serde_json::to_value(event).unwrap_or_default(),
             job_id: Uuid::now_v7(),
             scheduled_for: None,
@@ -81,7 +112,8 @@ pub struct Trigger {
     pub project_id: Uuid,
     pub trigger_type: String,
     pub status: String,
-    pub user_ref: String,
+    /// `None` when the event named no contact.
+    pub user_ref: Option<String>,
     pub event: serde_json::Value,
     pub error: Option<String>,
     pub matched_count: i32,
@@ -99,9 +131,63 @@ pub struct Trigger {
     pub scheduled_for: Option<OffsetDateTime>,
     pub survey_id: Option<Uuid>,
     pub reminder_for: Option<OffsetDateTime>,
+    /// Why the trigger ended as it did, when the counts alone do not say.
+    pub reason: Option<StoredReason>,
 }
 
 crate::paging::keyed_by_created_at_and_id!(Trigger);
+
+/// A [`TriggerReason`] in its text column; an unknown name there is an invalid row.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    diesel::deserialize::FromSqlRow,
+    diesel::expression::AsExpression,
+)]
+#[diesel(sql_type = diesel::sql_types::Text)]
+pub struct StoredReason(pub TriggerReason);
+
+impl diesel::deserialize::FromSql<diesel::sql_types::Text, diesel::pg::Pg> for StoredReason {
+    fn from_sql(bytes: diesel::pg::PgValue<'_>) -> diesel::deserialize::Result<Self> {
+        let raw: String =
+            diesel::deserialize::FromSql::<diesel::sql_types::Text, diesel::pg::Pg>::from_sql(
+                bytes,
+            )?;
+        TriggerReason::parse(&raw)
+            .map(Self)
+            .ok_or_else(|| format!("unknown trigger reason `{raw}`").into())
+    }
+}
+
+impl diesel::serialize::ToSql<diesel::sql_types::Text, diesel::pg::Pg> for StoredReason {
+    fn to_sql<'b>(
+        &'b self,
+        out: &mut diesel::serialize::Output<'b, '_, diesel::pg::Pg>,
+    ) -> diesel::serialize::Result {
+        diesel::serialize::ToSql::<diesel::sql_types::Text, diesel::pg::Pg>::to_sql(
+            self.0.as_str(),
+            out,
+        )
+    }
+}
+
+/// A stored object column of a trigger (`variables`, `source`) as the JSON object the gateway
+/// accepted; anything else there is an invalid row.
+pub fn object_of(
+    column: &str,
+    value: Option<serde_json::Value>,
+) -> Result<Option<beckon_domain::envelope::JsonObject>, StoreError> {
+    match value {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::Object(map)) => Ok(Some(map)),
+        Some(_) => Err(StoreError::InvalidRow(format!(
+            "triggers.{column} holds JSON that is not an object"
+        ))),
+    }
+}
 
 pub async fn insert(conn: &mut AsyncPgConnection, new: &NewTrigger) -> Result<(), StoreError> {
     diesel::insert_into(triggers::table)
@@ -132,7 +218,7 @@ struct TriggerRow<'a> {
     project_id: Uuid,
     trigger_type: &'static str,
     status: &'static str,
-    user_ref: &'a str,
+    user_ref: Option<&'a str>,
     event: &'a serde_json::Value,
     job_id: Uuid,
     scheduled_for: Option<OffsetDateTime>,
@@ -141,21 +227,30 @@ struct TriggerRow<'a> {
     variables: Option<&'a serde_json::Value>,
     survey_id: Option<Uuid>,
     reminder_for: Option<OffsetDateTime>,
+    reason: Option<StoredReason>,
+    started_at: Option<OffsetDateTime>,
+    completed_at: Option<OffsetDateTime>,
 }
 
 impl<'a> From<&'a NewTrigger> for TriggerRow<'a> {
     fn from(new: &'a NewTrigger) -> Self {
+        // Scheduled, it waits; without a user it is done at once; otherwise it is on its way.
+        let (status, reason, done_at) = match (new.scheduled_for, &new.user_ref) {
+            (Some(_), _) => (status::SCHEDULED, None, None),
+            (None, None) => (
+                status::COMPLETED,
+                Some(StoredReason(TriggerReason::NoContact)),
+                Some(OffsetDateTime::now_utc()),
+            ),
+            (None, Some(_)) => (status::QUEUED, None, None),
+        };
         Self {
             id: new.id,
             org_id: new.org_id,
             project_id: new.project_id,
             trigger_type: new.trigger_type.as_str(),
-            status: if new.scheduled_for.is_some() {
-                status::SCHEDULED
-            } else {
-                status::QUEUED
-            },
-            user_ref: &new.user_ref,
+            status,
+            user_ref: new.user_ref.as_deref(),
             event: &new.event,
             job_id: new.job_id,
             scheduled_for: new.scheduled_for,
@@ -164,6 +259,9 @@ impl<'a> From<&'a NewTrigger> for TriggerRow<'a> {
             variables: new.variables.as_ref(),
             survey_id: new.survey_id,
             reminder_for: new.reminder_for,
+            reason,
+            started_at: done_at,
+            completed_at: done_at,
         }
     }
 }
@@ -519,6 +617,31 @@ pub async fn results(
             },
         )
         .collect()
+}
+
+/// Completes a trigger that names no user as it fires: nothing to match or invite, so it is
+/// `completed` with the reason `no_contact` and nothing is sent. Only one still under way
+/// (`queued`, as a claim leaves it, or `processing`); whether it was.
+pub async fn complete_without_contact(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+) -> Result<bool, StoreError> {
+    let now = OffsetDateTime::now_utc();
+    let updated = diesel::update(
+        triggers::table
+            .find(id)
+            .filter(triggers::user_ref.is_null())
+            .filter(triggers::status.eq_any([status::QUEUED, status::PROCESSING])),
+    )
+    .set((
+        triggers::status.eq(status::COMPLETED),
+        triggers::reason.eq(StoredReason(TriggerReason::NoContact)),
+        triggers::started_at.eq(now),
+        triggers::completed_at.eq(now),
+    ))
+    .execute(conn)
+    .await?;
+    Ok(updated == 1)
 }
 
 /// Marks a trigger failed with `reason` (it could not be queued, or its envelope was

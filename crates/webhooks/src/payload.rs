@@ -237,7 +237,7 @@ pub fn catalogue() -> Vec<EventType> {
         EventType::of::<InvitationCreated<LinkUrl>>(
             InvitationCreated::TYPE,
             InvitationCreated::VERSION,
-            "An invitation was created for a user: the survey, the user, the magic link, and the event that caused it with its parameters.",
+            "An invitation was created for a user: the survey, the user, the magic link, and the event that caused it with its parameters, variables and source.",
         ),
         EventType::of::<ResponseProgressed>(
             ResponseStage::Displayed.webhook_type(),

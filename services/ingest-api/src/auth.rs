@@ -28,11 +28,12 @@ pub struct OrgAuth {
 /// The routes a product backend calls with a `send` token: firing events and reading or
 /// cancelling the organization's triggers by id (a trigger does not record which token made
 /// it; its id is a UUIDv7 the caller was answered).
-const SEND_ROUTES: [&str; 5] = [
+const SEND_ROUTES: [&str; 6] = [
     "/api/v1/lifecycle/dispatch",
     "/api/v1/events/send",
     "/api/v1/users/upsert",
     "/api/v1/triggers/{trigger_id}",
+    "/api/v1/triggers/{trigger_id}/workflow",
     "/api/v1/triggers/{trigger_id}/details",
 ];
 
@@ -190,6 +191,15 @@ mod tests {
             needs(Method::GET, "/api/v1/triggers/{trigger_id}"),
             [Scope::Send, Scope::Read]
         );
+        for details in ["workflow", "details"] {
+            assert_eq!(
+                needs(
+                    Method::GET,
+                    &format!("/api/v1/triggers/{{trigger_id}}/{details}")
+                ),
+                [Scope::Send, Scope::Read]
+            );
+        }
         assert_eq!(needs(Method::GET, "/api/v1/projects"), [Scope::Read]);
         // Listing every trigger is reading, not what a backend sending events needs.
         assert_eq!(needs(Method::GET, "/api/v1/triggers"), [Scope::Read]);

@@ -144,6 +144,144 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     serde_json::from_value(value).map_err(|e| ApiError::bad_request("invalid_body", e.to_string()))
 }
 
+/// The body, which must be a JSON object, as `T`. A field that does not fit is answered 400
+/// naming it by its path and saying what is wrong (`user_info.email: invalid type: integer
+/// `5`, expected a string`), under the code `code_of` gives for that path (`invalid_body` for
+/// most fields; a field with a code of its own, such as a user ref, keeps it).
+pub fn parse_fields<T: DeserializeOwned>(
+    bytes: &[u8],
+    code_of: impl Fn(&str) -> &'static str,
+) -> Result<T, ApiError> {
+    let value = json_value(bytes)?;
+    if !value.is_object() {
+        return Err(ApiError::bad_request(
+            "invalid_body",
+            "The body must be a JSON object.",
+        ));
+    }
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let message = if path == "." {
+            e.inner().to_string()
+        } else {
+            format!("{path}: {}", e.inner())
+        };
+        ApiError::bad_request(code_of(&path), message)
+    })
+}
+
+/// A struct of a request body that must arrive as a JSON object. (Serde would also read a
+/// struct from an array of its fields in order, which no request documents: `"user_info":
+/// ["u1"]` would name a user.) Fields that do not fit are still named by their path.
+#[derive(Debug)]
+pub struct Object<T>(pub T);
+
+impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for Object<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Fields<T>(std::marker::PhantomData<T>);
+        impl<'de, T: serde::Deserialize<'de>> serde::de::Visitor<'de> for Fields<T> {
+            type Value = T;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            }
+        }
+        deserializer
+            .deserialize_map(Fields(std::marker::PhantomData))
+            .map(Self)
+    }
+}
+
+/// Deepest nesting of a [`JsonObject`], the object itself counting as one level.
+///
+/// The parser alone refuses only what passes 127 levels in the whole body. But such a value
+/// does not stay at the depth it arrived at: it travels on in envelopes and webhook bodies up
+/// to three levels further down (`data.trigger.parameters`, `data.user.attributes`), and every
+/// consumer parses those with the same limit. A value accepted near it would become a message
+/// no consumer can read — dead-lettered, its trigger failed, its webhook never sent — so it is
+/// refused here, far below: 32 levels is beyond any real payload.
+pub const MAX_NESTING: usize = 32;
+
+/// A JSON object a request hands on as it came: an event's `event_data`, `variables` and
+/// `source`, a user's `custom_fields`. Nested at most [`MAX_NESTING`] levels deep.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct JsonObject(serde_json::Map<String, serde_json::Value>);
+
+impl JsonObject {
+    /// `map`, which a handler reading fields by hand found under `field`, if it nests at most
+    /// [`MAX_NESTING`] levels; otherwise 400 `invalid_body` naming the field.
+    pub fn bounded(
+        field: &str,
+        map: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Self, ApiError> {
+        if nesting(&map) > MAX_NESTING {
+            return Err(ApiError::bad_request(
+                "invalid_body",
+                format!("{field}: {}", too_deep()),
+            ));
+        }
+        Ok(Self(map))
+    }
+
+    pub fn into_map(self) -> serde_json::Map<String, serde_json::Value> {
+        self.0
+    }
+
+    pub fn into_value(self) -> serde_json::Value {
+        serde_json::Value::Object(self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for JsonObject {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::{Error, Unexpected};
+        use serde_json::Value;
+        match Value::deserialize(deserializer)? {
+            Value::Object(map) => {
+                if nesting(&map) > MAX_NESTING {
+                    return Err(D::Error::custom(too_deep()));
+                }
+                Ok(Self(map))
+            }
+            other => {
+                let unexpected = match &other {
+                    Value::Null => Unexpected::Unit,
+                    Value::Bool(b) => Unexpected::Bool(*b),
+                    Value::Number(_) => Unexpected::Other("number"),
+                    Value::String(s) => Unexpected::Str(s),
+                    Value::Array(_) => Unexpected::Seq,
+                    Value::Object(_) => Unexpected::Map,
+                };
+                Err(D::Error::invalid_type(unexpected, &"an object"))
+            }
+        }
+    }
+}
+
+fn too_deep() -> String {
+    format!("nested more than {MAX_NESTING} levels deep")
+}
+
+/// How many levels of objects and arrays `object` nests, itself included.
+fn nesting(object: &serde_json::Map<String, serde_json::Value>) -> usize {
+    use serde_json::Value;
+    // Iterative, like `holds_nul`: a walk needs no stack of its own.
+    let mut deepest = 1;
+    let mut pending: Vec<(&Value, usize)> = object.values().map(|v| (v, 2)).collect();
+    while let Some((value, depth)) = pending.pop() {
+        let children: Box<dyn Iterator<Item = &Value>> = match value {
+            Value::Array(items) => Box::new(items.iter()),
+            Value::Object(map) => Box::new(map.values()),
+            _ => continue,
+        };
+        deepest = deepest.max(depth);
+        pending.extend(children.map(|v| (v, depth + 1)));
+    }
+    deepest
+}
+
 /// A path segment that must be an id; a malformed one names nothing, so it is a 404.
 pub fn path_id(raw: &str, code: &'static str, what: &str) -> Result<uuid::Uuid, ApiError> {
     uuid::Uuid::parse_str(raw)
@@ -167,21 +305,6 @@ pub fn shown(raw: &str) -> String {
     out
 }
 
-/// An optional object field of a JSON object: absent and `null` are `None`.
-pub fn optional_object(
-    object: &serde_json::Map<String, serde_json::Value>,
-    field: &str,
-) -> Result<Option<serde_json::Value>, ApiError> {
-    match object.get(field) {
-        None | Some(serde_json::Value::Null) => Ok(None),
-        Some(v @ serde_json::Value::Object(_)) => Ok(Some(v.clone())),
-        Some(_) => Err(ApiError::bad_request(
-            "invalid_body",
-            format!("{field} must be an object"),
-        )),
-    }
-}
-
 /// An optional string field of a JSON object: absent and `null` are `None`.
 pub fn optional_string(
     object: &serde_json::Map<String, serde_json::Value>,
@@ -200,6 +323,78 @@ pub fn optional_string(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn nested(levels: usize) -> String {
+        format!("{}1{}", "{\"a\":".repeat(levels), "}".repeat(levels))
+    }
+
+    #[test]
+    fn an_object_nests_at_most_max_nesting_levels() {
+        let parse = |json: &str| serde_json::from_str::<JsonObject>(json).map(|o| nesting(&o.0));
+        assert_eq!(parse("{}").unwrap(), 1);
+        assert_eq!(parse(r#"{"a": [1, {"b": []}], "c": 2}"#).unwrap(), 4);
+        assert_eq!(parse(&nested(MAX_NESTING)).unwrap(), MAX_NESTING);
+        let err = parse(&nested(MAX_NESTING + 1)).unwrap_err().to_string();
+        assert!(err.contains("nested more than 32 levels deep"), "{err}");
+        let err = parse("[1]").unwrap_err().to_string();
+        assert!(err.contains("expected an object"), "{err}");
+    }
+
+    #[test]
+    fn a_field_that_does_not_fit_is_named_by_its_path() {
+        #[derive(Debug, serde::Deserialize)]
+        struct Outer {
+            #[expect(dead_code, reason = "only parsed")]
+            inner: Option<Inner>,
+        }
+        #[derive(Debug, serde::Deserialize)]
+        struct Inner {
+            #[expect(dead_code, reason = "only parsed")]
+            data: Option<JsonObject>,
+        }
+        let body = format!(r#"{{"inner": {{"data": {}}}}}"#, nested(40));
+        let err = parse_fields::<Outer>(body.as_bytes(), |path| {
+            if path == "inner.data" {
+                "deep"
+            } else {
+                "other"
+            }
+        })
+        .unwrap_err();
+        assert_eq!(err.code, "deep");
+        assert_eq!(err.message, "inner.data: nested more than 32 levels deep");
+        let err = parse_fields::<Outer>(b"[]", |_| "other").unwrap_err();
+        assert_eq!(
+            (err.code, err.message.as_str()),
+            ("invalid_body", "The body must be a JSON object.")
+        );
+    }
+
+    #[test]
+    fn a_struct_must_arrive_as_an_object_and_its_fields_keep_their_path() {
+        #[derive(Debug, serde::Deserialize)]
+        struct Outer {
+            inner: Option<Object<Inner>>,
+        }
+        #[derive(Debug, serde::Deserialize)]
+        struct Inner {
+            name: Option<String>,
+        }
+        let parsed: Outer = parse_fields(br#"{"inner": {"name": "Ada"}}"#, |_| "x").unwrap();
+        assert_eq!(parsed.inner.unwrap().0.name.as_deref(), Some("Ada"));
+        let parsed: Outer = parse_fields(br#"{"inner": null}"#, |_| "x").unwrap();
+        assert!(parsed.inner.is_none());
+        let err = parse_fields::<Outer>(br#"{"inner": ["Ada"]}"#, |_| "x").unwrap_err();
+        assert_eq!(
+            err.message,
+            "inner: invalid type: sequence, expected an object"
+        );
+        let err = parse_fields::<Outer>(br#"{"inner": {"name": 5}}"#, |_| "x").unwrap_err();
+        assert_eq!(
+            err.message,
+            "inner.name: invalid type: integer `5`, expected a string"
+        );
+    }
 
     #[test]
     fn a_callers_value_is_repeated_short_and_printable() {

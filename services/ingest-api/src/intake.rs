@@ -29,11 +29,18 @@ const LINGER: std::time::Duration = std::time::Duration::from_millis(1);
 pub struct Event {
     pub org_id: Uuid,
     pub project_id: Uuid,
-    pub user_ref: String,
-    pub changes: UserChanges,
+    /// The user the event is about, made if missing and updated; `None` when it names no
+    /// contact.
+    pub user: Option<UserUpdate>,
     pub trigger: NewTrigger,
     /// The envelope that carries the event now; `None` for a trigger scheduled for later.
     pub envelope: Option<Envelope>,
+}
+
+/// The user an event is about, and what to change on them.
+pub struct UserUpdate {
+    pub user_ref: String,
+    pub changes: UserChanges,
 }
 
 /// An envelope bound for the outbox.
@@ -141,11 +148,14 @@ async fn commit_jobs(
 async fn commit_group(store: &Store, events: &[&Event]) -> Outcome {
     let mut conn = store.conn().await?;
     conn.transaction::<_, StoreError, _>(async |conn| {
-        let mut by_user: Vec<&&Event> = events.iter().collect();
-        by_user.sort_by_key(|e| (e.project_id, e.user_ref.as_str()));
+        let mut by_user: Vec<(&Event, &UserUpdate)> = events
+            .iter()
+            .filter_map(|e| Some((*e, e.user.as_ref()?)))
+            .collect();
+        by_user.sort_by_key(|(e, u)| (e.project_id, u.user_ref.as_str()));
         let users: Vec<_> = by_user
             .iter()
-            .map(|e| (e.org_id, e.project_id, e.user_ref.as_str()))
+            .map(|(e, u)| (e.org_id, e.project_id, u.user_ref.as_str()))
             .collect();
         let triggers: Vec<&NewTrigger> = events.iter().map(|e| &e.trigger).collect();
         let messages: Vec<_> = events
@@ -167,8 +177,8 @@ async fn commit_group(store: &Store, events: &[&Event]) -> Outcome {
                 outbox::enqueue_many(conn, &messages),
             )?
         };
-        for e in by_user.iter().filter(|e| !e.changes.is_empty()) {
-            users::upsert(conn, e.org_id, e.project_id, &e.user_ref, &e.changes).await?;
+        for (e, u) in by_user.iter().filter(|(_, u)| !u.changes.is_empty()) {
+            users::upsert(conn, e.org_id, e.project_id, &u.user_ref, &u.changes).await?;
         }
         Ok(rows)
     })

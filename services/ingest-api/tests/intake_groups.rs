@@ -7,7 +7,7 @@ use beckon_store::testing::WithProject;
 use beckon_store::triggers::NewTrigger;
 use beckon_store::users::UserChanges;
 use diesel_async::RunQueryDsl;
-use ingest_api::intake::{Envelope, Event, Intake};
+use ingest_api::intake::{Envelope, Event, Intake, UserUpdate};
 use uuid::Uuid;
 
 fn event(org: Uuid, project: Uuid, user: &str) -> Event {
@@ -21,11 +21,13 @@ fn event(org: Uuid, project: Uuid, user: &str) -> Event {
     Event {
         org_id: org,
         project_id: project,
-        user_ref: user.to_owned(),
-        changes: UserChanges {
-            email: Some(format!("{user}@example.com")),
-            ..Default::default()
-        },
+        user: Some(UserUpdate {
+            user_ref: user.to_owned(),
+            changes: UserChanges {
+                email: Some(format!("{user}@example.com")),
+                ..Default::default()
+            },
+        }),
         envelope: Some(Envelope {
             id: Uuid::now_v7(),
             exchange: "events".into(),
@@ -84,6 +86,74 @@ async fn a_group_with_a_bad_event_commits_the_others_and_fails_only_that_one() {
         count(&store, "SELECT 1 FROM users WHERE user_ref = 'ghost'").await,
         0
     );
+}
+
+/// An event that names no contact, committed in a group with one that does: its trigger is
+/// recorded completed at once with the reason `no_contact`, with no user and no envelope; the
+/// other is queued as ever. Scheduled, it waits like any other.
+#[tokio::test]
+async fn an_event_without_a_contact_commits_a_completed_trigger_and_nothing_to_send() {
+    let WithProject {
+        db: _db,
+        store,
+        org_id: org,
+        project_id: project,
+    } = WithProject::new(8).await;
+    let intake = Intake::start(store.clone(), tokio_util::sync::CancellationToken::new());
+    let contactless = |scheduled: bool| {
+        let mut trigger = NewTrigger::without_contact(
+            org,
+            project,
+            TriggerType::Event,
+            &LifecycleEvent::TrialExpired,
+        );
+        if scheduled {
+            trigger.scheduled_for = Some(time::OffsetDateTime::now_utc() + time::Duration::DAY);
+        }
+        Event {
+            org_id: org,
+            project_id: project,
+            user: None,
+            envelope: None,
+            trigger,
+        }
+    };
+    let (now, later, with) = tokio::join!(
+        intake.commit(contactless(false)),
+        intake.commit(contactless(true)),
+        intake.commit(event(org, project, "a")),
+    );
+    let now = now.expect("the intake runs").expect("commits");
+    let later = later.expect("the intake runs").expect("commits");
+    let with = with.expect("the intake runs").expect("commits");
+    assert_eq!((now.len(), later.len(), with.len()), (0, 0, 1));
+    assert_eq!(
+        count(
+            &store,
+            "SELECT 1 FROM triggers WHERE user_ref IS NULL AND status = 'completed' \
+             AND reason = 'no_contact' AND started_at IS NOT NULL AND completed_at IS NOT NULL"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        count(
+            &store,
+            "SELECT 1 FROM triggers WHERE user_ref IS NULL AND status = 'scheduled' AND reason IS NULL"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        count(
+            &store,
+            "SELECT 1 FROM triggers WHERE user_ref = 'a' AND status = 'queued'"
+        )
+        .await,
+        1
+    );
+    assert_eq!(count(&store, "SELECT 1 FROM outbox").await, 1);
+    assert_eq!(count(&store, "SELECT 1 FROM users").await, 1);
 }
 
 /// A database that takes connections but never answers (a failover in progress, a partition)

@@ -375,6 +375,8 @@ impl Inviter {
                         trigger_type: env.data.trigger_type,
                         event: env.data.event.clone(),
                         parameters: env.data.event_data.clone(),
+                        variables: env.data.variables.clone(),
+                        source: env.data.source.clone(),
                     },
                 },
             );

@@ -98,6 +98,8 @@ async fn matched(
             reply_to: None,
             surveys,
             event_data: None,
+            variables: None,
+            source: None,
         },
     )
 }

@@ -119,6 +119,8 @@ impl Matcher {
                 reply_to: env.data.reply_to.clone(),
                 surveys,
                 event_data: env.data.event_data.clone(),
+                variables: env.data.variables.clone(),
+                source: env.data.source.clone(),
             },
         );
         Emit::event(&self.topology, &out)

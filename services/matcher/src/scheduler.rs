@@ -54,9 +54,17 @@ pub fn envelope_for(
     trigger: &Trigger,
     kind: TriggerType,
 ) -> Result<Envelope<EventReceived>, String> {
-    let user_ref = UserRef::parse(&trigger.user_ref).map_err(|e| e.to_string())?;
+    let user_ref = trigger
+        .user_ref
+        .as_deref()
+        .ok_or_else(|| "it names no contact".to_owned())
+        .and_then(|raw| UserRef::parse(raw).map_err(|e| e.to_string()))?;
     let event: LifecycleEvent =
         serde_json::from_value(trigger.event.clone()).map_err(|e| e.to_string())?;
+    let variables =
+        triggers::object_of("variables", trigger.variables.clone()).map_err(|e| e.to_string())?;
+    let source =
+        triggers::object_of("source", trigger.source.clone()).map_err(|e| e.to_string())?;
     Ok(Envelope::new(
         trigger.job_id.unwrap_or(trigger.id),
         trigger.org_id,
@@ -69,6 +77,8 @@ pub fn envelope_for(
             reply_to: None,
             survey_id: trigger.survey_id,
             event_data: trigger.event_data.clone(),
+            variables,
+            source,
         },
     ))
 }
@@ -113,13 +123,18 @@ fn record_lag(due: &[Trigger], now: time::OffsetDateTime) {
 }
 
 /// Puts `trigger`'s envelope (as `kind`) in the outbox, in the caller's transaction; a trigger
-/// whose stored event cannot make one is failed with the reason instead.
+/// whose stored event cannot make one is failed with the reason instead. A trigger that names
+/// no contact has no one to invite: it completes (`no_contact`) and sends nothing.
 pub async fn fire(
     conn: &mut diesel_async::AsyncPgConnection,
     topology: &Topology,
     trigger: &Trigger,
     kind: TriggerType,
 ) -> Result<Option<outbox::OutboxMessage>, StoreError> {
+    if trigger.user_ref.is_none() {
+        triggers::complete_without_contact(conn, trigger.id).await?;
+        return Ok(None);
+    }
     match envelope_for(trigger, kind) {
         Ok(env) => Ok(Some(
             outbox::enqueue(

@@ -17,7 +17,8 @@ pub struct ScheduledTrigger {
     pub scheduled_for: Option<OffsetDateTime>,
     /// The event, as the API takes it: a predefined name, or `{"custom": "name"}`.
     pub event: LifecycleEvent,
-    pub user_ref: String,
+    /// `None` when the event named no contact.
+    pub user_ref: Option<String>,
 }
 
 /// Scheduled triggers, soonest first.
@@ -40,7 +41,7 @@ impl Report for ScheduledList {
                 t.project_id.to_string(),
                 cell(t.scheduled_for),
                 t.event.key(),
-                t.user_ref
+                t.user_ref.as_deref().unwrap_or("-")
             )?;
         }
         Ok(())

@@ -10,6 +10,9 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+/// A JSON object a caller gave with an event and Beckon carries as it came.
+pub type JsonObject = serde_json::Map<String, serde_json::Value>;
+
 /// How a trigger entered Beckon.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -63,6 +66,14 @@ pub struct EventReceived {
     /// The event's own parameters, carried to the webhooks it causes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event_data: Option<serde_json::Value>,
+    /// The caller's values for what the event starts (events/send `variables`), carried to the
+    /// webhooks it causes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variables: Option<JsonObject>,
+    /// Where the event came from (events/send `source`: `type`, `ip`, `user_agent`, …),
+    /// carried to the webhooks it causes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<JsonObject>,
 }
 
 impl Payload for EventReceived {
@@ -100,6 +111,12 @@ pub struct EventMatched {
     /// The event's own parameters, carried to the webhooks it causes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event_data: Option<serde_json::Value>,
+    /// The event's `variables`, carried to the webhooks it causes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variables: Option<JsonObject>,
+    /// The event's `source`, carried to the webhooks it causes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<JsonObject>,
 }
 
 impl Payload for EventMatched {
@@ -210,6 +227,13 @@ pub struct TriggerDetails {
     pub event: LifecycleEvent,
     /// The event's parameters (`event_data` of events/send), if any.
     pub parameters: Option<serde_json::Value>,
+    /// The caller's values for what the event starts (`variables` of events/send), if any.
+    // `default`: announcements queued before the field existed still read.
+    #[serde(default)]
+    pub variables: Option<JsonObject>,
+    /// Where the event came from (`source` of events/send: `type`, `ip`, `user_agent`), if any.
+    #[serde(default)]
+    pub source: Option<JsonObject>,
 }
 
 /// An invitation was created: the `invitation.created` webhook's data, and the envelope that

@@ -15,8 +15,19 @@ fn received() -> Envelope<EventReceived> {
             reply_to: None,
             survey_id: None,
             event_data: Some(serde_json::json!({"plan": "pro"})),
+            variables: Some(object(serde_json::json!({"first_name": "Ada"}))),
+            source: Some(object(
+                serde_json::json!({"type": "api", "ip": "192.0.2.7"}),
+            )),
         },
     )
+}
+
+fn object(value: serde_json::Value) -> JsonObject {
+    match value {
+        serde_json::Value::Object(map) => map,
+        other => panic!("not an object: {other}"),
+    }
 }
 
 use crate::event::LifecycleEvent;
@@ -131,6 +142,8 @@ fn every_payload_type_validates_against_its_generated_schema() {
             event: LifecycleEvent::from_name("payment_failed").unwrap(),
             reply_to: Some(ReplyTo { queue: "q".into() }),
             event_data: None,
+            variables: Some(object(serde_json::json!({"first_name": "Ada"}))),
+            source: None,
             surveys: vec![MatchedSurvey {
                 survey_id: Uuid::now_v7(),
                 name: "Churn".into(),
@@ -194,4 +207,73 @@ fn trigger_types_round_trip_through_their_names() {
         assert_eq!(serde_json::to_value(t).unwrap(), t.as_str());
     }
     assert_eq!(TriggerType::parse("nope"), None);
+}
+
+/// Envelopes queued before `variables` and `source` existed (an upgrade with messages in the
+/// queues, a dead letter replayed later) still decode, with neither.
+#[test]
+fn envelopes_queued_before_variables_and_source_existed_still_decode() {
+    let ids = (
+        Uuid::now_v7(),
+        Uuid::now_v7(),
+        Uuid::now_v7(),
+        Uuid::now_v7(),
+    );
+    let envelope = |kind: &str, data: serde_json::Value| {
+        serde_json::to_vec(&serde_json::json!({
+            "id": ids.0, "type": kind, "version": 1, "occurred_at": "2026-11-23T10:00:00Z",
+            "org_id": ids.1, "project_id": ids.2, "correlation_id": ids.3, "data": data
+        }))
+        .unwrap()
+    };
+    let received = decode::<EventReceived>(&envelope(
+        "event.received",
+        serde_json::json!({"trigger_type": "event", "user_ref": "u1", "event": "trial_expired",
+                           "reply_to": null, "event_data": {"plan": "pro"}}),
+    ))
+    .unwrap();
+    assert_eq!(
+        (received.data.variables, received.data.source),
+        (None, None)
+    );
+    let matched = decode::<EventMatched>(&envelope(
+        "event.matched",
+        serde_json::json!({"trigger_type": "event", "user_ref": "u1", "event": "trial_expired",
+                           "reply_to": null, "surveys": []}),
+    ))
+    .unwrap();
+    assert_eq!((matched.data.variables, matched.data.source), (None, None));
+    let created = decode::<InvitationCreated>(&envelope(
+        "invitation.created",
+        serde_json::json!({
+            "invitation": {"id": ids.0, "magic_link_sealed": "c2VhbGVk",
+                           "expires_at": "2026-12-23T10:00:00Z"},
+            "survey": {"id": ids.0, "name": "Churn", "version": 1},
+            "user": {"user_ref": "u1", "email": null, "name": null, "attributes": {}},
+            "trigger": {"id": ids.3, "trigger_type": "event", "event": "trial_expired",
+                        "parameters": null}
+        }),
+    ))
+    .unwrap();
+    assert_eq!(
+        (created.data.trigger.variables, created.data.trigger.source),
+        (None, None)
+    );
+}
+
+/// In an announcement, `variables` and `source` are always there: `null` when not given.
+#[test]
+fn an_announcement_shows_variables_and_source_null_when_not_given() {
+    let trigger = TriggerDetails {
+        id: Uuid::now_v7(),
+        trigger_type: TriggerType::Dispatch,
+        event: LifecycleEvent::TrialExpired,
+        parameters: None,
+        variables: None,
+        source: Some(object(serde_json::json!({"type": "cron"}))),
+    };
+    let value = serde_json::to_value(&trigger).unwrap();
+    assert_eq!(value["variables"], serde_json::Value::Null);
+    assert!(value.as_object().unwrap().contains_key("variables"));
+    assert_eq!(value["source"], serde_json::json!({"type": "cron"}));
 }

@@ -107,12 +107,14 @@ pub fn of(name: &str) -> Option<Value> {
         }),
         "TriggerView" => json!({
             "id": TRIGGER, "project_id": PROJECT, "flow_type": "survey", "trigger_type": "event",
-            "status": "completed", "event": "trial_expired", "user_ref": "user_8812", "error": null,
+            "status": "completed", "event": "trial_expired", "user_ref": "user_8812",
+            "variables": {"first_name": "Ada", "plan_name": "Pro"},
+            "source": {"type": "web_app", "ip": "203.0.113.45"}, "error": null, "reason": null,
             "created_at": CREATED, "scheduled_for": null, "started_at": "2026-11-30T09:12:44Z",
             "completed_at": "2026-11-30T09:12:45Z", "survey_id": null,
-            "summary": {"total_contacts": 1, "matched": 1, "sent": 1,
-                        "filtered": {"cooldown": 0, "sample": 0}, "failed": 0},
-            "details_endpoint": format!("/api/v1/triggers/{TRIGGER}/details")
+            "summary": {"total_contacts": 1, "matched": 2, "sent": 1,
+                        "filtered": 1, "filtered_by": {"cooldown": 1, "sample": 0}, "failed": 0},
+            "details_endpoint": format!("/api/v1/triggers/{TRIGGER}/workflow")
         }),
         "TriggerDetails" => json!({
             "trigger_id": TRIGGER, "status": "completed",

@@ -20,7 +20,7 @@ use crate::routes::{
     paths(
         dispatch::dispatch,
         events::send,
-        triggers::list, triggers::get, triggers::details, triggers::cancel,
+        triggers::list, triggers::get, triggers::workflow, triggers::details, triggers::cancel,
         users::upsert, users::erase, invitations::revoke, responses::list, responses::csv,
         webhooks::subscriptions::create, webhooks::subscriptions::list, webhooks::subscriptions::get, webhooks::subscriptions::update, webhooks::subscriptions::delete,
         webhooks::subscriptions::reverify, webhooks::subscriptions::rotate_secret, webhooks::messages::ping, webhooks::attempts::attempts, webhooks::deliveries::deliveries,

@@ -221,6 +221,8 @@ async fn dispatch_inner(
             }),
             survey_id: None,
             event_data: None,
+            variables: None,
+            source: None,
         },
     );
     // Registered before anything can publish, so a fast reply cannot arrive before anyone

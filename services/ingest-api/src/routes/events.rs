@@ -6,7 +6,7 @@
 
 use crate::AppState;
 use crate::auth::OrgAuth;
-use crate::body;
+use crate::body::{self, JsonObject, Object};
 use crate::error::{ApiError, ErrorBody};
 use crate::idempotency;
 use crate::intake;
@@ -20,47 +20,52 @@ use beckon_store::surveys;
 use beckon_store::triggers::NewTrigger;
 use beckon_store::users::UserChanges;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tracing::Instrument;
 use uuid::Uuid;
 
-/// The request, as documented; the handler reads it field by field to give precise errors.
-#[derive(utoipa::ToSchema)]
-#[allow(dead_code)]
+/// An event to queue: now, or at `trigger_at`.
+// Parsed at the edge: a field of the wrong type is refused naming it, a free-form object must
+// be an object. What the fields mean together (a name is required, a time must be in the
+// future) is checked by `accept`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct SendEventRequest {
     /// A predefined lifecycle name (`trial_expired`, …) is that event; any other name is the
     /// custom event of that name.
-    event_name: String,
+    #[schema(value_type = String)]
+    event_name: Option<String>,
     /// The project, when no `X-Team-ID` header names it.
     #[schema(format = Uuid)]
     project_id: Option<String>,
-    /// `contact_external_id` (required) is the user the event is about; `email`, `phone`,
-    /// `name` and `custom_fields` update the user's record.
-    #[schema(value_type = SendEventUserInfo)]
-    user_info: Value,
+    /// `contact_external_id` is the user the event is about; `email`, `phone`, `name` and
+    /// `custom_fields` update the user's record. Without a `contact_external_id` (or without
+    /// `user_info`) there is no one to invite: the event is accepted and its trigger completes
+    /// with `reason.code` `no_contact`.
+    #[schema(value_type = Option<SendEventUserInfo>)]
+    user_info: Option<Object<SendEventUserInfo>>,
     /// Where the event came from: `type`, `ip`, `user_agent`.
     #[schema(value_type = Option<HashMap<String, serde_json::Value>>)]
-    source: Option<Value>,
+    source: Option<JsonObject>,
     /// The event's own parameters; they travel with the trigger to its webhooks.
     #[schema(value_type = Option<HashMap<String, serde_json::Value>>)]
-    event_data: Option<Value>,
+    event_data: Option<JsonObject>,
     /// Your values for the workflow; kept on the trigger.
     #[schema(value_type = Option<HashMap<String, serde_json::Value>>)]
-    variables: Option<Value>,
-    /// ISO 8601, in the future: fire then instead of now.
+    variables: Option<JsonObject>,
+    /// ISO 8601, in the future: fire then instead of now. An event without a contact waits
+    /// too (and can be cancelled), then completes with `no_contact` when it fires.
     #[schema(format = DateTime)]
     trigger_at: Option<String>,
 }
 
-/// `user_info`, as documented: the user the event is about, and what to update on them.
-#[derive(utoipa::ToSchema)]
-#[allow(dead_code)]
+/// `user_info`: the user the event is about, and what to update on them.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct SendEventUserInfo {
-    /// Your stable identifier of the user (their `user_ref`).
-    #[schema(example = "user_8812")]
-    contact_external_id: String,
+    /// Your stable identifier of the user (their `user_ref`). Without it the event reaches no
+    /// one, and the other fields are not kept.
+    #[schema(value_type = Option<String>, example = "user_8812")]
+    contact_external_id: Option<UserRef>,
     #[schema(example = "ada@example.com")]
     email: Option<String>,
     phone: Option<String>,
@@ -68,14 +73,87 @@ pub struct SendEventUserInfo {
     name: Option<String>,
     /// Merged key by key into the user's attributes.
     #[schema(value_type = Option<HashMap<String, serde_json::Value>>)]
-    custom_fields: Option<Value>,
+    custom_fields: Option<JsonObject>,
+}
+
+/// The code of a body field that does not parse: a contact id keeps the code of a malformed
+/// user ref.
+fn field_code(path: &str) -> &'static str {
+    if path == "user_info.contact_external_id" {
+        "user_ref_invalid"
+    } else {
+        "invalid_body"
+    }
+}
+
+/// An accepted event, every field checked.
+struct Accepted {
+    event: LifecycleEvent,
+    /// The user the event is about, and what `user_info` updates on them; `None` when it names
+    /// no contact.
+    contact: Option<(UserRef, UserChanges)>,
+    trigger_at: Option<OffsetDateTime>,
+    source: Option<JsonObject>,
+    event_data: Option<JsonObject>,
+    variables: Option<JsonObject>,
+}
+
+impl SendEventRequest {
+    /// Checks what the fields mean together, with the seed's messages where it has them.
+    fn accept(self) -> Result<Accepted, ApiError> {
+        let event_name = self
+            .event_name
+            .filter(|name| !name.is_empty())
+            .ok_or_else(|| {
+                ApiError::bad_request("event_name_required", "Event name is required")
+            })?;
+        let event = LifecycleEvent::from_name(&event_name)
+            .map_err(|e| ApiError::bad_request("invalid_event_name", e.to_string()))?;
+        // Without a contact id the other fields of `user_info` describe no one Beckon keeps:
+        // they are checked, and left.
+        let contact = self.user_info.and_then(|Object(info)| {
+            let changes = UserChanges {
+                email: info.email,
+                name: info.name,
+                phone: info.phone,
+                attributes: info.custom_fields.map(JsonObject::into_value),
+                trial_ends_at: None,
+                groups: None,
+            };
+            info.contact_external_id.map(|user_ref| (user_ref, changes))
+        });
+        let trigger_at = match self.trigger_at {
+            None => None,
+            Some(raw) => {
+                let at = parse_timestamp(&raw).ok_or_else(|| {
+                    ApiError::bad_request("invalid_trigger_at", "Invalid trigger_at format")
+                })?;
+                if at <= OffsetDateTime::now_utc() {
+                    return Err(ApiError::bad_request(
+                        "trigger_at_in_past",
+                        "trigger_at must be a future date",
+                    ));
+                }
+                Some(at)
+            }
+        };
+        Ok(Accepted {
+            event,
+            contact,
+            trigger_at,
+            source: self.source,
+            event_data: self.event_data,
+            variables: self.variables,
+        })
+    }
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SendEventResponse {
     pub success: bool,
     pub trigger_id: Uuid,
-    /// The id of the envelope that carries the event.
+    /// The id of the envelope that carries the event (an event without a contact needs none,
+    /// and none is sent under it).
     pub job_id: Uuid,
     pub message: String,
     /// Present when `trigger_at` was given.
@@ -106,12 +184,12 @@ pub fn format_timestamp(t: OffsetDateTime) -> String {
 /// Answers at once; the event is matched behind the queue (or at `trigger_at`). Track it with
 /// `GET /api/v1/triggers/{trigger_id}`.
 #[utoipa::path(post, path = "/api/v1/events/send", operation_id = "sendEvent", tag = "events",
-    request_body(content = SendEventRequest, example = json!({"event_name": "trial_expired", "project_id": "0193a6b2-5f1e-7c3d-9a4b-2e8f6c1d0a57", "user_info": {"contact_external_id": "user_8812", "email": "ada@example.com", "name": "Ada Lovelace", "custom_fields": {"plan": "pro"}}, "event_data": {"trial_days": 14}, "source": {"type": "api"}})),
+    request_body(content = SendEventRequest, example = json!({"event_name": "trial_expired", "project_id": "0193a6b2-5f1e-7c3d-9a4b-2e8f6c1d0a57", "user_info": {"contact_external_id": "user_8812", "email": "ada@example.com", "name": "Ada Lovelace", "custom_fields": {"plan": "pro"}}, "event_data": {"trial_days": 14}, "variables": {"first_name": "Ada"}, "source": {"type": "api", "ip": "203.0.113.45"}})),
     params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer for 24 hours; see the README"), ("X-Team-ID" = Option<String>, Header, description = "The project id (or `project_id` in the body)")),
     security(("api_key" = []), ("bearer" = [])),
     responses(
         (status = 201, description = "Queued, durably", body = SendEventResponse, headers(("Location" = String, description = "The trigger's path"))),
-        (status = 400, description = "Event name is required, Invalid trigger_at format, trigger_at must be a future date, or header and body name different projects", body = ErrorBody),
+        (status = 400, description = "Event name is required (`event_name_required`), Invalid trigger_at format (`invalid_trigger_at`), trigger_at must be a future date (`trigger_at_in_past`), header and body name different projects (`project_mismatch`), a malformed `user_info.contact_external_id` (`user_ref_invalid`), or a field of the wrong type or an object nested deeper than 32 levels (`invalid_body`, naming the field)", body = ErrorBody),
         (status = 401, description = "Unauthorized, or Invalid team context", body = ErrorBody),
         (status = 403, description = "The project belongs to another organization", body = ErrorBody),
         (status = 404, description = "Event type not found: no survey of the project ever subscribed to this custom event", body = ErrorBody),
@@ -160,10 +238,7 @@ async fn send_inner(
     bytes: &[u8],
     request_id: Option<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    let value = body::json_value(bytes)?;
-    let object = value
-        .as_object()
-        .ok_or_else(|| ApiError::bad_request("invalid_body", "The body must be a JSON object."))?;
+    let mut request: SendEventRequest = body::parse_fields(bytes, field_code)?;
 
     let header_team = req
         .headers()
@@ -174,8 +249,7 @@ async fn send_inner(
                 .map_err(|_| team_context_error())
         })
         .transpose()?;
-    let body_team = body::optional_string(object, "project_id")?;
-    let team = match (header_team, body_team) {
+    let team = match (header_team, request.project_id.take()) {
         (Some(h), Some(b)) if h != b => {
             return Err(ApiError::bad_request(
                 "project_mismatch",
@@ -185,67 +259,14 @@ async fn send_inner(
         (Some(t), _) | (None, Some(t)) => t,
         (None, None) => return Err(team_context_error()),
     };
-
-    let event_name = match object.get("event_name") {
-        Some(Value::String(s)) if !s.is_empty() => s.clone(),
-        None | Some(Value::Null) | Some(Value::String(_)) => {
-            return Err(ApiError::bad_request(
-                "event_name_required",
-                "Event name is required",
-            ));
-        }
-        Some(_) => {
-            return Err(ApiError::bad_request(
-                "invalid_body",
-                "event_name must be a string",
-            ));
-        }
-    };
-    let event = LifecycleEvent::from_name(&event_name)
-        .map_err(|e| ApiError::bad_request("invalid_event_name", e.to_string()))?;
-
-    let user_info = body::optional_object(object, "user_info")?.unwrap_or_default();
-    let user_ref = match user_info.get("contact_external_id") {
-        Some(Value::String(raw)) => UserRef::parse(raw).map_err(|e| {
-            ApiError::bad_request(
-                "user_ref_invalid",
-                format!("user_info.contact_external_id: {e}"),
-            )
-        })?,
-        _ => {
-            return Err(ApiError::bad_request(
-                "user_ref_required",
-                "user_info.contact_external_id is required: it names the user the event is about.",
-            ));
-        }
-    };
-    let info = user_info.as_object().cloned().unwrap_or_default();
-    let changes = UserChanges {
-        email: body::optional_string(&info, "email")?,
-        name: body::optional_string(&info, "name")?,
-        phone: body::optional_string(&info, "phone")?,
-        attributes: body::optional_object(&info, "custom_fields")?,
-        trial_ends_at: None,
-        groups: None,
-    };
-    let source = body::optional_object(object, "source")?;
-    let event_data = body::optional_object(object, "event_data")?;
-    let variables = body::optional_object(object, "variables")?;
-    let trigger_at = match body::optional_string(object, "trigger_at")? {
-        None => None,
-        Some(raw) => {
-            let at = parse_timestamp(&raw).ok_or_else(|| {
-                ApiError::bad_request("invalid_trigger_at", "Invalid trigger_at format")
-            })?;
-            if at <= OffsetDateTime::now_utc() {
-                return Err(ApiError::bad_request(
-                    "trigger_at_in_past",
-                    "trigger_at must be a future date",
-                ));
-            }
-            Some(at)
-        }
-    };
+    let Accepted {
+        event,
+        contact,
+        trigger_at,
+        source,
+        event_data,
+        variables,
+    } = request.accept()?;
 
     let project_id = owned_project_id(state, auth.org_id, &team)
         .await
@@ -266,17 +287,23 @@ async fn send_inner(
         ));
     }
 
-    let mut trigger = NewTrigger::new(
-        auth.org_id,
-        project_id,
-        if trigger_at.is_some() {
-            TriggerType::Scheduled
-        } else {
-            TriggerType::Event
-        },
-        user_ref.as_str(),
-        &event,
-    );
+    let trigger_type = if trigger_at.is_some() {
+        TriggerType::Scheduled
+    } else {
+        TriggerType::Event
+    };
+    // Without a contact the trigger has no one to invite: recorded completed (or, with
+    // `trigger_at`, scheduled, to complete so when it fires), with no envelope.
+    let mut trigger = match &contact {
+        Some((user_ref, _)) => NewTrigger::new(
+            auth.org_id,
+            project_id,
+            trigger_type,
+            user_ref.as_str(),
+            &event,
+        ),
+        None => NewTrigger::without_contact(auth.org_id, project_id, trigger_type, &event),
+    };
     if let Some(request) = request_id {
         // Under an Idempotency-Key the trigger is the request's, derived from it: a retry that
         // took the key over after its first run died finds that run's trigger.
@@ -284,38 +311,53 @@ async fn send_inner(
         trigger.job_id = ids::derive(request, "event-envelope", &[]);
     }
     trigger.scheduled_for = trigger_at;
-    trigger.source = source;
-    trigger.event_data = event_data.clone();
-    trigger.variables = variables;
-    let envelope = Envelope::new(
-        trigger.job_id,
-        auth.org_id,
-        project_id,
-        trigger.id,
-        EventReceived {
-            trigger_type: TriggerType::Event,
-            user_ref: user_ref.clone(),
-            event,
-            reply_to: None,
-            survey_id: None,
-            event_data,
-        },
+    let (event_data, variables, source) = (
+        event_data.map(JsonObject::into_value),
+        variables.map(JsonObject::into_map),
+        source.map(JsonObject::into_map),
     );
-    let envelope = trigger.scheduled_for.is_none().then(|| intake::Envelope {
-        id: envelope.id,
-        exchange: state.publisher.topology().events_exchange(),
-        routing_key: envelope.routing_key(),
-        body: envelope.to_json(),
-        traceparent: beckon_runtime::telemetry::traceparent(),
-    });
+    trigger.event_data = event_data.clone();
+    trigger.variables = variables.clone().map(serde_json::Value::Object);
+    trigger.source = source.clone().map(serde_json::Value::Object);
+    let envelope = match (&contact, trigger.scheduled_for) {
+        (Some((user_ref, _)), None) => {
+            let envelope = Envelope::new(
+                trigger.job_id,
+                auth.org_id,
+                project_id,
+                trigger.id,
+                EventReceived {
+                    trigger_type: TriggerType::Event,
+                    user_ref: user_ref.clone(),
+                    event,
+                    reply_to: None,
+                    survey_id: None,
+                    event_data,
+                    variables,
+                    source,
+                },
+            );
+            Some(intake::Envelope {
+                id: envelope.id,
+                exchange: state.publisher.topology().events_exchange(),
+                routing_key: envelope.routing_key(),
+                body: envelope.to_json(),
+                traceparent: beckon_runtime::telemetry::traceparent(),
+            })
+        }
+        // Scheduled: the envelope is made from the row when it fires. No contact: none.
+        _ => None,
+    };
     let (trigger_id, job_id, scheduled_for) = (trigger.id, trigger.job_id, trigger.scheduled_for);
     let committed = state
         .intake
         .commit(intake::Event {
             org_id: auth.org_id,
             project_id,
-            user_ref: user_ref.as_str().to_owned(),
-            changes,
+            user: contact.map(|(user_ref, changes)| intake::UserUpdate {
+                user_ref: user_ref.as_str().to_owned(),
+                changes,
+            }),
             trigger,
             envelope,
         })

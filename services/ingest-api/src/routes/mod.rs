@@ -47,6 +47,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route("/triggers/{trigger_id}", web::get().to(triggers::get))
                 .route("/triggers/{trigger_id}", web::delete().to(triggers::cancel))
                 .route(
+                    "/triggers/{trigger_id}/workflow",
+                    web::get().to(triggers::workflow),
+                )
+                .route(
                     "/triggers/{trigger_id}/details",
                     web::get().to(triggers::details),
                 )

@@ -334,6 +334,8 @@ async fn announce(
                 trigger_type: TriggerType::parse(&t.trigger_type)?,
                 event: serde_json::from_value::<LifecycleEvent>(t.event).ok()?,
                 parameters: t.event_data,
+                variables: triggers::object_of("variables", t.variables).ok()?,
+                source: triggers::object_of("source", t.source).ok()?,
             })
         });
     let ended = (stage == ResponseStage::Ended)

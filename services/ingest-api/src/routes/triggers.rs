@@ -1,6 +1,7 @@
 //! What became of each fired event: the organization's triggers, filtered and paged;
-//! `GET /api/v1/triggers/{id}`, its per-survey details; and cancelling a trigger that is still
-//! scheduled.
+//! `GET /api/v1/triggers/{id}`; its per-survey outcomes at `…/workflow`, the path a trigger's
+//! `details_endpoint` names (`…/details` answers the same, under its earlier name); and
+//! cancelling a trigger that is still scheduled.
 
 use crate::AppState;
 use crate::auth::OrgAuth;
@@ -14,12 +15,13 @@ use actix_web::{HttpResponse, web};
 use beckon_domain::LifecycleEvent;
 use beckon_domain::envelope::TriggerType;
 use beckon_domain::outcome::SurveyOutcome;
-use beckon_domain::trigger::TriggerStatus;
+use beckon_domain::trigger::{TriggerReason, TriggerStatus};
 use beckon_store::triggers::{self, Trigger, TriggerFilter};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
+/// Matches skipped, per reason.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct FilteredCounts {
     /// Skipped because the survey's cooldown for the user was open.
@@ -30,14 +32,16 @@ pub struct FilteredCounts {
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TriggerSummary {
-    /// Users the event was about (always 1).
+    /// Users the event was about: 1, or 0 when it named no contact.
     pub total_contacts: i32,
     /// Live surveys the event matched.
     pub matched: i32,
     /// Invitations created.
     pub sent: i32,
+    /// Matches skipped, for any reason: the sum of `filtered_by`.
+    pub filtered: i32,
     /// Matches skipped, per reason.
-    pub filtered: FilteredCounts,
+    pub filtered_by: FilteredCounts,
     /// Matches that errored.
     pub failed: i32,
 }
@@ -55,9 +59,19 @@ pub struct TriggerView {
     /// The event fired.
     #[schema(value_type = LifecycleEvent)]
     pub event: Value,
-    pub user_ref: String,
+    /// The user the event is about; `null` when it named no contact (see `reason`).
+    pub user_ref: Option<String>,
+    /// The `variables` the event was sent with (events/send), if any.
+    #[schema(value_type = Option<HashMap<String, serde_json::Value>>)]
+    pub variables: Option<Value>,
+    /// The `source` the event was sent with (events/send), if any.
+    #[schema(value_type = Option<HashMap<String, serde_json::Value>>)]
+    pub source: Option<Value>,
     /// Why a failed trigger failed.
     pub error: Option<String>,
+    /// Why the trigger ended as it did, when the counts alone do not say: `no_contact` (the
+    /// event named no contact, so it completed with no one to invite).
+    pub reason: Option<ReasonView>,
     #[schema(format = DateTime)]
     pub created_at: String,
     #[schema(format = DateTime)]
@@ -69,11 +83,31 @@ pub struct TriggerView {
     /// The survey a trial reminder is for.
     pub survey_id: Option<Uuid>,
     pub summary: TriggerSummary,
+    /// Where the outcome of each matched survey is read: `/api/v1/triggers/{id}/workflow`.
     pub details_endpoint: String,
+}
+
+/// Why a trigger ended as it did: a stable code, and a sentence for people.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ReasonView {
+    /// Stable and machine-readable; branch on this.
+    pub code: TriggerReason,
+    /// For humans.
+    pub message: &'static str,
+}
+
+impl From<TriggerReason> for ReasonView {
+    fn from(code: TriggerReason) -> Self {
+        Self {
+            code,
+            message: code.message(),
+        }
+    }
 }
 
 impl From<Trigger> for TriggerView {
     fn from(t: Trigger) -> Self {
+        let total_contacts = i32::from(t.user_ref.is_some());
         Self {
             id: t.id,
             project_id: t.project_id,
@@ -82,23 +116,27 @@ impl From<Trigger> for TriggerView {
             status: t.status,
             event: t.event,
             user_ref: t.user_ref,
+            variables: t.variables,
+            source: t.source,
             error: t.error,
+            reason: t.reason.map(|r| ReasonView::from(r.0)),
             created_at: format_timestamp(t.created_at),
             scheduled_for: t.scheduled_for.map(format_timestamp),
             started_at: t.started_at.map(format_timestamp),
             completed_at: t.completed_at.map(format_timestamp),
             survey_id: t.survey_id,
             summary: TriggerSummary {
-                total_contacts: 1,
+                total_contacts,
                 matched: t.matched_count,
                 sent: t.created_count,
-                filtered: FilteredCounts {
+                filtered: t.cooldown_count + t.sample_count,
+                filtered_by: FilteredCounts {
                     cooldown: t.cooldown_count,
                     sample: t.sample_count,
                 },
                 failed: t.errored_count,
             },
-            details_endpoint: format!("/api/v1/triggers/{}/details", t.id),
+            details_endpoint: format!("/api/v1/triggers/{}/workflow", t.id),
         }
     }
 }
@@ -236,11 +274,13 @@ pub async fn get(
 }
 
 /// The outcome of each survey the trigger matched, with the invitation it created.
-#[utoipa::path(get, path = "/api/v1/triggers/{trigger_id}/details", operation_id = "getTriggerDetails", tag = "triggers",
+///
+/// The trigger's `details_endpoint` names this path.
+#[utoipa::path(get, path = "/api/v1/triggers/{trigger_id}/workflow", operation_id = "getTriggerWorkflow", tag = "triggers",
     params(("trigger_id" = Uuid, Path, description = "Trigger id")),
     security(("bearer" = []), ("api_key" = [])),
     responses((status = 200, body = TriggerDetails), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn details(
+pub async fn workflow(
     auth: OrgAuth,
     state: web::Data<AppState>,
     path: web::Path<String>,
@@ -263,6 +303,22 @@ pub async fn details(
         status: trigger.status,
         surveys,
     }))
+}
+
+/// The outcome of each survey the trigger matched: an alias of
+/// `GET /api/v1/triggers/{trigger_id}/workflow`.
+///
+/// The same answer under the name this path had first; kept for the clients that use it.
+#[utoipa::path(get, path = "/api/v1/triggers/{trigger_id}/details", operation_id = "getTriggerDetails", tag = "triggers",
+    params(("trigger_id" = Uuid, Path, description = "Trigger id")),
+    security(("bearer" = []), ("api_key" = [])),
+    responses((status = 200, body = TriggerDetails), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn details(
+    auth: OrgAuth,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    workflow(auth, state, path).await
 }
 
 /// Cancel a trigger that is still scheduled.

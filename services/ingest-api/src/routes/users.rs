@@ -188,7 +188,11 @@ async fn upsert_inner(
     };
     let attributes = match object.get("attributes") {
         None | Some(Value::Null) => None,
-        Some(v @ Value::Object(_)) => Some(v.clone()),
+        // Bounded as events/send's objects are: attributes travel in every webhook about the
+        // user, deeper than they arrive.
+        Some(Value::Object(map)) => {
+            Some(body::JsonObject::bounded("attributes", map.clone())?.into_value())
+        }
         Some(_) => {
             return Err(ApiError::bad_request(
                 "invalid_body",

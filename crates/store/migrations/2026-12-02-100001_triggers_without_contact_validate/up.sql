@@ -1,0 +1,1 @@
+ALTER TABLE triggers VALIDATE CONSTRAINT triggers_reason_known;
