@@ -96,3 +96,26 @@ pub async fn make_due(app: &TestApp, sub: &Value) {
     ))
     .await;
 }
+
+/// `body` validates against the committed JSON Schema of `format` for event type `kind` at
+/// `version` (`proto-schemas/webhooks/<format>/<kind>.v<version>.json`).
+pub fn assert_valid_webhook(format: &str, kind: &str, version: u64, body: &Value) {
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!(
+        "../proto-schemas/webhooks/{format}/{kind}.v{version}.json"
+    ));
+    let schema: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap())
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let errors: Vec<String> = validator.iter_errors(body).map(|e| e.to_string()).collect();
+    assert!(errors.is_empty(), "{errors:?}\n{body}");
+}
+
+/// A body in Beckon's format validates against the schema of its own `type` and `version`.
+pub fn assert_valid_beckon_webhook(body: &Value) {
+    assert_valid_webhook(
+        "beckon",
+        body["type"].as_str().unwrap(),
+        body["version"].as_u64().unwrap(),
+        body,
+    );
+}

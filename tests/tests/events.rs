@@ -1,6 +1,7 @@
 //! POST /api/v1/events/send and GET/DELETE /api/v1/triggers/{id}, through the real services.
 
 use beckon_e2e::broker::Broker;
+use beckon_e2e::hooks::assert_valid_beckon_webhook;
 use beckon_e2e::receiver::Receiver;
 use beckon_e2e::{Options, TestApp};
 use serde_json::{Value, json};
@@ -480,18 +481,6 @@ async fn an_event_without_a_contact_completes_with_no_one_to_invite() {
 }
 
 /// The committed JSON Schema of a webhook body's type and version holds `body`.
-fn assert_valid_webhook(body: &Value) {
-    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!(
-        "../proto-schemas/webhooks/{}.v{}.json",
-        body["type"].as_str().unwrap(),
-        body["version"]
-    ));
-    let schema: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    let validator = jsonschema::validator_for(&schema).unwrap();
-    let errors: Vec<String> = validator.iter_errors(body).map(|e| e.to_string()).collect();
-    assert!(errors.is_empty(), "{errors:?}\n{body}");
-}
-
 /// `variables` and `source` are shown on the trigger (read and listed) and carried beside
 /// `event_data` (`parameters`) in the `invitation.created` webhook's `data.trigger`: from an
 /// event sent now, and from a scheduled one fired later from its stored row. An event without
@@ -544,7 +533,7 @@ async fn variables_and_source_reach_the_trigger_and_the_invitation_webhook() {
             .map(|h| h.json())
             .find(|b| b["data"]["user"]["user_ref"] == user)
             .unwrap_or_else(|| panic!("no webhook for {user}"));
-        assert_valid_webhook(&hook);
+        assert_valid_beckon_webhook(&hook);
         hook["data"]["trigger"].clone()
     };
     let now = trigger_of("now");

@@ -7,7 +7,8 @@
 
 use beckon_e2e::TestApp;
 use beckon_e2e::hooks::{
-    WAIT, assert_wait, delivery_after, fire, get_json, make_due, project_with_survey, webhook_path,
+    WAIT, assert_valid_webhook, assert_wait, delivery_after, fire, get_json, make_due,
+    project_with_survey, webhook_path,
 };
 use beckon_e2e::receiver::{Received, Receiver, verify_with_standardwebhooks};
 use reqwest::Method;
@@ -36,7 +37,16 @@ struct SeismicEvent {
     data: Map<String, Value>,
 }
 
+/// A Seismic body, decoded with the document's model, after it validated against the
+/// committed schema of its type.
 fn seismic(received: &Received) -> SeismicEvent {
+    let raw = received.json();
+    assert_valid_webhook(
+        "seismic",
+        raw["type"].as_str().unwrap_or_default(),
+        raw["version"].as_u64().unwrap_or_default(),
+        &raw,
+    );
     serde_json::from_slice(&received.body).unwrap_or_else(|e| {
         panic!(
             "not Seismic's super-structure: {e}\n{}",
@@ -339,7 +349,10 @@ struct OneFlowTrigger {
     parameters: Map<String, Value>,
 }
 
+/// A 1Flow alert, decoded with the document's model, after it validated against the committed
+/// schema.
 fn oneflow(received: &Received) -> OneFlowAlert {
+    assert_valid_webhook("1flow", "response.ended", 1, &received.json());
     serde_json::from_slice(&received.body).unwrap_or_else(|e| {
         panic!(
             "not a 1Flow alert: {e}\n{}",
@@ -588,4 +601,42 @@ async fn a_1flow_alert_succeeds_only_on_200_and_is_retried_hourly() {
     assert_eq!(attempts["data"][0]["status_code"], 201, "{attempts}");
     make_due(&app, &sub).await;
     assert_wait(&delivery_after(&app, project, &sub, 2).await, 3600.0);
+}
+
+/// A message a 1Flow subscription was never sent, resent to it, is no alert: its delivery fails
+/// at once, saying why, and nothing reaches the endpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_resent_to_a_1flow_subscription_that_is_no_alert_fails_saying_why() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let project = project_with_survey(&app).await;
+    app.create_webhook(
+        project,
+        json!({"url": receiver.url("/ok/beckon"), "event_types": ["invitation.created"]}),
+    )
+    .await;
+    let sub = app
+        .create_webhook(
+            project,
+            json!({"url": receiver.url("/ok/1flow"), "format": "1flow"}),
+        )
+        .await;
+    fire(&app, project, "u1").await;
+    let invited = receiver.wait_for("/ok/beckon", 1, WAIT).await;
+    let message = invited[0].header("webhook-id").to_owned();
+    let r = app
+        .authed(
+            Method::POST,
+            &webhook_path(&app, project, &sub, &format!("/messages/{message}/resend")),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let delivery = delivery_after(&app, project, &sub, 1).await;
+    assert_eq!(delivery["status"], "failed", "{delivery}");
+    let attempts = get_json(&app, &webhook_path(&app, project, &sub, "/attempts")).await;
+    let error = attempts["data"][0]["error"].as_str().unwrap();
+    assert!(error.contains("1flow"), "{error}");
+    assert!(receiver.received("/ok/1flow").is_empty());
 }

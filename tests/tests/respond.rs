@@ -2,6 +2,7 @@
 //! resumed), validation, finishing, and the response webhooks with their sequence numbers.
 
 use beckon_e2e::TestApp;
+use beckon_e2e::hooks::assert_valid_beckon_webhook;
 use beckon_e2e::receiver::{Receiver, verify_with_standardwebhooks};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -235,15 +236,7 @@ async fn a_respondent_answers_every_kind_leaves_resumes_finishes_and_each_stage_
     assert_eq!(answers.len(), 5);
     assert!(answers.contains(&("more", "Anything else?")));
     for body in &bodies {
-        let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!(
-            "../proto-schemas/webhooks/beckon/{}.v1.json",
-            body["type"].as_str().unwrap()
-        ));
-        let schema: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-        assert!(
-            jsonschema::validator_for(&schema).unwrap().is_valid(body),
-            "{body}"
-        );
+        assert_valid_beckon_webhook(body);
     }
 }
 

@@ -3,8 +3,8 @@
 //! recover, rotation, isolation from a hanging endpoint, and a crash while retries wait.
 
 use beckon_e2e::hooks::{
-    WAIT, assert_wait, at, delivery_after, fire, get_json, make_due, project_with_survey,
-    webhook_path,
+    WAIT, assert_valid_beckon_webhook, assert_wait, at, delivery_after, fire, get_json, make_due,
+    project_with_survey, webhook_path,
 };
 use beckon_e2e::receiver::{Receiver, verify_with_standardwebhooks};
 use beckon_e2e::{Options, TestApp};
@@ -13,18 +13,6 @@ use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 use uuid::Uuid;
-
-fn schema_validates(body: &Value) {
-    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!(
-        "../proto-schemas/webhooks/beckon/{}.v{}.json",
-        body["type"].as_str().unwrap(),
-        body["version"]
-    ));
-    let schema: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    let validator = jsonschema::validator_for(&schema).unwrap();
-    let errors: Vec<String> = validator.iter_errors(body).map(|e| e.to_string()).collect();
-    assert!(errors.is_empty(), "{errors:?}\n{body}");
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invitation_created_webhook_is_signed_versioned_and_carries_the_event() {
@@ -59,7 +47,7 @@ async fn an_invitation_created_webhook_is_signed_versioned_and_carries_the_event
         "a wrong secret does not verify"
     );
     let body = hook.json();
-    schema_validates(&body);
+    assert_valid_beckon_webhook(&body);
     assert_eq!(hook.header("webhook-id"), body["id"].as_str().unwrap());
     assert_eq!(hook.header("content-type"), "application/json");
     assert_eq!(
@@ -392,7 +380,7 @@ async fn a_failing_subscription_and_its_disabling_are_announced_to_the_subscript
         notice["data"]["last_attempt"]["status_code"], 500,
         "{notice}"
     );
-    schema_validates(&notice);
+    assert_valid_beckon_webhook(&notice);
     verify_with_standardwebhooks(ops["secret"].as_str().unwrap(), &first[0]).unwrap();
 
     // A day on, the streak still going: the next failure announces it again (and, the
@@ -424,7 +412,7 @@ async fn a_failing_subscription_and_its_disabling_are_announced_to_the_subscript
         .map(|r| r.json())
         .find(|n| n["type"] == "webhook.disabled")
         .unwrap();
-    schema_validates(&notice);
+    assert_valid_beckon_webhook(&notice);
     assert_eq!(notice["data"]["subscription_id"], failing_id, "{notice}");
     assert_eq!(
         notice["data"]["reason"], disabled["disabled_reason"],
