@@ -38,7 +38,8 @@ exec_as_root() {
 
 ensure_tools() {
   local missing=()
-  command -v podman >/dev/null || missing+=(podman)
+  # `type -P`: `podman` is also this script's function, which `command -v` would find.
+  type -P podman >/dev/null || missing+=(podman)
   command -v runc >/dev/null || missing+=(runc)
   command -v debootstrap >/dev/null || missing+=(debootstrap)
   [ ${#missing[@]} = 0 ] && return 0
@@ -110,6 +111,8 @@ orphaned() {
 
 clean() {
   local name
+  # Without Podman (a new machine, before any image test installed it) no container exists.
+  type -P podman >/dev/null || return 0
   podman pod ps --format '{{.Name}}' | while read -r name; do
     orphaned "$name" || continue
     log "removing the pod $name: its test is gone"
@@ -124,11 +127,12 @@ clean() {
 
 case "${1:-}" in
   base | build)
-    ensure_tools
     as_root mkdir -p "$dir"
-    # One build at a time: tests run in parallel.
+    # One install and one build at a time: tests run in parallel, and two apt-get runs at
+    # once would fight over dpkg's lock.
     exec 9>"$dir/.lock"
     flock 9
+    ensure_tools
     ensure_base
     if [ "$1" = base ]; then echo "$base"; else build "${2:-}"; fi
     ;;
