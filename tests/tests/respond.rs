@@ -647,6 +647,8 @@ async fn a_respondent_who_closes_the_survey_ends_it_partially_completed() {
     // Ended: no more answers; closing or completing again changes nothing and says so.
     let (status, body) = put_answer(&app, &link, "rating", json!(4)).await;
     assert_eq!(status, 409, "{body}");
+    assert_eq!(body["code"], "response_completed");
+    assert_eq!(body["message"], "This survey was closed.");
     for again in ["close", "complete"] {
         let (status, body) = post(&app, format!("{link}/{again}")).await;
         assert_eq!(

@@ -446,11 +446,15 @@ impl From<StageError> for ApiError {
 
 impl std::error::Error for ApiError {}
 
-fn completed_error() -> ApiError {
+fn completed_error(status: &str) -> ApiError {
     ApiError::new(
         StatusCode::CONFLICT,
         "response_completed",
-        "This survey was already answered.",
+        if status == responses::status::CLOSED {
+            "This survey was closed."
+        } else {
+            "This survey was already answered."
+        },
     )
 }
 
@@ -517,7 +521,7 @@ async fn apply(
         }
         Action::Answer { question_id, value } => {
             if completed {
-                return Err(completed_error().into());
+                return Err(completed_error(&response.status).into());
             }
             let question = invitation
                 .questions

@@ -140,17 +140,18 @@ pub struct CreateSubscription {
     /// Event types to deliver; empty or absent means all that `format` delivers.
     #[serde(default)]
     pub event_types: Vec<String>,
-    /// The shape of the webhooks (default `beckon`): Beckon's own body, or `seismic`, Seismic's
-    /// event super-structure. Its product's retry policy and timeout are the defaults.
+    /// The shape of the webhooks (default `beckon`): Beckon's own body; `1flow`, 1Flow's
+    /// `submitted_survey` alert (submitted responses only); or `seismic`, Seismic's event
+    /// super-structure. Its product's retry policy and timeout are the defaults.
     #[serde(default)]
     pub format: PayloadFormat,
     /// The version of `format` to receive (default its newest; each format has only 1 yet).
     pub payload_version: Option<i32>,
-    /// Default the format's: `{"kind": "exponential"}` for `beckon`, `{"kind": "backoff24h"}`
-    /// for `seismic`.
+    /// Default the format's: `{"kind": "exponential"}` for `beckon`, `{"kind": "hourly"}` for
+    /// `1flow`, `{"kind": "backoff24h"}` for `seismic`.
     pub retry_policy: Option<RetryPolicy>,
     /// Milliseconds to wait for the endpoint's answer, 1000 to 30000 (default the format's:
-    /// 10000 for `beckon`, 3000 for `seismic`).
+    /// 10000 for `beckon` and `1flow`, 3000 for `seismic`).
     pub timeout_ms: Option<i32>,
     /// At most this many requests a second to the endpoint, 1 to 1000 (absent or null: no
     /// limit). Deliveries past it wait their turn; they do not fail.
