@@ -690,3 +690,49 @@ async fn a_respondent_who_closes_the_survey_ends_it_partially_completed() {
     let listed: Value = r.json().await.unwrap();
     assert_eq!(listed["data"].as_array().unwrap().len(), 1, "{listed}");
 }
+
+/// A question's tags travel with every answer to it; malformed tags are refused when the survey
+/// is saved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_questions_tags_travel_with_its_answers() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let project = app.create_project().await;
+    app.create_survey(
+        project,
+        json!({"trigger": {"events": ["trial_expired"]}, "questions": [
+            {"id": "nps", "type": "nps", "title": "How likely?", "required": true, "tags": ["loyalty", "nps"]},
+            {"id": "why", "type": "text", "title": "Why?"}]}),
+    )
+    .await;
+    app.create_webhook(
+        project,
+        json!({"url": receiver.url("/ok/t"), "event_types": ["response.answered", "response.ended"]}),
+    )
+    .await;
+    let link = link_for(&app, project, "u1").await;
+    assert_eq!(put_answer(&app, &link, "nps", json!(8)).await.0, 200);
+    assert_eq!(put_answer(&app, &link, "why", json!("fast")).await.0, 200);
+    assert_eq!(post(&app, format!("{link}/complete")).await.0, 200);
+    let got = receiver.wait_for("/ok/t", 3, WAIT).await;
+    let answered = got[0].json();
+    assert_eq!(
+        answered["data"]["question"]["tags"],
+        json!(["loyalty", "nps"])
+    );
+    let ended = got[2].json();
+    let answers = ended["data"]["response"]["answers"].as_array().unwrap();
+    assert_eq!(answers[0]["tags"], json!(["loyalty", "nps"]), "{ended}");
+    assert_eq!(answers[1]["tags"], json!([]));
+
+    let r = app
+        .authed(Method::POST, &format!("/api/v1/projects/{project}/surveys"))
+        .json(&json!({"name": "S", "questions": [
+            {"id": "q", "type": "nps", "title": "a", "tags": ["dup", "dup"]}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["code"], "invalid_question_tags", "{body}");
+}

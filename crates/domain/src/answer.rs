@@ -106,6 +106,7 @@ mod tests {
             id: "q".into(),
             title: "Q".into(),
             required,
+            tags: Vec::new(),
             kind,
         }
     }

@@ -38,6 +38,9 @@ pub const MAX_QUESTIONS: usize = 50;
 pub const MAX_OPTIONS: usize = 50;
 /// Longest question title or option label, in characters.
 pub const MAX_LABEL_LEN: usize = 500;
+/// Most tags one question may carry, and the longest tag, in characters.
+pub const MAX_TAGS: usize = 10;
+pub const MAX_TAG_LEN: usize = 50;
 
 /// One question of a survey.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -49,6 +52,9 @@ pub struct Question {
     /// Whether the respondent must answer before finishing.
     #[serde(default)]
     pub required: bool,
+    /// Labels every answer to the question carries in the webhooks (`pricing`, `churn`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
     #[serde(flatten)]
     pub kind: QuestionKind,
 }
@@ -91,6 +97,9 @@ mod question_schema {
             title: String,
             #[serde(default)]
             required: bool,
+            /// Labels every answer to the question carries in the webhooks.
+            #[serde(default)]
+            tags: Vec<String>,
         },
         /// A rating from 1 to 5.
         Rating {
@@ -98,6 +107,9 @@ mod question_schema {
             title: String,
             #[serde(default)]
             required: bool,
+            /// Labels every answer to the question carries in the webhooks.
+            #[serde(default)]
+            tags: Vec<String>,
         },
         /// Exactly one of the options.
         Mcq {
@@ -105,6 +117,9 @@ mod question_schema {
             title: String,
             #[serde(default)]
             required: bool,
+            /// Labels every answer to the question carries in the webhooks.
+            #[serde(default)]
+            tags: Vec<String>,
             options: Vec<String>,
         },
         /// Any number of the options.
@@ -113,6 +128,9 @@ mod question_schema {
             title: String,
             #[serde(default)]
             required: bool,
+            /// Labels every answer to the question carries in the webhooks.
+            #[serde(default)]
+            tags: Vec<String>,
             options: Vec<String>,
         },
         /// Free text.
@@ -121,6 +139,9 @@ mod question_schema {
             title: String,
             #[serde(default)]
             required: bool,
+            /// Labels every answer to the question carries in the webhooks.
+            #[serde(default)]
+            tags: Vec<String>,
         },
     }
 
@@ -170,6 +191,10 @@ pub enum SurveyError {
         "question `{0}` needs 1 to {MAX_OPTIONS} unique, non-empty options of at most {MAX_LABEL_LEN} characters"
     )]
     QuestionOptions(String),
+    #[error(
+        "question `{0}` may carry at most {MAX_TAGS} unique tags of 1 to {MAX_TAG_LEN} characters, without control characters or surrounding spaces"
+    )]
+    QuestionTags(String),
     #[error("sample_rate must be a number from 0 to 1")]
     SampleRate,
     #[error("cooldown_seconds must be from 0 to {MAX_COOLDOWN_SECONDS}")]
@@ -193,6 +218,7 @@ impl SurveyError {
                 "invalid_questions"
             }
             Self::QuestionOptions(_) => "invalid_question_options",
+            Self::QuestionTags(_) => "invalid_question_tags",
             Self::SampleRate => "invalid_sample_rate",
             Self::Cooldown => "invalid_cooldown",
             Self::Lifetime => "invalid_invitation_lifetime",
@@ -229,6 +255,14 @@ pub fn validate_questions(questions: &[Question]) -> Result<(), SurveyError> {
         }
         if !valid_label(&q.title) {
             return Err(SurveyError::QuestionTitle(q.id.clone()));
+        }
+        let tags: HashSet<&str> = q.tags.iter().map(String::as_str).collect();
+        let tag_ok = |t: &String| {
+            let len = t.chars().count();
+            len > 0 && len <= MAX_TAG_LEN && t.trim() == t && !t.chars().any(char::is_control)
+        };
+        if q.tags.len() > MAX_TAGS || tags.len() != q.tags.len() || !q.tags.iter().all(tag_ok) {
+            return Err(SurveyError::QuestionTags(q.id.clone()));
         }
         if let QuestionKind::Mcq { options } | QuestionKind::Checkbox { options } = &q.kind {
             let unique: HashSet<&str> = options.iter().map(String::as_str).collect();
@@ -367,6 +401,40 @@ mod tests {
         );
         assert!(validate_questions(&repeated).is_err());
         assert_eq!(validate_questions(&[]), Err(SurveyError::QuestionCount));
+    }
+
+    #[test]
+    fn question_tags_are_bounded_unique_and_clean() {
+        let tagged = |tags: serde_json::Value| {
+            validate_questions(&questions(
+                json!([{"id": "q", "type": "nps", "title": "a", "tags": tags}]),
+            ))
+        };
+        assert_eq!(tagged(json!(["loyalty", "nps"])), Ok(()));
+        assert_eq!(tagged(json!([])), Ok(()));
+        let many: Vec<String> = (0..=MAX_TAGS).map(|i| format!("t{i}")).collect();
+        for bad in [
+            json!([""]),
+            json!([" padded"]),
+            json!(["a", "a"]),
+            json!(["x".repeat(MAX_TAG_LEN + 1)]),
+            json!(["tab\there"]),
+            json!(many),
+        ] {
+            assert_eq!(
+                tagged(bad.clone()),
+                Err(SurveyError::QuestionTags("q".into())),
+                "{bad}"
+            );
+        }
+        // Untagged questions stay as they were stored.
+        let plain = questions(json!([{"id": "q", "type": "text", "title": "a"}]));
+        assert!(
+            serde_json::to_value(&plain[0])
+                .unwrap()
+                .get("tags")
+                .is_none()
+        );
     }
 
     #[test]

@@ -29,6 +29,7 @@ fn new_survey(
             id: "q1".into(),
             title: "How likely?".into(),
             required: true,
+            tags: Vec::new(),
             kind: QuestionKind::Nps,
         }],
         trigger: SurveyTrigger { events },

@@ -331,6 +331,7 @@ mod tests {
             id: "q".into(),
             title: "<script>alert(1)</script>".into(),
             required: true,
+            tags: Vec::new(),
             kind: QuestionKind::Mcq {
                 options: vec!["<b>".into()],
             },
@@ -371,12 +372,14 @@ mod tests {
                 id: "n".into(),
                 title: "N".into(),
                 required: true,
+                tags: Vec::new(),
                 kind: QuestionKind::Nps,
             },
             Question {
                 id: "t".into(),
                 title: "T".into(),
                 required: false,
+                tags: Vec::new(),
                 kind: QuestionKind::Text,
             },
         ];

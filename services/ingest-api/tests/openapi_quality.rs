@@ -213,6 +213,7 @@ fn questions_of_every_kind_validate_against_the_question_schema() {
             id: "q1".into(),
             title: "Why?".into(),
             required: true,
+            tags: vec!["pricing".into()],
             kind,
         };
         let value = serde_json::to_value(&question).unwrap();

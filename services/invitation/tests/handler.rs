@@ -46,6 +46,7 @@ async fn live_survey_in(
                 id: "q1".into(),
                 title: "How likely?".into(),
                 required: true,
+                tags: Vec::new(),
                 kind: QuestionKind::Nps,
             }],
             trigger: SurveyTrigger {

@@ -59,12 +59,14 @@ pub async fn create(conn: &mut beckon_store::Conn) -> anyhow::Result<Demo> {
                     id: "nps".into(),
                     title: "How likely are you to recommend us to a friend?".into(),
                     required: true,
+                    tags: Vec::new(),
                     kind: QuestionKind::Nps,
                 },
                 Question {
                     id: "reason".into(),
                     title: "What is the main reason you cancelled?".into(),
                     required: false,
+                    tags: Vec::new(),
                     kind: QuestionKind::Mcq {
                         options: vec![
                             "Price".into(),
@@ -77,6 +79,7 @@ pub async fn create(conn: &mut beckon_store::Conn) -> anyhow::Result<Demo> {
                     id: "more".into(),
                     title: "Anything else we should know?".into(),
                     required: false,
+                    tags: Vec::new(),
                     kind: QuestionKind::Text,
                 },
             ],

@@ -306,6 +306,9 @@ pub struct AnswerDetails {
     #[serde(with = "time::serde::rfc3339")]
     #[schemars(with = "String", extend("format" = "date-time"))]
     pub answered_at: OffsetDateTime,
+    /// The question's tags.
+    #[serde(default)]
+    pub tags: Vec<String>,
 }
 
 /// Where a response is given.

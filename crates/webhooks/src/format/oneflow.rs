@@ -223,6 +223,7 @@ mod tests {
             question_type: kind.into(),
             answer: value,
             answered_at: at,
+            tags: Vec::new(),
         };
         let nps = screen(&answer("nps", Value::from(10)));
         assert_eq!((nps.answer.as_str(), nps.kind), ("10", ScreenType::Nps));

@@ -320,6 +320,7 @@ async fn announce(
                 question_type: q.kind.name().to_owned(),
                 answer: a.value.clone(),
                 answered_at: a.answered_at,
+                tags: q.tags.clone(),
             })
     };
     let question = answered
