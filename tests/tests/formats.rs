@@ -640,3 +640,55 @@ async fn a_message_resent_to_a_1flow_subscription_that_is_no_alert_fails_saying_
     assert!(error.contains("1flow"), "{error}");
     assert!(receiver.received("/ok/1flow").is_empty());
 }
+
+/// Two changes at once — one of the format, one of the event types, each valid alone — never
+/// leave a subscription whose event types its format does not deliver: the second is checked
+/// against what the first made, under the row's lock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_patches_of_format_and_event_types_stay_consistent() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let project = app.create_project().await;
+    let mut broken = None;
+    for i in 0..15 {
+        let sub = app
+            .create_webhook(project, json!({"url": receiver.url(&format!("/ok/p{i}"))}))
+            .await;
+        let path = webhook_path(&app, project, &sub, "");
+        let a = app
+            .authed(Method::PATCH, &path)
+            .json(&json!({"format": "1flow"}))
+            .send();
+        let b = app
+            .authed(Method::PATCH, &path)
+            .json(&json!({"event_types": ["invitation.created"]}))
+            .send();
+        let (a, b) = tokio::join!(a, b);
+        let (a, b) = (a.unwrap().status().as_u16(), b.unwrap().status().as_u16());
+        let now: Value = app
+            .authed(Method::GET, &path)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if now["format"] == "1flow" && now["event_types"] == json!(["invitation.created"]) {
+            let r = app
+                .authed(Method::PATCH, &path)
+                .json(&json!({"description": "renamed"}))
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            let body: Value = r.json().await.unwrap_or(Value::Null);
+            broken = Some(format!(
+                "round {i}: PATCHes answered {a} and {b}; now {now}; a later PATCH of its description answers {status} {body}"
+            ));
+            break;
+        }
+        // Leave room under the project's subscription limit.
+        app.authed(Method::DELETE, &path).send().await.unwrap();
+    }
+    assert!(broken.is_none(), "{}", broken.unwrap_or_default());
+}

@@ -736,3 +736,53 @@ async fn a_questions_tags_travel_with_its_answers() {
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["code"], "invalid_question_tags", "{body}");
 }
+
+/// A display reported after the respondent closed the survey (a widget's late report) records
+/// and announces nothing: nothing follows `response.ended`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_display_after_close_announces_nothing_after_response_ended() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let project = app.create_project().await;
+    app.create_survey(project, json!({"trigger": {"events": ["trial_expired"]}}))
+        .await;
+    app.create_webhook(
+        project,
+        json!({"url": receiver.url("/ok/late"), "event_types": ["response.displayed", "response.ended"]}),
+    )
+    .await;
+    let link = link_for(&app, project, "u1").await;
+    let r = app.http.post(format!("{link}/close")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let got = receiver.wait_for("/ok/late", 1, WAIT).await;
+    assert_eq!(got[0].json()["type"], "response.ended");
+
+    let r = app
+        .http
+        .post(format!("{link}/display"))
+        .json(&json!({"channel": "hosted-page", "locale": "de-DE"}))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let all = receiver.received("/ok/late");
+    let kinds: Vec<String> = all
+        .iter()
+        .map(|r| {
+            let j = r.json();
+            format!(
+                "{} seq={} status={} channel={}",
+                j["type"],
+                j["data"]["response"]["sequence"],
+                j["data"]["response"]["status"],
+                j["data"]["response"]["channel"]
+            )
+        })
+        .collect();
+    assert_eq!(
+        all.len(),
+        1,
+        "display after close answered {status} and announced: {kinds:#?}"
+    );
+}

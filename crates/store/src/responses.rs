@@ -114,8 +114,9 @@ pub struct Client {
     pub user_agent: Option<String>,
 }
 
-/// Records the first display, with what the client reported; `None` when it was recorded
-/// before, else the response as it is now.
+/// Records the first display of a response in progress, with what the client reported; `None`
+/// when it was recorded before or the response has ended (a report arriving after a close
+/// would announce a display after the end), else the response as it is now.
 pub async fn mark_displayed(
     conn: &mut AsyncPgConnection,
     id: Uuid,
@@ -124,7 +125,8 @@ pub async fn mark_displayed(
     Ok(diesel::update(
         responses::table
             .find(id)
-            .filter(responses::displayed_at.is_null()),
+            .filter(responses::displayed_at.is_null())
+            .filter(responses::status.eq(status::IN_PROGRESS)),
     )
     .set((
         responses::displayed_at.eq(OffsetDateTime::now_utc()),

@@ -220,6 +220,21 @@ pub async fn get_subscription(
         .optional()?)
 }
 
+/// A subscription, locked until the end of the transaction: a change checked against it is
+/// made against what was checked, whatever another change does meanwhile.
+pub async fn lock_subscription(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+) -> Result<Option<Subscription>, StoreError> {
+    Ok(webhook_subscriptions::table
+        .find(id)
+        .select(Subscription::as_select())
+        .for_no_key_update()
+        .first(conn)
+        .await
+        .optional()?)
+}
+
 /// Fields to change; `None` keeps the value.
 #[derive(Debug, Clone, Default, AsChangeset)]
 #[diesel(table_name = webhook_subscriptions)]

@@ -179,6 +179,13 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// A statement that failed inside a transaction the handler runs.
+impl From<diesel::result::Error> for ApiError {
+    fn from(err: diesel::result::Error) -> Self {
+        StoreError::from(err).into()
+    }
+}
+
 /// Rewrites error responses that did not come from us (unknown routes, payload limits,
 /// extractor failures) into the same shape.
 pub fn json_errors<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandlerResponse<B>> {

@@ -39,8 +39,8 @@ pub struct UpsertUserRequest {
     #[schema(format = DateTime)]
     trial_ends_at: Option<String>,
     /// The groups the user belongs to (a plan, a company size, a team): at most 50 names of
-    /// 1 to 100 characters, trimmed, repeats dropped. Replaces the stored list; absent keeps
-    /// it, `[]` empties it. Carried in the webhooks about the user.
+    /// 1 to 100 characters, trimmed, repeats dropped. Replaces the stored list; absent or
+    /// `null` keeps it, `[]` empties it. Carried in the webhooks about the user.
     #[schema(example = json!(["plan-enterprise", "10-100-companies"]))]
     groups: Option<Vec<String>>,
 }

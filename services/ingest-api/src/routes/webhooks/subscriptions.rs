@@ -20,6 +20,7 @@ use beckon_webhooks::format::{self, PayloadFormat};
 use beckon_webhooks::payload;
 use beckon_webhooks::policy::RetryPolicy;
 use beckon_webhooks::signing::SigningSecret;
+use diesel_async::AsyncConnection as _;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use time::OffsetDateTime;
@@ -307,6 +308,32 @@ async fn verify(state: &AppState, url: &str) -> Verification {
     }
 }
 
+/// What a change asks of a subscription's shape: its format, event types and version.
+struct Shape {
+    format: Option<PayloadFormat>,
+    event_types: Option<Vec<String>>,
+    payload_version: Option<i32>,
+}
+
+impl Shape {
+    /// The event types and version the change leaves `current` with, checked against the
+    /// format it will have; the version to store, when it changes.
+    fn checked(&self, current: &Subscription) -> Result<Option<i32>, ApiError> {
+        let format = self.format.unwrap_or(current.format);
+        validate_event_types(
+            self.event_types.as_deref().unwrap_or(&current.event_types),
+            format,
+        )?;
+        let payload_version = match (self.payload_version, self.format) {
+            (Some(version), _) => Some(version),
+            (None, Some(new)) if new != current.format => Some(new.latest() as i32),
+            (None, _) => None,
+        };
+        validate_version(format, payload_version.unwrap_or(current.payload_version))?;
+        Ok(payload_version)
+    }
+}
+
 /// A project at `BECKON_WEBHOOK_MAX_SUBSCRIPTIONS`: every event fans out to each subscription,
 /// so their number is bounded.
 fn limit_reached(limit: u32) -> ApiError {
@@ -485,18 +512,14 @@ pub async fn update(
         let mut conn = state.store.conn().await?;
         subscription(&mut conn, auth, &project, &id).await?
     };
-    // The event types and version are checked against the format they will have.
-    let format = input.format.unwrap_or(current.format);
-    validate_event_types(
-        input.event_types.as_deref().unwrap_or(&current.event_types),
-        format,
-    )?;
-    let payload_version = match (input.payload_version, input.format) {
-        (Some(version), _) => Some(version),
-        (None, Some(new)) if new != current.format => Some(new.latest() as i32),
-        (None, _) => None,
+    // Checked now, before the URL is called, and again under the row's lock when the change
+    // is made, against what another change may have made meanwhile.
+    let shape = Shape {
+        format: input.format,
+        event_types: input.event_types.clone(),
+        payload_version: input.payload_version,
     };
-    validate_version(format, payload_version.unwrap_or(current.payload_version))?;
+    let payload_version = shape.checked(&current)?;
     let verification = match &input.url {
         Some(url) if *url != current.url => Some(verify(&state, url).await),
         _ => None,
@@ -545,7 +568,24 @@ pub async fn update(
         changes.disabled_at = Some(Some(OffsetDateTime::now_utc()));
     }
     let mut conn = state.store.conn().await?;
-    let updated = webhooks::update_subscription(&mut conn, current.id, changes).await?;
+    let updated = conn
+        .transaction::<_, ApiError, _>(async |conn| {
+            let locked = webhooks::lock_subscription(conn, current.id)
+                .await?
+                .ok_or_else(|| {
+                    // Deleted since it was read.
+                    ApiError::not_found(
+                        "webhook_not_found",
+                        format!(
+                            "No webhook subscription {} in this project.",
+                            body::shown(&id)
+                        ),
+                    )
+                })?;
+            changes.payload_version = shape.checked(&locked)?;
+            Ok(webhooks::update_subscription(conn, current.id, changes).await?)
+        })
+        .await?;
     Ok(HttpResponse::Ok().json(VerifiedSubscription {
         subscription: updated.into(),
         verification: verification.unwrap_or(Verification {
