@@ -231,9 +231,11 @@ pub fn schema_of<T: JsonSchema>(kind: &str, version: u32) -> serde_json::Value {
     schema
 }
 
-/// Every event type a subscription may choose, with its schemas.
-pub fn catalogue() -> Vec<EventType> {
-    vec![
+/// Every event type a subscription may choose, with its schemas: built once, as every
+/// subscription change checks its event types against it.
+pub fn catalogue() -> &'static [EventType] {
+    static CATALOGUE: std::sync::OnceLock<Vec<EventType>> = std::sync::OnceLock::new();
+    CATALOGUE.get_or_init(|| vec![
         EventType::of::<InvitationCreated<LinkUrl>>(
             InvitationCreated::TYPE,
             InvitationCreated::VERSION,
@@ -269,7 +271,7 @@ pub fn catalogue() -> Vec<EventType> {
             1,
             "A test event sent on request (POST …/webhooks/{id}/ping); delivered whatever event types the subscription chose.",
         ),
-    ]
+    ])
 }
 
 /// Whether `kind` names an event type a subscription may choose.

@@ -422,29 +422,6 @@ fn new_response(invitation: &LinkedInvitation) -> NewResponse {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-enum StageError {
-    #[error(transparent)]
-    Api(#[from] ApiError),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
-impl From<diesel::result::Error> for StageError {
-    fn from(e: diesel::result::Error) -> Self {
-        Self::Store(e.into())
-    }
-}
-
-impl From<StageError> for ApiError {
-    fn from(e: StageError) -> Self {
-        match e {
-            StageError::Api(e) => e,
-            StageError::Store(e) => e.into(),
-        }
-    }
-}
-
 impl std::error::Error for ApiError {}
 
 fn completed_error(status: &str) -> ApiError {
@@ -486,7 +463,7 @@ async fn act(state: &AppState, token: &str, action: Action) -> Result<Done, ApiE
     let invitation = open(&mut conn, token).await?;
     let exchange = state.publisher.topology().events_exchange();
     let (done, rows) = conn
-        .transaction::<_, StageError, _>(async |conn| {
+        .transaction::<_, ApiError, _>(async |conn| {
             let response = responses::lock_or_create(conn, &new_response(&invitation)).await?;
             apply(conn, &exchange, &invitation, &response, &action).await
         })
@@ -502,7 +479,7 @@ async fn apply(
     invitation: &LinkedInvitation,
     response: &Response,
     action: &Action,
-) -> Result<(Done, Vec<OutboxMessage>), StageError> {
+) -> Result<(Done, Vec<OutboxMessage>), ApiError> {
     let completed = response.status != responses::status::IN_PROGRESS;
     match action {
         Action::Display(client) => {
@@ -522,7 +499,7 @@ async fn apply(
         }
         Action::Answer { question_id, value } => {
             if completed {
-                return Err(completed_error(&response.status).into());
+                return Err(completed_error(&response.status));
             }
             let question = invitation
                 .questions
@@ -599,7 +576,7 @@ async fn end(
     invitation: &LinkedInvitation,
     response: &Response,
     ending: &'static str,
-) -> Result<(Done, Vec<OutboxMessage>), StageError> {
+) -> Result<(Done, Vec<OutboxMessage>), ApiError> {
     let Some(ended) = responses::end(conn, response.id, ending).await? else {
         // Locked and in progress, so it cannot have ended since: nothing to announce.
         return Ok((Done::Ended(response.status.clone()), Vec::new()));

@@ -42,7 +42,7 @@ pub async fn event_types(query: web::Query<FormatQuery>) -> HttpResponse {
     let format = query.format.unwrap_or_default();
     HttpResponse::Ok().json(EventTypeList {
         data: payload::catalogue()
-            .into_iter()
+            .iter()
             .filter_map(|t| {
                 Some(EventTypeView {
                     kind: t.kind.to_owned(),
