@@ -692,3 +692,559 @@ async fn concurrent_patches_of_format_and_event_types_stay_consistent() {
     }
     assert!(broken.is_none(), "{}", broken.unwrap_or_default());
 }
+
+/// A field the document shows with a value or `null`: it must be there, either way.
+fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d)
+}
+
+/// Screeb's webhook v2.0.0, as its document describes it: every field it lists or shows
+/// required (the ones it shows as `null` may be), no other allowed.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScreebEvent {
+    /// "Unique id for this event (same id in retry request)".
+    event_id: Uuid,
+    event_type: ScreebEventType,
+    /// "Semver version of the webhook payload".
+    version: String,
+    time: String,
+    /// "Timestamp of event in millisecond".
+    time_ms: i64,
+    payload: ScreebPayload,
+}
+
+/// "enum: response.displayed, response.answered or response.ended".
+#[derive(Debug, Deserialize, PartialEq, Clone, Copy)]
+enum ScreebEventType {
+    #[serde(rename = "response.displayed")]
+    Displayed,
+    #[serde(rename = "response.answered")]
+    Answered,
+    #[serde(rename = "response.ended")]
+    Ended,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScreebPayload {
+    organization: ScreebOrganization,
+    channel: ScreebChannel,
+    survey: ScreebSurvey,
+    user: ScreebUser,
+    response: ScreebResponse,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScreebOrganization {
+    id: Uuid,
+    name: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScreebChannel {
+    id: Uuid,
+    /// "Channel type (widget, android, ios, hosted-page...)".
+    #[serde(rename = "type")]
+    kind: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScreebSurvey {
+    id: Uuid,
+    name: String,
+    scenario_id: String,
+    scenario_version: i64,
+    scenario_time: String,
+    scenario_time_ms: i64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScreebUser {
+    anonymous_id: Uuid,
+    user_id: String,
+    #[serde(deserialize_with = "present")]
+    name: Option<String>,
+    #[serde(deserialize_with = "present")]
+    email: Option<String>,
+    group_names: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScreebResponse {
+    id: Uuid,
+    #[serde(deserialize_with = "present")]
+    locale: Option<String>,
+    time: String,
+    time_ms: i64,
+    #[serde(deserialize_with = "present")]
+    time_to_complete_second: Option<i64>,
+    completion: String,
+    hidden_fields: Map<String, Value>,
+    #[serde(deserialize_with = "present")]
+    question: Option<ScreebQuestion>,
+    #[serde(deserialize_with = "present")]
+    answer: Option<ScreebAnswer>,
+    tags: Vec<String>,
+    items: Vec<ScreebItem>,
+}
+
+#[derive(Debug, Deserialize, PartialEq, Clone)]
+#[serde(deny_unknown_fields)]
+struct ScreebQuestion {
+    id: String,
+    #[serde(rename = "type")]
+    kind: String,
+    title: String,
+}
+
+#[derive(Debug, Deserialize, PartialEq, Clone)]
+#[serde(deny_unknown_fields)]
+struct ScreebAnswer {
+    fields: Vec<ScreebField>,
+    replied_at: String,
+    replied_at_ms: i64,
+    tags: Vec<String>,
+}
+
+/// One field: its value, and again in the one of `text`, `number`, `boolean`, `time` its
+/// `type` names.
+#[derive(Debug, Deserialize, PartialEq, Clone)]
+#[serde(deny_unknown_fields)]
+struct ScreebField {
+    id: Uuid,
+    #[serde(rename = "type")]
+    kind: String,
+    value: Value,
+    #[serde(deserialize_with = "present")]
+    text: Option<String>,
+    #[serde(deserialize_with = "present")]
+    number: Option<serde_json::Number>,
+    #[serde(deserialize_with = "present")]
+    boolean: Option<bool>,
+    #[serde(deserialize_with = "present")]
+    time: Option<String>,
+}
+
+#[derive(Debug, Deserialize, PartialEq, Clone)]
+#[serde(deny_unknown_fields)]
+struct ScreebItem {
+    question: ScreebQuestion,
+    answer: ScreebAnswer,
+}
+
+/// A Screeb body, decoded with the document's model, after it validated against the committed
+/// schema of its type.
+fn screeb(received: &Received) -> ScreebEvent {
+    let raw = received.json();
+    assert_valid_webhook(
+        "screeb-v2",
+        raw["event_type"].as_str().unwrap_or_default(),
+        1,
+        &raw,
+    );
+    serde_json::from_slice(&received.body).unwrap_or_else(|e| {
+        panic!(
+            "not a Screeb webhook: {e}\n{}",
+            String::from_utf8_lossy(&received.body)
+        )
+    })
+}
+
+/// `raw` (RFC 3339) and `ms` are the same instant, to the millisecond; and `raw` is `expected`.
+fn assert_twins(raw: &str, ms: i64, expected: &Value) {
+    let at = timestamp(raw);
+    assert_eq!(
+        at,
+        timestamp(expected.as_str().unwrap()),
+        "{raw} vs {expected}"
+    );
+    assert_eq!(
+        i64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap(),
+        ms,
+        "{raw}"
+    );
+}
+
+/// Checks a Screeb answer against Beckon's answer for the same question.
+fn assert_same_answer(item: &ScreebItem, beckon: &Value) {
+    assert_eq!(item.question.id, beckon["question_id"]);
+    assert_eq!(item.question.title, beckon["title"]);
+    assert_twins(
+        &item.answer.replied_at,
+        item.answer.replied_at_ms,
+        &beckon["answered_at"],
+    );
+    assert_eq!(json!(item.answer.tags), beckon["tags"]);
+    let values: Vec<Value> = match &beckon["answer"] {
+        Value::Array(values) => values.clone(),
+        one => vec![one.clone()],
+    };
+    assert_eq!(item.answer.fields.len(), values.len(), "{beckon}");
+    for (field, value) in item.answer.fields.iter().zip(values) {
+        assert_eq!(field.value, value, "{field:?}");
+        match field.kind.as_str() {
+            "number" => {
+                assert_eq!(field.number.as_ref().map(|n| json!(n)), Some(value));
+                assert_eq!(
+                    (&field.text, field.boolean, &field.time),
+                    (&None, None, &None)
+                );
+            }
+            "string" => {
+                assert_eq!(field.text.as_deref(), value.as_str());
+                assert_eq!(
+                    (&field.number, field.boolean, &field.time),
+                    (&None, None, &None)
+                );
+            }
+            other => panic!("a {other} field for {value}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_screeb_subscription_gets_each_response_stage_in_screebs_v2_payload() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let project = app.create_project().await;
+    app.create_survey(
+        project,
+        json!({"name": "Measure NPS", "trigger": {"events": [{"custom": "plan_cancelled"}]},
+               "questions": [
+                   {"id": "nps", "type": "nps", "title": "How likely are you to recommend us?", "required": true, "tags": ["nps"]},
+                   {"id": "used", "type": "checkbox", "title": "What did you use?", "options": ["Reports", "API", "Widget"], "tags": ["product"]},
+                   {"id": "why", "type": "text", "title": "How can we improve your experience?", "tags": ["feedback", "nps"]}]}),
+    )
+    .await;
+    let ours = app
+        .create_webhook(
+            project,
+            json!({"url": receiver.url("/ok/beckon"),
+                   "event_types": ["invitation.created", "response.displayed", "response.answered", "response.ended"]}),
+        )
+        .await;
+    let sub = app
+        .create_webhook(
+            project,
+            json!({"url": receiver.url("/ok/screeb"), "format": "screeb-v2"}),
+        )
+        .await;
+    assert_eq!(sub["format"], "screeb-v2", "{sub}");
+    assert_eq!(sub["payload_version"], 1);
+    assert_eq!(
+        sub["event_types"],
+        json!([]),
+        "all that the format delivers: {sub}"
+    );
+    let (status, body) = app
+        .upsert_user(json!({"project_id": project, "user_ref": "samuel",
+                            "email": "samuel@example.com", "name": "Samuel Berthe",
+                            "groups": ["Screeb", "plan-enterprise"],
+                            "attributes": {"firstname": "Samuel", "locale": "de-DE"}}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = app
+        .send_event(
+            None,
+            json!({"event_name": "plan_cancelled", "project_id": project,
+                   "user_info": {"contact_external_id": "samuel"}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let invited = receiver.wait_for("/ok/beckon", 1, WAIT).await;
+    let link = invited[0].json()["data"]["invitation"]["magic_link_url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = app
+        .http
+        .post(format!("{link}/display"))
+        .header("user-agent", "Mozilla/5.0 (Macintosh) Safari/605.1.15")
+        .json(&json!({"locale": "en-US"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    for (question, value) in [
+        ("used", json!(["API", "Reports"])),
+        ("why", json!("The new dashboard is buggy.")),
+        ("nps", json!(9)),
+    ] {
+        let r = app
+            .http
+            .put(format!("{link}/answers/{question}"))
+            .json(&json!({"value": value}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let r = app
+        .http
+        .post(format!("{link}/complete"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    // Displayed, three answers, ended: each beside Beckon's own body for the same event.
+    let beckon = receiver.wait_for("/ok/beckon", 6, WAIT).await;
+    let got = receiver.wait_for("/ok/screeb", 5, WAIT).await;
+    let mut channels = Vec::new();
+    let mut anonymous = Vec::new();
+    let mut stages = Vec::new();
+    for received in &got {
+        verify_with_standardwebhooks(sub["secret"].as_str().unwrap(), received).unwrap();
+        let event = screeb(received);
+        assert_eq!(received.header("webhook-id"), event.event_id.to_string());
+        let ours = beckon
+            .iter()
+            .map(Received::json)
+            .find(|b| b["id"] == event.event_id.to_string())
+            .unwrap_or_else(|| panic!("no Beckon body with id {}", event.event_id));
+        let data = &ours["data"];
+        let response = &data["response"];
+        assert_eq!(received.json()["event_type"], ours["type"]);
+        assert_eq!(event.version, "2.0.0");
+        assert_twins(&event.time, event.time_ms, &ours["occurred_at"]);
+        let p = &event.payload;
+        assert_eq!(
+            (p.organization.id, p.organization.name.as_str()),
+            (app.org_id, "Test org")
+        );
+        assert_eq!(p.channel.kind, "widget");
+        channels.push(p.channel.id);
+        assert_eq!(
+            p.survey.id.to_string(),
+            data["survey"]["id"].as_str().unwrap()
+        );
+        assert_eq!(p.survey.name, "Measure NPS");
+        assert_eq!(p.survey.scenario_version, data["survey"]["version"]);
+        assert!(!p.survey.scenario_id.is_empty());
+        assert_twins(
+            &p.survey.scenario_time,
+            p.survey.scenario_time_ms,
+            &data["survey"]["version_created_at"],
+        );
+        anonymous.push(p.user.anonymous_id);
+        assert_eq!(p.user.user_id, "samuel");
+        assert_eq!(p.user.name.as_deref(), Some("Samuel Berthe"));
+        assert_eq!(p.user.email.as_deref(), Some("samuel@example.com"));
+        assert_eq!(p.user.group_names, ["Screeb", "plan-enterprise"]);
+        let r = &p.response;
+        assert_eq!(r.id.to_string(), response["id"].as_str().unwrap());
+        assert_eq!(r.locale.as_deref(), Some("en-US"));
+        assert_twins(&r.time, r.time_ms, &response["started_at"]);
+        assert_eq!(
+            json!(r.time_to_complete_second),
+            response["time_to_complete_seconds"]
+        );
+        // The attributes, with the browser's locale over the attribute of that name.
+        assert_eq!(
+            Value::Object(r.hidden_fields.clone()),
+            json!({"firstname": "Samuel", "locale": "en-US",
+                   "user_agent": "Mozilla/5.0 (Macintosh) Safari/605.1.15"})
+        );
+        let answers = response["answers"].as_array().unwrap();
+        assert_eq!(r.items.len(), answers.len());
+        for (item, answer) in r.items.iter().zip(answers) {
+            assert_same_answer(item, answer);
+        }
+        let mut tags: Vec<&str> = Vec::new();
+        for tag in answers.iter().flat_map(|a| a["tags"].as_array().unwrap()) {
+            if !tags.contains(&tag.as_str().unwrap()) {
+                tags.push(tag.as_str().unwrap());
+            }
+        }
+        assert_eq!(r.tags, tags);
+        let current = r
+            .question
+            .clone()
+            .zip(r.answer.clone())
+            .map(|(question, answer)| ScreebItem { question, answer });
+        match event.event_type {
+            ScreebEventType::Displayed => {
+                assert_eq!(r.completion, "not_started");
+                assert!(r.items.is_empty() && current.is_none(), "{r:?}");
+            }
+            ScreebEventType::Answered => {
+                assert_eq!(r.completion, "partially_completed");
+                assert_same_answer(current.as_ref().unwrap(), &data["question"]);
+            }
+            ScreebEventType::Ended => {
+                assert_eq!(r.completion, "fully_completed");
+                assert_eq!(current.as_ref(), r.items.last());
+                assert_eq!(r.items.len(), 3);
+            }
+        }
+        stages.push(event.event_type);
+    }
+    stages.sort_by_key(|s| *s as u8);
+    assert_eq!(
+        stages,
+        [
+            ScreebEventType::Displayed,
+            ScreebEventType::Answered,
+            ScreebEventType::Answered,
+            ScreebEventType::Answered,
+            ScreebEventType::Ended
+        ]
+    );
+    // Ids derived once: the same channel and the same user in every event.
+    channels.dedup();
+    anonymous.dedup();
+    assert_eq!((channels.len(), anonymous.len()), (1, 1));
+    // Types, as Screeb names them: text is `input`; each option chosen is a field.
+    let ended = got
+        .iter()
+        .map(screeb)
+        .find(|e| e.event_type == ScreebEventType::Ended)
+        .unwrap();
+    let kinds: Vec<(&str, &str)> = ended
+        .payload
+        .response
+        .items
+        .iter()
+        .map(|i| (i.question.id.as_str(), i.question.kind.as_str()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("used", "multiple_choice"),
+            ("why", "input"),
+            ("nps", "nps")
+        ]
+    );
+    assert_eq!(ended.payload.response.tags, ["product", "feedback", "nps"]);
+    verify_with_standardwebhooks(ours["secret"].as_str().unwrap(), &beckon[0]).unwrap();
+
+    // A survey the user closes ends too, partly completed, with a hosted-page channel.
+    let (status, _) = app
+        .send_event(
+            None,
+            json!({"event_name": "plan_cancelled", "project_id": project,
+                   "user_info": {"contact_external_id": "second"}}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let invited = receiver.wait_for("/ok/beckon", 7, WAIT).await;
+    let link = invited[6].json()["data"]["invitation"]["magic_link_url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = app
+        .http
+        .post(format!("{link}/display"))
+        .json(&json!({"channel": "hosted-page"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let r = app.http.post(format!("{link}/close")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let got = receiver.wait_for("/ok/screeb", 7, WAIT).await;
+    let closed = got
+        .iter()
+        .map(screeb)
+        .find(|e| e.event_type == ScreebEventType::Ended && e.payload.user.user_id == "second")
+        .expect("the closed response ended");
+    let r = &closed.payload.response;
+    assert_eq!(r.completion, "partially_completed");
+    assert!(r.time_to_complete_second.is_some());
+    assert_eq!((r.question.as_ref(), r.items.len()), (None, 0));
+    assert_eq!(r.locale, None);
+    assert_eq!(
+        (
+            closed.payload.user.name.as_deref(),
+            closed.payload.user.email.as_deref()
+        ),
+        (None, None)
+    );
+    assert!(closed.payload.user.group_names.is_empty());
+    assert_eq!(closed.payload.channel.kind, "hosted-page");
+    assert_ne!(closed.payload.channel.id, channels[0]);
+    assert_ne!(closed.payload.user.anonymous_id, anonymous[0]);
+
+    // Screeb has no test event, and takes no other event type.
+    let r = app
+        .authed(Method::POST, &webhook_path(&app, project, &sub, "/ping"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+    let r = app
+        .authed(Method::PATCH, &webhook_path(&app, project, &sub, ""))
+        .json(&json!({"event_types": ["response.ended", "invitation.created"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["code"], "event_type_not_in_format", "{body}");
+}
+
+/// Screeb's rules as the service applies them by default: a failure is retried once, 60 s
+/// later; a 429 many times, each wait longer, without using that one retry up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_screeb_subscription_defaults_to_one_retry_after_60_s_and_retries_429_apart() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let project = project_with_survey(&app).await;
+    let sub = app
+        .create_webhook(
+            project,
+            json!({"url": receiver.url("/too-many/3/screeb"), "format": "screeb-v2"}),
+        )
+        .await;
+    assert_eq!(
+        sub["retry_policy"],
+        json!({"kind": "once_after_60s"}),
+        "{sub}"
+    );
+    assert_eq!(sub["timeout_ms"], 10_000);
+    let body = fire(&app, project, "u1").await;
+    let link = body["created_invitations"][0]["magic_link_url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = app
+        .http
+        .post(format!("{link}/display"))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    // Three 429s without Retry-After: throttled, 60 s, then twice as long each time.
+    for (n, wait) in [(1, 60.0), (2, 120.0), (3, 240.0)] {
+        let delivery = delivery_after(&app, project, &sub, n).await;
+        assert_eq!(delivery["status"], "pending", "{delivery}");
+        assert_eq!(delivery["throttled"], n, "{delivery}");
+        assert_wait(&delivery, wait);
+        make_due(&app, &sub).await;
+    }
+    // Then a 500: the one retry, 60 s later, is still there; after it, nothing.
+    let failed_once = delivery_after(&app, project, &sub, 4).await;
+    assert_eq!(failed_once["status"], "pending", "{failed_once}");
+    assert_wait(&failed_once, 60.0);
+    make_due(&app, &sub).await;
+    let last = delivery_after(&app, project, &sub, 5).await;
+    assert_eq!(last["status"], "failed", "{last}");
+    let got = receiver.received("/too-many/3/screeb");
+    assert_eq!(got.len(), 5);
+    let first = screeb(&got[0]);
+    assert_eq!(first.event_type, ScreebEventType::Displayed);
+    for retry in &got[1..] {
+        assert_eq!(retry.body, got[0].body, "a retry sends the same event");
+    }
+}

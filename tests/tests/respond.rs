@@ -215,10 +215,18 @@ async fn a_respondent_answers_every_kind_leaves_resumes_finishes_and_each_stage_
     assert_eq!(bodies[1]["data"]["question"]["question_id"], "nps");
     assert_eq!(bodies[1]["data"]["question"]["question_type"], "nps");
     let ended = &bodies[6]["data"];
+    // With when the version shown was saved.
     assert_eq!(
         ended["survey"],
-        json!({"id": ended["survey"]["id"], "name": "Exit survey", "version": 1})
+        json!({"id": ended["survey"]["id"], "name": "Exit survey", "version": 1,
+               "version_created_at": ended["survey"]["version_created_at"]})
     );
+    let saved = time::OffsetDateTime::parse(
+        ended["survey"]["version_created_at"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    assert!(saved <= time::OffsetDateTime::now_utc());
     assert_eq!(ended["user"]["user_ref"], "respondent");
     assert_eq!(ended["trigger"]["event"], "trial_expired");
     assert_eq!(ended["response"]["status"], "completed");

@@ -1169,12 +1169,12 @@ async fn the_once_after_60s_preset_retries_a_failure_once_and_every_429_without_
         )
         .await;
     fire(&app, project, "u1").await;
-    // Three 429s without Retry-After: throttled, never sooner than the policy's 60 s.
-    for n in 1..=3 {
+    // Three 429s without Retry-After: throttled, 60 s, then twice as long each time.
+    for (n, wait) in [(1, 60.0), (2, 120.0), (3, 240.0)] {
         let delivery = delivery_after(&app, project, &sub, n).await;
         assert_eq!(delivery["status"], "pending", "{delivery}");
         assert_eq!(delivery["throttled"], n, "{delivery}");
-        assert_wait(&delivery, 60.0);
+        assert_wait(&delivery, wait);
         make_due(&app, &sub).await;
     }
     // Then a 500: the one retry, 60 s later, is still there.

@@ -21,16 +21,21 @@ pub enum PayloadFormat {
     /// data}` around every event type.
     #[serde(rename = "seismic")]
     Seismic,
+    /// Screeb's webhook v2.0.0 `{event_id, event_type, version, time, time_ms, payload}`, for
+    /// the three response stages (`response.displayed`, `response.answered`, `response.ended`).
+    #[serde(rename = "screeb-v2")]
+    ScreebV2,
 }
 
 impl PayloadFormat {
-    pub const ALL: &[Self] = &[Self::Beckon, Self::OneFlow, Self::Seismic];
+    pub const ALL: &[Self] = &[Self::Beckon, Self::OneFlow, Self::Seismic, Self::ScreebV2];
 
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Beckon => "beckon",
             Self::OneFlow => "1flow",
             Self::Seismic => "seismic",
+            Self::ScreebV2 => "screeb-v2",
         }
     }
 

@@ -254,7 +254,7 @@ pub fn catalogue() -> &'static [EventType] {
         EventType::of::<ResponseProgressed>(
             ResponseStage::Ended.webhook_type(),
             1,
-            "The user finished the survey: the whole response.",
+            "The response ended, submitted (`completion`: `fully_completed`) or closed by the user (`partially_completed`): the whole response.",
         ),
         EventType::of::<SubscriptionFailing>(
             FAILING,

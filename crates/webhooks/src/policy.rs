@@ -23,8 +23,8 @@ pub enum RetryPolicy {
     /// (Seismic's policy).
     Backoff24h,
     /// One retry, 60 s after a failure (Screeb's policy). A 429 is not a failure under it, with
-    /// `Retry-After` or without: it is retried with a delay that doubles each time, without
-    /// using up that one retry.
+    /// `Retry-After` or without: it is retried 60 s later, then 2, 4, 8 … minutes later (at
+    /// most an hour apart), without using up that one retry.
     #[serde(rename = "once_after_60s")]
     OnceAfter60s,
     /// These delays in seconds, in order.
@@ -34,6 +34,8 @@ pub enum RetryPolicy {
 const EXPONENTIAL: [u64; 7] = [5, 300, 1800, 7200, 18000, 36000, 36000];
 const BACKOFF_24H: [u64; 7] = [5, 25, 150, 900, 5400, 21600, 43200];
 const DAY: u64 = 24 * 3600;
+/// Longest wait between two throttled attempts under `once_after_60s`.
+const THROTTLE_WAIT_AT_MOST: u64 = 3600;
 
 /// Why a policy is invalid.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -87,6 +89,17 @@ impl RetryPolicy {
     pub fn throttles_every_429(&self) -> bool {
         matches!(self, Self::OnceAfter60s)
     }
+
+    /// The policy's own shortest wait after a delivery's `throttled`-th throttled attempt
+    /// (counted from 0): for `once_after_60s` 60 s, doubling each time up to an hour; for the
+    /// others none beyond the wait a failure would get.
+    pub fn throttle_wait(&self, throttled: i32) -> Duration {
+        match self {
+            Self::OnceAfter60s => Duration::from_secs(60 << throttled.clamp(0, 6))
+                .min(Duration::from_secs(THROTTLE_WAIT_AT_MOST)),
+            _ => Duration::ZERO,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -138,6 +151,9 @@ mod tests {
         assert_eq!(p.next_delay(2, Duration::from_secs(60), 0.5), None);
         assert!(p.throttles_every_429());
         assert!(!RetryPolicy::Exponential.throttles_every_429());
+        let waits: Vec<u64> = (0..9).map(|n| p.throttle_wait(n).as_secs()).collect();
+        assert_eq!(waits, [60, 120, 240, 480, 960, 1920, 3600, 3600, 3600]);
+        assert_eq!(RetryPolicy::Exponential.throttle_wait(3), Duration::ZERO);
         assert_eq!(
             serde_json::to_string(&p).unwrap(),
             r#"{"kind":"once_after_60s"}"#

@@ -368,6 +368,7 @@ impl Inviter {
                         id: matched.survey_id,
                         name: matched.name.clone(),
                         version: matched.version,
+                        version_created_at: None,
                     },
                     user: user.clone(),
                     trigger: TriggerDetails {

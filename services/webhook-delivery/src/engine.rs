@@ -451,6 +451,7 @@ impl Engine {
                     Some(
                         asked
                             .max(throttle_floor(delivery.throttled))
+                            .max(policy.throttle_wait(delivery.throttled))
                             .max(delay.unwrap_or_default()),
                     )
                 }

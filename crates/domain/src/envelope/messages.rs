@@ -204,6 +204,14 @@ pub struct SurveyDetails {
     pub id: Uuid,
     pub name: String,
     pub version: i32,
+    /// When this version of the survey was saved (in `response.*` webhooks).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
+    #[schemars(with = "Option<String>", extend("format" = "date-time"))]
+    pub version_created_at: Option<OffsetDateTime>,
 }
 
 /// The user, as the project last described them.

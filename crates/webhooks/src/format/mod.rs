@@ -6,8 +6,10 @@
 //! - [`PayloadFormat::Beckon`]: the stored body as it is.
 //! - [`PayloadFormat::OneFlow`]: [`oneflow`]'s alert, for submitted responses only.
 //! - [`PayloadFormat::Seismic`]: [`seismic`]'s super-structure around the same data.
+//! - [`PayloadFormat::ScreebV2`]: [`screeb`]'s webhook v2.0.0, for the response stages.
 
 pub mod oneflow;
+pub mod screeb;
 pub mod seismic;
 
 use crate::payload::schema_of;
@@ -24,6 +26,8 @@ pub enum RenderError {
     Malformed(#[from] serde_json::Error),
     #[error(transparent)]
     OneFlow(#[from] oneflow::AlertError),
+    #[error(transparent)]
+    Screeb(#[from] screeb::EventError),
     #[error("{format} has no version {version}")]
     UnknownVersion { format: PayloadFormat, version: i32 },
 }
@@ -38,7 +42,8 @@ pub struct Defaults {
 
 /// The defaults of `format`'s product: Beckon's are Svix's; 1Flow answers within 10 s and is
 /// retried every hour for 3 days; Seismic answers within 3 s and is retried exponentially
-/// from 5 s for 24 hours.
+/// from 5 s for 24 hours; Screeb is retried once after 60 s, and on `429` many times with
+/// exponential delay (its document names no timeout: Beckon's 10 s).
 pub fn defaults(format: PayloadFormat) -> Defaults {
     match format {
         PayloadFormat::Beckon => Defaults {
@@ -53,6 +58,10 @@ pub fn defaults(format: PayloadFormat) -> Defaults {
             retry_policy: RetryPolicy::Backoff24h,
             timeout_ms: 3_000,
         },
+        PayloadFormat::ScreebV2 => Defaults {
+            retry_policy: RetryPolicy::OnceAfter60s,
+            timeout_ms: 10_000,
+        },
     }
 }
 
@@ -60,13 +69,23 @@ pub fn defaults(format: PayloadFormat) -> Defaults {
 /// for 1Flow only `200`, as its document asks.
 pub fn succeeded(format: PayloadFormat, status: u16) -> bool {
     match format {
-        PayloadFormat::Beckon | PayloadFormat::Seismic => (200..300).contains(&status),
+        PayloadFormat::Beckon | PayloadFormat::Seismic | PayloadFormat::ScreebV2 => {
+            (200..300).contains(&status)
+        }
         PayloadFormat::OneFlow => status == 200,
     }
 }
 
+/// The stages of a response, each a `response.*` event type.
+const RESPONSE_STAGES: [ResponseStage; 3] = [
+    ResponseStage::Displayed,
+    ResponseStage::Answered,
+    ResponseStage::Ended,
+];
+
 /// Whether a subscription in `format` is sent an event of type `kind` (about a response that
-/// ended with `completion`, when it did): 1Flow alerts only on submitted responses.
+/// ended with `completion`, when it did): 1Flow alerts only on submitted responses, Screeb
+/// only on response events.
 pub fn delivers(format: PayloadFormat, kind: &str, completion: Option<Completion>) -> bool {
     match format {
         PayloadFormat::Beckon | PayloadFormat::Seismic => true,
@@ -74,6 +93,7 @@ pub fn delivers(format: PayloadFormat, kind: &str, completion: Option<Completion
             kind == ResponseStage::Ended.webhook_type()
                 && completion == Some(Completion::FullyCompleted)
         }
+        PayloadFormat::ScreebV2 => RESPONSE_STAGES.iter().any(|s| s.webhook_type() == kind),
     }
 }
 
@@ -90,6 +110,7 @@ pub fn render(
         PayloadFormat::Beckon => Ok(Cow::Borrowed(stored)),
         PayloadFormat::OneFlow => Ok(Cow::Owned(oneflow::render(stored)?)),
         PayloadFormat::Seismic => Ok(Cow::Owned(seismic::render(stored)?)),
+        PayloadFormat::ScreebV2 => Ok(Cow::Owned(screeb::render(stored)?)),
     }
 }
 
@@ -105,6 +126,9 @@ pub fn schemas<T: JsonSchema>(kind: &str, version: u32) -> Vec<(PayloadFormat, s
     ];
     if kind == ResponseStage::Ended.webhook_type() {
         schemas.push((PayloadFormat::OneFlow, oneflow::schema()));
+    }
+    if RESPONSE_STAGES.iter().any(|s| s.webhook_type() == kind) {
+        schemas.push((PayloadFormat::ScreebV2, screeb::schema(kind)));
     }
     schemas
 }

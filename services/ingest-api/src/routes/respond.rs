@@ -358,6 +358,7 @@ async fn announce(
             id: invitation.survey_id,
             name: invitation.survey_name.clone(),
             version: invitation.survey_version,
+            version_created_at: Some(invitation.survey_version_created_at),
         },
         user: UserDetails {
             user_ref: UserRef::parse(&invitation.user_ref)

@@ -45,7 +45,7 @@ pub struct Recover {
     params(("project_id" = Uuid, Path, description = "Project id"), ("webhook_id" = Uuid, Path, description = "Subscription id")),
     security(("bearer" = []), ("api_key" = [])),
     responses((status = 202, body = Queued), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 409, description = "The subscription is not active (`webhook_not_active`), or its format has no test event (`ping_not_in_format`: `1flow`)", body = ErrorBody)))]
+        (status = 409, description = "The subscription is not active (`webhook_not_active`), or its format has no test event (`ping_not_in_format`: `1flow`, `screeb-v2`)", body = ErrorBody)))]
 pub async fn ping(
     auth: OrgAuth,
     state: web::Data<AppState>,

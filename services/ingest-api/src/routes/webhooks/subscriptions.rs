@@ -142,17 +142,19 @@ pub struct CreateSubscription {
     #[serde(default)]
     pub event_types: Vec<String>,
     /// The shape of the webhooks (default `beckon`): Beckon's own body; `1flow`, 1Flow's
-    /// `submitted_survey` alert (submitted responses only); or `seismic`, Seismic's event
-    /// super-structure. Its product's retry policy and timeout are the defaults.
+    /// `submitted_survey` alert (submitted responses only); `seismic`, Seismic's event
+    /// super-structure; or `screeb-v2`, Screeb's webhook v2.0.0 (the three response events).
+    /// Its product's retry policy and timeout are the defaults.
     #[serde(default)]
     pub format: PayloadFormat,
     /// The version of `format` to receive (default its newest; each format has only 1 yet).
     pub payload_version: Option<i32>,
     /// Default the format's: `{"kind": "exponential"}` for `beckon`, `{"kind": "hourly"}` for
-    /// `1flow`, `{"kind": "backoff24h"}` for `seismic`.
+    /// `1flow`, `{"kind": "backoff24h"}` for `seismic`, `{"kind": "once_after_60s"}` for
+    /// `screeb-v2`.
     pub retry_policy: Option<RetryPolicy>,
     /// Milliseconds to wait for the endpoint's answer, 1000 to 30000 (default the format's:
-    /// 10000 for `beckon` and `1flow`, 3000 for `seismic`).
+    /// 10000 for `beckon`, `1flow` and `screeb-v2`, 3000 for `seismic`).
     pub timeout_ms: Option<i32>,
     /// At most this many requests a second to the endpoint, 1 to 1000 (absent or null: no
     /// limit). Deliveries past it wait their turn; they do not fail.

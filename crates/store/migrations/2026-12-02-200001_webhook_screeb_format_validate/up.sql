@@ -1,0 +1,2 @@
+ALTER TABLE webhook_subscriptions VALIDATE CONSTRAINT webhook_subscriptions_format;
+ALTER TABLE webhook_deliveries VALIDATE CONSTRAINT webhook_deliveries_format;
