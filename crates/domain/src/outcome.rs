@@ -15,6 +15,9 @@ pub enum SurveyOutcome {
     Sample,
     /// Creating the invitation failed; the reason is recorded.
     Errored,
+    /// The survey's conditions were false for the event and the user; the reason is the
+    /// JSON pointer of the clause that was false (`/all/1/eq`).
+    ConditionFalse,
 }
 
 impl SurveyOutcome {
@@ -24,13 +27,20 @@ impl SurveyOutcome {
             Self::Cooldown => "cooldown",
             Self::Sample => "sample",
             Self::Errored => "errored",
+            Self::ConditionFalse => "condition_false",
         }
     }
 
     pub fn parse(raw: &str) -> Option<Self> {
-        [Self::Created, Self::Cooldown, Self::Sample, Self::Errored]
-            .into_iter()
-            .find(|o| o.as_str() == raw)
+        [
+            Self::Created,
+            Self::Cooldown,
+            Self::Sample,
+            Self::Errored,
+            Self::ConditionFalse,
+        ]
+        .into_iter()
+        .find(|o| o.as_str() == raw)
     }
 }
 
@@ -45,6 +55,10 @@ pub struct DispatchCounts {
     pub suppressed_by_cooldown_count: u32,
     pub suppressed_by_sample_count: u32,
     pub errored_count: u32,
+    /// Matched surveys whose conditions were false.
+    // `default`: replies queued before the field existed still read.
+    #[serde(default)]
+    pub suppressed_by_condition_count: u32,
 }
 
 impl DispatchCounts {
@@ -56,6 +70,7 @@ impl DispatchCounts {
                 SurveyOutcome::Cooldown => c.suppressed_by_cooldown_count += 1,
                 SurveyOutcome::Sample => c.suppressed_by_sample_count += 1,
                 SurveyOutcome::Errored => c.errored_count += 1,
+                SurveyOutcome::ConditionFalse => c.suppressed_by_condition_count += 1,
             }
             c
         })
@@ -69,15 +84,23 @@ mod tests {
     #[test]
     fn counts_add_up_to_the_matched_surveys() {
         use SurveyOutcome::*;
-        let c = DispatchCounts::from_outcomes([Created, Created, Cooldown, Sample, Errored]);
+        let c = DispatchCounts::from_outcomes([
+            Created,
+            Created,
+            Cooldown,
+            Sample,
+            Errored,
+            ConditionFalse,
+        ]);
         assert_eq!(
             c,
             DispatchCounts {
-                matched_surveys: 5,
+                matched_surveys: 6,
                 created_count: 2,
                 suppressed_by_cooldown_count: 1,
                 suppressed_by_sample_count: 1,
                 errored_count: 1,
+                suppressed_by_condition_count: 1,
             }
         );
     }

@@ -1,5 +1,6 @@
 //! Surveys: status, questions, the backend trigger, and the per-survey delivery rules.
 
+use crate::condition::{Condition, InvalidCondition};
 use crate::event::LifecycleEvent;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
@@ -207,6 +208,8 @@ pub enum SurveyError {
     ReminderLead,
     #[error("a trigger may list at most {MAX_TRIGGER_EVENTS} events")]
     TooManyTriggerEvents,
+    #[error("trigger.conditions, at {}: {}", .0.pointer, .0.reason)]
+    Condition(InvalidCondition),
 }
 
 impl SurveyError {
@@ -224,6 +227,7 @@ impl SurveyError {
             Self::Lifetime => "invalid_invitation_lifetime",
             Self::TooManyTriggerEvents => "invalid_trigger",
             Self::ReminderLead => "invalid_trial_reminder_lead",
+            Self::Condition(_) => "invalid_condition",
         }
     }
 }
@@ -286,12 +290,19 @@ pub const MAX_TRIGGER_EVENTS: usize = 32;
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SurveyTrigger {
     pub events: Vec<LifecycleEvent>,
+    /// Whom the survey is for: a condition on the event and the user, checked when one of the
+    /// events arrives (absent: everyone the event is about).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conditions: Option<Condition>,
 }
 
 impl SurveyTrigger {
     pub fn validate(&self) -> Result<(), SurveyError> {
         if self.events.len() > MAX_TRIGGER_EVENTS {
             return Err(SurveyError::TooManyTriggerEvents);
+        }
+        if let Some(condition) = &self.conditions {
+            condition.validate().map_err(SurveyError::Condition)?;
         }
         Ok(())
     }

@@ -182,6 +182,7 @@ fn seeds() -> Vec<Value> {
                 cooldown_seconds: 60,
                 sample_rate: 1.0,
                 invitation_lifetime_seconds: 3600,
+                skip: None,
             }],
         },
     );

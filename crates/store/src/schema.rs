@@ -91,6 +91,7 @@ diesel::table! {
         survey_id -> Nullable<Uuid>,
         reminder_for -> Nullable<Timestamptz>,
         reason -> Nullable<Text>,
+        condition_count -> Int4,
     }
 }
 

@@ -264,6 +264,13 @@ pub async fn update_survey(
     get_survey(conn, project_id, id).await
 }
 
+/// A Live survey an event matched, and its trigger's conditions as stored (absent: none).
+#[derive(Debug, Clone)]
+pub struct LiveSurvey {
+    pub matched: MatchedSurvey,
+    pub conditions: Option<serde_json::Value>,
+}
+
 /// Every Live survey of `project_id` whose trigger subscribes to the event with `event_key`,
 /// with the rules that apply to it now.
 ///
@@ -276,7 +283,7 @@ pub fn live_matching<'c>(
     project_id: Uuid,
     event_key: &str,
     only: Option<Uuid>,
-) -> impl Future<Output = Result<Vec<MatchedSurvey>, StoreError>> + Send + use<'c> {
+) -> impl Future<Output = Result<Vec<LiveSurvey>, StoreError>> + Send + use<'c> {
     use diesel::PgArrayExpressionMethods;
     let mut query = surveys::table.into_boxed();
     if let Some(id) = only {
@@ -296,22 +303,37 @@ pub fn live_matching<'c>(
                 surveys::cooldown_seconds,
                 surveys::sample_rate,
                 surveys::invitation_lifetime_seconds,
+                diesel::dsl::sql::<diesel::sql_types::Nullable<diesel::sql_types::Jsonb>>(
+                    "trigger_json -> 'conditions'",
+                ),
             )),
     )
-    .load::<(Uuid, String, i32, i64, f64, i64)>(&mut { conn });
+    .load::<(Uuid, String, i32, i64, f64, i64, Option<serde_json::Value>)>(&mut { conn });
     async move {
         Ok(sent
             .await?
             .into_iter()
             .map(
-                |(survey_id, name, version, cooldown_seconds, sample_rate, lifetime)| {
-                    MatchedSurvey {
-                        survey_id,
-                        name,
-                        version,
-                        cooldown_seconds,
-                        sample_rate,
-                        invitation_lifetime_seconds: lifetime,
+                |(
+                    survey_id,
+                    name,
+                    version,
+                    cooldown_seconds,
+                    sample_rate,
+                    lifetime,
+                    conditions,
+                )| {
+                    LiveSurvey {
+                        matched: MatchedSurvey {
+                            survey_id,
+                            name,
+                            version,
+                            cooldown_seconds,
+                            sample_rate,
+                            invitation_lifetime_seconds: lifetime,
+                            skip: None,
+                        },
+                        conditions,
                     }
                 },
             )

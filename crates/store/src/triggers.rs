@@ -133,6 +133,8 @@ pub struct Trigger {
     pub reminder_for: Option<OffsetDateTime>,
     /// Why the trigger ended as it did, when the counts alone do not say.
     pub reason: Option<StoredReason>,
+    /// Matched surveys whose conditions were false.
+    pub condition_count: i32,
 }
 
 crate::paging::keyed_by_created_at_and_id!(Trigger);
@@ -539,10 +541,10 @@ pub fn complete_many<'c>(
         diesel::sql_query(
             "UPDATE triggers AS t SET status = v.status, error = v.error, \
            matched_count = v.matched, created_count = v.created, cooldown_count = v.cooldown, \
-           sample_count = v.sample, errored_count = v.errored, \
+           sample_count = v.sample, errored_count = v.errored, condition_count = v.condition, \
            started_at = coalesce(t.started_at, now()), completed_at = $9 \
-         FROM unnest($1, $2, $3, $4, $5, $6, $7, $8) \
-           AS v(id, status, error, matched, created, cooldown, sample, errored) \
+         FROM unnest($1, $2, $3, $4, $5, $6, $7, $8, $10) \
+           AS v(id, status, error, matched, created, cooldown, sample, errored, condition) \
          WHERE t.id = v.id",
         )
         .bind::<Array<SqlUuid>, _>(done.iter().map(|(id, _)| *id).collect::<Vec<_>>())
@@ -569,7 +571,8 @@ pub fn complete_many<'c>(
         .bind::<Array<Int4>, _>(column(|c| c.suppressed_by_cooldown_count))
         .bind::<Array<Int4>, _>(column(|c| c.suppressed_by_sample_count))
         .bind::<Array<Int4>, _>(column(|c| c.errored_count))
-        .bind::<Timestamptz, _>(OffsetDateTime::now_utc()),
+        .bind::<Timestamptz, _>(OffsetDateTime::now_utc())
+        .bind::<Array<Int4>, _>(column(|c| c.suppressed_by_condition_count)),
     )
     .execute(&mut { conn });
     async move {

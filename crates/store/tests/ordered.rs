@@ -7,7 +7,7 @@ use beckon_store::webhooks;
 use diesel_async::RunQueryDsl;
 use time::OffsetDateTime;
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delivery_that_went_out_is_retried_before_an_earlier_event_starts() {
     let seeded = WithProject::new(2).await;
     let mut conn = seeded.store.conn().await.unwrap();

@@ -32,7 +32,10 @@ fn new_survey(
             tags: Vec::new(),
             kind: QuestionKind::Nps,
         }],
-        trigger: SurveyTrigger { events },
+        trigger: SurveyTrigger {
+            events,
+            conditions: None,
+        },
         cooldown_seconds: 3600,
         sample_rate: 1.0,
         invitation_lifetime_seconds: 60,
@@ -139,7 +142,10 @@ async fn only_live_surveys_subscribed_to_the_exact_event_match() {
         .await
         .unwrap();
     assert_eq!(
-        matched.iter().map(|m| m.survey_id).collect::<Vec<_>>(),
+        matched
+            .iter()
+            .map(|m| m.matched.survey_id)
+            .collect::<Vec<_>>(),
         vec![live.id]
     );
     let other_project = Uuid::now_v7();

@@ -166,8 +166,30 @@ pub fn parse_fields<T: DeserializeOwned>(
         } else {
             format!("{path}: {}", e.inner())
         };
-        ApiError::bad_request(code_of(&path), message)
+        let error = ApiError::bad_request(code_of(&path), message);
+        if path == "." {
+            error
+        } else {
+            error.at(pointer(e.path()))
+        }
     })
+}
+
+/// A path into a body as a JSON pointer (RFC 6901): `a.b[1]` is `/a/b/1`.
+fn pointer(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut out = String::new();
+    for segment in path.iter() {
+        out.push('/');
+        match segment {
+            Segment::Seq { index } => out.push_str(&index.to_string()),
+            Segment::Map { key } | Segment::Enum { variant: key } => {
+                out.push_str(&key.replace('~', "~0").replace('/', "~1"));
+            }
+            Segment::Unknown => out.push('?'),
+        }
+    }
+    out
 }
 
 /// A struct of a request body that must arrive as a JSON object. (Serde would also read a

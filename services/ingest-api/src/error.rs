@@ -30,6 +30,11 @@ pub struct ErrorBody {
     /// The trigger a timed-out dispatch created (504 only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub trigger_id: Option<uuid::Uuid>,
+    /// Where in the request body the problem is, as a JSON pointer (RFC 6901), when one
+    /// part of it is at fault.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "/trigger/conditions/all/1/gt/field")]
+    pub pointer: Option<String>,
     /// The request's id, as in the `X-Request-Id` header: quote it when reporting a problem.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(example = "req_019a8e4c2f7b7c4e9d1a3b5c7d9e0f12")]
@@ -47,6 +52,8 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub trigger_id: Option<uuid::Uuid>,
+    /// Where in the body the problem is (a JSON pointer).
+    pub pointer: Option<String>,
     /// Extra response headers (`Retry-After`, `RateLimit-*`).
     pub headers: Vec<(&'static str, String)>,
 }
@@ -58,8 +65,15 @@ impl ApiError {
             code,
             message: message.into(),
             trigger_id: None,
+            pointer: None,
             headers: Vec::new(),
         }
+    }
+
+    /// The same error, pointing at `pointer` (a JSON pointer into the request body).
+    pub fn at(mut self, pointer: impl Into<String>) -> Self {
+        self.pointer = Some(pointer.into());
+        self
     }
 
     pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
@@ -131,6 +145,7 @@ impl ApiError {
             code: self.code.to_owned(),
             message: self.message.clone(),
             trigger_id: self.trigger_id,
+            pointer: self.pointer.clone(),
             request_id: crate::request_id::current(),
         }
     }

@@ -7,7 +7,7 @@ use beckon_bus::Topology;
 use beckon_bus::topology::queues;
 use beckon_domain::envelope::{
     DispatchCompleted, Envelope, EventMatched, InvitationCreated, InvitationDetails,
-    IssuedInvitation, MatchedSurvey, SurveyDetails, TriggerDetails, UserDetails,
+    IssuedInvitation, MatchedSurvey, Skip, SurveyDetails, TriggerDetails, UserDetails,
 };
 use beckon_domain::outcome::DispatchCounts;
 use beckon_domain::outcome::SurveyOutcome;
@@ -93,6 +93,15 @@ impl Inviter {
             tracing::warn!(survey_id = %survey.survey_id, "{SURVEY_DELETED}; its outcome is errored");
             return without(SurveyOutcome::Errored, Some(SURVEY_DELETED));
         }
+        match &survey.skip {
+            Some(Skip::ConditionFalse { clause }) => {
+                return without(SurveyOutcome::ConditionFalse, Some(clause.as_str()));
+            }
+            Some(Skip::Unreadable { reason }) => {
+                return without(SurveyOutcome::Errored, Some(reason.as_str()));
+            }
+            None => {}
+        }
         if in_cooldown {
             return without(SurveyOutcome::Cooldown, None);
         }
@@ -146,6 +155,7 @@ impl Inviter {
             created = counts.created_count,
             cooldown = counts.suppressed_by_cooldown_count,
             sample = counts.suppressed_by_sample_count,
+            condition = counts.suppressed_by_condition_count,
             errored = counts.errored_count,
             "trigger completed"
         );
@@ -163,6 +173,12 @@ impl Inviter {
         }
         emits
     }
+}
+
+/// Whether `survey`'s cooldown is claimed or read: when it has one, still exists, and the
+/// matcher did not already skip it (a skipped survey starts no cooldown).
+fn claims_cooldown(survey: &MatchedSurvey, exists: bool) -> bool {
+    survey.cooldown_seconds > 0 && exists && survey.skip.is_none()
 }
 
 /// Whether the sample roll admits `survey` for this event. Seeded from (trigger, survey): a
@@ -215,7 +231,7 @@ impl Handler<EventMatched> for Inviter {
             items
                 .iter()
                 .flat_map(|item| item.env.data.surveys.iter().map(move |s| (item, s)))
-                .filter(|(item, s)| s.cooldown_seconds > 0 && exists(item.env, s))
+                .filter(|(item, s)| claims_cooldown(s, exists(item.env, s)))
                 .map(|(item, s)| {
                     let (id, user, secs) = (s.survey_id, user(item), s.cooldown_seconds);
                     if admits(item.env, s) {
@@ -243,9 +259,8 @@ impl Handler<EventMatched> for Inviter {
                         .iter()
                         .map(|s| {
                             let exists = exists(item.env, s);
-                            let in_cooldown = exists
-                                && s.cooldown_seconds > 0
-                                && cooldowns.next().unwrap_or_default();
+                            let in_cooldown =
+                                claims_cooldown(s, exists) && cooldowns.next().unwrap_or_default();
                             self.decide(item.env, s, exists, in_cooldown)
                         })
                         .collect()

@@ -3,7 +3,7 @@
 
 use beckon_bus::{BusConfig, Topology};
 use beckon_domain::LifecycleEvent;
-use beckon_domain::envelope::{Envelope, EventMatched, MatchedSurvey, TriggerType};
+use beckon_domain::envelope::{Envelope, EventMatched, MatchedSurvey, Skip, TriggerType};
 use beckon_domain::outcome::SurveyOutcome;
 use beckon_domain::survey::{Question, QuestionKind, SurveyStatus, SurveyTrigger};
 use beckon_domain::user_ref::UserRef;
@@ -51,6 +51,7 @@ async fn live_survey_in(
             }],
             trigger: SurveyTrigger {
                 events: vec![LifecycleEvent::TrialExpired],
+                conditions: None,
             },
             cooldown_seconds,
             sample_rate: 1.0,
@@ -67,6 +68,7 @@ async fn live_survey_in(
         cooldown_seconds,
         sample_rate: 1.0,
         invitation_lifetime_seconds: 600,
+        skip: None,
     }
 }
 
@@ -293,4 +295,50 @@ async fn in_transaction(
     )
     .await
     .map_err(|e| e.to_string())
+}
+
+/// A survey the matcher skipped is recorded with its reason and claims no cooldown: a later
+/// event whose conditions hold invites the user at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_skipped_survey_records_why_and_starts_no_cooldown() {
+    let seeded = WithProject::new(4).await;
+    let survey = live_survey(&seeded, 3600).await;
+    let skipped = MatchedSurvey {
+        skip: Some(Skip::ConditionFalse {
+            clause: "/all/1/eq".into(),
+        }),
+        ..survey.clone()
+    };
+    let unreadable = live_survey(&seeded, 3600).await;
+    let broken = MatchedSurvey {
+        skip: Some(Skip::Unreadable {
+            reason: "the survey's conditions could not be read".into(),
+        }),
+        ..unreadable.clone()
+    };
+    let first = matched(&seeded, "user_1", vec![skipped, broken]).await;
+    assert_eq!(handle(&seeded, std::slice::from_ref(&first)).await, vec![0]);
+    let mut recorded = outcomes(&seeded, first.correlation_id).await;
+    recorded.sort_by_key(|(id, _, _)| *id != survey.survey_id);
+    assert_eq!(
+        recorded,
+        vec![
+            (
+                survey.survey_id,
+                SurveyOutcome::ConditionFalse,
+                Some("/all/1/eq".into())
+            ),
+            (
+                unreadable.survey_id,
+                SurveyOutcome::Errored,
+                Some("the survey's conditions could not be read".into())
+            ),
+        ]
+    );
+    let second = matched(&seeded, "user_1", vec![survey.clone()]).await;
+    handle(&seeded, std::slice::from_ref(&second)).await;
+    assert_eq!(
+        outcomes(&seeded, second.correlation_id).await[0].1,
+        SurveyOutcome::Created
+    );
 }

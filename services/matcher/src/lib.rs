@@ -1,14 +1,18 @@
 //! The matcher: for each accepted event, every Live survey of the project whose backend
 //! trigger subscribes to that exact event, sent on as ONE `event.matched` envelope (possibly
 //! listing none) so the invitation stage knows when the trigger is complete and can reply once.
+//! A survey whose trigger conditions are false for the event and the user (as the user is
+//! now) is listed too, marked to be skipped with the clause that was false.
 
 use anyhow::Context as _;
 use beckon_bus::Topology;
 use beckon_bus::topology::queues;
-use beckon_domain::envelope::{Envelope, EventMatched, EventReceived, MatchedSurvey};
+use beckon_domain::condition::{Condition, Subject, UserFacts};
+use beckon_domain::envelope::{Envelope, EventMatched, EventReceived, MatchedSurvey, Skip};
 use beckon_runtime::InfraConfig;
 use beckon_store::retention::RetentionError;
-use beckon_store::{surveys, triggers};
+use beckon_store::surveys::LiveSurvey;
+use beckon_store::{surveys, triggers, users};
 use beckon_worker::{Emit, HandleError, Handled, Handler, Item, Repeats};
 use diesel_async::AsyncPgConnection;
 use tokio_util::sync::CancellationToken;
@@ -108,7 +112,11 @@ type EventOf = (Uuid, String, Option<Uuid>);
 impl Matcher {
     /// The `event.matched` envelope of `env`, listing the surveys it matched.
     fn matched(&self, env: &Envelope<EventReceived>, surveys: Vec<MatchedSurvey>) -> Emit {
-        tracing::info!(matched = surveys.len(), "event matched");
+        tracing::info!(
+            matched = surveys.len(),
+            skipped = surveys.iter().filter(|s| s.skip.is_some()).count(),
+            "event matched"
+        );
         let out = Envelope::child_of(
             env,
             "matched",
@@ -155,27 +163,74 @@ impl Handler<EventReceived> for Matcher {
                 distinct.push(key);
             }
         }
+        let people: Vec<(Uuid, &str)> = items
+            .iter()
+            .map(|item| (item.env.project_id, item.env.data.user_ref.as_str()))
+            .collect();
         let conn = &*conn;
-        let (_, found) =
-            futures_util::future::try_join(
+        // The users are read with the surveys, whether or not a condition reads them: in the
+        // same round trip, it costs less than a second one when one does.
+        let (_, found, users) =
+            futures_util::future::try_join3(
                 triggers::mark_processing_many(conn, &ids),
                 futures_util::future::try_join_all(distinct.iter().map(|(project, key, only)| {
                     surveys::live_matching(conn, *project, key, *only)
                 })),
+                users::get_many(conn, &people),
             )
             .await?;
+        let now = time::OffsetDateTime::now_utc();
         Ok(Handled::emits(
             items
                 .iter()
                 .zip(&keys)
                 .map(|(item, key)| {
                     let at = distinct.iter().position(|k| *k == key).unwrap_or_default();
-                    let matched = found.get(at).cloned().unwrap_or_default();
+                    let live = found.get(at).map(Vec::as_slice).unwrap_or_default();
+                    let user = users.iter().find(|u| {
+                        u.project_id == item.env.project_id
+                            && u.user_ref == item.env.data.user_ref.as_str()
+                    });
+                    let subject = Subject {
+                        now,
+                        event_data: item.env.data.event_data.as_ref(),
+                        user: user.map(|u| UserFacts {
+                            email: u.email.as_deref(),
+                            name: u.name.as_deref(),
+                            groups: &u.groups,
+                            custom_fields: &u.attributes,
+                            trial_ends_at: u.trial_ends_at,
+                            created_at: u.created_at,
+                        }),
+                    };
+                    let matched = live.iter().map(|s| targeted(s, &subject)).collect();
                     vec![item.span.in_scope(|| self.matched(item.env, matched))]
                 })
                 .collect(),
         ))
     }
+}
+
+/// A matched survey, marked to be skipped when its conditions are false for `subject` (or
+/// cannot be read).
+fn targeted(live: &LiveSurvey, subject: &Subject<'_>) -> MatchedSurvey {
+    let mut matched = live.matched.clone();
+    let Some(raw) = &live.conditions else {
+        return matched;
+    };
+    matched.skip = match serde_json::from_value::<Condition>(raw.clone()) {
+        Ok(condition) => condition
+            .evaluate(subject)
+            .err()
+            .map(|clause| Skip::ConditionFalse { clause }),
+        Err(e) => {
+            tracing::error!(survey_id = %matched.survey_id, error = %e, "a survey's stored conditions do not parse");
+            Some(Skip::Unreadable {
+                reason: format!("the survey's conditions could not be read: {e}"),
+            })
+        }
+    };
+    matched
 }
 
 /// Runs until `cancel` fires; then finishes in-flight messages and returns.

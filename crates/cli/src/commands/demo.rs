@@ -88,6 +88,7 @@ pub async fn create(conn: &mut beckon_store::Conn) -> anyhow::Result<Demo> {
                     LifecycleEvent::SubscriptionCancelled,
                     LifecycleEvent::from_name("payment_failed")?,
                 ],
+                conditions: None,
             },
             cooldown_seconds: 0,
             sample_rate: 1.0,

@@ -97,6 +97,19 @@ pub struct MatchedSurvey {
     pub sample_rate: f64,
     /// Seconds an invitation's magic link stays valid.
     pub invitation_lifetime_seconds: i64,
+    /// Why the matcher already knows this survey gets no invitation, if it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skip: Option<Skip>,
+}
+
+/// Why a survey the event matched gets no invitation, decided by the matcher.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Skip {
+    /// The survey's conditions were false; `clause` is the JSON pointer of the clause that was.
+    ConditionFalse { clause: String },
+    /// The survey's stored conditions could not be read: the survey errors, saying why.
+    Unreadable { reason: String },
 }
 
 /// Every Live survey one event matched — one envelope per event, possibly with none, so the

@@ -151,6 +151,7 @@ fn every_payload_type_validates_against_its_generated_schema() {
                 cooldown_seconds: 60,
                 sample_rate: 0.5,
                 invitation_lifetime_seconds: 3600,
+                skip: None,
             }],
         },
     );

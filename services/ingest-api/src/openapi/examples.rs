@@ -113,7 +113,7 @@ pub fn of(name: &str) -> Option<Value> {
             "created_at": CREATED, "scheduled_for": null, "started_at": "2026-11-30T09:12:44Z",
             "completed_at": "2026-11-30T09:12:45Z", "survey_id": null,
             "summary": {"total_contacts": 1, "matched": 2, "sent": 1,
-                        "filtered": 1, "filtered_by": {"cooldown": 1, "sample": 0}, "failed": 0},
+                        "filtered": 1, "filtered_by": {"cooldown": 1, "sample": 0, "condition": 0}, "failed": 0},
             "details_endpoint": format!("/api/v1/triggers/{TRIGGER}/workflow")
         }),
         "TriggerDetails" => json!({

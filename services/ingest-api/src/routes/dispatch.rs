@@ -372,6 +372,7 @@ async fn outcome_of_earlier_run(
                     suppressed_by_cooldown_count: count(trigger.cooldown_count),
                     suppressed_by_sample_count: count(trigger.sample_count),
                     errored_count: count(trigger.errored_count),
+                    suppressed_by_condition_count: count(trigger.condition_count),
                 },
                 created_invitations,
             }));

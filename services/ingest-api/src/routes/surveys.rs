@@ -112,7 +112,23 @@ pub struct UpdateSurvey {
 }
 
 fn invalid(err: SurveyError) -> ApiError {
-    ApiError::bad_request(err.code(), err.to_string())
+    let error = ApiError::bad_request(err.code(), err.to_string());
+    match &err {
+        SurveyError::Condition(at) => error.at(format!("/trigger/conditions{}", at.pointer)),
+        _ => error,
+    }
+}
+
+/// A survey body: a part of the trigger's conditions that does not parse is
+/// `invalid_condition`, anything else `invalid_body`; both point at the part.
+fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    body::parse_fields(bytes, |path| {
+        if path.starts_with("trigger.conditions") {
+            "invalid_condition"
+        } else {
+            "invalid_body"
+        }
+    })
 }
 
 fn validate(patch: &UpdateSurvey) -> Result<(), ApiError> {
@@ -137,7 +153,7 @@ fn validate(patch: &UpdateSurvey) -> Result<(), ApiError> {
 
 /// Create a survey.
 #[utoipa::path(post, path = "/api/v1/projects/{project_id}/surveys", operation_id = "createSurvey", tag = "surveys",
-    request_body(content = CreateSurvey, example = json!({"name": "Why did you cancel?", "status": "live", "questions": [{"id": "nps", "type": "nps", "title": "How likely are you to recommend us?", "required": true}, {"id": "why", "type": "mcq", "title": "What made you cancel?", "options": ["Too expensive", "Missing a feature", "Other"]}], "trigger": {"events": ["subscription_cancelled", {"custom": "payment_failed"}]}, "cooldown_seconds": 2592000, "sample_rate": 1.0})),
+    request_body(content = CreateSurvey, example = json!({"name": "Why did you cancel?", "status": "live", "questions": [{"id": "nps", "type": "nps", "title": "How likely are you to recommend us?", "required": true}, {"id": "why", "type": "mcq", "title": "What made you cancel?", "options": ["Too expensive", "Missing a feature", "Other"]}], "trigger": {"events": ["subscription_cancelled", {"custom": "payment_failed"}], "conditions": {"all": [{"in": {"field": "custom_fields.plan", "value": ["pro", "team"]}}, {"after": {"field": "created_at", "value": "now-90d"}}, {"not": {"contains": {"field": "groups", "value": "internal"}}}]}}, "cooldown_seconds": 2592000, "sample_rate": 1.0})),
     params(("project_id" = Uuid, Path, description = "Project id")),
     security(("bearer" = []), ("api_key" = [])),
     responses(
@@ -151,7 +167,7 @@ pub async fn create(
     path: web::Path<String>,
     bytes: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let input: CreateSurvey = body::parse(&bytes)?;
+    let input: CreateSurvey = parse(&bytes)?;
     validate(&UpdateSurvey {
         name: Some(input.name.clone()),
         questions: Some(input.questions.clone()),
@@ -261,7 +277,7 @@ pub async fn update(
     bytes: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let (project_raw, survey_raw) = path.into_inner();
-    let input: UpdateSurvey = body::parse(&bytes)?;
+    let input: UpdateSurvey = parse(&bytes)?;
     validate(&input)?;
     let mut conn = state.store.conn().await?;
     let project = owned_project(&mut conn, auth.org_id, &project_raw).await?;

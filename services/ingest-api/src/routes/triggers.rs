@@ -28,6 +28,8 @@ pub struct FilteredCounts {
     pub cooldown: i32,
     /// Skipped by the survey's sample rate.
     pub sample: i32,
+    /// Skipped because the survey's trigger conditions were false for the event and the user.
+    pub condition: i32,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -129,10 +131,11 @@ impl From<Trigger> for TriggerView {
                 total_contacts,
                 matched: t.matched_count,
                 sent: t.created_count,
-                filtered: t.cooldown_count + t.sample_count,
+                filtered: t.cooldown_count + t.sample_count + t.condition_count,
                 filtered_by: FilteredCounts {
                     cooldown: t.cooldown_count,
                     sample: t.sample_count,
+                    condition: t.condition_count,
                 },
                 failed: t.errored_count,
             },

@@ -1,0 +1,309 @@
+use super::*;
+use serde_json::json;
+
+fn parse(value: Value) -> Condition {
+    let condition: Condition = serde_json::from_value(value).unwrap();
+    condition.validate().unwrap();
+    condition
+}
+
+fn now() -> OffsetDateTime {
+    time::macros::datetime!(2026-12-02 12:00 UTC)
+}
+
+fn custom() -> Value {
+    json!({"country": "FR", "seats": 12, "beta": true, "address": {"city": "Lyon"},
+           "renews_at": "2026-12-20T00:00:00Z", "tags": ["vip", "eu"], "gone": null})
+}
+
+fn groups() -> Vec<String> {
+    vec!["plan-enterprise".to_owned()]
+}
+
+/// Whether `condition` holds for a user with [`custom`] attributes and an event with `data`.
+fn check(condition: Value, data: Value) -> Result<(), String> {
+    let custom = custom();
+    let groups = groups();
+    let subject = Subject {
+        now: now(),
+        event_data: Some(&data),
+        user: Some(UserFacts {
+            email: Some("ada@example.com"),
+            name: None,
+            groups: &groups,
+            custom_fields: &custom,
+            trial_ends_at: Some(time::macros::datetime!(2026-12-04 12:00 UTC)),
+            created_at: time::macros::datetime!(2026-11-01 00:00 UTC),
+        }),
+    };
+    parse(condition).evaluate(&subject)
+}
+
+fn holds(condition: Value) -> bool {
+    check(
+        condition,
+        json!({"plan": "pro", "amount": 49.5, "cart": {"items": 3}}),
+    )
+    .is_ok()
+}
+
+#[test]
+fn each_operator_on_event_properties() {
+    assert!(holds(
+        json!({"eq": {"field": "event_data.plan", "value": "pro"}})
+    ));
+    assert!(!holds(
+        json!({"eq": {"field": "event_data.plan", "value": "free"}})
+    ));
+    assert!(holds(
+        json!({"ne": {"field": "event_data.plan", "value": "free"}})
+    ));
+    assert!(!holds(
+        json!({"ne": {"field": "event_data.missing", "value": "free"}})
+    ));
+    assert!(holds(
+        json!({"in": {"field": "event_data.plan", "value": ["team", "pro"]}})
+    ));
+    assert!(!holds(
+        json!({"in": {"field": "event_data.plan", "value": ["team"]}})
+    ));
+    assert!(holds(
+        json!({"contains": {"field": "event_data.plan", "value": "r"}})
+    ));
+    assert!(holds(
+        json!({"starts_with": {"field": "event_data.plan", "value": "pr"}})
+    ));
+    assert!(!holds(
+        json!({"starts_with": {"field": "event_data.amount", "value": "4"}})
+    ));
+    assert!(holds(
+        json!({"gt": {"field": "event_data.amount", "value": 49}})
+    ));
+    assert!(!holds(
+        json!({"gt": {"field": "event_data.amount", "value": 49.5}})
+    ));
+    assert!(holds(
+        json!({"lt": {"field": "event_data.cart.items", "value": 4}})
+    ));
+    assert!(holds(
+        json!({"eq": {"field": "event_data.cart.items", "value": 3.0}})
+    ));
+    assert!(!holds(
+        json!({"eq": {"field": "event_data.cart.items", "value": "3"}})
+    ));
+    assert!(holds(json!({"exists": {"field": "event_data.cart"}})));
+    assert!(!holds(
+        json!({"exists": {"field": "event_data.cart.total"}})
+    ));
+    let at = |raw: &str| json!({"at": raw});
+    assert!(
+        check(
+            json!({"before": {"field": "event_data.at", "value": "now"}}),
+            at("2026-12-01T00:00:00Z")
+        )
+        .is_ok()
+    );
+    assert!(
+        check(
+            json!({"after": {"field": "event_data.at", "value": "now-1d"}}),
+            at("2026-12-01T00:00:00Z")
+        )
+        .is_err()
+    );
+    // Not a time, or a time out of range: false, not a failure.
+    assert!(
+        check(
+            json!({"before": {"field": "event_data.at", "value": "now"}}),
+            at("yesterday")
+        )
+        .is_err()
+    );
+    assert!(
+        check(
+            json!({"before": {"field": "event_data.at", "value": "now"}}),
+            at("9999-12-31T23:59:59-23:59")
+        )
+        .is_err()
+    );
+}
+
+#[test]
+fn each_operator_on_user_fields() {
+    assert!(holds(
+        json!({"eq": {"field": "email", "value": "ada@example.com"}})
+    ));
+    assert!(!holds(json!({"exists": {"field": "name"}})));
+    assert!(!holds(json!({"eq": {"field": "name", "value": ""}})));
+    assert!(holds(
+        json!({"contains": {"field": "groups", "value": "plan-enterprise"}})
+    ));
+    assert!(holds(
+        json!({"eq": {"field": "custom_fields.country", "value": "FR"}})
+    ));
+    assert!(holds(
+        json!({"in": {"field": "custom_fields.country", "value": ["DE", "FR"]}})
+    ));
+    assert!(holds(
+        json!({"eq": {"field": "custom_fields.address.city", "value": "Lyon"}})
+    ));
+    assert!(holds(
+        json!({"eq": {"field": "custom_fields.beta", "value": true}})
+    ));
+    assert!(holds(
+        json!({"gt": {"field": "custom_fields.seats", "value": 10}})
+    ));
+    assert!(holds(
+        json!({"contains": {"field": "custom_fields.tags", "value": "vip"}})
+    ));
+    assert!(!holds(json!({"exists": {"field": "custom_fields.gone"}})));
+    assert!(holds(
+        json!({"before": {"field": "trial_ends_at", "value": "now+3d"}})
+    ));
+    assert!(!holds(
+        json!({"before": {"field": "trial_ends_at", "value": "now+1d"}})
+    ));
+    assert!(holds(
+        json!({"after": {"field": "trial_ends_at", "value": "now"}})
+    ));
+    assert!(holds(
+        json!({"before": {"field": "created_at", "value": "now-14d"}})
+    ));
+    assert!(holds(
+        json!({"after": {"field": "created_at", "value": "2026-10-31T23:00:00Z"}})
+    ));
+    assert!(holds(
+        json!({"after": {"field": "custom_fields.renews_at", "value": "now+2w"}})
+    ));
+}
+
+#[test]
+fn all_any_and_not_say_which_clause_was_false() {
+    let plan = json!({"eq": {"field": "event_data.plan", "value": "pro"}});
+    let free = json!({"eq": {"field": "event_data.plan", "value": "free"}});
+    assert_eq!(
+        check(json!({"all": [plan, free]}), json!({"plan": "pro"})),
+        Err("/all/1/eq".to_owned())
+    );
+    assert!(holds(json!({"any": [free, plan]})));
+    assert_eq!(
+        check(json!({"any": [free, free]}), json!({"plan": "pro"})),
+        Err("/any".to_owned())
+    );
+    assert!(holds(json!({"not": free})));
+    assert_eq!(
+        check(json!({"not": plan}), json!({"plan": "pro"})),
+        Err("/not".to_owned())
+    );
+    assert_eq!(
+        check(
+            json!({"all": [{"any": [plan]}, {"not": {"all": [plan]}}]}),
+            json!({"plan": "pro"})
+        ),
+        Err("/all/1/not".to_owned())
+    );
+}
+
+#[test]
+fn without_a_user_every_user_comparison_is_false() {
+    let condition = parse(json!({"not": {"exists": {"field": "email"}}}));
+    let subject = Subject {
+        now: now(),
+        event_data: None,
+        user: None,
+    };
+    assert_eq!(condition.evaluate(&subject), Ok(()));
+    assert!(condition.reads_user());
+    assert!(!parse(json!({"exists": {"field": "event_data.x"}})).reads_user());
+}
+
+#[test]
+fn malformed_conditions_are_refused_at_the_offending_part() {
+    let invalid = |value: Value| -> String {
+        match serde_json::from_value::<Condition>(value) {
+            Err(e) => format!("parse: {e}"),
+            Ok(c) => c
+                .validate()
+                .map(|()| "valid".to_owned())
+                .unwrap_or_else(|e| e.pointer),
+        }
+    };
+    assert!(invalid(json!({"eq": {"field": "plan", "value": "x"}})).starts_with("parse"));
+    assert!(invalid(json!({"eq": {"field": "event_data.", "value": "x"}})).starts_with("parse"));
+    assert!(
+        invalid(json!({"eq": {"field": "event_data.a", "value": {"x": 1}}})).starts_with("parse")
+    );
+    assert!(
+        invalid(json!({"eq": {"field": "event_data.a", "value": "x", "extra": 1}}))
+            .starts_with("parse")
+    );
+    assert!(invalid(json!({"eq": {"field": "event_data.a"}})).starts_with("parse"));
+    assert!(
+        invalid(json!({"matches": {"field": "event_data.a", "value": "x"}})).starts_with("parse")
+    );
+    assert!(invalid(json!({"eq": {"field": "event_data.a", "value": "x"}, "ne": {"field": "event_data.a", "value": "x"}})).starts_with("parse"));
+    assert!(
+        invalid(json!({"before": {"field": "created_at", "value": "now+3y"}})).starts_with("parse")
+    );
+    assert!(
+        invalid(json!({"before": {"field": "created_at", "value": "now+9999w"}}))
+            .starts_with("parse")
+    );
+    for odd in [
+        "now€3d", "now+", "now-d", "now+3", "now+-3d", "now 3d", "nowish",
+    ] {
+        assert!(
+            invalid(json!({"before": {"field": "created_at", "value": odd}})).starts_with("parse"),
+            "{odd}"
+        );
+    }
+    assert_eq!(invalid(json!({"all": []})), "/all");
+    assert_eq!(
+        invalid(json!({"any": [{"gt": {"field": "email", "value": 1}}]})),
+        "/any/0/gt/field"
+    );
+    assert_eq!(
+        invalid(json!({"all": [{"before": {"field": "name", "value": "now"}}]})),
+        "/all/0/before/field"
+    );
+    assert_eq!(
+        invalid(json!({"in": {"field": "email", "value": []}})),
+        "/in/value"
+    );
+    assert_eq!(
+        invalid(json!({"starts_with": {"field": "email", "value": ""}})),
+        "/starts_with/value"
+    );
+    let mut deep = json!({"exists": {"field": "email"}});
+    for _ in 0..MAX_DEPTH + 1 {
+        deep = json!({"not": deep});
+    }
+    assert_eq!(invalid(deep).matches("/not").count(), MAX_DEPTH + 1);
+    let many: Vec<Value> = (0..MAX_CHILDREN)
+        .map(|_| json!({"all": [{"exists": {"field": "email"}}, {"exists": {"field": "name"}}]}))
+        .collect();
+    assert!(invalid(json!({"all": many})).starts_with("/all/"));
+    let key = "k".repeat(MAX_KEY_LEN + 1);
+    assert!(
+        invalid(json!({"exists": {"field": format!("custom_fields.{key}")}})).starts_with("parse")
+    );
+    assert!(
+        invalid(json!({"exists": {"field": "custom_fields.a.b.c.d.e.f"}})).starts_with("parse")
+    );
+}
+
+#[test]
+fn conditions_read_back_as_they_were_written() {
+    let raw = json!({"all": [
+        {"eq": {"field": "event_data.plan", "value": "pro"}},
+        {"in": {"field": "custom_fields.country", "value": ["FR", 3, true]}},
+        {"before": {"field": "trial_ends_at", "value": "now+3d"}},
+        {"after": {"field": "created_at", "value": "now-90m"}},
+        {"after": {"field": "created_at", "value": "2026-01-01T00:00:00Z"}},
+        {"not": {"exists": {"field": "groups"}}}
+    ]});
+    let condition = parse(raw.clone());
+    assert_eq!(serde_json::to_value(&condition).unwrap(), raw);
+    let point: TimePoint = "now-14d".to_owned().try_into().unwrap();
+    assert_eq!(point.resolve(now()), now() - time::Duration::weeks(2));
+    assert_eq!(String::from(point), "now-14d");
+}

@@ -1,0 +1,175 @@
+//! The matcher's handler called directly on a real database, without a broker: which surveys
+//! an event reaches, and which of them its conditions skip.
+
+use beckon_bus::{BusConfig, Topology};
+use beckon_domain::LifecycleEvent;
+use beckon_domain::condition::Condition;
+use beckon_domain::envelope::{Envelope, EventMatched, EventReceived, Skip, TriggerType};
+use beckon_domain::survey::{Question, QuestionKind, SurveyStatus, SurveyTrigger};
+use beckon_domain::user_ref::UserRef;
+use beckon_store::surveys::{self, NewSurvey};
+use beckon_store::testing::WithProject;
+use beckon_store::users::{self, UserChanges};
+use beckon_worker::{Handler, Item};
+use diesel_async::RunQueryDsl;
+use matcher::Matcher;
+use serde_json::json;
+use uuid::Uuid;
+
+async fn live_survey(seeded: &WithProject, conditions: Option<serde_json::Value>) -> Uuid {
+    let mut conn = seeded.store.conn().await.expect("a connection");
+    let conditions: Option<Condition> =
+        conditions.map(|c| serde_json::from_value(c).expect("a condition"));
+    surveys::create_survey(
+        &mut conn,
+        NewSurvey {
+            org_id: seeded.org_id,
+            project_id: seeded.project_id,
+            name: "Churn".into(),
+            status: SurveyStatus::Live,
+            questions: vec![Question {
+                id: "q1".into(),
+                title: "How likely?".into(),
+                required: true,
+                tags: Vec::new(),
+                kind: QuestionKind::Nps,
+            }],
+            trigger: SurveyTrigger {
+                events: vec![LifecycleEvent::TrialExpired],
+                conditions,
+            },
+            cooldown_seconds: 0,
+            sample_rate: 1.0,
+            invitation_lifetime_seconds: 600,
+            trial_reminder_lead_seconds: 3600,
+        },
+    )
+    .await
+    .expect("a survey")
+    .id
+}
+
+/// What the matcher sends on for `trial_expired` about `user` with `event_data`.
+async fn matched(
+    seeded: &WithProject,
+    user: &str,
+    event_data: serde_json::Value,
+) -> Vec<(Uuid, Option<Skip>)> {
+    let env = Envelope::new(
+        Uuid::now_v7(),
+        seeded.org_id,
+        seeded.project_id,
+        Uuid::now_v7(),
+        EventReceived {
+            trigger_type: TriggerType::Event,
+            user_ref: UserRef::parse(user).expect("a user"),
+            event: LifecycleEvent::TrialExpired,
+            reply_to: None,
+            survey_id: None,
+            event_data: Some(event_data),
+            variables: None,
+            source: None,
+        },
+    );
+    let span = tracing::Span::none();
+    let matcher = Matcher {
+        topology: Topology::new(&BusConfig::new("amqp://127.0.0.1", "matcher-test")),
+    };
+    let mut conn = seeded.store.conn().await.expect("a connection");
+    let handled = matcher
+        .handle(
+            &[Item {
+                env: &env,
+                span: &span,
+            }],
+            &mut conn,
+        )
+        .await
+        .expect("the batch is handled");
+    let out: Envelope<EventMatched> =
+        serde_json::from_slice(&handled.emits[0][0].body).expect("an event.matched envelope");
+    let mut surveys: Vec<_> = out
+        .data
+        .surveys
+        .into_iter()
+        .map(|s| (s.survey_id, s.skip))
+        .collect();
+    surveys.sort_by_key(|(id, _)| *id);
+    surveys
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conditions_are_evaluated_against_the_event_and_the_user_as_stored_now() {
+    let seeded = WithProject::new(2).await;
+    let open = live_survey(&seeded, None).await;
+    let french_pros = live_survey(
+        &seeded,
+        Some(
+            json!({"all": [{"eq": {"field": "event_data.plan", "value": "pro"}},
+                            {"eq": {"field": "custom_fields.country", "value": "FR"}}]}),
+        ),
+    )
+    .await;
+    let unreadable = live_survey(&seeded, None).await;
+    let mut conn = seeded.store.conn().await.expect("a connection");
+    diesel::sql_query(format!(
+        "UPDATE surveys SET trigger_json = jsonb_set(trigger_json, '{{conditions}}', '{{\"bogus\": 1}}') WHERE id = '{unreadable}'"
+    ))
+    .execute(&mut conn)
+    .await
+    .expect("a broken condition");
+    let french = UserChanges {
+        attributes: Some(json!({"country": "FR"})),
+        ..Default::default()
+    };
+    users::upsert(&mut conn, seeded.org_id, seeded.project_id, "ada", &french)
+        .await
+        .expect("a user");
+
+    let got = matched(&seeded, "ada", json!({"plan": "pro"})).await;
+    let skip_of = |id: Uuid, all: &[(Uuid, Option<Skip>)]| {
+        all.iter()
+            .find(|(s, _)| *s == id)
+            .expect("listed")
+            .1
+            .clone()
+    };
+    assert_eq!(got.len(), 3);
+    assert_eq!(skip_of(open, &got), None);
+    assert_eq!(skip_of(french_pros, &got), None);
+    assert!(matches!(
+        skip_of(unreadable, &got),
+        Some(Skip::Unreadable { .. })
+    ));
+
+    let got = matched(&seeded, "ada", json!({"plan": "free"})).await;
+    assert_eq!(
+        skip_of(french_pros, &got),
+        Some(Skip::ConditionFalse {
+            clause: "/all/0/eq".into()
+        })
+    );
+    // The user as stored when the event is handled.
+    let german = UserChanges {
+        attributes: Some(json!({"country": "DE"})),
+        ..Default::default()
+    };
+    users::upsert(&mut conn, seeded.org_id, seeded.project_id, "ada", &german)
+        .await
+        .expect("a user");
+    let got = matched(&seeded, "ada", json!({"plan": "pro"})).await;
+    assert_eq!(
+        skip_of(french_pros, &got),
+        Some(Skip::ConditionFalse {
+            clause: "/all/1/eq".into()
+        })
+    );
+    // A user the project never described.
+    let got = matched(&seeded, "nobody", json!({"plan": "pro"})).await;
+    assert_eq!(
+        skip_of(french_pros, &got),
+        Some(Skip::ConditionFalse {
+            clause: "/all/1/eq".into()
+        })
+    );
+}

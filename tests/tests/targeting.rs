@@ -1,0 +1,260 @@
+//! Targeting, end to end through the real services: a survey's trigger conditions on the
+//! event and the user decide who is invited, evaluated against the user as they are when the
+//! event is handled; what was decided, and why, is on the trigger; malformed conditions are
+//! refused where they are wrong.
+
+use beckon_e2e::TestApp;
+use beckon_e2e::hooks::{WAIT, get_json};
+use reqwest::Method;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+/// A Live survey of `project` named `name`, listening for `payment_failed`, with `conditions`.
+async fn survey(app: &TestApp, project: Uuid, name: &str, conditions: Value) -> String {
+    let mut trigger = json!({"events": [{"custom": "payment_failed"}]});
+    if !conditions.is_null() {
+        trigger["conditions"] = conditions;
+    }
+    let created = app
+        .create_survey(
+            project,
+            json!({"name": name, "trigger": trigger, "cooldown_seconds": 3600}),
+        )
+        .await;
+    created["id"].as_str().unwrap().to_owned()
+}
+
+/// Sends `payment_failed` about `user` with `event_data`, and waits for its trigger.
+async fn fire(app: &TestApp, project: Uuid, user: &str, event_data: Value) -> Value {
+    let (status, body) = app
+        .send_event(
+            Some(project),
+            json!({"event_name": "payment_failed", "user_info": {"contact_external_id": user},
+                   "event_data": event_data}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    app.wait_trigger(body["trigger_id"].as_str().unwrap(), "completed", WAIT)
+        .await
+}
+
+/// Each survey's outcome and reason on the trigger, by survey id.
+async fn outcomes(app: &TestApp, trigger: &Value) -> Vec<(String, String, Value)> {
+    let details = get_json(app, trigger["details_endpoint"].as_str().unwrap()).await;
+    details["surveys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["survey_id"].as_str().unwrap().to_owned(),
+                s["outcome"].as_str().unwrap().to_owned(),
+                s["reason"].clone(),
+            )
+        })
+        .collect()
+}
+
+fn outcome_of<'a>(all: &'a [(String, String, Value)], survey: &str) -> (&'a str, &'a Value) {
+    let (_, outcome, reason) = all
+        .iter()
+        .find(|(id, _, _)| id == survey)
+        .unwrap_or_else(|| panic!("no outcome for {survey}: {all:?}"));
+    (outcome, reason)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conditions_on_the_event_and_the_user_decide_who_is_invited_and_say_why_not() {
+    let app = TestApp::spawn().await;
+    let project = app.create_project().await;
+    let trial_ends = (time::OffsetDateTime::now_utc() + time::Duration::days(2))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let (status, body) = app
+        .upsert_user(
+            json!({"project_id": project, "user_ref": "ada", "email": "ada@example.com",
+                            "groups": ["plan-enterprise"], "trial_ends_at": trial_ends,
+                            "attributes": {"country": "FR", "seats": 12}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let pro_in_europe = survey(
+        &app,
+        project,
+        "Pro users in Europe",
+        json!({"all": [{"eq": {"field": "event_data.plan", "value": "pro"}},
+                       {"in": {"field": "custom_fields.country", "value": ["FR", "DE"]}}]}),
+    )
+    .await;
+    let big_payments = survey(
+        &app,
+        project,
+        "Big payments",
+        json!({"gt": {"field": "event_data.amount", "value": 100}}),
+    )
+    .await;
+    let not_ada = survey(
+        &app,
+        project,
+        "Not Ada",
+        json!({"all": [{"exists": {"field": "email"}},
+                       {"not": {"starts_with": {"field": "email", "value": "ada@"}}}]}),
+    )
+    .await;
+    let trial_ending = survey(
+        &app,
+        project,
+        "Trial ending, enterprise",
+        json!({"any": [{"before": {"field": "trial_ends_at", "value": "now+3d"}},
+                       {"contains": {"field": "groups", "value": "nobody"}}]}),
+    )
+    .await;
+    let everyone = survey(&app, project, "Everyone", Value::Null).await;
+
+    let trigger = fire(&app, project, "ada", json!({"plan": "pro", "amount": 49})).await;
+    assert_eq!(
+        trigger["summary"],
+        json!({"total_contacts": 1, "matched": 5, "sent": 3, "filtered": 2,
+               "filtered_by": {"cooldown": 0, "sample": 0, "condition": 2}, "failed": 0})
+    );
+    let all = outcomes(&app, &trigger).await;
+    assert_eq!(outcome_of(&all, &pro_in_europe).0, "created");
+    assert_eq!(outcome_of(&all, &trial_ending).0, "created");
+    assert_eq!(outcome_of(&all, &everyone).0, "created");
+    assert_eq!(
+        outcome_of(&all, &big_payments),
+        ("condition_false", &json!("/gt"))
+    );
+    assert_eq!(
+        outcome_of(&all, &not_ada),
+        ("condition_false", &json!("/all/1/not"))
+    );
+
+    // The user as they are when the event is handled: Ada moved, and her payment was big.
+    let (status, _) = app
+        .upsert_user(json!({"project_id": project, "user_ref": "ada",
+                            "attributes": {"country": "US"}}))
+        .await;
+    assert_eq!(status, 200);
+    let trigger = fire(&app, project, "ada", json!({"plan": "pro", "amount": 500})).await;
+    let all = outcomes(&app, &trigger).await;
+    assert_eq!(
+        outcome_of(&all, &pro_in_europe),
+        ("condition_false", &json!("/all/1/in"))
+    );
+    // Skipped the first time, so no cooldown was started: invited now.
+    assert_eq!(outcome_of(&all, &big_payments).0, "created");
+    assert_eq!(outcome_of(&all, &everyone).0, "cooldown");
+
+    // An event about a user the project has never described: every user field is absent.
+    let trigger = fire(&app, project, "stranger", json!({"plan": "pro"})).await;
+    let all = outcomes(&app, &trigger).await;
+    assert_eq!(
+        outcome_of(&all, &not_ada),
+        ("condition_false", &json!("/all/0/exists"))
+    );
+    assert_eq!(
+        outcome_of(&all, &trial_ending),
+        ("condition_false", &json!("/any"))
+    );
+    assert_eq!(outcome_of(&all, &everyone).0, "created");
+
+    // A dispatch counts them too.
+    let (status, body) = app
+        .dispatch(json!({"project_id": project, "user_ref": "bob", "event": {"custom": "payment_failed"}}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["suppressed_by_condition_count"], 4, "{body}");
+    assert_eq!(body["created_count"], 1, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_conditions_are_refused_pointing_at_the_offending_part() {
+    let app = TestApp::spawn().await;
+    let project = app.create_project().await;
+    let post = |trigger: Value| {
+        app.authed(Method::POST, &format!("/api/v1/projects/{project}/surveys"))
+            .json(&json!({"name": "S", "status": "live",
+                          "questions": [{"id": "nps", "type": "nps", "title": "How likely?"}],
+                          "trigger": trigger}))
+            .send()
+    };
+    let events = json!([{"custom": "payment_failed"}]);
+    for (conditions, pointer) in [
+        (
+            json!({"all": [{"eq": {"field": "event_data.plan", "value": "pro"}},
+                           {"gt": {"field": "email", "value": 3}}]}),
+            "/trigger/conditions/all/1/gt/field",
+        ),
+        (
+            json!({"any": [{"eq": {"field": "plan", "value": "pro"}}]}),
+            "/trigger/conditions/any/0/eq/field",
+        ),
+        (
+            json!({"eq": {"field": "event_data.plan", "value": {"nested": true}}}),
+            "/trigger/conditions/eq/value",
+        ),
+        (
+            json!({"before": {"field": "trial_ends_at", "value": "next tuesday"}}),
+            "/trigger/conditions/before/value",
+        ),
+        (json!({"all": []}), "/trigger/conditions/all"),
+        (
+            json!({"in": {"field": "custom_fields.country", "value": []}}),
+            "/trigger/conditions/in/value",
+        ),
+    ] {
+        let r = post(json!({"events": events, "conditions": conditions}))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{conditions}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["code"], "invalid_condition", "{body}");
+        assert_eq!(body["pointer"], pointer, "{body}");
+    }
+    let r = post(json!({"events": events, "conditions": {"matches": {"field": "email"}}}))
+        .await
+        .unwrap();
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(
+        (body["code"].as_str(), body["pointer"].as_str()),
+        (Some("invalid_condition"), Some("/trigger/conditions")),
+        "{body}"
+    );
+
+    // A valid condition reads back as written, and a PATCH is checked the same way.
+    let conditions = json!({"all": [
+        {"eq": {"field": "event_data.plan", "value": "pro"}},
+        {"after": {"field": "created_at", "value": "now-14d"}}]});
+    let r = post(json!({"events": events, "conditions": conditions}))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let created: Value = r.json().await.unwrap();
+    assert_eq!(created["trigger"]["conditions"], conditions);
+    let path = format!(
+        "/api/v1/projects/{project}/surveys/{}",
+        created["id"].as_str().unwrap()
+    );
+    assert_eq!(
+        get_json(&app, &path).await["trigger"]["conditions"],
+        conditions
+    );
+    let r = app
+        .authed(Method::PATCH, &path)
+        .json(&json!({"trigger": {"events": events,
+                                  "conditions": {"not": {"lt": {"field": "name", "value": 1}}}}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(
+        body["pointer"], "/trigger/conditions/not/lt/field",
+        "{body}"
+    );
+    assert_eq!(
+        get_json(&app, &path).await["trigger"]["conditions"],
+        conditions
+    );
+}
