@@ -45,6 +45,8 @@ impl Received {
 struct State {
     received: Vec<Received>,
     counts: HashMap<String, usize>,
+    /// Verification challenges received, per path.
+    challenges: HashMap<String, usize>,
 }
 
 pub struct Receiver {
@@ -61,6 +63,12 @@ async fn handle(
     let path = req.path().to_owned();
     let json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     if json["type"] == "verification" {
+        *state
+            .lock()
+            .unwrap()
+            .challenges
+            .entry(path.clone())
+            .or_default() += 1;
         if path.contains("noverify") {
             return HttpResponse::Ok().body("not the challenge");
         }
@@ -156,6 +164,17 @@ impl Receiver {
     }
 
     /// Every request so far whose path starts with `prefix`.
+    /// How many verification challenges were posted to `path`.
+    pub fn challenges(&self, path: &str) -> usize {
+        self.state
+            .lock()
+            .unwrap()
+            .challenges
+            .get(path)
+            .copied()
+            .unwrap_or_default()
+    }
+
     pub fn received(&self, prefix: &str) -> Vec<Received> {
         self.state
             .lock()

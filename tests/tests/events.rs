@@ -1010,3 +1010,75 @@ async fn send_to(
         .send()
         .await
 }
+
+/// A user's attributes travel in every webhook about them: merged key by key, they are bounded
+/// in all (64 KiB as JSON), not only per request. The upsert that would pass the bound is
+/// refused and changes nothing; other changes to the user still go through, and an event whose
+/// `custom_fields` would pass it is refused alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_users_attributes_are_bounded_in_all_not_only_per_request() {
+    let app = TestApp::spawn().await;
+    let project = app.create_project().await;
+    app.create_survey(
+        project,
+        json!({"trigger": {"events": [{"custom": "payment_failed"}]}}),
+    )
+    .await;
+    let filler = "x".repeat(1000);
+    let batch = |round: usize| -> serde_json::Map<String, Value> {
+        (0..10)
+            .map(|i| (format!("k{round}_{i}"), Value::from(filler.clone())))
+            .collect()
+    };
+    let mut refused_at = None;
+    for round in 0..10 {
+        let (status, body) = app
+            .upsert_user(
+                json!({"project_id": project, "user_ref": "u1", "attributes": batch(round)}),
+            )
+            .await;
+        if status != 200 {
+            assert_eq!(status, 400, "{body}");
+            assert_eq!(body["code"], "attributes_too_large", "{body}");
+            refused_at = Some(round);
+            break;
+        }
+    }
+    let refused_at = refused_at.expect("the bound is reached within 10 rounds of 10 KB");
+    assert!(refused_at >= 6, "refused too early: round {refused_at}");
+    let kept = app
+        .execute(&format!(
+            "SELECT 1 FROM users WHERE user_ref = 'u1' AND octet_length(attributes::text) <= 65536 \
+             AND NOT attributes ? 'k{refused_at}_0'"
+        ))
+        .await;
+    assert_eq!(kept, 1, "the refused upsert changed nothing");
+    let (status, body) = app
+        .upsert_user(
+            json!({"project_id": project, "user_ref": "u1", "email": "u1@example.com",
+                            "attributes": {"k0_0": filler}}),
+        )
+        .await;
+    assert_eq!(
+        status, 200,
+        "a change that adds nothing still goes through: {body}"
+    );
+
+    let (status, body) = app
+        .send_event(
+            Some(project),
+            json!({"event_name": "payment_failed",
+                   "user_info": {"contact_external_id": "u1", "custom_fields": batch(99)}}),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["code"], "attributes_too_large", "{body}");
+    let (status, body) = app
+        .send_event(
+            Some(project),
+            json!({"event_name": "payment_failed", "user_info": {"contact_external_id": "u2",
+                   "custom_fields": {"plan": "pro"}}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+}

@@ -1248,3 +1248,39 @@ async fn a_screeb_subscription_defaults_to_one_retry_after_60_s_and_retries_429_
         assert_eq!(retry.body, got[0].body, "a retry sends the same event");
     }
 }
+
+/// 1Flow's and Screeb's products have no verification handshake, so a receiver written for
+/// them answers 200 to anything: their subscriptions are sent no challenge and are active at
+/// once, while Beckon's and Seismic's still wait for the echo.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_1flow_or_screeb_subscription_is_active_at_once_without_a_challenge() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let project = app.create_project().await;
+    for format in ["1flow", "screeb-v2", "seismic", "beckon"] {
+        // `noverify`: answers 200 with something other than the challenge.
+        let path = format!("/noverify/{format}");
+        let sub = app
+            .create_webhook(
+                project,
+                json!({"url": receiver.url(&path), "format": format}),
+            )
+            .await;
+        let handshake = matches!(format, "seismic" | "beckon");
+        let expected = if handshake {
+            "pending_verification"
+        } else {
+            "active"
+        };
+        assert_eq!(sub["status"], expected, "{format}: {sub}");
+        assert_eq!(
+            sub["verification"]["verified"], !handshake,
+            "{format}: {sub}"
+        );
+        assert_eq!(
+            receiver.challenges(&path),
+            usize::from(handshake),
+            "{format}: a challenge only where the format has one"
+        );
+    }
+}

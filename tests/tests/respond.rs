@@ -794,3 +794,49 @@ async fn a_display_after_close_announces_nothing_after_response_ended() {
         "display after close answered {status} and announced: {kinds:#?}"
     );
 }
+
+/// A display reported after the first answer (the widget answered first, or the page's display
+/// report lost the race) is not announced: a `response.displayed` after a `response.answered`
+/// would misorder the stages and start the response after its first answer. What it reports
+/// (where, in which language) is kept all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_display_reported_after_the_first_answer_is_not_announced() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let project = app.create_project().await;
+    app.create_survey(project, json!({"trigger": {"events": ["trial_expired"]}}))
+        .await;
+    app.create_webhook(
+        project,
+        json!({"url": receiver.url("/ok/late"),
+               "event_types": ["response.displayed", "response.answered", "response.ended"]}),
+    )
+    .await;
+    let link = link_for(&app, project, "u1").await;
+    assert_eq!(put_answer(&app, &link, "nps", json!(9)).await.0, 200);
+    receiver.wait_for("/ok/late", 1, WAIT).await;
+    let r = app
+        .http
+        .post(format!("{link}/display"))
+        .json(&json!({"channel": "hosted-page", "locale": "en-US"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(post(&app, format!("{link}/complete")).await.0, 200);
+    let got = receiver.wait_for("/ok/late", 2, WAIT).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let kinds: Vec<String> = receiver
+        .received("/ok/late")
+        .iter()
+        .map(|r| r.json()["type"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(kinds, ["response.answered", "response.ended"]);
+    let ended = &got[1].json()["data"]["response"];
+    assert_eq!(
+        ended["started_at"], ended["answers"][0]["answered_at"],
+        "{ended}"
+    );
+    assert_eq!(ended["channel"], "hosted-page", "{ended}");
+    assert_eq!(ended["locale"], "en-US", "{ended}");
+}

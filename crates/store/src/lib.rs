@@ -73,6 +73,13 @@ pub enum StoreError {
     /// A stored value is outside its domain (a bug or a manual edit).
     #[error("stored row is invalid: {0}")]
     InvalidRow(String),
+    /// A user's attributes, merged with what was kept, would exceed
+    /// [`users::MAX_ATTRIBUTES_BYTES`]; nothing was changed.
+    #[error(
+        "the user's attributes, merged with those kept, would exceed {} bytes",
+        users::MAX_ATTRIBUTES_BYTES
+    )]
+    AttributesTooLarge,
 }
 
 impl StoreError {
@@ -94,6 +101,7 @@ impl StoreError {
                     | E::SerializationError(_)
             ) | Self::Corrupt(_)
                 | Self::InvalidRow(_)
+                | Self::AttributesTooLarge
                 | Self::Config(_)
                 | Self::Migrate(_)
                 | Self::Open(connect::ConnectError::Tls(_))

@@ -116,12 +116,36 @@ pub struct Client {
 
 /// Records the first display of a response in progress, with what the client reported; `None`
 /// when it was recorded before or the response has ended (a report arriving after a close
-/// would announce a display after the end), else the response as it is now.
+/// would announce a display after the end), or when an answer was given already (a display
+/// after it would be announced after the answer, and start the response after its first
+/// answer): then only what the client reported is kept, where nothing was yet. Else the
+/// response as it is now.
 pub async fn mark_displayed(
     conn: &mut AsyncPgConnection,
     id: Uuid,
     client: &Client,
 ) -> Result<Option<Response>, StoreError> {
+    let answered = diesel::select(diesel::dsl::exists(
+        answers::table.filter(answers::response_id.eq(id)),
+    ))
+    .get_result::<bool>(conn)
+    .await?;
+    if answered {
+        use diesel::sql_types::{Nullable, Text, Uuid as SqlUuid};
+        diesel::sql_query(
+            "UPDATE responses SET channel = coalesce(channel, $2), \
+             locale = coalesce(locale, $3), user_agent = coalesce(user_agent, $4) \
+             WHERE id = $1 AND displayed_at IS NULL AND status = $5",
+        )
+        .bind::<SqlUuid, _>(id)
+        .bind::<Nullable<Text>, _>(client.channel.as_deref())
+        .bind::<Nullable<Text>, _>(client.locale.as_deref())
+        .bind::<Nullable<Text>, _>(client.user_agent.as_deref())
+        .bind::<Text, _>(status::IN_PROGRESS)
+        .execute(conn)
+        .await?;
+        return Ok(None);
+    }
     Ok(diesel::update(
         responses::table
             .find(id)

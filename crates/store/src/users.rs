@@ -4,7 +4,7 @@ use crate::StoreError;
 use crate::cached::Cached;
 use crate::schema::users;
 use diesel::prelude::*;
-use diesel::sql_types::{Array, Bool, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+use diesel::sql_types::{Array, Bool, Int4, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -93,6 +93,13 @@ pub fn ensure_many<'c>(
 }
 
 /// Creates or updates the user; returns it as stored.
+/// The most a user's attributes may hold, as JSON text: they travel in every webhook about
+/// the user (twice in some formats), so they are bounded in all, not only per request.
+pub const MAX_ATTRIBUTES_BYTES: i32 = 64 * 1024;
+
+/// Creates or updates a user; [`StoreError::AttributesTooLarge`] (and nothing written) when
+/// the attributes, merged with those kept, would exceed [`MAX_ATTRIBUTES_BYTES`] — unless the
+/// merge adds nothing, so a user stored before the bound can still be updated otherwise.
 pub async fn upsert(
     conn: &mut AsyncPgConnection,
     org_id: Uuid,
@@ -104,9 +111,10 @@ pub async fn upsert(
         .attributes
         .clone()
         .unwrap_or_else(|| serde_json::json!({}));
-    Ok(Cached(diesel::sql_query(
+    Cached(diesel::sql_query(
         "INSERT INTO users (project_id, user_ref, org_id, email, name, phone, attributes, trial_ends_at, groups) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, COALESCE($10, '{}')) \
+         SELECT $1, $2, $3, $4, $5, $6, $7, $8, COALESCE($10, '{}') \
+         WHERE octet_length($7::text) <= $11 \
          ON CONFLICT (project_id, user_ref) DO UPDATE SET \
            email = COALESCE(EXCLUDED.email, users.email), \
            name = COALESCE(EXCLUDED.name, users.name), \
@@ -115,6 +123,8 @@ pub async fn upsert(
            trial_ends_at = CASE WHEN $9 THEN EXCLUDED.trial_ends_at ELSE users.trial_ends_at END, \
            groups = COALESCE($10, users.groups), \
            updated_at = now() \
+         WHERE octet_length((users.attributes || EXCLUDED.attributes)::text) <= $11 \
+           OR users.attributes @> EXCLUDED.attributes \
          RETURNING *",
     )
     .bind::<SqlUuid, _>(project_id)
@@ -126,9 +136,12 @@ pub async fn upsert(
     .bind::<Jsonb, _>(attributes)
     .bind::<Nullable<Timestamptz>, _>(changes.trial_ends_at.flatten())
     .bind::<Bool, _>(changes.trial_ends_at.is_some())
-    .bind::<Nullable<Array<Text>>, _>(changes.groups.as_deref()))
+    .bind::<Nullable<Array<Text>>, _>(changes.groups.as_deref())
+    .bind::<Int4, _>(MAX_ATTRIBUTES_BYTES))
     .get_result(conn)
-    .await?)
+    .await
+    .optional()?
+    .ok_or(StoreError::AttributesTooLarge)
 }
 
 pub async fn get(

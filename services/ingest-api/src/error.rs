@@ -182,6 +182,9 @@ impl ResponseError for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
+        if let StoreError::AttributesTooLarge = err {
+            return Self::bad_request("attributes_too_large", err.to_string());
+        }
         if err.is_transient() {
             tracing::warn!(error = %beckon_runtime::error_chain(&err), "database unavailable");
             Self::unavailable(

@@ -65,6 +65,16 @@ pub fn defaults(format: PayloadFormat) -> Defaults {
     }
 }
 
+/// Whether a subscription in `format` must echo Beckon's verification challenge before it is
+/// sent anything. Beckon's and Seismic's receivers do; 1Flow's and Screeb's products have no
+/// such handshake, so their receivers would not: those subscriptions are active at once.
+pub fn verifies(format: PayloadFormat) -> bool {
+    match format {
+        PayloadFormat::Beckon | PayloadFormat::Seismic => true,
+        PayloadFormat::OneFlow | PayloadFormat::ScreebV2 => false,
+    }
+}
+
 /// Whether an endpoint of `format` answering `status` received the webhook: any 2xx, but
 /// for 1Flow only `200`, as its document asks.
 pub fn succeeded(format: PayloadFormat, status: u16) -> bool {

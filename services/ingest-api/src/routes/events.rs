@@ -189,7 +189,7 @@ pub fn format_timestamp(t: OffsetDateTime) -> String {
     security(("api_key" = []), ("bearer" = [])),
     responses(
         (status = 201, description = "Queued, durably", body = SendEventResponse, headers(("Location" = String, description = "The trigger's path"))),
-        (status = 400, description = "Event name is required (`event_name_required`), Invalid trigger_at format (`invalid_trigger_at`), trigger_at must be a future date (`trigger_at_in_past`), header and body name different projects (`project_mismatch`), a malformed `user_info.contact_external_id` (`user_ref_invalid`), or a field of the wrong type or an object nested deeper than 32 levels (`invalid_body`, naming the field)", body = ErrorBody),
+        (status = 400, description = "Event name is required (`event_name_required`), Invalid trigger_at format (`invalid_trigger_at`), trigger_at must be a future date (`trigger_at_in_past`), header and body name different projects (`project_mismatch`), a malformed `user_info.contact_external_id` (`user_ref_invalid`), a field of the wrong type or an object nested deeper than 32 levels (`invalid_body`, naming the field), or `custom_fields` that, merged with the user's attributes, would exceed 64 KiB (`attributes_too_large`)", body = ErrorBody),
         (status = 401, description = "Unauthorized, or Invalid team context", body = ErrorBody),
         (status = 403, description = "The project belongs to another organization", body = ErrorBody),
         (status = 404, description = "Event type not found: no survey of the project ever subscribed to this custom event", body = ErrorBody),

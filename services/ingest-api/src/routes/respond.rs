@@ -113,7 +113,8 @@ pub struct DisplayInput {
     /// `widget` (the respond API's other client).
     pub channel: Option<Channel>,
     /// The respondent's language, as the browser reports it (`navigator.language`): a BCP 47
-    /// tag of letters, digits and hyphens, at most 35 characters.
+    /// tag — a language of 2 to 8 letters, then subtags of 1 to 8 letters or digits, joined by
+    /// hyphens — at most 35 characters.
     #[schema(example = "en-US")]
     pub locale: Option<String>,
 }
@@ -123,22 +124,32 @@ const MAX_LOCALE: usize = 35;
 /// The most of a `User-Agent` kept.
 const MAX_USER_AGENT: usize = 512;
 
+/// Whether `raw` has the shape of a BCP 47 language tag: a language of 2 to 8 letters, then
+/// subtags of 1 to 8 letters or digits (`en-US`, `zh-Hant-TW`, `es-419`), at most
+/// [`MAX_LOCALE`] characters in all.
+fn valid_locale(raw: &str) -> bool {
+    let mut subtags = raw.split('-');
+    let language = subtags.next().unwrap_or_default();
+    raw.len() <= MAX_LOCALE
+        && (2..=8).contains(&language.len())
+        && language.bytes().all(|b| b.is_ascii_alphabetic())
+        && subtags
+            .all(|s| (1..=8).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric()))
+}
+
 /// What the client reported, bounded and normalised: a malformed locale is a 400, a user agent
 /// is cut to [`MAX_USER_AGENT`] characters with control characters dropped.
 fn client(req: &HttpRequest, input: DisplayInput) -> Result<responses::Client, ApiError> {
     let locale = input
         .locale
         .map(|raw| {
-            let ok = !raw.is_empty()
-                && raw.len() <= MAX_LOCALE
-                && raw.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
-            if ok {
+            if valid_locale(&raw) {
                 Ok(raw)
             } else {
                 Err(ApiError::bad_request(
                     "invalid_locale",
                     format!(
-                        "locale must be a BCP 47 language tag (letters, digits and hyphens, at most {MAX_LOCALE} characters), such as en-US"
+                        "locale must be a BCP 47 language tag (a language of 2 to 8 letters, then subtags of 1 to 8 letters or digits, joined by hyphens; at most {MAX_LOCALE} characters), such as en-US"
                     ),
                 ))
             }
@@ -597,7 +608,7 @@ async fn end(
 /// Report the page shown. Sent by the page itself once it is on screen — not counted on the
 /// GET, which mail link scanners also make. Only the first report counts.
 #[utoipa::path(post, path = "/surveys/{token}/display", operation_id = "recordDisplay", tag = "respond",
-    request_body(content = DisplayInput, description = "Optional: where the survey is shown and in which language", example = json!({"channel": "widget", "locale": "en-US"})),
+    request_body(content = Option<DisplayInput>, description = "Optional: where the survey is shown and in which language", example = json!({"channel": "widget", "locale": "en-US"})),
     params(("token" = String, Path, description = "The magic link's token")),
     responses((status = 204, description = "Recorded (or recorded before)"),
         (status = 400, description = "A malformed body or locale (`invalid_body`, `invalid_locale`)", body = ErrorBody),
@@ -703,4 +714,38 @@ pub async fn close(
         _ => responses::status::CLOSED.to_owned(),
     };
     Ok(HttpResponse::Ok().json(Completed { status }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::valid_locale;
+
+    #[test]
+    fn locales_have_the_shape_of_bcp_47_tags() {
+        for ok in [
+            "en",
+            "en-US",
+            "zh-Hant-TW",
+            "es-419",
+            "fr-CA",
+            "gsw-u-sd-chzh",
+        ] {
+            assert!(valid_locale(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "-",
+            "---",
+            "en--US",
+            "-en",
+            "en-",
+            "e",
+            "0000",
+            "en_US",
+            "en-123456789",
+            &"a".repeat(36),
+        ] {
+            assert!(!valid_locale(bad), "{bad}");
+        }
+    }
 }

@@ -136,7 +136,7 @@ pub struct UpsertUserResponse {
     security(("bearer" = []), ("api_key" = [])),
     responses(
         (status = 200, body = UpsertUserResponse),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 400, description = "A malformed field (`invalid_body`, `user_ref_invalid`, `invalid_trial_ends_at`, `invalid_groups`, …), or attributes that, merged with those kept, would exceed 64 KiB as JSON (`attributes_too_large`)", body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, description = "A request with this Idempotency-Key is still running", body = ErrorBody),
         (status = 422, description = "This Idempotency-Key was used with another request", body = ErrorBody),

@@ -134,7 +134,9 @@ pub struct VerifiedSubscription {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSubscription {
-    /// An http(s) URL; it must echo the verification challenge to become active.
+    /// An http(s) URL; it must echo the verification challenge to become active (in the
+    /// `1flow` and `screeb-v2` formats, whose products have no such handshake, it is active
+    /// at once).
     pub url: String,
     #[serde(default)]
     pub description: String,
@@ -293,7 +295,15 @@ fn random_challenge() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
-async fn verify(state: &AppState, url: &str) -> Verification {
+/// Verifies `url` for a subscription in `format`: by the challenge, for a format whose
+/// receivers answer it; a format whose product has no such handshake is not asked.
+async fn verify(state: &AppState, format: PayloadFormat, url: &str) -> Verification {
+    if !format::verifies(format) {
+        return Verification {
+            verified: true,
+            error: None,
+        };
+    }
     match state
         .sender
         .verify(url, &random_challenge(), VERIFY_TIMEOUT)
@@ -352,7 +362,8 @@ fn limit_reached(limit: u32) -> ApiError {
 ///
 /// Beckon POSTs `{"type": "verification", "challenge": "…"}` to the URL; the endpoint must
 /// answer 2xx with the challenge as its body within 3 seconds. Until it does, the subscription
-/// is `pending_verification` and gets nothing. A project has at most
+/// is `pending_verification` and gets nothing. (`1flow` and `screeb-v2` subscriptions are sent
+/// no challenge and are active at once: those products have no such handshake.) A project has at most
 /// `BECKON_WEBHOOK_MAX_SUBSCRIPTIONS` subscriptions (default 20), in any status.
 #[utoipa::path(post, path = "/api/v1/projects/{project_id}/webhooks", operation_id = "createWebhook", tag = "webhooks",
     request_body(content = CreateSubscription, example = json!({"url": "https://hooks.acme.example/beckon", "description": "CRM sync", "event_types": ["invitation.created", "response.ended"], "retry_policy": {"kind": "exponential"}})),
@@ -393,7 +404,7 @@ pub async fn create(
         }
         project
     };
-    let verification = verify(&state, &input.url).await;
+    let verification = verify(&state, input.format, &input.url).await;
     let secret = SigningSecret::generate();
     let mut conn = state.store.conn().await?;
     let created = match webhooks::create_subscription(
@@ -523,7 +534,9 @@ pub async fn update(
     };
     let payload_version = shape.checked(&current)?;
     let verification = match &input.url {
-        Some(url) if *url != current.url => Some(verify(&state, url).await),
+        Some(url) if *url != current.url => {
+            Some(verify(&state, input.format.unwrap_or(current.format), url).await)
+        }
         _ => None,
     };
     let verified = match &verification {
@@ -629,7 +642,7 @@ pub async fn reverify(
         let mut conn = state.store.conn().await?;
         subscription(&mut conn, auth, &project, &id).await?
     };
-    let verification = verify(&state, &current.url).await;
+    let verification = verify(&state, current.format, &current.url).await;
     let mut changes = SubscriptionChanges::default();
     if verification.verified {
         changes.verified_at = Some(Some(OffsetDateTime::now_utc()));
