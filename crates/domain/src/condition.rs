@@ -47,18 +47,13 @@ pub const MAX_RELATIVE_SECONDS: i64 = 10 * 366 * 24 * 3600;
 /// `custom_fields.<key>`, `trial_ends_at`, `created_at`) with a `value`. A comparison with an
 /// absent or `null` field is false.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[cfg_attr(feature = "openapi", schema(example = json!({"all": [{"eq": {"field": "event_data.plan", "value": "pro"}}, {"before": {"field": "trial_ends_at", "value": "now+3d"}}]})))]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Condition {
     /// Every one of these is true.
-    #[cfg_attr(feature = "openapi", schema(no_recursion))]
     All(Vec<Condition>),
     /// At least one of these is true.
-    #[cfg_attr(feature = "openapi", schema(no_recursion))]
     Any(Vec<Condition>),
     /// This is false.
-    #[cfg_attr(feature = "openapi", schema(no_recursion))]
     Not(Box<Condition>),
     /// The field equals the value.
     Eq(Comparison),
@@ -83,7 +78,6 @@ pub enum Condition {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Comparison {
     pub field: Field,
@@ -91,7 +85,6 @@ pub struct Comparison {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Membership {
     pub field: Field,
@@ -100,7 +93,6 @@ pub struct Membership {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TextComparison {
     pub field: Field,
@@ -108,7 +100,6 @@ pub struct TextComparison {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NumberComparison {
     pub field: Field,
@@ -116,14 +107,12 @@ pub struct NumberComparison {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Presence {
     pub field: Field,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TimeComparison {
     pub field: Field,
@@ -241,29 +230,6 @@ impl JsonSchema for Field {
     }
 }
 
-#[cfg(feature = "openapi")]
-impl utoipa::PartialSchema for Field {
-    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        utoipa::openapi::ObjectBuilder::new()
-            .schema_type(utoipa::openapi::schema::Type::String)
-            .description(Some(
-                "`event_data.<key>[.<key>…]`, `email`, `name`, `groups`, `custom_fields.<key>[.<key>…]`, `trial_ends_at` or `created_at`.",
-            ))
-            .pattern(Some(
-                "^(email|name|groups|trial_ends_at|created_at|(event_data|custom_fields)(\\.[^.]+)+)$",
-            ))
-            .examples(["event_data.plan"])
-            .into()
-    }
-}
-
-#[cfg(feature = "openapi")]
-impl utoipa::ToSchema for Field {
-    fn name() -> std::borrow::Cow<'static, str> {
-        "ConditionField".into()
-    }
-}
-
 /// A string, number or boolean a field is compared with.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "Value", into = "Value")]
@@ -297,34 +263,6 @@ impl JsonSchema for Scalar {
     }
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         schemars::json_schema!({"type": ["string", "number", "boolean"]})
-    }
-}
-
-#[cfg(feature = "openapi")]
-impl utoipa::PartialSchema for Scalar {
-    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        utoipa::openapi::OneOfBuilder::new()
-            .item(
-                utoipa::openapi::ObjectBuilder::new()
-                    .schema_type(utoipa::openapi::schema::Type::String),
-            )
-            .item(
-                utoipa::openapi::ObjectBuilder::new()
-                    .schema_type(utoipa::openapi::schema::Type::Number),
-            )
-            .item(
-                utoipa::openapi::ObjectBuilder::new()
-                    .schema_type(utoipa::openapi::schema::Type::Boolean),
-            )
-            .description(Some("A string, number or boolean."))
-            .into()
-    }
-}
-
-#[cfg(feature = "openapi")]
-impl utoipa::ToSchema for Scalar {
-    fn name() -> std::borrow::Cow<'static, str> {
-        "ConditionValue".into()
     }
 }
 
@@ -426,23 +364,168 @@ impl JsonSchema for TimePoint {
     }
 }
 
+/// The OpenAPI schema: a union of one named schema per operator (`ConditionAll`, …,
+/// `ConditionAfter`), each comparison inlined; a condition nested in `all`, `any` or `not`
+/// is shown as an object (client generators do not follow a union that contains itself).
 #[cfg(feature = "openapi")]
-impl utoipa::PartialSchema for TimePoint {
-    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        utoipa::openapi::ObjectBuilder::new()
-            .schema_type(utoipa::openapi::schema::Type::String)
-            .description(Some(
-                "`now`, `now+<n><unit>`, `now-<n><unit>` (unit s, m, h, d, w) or an RFC 3339 time.",
-            ))
-            .examples(["now-14d"])
-            .into()
-    }
-}
+mod openapi {
+    use super::{Condition, MAX_CHILDREN, MAX_IN_VALUES};
+    use serde_json::{Value, json};
+    use utoipa::openapi::RefOr;
+    use utoipa::openapi::schema::Schema;
 
-#[cfg(feature = "openapi")]
-impl utoipa::ToSchema for TimePoint {
-    fn name() -> std::borrow::Cow<'static, str> {
-        "ConditionTime".into()
+    /// Each operator: its name in the spec, its key, and its schema.
+    fn operators() -> Vec<(String, Value)> {
+        let field = json!({
+            "type": "string",
+            "description": "`event_data.<key>[.<key>…]`, `email`, `name`, `groups`, `custom_fields.<key>[.<key>…]`, `trial_ends_at` or `created_at`.",
+            "pattern": "^(email|name|groups|trial_ends_at|created_at|(event_data|custom_fields)(\\.[^.]+)+)$",
+            "example": "custom_fields.plan"
+        });
+        let scalar =
+            json!({"oneOf": [{"type": "string"}, {"type": "number"}, {"type": "boolean"}]});
+        let time = json!({
+            "type": "string",
+            "description": "`now`, `now+<n><unit>`, `now-<n><unit>` (unit s, m, h, d, w) or an RFC 3339 time.",
+            "example": "now-14d"
+        });
+        let nested = json!({
+            "type": "object",
+            "description": "A condition, as the `Condition` schema describes it.",
+            "additionalProperties": true
+        });
+        let compare = |value: Value| {
+            json!({
+                "type": "object",
+                "required": ["field", "value"],
+                "properties": {"field": field, "value": value},
+                "additionalProperties": false
+            })
+        };
+        let list =
+            json!({"type": "array", "items": nested, "minItems": 1, "maxItems": MAX_CHILDREN});
+        let in_values =
+            json!({"type": "array", "items": scalar, "minItems": 1, "maxItems": MAX_IN_VALUES});
+        let presence = json!({
+            "type": "object",
+            "required": ["field"],
+            "properties": {"field": field},
+            "additionalProperties": false
+        });
+        [
+            ("All", "all", "Every one of these is true.", list.clone()),
+            ("Any", "any", "At least one of these is true.", list),
+            ("Not", "not", "This is false.", nested),
+            (
+                "Eq",
+                "eq",
+                "The field equals the value.",
+                compare(scalar.clone()),
+            ),
+            (
+                "Ne",
+                "ne",
+                "The field is there and does not equal the value.",
+                compare(scalar.clone()),
+            ),
+            (
+                "In",
+                "in",
+                "The field equals one of the values (1 to 100).",
+                compare(in_values),
+            ),
+            (
+                "Contains",
+                "contains",
+                "The field (text) contains the value, or (a list) has it as an element.",
+                compare(scalar),
+            ),
+            (
+                "StartsWith",
+                "starts_with",
+                "The field is text that starts with the value.",
+                compare(json!({"type": "string", "minLength": 1})),
+            ),
+            (
+                "Gt",
+                "gt",
+                "The field is a number greater than the value.",
+                compare(json!({"type": "number"})),
+            ),
+            (
+                "Lt",
+                "lt",
+                "The field is a number less than the value.",
+                compare(json!({"type": "number"})),
+            ),
+            (
+                "Exists",
+                "exists",
+                "The field is there (and not null).",
+                presence,
+            ),
+            (
+                "Before",
+                "before",
+                "The field is a time before the value.",
+                compare(time.clone()),
+            ),
+            (
+                "After",
+                "after",
+                "The field is a time after the value.",
+                compare(time),
+            ),
+        ]
+        .into_iter()
+        .map(|(name, key, description, body)| {
+            (
+                format!("Condition{name}"),
+                json!({
+                    "type": "object",
+                    "description": description,
+                    "required": [key],
+                    "properties": {key: body},
+                    "additionalProperties": false
+                }),
+            )
+        })
+        .collect()
+    }
+
+    fn schema_of(value: Value) -> RefOr<Schema> {
+        serde_json::from_value(value).expect("the condition schemas are schemas")
+    }
+
+    impl utoipa::PartialSchema for Condition {
+        fn schema() -> RefOr<Schema> {
+            let variants: Vec<Value> = operators()
+                .into_iter()
+                .map(|(name, _)| json!({"$ref": format!("#/components/schemas/{name}")}))
+                .collect();
+            schema_of(json!({
+                "description": "A condition on the event and the user: one operator. `all`, `any` and `not` combine conditions; the others compare a `field` with a `value`. A comparison with an absent or `null` field is false.",
+                "oneOf": variants,
+                "example": {"all": [
+                    {"eq": {"field": "event_data.plan", "value": "pro"}},
+                    {"before": {"field": "trial_ends_at", "value": "now+3d"}}
+                ]}
+            }))
+        }
+    }
+
+    impl utoipa::ToSchema for Condition {
+        fn name() -> std::borrow::Cow<'static, str> {
+            "Condition".into()
+        }
+
+        fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+            schemas.extend(
+                operators()
+                    .into_iter()
+                    .map(|(name, schema)| (name, schema_of(schema))),
+            );
+        }
     }
 }
 
