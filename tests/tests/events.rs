@@ -54,7 +54,7 @@ async fn an_event_is_accepted_at_once_and_its_trigger_completes_with_a_summary()
     assert_eq!(trigger["event"], json!({"custom": "payment_failed"}));
     assert_eq!(
         trigger["summary"],
-        json!({"total_contacts": 1, "matched": 1, "sent": 1, "filtered": 0, "filtered_by": {"cooldown": 0, "sample": 0, "condition": 0}, "failed": 0})
+        json!({"total_contacts": 1, "matched": 1, "sent": 1, "filtered": 0, "filtered_by": {"cooldown": 0, "sample": 0, "condition": 0, "cap": 0}, "failed": 0})
     );
     assert!(trigger["started_at"].is_string() && trigger["completed_at"].is_string());
     let details_path = trigger["details_endpoint"].as_str().unwrap();
@@ -127,9 +127,9 @@ async fn filtered_counts_every_skipped_match_and_filtered_by_says_why() {
         summaries,
         [
             json!({"total_contacts": 1, "matched": 2, "sent": 1, "filtered": 1,
-                   "filtered_by": {"cooldown": 0, "sample": 1, "condition": 0}, "failed": 0}),
+                   "filtered_by": {"cooldown": 0, "sample": 1, "condition": 0, "cap": 0}, "failed": 0}),
             json!({"total_contacts": 1, "matched": 2, "sent": 0, "filtered": 2,
-                   "filtered_by": {"cooldown": 1, "sample": 1, "condition": 0}, "failed": 0}),
+                   "filtered_by": {"cooldown": 1, "sample": 1, "condition": 0, "cap": 0}, "failed": 0}),
         ]
     );
 }
@@ -380,7 +380,7 @@ async fn an_event_without_a_contact_completes_with_no_one_to_invite() {
         assert_eq!(
             trigger["summary"],
             json!({"total_contacts": 0, "matched": 0, "sent": 0, "filtered": 0,
-                   "filtered_by": {"cooldown": 0, "sample": 0, "condition": 0}, "failed": 0})
+                   "filtered_by": {"cooldown": 0, "sample": 0, "condition": 0, "cap": 0}, "failed": 0})
         );
         assert!(trigger["started_at"].is_string() && trigger["completed_at"].is_string());
         let r = app

@@ -115,7 +115,7 @@ async fn conditions_on_the_event_and_the_user_decide_who_is_invited_and_say_why_
     assert_eq!(
         trigger["summary"],
         json!({"total_contacts": 1, "matched": 5, "sent": 3, "filtered": 2,
-               "filtered_by": {"cooldown": 0, "sample": 0, "condition": 2}, "failed": 0})
+               "filtered_by": {"cooldown": 0, "sample": 0, "condition": 2, "cap": 0}, "failed": 0})
     );
     let all = outcomes(&app, &trigger).await;
     assert_eq!(outcome_of(&all, &pro_in_europe).0, "created");
@@ -257,4 +257,177 @@ async fn malformed_conditions_are_refused_pointing_at_the_offending_part() {
         get_json(&app, &path).await["trigger"]["conditions"],
         conditions
     );
+}
+
+/// A survey sampled by user rolls once per user: each user is always in or always out, while
+/// a survey sampled by event rolls every event anew.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_survey_sampled_by_user_keeps_each_user_in_or_out() {
+    let app = TestApp::spawn().await;
+    let project = app.create_project().await;
+    let mut ids = Vec::new();
+    for sample_by in ["user", "event"] {
+        let created = app
+            .create_survey(
+                project,
+                json!({"name": sample_by, "trigger": {"events": ["trial_expired"]},
+                       "sample_rate": 0.5, "sample_by": sample_by}),
+            )
+            .await;
+        assert_eq!(created["sample_by"], sample_by, "{created}");
+        ids.push(created["id"].as_str().unwrap().to_owned());
+    }
+    let (by_user, by_event) = (&ids[0], &ids[1]);
+    let invited = |body: &Value, survey: &str| {
+        body["created_invitations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["survey_id"] == survey)
+    };
+    let (mut users_in, mut users_out, mut mixed_by_event) = (0, 0, 0);
+    for user in 0..30 {
+        let mut rolls = (Vec::new(), Vec::new());
+        for _ in 0..3 {
+            let (status, body) = app
+                .dispatch(
+                    json!({"project_id": project, "user_ref": format!("u{user}"),
+                                 "event": "trial_expired"}),
+                )
+                .await;
+            assert_eq!(status, 200, "{body}");
+            rolls.0.push(invited(&body, by_user));
+            rolls.1.push(invited(&body, by_event));
+        }
+        assert!(
+            rolls.0.iter().all(|r| *r == rolls.0[0]),
+            "user u{user} rolled differently: {:?}",
+            rolls.0
+        );
+        if rolls.0[0] {
+            users_in += 1;
+        } else {
+            users_out += 1;
+        }
+        if rolls.1.iter().any(|r| *r != rolls.1[0]) {
+            mixed_by_event += 1;
+        }
+    }
+    assert!(
+        users_in > 0 && users_out > 0,
+        "{users_in} in, {users_out} out"
+    );
+    assert!(
+        mixed_by_event > 0,
+        "sampling by event rolls each event anew"
+    );
+    let path = format!("/api/v1/projects/{project}/surveys/{by_user}");
+    let r = app
+        .authed(Method::PATCH, &path)
+        .json(&json!({"sample_by": "session"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let r = app
+        .authed(Method::PATCH, &path)
+        .json(&json!({"sample_by": "event"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(get_json(&app, &path).await["sample_by"], "event");
+}
+
+/// A project's cap holds across its surveys under concurrency: twenty dispatches at once for
+/// one user, each for another survey, create exactly as many invitations as the cap allows;
+/// the rest are `capped`, counted apart. Other users are not affected, and lifting the cap
+/// lets the user be invited again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_projects_cap_holds_across_surveys_under_concurrent_dispatches() {
+    let app = TestApp::spawn().await;
+    let project = app.create_project().await;
+    let path = format!("/api/v1/projects/{project}");
+    for bad in [
+        json!({"max": 0, "period_seconds": 86400}),
+        json!({"max": 1, "period_seconds": 1}),
+        json!({"max": 1}),
+    ] {
+        let r = app
+            .authed(Method::PATCH, &path)
+            .json(&json!({"invitation_cap": bad}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{bad}");
+        let body: Value = r.json().await.unwrap();
+        assert!(
+            body["pointer"]
+                .as_str()
+                .unwrap()
+                .starts_with("/invitation_cap"),
+            "{body}"
+        );
+    }
+    let cap = json!({"max": 3, "period_seconds": 1_209_600});
+    let r = app
+        .authed(Method::PATCH, &path)
+        .json(&json!({"invitation_cap": cap}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(get_json(&app, &path).await["invitation_cap"], cap);
+    for i in 0..10 {
+        app.create_survey(
+            project,
+            json!({"name": format!("S{i}"), "trigger": {"events": [{"custom": format!("e{i}")}]}}),
+        )
+        .await;
+    }
+    let dispatches = (0..20).map(|i| {
+        app.dispatch(json!({"project_id": project, "user_ref": "busy",
+                            "event": {"custom": format!("e{}", i % 10)}}))
+    });
+    let answers = futures_util::future::join_all(dispatches).await;
+    let (mut created, mut capped) = (0, 0);
+    for (status, body) in &answers {
+        assert_eq!(*status, 200, "{body}");
+        created += body["created_count"].as_u64().unwrap();
+        capped += body["suppressed_by_cap_count"].as_u64().unwrap();
+    }
+    assert_eq!((created, capped), (3, 17), "{answers:?}");
+    let capped_trigger = answers
+        .iter()
+        .find(|(_, b)| b["suppressed_by_cap_count"] == 1)
+        .map(|(_, b)| b["trigger_id"].as_str().unwrap().to_owned())
+        .unwrap();
+    let trigger = get_json(&app, &format!("/api/v1/triggers/{capped_trigger}")).await;
+    assert_eq!(trigger["summary"]["filtered_by"]["cap"], 1, "{trigger}");
+    assert_eq!(trigger["summary"]["filtered"], 1, "{trigger}");
+    let details = get_json(&app, trigger["details_endpoint"].as_str().unwrap()).await;
+    assert_eq!(details["surveys"][0]["outcome"], "capped", "{details}");
+    assert!(
+        details["surveys"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("cap")
+    );
+
+    let (_, other) = app
+        .dispatch(json!({"project_id": project, "user_ref": "calm", "event": {"custom": "e0"}}))
+        .await;
+    assert_eq!(other["created_count"], 1, "{other}");
+    let r = app
+        .authed(Method::PATCH, &path)
+        .json(&json!({"invitation_cap": null}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(get_json(&app, &path).await["invitation_cap"].is_null());
+    let (_, again) = app
+        .dispatch(json!({"project_id": project, "user_ref": "busy", "event": {"custom": "e9"}}))
+        .await;
+    assert_eq!(again["created_count"], 1, "{again}");
 }

@@ -5,6 +5,7 @@
 //! - [`user_ref`]: the customer's identifier of one of its users.
 //! - [`survey`]: survey status, questions, trigger, cooldown, sample rate, lifetime.
 //! - [`answer`]: answers, validated against their question.
+//! - [`cap`]: a project's cap on invitations per user across its surveys.
 //! - [`condition`]: targeting conditions on the event and the user.
 //! - [`envelope`]: the versioned JSON envelope every bus message travels in, and its payloads.
 //! - [`ids`]: ids derived from their parent so a redelivered message derives the same ones.
@@ -20,6 +21,7 @@
 //! - [`webhook_format`]: the payload formats a webhook subscription can receive.
 
 pub mod answer;
+pub mod cap;
 pub mod condition;
 pub mod envelope;
 pub mod event;

@@ -18,6 +18,8 @@ pub enum SurveyOutcome {
     /// The survey's conditions were false for the event and the user; the reason is the
     /// JSON pointer of the clause that was false (`/all/1/eq`).
     ConditionFalse,
+    /// The project's cap on invitations per user across its surveys was reached.
+    Capped,
 }
 
 impl SurveyOutcome {
@@ -28,6 +30,7 @@ impl SurveyOutcome {
             Self::Sample => "sample",
             Self::Errored => "errored",
             Self::ConditionFalse => "condition_false",
+            Self::Capped => "capped",
         }
     }
 
@@ -38,6 +41,7 @@ impl SurveyOutcome {
             Self::Sample,
             Self::Errored,
             Self::ConditionFalse,
+            Self::Capped,
         ]
         .into_iter()
         .find(|o| o.as_str() == raw)
@@ -59,6 +63,9 @@ pub struct DispatchCounts {
     // `default`: replies queued before the field existed still read.
     #[serde(default)]
     pub suppressed_by_condition_count: u32,
+    /// Matched surveys left out by the project's cap on invitations per user.
+    #[serde(default)]
+    pub suppressed_by_cap_count: u32,
 }
 
 impl DispatchCounts {
@@ -71,6 +78,7 @@ impl DispatchCounts {
                 SurveyOutcome::Sample => c.suppressed_by_sample_count += 1,
                 SurveyOutcome::Errored => c.errored_count += 1,
                 SurveyOutcome::ConditionFalse => c.suppressed_by_condition_count += 1,
+                SurveyOutcome::Capped => c.suppressed_by_cap_count += 1,
             }
             c
         })
@@ -91,16 +99,18 @@ mod tests {
             Sample,
             Errored,
             ConditionFalse,
+            Capped,
         ]);
         assert_eq!(
             c,
             DispatchCounts {
-                matched_surveys: 6,
+                matched_surveys: 7,
                 created_count: 2,
                 suppressed_by_cooldown_count: 1,
                 suppressed_by_sample_count: 1,
                 errored_count: 1,
                 suppressed_by_condition_count: 1,
+                suppressed_by_cap_count: 1,
             }
         );
     }

@@ -318,6 +318,35 @@ impl SurveyTrigger {
     }
 }
 
+/// What a survey's sample roll is rolled for.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum SampleBy {
+    /// Each event rolls anew: a user left out by one event may be invited by the next.
+    #[default]
+    Event,
+    /// Each user rolls once per survey: a user left out stays out (while the rate stays).
+    User,
+}
+
+impl SampleBy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Event => "event",
+            Self::User => "user",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        [Self::Event, Self::User]
+            .into_iter()
+            .find(|s| s.as_str() == raw)
+    }
+}
+
 /// Longest cooldown accepted: one year.
 pub const MAX_COOLDOWN_SECONDS: i64 = 365 * 24 * 3600;
 /// Default invitation lifetime: 30 days, as the dispatch contract says.

@@ -181,6 +181,7 @@ fn seeds() -> Vec<Value> {
                 version: 1,
                 cooldown_seconds: 60,
                 sample_rate: 1.0,
+                sample_by: Default::default(),
                 invitation_lifetime_seconds: 3600,
                 skip: None,
             }],

@@ -80,6 +80,60 @@ pub fn claim_cooldown<'c>(
     async move { Ok(sent.await? == 1) }
 }
 
+/// Takes the transaction's lock on a user of a project, so the invitations counted towards
+/// the project's cap cannot change until the commit: two handlings of the same user wait for
+/// each other. Take them in one fixed order (project, then user ref), or two transactions
+/// could each hold one another waits for. Pipelined like [`claim_cooldown`].
+pub fn lock_user<'c>(
+    conn: &'c AsyncPgConnection,
+    project_id: Uuid,
+    user_ref: &str,
+) -> impl Future<Output = Result<(), StoreError>> + Send + use<'c> {
+    let sent = Cached(
+        diesel::sql_query(
+            "SELECT pg_advisory_xact_lock(hashtextextended($1::text || '/' || $2, 7166))",
+        )
+        .bind::<SqlUuid, _>(project_id)
+        .bind::<Text, _>(user_ref.to_owned()),
+    )
+    .execute(&mut { conn });
+    async move {
+        sent.await?;
+        Ok(())
+    }
+}
+
+/// How many invitations `user_ref` got in the project, from any survey, in the last
+/// `period_seconds`, leaving out those of `triggers` (being handled again, they count as
+/// what they decide now). Pipelined like [`claim_cooldown`]; after [`lock_user`], the count
+/// holds until the commit.
+pub fn count_recent<'c>(
+    conn: &'c AsyncPgConnection,
+    project_id: Uuid,
+    user_ref: &str,
+    period_seconds: i64,
+    triggers: &[Uuid],
+) -> impl Future<Output = Result<i64, StoreError>> + Send + use<'c> {
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let sent = Cached(
+        diesel::sql_query(
+            "SELECT count(*) AS n FROM invitations WHERE project_id = $1 AND user_ref = $2 \
+             AND created_at > clock_timestamp() - make_interval(secs => $3) \
+             AND NOT (trigger_id = ANY($4))",
+        )
+        .bind::<SqlUuid, _>(project_id)
+        .bind::<Text, _>(user_ref.to_owned())
+        .bind::<Double, _>(period_seconds as f64)
+        .bind::<diesel::sql_types::Array<SqlUuid>, _>(triggers.to_vec()),
+    )
+    .get_result::<Count>(&mut { conn });
+    async move { Ok(sent.await?.n) }
+}
+
 /// Whether the cooldown window of (`survey_id`, `user_ref`) is open, without claiming it.
 /// Pipelined like [`claim_cooldown`].
 pub fn in_cooldown<'c>(

@@ -34,6 +34,8 @@ diesel::table! {
         widget_secret_sealed -> Nullable<Bytea>,
         widget_previous_secret_sealed -> Nullable<Bytea>,
         widget_previous_secret_expires_at -> Nullable<Timestamptz>,
+        cap_max -> Nullable<Int4>,
+        cap_period_seconds -> Nullable<Int8>,
     }
 }
 
@@ -53,6 +55,7 @@ diesel::table! {
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
         trial_reminder_lead_seconds -> Int8,
+        sample_by -> Text,
     }
 }
 
@@ -92,6 +95,7 @@ diesel::table! {
         reminder_for -> Nullable<Timestamptz>,
         reason -> Nullable<Text>,
         condition_count -> Int4,
+        cap_count -> Int4,
     }
 }
 

@@ -5,7 +5,7 @@ use crate::cached::Cached;
 use crate::paging::{Keyset, Page, PageRequest, older_than};
 use crate::schema::{survey_versions, surveys};
 use beckon_domain::envelope::MatchedSurvey;
-use beckon_domain::survey::{Question, SurveyStatus, SurveyTrigger};
+use beckon_domain::survey::{Question, SampleBy, SurveyStatus, SurveyTrigger};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use time::OffsetDateTime;
@@ -24,6 +24,7 @@ pub struct Survey {
     pub trigger: SurveyTrigger,
     pub cooldown_seconds: i64,
     pub sample_rate: f64,
+    pub sample_by: SampleBy,
     pub invitation_lifetime_seconds: i64,
     /// How long before a user's trial ends its `trial_ending_soon` reminder fires.
     pub trial_reminder_lead_seconds: i64,
@@ -44,6 +45,7 @@ pub struct NewSurvey {
     pub trigger: SurveyTrigger,
     pub cooldown_seconds: i64,
     pub sample_rate: f64,
+    pub sample_by: SampleBy,
     pub invitation_lifetime_seconds: i64,
     pub trial_reminder_lead_seconds: i64,
 }
@@ -57,6 +59,7 @@ pub struct SurveyPatch {
     pub trigger: Option<SurveyTrigger>,
     pub cooldown_seconds: Option<i64>,
     pub sample_rate: Option<f64>,
+    pub sample_by: Option<SampleBy>,
     pub invitation_lifetime_seconds: Option<i64>,
     pub trial_reminder_lead_seconds: Option<i64>,
 }
@@ -75,6 +78,7 @@ struct SurveyRow {
     sample_rate: f64,
     invitation_lifetime_seconds: i64,
     trial_reminder_lead_seconds: i64,
+    sample_by: String,
     created_at: OffsetDateTime,
     updated_at: OffsetDateTime,
 }
@@ -94,6 +98,9 @@ impl SurveyRow {
             trigger: serde_json::from_value(self.trigger_json)?,
             cooldown_seconds: self.cooldown_seconds,
             sample_rate: self.sample_rate,
+            sample_by: SampleBy::parse(&self.sample_by).ok_or_else(|| {
+                StoreError::InvalidRow(format!("unknown sample_by `{}`", self.sample_by))
+            })?,
             invitation_lifetime_seconds: self.invitation_lifetime_seconds,
             trial_reminder_lead_seconds: self.trial_reminder_lead_seconds,
             created_at: self.created_at,
@@ -140,6 +147,7 @@ pub async fn create_survey(
                 surveys::trigger_json.eq(&trigger_json),
                 surveys::cooldown_seconds.eq(new.cooldown_seconds),
                 surveys::sample_rate.eq(new.sample_rate),
+                surveys::sample_by.eq(new.sample_by.as_str()),
                 surveys::invitation_lifetime_seconds.eq(new.invitation_lifetime_seconds),
                 surveys::trial_reminder_lead_seconds.eq(new.trial_reminder_lead_seconds),
             ))
@@ -243,6 +251,7 @@ pub async fn update_survey(
                         .cooldown_seconds
                         .map(|c| surveys::cooldown_seconds.eq(c)),
                     patch.sample_rate.map(|r| surveys::sample_rate.eq(r)),
+                    patch.sample_by.map(|s| surveys::sample_by.eq(s.as_str())),
                     patch
                         .invitation_lifetime_seconds
                         .map(|l| surveys::invitation_lifetime_seconds.eq(l)),
@@ -302,13 +311,23 @@ pub fn live_matching<'c>(
                 surveys::current_version,
                 surveys::cooldown_seconds,
                 surveys::sample_rate,
+                surveys::sample_by,
                 surveys::invitation_lifetime_seconds,
                 diesel::dsl::sql::<diesel::sql_types::Nullable<diesel::sql_types::Jsonb>>(
                     "trigger_json -> 'conditions'",
                 ),
             )),
     )
-    .load::<(Uuid, String, i32, i64, f64, i64, Option<serde_json::Value>)>(&mut { conn });
+    .load::<(
+        Uuid,
+        String,
+        i32,
+        i64,
+        f64,
+        String,
+        i64,
+        Option<serde_json::Value>,
+    )>(&mut { conn });
     async move {
         Ok(sent
             .await?
@@ -320,6 +339,7 @@ pub fn live_matching<'c>(
                     version,
                     cooldown_seconds,
                     sample_rate,
+                    sample_by,
                     lifetime,
                     conditions,
                 )| {
@@ -330,6 +350,8 @@ pub fn live_matching<'c>(
                             version,
                             cooldown_seconds,
                             sample_rate,
+                            // Always known (a check constraint); per event is the old way.
+                            sample_by: SampleBy::parse(&sample_by).unwrap_or_default(),
                             invitation_lifetime_seconds: lifetime,
                             skip: None,
                         },

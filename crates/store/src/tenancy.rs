@@ -3,6 +3,7 @@
 use crate::StoreError;
 use crate::paging::{Keyset, Page, PageRequest, older_than};
 use crate::schema::{api_tokens, organizations, projects};
+use beckon_domain::cap::InvitationCap;
 use beckon_domain::scope::Scope;
 use beckon_domain::secret::{self, Plaintext};
 use diesel::prelude::*;
@@ -320,11 +321,23 @@ pub struct Project {
     /// The secret a rotation replaced, verifying beside the new one until it expires.
     pub widget_previous_secret_sealed: Option<Vec<u8>>,
     pub widget_previous_secret_expires_at: Option<OffsetDateTime>,
+    /// The cap on invitations per user across the project's surveys: at most this many…
+    pub cap_max: Option<i32>,
+    /// …every this many seconds.
+    pub cap_period_seconds: Option<i64>,
 }
 
 crate::paging::keyed_by_created_at_and_id!(Project);
 
 impl Project {
+    /// The project's cap on invitations per user, if it has one.
+    pub fn invitation_cap(&self) -> Option<InvitationCap> {
+        Some(InvitationCap {
+            max: self.cap_max?,
+            period_seconds: self.cap_period_seconds?,
+        })
+    }
+
     /// The sealed widget secrets that verify now: the current one, and the one a rotation
     /// replaced until it expires.
     pub fn widget_secrets(&self, now: OffsetDateTime) -> impl Iterator<Item = &[u8]> {
@@ -356,6 +369,8 @@ pub async fn create_project(
         widget_secret_sealed: None,
         widget_previous_secret_sealed: None,
         widget_previous_secret_expires_at: None,
+        cap_max: None,
+        cap_period_seconds: None,
     };
     diesel::insert_into(projects::table)
         .values(&project)
@@ -398,17 +413,30 @@ pub async fn list_projects(
     Ok(page.page(rows))
 }
 
-/// Changes a project's name and/or the widget's allowed origins.
+/// What a project update changes; `None` keeps the current value.
+#[derive(Debug, Clone, Default)]
+pub struct ProjectChanges<'a> {
+    pub name: Option<&'a str>,
+    pub allowed_origins: Option<&'a [String]>,
+    /// `Some(None)` lifts the cap.
+    pub invitation_cap: Option<Option<InvitationCap>>,
+}
+
+/// Changes a project's name, the widget's allowed origins and/or its invitation cap.
 pub async fn update_project(
     conn: &mut AsyncPgConnection,
     id: Uuid,
-    name: Option<&str>,
-    allowed_origins: Option<&[String]>,
+    changes: ProjectChanges<'_>,
 ) -> Result<Option<Project>, StoreError> {
+    let cap = changes.invitation_cap;
     Ok(diesel::update(projects::table.find(id))
         .set((
-            name.map(|n| projects::name.eq(n)),
-            allowed_origins.map(|o| projects::allowed_origins.eq(o)),
+            changes.name.map(|n| projects::name.eq(n)),
+            changes
+                .allowed_origins
+                .map(|o| projects::allowed_origins.eq(o)),
+            cap.map(|c| projects::cap_max.eq(c.map(|c| c.max))),
+            cap.map(|c| projects::cap_period_seconds.eq(c.map(|c| c.period_seconds))),
             projects::updated_at.eq(OffsetDateTime::now_utc()),
         ))
         .returning(Project::as_returning())
@@ -466,4 +494,40 @@ pub async fn project_by_publishable_key(
         .first(conn)
         .await
         .optional()?)
+}
+
+/// The invitation caps of those of `ids` that have one. Pipelined (see [`crate::pipelined`]).
+pub fn caps<'c>(
+    conn: &'c AsyncPgConnection,
+    ids: &[Uuid],
+) -> impl Future<Output = Result<Vec<(Uuid, InvitationCap)>, StoreError>> + Send + use<'c> {
+    let sent = (!ids.is_empty()).then(|| {
+        crate::cached::Cached(
+            projects::table
+                .filter(projects::id.eq_any(ids.to_vec()))
+                .filter(projects::cap_max.is_not_null())
+                .select((
+                    projects::id,
+                    projects::cap_max.assume_not_null(),
+                    projects::cap_period_seconds.assume_not_null(),
+                )),
+        )
+        .load::<(Uuid, i32, i64)>(&mut { conn })
+    });
+    let rows = crate::pipelined::rows(sent);
+    async move {
+        Ok(rows
+            .await?
+            .into_iter()
+            .map(|(id, max, period_seconds)| {
+                (
+                    id,
+                    InvitationCap {
+                        max,
+                        period_seconds,
+                    },
+                )
+            })
+            .collect())
+    }
 }

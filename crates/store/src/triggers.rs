@@ -135,6 +135,8 @@ pub struct Trigger {
     pub reason: Option<StoredReason>,
     /// Matched surveys whose conditions were false.
     pub condition_count: i32,
+    /// Matched surveys the project's invitation cap left out.
+    pub cap_count: i32,
 }
 
 crate::paging::keyed_by_created_at_and_id!(Trigger);
@@ -541,10 +543,10 @@ pub fn complete_many<'c>(
         diesel::sql_query(
             "UPDATE triggers AS t SET status = v.status, error = v.error, \
            matched_count = v.matched, created_count = v.created, cooldown_count = v.cooldown, \
-           sample_count = v.sample, errored_count = v.errored, condition_count = v.condition, \
+           sample_count = v.sample, errored_count = v.errored, condition_count = v.condition, cap_count = v.cap, \
            started_at = coalesce(t.started_at, now()), completed_at = $9 \
-         FROM unnest($1, $2, $3, $4, $5, $6, $7, $8, $10) \
-           AS v(id, status, error, matched, created, cooldown, sample, errored, condition) \
+         FROM unnest($1, $2, $3, $4, $5, $6, $7, $8, $10, $11) \
+           AS v(id, status, error, matched, created, cooldown, sample, errored, condition, cap) \
          WHERE t.id = v.id",
         )
         .bind::<Array<SqlUuid>, _>(done.iter().map(|(id, _)| *id).collect::<Vec<_>>())
@@ -572,7 +574,8 @@ pub fn complete_many<'c>(
         .bind::<Array<Int4>, _>(column(|c| c.suppressed_by_sample_count))
         .bind::<Array<Int4>, _>(column(|c| c.errored_count))
         .bind::<Timestamptz, _>(OffsetDateTime::now_utc())
-        .bind::<Array<Int4>, _>(column(|c| c.suppressed_by_condition_count)),
+        .bind::<Array<Int4>, _>(column(|c| c.suppressed_by_condition_count))
+        .bind::<Array<Int4>, _>(column(|c| c.suppressed_by_cap_count)),
     )
     .execute(&mut { conn });
     async move {

@@ -38,6 +38,7 @@ fn new_survey(
         },
         cooldown_seconds: 3600,
         sample_rate: 1.0,
+        sample_by: Default::default(),
         invitation_lifetime_seconds: 60,
         trial_reminder_lead_seconds: 3600,
     }

@@ -175,6 +175,16 @@ pub fn parse_fields<T: DeserializeOwned>(
     })
 }
 
+/// A field that may be set to null (`#[serde(default, deserialize_with = "body::nullable")]`):
+/// absent is `None`, null is `Some(None)`.
+pub fn nullable<'de, D, T>(de: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    <Option<T> as serde::Deserialize>::deserialize(de).map(Some)
+}
+
 /// A path into a body as a JSON pointer (RFC 6901): `a.b[1]` is `/a/b/1`.
 fn pointer(path: &serde_path_to_error::Path) -> String {
     use serde_path_to_error::Segment;

@@ -5,19 +5,21 @@
 use anyhow::Context as _;
 use beckon_bus::Topology;
 use beckon_bus::topology::queues;
+use beckon_domain::cap::InvitationCap;
 use beckon_domain::envelope::{
     DispatchCompleted, Envelope, EventMatched, InvitationCreated, InvitationDetails,
     IssuedInvitation, MatchedSurvey, Skip, SurveyDetails, TriggerDetails, UserDetails,
 };
 use beckon_domain::outcome::DispatchCounts;
 use beckon_domain::outcome::SurveyOutcome;
+use beckon_domain::survey::SampleBy;
 use beckon_domain::{ids, sampling, secret};
 use beckon_runtime::InfraConfig;
 use beckon_store::StoreError;
 use beckon_store::invitations::{self, NewInvitation};
-use beckon_store::surveys;
 use beckon_store::triggers::{self, SurveyResult};
 use beckon_store::users::{self, User};
+use beckon_store::{surveys, tenancy};
 use beckon_worker::{Emit, HandleError, Handled, Handler, Item};
 use diesel_async::AsyncPgConnection;
 use std::collections::{HashMap, HashSet};
@@ -70,15 +72,17 @@ enum Decision {
 const SURVEY_DELETED: &str = "the survey was deleted after the event matched it";
 
 impl Inviter {
-    /// The outcome of `survey` for `env`, given whether the survey still exists and whether
-    /// the user is in its cooldown window (claimed for an admitted match, only read for a
-    /// sample miss, which creates no invitation and so starts no cooldown).
+    /// The outcome of `survey` for `env`, given whether the survey still exists, whether the
+    /// user is in its cooldown window (claimed for an admitted match, only read for a sample
+    /// miss, which creates no invitation and so starts no cooldown), and, under the project's
+    /// cap, the invitations the user may still get (one is taken when this one is created).
     fn decide(
         &self,
         env: &Envelope<EventMatched>,
         survey: &MatchedSurvey,
         exists: bool,
         in_cooldown: bool,
+        cap: Option<&mut Allowance>,
     ) -> Decision {
         let without = |outcome, reason: Option<&str>| {
             Decision::Without(SurveyResult {
@@ -107,6 +111,16 @@ impl Inviter {
         }
         if !admits(env, survey) {
             return without(SurveyOutcome::Sample, None);
+        }
+        if let Some(allowance) = cap {
+            if allowance.left <= 0 {
+                let reason = format!(
+                    "the user had {} invitation(s) in the last {} seconds, as many as the project's cap allows",
+                    allowance.cap.max, allowance.cap.period_seconds
+                );
+                return without(SurveyOutcome::Capped, Some(reason.as_str()));
+            }
+            allowance.left -= 1;
         }
         let trigger_id = env.correlation_id;
         let token = secret::new_link_token();
@@ -175,16 +189,33 @@ impl Inviter {
     }
 }
 
+/// What a user of a capped project may still get in this handling.
+struct Allowance {
+    cap: InvitationCap,
+    /// Invitations left before the cap is reached.
+    left: i64,
+}
+
 /// Whether `survey`'s cooldown is claimed or read: when it has one, still exists, and the
 /// matcher did not already skip it (a skipped survey starts no cooldown).
 fn claims_cooldown(survey: &MatchedSurvey, exists: bool) -> bool {
     survey.cooldown_seconds > 0 && exists && survey.skip.is_none()
 }
 
-/// Whether the sample roll admits `survey` for this event. Seeded from (trigger, survey): a
-/// redelivered envelope rolls the same.
+/// Whether the sample roll admits `survey` for this event. Seeded from (trigger, survey), so a
+/// redelivered envelope rolls the same; or, for a survey sampled by user, from (survey, user),
+/// so a user left out stays out.
 fn admits(env: &Envelope<EventMatched>, survey: &MatchedSurvey) -> bool {
-    sampling::admits(survey.sample_rate, env.correlation_id, survey.survey_id)
+    match survey.sample_by {
+        SampleBy::Event => {
+            sampling::admits(survey.sample_rate, env.correlation_id, survey.survey_id)
+        }
+        SampleBy::User => sampling::admits_user(
+            survey.sample_rate,
+            survey.survey_id,
+            env.data.user_ref.as_str(),
+        ),
+    }
 }
 
 /// The result of a survey whose invitation is written (by this handling or an earlier one).
@@ -201,12 +232,15 @@ fn created(invitation: &NewInvitation) -> SurveyResult {
 impl Handler<EventMatched> for Inviter {
     type Then = ();
 
-    /// Three round trips whatever the batch holds: which matched surveys still exist; every
-    /// cooldown claimed or read (pipelined, in order, so two events of one user for one survey
-    /// in a batch see each other); then one insert of every invitation, one statement
-    /// recording every outcome, one closing every trigger and one reading every user invited,
-    /// sent together. A survey deleted since the match is `errored`, the others go on; any
-    /// other failure fails the batch, whose envelopes are then handled one by one.
+    /// Three round trips whatever the batch holds: which matched surveys still exist, and the
+    /// caps of the batch's projects; every cooldown claimed or read (pipelined, in order, so
+    /// two events of one user for one survey in a batch see each other), after the lock and
+    /// the count of recent invitations of every user of a capped project; then one insert of
+    /// every invitation, one statement recording every outcome, one closing every trigger and
+    /// one reading every user invited, sent together (with the cooldowns of capped users,
+    /// claimed only for what was created). A survey deleted since the match is `errored`, the
+    /// others go on; any other failure fails the batch, whose envelopes are then handled one
+    /// by one.
     async fn handle(
         &self,
         items: &[Item<'_, EventMatched>],
@@ -219,14 +253,49 @@ impl Handler<EventMatched> for Inviter {
             .collect();
         ids.sort_unstable();
         ids.dedup();
+        let mut projects: Vec<Uuid> = items.iter().map(|item| item.env.project_id).collect();
+        projects.sort_unstable();
+        projects.dedup();
         // Locked against deletion until the commit, so the claims and invitations below can
         // refer to them; a survey of another project counts as gone.
-        let present: HashMap<Uuid, Uuid> =
-            surveys::existing(conn, &ids).await?.into_iter().collect();
+        let (present, caps) = futures_util::future::try_join(
+            surveys::existing(conn, &ids),
+            tenancy::caps(conn, &projects),
+        )
+        .await?;
+        let present: HashMap<Uuid, Uuid> = present.into_iter().collect();
+        let caps: HashMap<Uuid, InvitationCap> = caps.into_iter().collect();
         let exists = |env: &Envelope<EventMatched>, s: &MatchedSurvey| {
             present.get(&s.survey_id) == Some(&env.project_id)
         };
         let user = |item: &Item<'_, EventMatched>| item.env.data.user_ref.as_str().to_owned();
+        let capped = |item: &Item<'_, EventMatched>| caps.contains_key(&item.env.project_id);
+        // The users of capped projects who may be invited, each once, in one fixed order.
+        let mut limited: Vec<(Uuid, &str)> = items
+            .iter()
+            .filter(|item| {
+                capped(item)
+                    && item
+                        .env
+                        .data
+                        .surveys
+                        .iter()
+                        .any(|s| s.skip.is_none() && exists(item.env, s))
+            })
+            .map(|item| (item.env.project_id, item.env.data.user_ref.as_str()))
+            .collect();
+        limited.sort_unstable();
+        limited.dedup();
+        let handled: Vec<Uuid> = items.iter().map(|item| item.env.correlation_id).collect();
+        let locks = futures_util::future::try_join_all(
+            limited
+                .iter()
+                .map(|(project, user)| invitations::lock_user(conn, *project, user)),
+        );
+        let counts = futures_util::future::try_join_all(limited.iter().map(|(project, user)| {
+            let period = caps.get(project).map_or(0, |c| c.period_seconds);
+            invitations::count_recent(conn, *project, user, period, &handled)
+        }));
         let cooldowns = futures_util::future::try_join_all(
             items
                 .iter()
@@ -234,7 +303,9 @@ impl Handler<EventMatched> for Inviter {
                 .filter(|(item, s)| claims_cooldown(s, exists(item.env, s)))
                 .map(|(item, s)| {
                     let (id, user, secs) = (s.survey_id, user(item), s.cooldown_seconds);
-                    if admits(item.env, s) {
+                    // A capped user's cooldown is only read: the cap may still leave the
+                    // survey out, and it is claimed below for what is created.
+                    if admits(item.env, s) && !capped(item) {
                         futures_util::future::Either::Left(async move {
                             Ok::<_, StoreError>(
                                 !invitations::claim_cooldown(conn, id, &user, secs).await?,
@@ -246,8 +317,23 @@ impl Handler<EventMatched> for Inviter {
                         ))
                     }
                 }),
-        )
-        .await?;
+        );
+        let (_, counts, cooldowns) =
+            futures_util::future::try_join3(locks, counts, cooldowns).await?;
+        let mut allowances: HashMap<(Uuid, &str), Allowance> = limited
+            .iter()
+            .zip(counts)
+            .filter_map(|(key, count)| {
+                let cap = *caps.get(&key.0)?;
+                Some((
+                    *key,
+                    Allowance {
+                        cap,
+                        left: i64::from(cap.max) - count,
+                    },
+                ))
+            })
+            .collect();
         let mut cooldowns = cooldowns.into_iter();
         let decided: Vec<Vec<Decision>> = items
             .iter()
@@ -261,7 +347,8 @@ impl Handler<EventMatched> for Inviter {
                             let exists = exists(item.env, s);
                             let in_cooldown =
                                 claims_cooldown(s, exists) && cooldowns.next().unwrap_or_default();
-                            self.decide(item.env, s, exists, in_cooldown)
+                            let key = (item.env.project_id, item.env.data.user_ref.as_str());
+                            self.decide(item.env, s, exists, in_cooldown, allowances.get_mut(&key))
                         })
                         .collect()
                 })
@@ -300,10 +387,35 @@ impl Handler<EventMatched> for Inviter {
             .filter(|(_, decisions)| decisions.iter().any(|d| matches!(d, Decision::Invite(..))))
             .map(|(item, _)| (item.env.project_id, item.env.data.user_ref.as_str()))
             .collect();
-        let (inserted, counts, users) = futures_util::future::try_join3(
+        // A capped user's cooldowns were only read: claimed now, for what is created.
+        let claims: Vec<(Uuid, &str, i64)> = items
+            .iter()
+            .zip(&decided)
+            .filter(|(item, _)| capped(item))
+            .flat_map(|(item, decisions)| {
+                item.env
+                    .data
+                    .surveys
+                    .iter()
+                    .zip(decisions)
+                    .filter_map(|(s, d)| {
+                        (matches!(d, Decision::Invite(..)) && s.cooldown_seconds > 0).then_some((
+                            s.survey_id,
+                            item.env.data.user_ref.as_str(),
+                            s.cooldown_seconds,
+                        ))
+                    })
+            })
+            .collect();
+        let claimed =
+            futures_util::future::try_join_all(claims.iter().map(|(survey, user, secs)| {
+                invitations::claim_cooldown(conn, *survey, user, *secs)
+            }));
+        let (inserted, counts, users, _) = futures_util::future::try_join4(
             invitations::insert_many(conn, &invitations),
             triggers::complete_many(conn, &done),
             users::get_many(conn, &invited),
+            claimed,
         )
         .await?;
         let inserted: HashSet<Uuid> = inserted.into_iter().collect();

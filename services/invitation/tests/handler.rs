@@ -55,6 +55,7 @@ async fn live_survey_in(
             },
             cooldown_seconds,
             sample_rate: 1.0,
+            sample_by: Default::default(),
             invitation_lifetime_seconds: 600,
             trial_reminder_lead_seconds: 3600,
         },
@@ -67,6 +68,7 @@ async fn live_survey_in(
         version: survey.version,
         cooldown_seconds,
         sample_rate: 1.0,
+        sample_by: Default::default(),
         invitation_lifetime_seconds: 600,
         skip: None,
     }

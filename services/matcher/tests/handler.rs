@@ -40,6 +40,7 @@ async fn live_survey(seeded: &WithProject, conditions: Option<serde_json::Value>
             },
             cooldown_seconds: 0,
             sample_rate: 1.0,
+            sample_by: Default::default(),
             invitation_lifetime_seconds: 600,
             trial_reminder_lead_seconds: 3600,
         },

@@ -92,6 +92,7 @@ pub async fn create(conn: &mut beckon_store::Conn) -> anyhow::Result<Demo> {
             },
             cooldown_seconds: 0,
             sample_rate: 1.0,
+            sample_by: Default::default(),
             invitation_lifetime_seconds: DEFAULT_LIFETIME_SECONDS,
             trial_reminder_lead_seconds: DEFAULT_REMINDER_LEAD_SECONDS,
         },

@@ -4,6 +4,7 @@
 use super::Payload;
 use crate::event::LifecycleEvent;
 use crate::outcome::DispatchCounts;
+use crate::survey::SampleBy;
 use crate::user_ref::UserRef;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -95,6 +96,10 @@ pub struct MatchedSurvey {
     pub cooldown_seconds: i64,
     /// Share of triggers that get an invitation, 0 to 1.
     pub sample_rate: f64,
+    /// Whether the sample rolls per event or once per user.
+    // `default`: envelopes queued before the field existed still read.
+    #[serde(default)]
+    pub sample_by: SampleBy,
     /// Seconds an invitation's magic link stays valid.
     pub invitation_lifetime_seconds: i64,
     /// Why the matcher already knows this survey gets no invitation, if it does.

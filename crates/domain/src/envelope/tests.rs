@@ -150,6 +150,7 @@ fn every_payload_type_validates_against_its_generated_schema() {
                 version: 2,
                 cooldown_seconds: 60,
                 sample_rate: 0.5,
+                sample_by: Default::default(),
                 invitation_lifetime_seconds: 3600,
                 skip: None,
             }],

@@ -28,7 +28,8 @@ pub fn of(name: &str) -> Option<Value> {
         "ProjectView" => json!({
             "id": PROJECT, "org_id": ORG, "name": "Acme web app",
             "allowed_origins": ["https://app.acme.example"], "publishable_key": "pk_4f8a2c9e1b7d3a6f",
-            "widget_secret_issued": true, "created_at": CREATED, "updated_at": CREATED
+            "widget_secret_issued": true, "invitation_cap": {"max": 1, "period_seconds": 1_209_600},
+            "created_at": CREATED, "updated_at": CREATED
         }),
         "WidgetSecret" => json!({
             "widget_secret": "wsk_b3c9f1e7a2d84f6c9e0a1b2c3d4e5f60",
@@ -43,7 +44,7 @@ pub fn of(name: &str) -> Option<Value> {
                  "options": ["Too expensive", "Missing a feature", "Other"]}
             ],
             "trigger": {"events": ["subscription_cancelled", {"custom": "payment_failed"}]},
-            "cooldown_seconds": 2_592_000, "sample_rate": 1.0, "invitation_lifetime_seconds": 604_800,
+            "cooldown_seconds": 2_592_000, "sample_rate": 1.0, "sample_by": "event", "invitation_lifetime_seconds": 604_800,
             "trial_reminder_lead_seconds": 259_200, "created_at": CREATED, "updated_at": CREATED
         }),
         "TokenView" => json!({
@@ -113,7 +114,7 @@ pub fn of(name: &str) -> Option<Value> {
             "created_at": CREATED, "scheduled_for": null, "started_at": "2026-11-30T09:12:44Z",
             "completed_at": "2026-11-30T09:12:45Z", "survey_id": null,
             "summary": {"total_contacts": 1, "matched": 2, "sent": 1,
-                        "filtered": 1, "filtered_by": {"cooldown": 1, "sample": 0, "condition": 0}, "failed": 0},
+                        "filtered": 1, "filtered_by": {"cooldown": 1, "sample": 0, "condition": 0, "cap": 0}, "failed": 0},
             "details_endpoint": format!("/api/v1/triggers/{TRIGGER}/workflow")
         }),
         "TriggerDetails" => json!({

@@ -373,6 +373,7 @@ async fn outcome_of_earlier_run(
                     suppressed_by_sample_count: count(trigger.sample_count),
                     errored_count: count(trigger.errored_count),
                     suppressed_by_condition_count: count(trigger.condition_count),
+                    suppressed_by_cap_count: count(trigger.cap_count),
                 },
                 created_invitations,
             }));

@@ -8,6 +8,7 @@ use crate::pagination::{List, PageQuery, Paginated};
 use crate::routes::events::format_timestamp;
 use crate::routes::owned_project;
 use actix_web::{HttpResponse, web};
+use beckon_domain::cap::InvitationCap;
 use beckon_store::tenancy::{self, Project};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -32,10 +33,14 @@ pub struct ProjectView {
     /// Whether the widget's identity-verification secret has been issued (the widget answers
     /// only once it has). Issue or rotate it with `POST /api/v1/projects/{id}/widget-secret`.
     pub widget_secret_issued: bool,
+    /// At most this many invitations per user per period, across all the project's surveys
+    /// (`null`: no cap).
+    pub invitation_cap: Option<InvitationCap>,
 }
 
 impl From<Project> for ProjectView {
     fn from(p: Project) -> Self {
+        let invitation_cap = p.invitation_cap();
         Self {
             id: p.id,
             org_id: p.org_id,
@@ -45,6 +50,7 @@ impl From<Project> for ProjectView {
             publishable_key: p.publishable_key,
             allowed_origins: p.allowed_origins,
             widget_secret_issued: p.widget_secret_sealed.is_some(),
+            invitation_cap,
         }
     }
 }
@@ -75,6 +81,12 @@ pub struct ProjectChanges {
     pub name: Option<String>,
     /// Origins (`https://app.example.com`) the in-app widget may call from.
     pub allowed_origins: Option<Vec<String>>,
+    /// At most `max` invitations per user every `period_seconds`, across all the project's
+    /// surveys (`{"max": 1, "period_seconds": 1209600}`: one survey every 14 days); `null`
+    /// lifts it. A survey it leaves out is `capped` on the trigger.
+    #[serde(default, deserialize_with = "body::nullable")]
+    #[schema(value_type = Option<InvitationCap>)]
+    pub invitation_cap: Option<Option<InvitationCap>>,
 }
 
 /// An origin as browsers send it: `scheme://host[:port]`, nothing more.
@@ -172,8 +184,8 @@ pub async fn get(
     Ok(HttpResponse::Ok().json(ProjectView::from(project)))
 }
 
-/// Change a project's name or the widget's allowed origins.
-#[utoipa::path(patch, path = "/api/v1/projects/{project_id}", operation_id = "updateProject", tag = "projects", request_body(content = ProjectChanges, example = json!({"allowed_origins": ["https://app.acme.example"]})),
+/// Change a project's name, the widget's allowed origins or the invitation cap.
+#[utoipa::path(patch, path = "/api/v1/projects/{project_id}", operation_id = "updateProject", tag = "projects", request_body(content = ProjectChanges, example = json!({"allowed_origins": ["https://app.acme.example"], "invitation_cap": {"max": 1, "period_seconds": 1209600}})),
     params(("project_id" = Uuid, Path, description = "Project id")),
     security(("bearer" = []), ("api_key" = [])),
     responses(
@@ -187,8 +199,19 @@ pub async fn update(
     path: web::Path<String>,
     bytes: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let input: ProjectChanges = body::parse(&bytes)?;
+    let input: ProjectChanges = body::parse_fields(&bytes, |path| {
+        if path.starts_with("invitation_cap") {
+            "invalid_invitation_cap"
+        } else {
+            "invalid_body"
+        }
+    })?;
     let name = input.name.as_deref().map(valid_name).transpose()?;
+    if let Some(Some(cap)) = &input.invitation_cap {
+        cap.validate().map_err(|e| {
+            ApiError::bad_request("invalid_invitation_cap", e.to_string()).at("/invitation_cap")
+        })?;
+    }
     let origins = input
         .allowed_origins
         .as_deref()
@@ -196,7 +219,12 @@ pub async fn update(
         .transpose()?;
     let mut conn = state.store.conn().await?;
     let project = owned_project(&mut conn, auth.org_id, &path).await?;
-    let project = tenancy::update_project(&mut conn, project.id, name, origins.as_deref())
+    let changes = tenancy::ProjectChanges {
+        name,
+        allowed_origins: origins.as_deref(),
+        invitation_cap: input.invitation_cap,
+    };
+    let project = tenancy::update_project(&mut conn, project.id, changes)
         .await?
         .ok_or_else(|| gone(&path))?;
     Ok(HttpResponse::Ok().json(ProjectView::from(project)))

@@ -7,7 +7,9 @@ use crate::error::{ApiError, ErrorBody};
 use crate::pagination::{List, PageQuery, Paginated};
 use crate::routes::owned_project;
 use actix_web::{HttpResponse, web};
-use beckon_domain::survey::{self as rules, Question, SurveyError, SurveyStatus, SurveyTrigger};
+use beckon_domain::survey::{
+    self as rules, Question, SampleBy, SurveyError, SurveyStatus, SurveyTrigger,
+};
 use beckon_store::surveys::{self, NewSurvey, Survey, SurveyPatch};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -25,6 +27,9 @@ pub struct SurveyView {
     pub trigger: SurveyTrigger,
     pub cooldown_seconds: i64,
     pub sample_rate: f64,
+    /// `event`: each event rolls the sample anew; `user`: each user rolls once per survey, so
+    /// a user left out stays out.
+    pub sample_by: SampleBy,
     pub invitation_lifetime_seconds: i64,
     pub trial_reminder_lead_seconds: i64,
     #[serde(with = "time::serde::rfc3339")]
@@ -47,6 +52,7 @@ impl From<Survey> for SurveyView {
             trigger: s.trigger,
             cooldown_seconds: s.cooldown_seconds,
             sample_rate: s.sample_rate,
+            sample_by: s.sample_by,
             invitation_lifetime_seconds: s.invitation_lifetime_seconds,
             trial_reminder_lead_seconds: s.trial_reminder_lead_seconds,
             created_at: s.created_at,
@@ -87,6 +93,10 @@ pub struct CreateSurvey {
     /// Share of matching events that create an invitation, 0 to 1 (default 1).
     #[serde(default = "default_sample_rate")]
     pub sample_rate: f64,
+    /// What the sample rolls for: `event` (the default; every matching event rolls anew) or
+    /// `user` (each user rolls once per survey, so a user left out stays out).
+    #[serde(default)]
+    pub sample_by: SampleBy,
     /// Seconds a magic link stays valid (default 30 days).
     #[serde(default = "default_lifetime")]
     pub invitation_lifetime_seconds: i64,
@@ -107,6 +117,7 @@ pub struct UpdateSurvey {
     pub trigger: Option<SurveyTrigger>,
     pub cooldown_seconds: Option<i64>,
     pub sample_rate: Option<f64>,
+    pub sample_by: Option<SampleBy>,
     pub invitation_lifetime_seconds: Option<i64>,
     pub trial_reminder_lead_seconds: Option<i64>,
 }
@@ -191,6 +202,7 @@ pub async fn create(
             trigger: input.trigger,
             cooldown_seconds: input.cooldown_seconds,
             sample_rate: input.sample_rate,
+            sample_by: input.sample_by,
             invitation_lifetime_seconds: input.invitation_lifetime_seconds,
             trial_reminder_lead_seconds: input.trial_reminder_lead_seconds,
         },
@@ -289,6 +301,7 @@ pub async fn update(
         trigger: input.trigger,
         cooldown_seconds: input.cooldown_seconds,
         sample_rate: input.sample_rate,
+        sample_by: input.sample_by,
         invitation_lifetime_seconds: input.invitation_lifetime_seconds,
         trial_reminder_lead_seconds: input.trial_reminder_lead_seconds,
     };

@@ -30,6 +30,8 @@ pub struct FilteredCounts {
     pub sample: i32,
     /// Skipped because the survey's trigger conditions were false for the event and the user.
     pub condition: i32,
+    /// Skipped because the user had as many invitations as the project's cap allows.
+    pub cap: i32,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -131,11 +133,12 @@ impl From<Trigger> for TriggerView {
                 total_contacts,
                 matched: t.matched_count,
                 sent: t.created_count,
-                filtered: t.cooldown_count + t.sample_count + t.condition_count,
+                filtered: t.cooldown_count + t.sample_count + t.condition_count + t.cap_count,
                 filtered_by: FilteredCounts {
                     cooldown: t.cooldown_count,
                     sample: t.sample_count,
                     condition: t.condition_count,
+                    cap: t.cap_count,
                 },
                 failed: t.errored_count,
             },

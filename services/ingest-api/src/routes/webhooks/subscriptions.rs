@@ -184,7 +184,7 @@ pub struct UpdateSubscription {
     /// like a new format, for new messages only.
     pub payload_version: Option<i32>,
     /// 1 to 1000 requests a second; null removes the limit.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "body::nullable")]
     #[schema(value_type = Option<i32>)]
     pub rate_limit: Option<Option<i32>>,
     pub ordered: Option<bool>,
@@ -240,15 +240,6 @@ fn validate_timeout(ms: i32) -> Result<(), ApiError> {
             "timeout_ms must be from 1000 to 30000",
         ))
     }
-}
-
-/// A field that may be set to null: absent is `None`, null is `Some(None)`.
-fn present<'de, D, T>(de: D) -> Result<Option<Option<T>>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(de).map(Some)
 }
 
 fn validate_rate_limit(limit: Option<i32>) -> Result<(), ApiError> {
