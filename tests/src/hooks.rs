@@ -10,6 +10,24 @@ use uuid::Uuid;
 /// How long a webhook test waits for what the services do in the background.
 pub const WAIT: Duration = Duration::from_secs(30);
 
+/// Answers `question` through the magic link `link`: the status and the JSON answer.
+pub async fn put_answer(app: &TestApp, link: &str, question: &str, value: Value) -> (u16, Value) {
+    let r = app
+        .http
+        .put(format!("{link}/answers/{question}"))
+        .json(&json!({"value": value}))
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+/// POSTs to `url` with no body (`…/complete`, `…/close`): the status and the JSON answer.
+pub async fn post(app: &TestApp, url: String) -> (u16, Value) {
+    let r = app.http.post(url).send().await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
 /// A project with a Live survey fired by `trial_expired` and the custom `payment_failed`.
 pub async fn project_with_survey(app: &TestApp) -> Uuid {
     let project = app.create_project().await;

@@ -7,8 +7,8 @@
 
 use beckon_e2e::TestApp;
 use beckon_e2e::hooks::{
-    WAIT, assert_valid_webhook, assert_wait, delivery_after, fire, get_json, make_due,
-    project_with_survey, webhook_path,
+    WAIT, assert_valid_webhook, assert_wait, delivery_after, fire, get_json, make_due, post,
+    project_with_survey, put_answer, webhook_path,
 };
 use beckon_e2e::receiver::{Received, Receiver, verify_with_standardwebhooks};
 use reqwest::Method;
@@ -363,21 +363,8 @@ fn oneflow(received: &Received) -> OneFlowAlert {
 
 /// Answers the survey behind `link` (its one required NPS question) and submits it.
 async fn submit(app: &TestApp, link: &str, score: u8) {
-    let r = app
-        .http
-        .put(format!("{link}/answers/nps"))
-        .json(&json!({"value": score}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let r = app
-        .http
-        .post(format!("{link}/complete"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    assert_eq!(put_answer(app, link, "nps", json!(score)).await.0, 200);
+    assert_eq!(post(app, format!("{link}/complete")).await.0, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -440,14 +427,7 @@ async fn a_1flow_subscription_gets_a_submitted_survey_alert_for_each_submitted_r
         ("rate", json!(4)),
         ("why", json!("best user experience")),
     ] {
-        let r = app
-            .http
-            .put(format!("{link}/answers/{question}"))
-            .json(&json!({"value": value}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
+        assert_eq!(put_answer(&app, &link, question, value).await.0, 200);
     }
     submit(&app, &link, 10).await;
 
@@ -980,22 +960,9 @@ async fn a_screeb_subscription_gets_each_response_stage_in_screebs_v2_payload() 
         ("why", json!("The new dashboard is buggy.")),
         ("nps", json!(9)),
     ] {
-        let r = app
-            .http
-            .put(format!("{link}/answers/{question}"))
-            .json(&json!({"value": value}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
+        assert_eq!(put_answer(&app, &link, question, value).await.0, 200);
     }
-    let r = app
-        .http
-        .post(format!("{link}/complete"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    assert_eq!(post(&app, format!("{link}/complete")).await.0, 200);
 
     // Displayed, three answers, ended: each beside Beckon's own body for the same event.
     let beckon = receiver.wait_for("/ok/beckon", 6, WAIT).await;

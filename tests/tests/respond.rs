@@ -2,7 +2,7 @@
 //! resumed), validation, finishing, and the response webhooks with their sequence numbers.
 
 use beckon_e2e::TestApp;
-use beckon_e2e::hooks::assert_valid_beckon_webhook;
+use beckon_e2e::hooks::{assert_valid_beckon_webhook, post, put_answer};
 use beckon_e2e::receiver::{Receiver, verify_with_standardwebhooks};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -39,22 +39,6 @@ async fn as_json(app: &TestApp, link: &str) -> (u16, Value) {
         .send()
         .await
         .unwrap();
-    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
-}
-
-async fn put_answer(app: &TestApp, link: &str, question: &str, value: Value) -> (u16, Value) {
-    let r = app
-        .http
-        .put(format!("{link}/answers/{question}"))
-        .json(&json!({"value": value}))
-        .send()
-        .await
-        .unwrap();
-    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
-}
-
-async fn post(app: &TestApp, url: String) -> (u16, Value) {
-    let r = app.http.post(url).send().await.unwrap();
     (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
 }
 
