@@ -431,3 +431,64 @@ async fn the_projects_cap_holds_across_surveys_under_concurrent_dispatches() {
         .await;
     assert_eq!(again["created_count"], 1, "{again}");
 }
+
+/// Conditions stored by a later version and rolled back (or edited by hand) no longer read:
+/// the survey is still listed, read and changed (shown without them), the matcher errors it,
+/// saying why, and saving its trigger again repairs it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_survey_whose_stored_conditions_no_longer_read_stays_usable() {
+    let app = TestApp::spawn().await;
+    let project = app.create_project().await;
+    let bad = survey(
+        &app,
+        project,
+        "Bad",
+        json!({"eq": {"field": "email", "value": "a@b.c"}}),
+    )
+    .await;
+    let good = survey(&app, project, "Good", Value::Null).await;
+    app.execute(&format!(
+        "UPDATE surveys SET trigger_json = jsonb_set(trigger_json, '{{conditions}}', \
+         '{{\"matches\": {{\"field\": \"email\", \"value\": \"^a\"}}}}') WHERE id = '{bad}'"
+    ))
+    .await;
+    let path = format!("/api/v1/projects/{project}/surveys/{bad}");
+    let listed = get_json(&app, &format!("/api/v1/projects/{project}/surveys")).await;
+    assert_eq!(listed["data"].as_array().unwrap().len(), 2, "{listed}");
+    let shown = get_json(&app, &path).await;
+    assert!(shown["trigger"].get("conditions").is_none(), "{shown}");
+    assert_eq!(
+        shown["trigger"]["events"],
+        json!([{"custom": "payment_failed"}])
+    );
+
+    let trigger = fire(&app, project, "ada", json!({})).await;
+    let all = outcomes(&app, &trigger).await;
+    let (outcome, reason) = outcome_of(&all, &bad);
+    assert_eq!(outcome, "errored");
+    assert!(
+        reason.as_str().unwrap().contains("could not be read"),
+        "{reason}"
+    );
+    assert_eq!(outcome_of(&all, &good).0, "created");
+
+    let r = app
+        .authed(Method::PATCH, &path)
+        .json(&json!({"status": "paused"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = app
+        .authed(Method::PATCH, &path)
+        .json(&json!({"status": "live", "trigger": {"events": [{"custom": "payment_failed"}]}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let trigger = fire(&app, project, "bob", json!({})).await;
+    assert_eq!(
+        outcome_of(&outcomes(&app, &trigger).await, &bad).0,
+        "created"
+    );
+}

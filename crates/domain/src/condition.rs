@@ -24,6 +24,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::borrow::Cow;
 use time::OffsetDateTime;
 
 /// Most conditions an `all` or `any` may list.
@@ -149,6 +150,11 @@ impl Field {
     /// Whether the field may hold a time (`before`, `after`).
     fn may_hold_time(&self) -> bool {
         !matches!(self, Self::Email | Self::Name | Self::Groups)
+    }
+
+    /// Whether the field is a list, which only `contains` and `exists` can ask about.
+    fn is_list(&self) -> bool {
+        matches!(self, Self::Groups)
     }
 
     /// Whether the field may hold a number (`gt`, `lt`).
@@ -602,6 +608,21 @@ impl Condition {
                 }
                 child.validate_at(&here, depth + 1, nodes)
             }
+            Self::Eq(Comparison { field, .. })
+            | Self::Ne(Comparison { field, .. })
+            | Self::In(Membership { field, .. })
+            | Self::StartsWith(TextComparison { field, .. })
+                if field.is_list() =>
+            {
+                fail(
+                    format!("{here}/field"),
+                    format!(
+                        "`{}` is a list: ask with `contains` (or `not` `contains`) or `exists`, not `{}`",
+                        String::from(field.clone()),
+                        self.operator()
+                    ),
+                )
+            }
             Self::In(m) if m.value.is_empty() || m.value.len() > MAX_IN_VALUES => fail(
                 format!("{here}/value"),
                 format!("`in` lists 1 to {MAX_IN_VALUES} values"),
@@ -676,13 +697,17 @@ impl Condition {
             Self::In(m) => subject
                 .read(&m.field)
                 .is_some_and(|v| m.value.iter().any(|option| same(&v, &option.0))),
-            Self::Contains(c) => subject
-                .read(&c.field)
-                .is_some_and(|v| match (&v, &c.value.0) {
-                    (Value::String(text), Value::String(part)) => text.contains(part.as_str()),
-                    (Value::Array(items), wanted) => items.iter().any(|item| same(item, wanted)),
-                    _ => false,
-                }),
+            Self::Contains(c) => {
+                subject
+                    .read(&c.field)
+                    .is_some_and(|v| match (v.as_ref(), &c.value.0) {
+                        (Value::String(text), Value::String(part)) => text.contains(part.as_str()),
+                        (Value::Array(items), wanted) => {
+                            items.iter().any(|item| same(item, wanted))
+                        }
+                        _ => false,
+                    })
+            }
             Self::StartsWith(t) => subject
                 .read(&t.field)
                 .is_some_and(|v| v.as_str().is_some_and(|s| s.starts_with(t.value.as_str()))),
@@ -709,7 +734,12 @@ impl Condition {
 /// Two JSON values are the same: numbers by value, everything else exactly.
 fn same(a: &Value, b: &Value) -> bool {
     match (a, b) {
-        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
+        // Integers exactly (big ids differ in their last digits); a float against anything
+        // as floats (`5` is `5.0`).
+        (Value::Number(x), Value::Number(y)) => match (x.as_i128(), y.as_i128()) {
+            (Some(x), Some(y)) => x == y,
+            _ => x.as_f64() == y.as_f64(),
+        },
         _ => a == b,
     }
 }
@@ -750,22 +780,33 @@ fn rfc3339(at: OffsetDateTime) -> Value {
 }
 
 impl Subject<'_> {
-    /// The field's value, when it is there and not `null`.
-    fn read(&self, field: &Field) -> Option<Value> {
+    /// The field's value, when it is there and not `null`: borrowed where it is JSON already
+    /// (event data, attributes, however large), so reading it costs nothing.
+    fn read(&self, field: &Field) -> Option<Cow<'_, Value>> {
         let user = self.user.as_ref();
         match field {
-            Field::EventData(keys) => self.event_data.and_then(|d| follow(d, keys)).cloned(),
-            Field::CustomField(keys) => user.and_then(|u| follow(u.custom_fields, keys)).cloned(),
+            Field::EventData(keys) => self
+                .event_data
+                .and_then(|d| follow(d, keys))
+                .map(Cow::Borrowed),
+            Field::CustomField(keys) => user
+                .and_then(|u| follow(u.custom_fields, keys))
+                .map(Cow::Borrowed),
             Field::Email => user
                 .and_then(|u| u.email)
-                .map(|s| Value::String(s.to_owned())),
+                .map(|s| Cow::Owned(Value::String(s.to_owned()))),
             Field::Name => user
                 .and_then(|u| u.name)
-                .map(|s| Value::String(s.to_owned())),
-            Field::Groups => user
-                .map(|u| Value::Array(u.groups.iter().map(|g| Value::String(g.clone())).collect())),
-            Field::TrialEndsAt => user.and_then(|u| u.trial_ends_at).map(rfc3339),
-            Field::CreatedAt => user.map(|u| rfc3339(u.created_at)),
+                .map(|s| Cow::Owned(Value::String(s.to_owned()))),
+            Field::Groups => user.map(|u| {
+                Cow::Owned(Value::Array(
+                    u.groups.iter().map(|g| Value::String(g.clone())).collect(),
+                ))
+            }),
+            Field::TrialEndsAt => user
+                .and_then(|u| u.trial_ends_at)
+                .map(|t| Cow::Owned(rfc3339(t))),
+            Field::CreatedAt => user.map(|u| Cow::Owned(rfc3339(u.created_at))),
         }
     }
 
@@ -777,8 +818,7 @@ impl Subject<'_> {
             Field::CreatedAt => user.map(|u| u.created_at),
             other => self
                 .read(other)
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .and_then(|s| crate::timestamp::parse_utc(&s).ok()),
+                .and_then(|v| v.as_str().and_then(|s| crate::timestamp::parse_utc(s).ok())),
         }
     }
 }

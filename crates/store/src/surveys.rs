@@ -95,7 +95,7 @@ impl SurveyRow {
             })?,
             version: self.current_version,
             questions: serde_json::from_value(questions)?,
-            trigger: serde_json::from_value(self.trigger_json)?,
+            trigger: stored_trigger(self.id, self.trigger_json)?,
             cooldown_seconds: self.cooldown_seconds,
             sample_rate: self.sample_rate,
             sample_by: SampleBy::parse(&self.sample_by).ok_or_else(|| {
@@ -106,6 +106,27 @@ impl SurveyRow {
             created_at: self.created_at,
             updated_at: self.updated_at,
         })
+    }
+}
+
+/// A survey's trigger as stored. Conditions that no longer read (written by a later version
+/// and rolled back, or edited by hand) are left out, so the survey can still be listed, read
+/// and changed: the matcher errors the survey, saying why, until its trigger is saved again.
+fn stored_trigger(id: Uuid, raw: serde_json::Value) -> Result<SurveyTrigger, StoreError> {
+    #[derive(serde::Deserialize)]
+    struct Events {
+        events: Vec<beckon_domain::LifecycleEvent>,
+    }
+    match serde_json::from_value::<SurveyTrigger>(raw.clone()) {
+        Ok(trigger) => Ok(trigger),
+        Err(unreadable) => {
+            let Events { events } = serde_json::from_value(raw).map_err(|_| unreadable)?;
+            tracing::warn!(survey_id = %id, "a survey's stored conditions do not read; shown without them");
+            Ok(SurveyTrigger {
+                events,
+                conditions: None,
+            })
+        }
     }
 }
 

@@ -115,7 +115,7 @@ impl Inviter {
         if let Some(allowance) = cap {
             if allowance.left <= 0 {
                 let reason = format!(
-                    "the user had {} invitation(s) in the last {} seconds, as many as the project's cap allows",
+                    "the user reached the project's cap of {} invitation(s) every {} seconds",
                     allowance.cap.max, allowance.cap.period_seconds
                 );
                 return without(SurveyOutcome::Capped, Some(reason.as_str()));
@@ -335,6 +335,9 @@ impl Handler<EventMatched> for Inviter {
             })
             .collect();
         let mut cooldowns = cooldowns.into_iter();
+        // A capped user's cooldowns were only read, so what this batch invites them to counts
+        // as claimed for the events after it.
+        let mut invited_here: HashSet<(Uuid, &str)> = HashSet::new();
         let decided: Vec<Vec<Decision>> = items
             .iter()
             .map(|item| {
@@ -345,10 +348,23 @@ impl Handler<EventMatched> for Inviter {
                         .iter()
                         .map(|s| {
                             let exists = exists(item.env, s);
-                            let in_cooldown =
-                                claims_cooldown(s, exists) && cooldowns.next().unwrap_or_default();
-                            let key = (item.env.project_id, item.env.data.user_ref.as_str());
-                            self.decide(item.env, s, exists, in_cooldown, allowances.get_mut(&key))
+                            let user = item.env.data.user_ref.as_str();
+                            let in_cooldown = (claims_cooldown(s, exists)
+                                && cooldowns.next().unwrap_or_default())
+                                || (s.cooldown_seconds > 0
+                                    && invited_here.contains(&(s.survey_id, user)));
+                            let key = (item.env.project_id, user);
+                            let decision = self.decide(
+                                item.env,
+                                s,
+                                exists,
+                                in_cooldown,
+                                allowances.get_mut(&key),
+                            );
+                            if capped(item) && matches!(decision, Decision::Invite(..)) {
+                                invited_here.insert((s.survey_id, user));
+                            }
+                            decision
                         })
                         .collect()
                 })

@@ -344,3 +344,60 @@ async fn a_skipped_survey_records_why_and_starts_no_cooldown() {
         SurveyOutcome::Created
     );
 }
+
+async fn set_cap(seeded: &WithProject, max: i32, period_seconds: i64) {
+    let mut conn = seeded.store.conn().await.expect("a connection");
+    beckon_store::tenancy::update_project(
+        &mut conn,
+        seeded.project_id,
+        beckon_store::tenancy::ProjectChanges {
+            invitation_cap: Some(Some(beckon_domain::cap::InvitationCap {
+                max,
+                period_seconds,
+            })),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("the cap is set")
+    .expect("the project");
+}
+
+async fn invitations_of(seeded: &WithProject, user: &str) -> i64 {
+    #[derive(diesel::QueryableByName)]
+    struct N {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let mut conn = seeded.store.conn().await.expect("a connection");
+    diesel_async::RunQueryDsl::get_result::<N>(
+        diesel::sql_query(format!(
+            "SELECT count(*) AS n FROM invitations WHERE user_ref = '{user}'"
+        )),
+        &mut conn,
+    )
+    .await
+    .expect("counted")
+    .n
+}
+
+/// A cap far from reached does not weaken the cooldown: a capped user's cooldowns are read
+/// and claimed later, so two events of theirs for one survey in one batch must still see each
+/// other (as they do without a cap).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cap_keeps_the_cooldown_between_two_events_of_one_user_in_one_batch() {
+    let seeded = WithProject::new(4).await;
+    set_cap(&seeded, 10, 3600).await;
+    let survey = live_survey(&seeded, 3600).await;
+    let first = matched(&seeded, "user_1", vec![survey.clone()]).await;
+    let second = matched(&seeded, "user_1", vec![survey.clone()]).await;
+    let emitted = handle(&seeded, &[first.clone(), second.clone()]).await;
+    assert_eq!(
+        (emitted, invitations_of(&seeded, "user_1").await),
+        (vec![1, 0], 1)
+    );
+    assert_eq!(
+        outcomes(&seeded, second.correlation_id).await[0].1,
+        SurveyOutcome::Cooldown
+    );
+}

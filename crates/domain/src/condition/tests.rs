@@ -91,6 +91,11 @@ fn each_operator_on_event_properties() {
     assert!(!holds(
         json!({"eq": {"field": "event_data.cart.items", "value": "3"}})
     ));
+    // Integers compare exactly, beyond what a float holds.
+    let id = |n: u64| json!({"id": n});
+    let big = json!({"eq": {"field": "event_data.id", "value": 9_007_199_254_740_993_u64}});
+    assert!(check(big.clone(), id(9_007_199_254_740_992)).is_err());
+    assert!(check(big, id(9_007_199_254_740_993)).is_ok());
     assert!(holds(json!({"exists": {"field": "event_data.cart"}})));
     assert!(!holds(
         json!({"exists": {"field": "event_data.cart.total"}})
@@ -272,6 +277,16 @@ fn malformed_conditions_are_refused_at_the_offending_part() {
     assert_eq!(
         invalid(json!({"starts_with": {"field": "email", "value": ""}})),
         "/starts_with/value"
+    );
+    for op in ["eq", "ne", "starts_with"] {
+        assert_eq!(
+            invalid(json!({op: {"field": "groups", "value": "internal"}})),
+            format!("/{op}/field")
+        );
+    }
+    assert_eq!(
+        invalid(json!({"in": {"field": "groups", "value": ["internal"]}})),
+        "/in/field"
     );
     let mut deep = json!({"exists": {"field": "email"}});
     for _ in 0..MAX_DEPTH + 1 {
