@@ -170,6 +170,7 @@ impl Inviter {
             cooldown = counts.suppressed_by_cooldown_count,
             sample = counts.suppressed_by_sample_count,
             condition = counts.suppressed_by_condition_count,
+            capped = counts.suppressed_by_cap_count,
             errored = counts.errored_count,
             "trigger completed"
         );

@@ -180,6 +180,11 @@ impl Handler<EventReceived> for Matcher {
             )
             .await?;
         let now = time::OffsetDateTime::now_utc();
+        // Conditions read once per lookup, not once per event that shares it.
+        let found: Vec<Vec<Target>> = found
+            .into_iter()
+            .map(|live| live.into_iter().map(Target::from).collect())
+            .collect();
         Ok(Handled::emits(
             items
                 .iter()
@@ -211,24 +216,44 @@ impl Handler<EventReceived> for Matcher {
     }
 }
 
+/// A Live survey an event matched, with its conditions read.
+struct Target {
+    matched: MatchedSurvey,
+    /// `Err`: the stored conditions do not read, and why.
+    conditions: Result<Option<Condition>, String>,
+}
+
+impl From<LiveSurvey> for Target {
+    fn from(live: LiveSurvey) -> Self {
+        let survey_id = live.matched.survey_id;
+        let conditions = live
+            .conditions
+            .map(serde_json::from_value::<Condition>)
+            .transpose()
+            .map_err(|e| {
+                tracing::error!(%survey_id, error = %e, "a survey's stored conditions do not parse");
+                format!("the survey's conditions could not be read: {e}")
+            });
+        Self {
+            matched: live.matched,
+            conditions,
+        }
+    }
+}
+
 /// A matched survey, marked to be skipped when its conditions are false for `subject` (or
 /// cannot be read).
-fn targeted(live: &LiveSurvey, subject: &Subject<'_>) -> MatchedSurvey {
-    let mut matched = live.matched.clone();
-    let Some(raw) = &live.conditions else {
-        return matched;
-    };
-    matched.skip = match serde_json::from_value::<Condition>(raw.clone()) {
-        Ok(condition) => condition
+fn targeted(target: &Target, subject: &Subject<'_>) -> MatchedSurvey {
+    let mut matched = target.matched.clone();
+    matched.skip = match &target.conditions {
+        Ok(None) => None,
+        Ok(Some(condition)) => condition
             .evaluate(subject)
             .err()
             .map(|clause| Skip::ConditionFalse { clause }),
-        Err(e) => {
-            tracing::error!(survey_id = %matched.survey_id, error = %e, "a survey's stored conditions do not parse");
-            Some(Skip::Unreadable {
-                reason: format!("the survey's conditions could not be read: {e}"),
-            })
-        }
+        Err(reason) => Some(Skip::Unreadable {
+            reason: reason.clone(),
+        }),
     };
     matched
 }
