@@ -22,6 +22,14 @@ pub async fn put_answer(app: &TestApp, link: &str, question: &str, value: Value)
     (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
 }
 
+/// The magic link an `invitation.created` webhook in Beckon's format carries.
+pub fn magic_link(received: &crate::receiver::Received) -> String {
+    received.json()["data"]["invitation"]["magic_link_url"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no magic link in {}", received.json()))
+        .to_owned()
+}
+
 /// POSTs to `url` with no body (`…/complete`, `…/close`): the status and the JSON answer.
 pub async fn post(app: &TestApp, url: String) -> (u16, Value) {
     let r = app.http.post(url).send().await.unwrap();

@@ -7,8 +7,8 @@
 
 use beckon_e2e::TestApp;
 use beckon_e2e::hooks::{
-    WAIT, assert_valid_webhook, assert_wait, delivery_after, fire, get_json, make_due, post,
-    project_with_survey, put_answer, webhook_path,
+    WAIT, assert_valid_webhook, assert_wait, delivery_after, fire, get_json, magic_link, make_due,
+    post, project_with_survey, put_answer, webhook_path,
 };
 use beckon_e2e::receiver::{Received, Receiver, verify_with_standardwebhooks};
 use reqwest::Method;
@@ -410,10 +410,7 @@ async fn a_1flow_subscription_gets_a_submitted_survey_alert_for_each_submitted_r
         .await;
     assert_eq!(status, 201, "{body}");
     let invited = receiver.wait_for("/ok/beckon", 1, WAIT).await;
-    let link = invited[0].json()["data"]["invitation"]["magic_link_url"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let link = magic_link(&invited[0]);
     let r = app
         .http
         .post(format!("{link}/display"))
@@ -509,10 +506,7 @@ async fn a_1flow_subscription_gets_a_submitted_survey_alert_for_each_submitted_r
         .await;
     assert_eq!(status, 201);
     let invited = receiver.wait_for("/ok/beckon", 3, WAIT).await;
-    let link = invited[2].json()["data"]["invitation"]["magic_link_url"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let link = magic_link(&invited[2]);
     let r = app.http.post(format!("{link}/close")).send().await.unwrap();
     assert_eq!(r.status(), 200);
     let closed = receiver.wait_for("/ok/beckon", 4, WAIT).await[3].json();
@@ -942,10 +936,7 @@ async fn a_screeb_subscription_gets_each_response_stage_in_screebs_v2_payload() 
         .await;
     assert_eq!(status, 201, "{body}");
     let invited = receiver.wait_for("/ok/beckon", 1, WAIT).await;
-    let link = invited[0].json()["data"]["invitation"]["magic_link_url"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let link = magic_link(&invited[0]);
     let r = app
         .http
         .post(format!("{link}/display"))
@@ -1105,10 +1096,7 @@ async fn a_screeb_subscription_gets_each_response_stage_in_screebs_v2_payload() 
         .await;
     assert_eq!(status, 201);
     let invited = receiver.wait_for("/ok/beckon", 7, WAIT).await;
-    let link = invited[6].json()["data"]["invitation"]["magic_link_url"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let link = magic_link(&invited[6]);
     let r = app
         .http
         .post(format!("{link}/display"))

@@ -39,14 +39,12 @@ async fn invite(app: &TestApp, project: uuid::Uuid, user: &str) -> (String, Stri
 }
 
 async fn answer(app: &TestApp, link: &str, question: &str, value: Value) {
-    let r = app
-        .http
-        .put(format!("{link}/answers/{question}"))
-        .json(&json!({"value": value}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    assert_eq!(
+        beckon_e2e::hooks::put_answer(app, link, question, value)
+            .await
+            .0,
+        200
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
