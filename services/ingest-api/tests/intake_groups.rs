@@ -48,7 +48,7 @@ async fn count(store: &Store, sql: &str) -> usize {
 /// time all three events are queued: they are taken as one group. The group fails (one event
 /// names a project that does not exist), so each is committed again on its own: the good ones
 /// commit, with their users and envelopes, and only the bad one fails.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_group_with_a_bad_event_commits_the_others_and_fails_only_that_one() {
     let WithProject {
         db: _db,
@@ -91,7 +91,7 @@ async fn a_group_with_a_bad_event_commits_the_others_and_fails_only_that_one() {
 /// An event that names no contact, committed in a group with one that does: its trigger is
 /// recorded completed at once with the reason `no_contact`, with no user and no envelope; the
 /// other is queued as ever. Scheduled, it waits like any other.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_without_a_contact_commits_a_completed_trigger_and_nothing_to_send() {
     let WithProject {
         db: _db,
