@@ -492,3 +492,261 @@ async fn a_survey_whose_stored_conditions_no_longer_read_stays_usable() {
         "created"
     );
 }
+
+/// Sends `body` to `path` with `method`; the status and the JSON answer.
+async fn call(app: &TestApp, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
+    let mut request = app.authed(method, path);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let r = request.send().await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_segment_is_shared_by_surveys_and_changing_it_changes_them() {
+    let app = TestApp::spawn().await;
+    let project = app.create_project().await;
+    for (user, country) in [("ada", "FR"), ("bob", "DE")] {
+        let (status, body) = app
+            .upsert_user(json!({"project_id": project, "user_ref": user,
+                                "attributes": {"country": country}}))
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let segments = format!("/api/v1/projects/{project}/segments");
+    let (status, french) = call(
+        &app,
+        Method::POST,
+        &segments,
+        Some(json!({"name": "French", "condition":
+                    {"eq": {"field": "custom_fields.country", "value": "FR"}}})),
+    )
+    .await;
+    assert_eq!(status, 201, "{french}");
+    let segment = french["id"].as_str().unwrap().to_owned();
+    let pro_french = survey(
+        &app,
+        project,
+        "Pro and French",
+        json!({"all": [{"segment": segment}, {"eq": {"field": "event_data.plan", "value": "pro"}}]}),
+    )
+    .await;
+    let not_french = survey(
+        &app,
+        project,
+        "Not French",
+        json!({"not": {"segment": segment}}),
+    )
+    .await;
+
+    let trigger = fire(&app, project, "ada", json!({"plan": "pro"})).await;
+    let all = outcomes(&app, &trigger).await;
+    assert_eq!(outcome_of(&all, &pro_french).0, "created");
+    assert_eq!(
+        outcome_of(&all, &not_french),
+        ("condition_false", &json!("/not"))
+    );
+    let trigger = fire(&app, project, "bob", json!({"plan": "pro"})).await;
+    let all = outcomes(&app, &trigger).await;
+    assert_eq!(
+        outcome_of(&all, &pro_french),
+        ("condition_false", &json!("/all/0/segment"))
+    );
+    assert_eq!(outcome_of(&all, &not_french).0, "created");
+
+    // Changing the segment changes both surveys from the next event on.
+    let (status, changed) = call(
+        &app,
+        Method::PATCH,
+        &format!("{segments}/{segment}"),
+        Some(
+            json!({"condition": {"in": {"field": "custom_fields.country", "value": ["FR", "DE"]}}}),
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{changed}");
+    assert_eq!(changed["name"], "French");
+    let trigger = fire(&app, project, "bob", json!({"plan": "pro"})).await;
+    let all = outcomes(&app, &trigger).await;
+    assert_eq!(outcome_of(&all, &pro_french).0, "created");
+    // Bob is in the segment now, so out of the survey that leaves it out.
+    assert_eq!(
+        outcome_of(&all, &not_french),
+        ("condition_false", &json!("/not"))
+    );
+    let (status, _) = call(
+        &app,
+        Method::PATCH,
+        &format!("{segments}/{segment}"),
+        Some(json!({"condition": {"eq": {"field": "custom_fields.country", "value": "IT"}}})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let trigger = fire(&app, project, "carol", json!({"plan": "pro"})).await;
+    let all = outcomes(&app, &trigger).await;
+    assert_eq!(outcome_of(&all, &not_french).0, "created");
+    assert_eq!(outcome_of(&all, &pro_french).0, "condition_false");
+
+    // In use: not deleted, and the answer names the surveys.
+    let (status, body) = call(&app, Method::DELETE, &format!("{segments}/{segment}"), None).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("segment_in_use")),
+        "{body}"
+    );
+    for survey in [&pro_french, &not_french] {
+        assert!(
+            body["message"].as_str().unwrap().contains(survey.as_str()),
+            "{body}"
+        );
+    }
+    for survey in [&pro_french, &not_french] {
+        let (status, _) = call(
+            &app,
+            Method::PATCH,
+            &format!("/api/v1/projects/{project}/surveys/{survey}"),
+            Some(json!({"trigger": {"events": [{"custom": "payment_failed"}]}})),
+        )
+        .await;
+        assert_eq!(status, 200);
+    }
+    let (status, _) = call(&app, Method::DELETE, &format!("{segments}/{segment}"), None).await;
+    assert_eq!(status, 204);
+    let (status, body) = call(&app, Method::GET, &format!("{segments}/{segment}"), None).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (404, Some("segment_not_found"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn segments_are_checked_kept_to_their_project_and_listed() {
+    let app = TestApp::spawn().await;
+    let project = app.create_project().await;
+    let segments = format!("/api/v1/projects/{project}/segments");
+    let create = |body: Value| call(&app, Method::POST, &segments, Some(body));
+    for (body, code, pointer) in [
+        (
+            json!({"name": "Paid", "condition": {"all": [{"exists": {"field": "email"}},
+                   {"eq": {"field": "event_data.plan", "value": "pro"}}]}}),
+            "invalid_condition",
+            "/condition/all/1/eq/field",
+        ),
+        (
+            json!({"name": "Nested", "condition": {"segment": Uuid::now_v7()}}),
+            "invalid_condition",
+            "/condition/segment",
+        ),
+        (
+            json!({"name": "Bad", "condition": {"eq": {"field": "plan", "value": 1}}}),
+            "invalid_condition",
+            "/condition/eq/field",
+        ),
+        (
+            json!({"name": "  ", "condition": {"exists": {"field": "email"}}}),
+            "invalid_name",
+            "/name",
+        ),
+        (
+            json!({"name": "X", "description": "d".repeat(501),
+                   "condition": {"exists": {"field": "email"}}}),
+            "invalid_description",
+            "/description",
+        ),
+    ] {
+        let (status, answer) = create(body.clone()).await;
+        assert_eq!(status, 400, "{body} → {answer}");
+        assert_eq!(
+            (answer["code"].as_str(), answer["pointer"].as_str()),
+            (Some(code), Some(pointer)),
+            "{answer}"
+        );
+    }
+    let (status, first) =
+        create(json!({"name": " Has email ", "condition": {"exists": {"field": "email"}}})).await;
+    assert_eq!(
+        (status, first["name"].as_str()),
+        (201, Some("Has email")),
+        "{first}"
+    );
+    let (status, body) =
+        create(json!({"name": "Has email", "condition": {"exists": {"field": "name"}}})).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("segment_name_taken"))
+    );
+    let (status, second) = create(
+        json!({"name": "Beta", "condition": {"contains": {"field": "groups", "value": "beta"}}}),
+    )
+    .await;
+    assert_eq!(status, 201);
+
+    // Listed newest first, a page at a time.
+    let page = get_json(&app, &format!("{segments}?limit=1")).await;
+    assert_eq!(page["data"][0]["id"], second["id"], "{page}");
+    let cursor = page["next_cursor"].as_str().unwrap();
+    let page = get_json(&app, &format!("{segments}?limit=1&cursor={cursor}")).await;
+    assert_eq!(page["data"][0]["id"], first["id"], "{page}");
+    assert_eq!(page["has_more"], false);
+
+    // A survey may refer only to its own project's segments.
+    let other_project = app.create_project().await;
+    let (status, foreign) = call(
+        &app,
+        Method::POST,
+        &format!("/api/v1/projects/{other_project}/segments"),
+        Some(json!({"name": "Elsewhere", "condition": {"exists": {"field": "email"}}})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    for missing in [foreign["id"].clone(), json!(Uuid::now_v7())] {
+        let (status, body) = call(
+            &app,
+            Method::POST,
+            &format!("/api/v1/projects/{project}/surveys"),
+            Some(json!({"name": "S", "questions": [{"id": "nps", "type": "nps", "title": "How likely?"}],
+                        "trigger": {"events": [{"custom": "payment_failed"}],
+                                    "conditions": {"all": [{"exists": {"field": "email"}}, {"segment": missing}]}}})),
+        )
+        .await;
+        assert_eq!(
+            (status, body["code"].as_str(), body["pointer"].as_str()),
+            (
+                400,
+                Some("segment_not_found"),
+                Some("/trigger/conditions/all/1/segment")
+            ),
+            "{body}"
+        );
+    }
+
+    // Another organization sees nothing of them.
+    let (_, other_token) = app.other_org().await;
+    for (method, path) in [
+        (Method::GET, segments.clone()),
+        (
+            Method::GET,
+            format!("{segments}/{}", first["id"].as_str().unwrap()),
+        ),
+        (
+            Method::DELETE,
+            format!("{segments}/{}", first["id"].as_str().unwrap()),
+        ),
+    ] {
+        let r = app
+            .http
+            .request(method, app.url(&path))
+            .bearer_auth(&other_token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403, "{path}");
+    }
+    let still = get_json(
+        &app,
+        &format!("{segments}/{}", first["id"].as_str().unwrap()),
+    )
+    .await;
+    assert_eq!(still["name"], "Has email");
+}

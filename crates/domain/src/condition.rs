@@ -12,6 +12,11 @@
 //!   event is handled: `now`, `now+3d`, `now-12h`, in `s`, `m`, `h`, `d` or `w`; or an RFC 3339
 //!   time).
 //!
+//! `{"segment": "<id>"}` holds when the user is in the project's segment of that id: a named
+//! condition over user fields kept on its own (`POST /api/v1/projects/{id}/segments`), so
+//! changing it changes every survey that refers to it. A segment's own condition reads user
+//! fields only and refers to no segment.
+//!
 //! A field is `event_data.<key>[.<key>…]` (a property of the event), `email`, `name`,
 //! `groups`, `custom_fields.<key>[.<key>…]` (the user's attributes), `trial_ends_at` or
 //! `created_at` (when the user was first seen).
@@ -25,7 +30,12 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::borrow::Cow;
+use std::collections::HashMap;
 use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// The segments a condition may refer to, by id, each with its condition.
+pub type Segments = HashMap<Uuid, Condition>;
 
 /// Most conditions an `all` or `any` may list.
 pub const MAX_CHILDREN: usize = 20;
@@ -40,6 +50,8 @@ pub const MAX_TEXT: usize = 500;
 /// Most keys a field's path may have after its prefix, and the longest key.
 pub const MAX_PATH_KEYS: usize = 5;
 pub const MAX_KEY_LEN: usize = 100;
+/// Most distinct segments one condition may refer to.
+pub const MAX_SEGMENTS: usize = 10;
 /// Farthest a relative time may reach from now: 10 years.
 pub const MAX_RELATIVE_SECONDS: i64 = 10 * 366 * 24 * 3600;
 
@@ -76,6 +88,8 @@ pub enum Condition {
     Before(TimeComparison),
     /// The field is a time after the value.
     After(TimeComparison),
+    /// The user is in the project's segment of this id.
+    Segment(Uuid),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -482,6 +496,12 @@ mod openapi {
                 "The field is a time after the value.",
                 compare(time),
             ),
+            (
+                "Segment",
+                "segment",
+                "The user is in the project's segment of this id.",
+                json!({"type": "string", "format": "uuid"}),
+            ),
         ]
         .into_iter()
         .map(|(name, key, description, body)| {
@@ -561,6 +581,7 @@ impl Condition {
             Self::Exists(_) => "exists",
             Self::Before(_) => "before",
             Self::After(_) => "after",
+            Self::Segment(_) => "segment",
         }
     }
 
@@ -568,7 +589,91 @@ impl Condition {
     /// operator compares.
     pub fn validate(&self) -> Result<(), InvalidCondition> {
         let mut nodes = 0;
-        self.validate_at("", 0, &mut nodes)
+        self.validate_at("", 0, &mut nodes)?;
+        let mut seen: Vec<Uuid> = Vec::new();
+        for (pointer, id) in self.segment_refs() {
+            if !seen.contains(&id) {
+                seen.push(id);
+            }
+            if seen.len() > MAX_SEGMENTS {
+                return Err(InvalidCondition {
+                    pointer,
+                    reason: format!("a condition refers to at most {MAX_SEGMENTS} segments"),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks a segment's own condition: as [`validate`](Self::validate), and it reads the
+    /// user only (a segment is a set of users, whatever the event) and refers to no segment.
+    pub fn validate_segment(&self) -> Result<(), InvalidCondition> {
+        self.validate()?;
+        if let Some((pointer, _)) = self.segment_refs().into_iter().next() {
+            return Err(InvalidCondition {
+                pointer,
+                reason: "a segment's condition cannot refer to a segment".to_owned(),
+            });
+        }
+        match self.first_event_field("") {
+            Some(pointer) => Err(InvalidCondition {
+                pointer,
+                reason: "a segment's condition reads user fields only, not `event_data.*`"
+                    .to_owned(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// The pointer of the first field that reads the event, if any.
+    fn first_event_field(&self, at: &str) -> Option<String> {
+        let here = format!("{at}/{}", self.operator());
+        match self {
+            Self::All(children) | Self::Any(children) => children
+                .iter()
+                .enumerate()
+                .find_map(|(i, c)| c.first_event_field(&format!("{here}/{i}"))),
+            Self::Not(child) => child.first_event_field(&here),
+            Self::Segment(_) => None,
+            other => other
+                .field()
+                .is_some_and(|f| matches!(f, Field::EventData(_)))
+                .then(|| format!("{here}/field")),
+        }
+    }
+
+    /// The field a comparison reads.
+    fn field(&self) -> Option<&Field> {
+        match self {
+            Self::All(_) | Self::Any(_) | Self::Not(_) | Self::Segment(_) => None,
+            Self::Eq(c) | Self::Ne(c) | Self::Contains(c) => Some(&c.field),
+            Self::In(m) => Some(&m.field),
+            Self::StartsWith(t) => Some(&t.field),
+            Self::Gt(n) | Self::Lt(n) => Some(&n.field),
+            Self::Exists(p) => Some(&p.field),
+            Self::Before(t) | Self::After(t) => Some(&t.field),
+        }
+    }
+
+    /// Every segment the condition refers to, with the JSON pointer of each reference, in
+    /// order (a segment referred to twice is listed twice).
+    pub fn segment_refs(&self) -> Vec<(String, Uuid)> {
+        fn walk(c: &Condition, at: &str, out: &mut Vec<(String, Uuid)>) {
+            let here = format!("{at}/{}", c.operator());
+            match c {
+                Condition::All(children) | Condition::Any(children) => {
+                    for (i, child) in children.iter().enumerate() {
+                        walk(child, &format!("{here}/{i}"), out);
+                    }
+                }
+                Condition::Not(child) => walk(child, &here, out),
+                Condition::Segment(id) => out.push((here, *id)),
+                _ => {}
+            }
+        }
+        let mut out = Vec::new();
+        walk(self, "", &mut out);
+        out
     }
 
     fn validate_at(
@@ -660,36 +765,45 @@ impl Condition {
         match self {
             Self::All(children) | Self::Any(children) => children.iter().any(Self::reads_user),
             Self::Not(child) => child.reads_user(),
-            Self::Eq(c) | Self::Ne(c) | Self::Contains(c) => c.field.reads_user(),
-            Self::In(m) => m.field.reads_user(),
-            Self::StartsWith(t) => t.field.reads_user(),
-            Self::Gt(n) | Self::Lt(n) => n.field.reads_user(),
-            Self::Exists(p) => p.field.reads_user(),
-            Self::Before(t) | Self::After(t) => t.field.reads_user(),
+            Self::Segment(_) => true,
+            other => other.field().is_some_and(Field::reads_user),
         }
     }
 
     /// `Ok(())` when the condition holds for `subject`; otherwise the JSON pointer (from the
     /// condition's root) of the clause that made it false: the first false condition of an
     /// `all`, the `any` none of whose conditions held, the `not` whose condition held.
-    pub fn evaluate(&self, subject: &Subject<'_>) -> Result<(), String> {
-        self.evaluate_at("", subject)
+    ///
+    /// A `segment` holds when that segment's condition in `segments` does; one missing from
+    /// `segments` is false (the pointer is the reference's).
+    pub fn evaluate(&self, subject: &Subject<'_>, segments: &Segments) -> Result<(), String> {
+        self.evaluate_at("", subject, segments)
     }
 
-    fn evaluate_at(&self, at: &str, subject: &Subject<'_>) -> Result<(), String> {
+    fn evaluate_at(
+        &self,
+        at: &str,
+        subject: &Subject<'_>,
+        segments: &Segments,
+    ) -> Result<(), String> {
         let here = format!("{at}/{}", self.operator());
         let holds = match self {
             Self::All(children) => {
                 for (i, child) in children.iter().enumerate() {
-                    child.evaluate_at(&format!("{here}/{i}"), subject)?;
+                    child.evaluate_at(&format!("{here}/{i}"), subject, segments)?;
                 }
                 true
             }
-            Self::Any(children) => children
-                .iter()
-                .enumerate()
-                .any(|(i, child)| child.evaluate_at(&format!("{here}/{i}"), subject).is_ok()),
-            Self::Not(child) => child.evaluate_at(&here, subject).is_err(),
+            Self::Any(children) => children.iter().enumerate().any(|(i, child)| {
+                child
+                    .evaluate_at(&format!("{here}/{i}"), subject, segments)
+                    .is_ok()
+            }),
+            Self::Not(child) => child.evaluate_at(&here, subject, segments).is_err(),
+            // A segment refers to no segment, so its own are never needed.
+            Self::Segment(id) => segments
+                .get(id)
+                .is_some_and(|c| c.evaluate_at("", subject, &Segments::new()).is_ok()),
             Self::Eq(c) => subject.read(&c.field).is_some_and(|v| same(&v, &c.value.0)),
             Self::Ne(c) => subject
                 .read(&c.field)

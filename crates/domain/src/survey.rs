@@ -316,6 +316,19 @@ impl SurveyTrigger {
             .filter(|k| seen.insert(k.clone()))
             .collect()
     }
+
+    /// The segments the conditions refer to, each once, sorted.
+    pub fn segment_ids(&self) -> Vec<uuid::Uuid> {
+        let mut ids: Vec<uuid::Uuid> = self
+            .conditions
+            .iter()
+            .flat_map(Condition::segment_refs)
+            .map(|(_, id)| id)
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
 }
 
 /// What a survey's sample roll is rolled for.

@@ -34,6 +34,7 @@ pub mod responses;
 pub mod retention;
 pub mod schema;
 pub mod sealed;
+pub mod segments;
 pub mod stalled;
 pub mod surveys;
 pub mod tenancy;
@@ -80,6 +81,10 @@ pub enum StoreError {
         users::MAX_ATTRIBUTES_BYTES
     )]
     AttributesTooLarge,
+    /// A survey's conditions refer to a segment its project does not have (or no longer
+    /// has); nothing was changed.
+    #[error("no segment {0} in this project")]
+    SegmentNotFound(uuid::Uuid),
 }
 
 impl StoreError {
@@ -102,6 +107,7 @@ impl StoreError {
             ) | Self::Corrupt(_)
                 | Self::InvalidRow(_)
                 | Self::AttributesTooLarge
+                | Self::SegmentNotFound(_)
                 | Self::Config(_)
                 | Self::Migrate(_)
                 | Self::Open(connect::ConnectError::Tls(_))

@@ -60,6 +60,19 @@ diesel::table! {
 }
 
 diesel::table! {
+    segments (id) {
+        id -> Uuid,
+        org_id -> Uuid,
+        project_id -> Uuid,
+        name -> Text,
+        description -> Text,
+        condition -> Jsonb,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     survey_versions (survey_id, version) {
         survey_id -> Uuid,
         version -> Int4,
@@ -317,6 +330,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     api_tokens,
     projects,
     surveys,
+    segments,
     survey_versions,
     triggers,
     trigger_surveys,

@@ -156,6 +156,7 @@ pub async fn create_survey(
     let questions = serde_json::to_value(&new.questions)?;
     let trigger_json = serde_json::to_value(&new.trigger)?;
     conn.transaction::<_, StoreError, _>(async |conn| {
+        crate::segments::lock_referenced(conn, new.project_id, &new.trigger.segment_ids()).await?;
         diesel::insert_into(surveys::table)
             .values((
                 surveys::id.eq(id),
@@ -240,6 +241,9 @@ pub async fn update_survey(
             let Some(mut version) = current else {
                 return Ok(false);
             };
+            if let Some(trigger) = &patch.trigger {
+                crate::segments::lock_referenced(conn, project_id, &trigger.segment_ids()).await?;
+            }
             if let Some(questions) = &patch.questions {
                 version += 1;
                 diesel::insert_into(survey_versions::table)
@@ -294,12 +298,22 @@ pub async fn update_survey(
     get_survey(conn, project_id, id).await
 }
 
-/// A Live survey an event matched, and its trigger's conditions as stored (absent: none).
+/// A Live survey an event matched, its trigger's conditions as stored (absent: none), and
+/// the segments they refer to, as an object of each segment's condition by id.
 #[derive(Debug, Clone)]
 pub struct LiveSurvey {
     pub matched: MatchedSurvey,
     pub conditions: Option<serde_json::Value>,
+    pub segments: Option<serde_json::Value>,
 }
+
+/// The segments a survey's stored conditions refer to (`{"segment": id}` anywhere in them;
+/// no other key of a condition is named `segment`), by id: read with the survey, in the same
+/// statement.
+const REFERRED_SEGMENTS: &str = "CASE WHEN trigger_json ? 'conditions' THEN \
+    (SELECT jsonb_object_agg(g.id::text, g.condition) FROM segments g \
+     WHERE g.project_id = surveys.project_id AND g.id::text IN \
+       (SELECT jsonb_path_query(surveys.trigger_json -> 'conditions', 'lax $.**.segment') #>> '{}')) END";
 
 /// Every Live survey of `project_id` whose trigger subscribes to the event with `event_key`,
 /// with the rules that apply to it now.
@@ -337,6 +351,9 @@ pub fn live_matching<'c>(
                 diesel::dsl::sql::<diesel::sql_types::Nullable<diesel::sql_types::Jsonb>>(
                     "trigger_json -> 'conditions'",
                 ),
+                diesel::dsl::sql::<diesel::sql_types::Nullable<diesel::sql_types::Jsonb>>(
+                    REFERRED_SEGMENTS,
+                ),
             )),
     )
     .load::<(
@@ -347,6 +364,7 @@ pub fn live_matching<'c>(
         f64,
         String,
         i64,
+        Option<serde_json::Value>,
         Option<serde_json::Value>,
     )>(&mut { conn });
     async move {
@@ -363,6 +381,7 @@ pub fn live_matching<'c>(
                     sample_by,
                     lifetime,
                     conditions,
+                    segments,
                 )| {
                     LiveSurvey {
                         matched: MatchedSurvey {
@@ -377,6 +396,7 @@ pub fn live_matching<'c>(
                             skip: None,
                         },
                         conditions,
+                        segments,
                     }
                 },
             )

@@ -53,10 +53,11 @@ pub enum List {
     Responses,
     Triggers,
     Tokens,
+    Segments,
 }
 
 impl List {
-    const ALL: [Self; 9] = [
+    const ALL: [Self; 10] = [
         Self::Projects,
         Self::Surveys,
         Self::WebhookSubscriptions,
@@ -66,6 +67,7 @@ impl List {
         Self::Responses,
         Self::Triggers,
         Self::Tokens,
+        Self::Segments,
     ];
 
     /// Its tag inside a cursor; never reused for another list.
@@ -80,6 +82,7 @@ impl List {
             Self::Responses => 7,
             Self::Triggers => 8,
             Self::Tokens => 9,
+            Self::Segments => 10,
         }
     }
 

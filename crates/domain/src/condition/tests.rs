@@ -22,6 +22,11 @@ fn groups() -> Vec<String> {
 
 /// Whether `condition` holds for a user with [`custom`] attributes and an event with `data`.
 fn check(condition: Value, data: Value) -> Result<(), String> {
+    check_in(condition, data, &Segments::new())
+}
+
+/// [`check`], with these segments.
+fn check_in(condition: Value, data: Value, segments: &Segments) -> Result<(), String> {
     let custom = custom();
     let groups = groups();
     let subject = Subject {
@@ -36,7 +41,7 @@ fn check(condition: Value, data: Value) -> Result<(), String> {
             created_at: time::macros::datetime!(2026-11-01 00:00 UTC),
         }),
     };
-    parse(condition).evaluate(&subject)
+    parse(condition).evaluate(&subject, segments)
 }
 
 fn holds(condition: Value) -> bool {
@@ -216,7 +221,7 @@ fn without_a_user_every_user_comparison_is_false() {
         event_data: None,
         user: None,
     };
-    assert_eq!(condition.evaluate(&subject), Ok(()));
+    assert_eq!(condition.evaluate(&subject, &Segments::new()), Ok(()));
     assert!(condition.reads_user());
     assert!(!parse(json!({"exists": {"field": "event_data.x"}})).reads_user());
 }
@@ -321,4 +326,100 @@ fn conditions_read_back_as_they_were_written() {
     let point: TimePoint = "now-14d".to_owned().try_into().unwrap();
     assert_eq!(point.resolve(now()), now() - time::Duration::weeks(2));
     assert_eq!(String::from(point), "now-14d");
+}
+
+fn segment(value: Value) -> Condition {
+    let condition: Condition = serde_json::from_value(value).unwrap();
+    condition.validate_segment().unwrap();
+    condition
+}
+
+#[test]
+fn a_segment_holds_when_its_condition_does() {
+    let (fr, de) = (Uuid::now_v7(), Uuid::now_v7());
+    let segments = Segments::from([
+        (
+            fr,
+            segment(json!({"eq": {"field": "custom_fields.country", "value": "FR"}})),
+        ),
+        (
+            de,
+            segment(json!({"eq": {"field": "custom_fields.country", "value": "DE"}})),
+        ),
+    ]);
+    let data = || json!({"plan": "pro"});
+    assert_eq!(check_in(json!({"segment": fr}), data(), &segments), Ok(()));
+    assert_eq!(
+        check_in(json!({"segment": de}), data(), &segments),
+        Err("/segment".to_owned())
+    );
+    assert_eq!(
+        check_in(
+            json!({"all": [{"eq": {"field": "event_data.plan", "value": "pro"}}, {"segment": de}]}),
+            data(),
+            &segments
+        ),
+        Err("/all/1/segment".to_owned())
+    );
+    assert_eq!(
+        check_in(json!({"not": {"segment": de}}), data(), &segments),
+        Ok(())
+    );
+    // One that is not there is false.
+    assert_eq!(
+        check_in(json!({"segment": Uuid::now_v7()}), data(), &segments),
+        Err("/segment".to_owned())
+    );
+    assert!(parse(json!({"segment": fr})).reads_user());
+}
+
+#[test]
+fn a_segment_reads_the_user_only_and_refers_to_no_segment() {
+    let refused = |value: Value| {
+        serde_json::from_value::<Condition>(value)
+            .unwrap()
+            .validate_segment()
+            .unwrap_err()
+            .pointer
+    };
+    assert_eq!(
+        refused(
+            json!({"all": [{"exists": {"field": "email"}}, {"not": {"eq": {"field": "event_data.plan", "value": "pro"}}}]})
+        ),
+        "/all/1/not/eq/field"
+    );
+    assert_eq!(
+        refused(json!({"any": [{"exists": {"field": "email"}}, {"segment": Uuid::now_v7()}]})),
+        "/any/1/segment"
+    );
+    // The survey's own rules still apply.
+    assert_eq!(
+        refused(json!({"gt": {"field": "email", "value": 3}})),
+        "/gt/field"
+    );
+    segment(
+        json!({"all": [{"contains": {"field": "groups", "value": "beta"}}, {"after": {"field": "created_at", "value": "now-30d"}}]}),
+    );
+}
+
+#[test]
+fn a_condition_refers_to_a_bounded_number_of_segments() {
+    let ids: Vec<Uuid> = (0..=MAX_SEGMENTS).map(|_| Uuid::now_v7()).collect();
+    let refs = |ids: &[Uuid]| -> Value {
+        json!({"any": ids.iter().map(|id| json!({"segment": id})).collect::<Vec<_>>()})
+    };
+    let too_many: Condition = serde_json::from_value(refs(&ids)).unwrap();
+    let err = too_many.validate().unwrap_err();
+    assert_eq!(err.pointer, format!("/any/{MAX_SEGMENTS}/segment"));
+    // The same segment twice counts once.
+    let mut twice = ids[..MAX_SEGMENTS].to_vec();
+    twice.push(ids[0]);
+    let ok: Condition = serde_json::from_value(refs(&twice)).unwrap();
+    ok.validate().unwrap();
+    assert_eq!(ok.segment_refs().len(), MAX_SEGMENTS + 1);
+    assert_eq!(
+        ok.segment_refs()[MAX_SEGMENTS],
+        (format!("/any/{MAX_SEGMENTS}/segment"), ids[0])
+    );
+    assert!(serde_json::from_value::<Condition>(json!({"segment": "not-a-uuid"})).is_err());
 }

@@ -12,6 +12,7 @@ const TRIGGER: &str = "0193a6c0-2d3e-7f4a-8b5c-6d7e8f9a0b1c";
 const JOB: &str = "0193a6c0-2d3e-7f4a-8b5c-6d7e8f9a0b1d";
 const INVITATION: &str = "0193a6c0-4e5f-7a6b-9c7d-8e9fa0b1c2d3";
 const MESSAGE: &str = "0193a6c0-6f7a-7b8c-8d9e-a0b1c2d3e4f5";
+const SEGMENT: &str = "0193a6b3-9c4d-7e5f-8a6b-7c8d9e0f1a2b";
 const TOKEN: &str = "0193a6a0-8a9b-7c0d-9e1f-2a3b4c5d6e7f";
 const CREATED: &str = "2026-11-30T09:12:44Z";
 const LINK: &str =
@@ -46,6 +47,15 @@ pub fn of(name: &str) -> Option<Value> {
             "trigger": {"events": ["subscription_cancelled", {"custom": "payment_failed"}]},
             "cooldown_seconds": 2_592_000, "sample_rate": 1.0, "sample_by": "event", "invitation_lifetime_seconds": 604_800,
             "trial_reminder_lead_seconds": 259_200, "created_at": CREATED, "updated_at": CREATED
+        }),
+        "SegmentView" => json!({
+            "id": SEGMENT, "project_id": PROJECT, "name": "Enterprise users in France",
+            "description": "Paying teams we interview in French",
+            "condition": {"all": [
+                {"contains": {"field": "groups", "value": "plan-enterprise"}},
+                {"eq": {"field": "custom_fields.country", "value": "FR"}}
+            ]},
+            "created_at": CREATED, "updated_at": CREATED
         }),
         "TokenView" => json!({
             "id": TOKEN, "name": "billing backend", "scopes": ["send"], "created_at": CREATED,

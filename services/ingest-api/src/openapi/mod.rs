@@ -7,8 +7,8 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{Modify, OpenApi, PartialSchema as _};
 
 use crate::routes::{
-    dispatch, events, invitations, projects, respond, responses, surveys, tokens, triggers, users,
-    webhooks, widget,
+    dispatch, events, invitations, projects, respond, responses, segments, surveys, tokens,
+    triggers, users, webhooks, widget,
 };
 
 #[derive(OpenApi)]
@@ -29,6 +29,7 @@ use crate::routes::{
         widget::pending,
         tokens::list, tokens::create, tokens::get, tokens::revoke,
         surveys::create, surveys::list, surveys::get, surveys::update,
+        segments::create, segments::list, segments::get, segments::update, segments::delete,
         respond::show, respond::display, respond::answer, respond::complete, respond::close,
     ),
     modifiers(&Security, &RateLimited, &ResponseDefaults)

@@ -7,6 +7,7 @@ pub mod invitations;
 pub mod projects;
 pub mod respond;
 pub mod responses;
+pub mod segments;
 pub mod surveys;
 pub mod tokens;
 pub mod triggers;
@@ -144,6 +145,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                             "/{webhook_id}/messages/{message_id}/resend",
                             web::post().to(webhooks::messages::resend),
                         ),
+                )
+                .service(
+                    web::scope("/projects/{project_id}/segments")
+                        .route("", web::post().to(segments::create))
+                        .route("", web::get().to(segments::list))
+                        .route("/{segment_id}", web::get().to(segments::get))
+                        .route("/{segment_id}", web::patch().to(segments::update))
+                        .route("/{segment_id}", web::delete().to(segments::delete)),
                 )
                 .route(
                     "/projects/{project_id}/surveys",

@@ -10,6 +10,7 @@ use actix_web::{HttpResponse, web};
 use beckon_domain::survey::{
     self as rules, Question, SampleBy, SurveyError, SurveyStatus, SurveyTrigger,
 };
+use beckon_store::StoreError;
 use beckon_store::surveys::{self, NewSurvey, Survey, SurveyPatch};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -130,6 +131,26 @@ fn invalid(err: SurveyError) -> ApiError {
     }
 }
 
+/// A segment the trigger's conditions refer to that the project does not have is
+/// `segment_not_found`, pointing at the (first) reference; other errors are as they are.
+fn segment_missing(err: StoreError, trigger: Option<&SurveyTrigger>) -> ApiError {
+    let StoreError::SegmentNotFound(id) = err else {
+        return err.into();
+    };
+    let pointer = trigger
+        .and_then(|t| t.conditions.as_ref())
+        .and_then(|c| c.segment_refs().into_iter().find(|(_, r)| *r == id))
+        .map(|(at, _)| format!("/trigger/conditions{at}"));
+    let error = ApiError::bad_request(
+        "segment_not_found",
+        format!("The conditions refer to segment {id}, which this project does not have."),
+    );
+    match pointer {
+        Some(pointer) => error.at(pointer),
+        None => error,
+    }
+}
+
 /// A survey body: a part of the trigger's conditions that does not parse is
 /// `invalid_condition`, anything else `invalid_body`; both point at the part.
 fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
@@ -169,7 +190,7 @@ fn validate(patch: &UpdateSurvey) -> Result<(), ApiError> {
     security(("bearer" = []), ("api_key" = [])),
     responses(
         (status = 201, body = SurveyView, headers(("Location" = String, description = "The new survey's path"))),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 400, description = "A field out of bounds (`invalid_body`, `invalid_name`, …), conditions that do not parse or break a limit (`invalid_condition`, with a `pointer`), or conditions that refer to a segment the project does not have (`segment_not_found`, with a `pointer`)", body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)
     ))]
 pub async fn create(
@@ -189,6 +210,7 @@ pub async fn create(
         trial_reminder_lead_seconds: Some(input.trial_reminder_lead_seconds),
         ..Default::default()
     })?;
+    let trigger = input.trigger;
     let mut conn = state.store.conn().await?;
     let project = owned_project(&mut conn, auth.org_id, &path).await?;
     let survey = surveys::create_survey(
@@ -199,7 +221,7 @@ pub async fn create(
             name: input.name.trim().to_owned(),
             status: input.status,
             questions: input.questions,
-            trigger: input.trigger,
+            trigger: trigger.clone(),
             cooldown_seconds: input.cooldown_seconds,
             sample_rate: input.sample_rate,
             sample_by: input.sample_by,
@@ -207,7 +229,8 @@ pub async fn create(
             trial_reminder_lead_seconds: input.trial_reminder_lead_seconds,
         },
     )
-    .await?;
+    .await
+    .map_err(|e| segment_missing(e, Some(&trigger)))?;
     Ok(super::created(format!(
         "/api/v1/projects/{}/surveys/{}",
         project.id, survey.id
@@ -279,7 +302,7 @@ pub async fn get(
     security(("bearer" = []), ("api_key" = [])),
     responses(
         (status = 200, body = SurveyView),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 400, description = "A field out of bounds (`invalid_body`, `invalid_name`, …), conditions that do not parse or break a limit (`invalid_condition`, with a `pointer`), or conditions that refer to a segment the project does not have (`segment_not_found`, with a `pointer`)", body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)
     ))]
 pub async fn update(
@@ -305,8 +328,10 @@ pub async fn update(
         invitation_lifetime_seconds: input.invitation_lifetime_seconds,
         trial_reminder_lead_seconds: input.trial_reminder_lead_seconds,
     };
+    let trigger = patch.trigger.clone();
     let survey = surveys::update_survey(&mut conn, project.id, survey_id, patch)
-        .await?
+        .await
+        .map_err(|e| segment_missing(e, trigger.as_ref()))?
         .ok_or_else(|| survey_not_found(&survey_raw))?;
     Ok(HttpResponse::Ok().json(SurveyView::from(survey)))
 }
