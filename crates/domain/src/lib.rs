@@ -33,6 +33,7 @@ pub mod scope;
 pub mod secret;
 pub mod status;
 pub mod survey;
+pub mod targeting;
 pub mod tenant;
 pub mod timestamp;
 pub mod trigger;

@@ -26,6 +26,20 @@ pub struct User {
     pub groups: Vec<String>,
 }
 
+impl User {
+    /// The fields a targeting condition reads.
+    pub fn facts(&self) -> beckon_domain::condition::UserFacts<'_> {
+        beckon_domain::condition::UserFacts {
+            email: self.email.as_deref(),
+            name: self.name.as_deref(),
+            groups: &self.groups,
+            custom_fields: &self.attributes,
+            trial_ends_at: self.trial_ends_at,
+            created_at: self.created_at,
+        }
+    }
+}
+
 /// What an upsert changes. `None` keeps the stored value; attributes are merged key by key.
 #[derive(Debug, Clone, Default)]
 pub struct UserChanges {

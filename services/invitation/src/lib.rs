@@ -8,12 +8,12 @@ use beckon_bus::topology::queues;
 use beckon_domain::cap::InvitationCap;
 use beckon_domain::envelope::{
     DispatchCompleted, Envelope, EventMatched, InvitationCreated, InvitationDetails,
-    IssuedInvitation, MatchedSurvey, Skip, SurveyDetails, TriggerDetails, UserDetails,
+    IssuedInvitation, MatchedSurvey, SurveyDetails, TriggerDetails, UserDetails,
 };
 use beckon_domain::outcome::DispatchCounts;
 use beckon_domain::outcome::SurveyOutcome;
-use beckon_domain::survey::SampleBy;
-use beckon_domain::{ids, sampling, secret};
+use beckon_domain::targeting::{self, Allowance, Verdict};
+use beckon_domain::{ids, secret};
 use beckon_runtime::InfraConfig;
 use beckon_store::StoreError;
 use beckon_store::invitations::{self, NewInvitation};
@@ -97,30 +97,11 @@ impl Inviter {
             tracing::warn!(survey_id = %survey.survey_id, "{SURVEY_DELETED}; its outcome is errored");
             return without(SurveyOutcome::Errored, Some(SURVEY_DELETED));
         }
-        match &survey.skip {
-            Some(Skip::ConditionFalse { clause }) => {
-                return without(SurveyOutcome::ConditionFalse, Some(clause.as_str()));
-            }
-            Some(Skip::Unreadable { reason }) => {
-                return without(SurveyOutcome::Errored, Some(reason.as_str()));
-            }
-            None => {}
-        }
-        if in_cooldown {
-            return without(SurveyOutcome::Cooldown, None);
-        }
-        if !admits(env, survey) {
-            return without(SurveyOutcome::Sample, None);
-        }
-        if let Some(allowance) = cap {
-            if allowance.left <= 0 {
-                let reason = format!(
-                    "the user reached the project's cap of {} invitation(s) every {} seconds",
-                    allowance.cap.max, allowance.cap.period_seconds
-                );
-                return without(SurveyOutcome::Capped, Some(reason.as_str()));
-            }
-            allowance.left -= 1;
+        let admitted = admits(env, survey);
+        if let Verdict::Without(outcome, reason) =
+            targeting::decide(survey.skip.as_ref(), in_cooldown, admitted, cap)
+        {
+            return without(outcome, reason.as_deref());
         }
         let trigger_id = env.correlation_id;
         let token = secret::new_link_token();
@@ -190,33 +171,21 @@ impl Inviter {
     }
 }
 
-/// What a user of a capped project may still get in this handling.
-struct Allowance {
-    cap: InvitationCap,
-    /// Invitations left before the cap is reached.
-    left: i64,
-}
-
 /// Whether `survey`'s cooldown is claimed or read: when it has one, still exists, and the
 /// matcher did not already skip it (a skipped survey starts no cooldown).
 fn claims_cooldown(survey: &MatchedSurvey, exists: bool) -> bool {
     survey.cooldown_seconds > 0 && exists && survey.skip.is_none()
 }
 
-/// Whether the sample roll admits `survey` for this event. Seeded from (trigger, survey), so a
-/// redelivered envelope rolls the same; or, for a survey sampled by user, from (survey, user),
-/// so a user left out stays out.
+/// Whether the sample roll admits `survey` for this event (see [`targeting::admits`]).
 fn admits(env: &Envelope<EventMatched>, survey: &MatchedSurvey) -> bool {
-    match survey.sample_by {
-        SampleBy::Event => {
-            sampling::admits(survey.sample_rate, env.correlation_id, survey.survey_id)
-        }
-        SampleBy::User => sampling::admits_user(
-            survey.sample_rate,
-            survey.survey_id,
-            env.data.user_ref.as_str(),
-        ),
-    }
+    targeting::admits(
+        survey.sample_by,
+        survey.sample_rate,
+        env.correlation_id,
+        survey.survey_id,
+        env.data.user_ref.as_str(),
+    )
 }
 
 /// The result of a survey whose invitation is written (by this handling or an earlier one).
@@ -326,13 +295,7 @@ impl Handler<EventMatched> for Inviter {
             .zip(counts)
             .filter_map(|(key, count)| {
                 let cap = *caps.get(&key.0)?;
-                Some((
-                    *key,
-                    Allowance {
-                        cap,
-                        left: i64::from(cap.max) - count,
-                    },
-                ))
+                Some((*key, Allowance::after(cap, count)))
             })
             .collect();
         let mut cooldowns = cooldowns.into_iter();

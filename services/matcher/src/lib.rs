@@ -7,8 +7,9 @@
 use anyhow::Context as _;
 use beckon_bus::Topology;
 use beckon_bus::topology::queues;
-use beckon_domain::condition::{Condition, Segments, Subject, UserFacts};
-use beckon_domain::envelope::{Envelope, EventMatched, EventReceived, MatchedSurvey, Skip};
+use beckon_domain::condition::Subject;
+use beckon_domain::envelope::{Envelope, EventMatched, EventReceived, MatchedSurvey};
+use beckon_domain::targeting::Targeting;
 use beckon_runtime::InfraConfig;
 use beckon_store::retention::RetentionError;
 use beckon_store::surveys::LiveSurvey;
@@ -199,14 +200,7 @@ impl Handler<EventReceived> for Matcher {
                     let subject = Subject {
                         now,
                         event_data: item.env.data.event_data.as_ref(),
-                        user: user.map(|u| UserFacts {
-                            email: u.email.as_deref(),
-                            name: u.name.as_deref(),
-                            groups: &u.groups,
-                            custom_fields: &u.attributes,
-                            trial_ends_at: u.trial_ends_at,
-                            created_at: u.created_at,
-                        }),
+                        user: user.map(users::User::facts),
                     };
                     let matched = live.iter().map(|s| targeted(s, &subject)).collect();
                     vec![item.span.in_scope(|| self.matched(item.env, matched))]
@@ -219,68 +213,27 @@ impl Handler<EventReceived> for Matcher {
 /// A Live survey an event matched, with its conditions and the segments they refer to read.
 struct Target {
     matched: MatchedSurvey,
-    /// `Err`: the stored conditions (or a segment they refer to) do not read, and why.
-    conditions: Result<Option<(Condition, Segments)>, String>,
+    targeting: Targeting,
 }
 
 impl From<LiveSurvey> for Target {
     fn from(live: LiveSurvey) -> Self {
-        let survey_id = live.matched.survey_id;
-        let conditions = read_conditions(live.conditions, live.segments).map_err(|reason| {
-            tracing::error!(%survey_id, %reason, "a survey's stored conditions do not read");
-            reason
-        });
+        let targeting = Targeting::read(live.conditions, live.segments);
+        if let Some(reason) = targeting.unreadable() {
+            tracing::error!(survey_id = %live.matched.survey_id, %reason, "a survey's stored conditions do not read");
+        }
         Self {
             matched: live.matched,
-            conditions,
+            targeting,
         }
     }
-}
-
-/// A survey's stored conditions, and each segment they refer to.
-fn read_conditions(
-    conditions: Option<serde_json::Value>,
-    segments: Option<serde_json::Value>,
-) -> Result<Option<(Condition, Segments)>, String> {
-    let Some(conditions) = conditions else {
-        return Ok(None);
-    };
-    let condition: Condition = serde_json::from_value(conditions)
-        .map_err(|e| format!("the survey's conditions could not be read: {e}"))?;
-    let mut stored: std::collections::HashMap<uuid::Uuid, serde_json::Value> = match segments {
-        None | Some(serde_json::Value::Null) => Default::default(),
-        Some(segments) => serde_json::from_value(segments)
-            .map_err(|e| format!("the survey's segments could not be read: {e}"))?,
-    };
-    let mut segments = Segments::new();
-    for (_, id) in condition.segment_refs() {
-        if segments.contains_key(&id) {
-            continue;
-        }
-        let raw = stored
-            .remove(&id)
-            .ok_or_else(|| format!("the survey refers to segment {id}, which no longer exists"))?;
-        let segment = serde_json::from_value(raw)
-            .map_err(|e| format!("segment {id} could not be read: {e}"))?;
-        segments.insert(id, segment);
-    }
-    Ok(Some((condition, segments)))
 }
 
 /// A matched survey, marked to be skipped when its conditions are false for `subject` (or
 /// cannot be read).
 fn targeted(target: &Target, subject: &Subject<'_>) -> MatchedSurvey {
     let mut matched = target.matched.clone();
-    matched.skip = match &target.conditions {
-        Ok(None) => None,
-        Ok(Some((condition, segments))) => condition
-            .evaluate(subject, segments)
-            .err()
-            .map(|clause| Skip::ConditionFalse { clause }),
-        Err(reason) => Some(Skip::Unreadable {
-            reason: reason.clone(),
-        }),
-    };
+    matched.skip = target.targeting.skip(subject);
     matched
 }
 
@@ -320,33 +273,4 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
     )
     .await
     .context("The matcher failed to start")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn a_survey_referring_to_a_segment_that_is_gone_does_not_read() {
-        let (kept, gone) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
-        let conditions = json!({"any": [{"segment": kept}, {"segment": gone}]});
-        let segments = json!({kept.to_string(): {"exists": {"field": "email"}}});
-        let err = read_conditions(Some(conditions.clone()), Some(segments.clone())).unwrap_err();
-        assert!(err.contains(&gone.to_string()) && err.contains("no longer exists"), "{err}");
-
-        let segments = json!({kept.to_string(): {"exists": {"field": "email"}},
-                              gone.to_string(): {"exists": {"field": "name"}}});
-        let (_, read) = read_conditions(Some(conditions), Some(segments))
-            .unwrap()
-            .unwrap();
-        assert_eq!(read.len(), 2);
-        assert_eq!(read_conditions(None, None), Ok(None));
-        let err = read_conditions(
-            Some(json!({"segment": kept})),
-            Some(json!({kept.to_string(): {"bogus": 1}})),
-        )
-        .unwrap_err();
-        assert!(err.contains("could not be read"), "{err}");
-    }
 }
