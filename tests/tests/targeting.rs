@@ -750,3 +750,177 @@ async fn segments_are_checked_kept_to_their_project_and_listed() {
     .await;
     assert_eq!(still["name"], "Has email");
 }
+
+/// The database's rows, every table, as `pg_dump --data-only` writes them (without the
+/// random key each dump is fenced with).
+fn dump(app: &TestApp) -> Vec<String> {
+    let dump = std::process::Command::new("pg_dump")
+        .args(["--data-only", app.db.url()])
+        .output()
+        .expect("pg_dump runs");
+    assert!(dump.status.success(), "{dump:?}");
+    let lines: Vec<String> = String::from_utf8(dump.stdout)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict"))
+        .map(str::to_owned)
+        .collect();
+    assert!(
+        lines.iter().any(|l| l.starts_with("COPY public.cooldowns")),
+        "a real dump"
+    );
+    lines
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_says_what_each_survey_would_do_and_why_and_changes_nothing() {
+    let app = TestApp::spawn().await;
+    let project = app.create_project().await;
+    let (status, body) = app
+        .upsert_user(json!({"project_id": project, "user_ref": "ada",
+                            "attributes": {"plan": "free"}}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let payment_failed = json!([{"custom": "payment_failed"}]);
+    let mut ids = Vec::new();
+    for (name, overrides) in [
+        ("Cooling", json!({"cooldown_seconds": 3600})),
+        (
+            "Pro only",
+            json!({"trigger": {"events": payment_failed,
+                               "conditions": {"eq": {"field": "custom_fields.plan", "value": "pro"}}}}),
+        ),
+        (
+            "Never sampled",
+            json!({"sample_rate": 0.0, "sample_by": "user"}),
+        ),
+        ("Open", json!({"cooldown_seconds": 0})),
+        ("Also open", json!({"cooldown_seconds": 0})),
+        ("Draft", json!({"status": "draft"})),
+        (
+            "Other event",
+            json!({"trigger": {"events": ["trial_expired"]}}),
+        ),
+    ] {
+        let mut body = json!({"name": name, "trigger": {"events": payment_failed}});
+        for (k, v) in overrides.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        ids.push(
+            app.create_survey(project, body).await["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    // Ada's first payment failure: invited to the open surveys and "Cooling", which cools.
+    let first = fire(&app, project, "ada", json!({})).await;
+    assert_eq!(first["summary"]["sent"], 3, "{first}");
+    let r = app
+        .authed(Method::PATCH, &format!("/api/v1/projects/{project}"))
+        .json(&json!({"invitation_cap": {"max": 4, "period_seconds": 86400}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    // Once the services are done with the first event (its outbox rows cleaned, its
+    // announcements handled): the rows stop changing.
+    let before = app
+        .eventually(WAIT, "the database to settle", || async {
+            let first = dump(&app);
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            (dump(&app) == first).then_some(first)
+        })
+        .await;
+    let dry = json!({"project_id": project, "user_ref": "ada",
+                     "event": {"custom": "payment_failed"}, "dry_run": true});
+    let r = app
+        .authed(Method::POST, "/api/v1/lifecycle/dispatch")
+        .header("Idempotency-Key", "dry-1")
+        .json(&dry)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let answer: Value = r.json().await.unwrap();
+    assert_eq!(answer["dry_run"], true, "{answer}");
+    let decisions: Vec<(&str, &str)> = answer["surveys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["name"].as_str().unwrap(), s["decision"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        decisions,
+        [
+            ("Cooling", "cooldown"),
+            ("Pro only", "condition_false"),
+            ("Never sampled", "sample"),
+            ("Open", "created"),
+            ("Also open", "capped"),
+            ("Draft", "not_live"),
+            ("Other event", "not_subscribed"),
+        ]
+    );
+    let surveys = answer["surveys"].as_array().unwrap();
+    let until = time::OffsetDateTime::parse(
+        surveys[0]["until"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    let left = until - time::OffsetDateTime::now_utc();
+    assert!(
+        left > time::Duration::minutes(55) && left <= time::Duration::hours(1),
+        "{left}"
+    );
+    assert_eq!(surveys[1]["reason"], "/eq");
+    assert!(
+        surveys[4]["reason"].as_str().unwrap().contains("cap of 4"),
+        "{answer}"
+    );
+    assert_eq!(
+        (
+            answer["matched_surveys"].as_u64(),
+            answer["created_count"].as_u64(),
+            answer["suppressed_by_cap_count"].as_u64()
+        ),
+        (Some(5), Some(1), Some(1))
+    );
+    assert_eq!(surveys[0]["survey_id"], ids[0].as_str());
+    // Again, the same; and nothing was written, claimed or kept.
+    let (status, again) = app.dispatch(dry.clone()).await;
+    assert_eq!(status, 200);
+    assert_eq!(again["surveys"], answer["surveys"]);
+    let after = dump(&app);
+    let changed: Vec<_> = after.iter().filter(|l| !before.contains(l)).collect();
+    let gone: Vec<_> = before.iter().filter(|l| !after.contains(l)).collect();
+    assert!(
+        changed.is_empty() && gone.is_empty(),
+        "a dry run wrote to the database: new rows {changed:#?}, rows gone {gone:#?}"
+    );
+
+    // The real dispatch does what the dry run said.
+    let mut real = dry.clone();
+    real["dry_run"] = json!(false);
+    let (status, done) = app.dispatch(real).await;
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(
+        (
+            done["created_count"].as_u64(),
+            done["suppressed_by_cap_count"].as_u64(),
+            done["suppressed_by_cooldown_count"].as_u64()
+        ),
+        (Some(1), Some(1), Some(1)),
+        "{done}"
+    );
+    assert_eq!(done["created_invitations"][0]["survey_id"], ids[3].as_str());
+
+    let mut wrong = dry;
+    wrong["dry_run"] = json!("yes");
+    let (status, body) = app.dispatch(wrong).await;
+    assert_eq!(
+        (status, body["code"].as_str(), body["pointer"].as_str()),
+        (400, Some("invalid_body"), Some("/dry_run"))
+    );
+}

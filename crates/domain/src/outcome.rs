@@ -20,6 +20,11 @@ pub enum SurveyOutcome {
     ConditionFalse,
     /// The project's cap on invitations per user across its surveys was reached.
     Capped,
+    /// Not matched: the survey is not Live (a draft or paused). Not counted as matched.
+    NotLive,
+    /// Not matched: the survey is Live but does not listen for the event. Not counted as
+    /// matched.
+    NotSubscribed,
 }
 
 impl SurveyOutcome {
@@ -31,7 +36,14 @@ impl SurveyOutcome {
             Self::Errored => "errored",
             Self::ConditionFalse => "condition_false",
             Self::Capped => "capped",
+            Self::NotLive => "not_live",
+            Self::NotSubscribed => "not_subscribed",
         }
+    }
+
+    /// Whether the event matched the survey (it was Live and listened for the event).
+    pub fn matched(self) -> bool {
+        !matches!(self, Self::NotLive | Self::NotSubscribed)
     }
 
     pub fn parse(raw: &str) -> Option<Self> {
@@ -42,6 +54,8 @@ impl SurveyOutcome {
             Self::Errored,
             Self::ConditionFalse,
             Self::Capped,
+            Self::NotLive,
+            Self::NotSubscribed,
         ]
         .into_iter()
         .find(|o| o.as_str() == raw)
@@ -69,8 +83,12 @@ pub struct DispatchCounts {
 }
 
 impl DispatchCounts {
+    /// The counts of these outcomes; a survey the event did not match counts in none.
     pub fn from_outcomes(outcomes: impl IntoIterator<Item = SurveyOutcome>) -> Self {
         outcomes.into_iter().fold(Self::default(), |mut c, o| {
+            if !o.matched() {
+                return c;
+            }
             c.matched_surveys += 1;
             match o {
                 SurveyOutcome::Created => c.created_count += 1,
@@ -79,6 +97,7 @@ impl DispatchCounts {
                 SurveyOutcome::Errored => c.errored_count += 1,
                 SurveyOutcome::ConditionFalse => c.suppressed_by_condition_count += 1,
                 SurveyOutcome::Capped => c.suppressed_by_cap_count += 1,
+                SurveyOutcome::NotLive | SurveyOutcome::NotSubscribed => {}
             }
             c
         })
@@ -100,6 +119,8 @@ mod tests {
             Errored,
             ConditionFalse,
             Capped,
+            NotLive,
+            NotSubscribed,
         ]);
         assert_eq!(
             c,

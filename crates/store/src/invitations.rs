@@ -155,6 +155,33 @@ pub fn in_cooldown<'c>(
     async move { Ok(sent.await? > 0) }
 }
 
+/// When the cooldown of (`survey_id`, `user_ref`) ends, if it is open now; reads only. A dry
+/// run's answer.
+pub async fn cooldown_until(
+    conn: &mut AsyncPgConnection,
+    survey_id: Uuid,
+    user_ref: &str,
+    cooldown_seconds: i64,
+) -> Result<Option<OffsetDateTime>, StoreError> {
+    #[derive(diesel::QueryableByName)]
+    struct Until {
+        #[diesel(sql_type = diesel::sql_types::Timestamptz)]
+        until: OffsetDateTime,
+    }
+    let found: Option<Until> = diesel::sql_query(
+        "SELECT last_invited_at + make_interval(secs => $3) AS until FROM cooldowns \
+         WHERE survey_id = $1 AND user_ref = $2 \
+         AND last_invited_at > clock_timestamp() - make_interval(secs => $3)",
+    )
+    .bind::<SqlUuid, _>(survey_id)
+    .bind::<Text, _>(user_ref.to_owned())
+    .bind::<Double, _>(cooldown_seconds as f64)
+    .get_result(conn)
+    .await
+    .optional()?;
+    Ok(found.map(|u| u.until))
+}
+
 /// An invitation as the magic link finds it, with the survey version it shows.
 #[derive(Debug, Clone)]
 pub struct LinkedInvitation {

@@ -404,6 +404,54 @@ pub fn live_matching<'c>(
     }
 }
 
+/// A survey of the project an event did not match, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnmatchedSurvey {
+    pub survey_id: Uuid,
+    pub name: String,
+    pub version: i32,
+    /// Not Live (a draft or paused), or Live and not subscribed to the event.
+    pub live: bool,
+}
+
+/// Every survey of `project_id` but the archived ones that the event with `event_key` does
+/// not match: not Live, or not subscribed to it; oldest first.
+pub async fn unmatched(
+    conn: &mut AsyncPgConnection,
+    project_id: Uuid,
+    event_key: &str,
+) -> Result<Vec<UnmatchedSurvey>, StoreError> {
+    use diesel::PgArrayExpressionMethods;
+    let rows: Vec<(Uuid, String, i32, String)> = surveys::table
+        .filter(surveys::project_id.eq(project_id))
+        .filter(surveys::status.ne(SurveyStatus::Archived.as_str()))
+        .filter(
+            surveys::status
+                .ne(SurveyStatus::Live.as_str())
+                .or(diesel::dsl::not(
+                    surveys::trigger_events.contains(vec![event_key]),
+                )),
+        )
+        .order(surveys::id.asc())
+        .select((
+            surveys::id,
+            surveys::name,
+            surveys::current_version,
+            surveys::status,
+        ))
+        .load(conn)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(survey_id, name, version, status)| UnmatchedSurvey {
+            survey_id,
+            name,
+            version,
+            live: status == SurveyStatus::Live.as_str(),
+        })
+        .collect())
+}
+
 /// Records that the project's surveys subscribe to `keys` (kept for ever: events/send answers
 /// 404 only for a custom event no survey ever listened for).
 async fn remember_event_keys(

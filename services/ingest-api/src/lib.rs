@@ -18,6 +18,7 @@ pub mod auth;
 pub mod backlog;
 pub mod body;
 pub mod client;
+pub mod dry_run;
 pub mod error;
 pub mod idempotency;
 pub mod intake;

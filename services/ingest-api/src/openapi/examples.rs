@@ -112,6 +112,21 @@ pub fn of(name: &str) -> Option<Value> {
                 "expires_at": "2026-12-07T09:12:44Z"
             }]
         }),
+        "DispatchAnswer" => of("DispatchResponse")?,
+        "DryRunResponse" => json!({
+            "dry_run": true, "matched_surveys": 3, "created_count": 1,
+            "suppressed_by_cooldown_count": 1, "suppressed_by_sample_count": 0, "errored_count": 0,
+            "suppressed_by_condition_count": 1, "suppressed_by_cap_count": 0,
+            "surveys": [
+                {"survey_id": SURVEY, "name": "Why did you cancel?", "version": 2, "decision": "created"},
+                {"survey_id": "0193a6b3-7a2b-7d4e-8f5a-3b4c5d6e7f81", "name": "Onboarding", "version": 1,
+                 "decision": "cooldown", "until": "2026-12-14T09:12:44Z"},
+                {"survey_id": "0193a6b3-7a2b-7d4e-8f5a-3b4c5d6e7f82", "name": "Pro users", "version": 1,
+                 "decision": "condition_false", "reason": "/all/0/eq"},
+                {"survey_id": "0193a6b3-7a2b-7d4e-8f5a-3b4c5d6e7f83", "name": "Beta", "version": 1,
+                 "decision": "not_live"}
+            ]
+        }),
         "SendEventResponse" => json!({
             "success": true, "trigger_id": TRIGGER, "job_id": JOB, "flow_type": "survey",
             "message": "Event queued for processing", "scheduled_for": null

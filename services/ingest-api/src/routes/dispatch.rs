@@ -10,6 +10,7 @@
 use crate::AppState;
 use crate::auth::OrgAuth;
 use crate::body;
+use crate::dry_run::{self, DryRunResponse};
 use crate::error::{ApiError, ErrorBody};
 use crate::idempotency::{self, Slot};
 use crate::routes::owned_project_id;
@@ -40,6 +41,17 @@ pub struct DispatchRequest {
     user_ref: String,
     /// A predefined kind, or `{"custom": "name"}`; matched by exact equality.
     event: LifecycleEvent,
+    /// `true`: answer what the event would do for each survey of the project, and why,
+    /// without recording, claiming or sending anything (a `DryRunResponse`).
+    dry_run: Option<bool>,
+}
+
+/// A dispatch's answer: its outcome, or with `dry_run`, what it would do.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum DispatchAnswer {
+    Dispatched(DispatchResponse),
+    DryRun(DryRunResponse),
 }
 
 /// The outcome of a dispatch.
@@ -56,6 +68,7 @@ struct DispatchInput {
     project_id: String,
     user_ref: UserRef,
     event: LifecycleEvent,
+    dry_run: bool,
 }
 
 fn parse(bytes: &[u8]) -> Result<DispatchInput, ApiError> {
@@ -108,10 +121,20 @@ fn parse(bytes: &[u8]) -> Result<DispatchInput, ApiError> {
         }
         Some(raw) => parse_event(raw)?,
     };
+    let dry_run = match object.get("dry_run") {
+        None | Some(serde_json::Value::Null) => false,
+        Some(serde_json::Value::Bool(dry_run)) => *dry_run,
+        Some(_) => {
+            return Err(
+                ApiError::bad_request("invalid_body", "dry_run must be a boolean.").at("/dry_run"),
+            );
+        }
+    };
     Ok(DispatchInput {
         project_id,
         user_ref,
         event,
+        dry_run,
     })
 }
 
@@ -141,7 +164,7 @@ fn parse_event(raw: &serde_json::Value) -> Result<LifecycleEvent, ApiError> {
     params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer for 24 hours; see the README")),
     security(("bearer" = []), ("api_key" = [])),
     responses(
-        (status = 200, description = "Dispatch handled; inspect the counts", body = DispatchResponse),
+        (status = 200, description = "Dispatch handled; inspect the counts (a `DispatchResponse`). With `dry_run: true`, what it would do, survey by survey, with nothing recorded (a `DryRunResponse`)", body = DispatchAnswer),
         (status = 400, description = "Empty user_ref, unparseable body or unknown event", body = ErrorBody),
         (status = 401, description = "Missing or invalid token", body = ErrorBody),
         (status = 403, description = "The project belongs to another organization", body = ErrorBody),
@@ -158,6 +181,11 @@ pub async fn dispatch(
     req: HttpRequest,
     bytes: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
+    // A dry run writes nothing and queues nothing: no key to take, no backlog to mind.
+    let input = parse(&bytes);
+    if let Ok(DispatchInput { dry_run: true, .. }) = &input {
+        return dry_run(auth, &state, input?).await;
+    }
     // Refused before an Idempotency-Key is taken: a retry of this request runs afresh.
     if let Some(backlog) = &state.backlog {
         backlog.admit()?;
@@ -173,6 +201,26 @@ pub async fn dispatch(
         |slot| dispatch_inner(auth, inner_state, body, slot),
     )
     .await
+}
+
+/// What the dispatch would do, read from the database as the services would read it.
+async fn dry_run(
+    auth: OrgAuth,
+    state: &AppState,
+    input: DispatchInput,
+) -> Result<HttpResponse, ApiError> {
+    let project_id = owned_project_id(state, auth.org_id, &input.project_id).await?;
+    let mut conn = state.store.conn().await?;
+    let answer = dry_run::decide(
+        &mut conn,
+        project_id,
+        input.user_ref.as_str(),
+        &input.event.key(),
+        None,
+        None,
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(DispatchAnswer::DryRun(answer)))
 }
 
 async fn dispatch_inner(
