@@ -65,6 +65,12 @@ fn body_for(method: &Method, path: &str, victim: &Victim, receiver: &Receiver) -
         ("POST", "/api/v1/projects/{project_id}/webhooks") => {
             json!({"url": receiver.url("/ok/attacker")})
         }
+        ("POST", "/api/v1/projects/{project_id}/segments") => {
+            json!({"name": "Planted", "condition": {"exists": {"field": "email"}}})
+        }
+        ("PATCH", "/api/v1/projects/{project_id}/segments/{segment_id}") => {
+            json!({"name": "hijacked", "condition": {"exists": {"field": "name"}}})
+        }
         ("PATCH", "/api/v1/projects/{project_id}/webhooks/{webhook_id}") => {
             json!({"url": receiver.url("/ok/attacker"), "status": "disabled"})
         }
@@ -93,6 +99,8 @@ async fn snapshot(app: &TestApp, victim: &Victim) -> Value {
         format!("/api/v1/projects/{p}/surveys/{s}/responses"),
         format!("/api/v1/projects/{p}/webhooks"),
         format!("/api/v1/projects/{p}/webhooks/{w}"),
+        format!("/api/v1/projects/{p}/segments"),
+        format!("/api/v1/projects/{p}/segments/{}", victim.ids["segment_id"]),
         format!("/api/v1/projects/{p}/webhooks/{w}/deliveries"),
         format!("/api/v1/projects/{p}/webhooks/{w}/attempts"),
         format!("/api/v1/triggers/{t}/workflow"),
@@ -157,6 +165,21 @@ async fn another_organizations_token_reaches_nothing_on_any_documented_route() {
     let webhook = app
         .create_webhook(project, json!({"url": receiver.url("/ok/victim")}))
         .await;
+    let segment = app
+        .authed(
+            Method::POST,
+            &format!("/api/v1/projects/{project}/segments"),
+        )
+        .json(&json!({"name": "Victims", "condition": {"exists": {"field": "email"}}}))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap()["id"]
+        .as_str()
+        .expect("a segment")
+        .to_owned();
     let (status, upserted) = app
         .upsert_user(json!({"project_id": project, "user_ref": "victim-user", "email": "victim@example.com"}))
         .await;
@@ -213,6 +236,7 @@ async fn another_organizations_token_reaches_nothing_on_any_documented_route() {
             ("project_id", project.to_string()),
             ("survey_id", survey["id"].as_str().unwrap().to_owned()),
             ("webhook_id", webhook_id.clone()),
+            ("segment_id", segment.clone()),
             ("message_id", message_id.clone()),
             (
                 "trigger_id",
@@ -226,6 +250,7 @@ async fn another_organizations_token_reaches_nothing_on_any_documented_route() {
             project.to_string(),
             survey["id"].as_str().unwrap().to_owned(),
             webhook_id,
+            segment,
             message_id,
             invitation_id,
             "victim@example.com".to_owned(),

@@ -406,13 +406,15 @@ async fn the_projects_cap_holds_across_surveys_under_concurrent_dispatches() {
     assert_eq!(trigger["summary"]["filtered_by"]["cap"], 1, "{trigger}");
     assert_eq!(trigger["summary"]["filtered"], 1, "{trigger}");
     let details = get_json(&app, trigger["details_endpoint"].as_str().unwrap()).await;
-    assert_eq!(details["surveys"][0]["outcome"], "capped", "{details}");
-    assert!(
-        details["surveys"][0]["reason"]
-            .as_str()
-            .unwrap()
-            .contains("cap")
-    );
+    // The other nine surveys listen for other events.
+    let (matched, others): (Vec<&Value>, Vec<&Value>) = details["surveys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .partition(|s| s["outcome"] != "not_subscribed");
+    assert_eq!((matched.len(), others.len()), (1, 9), "{details}");
+    assert_eq!(matched[0]["outcome"], "capped", "{details}");
+    assert!(matched[0]["reason"].as_str().unwrap().contains("cap"));
 
     let (_, other) = app
         .dispatch(json!({"project_id": project, "user_ref": "calm", "event": {"custom": "e0"}}))
@@ -922,5 +924,74 @@ async fn a_dry_run_says_what_each_survey_would_do_and_why_and_changes_nothing() 
     assert_eq!(
         (status, body["code"].as_str(), body["pointer"].as_str()),
         (400, Some("invalid_body"), Some("/dry_run"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trigger_says_why_each_survey_of_the_project_was_or_was_not_sent() {
+    let app = TestApp::spawn().await;
+    let project = app.create_project().await;
+    let payment_failed = json!({"events": [{"custom": "payment_failed"}]});
+    let mut ids = Vec::new();
+    for overrides in [
+        json!({"name": "Cooling", "cooldown_seconds": 3600}),
+        json!({"name": "Draft", "status": "draft"}),
+        json!({"name": "Paused", "status": "paused"}),
+        json!({"name": "Other event", "trigger": {"events": ["trial_expired"]}}),
+        json!({"name": "Archived", "status": "archived"}),
+    ] {
+        let mut body = json!({"trigger": payment_failed});
+        for (k, v) in overrides.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        ids.push(
+            app.create_survey(project, body).await["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    let first = fire(&app, project, "ada", json!({})).await;
+    let second = fire(&app, project, "ada", json!({})).await;
+    // Counts are of the matched surveys only.
+    assert_eq!(second["summary"]["matched"], 1, "{second}");
+    let listed = |all: &[(String, String, Value)]| -> Vec<(String, String)> {
+        let mut listed: Vec<_> = all
+            .iter()
+            .map(|(id, outcome, _)| (id.clone(), outcome.clone()))
+            .collect();
+        listed.sort();
+        listed
+    };
+    let expected = |cooling: &str| {
+        let mut expected = vec![
+            (ids[0].clone(), cooling.to_owned()),
+            (ids[1].clone(), "not_live".to_owned()),
+            (ids[2].clone(), "not_live".to_owned()),
+            (ids[3].clone(), "not_subscribed".to_owned()),
+        ];
+        expected.sort();
+        expected
+    };
+    assert_eq!(listed(&outcomes(&app, &first).await), expected("created"));
+    assert_eq!(listed(&outcomes(&app, &second).await), expected("cooldown"));
+
+    // The cooldown says until when.
+    let details = get_json(&app, second["details_endpoint"].as_str().unwrap()).await;
+    let cooling = details["surveys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["survey_id"] == ids[0].as_str())
+        .unwrap();
+    let until = time::OffsetDateTime::parse(
+        cooling["until"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    let left = until - time::OffsetDateTime::now_utc();
+    assert!(
+        left > time::Duration::minutes(55) && left <= time::Duration::hours(1),
+        "{details}"
     );
 }

@@ -49,8 +49,25 @@ pub fn insert_many<'c>(
     crate::pipelined::rows(sent)
 }
 
-/// Claims the cooldown window of (`survey_id`, `user_ref`): `true` when no invitation was
-/// created within the last `cooldown_seconds`, and the window now starts afresh.
+/// A cooldown window that is open: the user was invited to the survey within its cooldown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cooling {
+    /// When the window ends; `None` when a concurrent claim opened it and this statement
+    /// could not see when.
+    pub until: Option<OffsetDateTime>,
+}
+
+#[derive(QueryableByName)]
+struct Claimed {
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    claimed: bool,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>)]
+    until: Option<OffsetDateTime>,
+}
+
+/// Claims the cooldown window of (`survey_id`, `user_ref`): `None` when no invitation was
+/// created within the last `cooldown_seconds`, and the window now starts afresh; otherwise
+/// the window that is still open, and when it ends.
 ///
 /// One statement, so concurrent claims serialise on the row: `ON CONFLICT DO UPDATE` locks the
 /// existing row and evaluates `WHERE` against its latest committed version. A reader-then-writer
@@ -64,20 +81,32 @@ pub fn claim_cooldown<'c>(
     survey_id: Uuid,
     user_ref: &str,
     cooldown_seconds: i64,
-) -> impl Future<Output = Result<bool, StoreError>> + Send + use<'c> {
+) -> impl Future<Output = Result<Option<Cooling>, StoreError>> + Send + use<'c> {
+    // `prior` reads the row as the statement began: when the claim fails on a row this
+    // statement could see, that row's time says when the window ends.
     let sent = Cached(
         diesel::sql_query(
-            "INSERT INTO cooldowns (survey_id, user_ref, last_invited_at) \
-             VALUES ($1, $2, clock_timestamp()) \
-             ON CONFLICT (survey_id, user_ref) DO UPDATE SET last_invited_at = EXCLUDED.last_invited_at \
-             WHERE cooldowns.last_invited_at <= EXCLUDED.last_invited_at - make_interval(secs => $3)",
+            "WITH prior AS (SELECT last_invited_at FROM cooldowns WHERE survey_id = $1 AND user_ref = $2), \
+             claimed AS (\
+               INSERT INTO cooldowns (survey_id, user_ref, last_invited_at) \
+               VALUES ($1, $2, clock_timestamp()) \
+               ON CONFLICT (survey_id, user_ref) DO UPDATE SET last_invited_at = EXCLUDED.last_invited_at \
+               WHERE cooldowns.last_invited_at <= EXCLUDED.last_invited_at - make_interval(secs => $3) \
+               RETURNING 1) \
+             SELECT EXISTS (SELECT 1 FROM claimed) AS claimed, \
+               (SELECT last_invited_at + make_interval(secs => $3) FROM prior) AS until",
         )
         .bind::<SqlUuid, _>(survey_id)
         .bind::<Text, _>(user_ref.to_owned())
         .bind::<Double, _>(cooldown_seconds as f64),
     )
-    .execute(&mut { conn });
-    async move { Ok(sent.await? == 1) }
+    .get_result::<Claimed>(&mut { conn });
+    async move {
+        let claimed = sent.await?;
+        Ok((!claimed.claimed).then_some(Cooling {
+            until: claimed.until,
+        }))
+    }
 }
 
 /// Takes the transaction's lock on a user of a project, so the invitations counted towards
@@ -134,52 +163,35 @@ pub fn count_recent<'c>(
     async move { Ok(sent.await?.n) }
 }
 
-/// Whether the cooldown window of (`survey_id`, `user_ref`) is open, without claiming it.
-/// Pipelined like [`claim_cooldown`].
+/// The cooldown window of (`survey_id`, `user_ref`) when it is open, and when it ends,
+/// without claiming it. Pipelined like [`claim_cooldown`].
 pub fn in_cooldown<'c>(
     conn: &'c AsyncPgConnection,
     survey_id: Uuid,
     user_ref: &str,
     cooldown_seconds: i64,
-) -> impl Future<Output = Result<bool, StoreError>> + Send + use<'c> {
+) -> impl Future<Output = Result<Option<Cooling>, StoreError>> + Send + use<'c> {
+    #[derive(QueryableByName)]
+    struct Until {
+        #[diesel(sql_type = diesel::sql_types::Timestamptz)]
+        until: OffsetDateTime,
+    }
     let sent = Cached(
         diesel::sql_query(
-            "SELECT 1 FROM cooldowns WHERE survey_id = $1 AND user_ref = $2 \
+            "SELECT last_invited_at + make_interval(secs => $3) AS until FROM cooldowns \
+             WHERE survey_id = $1 AND user_ref = $2 \
              AND last_invited_at > clock_timestamp() - make_interval(secs => $3)",
         )
         .bind::<SqlUuid, _>(survey_id)
         .bind::<Text, _>(user_ref.to_owned())
         .bind::<Double, _>(cooldown_seconds as f64),
     )
-    .execute(&mut { conn });
-    async move { Ok(sent.await? > 0) }
-}
-
-/// When the cooldown of (`survey_id`, `user_ref`) ends, if it is open now; reads only. A dry
-/// run's answer.
-pub async fn cooldown_until(
-    conn: &mut AsyncPgConnection,
-    survey_id: Uuid,
-    user_ref: &str,
-    cooldown_seconds: i64,
-) -> Result<Option<OffsetDateTime>, StoreError> {
-    #[derive(diesel::QueryableByName)]
-    struct Until {
-        #[diesel(sql_type = diesel::sql_types::Timestamptz)]
-        until: OffsetDateTime,
+    .load::<Until>(&mut { conn });
+    async move {
+        Ok(sent.await?.into_iter().next().map(|u| Cooling {
+            until: Some(u.until),
+        }))
     }
-    let found: Option<Until> = diesel::sql_query(
-        "SELECT last_invited_at + make_interval(secs => $3) AS until FROM cooldowns \
-         WHERE survey_id = $1 AND user_ref = $2 \
-         AND last_invited_at > clock_timestamp() - make_interval(secs => $3)",
-    )
-    .bind::<SqlUuid, _>(survey_id)
-    .bind::<Text, _>(user_ref.to_owned())
-    .bind::<Double, _>(cooldown_seconds as f64)
-    .get_result(conn)
-    .await
-    .optional()?;
-    Ok(found.map(|u| u.until))
 }
 
 /// An invitation as the magic link finds it, with the survey version it shows.

@@ -120,6 +120,7 @@ diesel::table! {
         outcome -> Text,
         reason -> Nullable<Text>,
         invitation_id -> Nullable<Uuid>,
+        until -> Nullable<Timestamptz>,
     }
 }
 

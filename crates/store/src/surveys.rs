@@ -415,21 +415,22 @@ pub struct UnmatchedSurvey {
 }
 
 /// Every survey of `project_id` but the archived ones that the event with `event_key` does
-/// not match: not Live, or not subscribed to it; oldest first.
-pub async fn unmatched(
-    conn: &mut AsyncPgConnection,
+/// not match: not Live, or not subscribed to it; oldest first. Pipelined like
+/// [`live_matching`].
+pub fn unmatched<'c>(
+    conn: &'c AsyncPgConnection,
     project_id: Uuid,
     event_key: &str,
-) -> Result<Vec<UnmatchedSurvey>, StoreError> {
+) -> impl Future<Output = Result<Vec<UnmatchedSurvey>, StoreError>> + Send + use<'c> {
     use diesel::PgArrayExpressionMethods;
-    let rows: Vec<(Uuid, String, i32, String)> = surveys::table
+    let sent = surveys::table
         .filter(surveys::project_id.eq(project_id))
         .filter(surveys::status.ne(SurveyStatus::Archived.as_str()))
         .filter(
             surveys::status
                 .ne(SurveyStatus::Live.as_str())
                 .or(diesel::dsl::not(
-                    surveys::trigger_events.contains(vec![event_key]),
+                    surveys::trigger_events.contains(vec![event_key.to_owned()]),
                 )),
         )
         .order(surveys::id.asc())
@@ -439,17 +440,19 @@ pub async fn unmatched(
             surveys::current_version,
             surveys::status,
         ))
-        .load(conn)
-        .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(survey_id, name, version, status)| UnmatchedSurvey {
-            survey_id,
-            name,
-            version,
-            live: status == SurveyStatus::Live.as_str(),
-        })
-        .collect())
+        .load::<(Uuid, String, i32, String)>(&mut { conn });
+    async move {
+        Ok(sent
+            .await?
+            .into_iter()
+            .map(|(survey_id, name, version, status)| UnmatchedSurvey {
+                survey_id,
+                name,
+                version,
+                live: status == SurveyStatus::Live.as_str(),
+            })
+            .collect())
+    }
 }
 
 /// Records that the project's surveys subscribe to `keys` (kept for ever: events/send answers

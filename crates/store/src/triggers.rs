@@ -484,6 +484,8 @@ pub struct SurveyResult {
     pub outcome: SurveyOutcome,
     pub reason: Option<String>,
     pub invitation_id: Option<Uuid>,
+    /// For a cooldown: when it ends (when known).
+    pub until: Option<OffsetDateTime>,
 }
 
 /// Records every per-survey outcome and closes the trigger: `completed`, or `failed` when
@@ -517,6 +519,7 @@ pub fn complete_many<'c>(
                     trigger_surveys::outcome.eq(r.outcome.as_str()),
                     trigger_surveys::reason.eq(r.reason.as_deref()),
                     trigger_surveys::invitation_id.eq(r.invitation_id),
+                    trigger_surveys::until.eq(r.until),
                 )
             })
         })
@@ -595,7 +598,14 @@ pub async fn results(
     conn: &mut AsyncPgConnection,
     id: Uuid,
 ) -> Result<Vec<SurveyResult>, StoreError> {
-    type Row = (Uuid, i32, String, Option<String>, Option<Uuid>);
+    type Row = (
+        Uuid,
+        i32,
+        String,
+        Option<String>,
+        Option<Uuid>,
+        Option<OffsetDateTime>,
+    );
     let rows: Vec<Row> = trigger_surveys::table
         .filter(trigger_surveys::trigger_id.eq(id))
         .order(trigger_surveys::survey_id.asc())
@@ -605,12 +615,13 @@ pub async fn results(
             trigger_surveys::outcome,
             trigger_surveys::reason,
             trigger_surveys::invitation_id,
+            trigger_surveys::until,
         ))
         .load(conn)
         .await?;
     rows.into_iter()
         .map(
-            |(survey_id, survey_version, outcome, reason, invitation_id)| {
+            |(survey_id, survey_version, outcome, reason, invitation_id, until)| {
                 Ok(SurveyResult {
                     survey_id,
                     survey_version,
@@ -619,6 +630,7 @@ pub async fn results(
                     })?,
                     reason,
                     invitation_id,
+                    until,
                 })
             },
         )

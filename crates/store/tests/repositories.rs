@@ -239,25 +239,40 @@ async fn twenty_concurrent_cooldown_claims_let_exactly_one_through() {
     }
     let mut claimed = 0;
     for t in tasks {
-        claimed += usize::from(t.await.unwrap());
+        claimed += usize::from(t.await.unwrap().is_none());
     }
     assert_eq!(claimed, 1);
     let conn = store.conn().await.unwrap();
+    let until = invitations::in_cooldown(&conn, survey.id, "user_1", 3600)
+        .await
+        .unwrap()
+        .and_then(|c| c.until)
+        .expect("in its cooldown, until a time");
+    let left = until - time::OffsetDateTime::now_utc();
     assert!(
-        invitations::in_cooldown(&conn, survey.id, "user_1", 3600)
+        left > time::Duration::minutes(59) && left <= time::Duration::hours(1),
+        "{left}"
+    );
+    // A claim that finds the window open says when it ends.
+    assert_eq!(
+        invitations::claim_cooldown(&conn, survey.id, "user_1", 3600)
             .await
             .unwrap()
+            .and_then(|c| c.until),
+        Some(until)
     );
     assert!(
-        !invitations::in_cooldown(&conn, survey.id, "user_2", 3600)
+        invitations::in_cooldown(&conn, survey.id, "user_2", 3600)
             .await
             .unwrap()
+            .is_none()
     );
     // A zero-length window is always open again.
     assert!(
         invitations::claim_cooldown(&conn, survey.id, "user_1", 0)
             .await
             .unwrap()
+            .is_none()
     );
 }
 

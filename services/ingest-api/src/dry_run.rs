@@ -76,16 +76,14 @@ pub async fn decide(
     event_data: Option<&serde_json::Value>,
     changes: Option<&UserChanges>,
 ) -> Result<DryRunResponse, StoreError> {
-    let (live, stored, caps) = {
-        let shared = &*conn;
-        futures_util::future::try_join3(
-            surveys::live_matching(shared, project_id, event_key, None),
-            users::get_many(shared, &[(project_id, user_ref)]),
-            tenancy::caps(shared, &[project_id]),
-        )
-        .await?
-    };
-    let unmatched = surveys::unmatched(conn, project_id, event_key).await?;
+    let shared = &*conn;
+    let (live, unmatched, stored, caps) = futures_util::future::try_join4(
+        surveys::live_matching(shared, project_id, event_key, None),
+        surveys::unmatched(shared, project_id, event_key),
+        users::get_many(shared, &[(project_id, user_ref)]),
+        tenancy::caps(shared, &[project_id]),
+    )
+    .await?;
     let now = OffsetDateTime::now_utc();
     let user = as_changed(
         stored.into_iter().next(),
@@ -114,9 +112,9 @@ pub async fn decide(
     for survey in live {
         let skip = Targeting::read(survey.conditions, survey.segments).skip(&subject);
         let s = survey.matched;
-        let until = match (&skip, s.cooldown_seconds) {
+        let cooling = match (&skip, s.cooldown_seconds) {
             (None, seconds) if seconds > 0 => {
-                invitations::cooldown_until(conn, s.survey_id, user_ref, seconds).await?
+                invitations::in_cooldown(shared, s.survey_id, user_ref, seconds).await?
             }
             _ => None,
         };
@@ -127,8 +125,12 @@ pub async fn decide(
             s.survey_id,
             user_ref,
         );
-        let verdict =
-            targeting::decide(skip.as_ref(), until.is_some(), admitted, allowance.as_mut());
+        let verdict = targeting::decide(
+            skip.as_ref(),
+            cooling.is_some(),
+            admitted,
+            allowance.as_mut(),
+        );
         let (decision, reason) = match verdict {
             Verdict::Invite => (SurveyOutcome::Created, None),
             Verdict::Without(outcome, reason) => (outcome, reason),
@@ -139,7 +141,8 @@ pub async fn decide(
             version: s.version,
             decision,
             reason,
-            until: until
+            until: cooling
+                .and_then(|c| c.until)
                 .filter(|_| decision == SurveyOutcome::Cooldown)
                 .map(crate::routes::events::format_timestamp),
         });

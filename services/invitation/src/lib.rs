@@ -8,15 +8,14 @@ use beckon_bus::topology::queues;
 use beckon_domain::cap::InvitationCap;
 use beckon_domain::envelope::{
     DispatchCompleted, Envelope, EventMatched, InvitationCreated, InvitationDetails,
-    IssuedInvitation, MatchedSurvey, SurveyDetails, TriggerDetails, UserDetails,
+    IssuedInvitation, MatchedSurvey, SurveyDetails, TriggerDetails, UnmatchedSurvey, UserDetails,
 };
 use beckon_domain::outcome::DispatchCounts;
 use beckon_domain::outcome::SurveyOutcome;
 use beckon_domain::targeting::{self, Allowance, Verdict};
 use beckon_domain::{ids, secret};
 use beckon_runtime::InfraConfig;
-use beckon_store::StoreError;
-use beckon_store::invitations::{self, NewInvitation};
+use beckon_store::invitations::{self, Cooling, NewInvitation};
 use beckon_store::triggers::{self, SurveyResult};
 use beckon_store::users::{self, User};
 use beckon_store::{surveys, tenancy};
@@ -81,7 +80,7 @@ impl Inviter {
         env: &Envelope<EventMatched>,
         survey: &MatchedSurvey,
         exists: bool,
-        in_cooldown: bool,
+        cooling: Option<Cooling>,
         cap: Option<&mut Allowance>,
     ) -> Decision {
         let without = |outcome, reason: Option<&str>| {
@@ -91,6 +90,9 @@ impl Inviter {
                 outcome,
                 reason: reason.map(str::to_owned),
                 invitation_id: None,
+                until: cooling
+                    .and_then(|c| c.until)
+                    .filter(|_| outcome == SurveyOutcome::Cooldown),
             })
         };
         if !exists {
@@ -99,7 +101,7 @@ impl Inviter {
         }
         let admitted = admits(env, survey);
         if let Verdict::Without(outcome, reason) =
-            targeting::decide(survey.skip.as_ref(), in_cooldown, admitted, cap)
+            targeting::decide(survey.skip.as_ref(), cooling.is_some(), admitted, cap)
         {
             return without(outcome, reason.as_deref());
         }
@@ -188,6 +190,22 @@ fn admits(env: &Envelope<EventMatched>, survey: &MatchedSurvey) -> bool {
     )
 }
 
+/// The result of a survey the event did not match.
+fn unmatched(survey: &UnmatchedSurvey) -> SurveyResult {
+    SurveyResult {
+        survey_id: survey.survey_id,
+        survey_version: survey.version,
+        outcome: if survey.live {
+            SurveyOutcome::NotSubscribed
+        } else {
+            SurveyOutcome::NotLive
+        },
+        reason: None,
+        invitation_id: None,
+        until: None,
+    }
+}
+
 /// The result of a survey whose invitation is written (by this handling or an earlier one).
 fn created(invitation: &NewInvitation) -> SurveyResult {
     SurveyResult {
@@ -196,6 +214,7 @@ fn created(invitation: &NewInvitation) -> SurveyResult {
         outcome: SurveyOutcome::Created,
         reason: None,
         invitation_id: Some(invitation.id),
+        until: None,
     }
 }
 
@@ -276,11 +295,9 @@ impl Handler<EventMatched> for Inviter {
                     // A capped user's cooldown is only read: the cap may still leave the
                     // survey out, and it is claimed below for what is created.
                     if admits(item.env, s) && !capped(item) {
-                        futures_util::future::Either::Left(async move {
-                            Ok::<_, StoreError>(
-                                !invitations::claim_cooldown(conn, id, &user, secs).await?,
-                            )
-                        })
+                        futures_util::future::Either::Left(invitations::claim_cooldown(
+                            conn, id, &user, secs,
+                        ))
                     } else {
                         futures_util::future::Either::Right(invitations::in_cooldown(
                             conn, id, &user, secs,
@@ -313,18 +330,21 @@ impl Handler<EventMatched> for Inviter {
                         .map(|s| {
                             let exists = exists(item.env, s);
                             let user = item.env.data.user_ref.as_str();
-                            let in_cooldown = (claims_cooldown(s, exists)
-                                && cooldowns.next().unwrap_or_default())
-                                || (s.cooldown_seconds > 0
-                                    && invited_here.contains(&(s.survey_id, user)));
+                            let read = if claims_cooldown(s, exists) {
+                                cooldowns.next().flatten()
+                            } else {
+                                None
+                            };
+                            // Invited a moment ago in this batch: cooling until its cooldown
+                            // ends (from a time this handling does not know).
+                            let cooling = read.or_else(|| {
+                                (s.cooldown_seconds > 0
+                                    && invited_here.contains(&(s.survey_id, user)))
+                                .then_some(Cooling { until: None })
+                            });
                             let key = (item.env.project_id, user);
-                            let decision = self.decide(
-                                item.env,
-                                s,
-                                exists,
-                                in_cooldown,
-                                allowances.get_mut(&key),
-                            );
+                            let decision =
+                                self.decide(item.env, s, exists, cooling, allowances.get_mut(&key));
                             if capped(item) && matches!(decision, Decision::Invite(..)) {
                                 invited_here.insert((s.survey_id, user));
                             }
@@ -344,15 +364,19 @@ impl Handler<EventMatched> for Inviter {
             .collect();
         // An outcome does not depend on whether this handling or an earlier one inserted the
         // invitation; only the announcement does.
-        let results: Vec<Vec<SurveyResult>> = decided
+        // The surveys the event did not match are recorded too, with why, so the trigger
+        // lists every survey of the project.
+        let results: Vec<Vec<SurveyResult>> = items
             .iter()
-            .map(|decisions| {
+            .zip(&decided)
+            .map(|(item, decisions)| {
                 decisions
                     .iter()
                     .map(|decision| match decision {
                         Decision::Without(result) => result.clone(),
                         Decision::Invite(invitation, _) => created(invitation),
                     })
+                    .chain(item.env.data.unmatched.iter().map(unmatched))
                     .collect()
             })
             .collect();

@@ -105,6 +105,7 @@ async fn matched(
             event_data: None,
             variables: None,
             source: None,
+            unmatched: Vec::new(),
         },
     )
 }

@@ -8,7 +8,9 @@ use anyhow::Context as _;
 use beckon_bus::Topology;
 use beckon_bus::topology::queues;
 use beckon_domain::condition::Subject;
-use beckon_domain::envelope::{Envelope, EventMatched, EventReceived, MatchedSurvey};
+use beckon_domain::envelope::{
+    Envelope, EventMatched, EventReceived, MatchedSurvey, UnmatchedSurvey,
+};
 use beckon_domain::targeting::Targeting;
 use beckon_runtime::InfraConfig;
 use beckon_store::retention::RetentionError;
@@ -111,8 +113,14 @@ pub struct Matcher {
 type EventOf = (Uuid, String, Option<Uuid>);
 
 impl Matcher {
-    /// The `event.matched` envelope of `env`, listing the surveys it matched.
-    fn matched(&self, env: &Envelope<EventReceived>, surveys: Vec<MatchedSurvey>) -> Emit {
+    /// The `event.matched` envelope of `env`, listing the surveys it matched and those it did
+    /// not.
+    fn matched(
+        &self,
+        env: &Envelope<EventReceived>,
+        surveys: Vec<MatchedSurvey>,
+        unmatched: Vec<UnmatchedSurvey>,
+    ) -> Emit {
         tracing::info!(
             matched = surveys.len(),
             skipped = surveys.iter().filter(|s| s.skip.is_some()).count(),
@@ -130,6 +138,7 @@ impl Matcher {
                 event_data: env.data.event_data.clone(),
                 variables: env.data.variables.clone(),
                 source: env.data.source.clone(),
+                unmatched,
             },
         );
         Emit::event(&self.topology, &out)
@@ -171,13 +180,26 @@ impl Handler<EventReceived> for Matcher {
         let conn = &*conn;
         // The users are read with the surveys, whether or not a condition reads them: in the
         // same round trip, it costs less than a second one when one does.
-        let (_, found, users) =
-            futures_util::future::try_join3(
+        // The project's other surveys, to record why each was not matched; a trigger for one
+        // survey (a reminder) is about that survey only.
+        let (_, found, users, others) =
+            futures_util::future::try_join4(
                 triggers::mark_processing_many(conn, &ids),
                 futures_util::future::try_join_all(distinct.iter().map(|(project, key, only)| {
                     surveys::live_matching(conn, *project, key, *only)
                 })),
                 users::get_many(conn, &people),
+                futures_util::future::try_join_all(distinct.iter().map(|(project, key, only)| {
+                    let listed = only
+                        .is_none()
+                        .then(|| surveys::unmatched(conn, *project, key));
+                    async move {
+                        match listed {
+                            Some(listed) => listed.await,
+                            None => Ok(Vec::new()),
+                        }
+                    }
+                })),
             )
             .await?;
         let now = time::OffsetDateTime::now_utc();
@@ -203,7 +225,20 @@ impl Handler<EventReceived> for Matcher {
                         user: user.map(users::User::facts),
                     };
                     let matched = live.iter().map(|s| targeted(s, &subject)).collect();
-                    vec![item.span.in_scope(|| self.matched(item.env, matched))]
+                    let unmatched = others
+                        .get(at)
+                        .into_iter()
+                        .flatten()
+                        .map(|s| UnmatchedSurvey {
+                            survey_id: s.survey_id,
+                            version: s.version,
+                            live: s.live,
+                        })
+                        .collect();
+                    vec![
+                        item.span
+                            .in_scope(|| self.matched(item.env, matched, unmatched)),
+                    ]
                 })
                 .collect(),
         ))

@@ -135,6 +135,19 @@ pub struct EventMatched {
     /// The event's `source`, carried to the webhooks it causes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<JsonObject>,
+    /// The project's other surveys (not archived), which the event did not match: recorded
+    /// on the trigger with why, so it lists every survey.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unmatched: Vec<UnmatchedSurvey>,
+}
+
+/// A survey of the project an event did not match.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct UnmatchedSurvey {
+    pub survey_id: Uuid,
+    pub version: i32,
+    /// `true`: Live, but not subscribed to the event; `false`: not Live.
+    pub live: bool,
 }
 
 impl Payload for EventMatched {

@@ -144,8 +144,15 @@ pub fn of(name: &str) -> Option<Value> {
         }),
         "TriggerDetails" => json!({
             "trigger_id": TRIGGER, "status": "completed",
-            "surveys": [{"survey_id": SURVEY, "survey_version": 2, "outcome": "created",
-                         "reason": null, "invitation_id": INVITATION}]
+            "surveys": [
+                {"survey_id": SURVEY, "survey_version": 2, "outcome": "created",
+                 "reason": null, "invitation_id": INVITATION},
+                {"survey_id": "0193a6b3-7a2b-7d4e-8f5a-3b4c5d6e7f81", "survey_version": 1,
+                 "outcome": "cooldown", "reason": null, "invitation_id": null,
+                 "until": "2026-12-14T09:12:44Z"},
+                {"survey_id": "0193a6b3-7a2b-7d4e-8f5a-3b4c5d6e7f83", "survey_version": 1,
+                 "outcome": "not_subscribed", "reason": null, "invitation_id": null}
+            ]
         }),
         "UpsertUserResponse" => json!({
             "user": {

@@ -151,10 +151,20 @@ impl From<Trigger> for TriggerView {
 pub struct SurveyOutcomeView {
     pub survey_id: Uuid,
     pub survey_version: i32,
+    /// What became of the survey: `created`, `cooldown`, `sample`, `condition_false`,
+    /// `capped` or `errored` when the event matched it; `not_live` or `not_subscribed` when it
+    /// did not (as the survey was when the event was handled).
     pub outcome: SurveyOutcome,
+    /// For `condition_false`, the JSON pointer of the false clause; for `capped` and
+    /// `errored`, why.
     pub reason: Option<String>,
     /// The invitation created, when the outcome is `created`.
     pub invitation_id: Option<Uuid>,
+    /// For `cooldown`: when it ends (absent when it was opened by an invitation made in the
+    /// same moment).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub until: Option<String>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -279,7 +289,9 @@ pub async fn get(
     Ok(HttpResponse::Ok().json(TriggerView::from(trigger)))
 }
 
-/// The outcome of each survey the trigger matched, with the invitation it created.
+/// Why each survey of the project was or was not sent: the outcome of each survey the event
+/// matched (with the invitation created), and every other survey as `not_live` or
+/// `not_subscribed`.
 ///
 /// The trigger's `details_endpoint` names this path.
 #[utoipa::path(get, path = "/api/v1/triggers/{trigger_id}/workflow", operation_id = "getTriggerWorkflow", tag = "triggers",
@@ -302,6 +314,7 @@ pub async fn workflow(
             outcome: r.outcome,
             reason: r.reason,
             invitation_id: r.invitation_id,
+            until: r.until.map(super::events::format_timestamp),
         })
         .collect();
     Ok(HttpResponse::Ok().json(TriggerDetails {

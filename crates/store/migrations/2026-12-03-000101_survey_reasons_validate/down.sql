@@ -1,0 +1,2 @@
+-- Validation has nothing to undo.
+SELECT 1;

@@ -1,0 +1,1 @@
+ALTER TABLE trigger_surveys VALIDATE CONSTRAINT trigger_surveys_outcome_check;
