@@ -42,6 +42,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::scope("/api/v1")
                 .route("/lifecycle/dispatch", web::post().to(dispatch::dispatch))
                 .route("/events/send", web::post().to(events::send::send))
+                .route("/events/batch", web::post().to(events::batch::batch))
                 .route("/users/upsert", web::post().to(users::upsert))
                 .route("/triggers", web::get().to(triggers::list))
                 .route("/triggers/{trigger_id}", web::get().to(triggers::get))

@@ -1,14 +1,18 @@
-//! `POST /api/v1/events/send`: queue an event now or for later, and answer at once.
+//! `POST /api/v1/events/send` and `POST /api/v1/events/batch`: queue events now or for
+//! later, and answer at once.
 //!
 //! An accepted event is durable: its trigger and the envelope that carries it commit in one
 //! transaction (the envelope in the outbox), so a crash or a broker outage after the answer
 //! loses nothing — the outbox relay publishes what the request could not.
 //!
 //! # Layout
-//! - here: the event as the route takes it, and [`prepare`], the one way an event is checked
+//! - here: the event as both routes take it, and [`prepare`], the one way an event is checked
 //!   and made into what it commits;
-//! - [`send`]: one event, answered 201.
+//! - [`send`]: one event, answered 201;
+//! - [`batch`]: up to 100 events, each answered on its own, the accepted ones committed
+//!   together.
 
+pub mod batch;
 pub mod send;
 
 use crate::AppState;
@@ -31,7 +35,7 @@ use time::format_description::well_known::Rfc3339;
 use tracing::Instrument;
 use uuid::Uuid;
 
-/// An event to queue: now, or at `trigger_at`.
+/// An event to queue: now, or at `trigger_at`; a batch holds several.
 // Parsed at the edge: a field of the wrong type is refused naming it, a free-form object must
 // be an object. What the fields mean together (a name is required, a time must be in the
 // future) is checked by `accept`.
@@ -194,8 +198,8 @@ struct DerivedIds {
     envelope: Uuid,
 }
 
-/// What preparing a request's events asks the database, asked once per request: events for
-/// one project look the project and each custom event up once.
+/// What preparing a request's events asks the database, asked once per request: a batch of
+/// events for one project looks the project and each custom event up once.
 struct Resolver<'a> {
     state: &'a AppState,
     org_id: Uuid,
