@@ -727,6 +727,22 @@ impl TestApp {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
+    /// `POST /api/v1/events/batch` with `X-API-Key` and `body` (`{"events": [...]}`), naming
+    /// the project in `X-Team-ID` when `team` is given.
+    pub async fn send_batch(&self, team: Option<Uuid>, body: Value) -> (u16, Value) {
+        let mut request = self
+            .http
+            .post(self.url("/api/v1/events/batch"))
+            .header("x-api-key", &self.token)
+            .json(&body);
+        if let Some(team) = team {
+            request = request.header("x-team-id", team.to_string());
+        }
+        let r = request.send().await.expect("request");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
     /// `POST /api/v1/users/upsert`.
     pub async fn upsert_user(&self, body: Value) -> (u16, Value) {
         let r = self

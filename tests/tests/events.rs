@@ -1082,3 +1082,478 @@ async fn a_users_attributes_are_bounded_in_all_not_only_per_request() {
         .await;
     assert_eq!(status, 201, "{body}");
 }
+
+// POST /api/v1/events/batch
+
+/// The result of each event of a batch answer, as `(success, code, pointer)`.
+fn outcomes(answer: &Value) -> Vec<(bool, String, String)> {
+    answer["results"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no results: {answer}"))
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            assert_eq!(r["index"], i, "results come in order: {answer}");
+            let error = &r["error"];
+            (
+                r["success"] == true,
+                error["code"].as_str().unwrap_or("").to_owned(),
+                error["pointer"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn accepted() -> (bool, String, String) {
+    (true, String::new(), String::new())
+}
+
+fn refused(code: &str, pointer: &str) -> (bool, String, String) {
+    (false, code.to_owned(), pointer.to_owned())
+}
+
+/// A batch is checked event by event exactly as events/send checks each: the good events are
+/// accepted and go the whole way, each bad one is refused with the code events/send gives it
+/// and a pointer into the batch, and nothing of a refused event is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_accepts_its_good_events_and_refuses_each_bad_one_with_its_code_and_pointer() {
+    let app = TestApp::spawn().await;
+    let project = app.create_project().await;
+    app.create_survey(
+        project,
+        json!({"trigger": {"events": [{"custom": "payment_failed"}]}}),
+    )
+    .await;
+    let event = |user: &str| json!({"event_name": "payment_failed", "user_info": {"contact_external_id": user}});
+    let with = |user: &str, extra: Value| {
+        let mut e = event(user);
+        for (k, v) in extra.as_object().unwrap() {
+            e[k] = v.clone();
+        }
+        e
+    };
+    // Whole seconds: the answer gives the time as stored, to the microsecond.
+    let later = (OffsetDateTime::now_utc() + time::Duration::HOUR)
+        .replace_nanosecond(0)
+        .unwrap()
+        .format(&Rfc3339)
+        .unwrap();
+    let (status, answer) = app
+        .send_batch(
+            Some(project),
+            json!({"events": [
+                with("good_1", json!({"user_info": {"contact_external_id": "good_1", "email": "g1@example.com"}})),
+                with("past", json!({"trigger_at": "2020-01-01T00:00:00Z"})),
+                with("typed", json!({"user_info": {"contact_external_id": "typed", "email": true}})),
+                with("unknown", json!({"event_name": "never_subscribed"})),
+                with("good_2", json!({"event_data": {"amount": 5}})),
+                with("later", json!({"trigger_at": later})),
+                42,
+                event(" "),
+                with("nameless", json!({"event_name": null})),
+                with("garbled", json!({"trigger_at": "tomorrow"})),
+                with("nested", json!({"variables": nested(40)})),
+            ]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        outcomes(&answer),
+        [
+            accepted(),
+            refused("trigger_at_in_past", "/events/1/trigger_at"),
+            refused("invalid_body", "/events/2/user_info/email"),
+            refused("event_type_not_found", "/events/3/event_name"),
+            accepted(),
+            accepted(),
+            refused("invalid_body", "/events/6"),
+            refused(
+                "user_ref_invalid",
+                "/events/7/user_info/contact_external_id"
+            ),
+            refused("event_name_required", "/events/8/event_name"),
+            refused("invalid_trigger_at", "/events/9/trigger_at"),
+            refused("invalid_body", "/events/10/variables"),
+        ]
+    );
+    assert_eq!(
+        (
+            answer["accepted_count"].clone(),
+            answer["rejected_count"].clone()
+        ),
+        (json!(3), json!(8))
+    );
+    let results = &answer["results"];
+    // The messages and statuses are those of events/send.
+    assert_eq!(
+        results[1]["error"]["message"],
+        "trigger_at must be a future date"
+    );
+    assert_eq!(results[1]["error"]["status"], 400);
+    assert_eq!(results[3]["error"]["status"], 404);
+    assert_eq!(
+        results[2]["error"]["message"],
+        "user_info.email: invalid type: boolean `true`, expected a string"
+    );
+    assert!(results[1].get("trigger_id").is_none());
+    assert_eq!(results[5]["scheduled_for"].as_str(), Some(later.as_str()));
+    assert!(results[0].get("scheduled_for").is_none());
+
+    for i in [0, 4] {
+        let id = results[i]["trigger_id"].as_str().unwrap();
+        assert!(results[i]["job_id"].as_str().is_some_and(|j| j != id));
+        let done = app.wait_trigger(id, "completed", WAIT).await;
+        assert_eq!(done["summary"]["sent"], 1, "{done}");
+    }
+    let (_, waiting) = app
+        .trigger(results[5]["trigger_id"].as_str().unwrap())
+        .await;
+    assert_eq!(waiting["status"], "scheduled");
+    assert_eq!(
+        app.execute("SELECT 1 FROM invitations WHERE user_ref IN ('good_1', 'good_2')")
+            .await,
+        2
+    );
+    assert_eq!(app.execute("SELECT 1 FROM invitations").await, 2);
+    assert_eq!(
+        app.execute("SELECT 1 FROM triggers").await,
+        3,
+        "a trigger for each accepted event, none for a refused one"
+    );
+    assert_eq!(
+        app.execute("SELECT 1 FROM users WHERE user_ref = 'good_1' AND email = 'g1@example.com'")
+            .await,
+        1
+    );
+    assert_eq!(
+        app.execute("SELECT 1 FROM users WHERE user_ref NOT IN ('good_1', 'good_2', 'later')")
+            .await,
+        0,
+        "a refused event's user_info changed no one"
+    );
+}
+
+/// The batch itself must be an object holding 1 to 100 events; anything else is refused whole
+/// with a code and a pointer, and records nothing. 100 events are one batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_of_no_events_or_more_than_a_hundred_is_refused_whole() {
+    let app = TestApp::spawn().await;
+    let project = app.create_project().await;
+    let events = |n: usize| -> Vec<Value> {
+        (0..n)
+            .map(|i| json!({"event_name": "trial_expired", "user_info": {"contact_external_id": format!("u{i}")}}))
+            .collect()
+    };
+    for (body, code, pointer) in [
+        (json!({"events": []}), "batch_size", "/events"),
+        (json!({"events": events(101)}), "batch_size", "/events"),
+        (json!({}), "invalid_body", "/events"),
+        (json!({"events": null}), "invalid_body", "/events"),
+        (
+            json!({"events": {"event_name": "trial_expired"}}),
+            "invalid_body",
+            "/events",
+        ),
+        (json!([{"event_name": "trial_expired"}]), "invalid_body", ""),
+    ] {
+        let (status, answer) = app.send_batch(Some(project), body.clone()).await;
+        assert_eq!(
+            (status, answer["code"].as_str(), answer["pointer"].as_str()),
+            (400, Some(code), Some(pointer)),
+            "{answer}"
+        );
+    }
+    let r = app
+        .authed(reqwest::Method::POST, "/api/v1/events/batch")
+        .header("content-type", "application/json")
+        .body("{\"events\": [")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(r.json::<Value>().await.unwrap()["code"], "invalid_json");
+    assert_eq!(app.execute("SELECT 1 FROM triggers").await, 0);
+
+    let (status, answer) = app
+        .send_batch(Some(project), json!({"events": events(100)}))
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["accepted_count"], 100);
+    assert_eq!(app.execute("SELECT 1 FROM triggers").await, 100);
+}
+
+/// Each event may name its own project of the organization. One naming another organization's
+/// project, one that does not exist, or none at all is refused as events/send refuses it; the
+/// others are accepted. With `X-Team-ID`, an event naming another project is a mismatch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_naming_another_organizations_project_is_refused_alone() {
+    let app = TestApp::spawn().await;
+    let (project, second) = (app.create_project().await, app.create_project().await);
+    let (_, other_token) = app.other_org().await;
+    let theirs: Value = app
+        .http
+        .post(app.url("/api/v1/projects"))
+        .bearer_auth(&other_token)
+        .json(&json!({"name": "theirs"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let event = |project: Value, user: &str| json!({"project_id": project, "event_name": "trial_expired", "user_info": {"contact_external_id": user}});
+    let (status, answer) = app
+        .send_batch(
+            None,
+            json!({"events": [
+                event(json!(project), "mine"),
+                event(theirs["id"].clone(), "theirs"),
+                event(json!(uuid::Uuid::now_v7()), "nowhere"),
+                {"event_name": "trial_expired", "user_info": {"contact_external_id": "unplaced"}},
+                event(json!(second), "second"),
+            ]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        outcomes(&answer),
+        [
+            accepted(),
+            refused("project_forbidden", "/events/1/project_id"),
+            refused("invalid_team_context", "/events/2/project_id"),
+            refused("invalid_team_context", "/events/3"),
+            accepted(),
+        ]
+    );
+    assert_eq!(answer["results"][1]["error"]["status"], 403);
+    assert_eq!(answer["results"][3]["error"]["status"], 401);
+    assert_eq!(
+        app.execute(&format!(
+            "SELECT 1 FROM triggers WHERE (project_id, user_ref) IN \
+             (('{project}', 'mine'), ('{second}', 'second'))"
+        ))
+        .await,
+        2
+    );
+    assert_eq!(app.execute("SELECT 1 FROM triggers").await, 2);
+
+    let (status, answer) = app
+        .send_batch(
+            Some(project),
+            json!({"events": [event(json!(second), "mismatch"), event(json!(project), "same")]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        outcomes(&answer),
+        [
+            refused("project_mismatch", "/events/0/project_id"),
+            accepted()
+        ]
+    );
+
+    // The header speaks for the whole request.
+    let theirs_id: uuid::Uuid = theirs["id"].as_str().unwrap().parse().unwrap();
+    for (team, status, code) in [
+        (theirs_id, 403, "project_forbidden"),
+        (uuid::Uuid::now_v7(), 401, "invalid_team_context"),
+    ] {
+        let (got, answer) = app
+            .send_batch(
+                Some(team),
+                json!({"events": [{"event_name": "trial_expired", "user_info": {"contact_external_id": "u"}}]}),
+            )
+            .await;
+        assert_eq!(
+            (got, answer["code"].as_str()),
+            (status, Some(code)),
+            "{answer}"
+        );
+    }
+    assert_eq!(app.execute("SELECT 1 FROM triggers").await, 3);
+}
+
+/// A keyed batch retried gets the same answer and creates nothing new: replayed while its key
+/// holds the answer, and run again with the same triggers when its first run died after its
+/// commit (the key in flight under a lapsed lease).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keyed_batch_retried_gets_the_same_answer_and_creates_nothing_new() {
+    let app = TestApp::spawn().await;
+    let project = app.create_project().await;
+    app.create_survey(project, json!({"trigger": {"events": ["trial_expired"]}}))
+        .await;
+    let body = json!({"events": [
+        {"event_name": "trial_expired", "user_info": {"contact_external_id": "k1"}},
+        {"event_name": "trial_expired", "user_info": {"contact_external_id": "k2"}, "trigger_at": "2020-01-01T00:00:00Z"},
+        {"event_name": "trial_expired", "user_info": {"contact_external_id": "k3"}},
+    ]});
+    let send = || {
+        app.authed(reqwest::Method::POST, "/api/v1/events/batch")
+            .header("idempotency-key", "batch-key")
+            .header("x-team-id", project.to_string())
+            .json(&body)
+            .send()
+    };
+    let r = send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let first: Value = r.json().await.unwrap();
+    assert_eq!(first["accepted_count"], 2, "{first}");
+
+    let r = send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["idempotency-replay"], "true");
+    assert_eq!(r.json::<Value>().await.unwrap(), first);
+    assert_eq!(app.execute("SELECT 1 FROM triggers").await, 2);
+
+    // As if the gateway had died after the commit, before storing its answer.
+    app.execute(
+        "UPDATE idempotency_keys SET state = 'in_flight', response_status = NULL, \
+         response_body = NULL, lease_until = now() - interval '1 second'",
+    )
+    .await;
+    let r = send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get("idempotency-replay").is_none(), "run again");
+    let again: Value = r.json().await.unwrap();
+    assert_eq!(again, first, "the same triggers, the same answer");
+    assert_eq!(app.execute("SELECT 1 FROM triggers").await, 2);
+    for i in [0, 2] {
+        app.wait_trigger(
+            first["results"][i]["trigger_id"].as_str().unwrap(),
+            "completed",
+            WAIT,
+        )
+        .await;
+    }
+    assert_eq!(
+        app.execute("SELECT user_ref FROM invitations GROUP BY user_ref HAVING count(*) = 1")
+            .await,
+        2,
+        "each user invited once"
+    );
+    assert_eq!(app.execute("SELECT 1 FROM invitations").await, 2);
+}
+
+/// Several events about one user in a batch are all accepted, and update the user in the
+/// batch's order: the later email wins, custom fields merge in turn. One whose custom fields
+/// would take the user's attributes past their bound is refused alone, the others committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_for_one_user_in_a_batch_are_all_accepted_and_applied_in_order() {
+    let app = TestApp::spawn().await;
+    let project = app.create_project().await;
+    app.create_survey(project, json!({"trigger": {"events": ["trial_expired"]}}))
+        .await;
+    let about = |email: &str, fields: Value| {
+        json!({"event_name": "trial_expired", "user_info": {"contact_external_id": "same",
+               "email": email, "custom_fields": fields}})
+    };
+    let (status, answer) = app
+        .send_batch(
+            Some(project),
+            json!({"events": [
+                about("first@example.com", json!({"plan": "free", "seats": 1})),
+                {"event_name": "trial_expired", "user_info": {"contact_external_id": "another"}},
+                about("second@example.com", json!({"plan": "pro"})),
+            ]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(outcomes(&answer), [accepted(), accepted(), accepted()]);
+    for i in 0..3 {
+        app.wait_trigger(
+            answer["results"][i]["trigger_id"].as_str().unwrap(),
+            "completed",
+            WAIT,
+        )
+        .await;
+    }
+    assert_eq!(
+        app.execute(
+            "SELECT 1 FROM users WHERE user_ref = 'same' AND email = 'second@example.com' \
+             AND attributes = '{\"plan\": \"pro\", \"seats\": 1}'::jsonb"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        app.execute("SELECT 1 FROM triggers WHERE user_ref = 'same'")
+            .await,
+        2
+    );
+
+    // Each 40 KB alone fits; the second, merged after the first, would not.
+    let half = |key: &str| json!({ key: "x".repeat(40_000) });
+    let (status, answer) = app
+        .send_batch(
+            Some(project),
+            json!({"events": [
+                about("third@example.com", half("a")),
+                about("fourth@example.com", half("b")),
+                {"event_name": "trial_expired", "user_info": {"contact_external_id": "bystander"}},
+            ]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        outcomes(&answer),
+        [
+            accepted(),
+            refused("attributes_too_large", "/events/1/user_info/custom_fields"),
+            accepted(),
+        ]
+    );
+    assert_eq!(
+        app.execute(
+            "SELECT 1 FROM users WHERE user_ref = 'same' AND email = 'third@example.com' \
+             AND attributes ? 'a' AND NOT attributes ? 'b'"
+        )
+        .await,
+        1,
+        "the refused event changed nothing"
+    );
+    assert_eq!(app.execute("SELECT 1 FROM triggers").await, 5);
+}
+
+/// The accepted events of a batch commit in one transaction: when it fails (here a statement
+/// the database refuses for one event's trigger), the request answers 503 and none of them is
+/// recorded — no trigger, no user, nothing to send. Sent again once the database takes it, the
+/// whole batch is accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_whose_commit_fails_is_answered_503_and_records_none_of_its_events() {
+    let app = TestApp::spawn().await;
+    let project = app.create_project().await;
+    app.execute(
+        "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$ \
+         BEGIN IF NEW.user_ref = 'poison' THEN RAISE EXCEPTION 'refused for the test'; END IF; \
+         RETURN NEW; END $$",
+    )
+    .await;
+    app.execute(
+        "CREATE TRIGGER refuse_poison BEFORE INSERT ON triggers \
+         FOR EACH ROW EXECUTE FUNCTION refuse_poison()",
+    )
+    .await;
+    let events: Vec<Value> = ["a", "poison", "b"]
+        .map(|user| {
+            json!({"event_name": "trial_expired",
+                   "user_info": {"contact_external_id": user, "email": format!("{user}@example.com")}})
+        })
+        .into();
+    let body = json!({ "events": events });
+    let (status, answer) = app.send_batch(Some(project), body.clone()).await;
+    assert_eq!(status, 503, "{answer}");
+    assert_eq!(answer["code"], "database_unavailable");
+    for table in ["triggers", "users", "outbox"] {
+        assert_eq!(
+            app.execute(&format!("SELECT 1 FROM {table}")).await,
+            0,
+            "nothing in {table}"
+        );
+    }
+
+    app.execute("DROP TRIGGER refuse_poison ON triggers").await;
+    let (status, answer) = app.send_batch(Some(project), body).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["accepted_count"], 3);
+    assert_eq!(app.execute("SELECT 1 FROM triggers").await, 3);
+}

@@ -45,6 +45,10 @@ fn body_for(method: &Method, path: &str, victim: &Victim, receiver: &Receiver) -
             json!({"project_id": project, "event_name": "trial_expired",
             "user_info": {"contact_external_id": "victim-user", "email": "attacker@example.com"}})
         }
+        ("POST", "/api/v1/events/batch") => json!({"events": [
+            {"project_id": project, "event_name": "trial_expired",
+             "user_info": {"contact_external_id": "victim-user", "email": "attacker@example.com"}}
+        ]}),
         ("POST", "/api/v1/lifecycle/dispatch") => {
             json!({"project_id": project, "user_ref": "victim-user", "event": "trial_expired"})
         }

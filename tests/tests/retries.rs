@@ -231,3 +231,51 @@ async fn an_organization_over_its_rate_limit_gets_429_with_retry_after() {
         .unwrap();
     assert_eq!(r.status(), 200);
 }
+
+/// A batch weighs on the organization's rate limit as its events sent one by one would: one
+/// request per event, taken all together or not at all. A batch past what is left is 429 with
+/// `Retry-After`, records nothing, and leaves the rest for lighter requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_costs_the_organizations_rate_limit_one_request_per_event() {
+    let app = TestApp::spawn_with(Options {
+        env: vec![
+            ("BECKON_RATE_LIMIT_PER_SECOND", "0.01".into()),
+            ("BECKON_RATE_LIMIT_BURST", "20".into()),
+        ],
+        ..Options::default()
+    })
+    .await;
+    // One request of the 20.
+    let project = app.create_project().await;
+    let batch = |n: usize| {
+        json!({"events": (0..n).map(|i| json!({
+            "event_name": "trial_expired", "user_info": {"contact_external_id": format!("u{i}")}
+        })).collect::<Vec<_>>()})
+    };
+    // Five more: 14 left.
+    let (status, answer) = app.send_batch(Some(project), batch(5)).await;
+    assert_eq!(status, 200, "{answer}");
+    // Fifteen do not fit; its first request is spent: 13 left.
+    let r = app
+        .authed(Method::POST, "/api/v1/events/batch")
+        .header("x-team-id", project.to_string())
+        .json(&batch(15))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().contains_key("retry-after"));
+    assert_eq!(r.headers()["ratelimit-limit"], "20");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["code"], "rate_limited", "{body}");
+    assert_eq!(app.execute("SELECT 1 FROM triggers").await, 5);
+    // Thirteen do.
+    let (status, answer) = app.send_batch(Some(project), batch(13)).await;
+    assert_eq!(status, 200, "{answer}");
+    let r = app
+        .authed(Method::GET, "/api/v1/projects")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429, "nothing left");
+}

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Scope {
-    /// Fire events from a product backend: `events/send`, `lifecycle/dispatch`,
+    /// Fire events from a product backend: `events/send`, `events/batch`, `lifecycle/dispatch`,
     /// `users/upsert`, and reading or cancelling the organization's triggers by id.
     Send,
     /// Read everything (every `GET`), change nothing.

@@ -213,6 +213,20 @@ pub fn insert_many<'c>(
     crate::pipelined::done(sent)
 }
 
+/// Which of `ids` are stored triggers of `org_id`.
+pub async fn existing(
+    conn: &mut AsyncPgConnection,
+    org_id: Uuid,
+    ids: &[Uuid],
+) -> Result<Vec<Uuid>, StoreError> {
+    Ok(triggers::table
+        .filter(triggers::org_id.eq(org_id))
+        .filter(triggers::id.eq_any(ids.to_vec()))
+        .select(triggers::id)
+        .load(conn)
+        .await?)
+}
+
 /// A new trigger as a row.
 #[derive(Insertable)]
 #[diesel(table_name = triggers, treat_none_as_default_value = false)]

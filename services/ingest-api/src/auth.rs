@@ -28,9 +28,10 @@ pub struct OrgAuth {
 /// The routes a product backend calls with a `send` token: firing events and reading or
 /// cancelling the organization's triggers by id (a trigger does not record which token made
 /// it; its id is a UUIDv7 the caller was answered).
-const SEND_ROUTES: [&str; 6] = [
+const SEND_ROUTES: [&str; 7] = [
     "/api/v1/lifecycle/dispatch",
     "/api/v1/events/send",
+    "/api/v1/events/batch",
     "/api/v1/users/upsert",
     "/api/v1/triggers/{trigger_id}",
     "/api/v1/triggers/{trigger_id}/workflow",
@@ -183,6 +184,7 @@ mod tests {
     fn each_route_needs_its_scope() {
         let needs = |method: Method, route: &str| accepted_scopes(&method, Some(route));
         assert_eq!(needs(Method::POST, "/api/v1/events/send"), [Scope::Send]);
+        assert_eq!(needs(Method::POST, "/api/v1/events/batch"), [Scope::Send]);
         assert_eq!(
             needs(Method::POST, "/api/v1/lifecycle/dispatch"),
             [Scope::Send]

@@ -1,7 +1,7 @@
 //! Shedding load past a backlog: when the matcher's queue holds more than
-//! `BECKON_SHED_BACKLOG` messages, `events/send` and `dispatch` answer 429 `overloaded` with
-//! `Retry-After` instead of accepting more than the pipeline carries. Off by default (0);
-//! what was accepted before stays accepted and is handled as the backlog drains.
+//! `BECKON_SHED_BACKLOG` messages, `events/send`, `events/batch` and `dispatch` answer 429
+//! `overloaded` with `Retry-After` instead of accepting more than the pipeline carries. Off by
+//! default (0); what was accepted before stays accepted and is handled as the backlog drains.
 
 use crate::error::ApiError;
 use actix_web::http::StatusCode;

@@ -152,7 +152,15 @@ pub fn parse_fields<T: DeserializeOwned>(
     bytes: &[u8],
     code_of: impl Fn(&str) -> &'static str,
 ) -> Result<T, ApiError> {
-    let value = json_value(bytes)?;
+    fields(json_value(bytes)?, code_of)
+}
+
+/// [`parse_fields`] for a value already read from a body (an element of a batch): the
+/// pointers of its errors are relative to `value`.
+pub fn fields<T: DeserializeOwned>(
+    value: serde_json::Value,
+    code_of: impl Fn(&str) -> &'static str,
+) -> Result<T, ApiError> {
     if !value.is_object() {
         return Err(ApiError::bad_request(
             "invalid_body",

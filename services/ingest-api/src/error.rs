@@ -46,7 +46,7 @@ pub struct ErrorBody {
 #[derive(Debug, Clone, Copy)]
 pub struct CredentialRefused;
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,

@@ -1,4 +1,4 @@
-//! `Idempotency-Key` on the POST endpoints that create work (dispatch, events/send,
+//! `Idempotency-Key` on the POST endpoints that create work (dispatch, events/send and batch,
 //! users/upsert), per organization, kept 24 hours:
 //! - the same key and body replays the first answer, with `Idempotency-Replay: true`;
 //! - the same key with another request is 422;

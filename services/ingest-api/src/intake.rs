@@ -7,6 +7,10 @@
 //! insert every trigger with one statement and every envelope into the outbox with another,
 //! and commit once. A lone request is a group of one and costs what it did alone. When a group
 //! fails, each of its events is committed again on its own, so one bad request fails alone.
+//!
+//! An `events/batch` request is a group already, and one the caller wants whole: it is
+//! committed at once by [`Intake::commit_batch`], in one transaction, all or nothing, not
+//! queued event by event.
 
 use beckon_runtime::TaskStatus;
 use beckon_runtime::group;
@@ -66,6 +70,8 @@ pub struct Intake {
     _stop: DropGuard,
     queue: mpsc::UnboundedSender<Job>,
     workers: Vec<TaskStatus>,
+    /// For batches, committed by their own request.
+    store: Store,
 }
 
 /// The event's group was lost: its worker died (and is being restarted), or the process is
@@ -73,6 +79,35 @@ pub struct Intake {
 #[derive(Debug, thiserror::Error)]
 #[error("the intake lost the event")]
 pub struct Closed;
+
+/// Why a group did not commit. Nothing of it was written.
+#[derive(Debug, thiserror::Error)]
+pub enum GroupError {
+    /// The user update of the event at this index of the group would take the user's
+    /// attributes past their bound (`StoreError::AttributesTooLarge`).
+    #[error("the user update of event {index} would make the user's attributes too large")]
+    AttributesTooLarge { index: usize },
+    /// Any other failure of the transaction.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A statement that failed inside the group's transaction.
+impl From<diesel::result::Error> for GroupError {
+    fn from(err: diesel::result::Error) -> Self {
+        Self::Store(err.into())
+    }
+}
+
+impl GroupError {
+    /// The error as the store would give it for the group's events committed one by one.
+    fn into_store(self) -> StoreError {
+        match self {
+            Self::AttributesTooLarge { .. } => StoreError::AttributesTooLarge,
+            Self::Store(err) => err,
+        }
+    }
+}
 
 impl Intake {
     /// Starts the workers on the current runtime, each supervised: one that panics is
@@ -92,6 +127,7 @@ impl Intake {
             _stop: cancel.drop_guard(),
             queue,
             workers,
+            store,
         }
     }
 
@@ -106,6 +142,19 @@ impl Intake {
         let (done, outcome) = oneshot::channel();
         self.queue.send(Job { event, done }).map_err(|_| Closed)?;
         outcome.await.map_err(|_| Closed)
+    }
+
+    /// Commits `events` in one transaction of their own, on the caller's task: all of them or
+    /// none, never split as a failed group of separate requests is. Returns their outbox rows,
+    /// to publish. A user named by several of them is updated in their order.
+    pub async fn commit_batch(
+        &self,
+        events: &[Event],
+    ) -> Result<Vec<outbox::OutboxMessage>, GroupError> {
+        // A transaction of accepted events like a group's, counted with them.
+        metrics::histogram!("beckon_intake_group_size").record(events.len() as f64);
+        let events: Vec<&Event> = events.iter().collect();
+        commit_group(&self.store, &events).await
     }
 }
 
@@ -129,7 +178,9 @@ async fn commit_jobs(
     jobs: &[Job],
 ) -> Result<Vec<Vec<outbox::OutboxMessage>>, StoreError> {
     let events: Vec<&Event> = jobs.iter().map(|j| &j.event).collect();
-    let mut rows = commit_group(store, &events).await?;
+    let mut rows = commit_group(store, &events)
+        .await
+        .map_err(GroupError::into_store)?;
     Ok(jobs
         .iter()
         .map(|job| {
@@ -144,18 +195,23 @@ async fn commit_jobs(
 /// users with new details updated one by one.
 ///
 /// Users are created, then updated, in one fixed order, so two groups sharing users wait on
-/// each other instead of deadlocking.
-async fn commit_group(store: &Store, events: &[&Event]) -> Outcome {
+/// each other instead of deadlocking. The sort is stable: several events about one user update
+/// it in their order in `events` (the later `email` wins, `custom_fields` merge in turn).
+async fn commit_group(
+    store: &Store,
+    events: &[&Event],
+) -> Result<Vec<outbox::OutboxMessage>, GroupError> {
     let mut conn = store.conn().await?;
-    conn.transaction::<_, StoreError, _>(async |conn| {
-        let mut by_user: Vec<(&Event, &UserUpdate)> = events
+    conn.transaction::<_, GroupError, _>(async |conn| {
+        let mut by_user: Vec<(usize, &Event, &UserUpdate)> = events
             .iter()
-            .filter_map(|e| Some((*e, e.user.as_ref()?)))
+            .enumerate()
+            .filter_map(|(i, e)| Some((i, *e, e.user.as_ref()?)))
             .collect();
-        by_user.sort_by_key(|(e, u)| (e.project_id, u.user_ref.as_str()));
+        by_user.sort_by_key(|(_, e, u)| (e.project_id, u.user_ref.as_str()));
         let users: Vec<_> = by_user
             .iter()
-            .map(|(e, u)| (e.org_id, e.project_id, u.user_ref.as_str()))
+            .map(|(_, e, u)| (e.org_id, e.project_id, u.user_ref.as_str()))
             .collect();
         let triggers: Vec<&NewTrigger> = events.iter().map(|e| &e.trigger).collect();
         let messages: Vec<_> = events
@@ -177,8 +233,15 @@ async fn commit_group(store: &Store, events: &[&Event]) -> Outcome {
                 outbox::enqueue_many(conn, &messages),
             )?
         };
-        for (e, u) in by_user.iter().filter(|(_, u)| !u.changes.is_empty()) {
-            users::upsert(conn, e.org_id, e.project_id, &u.user_ref, &u.changes).await?;
+        for (index, e, u) in by_user.iter().filter(|(_, _, u)| !u.changes.is_empty()) {
+            users::upsert(conn, e.org_id, e.project_id, &u.user_ref, &u.changes)
+                .await
+                .map_err(|err| match err {
+                    StoreError::AttributesTooLarge => {
+                        GroupError::AttributesTooLarge { index: *index }
+                    }
+                    err => err.into(),
+                })?;
         }
         Ok(rows)
     })

@@ -112,7 +112,7 @@ pub struct Config {
     /// within that long.
     pub auth_cache: Duration,
     /// `BECKON_SHED_BACKLOG`: past this many events waiting in the matcher's queue,
-    /// `events/send` and `dispatch` answer 429 `overloaded` (default 0: never).
+    /// `events/send`, `events/batch` and `dispatch` answer 429 `overloaded` (default 0: never).
     pub shed_backlog: u32,
 }
 

@@ -98,12 +98,24 @@ impl<K: Hash + ?Sized> RateLimiter<K> {
 
     /// Takes a token for `key`.
     pub fn check(&self, key: &K) -> Decision {
-        self.decide(key, true)
+        self.decide(key, 1.0, true)
     }
 
     /// Whether `key` has a token, without taking it.
     pub fn peek(&self, key: &K) -> Decision {
-        self.decide(key, false)
+        self.decide(key, 1.0, false)
+    }
+
+    /// Takes `extra` more tokens for `key`, all or none, for a request that weighs more than
+    /// the one token [`check`](Self::check) took for it (a batch of events). At most what a
+    /// full bucket holds besides that token is asked (`burst - 1`): a request heavier than the
+    /// burst passes when the bucket is full, rather than never.
+    pub fn check_more(&self, key: &K, extra: u32) -> Decision {
+        let extra = f64::from(extra).min(self.burst - 1.0);
+        if extra <= 0.0 {
+            return Decision::Allow;
+        }
+        self.decide(key, extra, true)
     }
 
     /// How long an untouched bucket takes to fill up again: after that it is idle.
@@ -111,7 +123,8 @@ impl<K: Hash + ?Sized> RateLimiter<K> {
         Duration::from_secs_f64(self.burst / self.rate)
     }
 
-    fn decide(&self, key: &K, take: bool) -> Decision {
+    /// Whether `key` has `need` tokens; takes them when `take` and it has.
+    fn decide(&self, key: &K, need: f64, take: bool) -> Decision {
         let now = Instant::now();
         let hash = self.seed.hash_one(key);
         let Ok(mut buckets) = self.buckets.lock() else {
@@ -139,13 +152,13 @@ impl<K: Hash + ?Sized> RateLimiter<K> {
         bucket.tokens = (bucket.tokens + now.duration_since(bucket.at).as_secs_f64() * self.rate)
             .min(self.burst);
         bucket.at = now;
-        if bucket.tokens >= 1.0 {
+        if bucket.tokens >= need {
             if take {
-                bucket.tokens -= 1.0;
+                bucket.tokens -= need;
             }
             Decision::Allow
         } else {
-            let wait = (1.0 - bucket.tokens) / self.rate;
+            let wait = (need - bucket.tokens) / self.rate;
             Decision::Deny {
                 retry_after_secs: wait.ceil().max(1.0) as u64,
             }
@@ -377,6 +390,38 @@ mod tests {
         limiter.check("k");
         limiter.check("k");
         assert!(matches!(limiter.peek("k"), Decision::Deny { .. }));
+    }
+
+    #[test]
+    fn a_heavy_request_takes_all_its_tokens_or_none() {
+        let limiter = limiter::<Uuid>(1.0, 10, 100);
+        let org = Uuid::now_v7();
+        // A request of 4: the token its auth took, and 3 more.
+        assert_eq!(limiter.check(&org), Decision::Allow);
+        assert_eq!(limiter.check_more(&org, 3), Decision::Allow);
+        // 6 left: a request of 8 is refused, and takes nothing but its first token; the 2
+        // more it needs come back in 2 s.
+        assert_eq!(limiter.check(&org), Decision::Allow);
+        assert_eq!(
+            limiter.check_more(&org, 7),
+            Decision::Deny {
+                retry_after_secs: 2
+            }
+        );
+        for _ in 0..5 {
+            assert_eq!(limiter.check(&org), Decision::Allow);
+        }
+        assert!(matches!(limiter.check(&org), Decision::Deny { .. }));
+    }
+
+    #[test]
+    fn a_request_heavier_than_the_burst_passes_on_a_full_bucket() {
+        let limiter = limiter::<Uuid>(0.001, 3, 100);
+        let org = Uuid::now_v7();
+        assert_eq!(limiter.check(&org), Decision::Allow);
+        assert_eq!(limiter.check_more(&org, 99), Decision::Allow);
+        assert!(matches!(limiter.check(&org), Decision::Deny { .. }));
+        assert_eq!(limiter.check_more(&Uuid::now_v7(), 0), Decision::Allow);
     }
 
     #[test]

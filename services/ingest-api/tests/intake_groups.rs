@@ -1,4 +1,5 @@
-//! Accepted events committed in groups, against a real, freshly migrated database.
+//! Accepted events committed in groups, and batches committed whole, against a real, freshly
+//! migrated database.
 
 use beckon_domain::LifecycleEvent;
 use beckon_domain::envelope::TriggerType;
@@ -7,7 +8,8 @@ use beckon_store::testing::WithProject;
 use beckon_store::triggers::NewTrigger;
 use beckon_store::users::UserChanges;
 use diesel_async::RunQueryDsl;
-use ingest_api::intake::{Envelope, Event, Intake, UserUpdate};
+use ingest_api::intake::{Envelope, Event, GroupError, Intake, UserUpdate};
+use serde_json::json;
 use uuid::Uuid;
 
 fn event(org: Uuid, project: Uuid, user: &str) -> Event {
@@ -192,4 +194,124 @@ async fn a_silent_database_answers_every_event_of_a_group_within_three_pool_time
         last <= std::time::Duration::from_secs(15),
         "the last request was answered after {last:?}"
     );
+}
+
+/// A batch commits in one transaction: when one of its events cannot be written (here its
+/// trigger's id is taken), none of them is — no trigger, no envelope, no user — and the
+/// batch without that event commits whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_commits_all_its_events_or_none_of_them() {
+    let WithProject {
+        db: _db,
+        store,
+        org_id: org,
+        project_id: project,
+    } = WithProject::new(8).await;
+    let intake = Intake::start(store.clone(), tokio_util::sync::CancellationToken::new());
+    let mut batch: Vec<Event> = ["a", "b", "c"]
+        .into_iter()
+        .map(|user| event(org, project, user))
+        .collect();
+    let mut taken = NewTrigger::without_contact(
+        org,
+        project,
+        TriggerType::Event,
+        &LifecycleEvent::TrialExpired,
+    );
+    taken.id = batch[2].trigger.id;
+    beckon_store::triggers::insert(&mut store.conn().await.unwrap(), &taken)
+        .await
+        .unwrap();
+
+    let err = intake
+        .commit_batch(&batch)
+        .await
+        .expect_err("a taken trigger id fails the batch");
+    assert!(
+        matches!(&err, GroupError::Store(e) if e.is_unique_violation()),
+        "{err:?}"
+    );
+    assert_eq!(
+        count(&store, "SELECT 1 FROM triggers").await,
+        1,
+        "only the trigger that was there"
+    );
+    assert_eq!(count(&store, "SELECT 1 FROM outbox").await, 0);
+    assert_eq!(count(&store, "SELECT 1 FROM users").await, 0);
+
+    batch.pop();
+    let rows = intake.commit_batch(&batch).await.expect("commits");
+    assert_eq!(rows.len(), 2, "an outbox row per event");
+    assert_eq!(count(&store, "SELECT 1 FROM triggers").await, 3);
+    assert_eq!(count(&store, "SELECT 1 FROM users").await, 2);
+}
+
+/// Events of a batch about one user update it in the batch's order (the later email wins,
+/// custom fields merge in turn), however the group sorts its users to lock them, and a user
+/// named twice is created once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_named_twice_in_a_batch_is_updated_in_the_batchs_order() {
+    let WithProject {
+        db: _db,
+        store,
+        org_id: org,
+        project_id: project,
+    } = WithProject::new(8).await;
+    let intake = Intake::start(store.clone(), tokio_util::sync::CancellationToken::new());
+    let about = |user: &str, email: &str, fields: serde_json::Value| {
+        let mut event = event(org, project, user);
+        event.user = Some(UserUpdate {
+            user_ref: user.to_owned(),
+            changes: UserChanges {
+                email: Some(email.to_owned()),
+                attributes: Some(fields),
+                ..Default::default()
+            },
+        });
+        event
+    };
+    // `z` sorts after `a`, and is named first and last.
+    let batch = [
+        about(
+            "z",
+            "first@example.com",
+            json!({"plan": "free", "seats": 1}),
+        ),
+        about("a", "a@example.com", json!({})),
+        about("z", "second@example.com", json!({"plan": "pro"})),
+    ];
+    intake.commit_batch(&batch).await.expect("commits");
+    let user = beckon_store::users::get(&mut store.conn().await.unwrap(), project, "z")
+        .await
+        .unwrap()
+        .expect("z is kept");
+    assert_eq!(user.email.as_deref(), Some("second@example.com"));
+    assert_eq!(user.attributes, json!({"plan": "pro", "seats": 1}));
+    assert_eq!(count(&store, "SELECT 1 FROM users").await, 2);
+    assert_eq!(count(&store, "SELECT 1 FROM triggers").await, 3);
+}
+
+/// An event whose user update would take the user's attributes past their bound fails the
+/// batch naming it, so the caller can refuse that event alone; nothing is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_update_too_large_fails_the_batch_naming_its_event() {
+    let WithProject {
+        db: _db,
+        store,
+        org_id: org,
+        project_id: project,
+    } = WithProject::new(8).await;
+    let intake = Intake::start(store.clone(), tokio_util::sync::CancellationToken::new());
+    let mut batch = vec![event(org, project, "a"), event(org, project, "b")];
+    let big = "x".repeat(beckon_store::users::MAX_ATTRIBUTES_BYTES as usize);
+    if let Some(user) = &mut batch[1].user {
+        user.changes.attributes = Some(json!({ "notes": big }));
+    }
+    let err = intake.commit_batch(&batch).await.expect_err("too large");
+    assert!(
+        matches!(err, GroupError::AttributesTooLarge { index: 1 }),
+        "{err:?}"
+    );
+    assert_eq!(count(&store, "SELECT 1 FROM triggers").await, 0);
+    assert_eq!(count(&store, "SELECT 1 FROM users").await, 0);
 }

@@ -131,6 +131,16 @@ pub fn of(name: &str) -> Option<Value> {
             "success": true, "trigger_id": TRIGGER, "job_id": JOB, "flow_type": "survey",
             "message": "Event queued for processing", "scheduled_for": null
         }),
+        "SendEventBatchResponse" => json!({
+            "results": [
+                {"index": 0, "success": true, "trigger_id": TRIGGER, "job_id": JOB},
+                {"index": 1, "success": false, "error": {
+                    "status": 400, "code": "trigger_at_in_past",
+                    "message": "trigger_at must be a future date", "pointer": "/events/1/trigger_at"
+                }}
+            ],
+            "accepted_count": 1, "rejected_count": 1
+        }),
         "TriggerView" => json!({
             "id": TRIGGER, "project_id": PROJECT, "flow_type": "survey", "trigger_type": "event",
             "status": "completed", "event": "trial_expired", "user_ref": "user_8812",

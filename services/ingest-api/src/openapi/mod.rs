@@ -19,7 +19,7 @@ use crate::routes::{
     ),
     paths(
         dispatch::dispatch,
-        events::send,
+        events::send::send, events::batch::batch,
         triggers::list, triggers::get, triggers::workflow, triggers::details, triggers::cancel,
         users::upsert, users::erase, invitations::revoke, responses::list, responses::csv,
         webhooks::subscriptions::create, webhooks::subscriptions::list, webhooks::subscriptions::get, webhooks::subscriptions::update, webhooks::subscriptions::delete,

@@ -42,7 +42,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(
             web::scope("/api/v1")
                 .route("/lifecycle/dispatch", web::post().to(dispatch::dispatch))
-                .route("/events/send", web::post().to(events::send))
+                .route("/events/send", web::post().to(events::send::send))
+                .route("/events/batch", web::post().to(events::batch::batch))
                 .route("/users/upsert", web::post().to(users::upsert))
                 .route("/triggers", web::get().to(triggers::list))
                 .route("/triggers/{trigger_id}", web::get().to(triggers::get))

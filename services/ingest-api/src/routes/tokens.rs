@@ -51,7 +51,7 @@ impl From<ApiToken> for TokenView {
 pub struct TokenInput {
     /// A label to tell tokens apart, 1 to 200 characters.
     pub name: String,
-    /// What the token may do: `send` (events/send, lifecycle/dispatch, users/upsert, and
+    /// What the token may do: `send` (events/send and batch, lifecycle/dispatch, users/upsert, and
     /// reading or cancelling triggers by id), `read` (every GET), `admin` (everything). At
     /// least one.
     pub scopes: Vec<Scope>,

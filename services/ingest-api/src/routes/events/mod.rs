@@ -1,31 +1,41 @@
-//! `POST /api/v1/events/send`: queue an event now or for later, and answer at once.
+//! `POST /api/v1/events/send` and `POST /api/v1/events/batch`: queue events now or for
+//! later, and answer at once.
 //!
-//! A 201 means the event is durable: the trigger and the envelope that carries it commit in
-//! one transaction (the envelope in the outbox), so a crash or a broker outage after the
-//! answer loses nothing — the outbox relay publishes what the request could not.
+//! An accepted event is durable: its trigger and the envelope that carries it commit in one
+//! transaction (the envelope in the outbox), so a crash or a broker outage after the answer
+//! loses nothing — the outbox relay publishes what the request could not.
+//!
+//! # Layout
+//! - here: the event as both routes take it, and [`prepare`], the one way an event is checked
+//!   and made into what it commits;
+//! - [`send`]: one event, answered 201;
+//! - [`batch`]: up to 100 events, each answered on its own, the accepted ones committed
+//!   together.
+
+pub mod batch;
+pub mod send;
 
 use crate::AppState;
-use crate::auth::OrgAuth;
-use crate::body::{self, JsonObject, Object};
-use crate::error::{ApiError, ErrorBody};
-use crate::idempotency;
+use crate::body::{JsonObject, Object};
+use crate::error::ApiError;
 use crate::intake;
 use crate::routes::owned_project_id;
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::HttpRequest;
 use beckon_domain::LifecycleEvent;
 use beckon_domain::envelope::{Envelope, EventReceived, TriggerType};
-use beckon_domain::ids;
 use beckon_domain::user_ref::UserRef;
+use beckon_store::outbox::OutboxMessage;
 use beckon_store::surveys;
 use beckon_store::triggers::NewTrigger;
 use beckon_store::users::UserChanges;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
+use std::collections::HashMap;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tracing::Instrument;
 use uuid::Uuid;
 
-/// An event to queue: now, or at `trigger_at`.
+/// An event to queue: now, or at `trigger_at`; a batch holds several.
 // Parsed at the edge: a field of the wrong type is refused naming it, a free-form object must
 // be an object. What the fields mean together (a name is required, a time must be in the
 // future) is checked by `accept`.
@@ -99,16 +109,19 @@ struct Accepted {
 }
 
 impl SendEventRequest {
-    /// Checks what the fields mean together, with the seed's messages where it has them.
+    /// Checks what the fields mean together, with the seed's messages where it has them; an
+    /// error points at its field.
     fn accept(self) -> Result<Accepted, ApiError> {
         let event_name = self
             .event_name
             .filter(|name| !name.is_empty())
             .ok_or_else(|| {
                 ApiError::bad_request("event_name_required", "Event name is required")
+                    .at("/event_name")
             })?;
-        let event = LifecycleEvent::from_name(&event_name)
-            .map_err(|e| ApiError::bad_request("invalid_event_name", e.to_string()))?;
+        let event = LifecycleEvent::from_name(&event_name).map_err(|e| {
+            ApiError::bad_request("invalid_event_name", e.to_string()).at("/event_name")
+        })?;
         // Without a contact id the other fields of `user_info` describe no one Beckon keeps:
         // they are checked, and left.
         let contact = self.user_info.and_then(|Object(info)| {
@@ -127,12 +140,14 @@ impl SendEventRequest {
             Some(raw) => {
                 let at = parse_timestamp(&raw).ok_or_else(|| {
                     ApiError::bad_request("invalid_trigger_at", "Invalid trigger_at format")
+                        .at("/trigger_at")
                 })?;
                 if at <= OffsetDateTime::now_utc() {
                     return Err(ApiError::bad_request(
                         "trigger_at_in_past",
                         "trigger_at must be a future date",
-                    ));
+                    )
+                    .at("/trigger_at"));
                 }
                 Some(at)
             }
@@ -146,22 +161,6 @@ impl SendEventRequest {
             variables: self.variables,
         })
     }
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct SendEventResponse {
-    pub success: bool,
-    pub trigger_id: Uuid,
-    /// The id of the envelope that carries the event (an event without a contact needs none,
-    /// and none is sent under it).
-    pub job_id: Uuid,
-    pub message: String,
-    /// Present when `trigger_at` was given.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(format = DateTime)]
-    pub scheduled_for: Option<String>,
-    #[schema(example = "survey")]
-    pub flow_type: &'static str,
 }
 
 fn team_context_error() -> ApiError {
@@ -179,84 +178,114 @@ pub fn format_timestamp(t: OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap_or_default()
 }
 
-/// Queue an event.
-///
-/// Answers at once; the event is matched behind the queue (or at `trigger_at`). Track it with
-/// `GET /api/v1/triggers/{trigger_id}`.
-#[utoipa::path(post, path = "/api/v1/events/send", operation_id = "sendEvent", tag = "events",
-    request_body(content = SendEventRequest, example = json!({"event_name": "trial_expired", "project_id": "0193a6b2-5f1e-7c3d-9a4b-2e8f6c1d0a57", "user_info": {"contact_external_id": "user_8812", "email": "ada@example.com", "name": "Ada Lovelace", "custom_fields": {"plan": "pro"}}, "event_data": {"trial_days": 14}, "variables": {"first_name": "Ada"}, "source": {"type": "api", "ip": "203.0.113.45"}})),
-    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer for 24 hours; see the README"), ("X-Team-ID" = Option<String>, Header, description = "The project id (or `project_id` in the body)")),
-    security(("api_key" = []), ("bearer" = [])),
-    responses(
-        (status = 201, description = "Queued, durably", body = SendEventResponse, headers(("Location" = String, description = "The trigger's path"))),
-        (status = 400, description = "Event name is required (`event_name_required`), Invalid trigger_at format (`invalid_trigger_at`), trigger_at must be a future date (`trigger_at_in_past`), header and body name different projects (`project_mismatch`), a malformed `user_info.contact_external_id` (`user_ref_invalid`), a field of the wrong type or an object nested deeper than 32 levels (`invalid_body`, naming the field), or `custom_fields` that, merged with the user's attributes, would exceed 64 KiB (`attributes_too_large`)", body = ErrorBody),
-        (status = 401, description = "Unauthorized, or Invalid team context", body = ErrorBody),
-        (status = 403, description = "The project belongs to another organization", body = ErrorBody),
-        (status = 404, description = "Event type not found: no survey of the project ever subscribed to this custom event", body = ErrorBody),
-        (status = 503, description = "The database is unavailable; nothing was accepted", body = ErrorBody),
-        (status = 409, description = "A request with this Idempotency-Key is still running", body = ErrorBody),
-        (status = 422, description = "This Idempotency-Key was used with another request", body = ErrorBody),
-        (status = 429, description = "Rate limited (`rate_limited`), or the deployment sheds load past its backlog (`overloaded`, only with `BECKON_SHED_BACKLOG`); see Retry-After", body = ErrorBody)
-    ))]
-pub async fn send(
-    auth: OrgAuth,
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    bytes: web::Bytes,
-) -> Result<HttpResponse, ApiError> {
-    // Refused before an Idempotency-Key is taken: a retry of this request runs afresh.
-    if let Some(backlog) = &state.backlog {
-        backlog.admit()?;
-    }
-    idempotency::run(
-        &state,
-        auth.org_id,
-        &req,
-        &bytes,
-        trigger_location,
-        |slot| send_inner(auth, &state, &req, &bytes, slot.map(|s| s.request_id)),
-    )
-    .await
-}
-
-/// The `Location` of a replayed 201: the trigger its answer names.
-fn trigger_location(answer: &[u8]) -> Option<String> {
-    #[derive(Deserialize)]
-    struct Answer {
-        trigger_id: Uuid,
-    }
-    serde_json::from_slice::<Answer>(answer)
-        .ok()
-        .map(|a| format!("/api/v1/triggers/{}", a.trigger_id))
-}
-
-/// `request_id`: the request an `Idempotency-Key` stands for, when there is one.
-async fn send_inner(
-    auth: OrgAuth,
-    state: &AppState,
-    req: &HttpRequest,
-    bytes: &[u8],
-    request_id: Option<Uuid>,
-) -> Result<HttpResponse, ApiError> {
-    let mut request: SendEventRequest = body::parse_fields(bytes, field_code)?;
-
-    let header_team = req
-        .headers()
+/// The project `X-Team-ID` names, if the request has the header.
+fn header_team(req: &HttpRequest) -> Result<Option<String>, ApiError> {
+    req.headers()
         .get("x-team-id")
         .map(|v| {
             v.to_str()
                 .map(|s| s.trim().to_owned())
                 .map_err(|_| team_context_error())
         })
-        .transpose()?;
-    let team = match (header_team, request.project_id.take()) {
+        .transpose()
+}
+
+/// The ids of an event's trigger and envelope, when they are derived from the request an
+/// `Idempotency-Key` stands for: a retry that took the key over after its first run died
+/// finds that run's trigger.
+struct DerivedIds {
+    trigger: Uuid,
+    envelope: Uuid,
+}
+
+/// What preparing a request's events asks the database, asked once per request: a batch of
+/// events for one project looks the project and each custom event up once.
+struct Resolver<'a> {
+    state: &'a AppState,
+    org_id: Uuid,
+    /// A project as named (header or body), and what it resolved to: its id, or the refusal.
+    projects: HashMap<String, Result<Uuid, ApiError>>,
+    /// Whether a survey of the project ever subscribed to the custom event of this key.
+    known: HashMap<(Uuid, String), bool>,
+}
+
+impl<'a> Resolver<'a> {
+    fn new(state: &'a AppState, org_id: Uuid) -> Self {
+        Self {
+            state,
+            org_id,
+            projects: HashMap::new(),
+            known: HashMap::new(),
+        }
+    }
+
+    /// The id of the organization's project `team`; a project that does not exist (or a
+    /// malformed id) is an invalid team context, another organization's is 403.
+    async fn project(&mut self, team: &str) -> Result<Uuid, ApiError> {
+        if let Some(resolved) = self.projects.get(team) {
+            return resolved.clone();
+        }
+        let resolved = owned_project_id(self.state, self.org_id, team)
+            .await
+            .map_err(|e| {
+                if e.status.as_u16() == 404 {
+                    team_context_error()
+                } else {
+                    e
+                }
+            });
+        // The database's failures are not the project's answer: asked again next time.
+        if !resolved.as_ref().is_err_and(|e| e.status.is_server_error()) {
+            self.projects.insert(team.to_owned(), resolved.clone());
+        }
+        resolved
+    }
+
+    /// Whether `event` may be sent to `project_id`: a predefined event always, a custom one
+    /// once a survey of the project subscribed to it.
+    async fn event_known(
+        &mut self,
+        project_id: Uuid,
+        event: &LifecycleEvent,
+    ) -> Result<bool, ApiError> {
+        if !matches!(event, LifecycleEvent::Custom(_)) {
+            return Ok(true);
+        }
+        let key = (project_id, event.key());
+        if let Some(known) = self.known.get(&key) {
+            return Ok(*known);
+        }
+        let known =
+            surveys::event_key_known(&mut *self.state.store.conn().await?, project_id, &key.1)
+                .await?;
+        self.known.insert(key, known);
+        Ok(known)
+    }
+}
+
+/// Checks one event as `events/send` takes it and makes what it commits: the project from
+/// `X-Team-ID` (`header_team`) or the event's own `project_id`, which must agree; the fields;
+/// the project, which must be the organization's; a custom event, which a survey must know.
+/// An error points (`ApiError::pointer`) at its field, relative to the event, when one field
+/// is at fault.
+async fn prepare(
+    resolver: &mut Resolver<'_>,
+    header_team: Option<&str>,
+    mut request: SendEventRequest,
+    derived: Option<DerivedIds>,
+) -> Result<intake::Event, ApiError> {
+    let state = resolver.state;
+    let org_id = resolver.org_id;
+    let (team, from_body) = match (header_team, request.project_id.take()) {
         (Some(h), Some(b)) if h != b => {
             return Err(ApiError::bad_request(
                 "project_mismatch",
                 "X-Team-ID and project_id name different projects.",
-            ));
+            )
+            .at("/project_id"));
         }
-        (Some(t), _) | (None, Some(t)) => t,
+        (Some(t), _) => (t.to_owned(), false),
+        (None, Some(t)) => (t, true),
         (None, None) => return Err(team_context_error()),
     };
     let Accepted {
@@ -268,23 +297,17 @@ async fn send_inner(
         variables,
     } = request.accept()?;
 
-    let project_id = owned_project_id(state, auth.org_id, &team)
-        .await
-        .map_err(|e| {
-            if e.status.as_u16() == 404 {
-                team_context_error()
-            } else {
-                e
-            }
-        })?;
-    if let LifecycleEvent::Custom(_) = &event
-        && !surveys::event_key_known(&mut *state.store.conn().await?, project_id, &event.key())
-            .await?
-    {
-        return Err(ApiError::not_found(
-            "event_type_not_found",
-            "Event type not found",
-        ));
+    let project_id = resolver.project(&team).await.map_err(|e| {
+        if from_body && !e.status.is_server_error() {
+            e.at("/project_id")
+        } else {
+            e
+        }
+    })?;
+    if !resolver.event_known(project_id, &event).await? {
+        return Err(
+            ApiError::not_found("event_type_not_found", "Event type not found").at("/event_name"),
+        );
     }
 
     let trigger_type = if trigger_at.is_some() {
@@ -295,20 +318,14 @@ async fn send_inner(
     // Without a contact the trigger has no one to invite: recorded completed (or, with
     // `trigger_at`, scheduled, to complete so when it fires), with no envelope.
     let mut trigger = match &contact {
-        Some((user_ref, _)) => NewTrigger::new(
-            auth.org_id,
-            project_id,
-            trigger_type,
-            user_ref.as_str(),
-            &event,
-        ),
-        None => NewTrigger::without_contact(auth.org_id, project_id, trigger_type, &event),
+        Some((user_ref, _)) => {
+            NewTrigger::new(org_id, project_id, trigger_type, user_ref.as_str(), &event)
+        }
+        None => NewTrigger::without_contact(org_id, project_id, trigger_type, &event),
     };
-    if let Some(request) = request_id {
-        // Under an Idempotency-Key the trigger is the request's, derived from it: a retry that
-        // took the key over after its first run died finds that run's trigger.
-        trigger.id = ids::derive(request, "event-trigger", &[]);
-        trigger.job_id = ids::derive(request, "event-envelope", &[]);
+    if let Some(ids) = derived {
+        trigger.id = ids.trigger;
+        trigger.job_id = ids.envelope;
     }
     trigger.scheduled_for = trigger_at;
     let (event_data, variables, source) = (
@@ -323,7 +340,7 @@ async fn send_inner(
         (Some((user_ref, _)), None) => {
             let envelope = Envelope::new(
                 trigger.job_id,
-                auth.org_id,
+                org_id,
                 project_id,
                 trigger.id,
                 EventReceived {
@@ -348,36 +365,31 @@ async fn send_inner(
         // Scheduled: the envelope is made from the row when it fires. No contact: none.
         _ => None,
     };
-    let (trigger_id, job_id, scheduled_for) = (trigger.id, trigger.job_id, trigger.scheduled_for);
-    let committed = state
-        .intake
-        .commit(intake::Event {
-            org_id: auth.org_id,
-            project_id,
-            user: contact.map(|(user_ref, changes)| intake::UserUpdate {
-                user_ref: user_ref.as_str().to_owned(),
-                changes,
-            }),
-            trigger,
-            envelope,
-        })
-        .await
-        .map_err(|_| {
-            ApiError::unavailable(
-                "database_unavailable",
-                "The event was not committed (the gateway is stopping, or its intake worker failed and is being restarted); try again shortly.",
-            )
-        })?;
-    let rows = match committed {
-        Ok(rows) => rows,
-        // The first run of this keyed request committed the trigger (and its envelope, which
-        // the outbox sends): it is accepted, with the same ids.
-        Err(err) if request_id.is_some() && err.is_unique_violation() => Vec::new(),
-        Err(err) => return Err(err.into()),
-    };
-    // Committed, so accepted: the answer does not wait for the broker's confirm (unless too
-    // many publishes are still running). Should the publish fail, or this process stop first,
-    // the outbox relay sends the envelope.
+    Ok(intake::Event {
+        org_id,
+        project_id,
+        user: contact.map(|(user_ref, changes)| intake::UserUpdate {
+            user_ref: user_ref.as_str().to_owned(),
+            changes,
+        }),
+        trigger,
+        envelope,
+    })
+}
+
+/// The refusal of an event whose `custom_fields`, merged with the user's attributes, would
+/// take them past their bound (found as it commits).
+fn attributes_too_large() -> ApiError {
+    ApiError::from(beckon_store::StoreError::AttributesTooLarge).at("/user_info/custom_fields")
+}
+
+/// Publishes the outbox rows of committed events. Committed, so accepted: the answer does not
+/// wait for the broker's confirm (unless too many publishes are still running). Should the
+/// publish fail, or this process stop first, the outbox relay sends the envelopes.
+async fn flush(state: &AppState, rows: Vec<OutboxMessage>) {
+    if rows.is_empty() {
+        return;
+    }
     match state.publishing.clone().try_acquire_owned() {
         Ok(running) => {
             let (publisher, cleaner) = (state.publisher.clone(), state.cleaner.clone());
@@ -391,19 +403,4 @@ async fn send_inner(
         }
         Err(_) => beckon_outbox::flush(&state.publisher, &state.cleaner, &rows).await,
     }
-
-    let scheduled_for = scheduled_for.map(format_timestamp);
-    Ok(
-        super::created(format!("/api/v1/triggers/{trigger_id}")).json(SendEventResponse {
-            success: true,
-            trigger_id,
-            job_id,
-            message: match &scheduled_for {
-                Some(at) => format!("Event scheduled for {at}"),
-                None => "Event queued successfully".to_owned(),
-            },
-            scheduled_for,
-            flow_type: "survey",
-        }),
-    )
 }
