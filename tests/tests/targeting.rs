@@ -894,6 +894,50 @@ async fn a_dry_run_says_what_each_survey_would_do_and_why_and_changes_nothing() 
     let (status, again) = app.dispatch(dry.clone()).await;
     assert_eq!(status, 200);
     assert_eq!(again["surveys"], answer["surveys"]);
+    // events/send too, with the user as `user_info` would leave them: on the pro plan now.
+    let (status, sent) = app
+        .send_event(
+            Some(project),
+            json!({"event_name": "payment_failed", "dry_run": true,
+                   "user_info": {"contact_external_id": "ada", "custom_fields": {"plan": "pro"}}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{sent}");
+    let decisions: Vec<(&str, &str)> = sent["surveys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["name"].as_str().unwrap(), s["decision"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        &decisions[..5],
+        [
+            ("Cooling", "cooldown"),
+            ("Pro only", "created"),
+            ("Never sampled", "sample"),
+            ("Open", "capped"),
+            ("Also open", "capped"),
+        ]
+    );
+    let r = app
+        .authed(Method::POST, "/api/v1/events/batch")
+        .header("X-Team-ID", project.to_string())
+        .json(
+            &json!({"events": [{"event_name": "payment_failed", "dry_run": true,
+                                  "user_info": {"contact_external_id": "ada"}}]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    let batch: Value = r.json().await.unwrap();
+    assert_eq!(
+        (
+            batch["results"][0]["error"]["code"].as_str(),
+            batch["accepted_count"].as_u64()
+        ),
+        (Some("dry_run_unsupported"), Some(0)),
+        "{batch}"
+    );
     let after = dump(&app);
     let changed: Vec<_> = after.iter().filter(|l| !before.contains(l)).collect();
     let gone: Vec<_> = before.iter().filter(|l| !after.contains(l)).collect();

@@ -67,6 +67,10 @@ pub struct SendEventRequest {
     /// too (and can be cancelled), then completes with `no_contact` when it fires.
     #[schema(format = DateTime)]
     trigger_at: Option<String>,
+    /// `events/send` only: `true` answers what the event would do now for each survey of the
+    /// project, and why (a `DryRunResponse`, 200), with `user_info`'s changes applied to the
+    /// user first, without recording, updating or sending anything.
+    dry_run: Option<bool>,
 }
 
 /// `user_info`: the user the event is about, and what to update on them.
@@ -276,6 +280,13 @@ async fn prepare(
 ) -> Result<intake::Event, ApiError> {
     let state = resolver.state;
     let org_id = resolver.org_id;
+    if request.dry_run == Some(true) {
+        return Err(ApiError::bad_request(
+            "dry_run_unsupported",
+            "A batch takes no dry run: send the event to events/send with dry_run.",
+        )
+        .at("/dry_run"));
+    }
     let (team, from_body) = match (header_team, request.project_id.take()) {
         (Some(h), Some(b)) if h != b => {
             return Err(ApiError::bad_request(

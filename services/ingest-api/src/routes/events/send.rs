@@ -4,9 +4,11 @@ use super::{DerivedIds, Resolver, SendEventRequest, field_code, format_timestamp
 use crate::AppState;
 use crate::auth::OrgAuth;
 use crate::body;
+use crate::dry_run::DryRunResponse;
 use crate::error::{ApiError, ErrorBody};
 use crate::idempotency;
 use actix_web::{HttpRequest, HttpResponse, web};
+use beckon_domain::LifecycleEvent;
 use beckon_domain::ids;
 use beckon_store::StoreError;
 use serde::{Deserialize, Serialize};
@@ -38,6 +40,7 @@ pub struct SendEventResponse {
     security(("api_key" = []), ("bearer" = [])),
     responses(
         (status = 201, description = "Queued, durably", body = SendEventResponse, headers(("Location" = String, description = "The trigger's path"))),
+        (status = 200, description = "With `dry_run: true`: what the event would do now, survey by survey, with nothing recorded, updated or sent", body = DryRunResponse),
         (status = 400, description = "Event name is required (`event_name_required`), Invalid trigger_at format (`invalid_trigger_at`), trigger_at must be a future date (`trigger_at_in_past`), header and body name different projects (`project_mismatch`), a malformed `user_info.contact_external_id` (`user_ref_invalid`), a field of the wrong type or an object nested deeper than 32 levels (`invalid_body`, naming the field), or `custom_fields` that, merged with the user's attributes, would exceed 64 KiB (`attributes_too_large`); `pointer` names the field", body = ErrorBody),
         (status = 401, description = "Unauthorized, or Invalid team context", body = ErrorBody),
         (status = 403, description = "The project belongs to another organization", body = ErrorBody),
@@ -53,6 +56,12 @@ pub async fn send(
     req: HttpRequest,
     bytes: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
+    // A dry run writes nothing and queues nothing: no key to take, no backlog to mind.
+    if let Ok(request) = body::parse_fields::<SendEventRequest>(&bytes, field_code)
+        && request.dry_run == Some(true)
+    {
+        return dry_run(auth, &state, &req, request).await;
+    }
     // Refused before an Idempotency-Key is taken: a retry of this request runs afresh.
     if let Some(backlog) = &state.backlog {
         backlog.admit()?;
@@ -77,6 +86,41 @@ fn trigger_location(answer: &[u8]) -> Option<String> {
     serde_json::from_slice::<Answer>(answer)
         .ok()
         .map(|a| format!("/api/v1/triggers/{}", a.trigger_id))
+}
+
+/// What the event would do, checked as it would be and read from the database as the
+/// services would read it; nothing is written.
+async fn dry_run(
+    auth: OrgAuth,
+    state: &AppState,
+    req: &HttpRequest,
+    mut request: SendEventRequest,
+) -> Result<HttpResponse, ApiError> {
+    request.dry_run = None;
+    let header_team = header_team(req)?;
+    let event = super::prepare(
+        &mut Resolver::new(state, auth.org_id),
+        header_team.as_deref(),
+        request,
+        None,
+    )
+    .await?;
+    let Some(user) = &event.user else {
+        return Ok(HttpResponse::Ok().json(DryRunResponse::without_contact()));
+    };
+    let kind: LifecycleEvent =
+        serde_json::from_value(event.trigger.event.clone()).map_err(|e| ApiError::internal(&e))?;
+    let mut conn = state.store.conn().await?;
+    let answer = crate::dry_run::decide(
+        &mut conn,
+        event.project_id,
+        &user.user_ref,
+        &kind.key(),
+        event.trigger.event_data.as_ref(),
+        Some(&user.changes),
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(answer))
 }
 
 /// `request_id`: the request an `Idempotency-Key` stands for, when there is one.
