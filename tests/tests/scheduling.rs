@@ -299,3 +299,118 @@ async fn a_scheduled_event_survives_a_restart_of_every_service() {
         1
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reminders_follow_a_survey_that_goes_live_changes_its_lead_and_stops_listening() {
+    // Two users a batch, so the sync takes several.
+    let app = TestApp::spawn_with(Options {
+        env: vec![
+            ("BECKON_REMINDER_SYNC_BATCH", "2".into()),
+            ("BECKON_REMINDER_SYNC_INTERVAL_MS", "100".into()),
+        ],
+        ..Options::default()
+    })
+    .await;
+    let project = app.create_project().await;
+    let ends = from_now(10 * DAY);
+    for user in ["ada", "bob", "cy", "dee", "eve"] {
+        let (status, body) = app
+            .upsert_user(
+                json!({"project_id": project, "user_ref": user, "trial_ends_at": iso(ends)}),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    // Neither a trial that is over nor none at all gets a reminder.
+    for (user, trial) in [("old", json!(iso(from_now(-DAY)))), ("none", Value::Null)] {
+        let (status, _) = app
+            .upsert_user(json!({"project_id": project, "user_ref": user, "trial_ends_at": trial}))
+            .await;
+        assert_eq!(status, 200);
+    }
+    let survey = app
+        .create_survey(
+            project,
+            json!({"status": "draft", "trigger": {"events": ["trial_ending_soon"]}}),
+        )
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let path = format!("/api/v1/projects/{project}/surveys/{survey}");
+    let patch = |body: Value| {
+        let app = &app;
+        let path = &path;
+        async move {
+            let r = app
+                .authed(reqwest::Method::PATCH, path)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200, "{body}");
+        }
+    };
+    // The survey's reminders in `status` whose fire time is `lead` seconds before the trial end.
+    let count = |status: &'static str, lead: Option<i64>| {
+        let app = &app;
+        let survey = survey.clone();
+        async move {
+            let lead = lead.map_or(String::new(), |l| {
+                format!(" AND abs(extract(epoch FROM reminder_for - scheduled_for) - {l}) < 1")
+            });
+            app.execute(&format!(
+                "SELECT 1 FROM triggers WHERE survey_id = '{survey}' AND status = '{status}'{lead}"
+            ))
+            .await
+        }
+    };
+    let settled = |scheduled: usize, lead: Option<i64>, what: &'static str| {
+        let app = &app;
+        async move {
+            app.eventually(WAIT, what, || async {
+                let synced = app.execute("SELECT 1 FROM reminder_sync").await == 0;
+                (synced && count("scheduled", lead).await == scheduled).then_some(())
+            })
+            .await
+        }
+    };
+    settled(0, None, "a draft to schedule nothing").await;
+
+    patch(json!({"status": "live"})).await;
+    settled(5, Some(3 * DAY), "a reminder for each running trial").await;
+    patch(json!({"trial_reminder_lead_seconds": DAY})).await;
+    settled(5, Some(DAY), "each reminder moved to the new lead").await;
+    // Moved, not made again; and a sync run twice keeps them as they are.
+    assert_eq!(
+        app.execute(&format!(
+            "SELECT 1 FROM triggers WHERE survey_id = '{survey}'"
+        ))
+        .await,
+        5
+    );
+    patch(json!({"name": "Renamed, same reminders", "status": "live"})).await;
+    settled(5, Some(DAY), "the same reminders").await;
+    assert_eq!(
+        app.execute(&format!(
+            "SELECT 1 FROM triggers WHERE survey_id = '{survey}'"
+        ))
+        .await,
+        5
+    );
+
+    // A user who arrives meanwhile is the upsert's to schedule, once.
+    let (_, body) = app
+        .upsert_user(json!({"project_id": project, "user_ref": "fay", "trial_ends_at": iso(ends)}))
+        .await;
+    assert_eq!(reminders(&body).len(), 1, "{body}");
+    settled(6, Some(DAY), "fay's reminder").await;
+
+    patch(json!({"trigger": {"events": ["trial_expired"]}})).await;
+    settled(0, None, "every reminder cleared").await;
+    assert_eq!(count("cancelled", None).await, 6);
+    patch(json!({"trigger": {"events": ["trial_ending_soon"]}})).await;
+    settled(6, Some(DAY), "every reminder set again").await;
+    patch(json!({"status": "paused"})).await;
+    settled(0, None, "a paused survey's reminders cleared").await;
+}

@@ -30,6 +30,7 @@ pub mod outbox;
 pub mod paging;
 pub mod pipelined;
 pub mod processed;
+pub mod reminders;
 pub mod responses;
 pub mod retention;
 pub mod schema;

@@ -60,6 +60,14 @@ diesel::table! {
 }
 
 diesel::table! {
+    reminder_sync (survey_id) {
+        survey_id -> Uuid,
+        requested_at -> Timestamptz,
+        after_user -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
     segments (id) {
         id -> Uuid,
         org_id -> Uuid,
@@ -332,6 +340,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     projects,
     surveys,
     segments,
+    reminder_sync,
     survey_versions,
     triggers,
     trigger_surveys,

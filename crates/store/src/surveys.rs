@@ -176,6 +176,9 @@ pub async fn create_survey(
             .execute(conn)
             .await?;
         remember_event_keys(conn, new.project_id, &new.trigger.keys()).await?;
+        if new.trigger.keys().contains(&reminder_key()) {
+            crate::reminders::mark(conn, id).await?;
+        }
         diesel::insert_into(survey_versions::table)
             .values((
                 survey_versions::survey_id.eq(id),
@@ -230,17 +233,30 @@ pub async fn update_survey(
 ) -> Result<Option<Survey>, StoreError> {
     let updated = conn
         .transaction::<_, StoreError, _>(async |conn| {
-            let current: Option<i32> = surveys::table
+            let current: Option<(i32, Vec<String>)> = surveys::table
                 .filter(surveys::project_id.eq(project_id))
                 .filter(surveys::id.eq(id))
-                .select(surveys::current_version)
+                .select((surveys::current_version, surveys::trigger_events))
                 .for_update()
                 .first(conn)
                 .await
                 .optional()?;
-            let Some(mut version) = current else {
+            let Some((mut version, events_before)) = current else {
                 return Ok(false);
             };
+            // Its users' trial reminders follow a survey that listens (or listened) for
+            // `trial_ending_soon` when what decides them changes.
+            let listened = events_before.contains(&reminder_key());
+            let listens = patch
+                .trigger
+                .as_ref()
+                .map_or(listened, |t| t.keys().contains(&reminder_key()));
+            let decides = patch.status.is_some()
+                || patch.trigger.is_some()
+                || patch.trial_reminder_lead_seconds.is_some();
+            if (listened || listens) && decides {
+                crate::reminders::mark(conn, id).await?;
+            }
             if let Some(trigger) = &patch.trigger {
                 crate::segments::lock_referenced(conn, project_id, &trigger.segment_ids()).await?;
             }
@@ -296,6 +312,11 @@ pub async fn update_survey(
         return Ok(None);
     }
     get_survey(conn, project_id, id).await
+}
+
+/// The key of the event trial reminders fire.
+fn reminder_key() -> String {
+    beckon_domain::LifecycleEvent::TrialEndingSoon.key()
 }
 
 /// A Live survey an event matched, its trigger's conditions as stored (absent: none), and

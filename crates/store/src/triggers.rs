@@ -69,6 +69,29 @@ impl NewTrigger {
         )
     }
 
+    /// The `trial_ending_soon` reminder of `user_ref` for `survey_id`, due `at`, computed from
+    /// the trial end `reminder_for`.
+    pub fn reminder(
+        org_id: Uuid,
+        project_id: Uuid,
+        user_ref: &str,
+        survey_id: Uuid,
+        at: OffsetDateTime,
+        reminder_for: OffsetDateTime,
+    ) -> Self {
+        let mut trigger = Self::new(
+            org_id,
+            project_id,
+            TriggerType::Scheduled,
+            user_ref,
+            &beckon_domain::LifecycleEvent::TrialEndingSoon,
+        );
+        trigger.scheduled_for = Some(at);
+        trigger.survey_id = Some(survey_id);
+        trigger.reminder_for = Some(reminder_for);
+        trigger
+    }
+
     /// A trigger for `event` that names no user: nothing to invite.
     pub fn without_contact(
         org_id: Uuid,
@@ -140,6 +163,19 @@ pub struct Trigger {
 }
 
 crate::paging::keyed_by_created_at_and_id!(Trigger);
+
+impl Trigger {
+    /// This trial reminder, as reminder planning reads it.
+    pub fn as_reminder(&self) -> beckon_domain::reminder::Existing {
+        beckon_domain::reminder::Existing {
+            id: self.id,
+            scheduled: self.status == status::SCHEDULED,
+            cancelled: self.status == status::CANCELLED,
+            scheduled_for: self.scheduled_for,
+            reminder_for: self.reminder_for,
+        }
+    }
+}
 
 /// A [`TriggerReason`] in its text column; an unknown name there is an invalid row.
 #[derive(

@@ -24,6 +24,7 @@ use uuid::Uuid;
 /// The name this consumer records processed envelopes under.
 pub const CONSUMER: &str = "matcher";
 
+pub mod reminders;
 pub mod retention;
 pub mod scheduler;
 pub mod stalled;
@@ -49,6 +50,11 @@ pub struct Config {
     pub stalled_after: std::time::Duration,
     /// `BECKON_STALLED_INTERVAL_MS`: how often the stalled-trigger sweep runs (default 60000).
     pub stalled_interval: std::time::Duration,
+    /// `BECKON_REMINDER_SYNC_INTERVAL_MS`: how often the reminder sync looks for surveys whose
+    /// users' trial reminders must follow a change (default 1000).
+    pub reminder_sync_interval: std::time::Duration,
+    /// `BECKON_REMINDER_SYNC_BATCH`: users per reminder-sync transaction (default 500).
+    pub reminder_sync_batch: i64,
 }
 
 impl Config {
@@ -72,7 +78,19 @@ impl Config {
                 "BECKON_STALLED_INTERVAL_MS",
                 60_000,
             )?),
+            reminder_sync_interval: std::time::Duration::from_millis(beckon_runtime::env_parse(
+                "BECKON_REMINDER_SYNC_INTERVAL_MS",
+                1000,
+            )?),
+            reminder_sync_batch: beckon_runtime::env_parse("BECKON_REMINDER_SYNC_BATCH", 500)?,
         };
+        if config.reminder_sync_batch < 1 {
+            return Err(beckon_runtime::ConfigError {
+                name: "BECKON_REMINDER_SYNC_BATCH",
+                value: config.reminder_sync_batch.to_string(),
+                reason: "at least 1 user per batch".to_owned(),
+            });
+        }
         config.retention.validate().map_err(|err| {
             let (name, value) = match err {
                 RetentionError::PayloadsOutliveHistory { payloads, .. } => {
@@ -282,7 +300,8 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
         |topology| Matcher {
             topology: topology.clone(),
         },
-        // Beside the consumer: the scheduler, the retention sweep and the stalled-trigger sweep.
+        // Beside the consumer: the scheduler, the retention sweep, the stalled-trigger sweep
+        // and the reminder sync.
         move |deps: beckon_worker::Deps,
               topology: beckon_bus::Topology,
               cancel: CancellationToken| {
@@ -299,9 +318,15 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
                 config.retention_interval,
                 cancel.clone(),
             );
+            let reminders = reminders::run(
+                deps.store.clone(),
+                config.reminder_sync_interval,
+                config.reminder_sync_batch,
+                cancel.clone(),
+            );
             let schedule = scheduler::run(deps, topology, config.scheduler_interval, cancel);
             async move {
-                tokio::join!(sweep, schedule, stalled);
+                tokio::join!(sweep, schedule, stalled, reminders);
             }
         },
         cancel,

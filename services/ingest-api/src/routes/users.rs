@@ -9,10 +9,9 @@ use crate::idempotency;
 use crate::routes::events::{format_timestamp, parse_timestamp};
 use crate::routes::owned_project;
 use actix_web::{HttpRequest, HttpResponse, web};
-use beckon_domain::envelope::TriggerType;
+use beckon_domain::reminder::{self, Plan};
 use beckon_domain::user_ref::{UserRef, UserRefError};
-use beckon_domain::{LifecycleEvent, reminder};
-use beckon_store::triggers::{self, NewTrigger, status};
+use beckon_store::triggers::{self, NewTrigger};
 use beckon_store::users::{self, User, UserChanges};
 use beckon_store::{Conn, StoreError, surveys};
 use diesel_async::AsyncConnection;
@@ -303,34 +302,26 @@ async fn reconcile_reminders(
 ) -> Result<(), StoreError> {
     let now = OffsetDateTime::now_utc();
     for (survey_id, lead) in surveys::trial_reminder_surveys(conn, project_id).await? {
-        let existing = triggers::reminders(conn, project_id, user_ref, survey_id).await?;
-        let scheduled = existing.iter().find(|t| t.status == status::SCHEDULED);
-        match (reminder::fire_time(trial_ends_at, lead, now), scheduled) {
-            (None, Some(pending)) => {
-                triggers::cancel_scheduled(conn, pending.id).await?;
+        let existing: Vec<_> = triggers::reminders(conn, project_id, user_ref, survey_id)
+            .await?
+            .iter()
+            .map(triggers::Trigger::as_reminder)
+            .collect();
+        match reminder::plan(trial_ends_at, Some(lead), &existing, now) {
+            Plan::Keep => {}
+            Plan::Cancel(id) => {
+                triggers::cancel_scheduled(conn, id).await?;
             }
-            (None, None) => {}
-            (Some(at), Some(pending)) => {
-                triggers::reschedule(conn, pending.id, at, trial_ends_at).await?;
+            Plan::Move {
+                id,
+                at,
+                reminder_for,
+            } => {
+                triggers::reschedule(conn, id, at, Some(reminder_for)).await?;
             }
-            (Some(at), None) => {
-                // A reminder for this very trial end already fired: the user had it.
-                let already = existing
-                    .iter()
-                    .any(|t| t.reminder_for == trial_ends_at && t.status != status::CANCELLED);
-                if already {
-                    continue;
-                }
-                let mut trigger = NewTrigger::new(
-                    org_id,
-                    project_id,
-                    TriggerType::Scheduled,
-                    user_ref,
-                    &LifecycleEvent::TrialEndingSoon,
-                );
-                trigger.scheduled_for = Some(at);
-                trigger.survey_id = Some(survey_id);
-                trigger.reminder_for = trial_ends_at;
+            Plan::Create { at, reminder_for } => {
+                let trigger =
+                    NewTrigger::reminder(org_id, project_id, user_ref, survey_id, at, reminder_for);
                 triggers::insert(conn, &trigger).await?;
             }
         }
