@@ -1,0 +1,200 @@
+//! Edge cases of segments, dry runs, batches and per-survey reasons: another project under the
+//! same Idempotency-Key, a dry run that must tell the truth, a project with very many surveys,
+//! and stored rows a later version wrote.
+
+use beckon_e2e::TestApp;
+use beckon_e2e::hooks::WAIT;
+use reqwest::Method;
+use serde_json::{Value, json};
+use std::time::Duration;
+use uuid::Uuid;
+
+/// `POST path` with an `Idempotency-Key` and an `X-Team-ID`: the status, whether it was a
+/// replay, and the body.
+async fn keyed(app: &TestApp, path: &str, key: &str, team: Uuid, body: &Value) -> (u16, bool, Value) {
+    let r = app
+        .authed(Method::POST, path)
+        .header("idempotency-key", key)
+        .header("x-team-id", team.to_string())
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let replay = r.headers().get("idempotency-replay").is_some();
+    (status, replay, r.json().await.unwrap_or(Value::Null))
+}
+
+/// `X-Team-ID` names the project the events go to, but the Idempotency-Key's fingerprint is
+/// the method, path and body only. The same key and body sent for another project is another
+/// request: it must be refused (422) or run for that project, not answered with the first
+/// project's triggers while nothing is recorded for the second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_key_and_body_for_another_project_is_not_the_first_projects_answer() {
+    let app = TestApp::spawn().await;
+    let (first, second) = (app.create_project().await, app.create_project().await);
+    for project in [first, second] {
+        app.create_survey(project, json!({"trigger": {"events": ["trial_expired"]}}))
+            .await;
+    }
+    let event = json!({"event_name": "trial_expired", "user_info": {"contact_external_id": "ada"}});
+    let mut wrong = Vec::new();
+    for (path, body) in [
+        ("/api/v1/events/batch", json!({"events": [event.clone()]})),
+        ("/api/v1/events/send", event.clone()),
+    ] {
+        let key = format!("key-{path}");
+        let (status, _, answer) = keyed(&app, path, &key, first, &body).await;
+        assert!(status == 200 || status == 201, "{path}: {status} {answer}");
+        let (status, replay, answer) = keyed(&app, path, &key, second, &body).await;
+        let recorded = app
+            .execute(&format!(
+                "SELECT 1 FROM triggers WHERE project_id = '{second}'"
+            ))
+            .await;
+        if status != 422 && recorded == 0 {
+            wrong.push(format!(
+                "{path}: {status} (replay: {replay}) with the first project's answer {answer}, \
+                 and nothing recorded for the second project"
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}
+
+/// A dry run says what the real event would do. An event whose `custom_fields` would take the
+/// user's attributes past their 64 KiB bound is refused (400 `attributes_too_large`) and
+/// invites no one; the dry run of the same event must not say an invitation would be created.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_of_an_event_that_would_be_refused_does_not_say_it_would_invite() {
+    let app = TestApp::spawn().await;
+    let project = app.create_project().await;
+    app.create_survey(
+        project,
+        json!({"trigger": {"events": [{"custom": "payment_failed"}]}}),
+    )
+    .await;
+    // Ada's attributes hold 60 KB already.
+    let filler = "x".repeat(10_000);
+    let kept: serde_json::Map<String, Value> = (0..6)
+        .map(|i| (format!("k{i}"), Value::from(filler.clone())))
+        .collect();
+    let (status, body) = app
+        .upsert_user(json!({"project_id": project, "user_ref": "ada", "attributes": kept}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let event = |dry_run: bool| {
+        json!({"event_name": "payment_failed", "dry_run": dry_run,
+               "user_info": {"contact_external_id": "ada", "custom_fields": {"more": filler}}})
+    };
+
+    let (real_status, real) = app.send_event(Some(project), event(false)).await;
+    assert_eq!(
+        (real_status, real["code"].as_str()),
+        (400, Some("attributes_too_large")),
+        "the real event is refused: {real}"
+    );
+    let (status, dry) = app.send_event(Some(project), event(true)).await;
+    let said: Vec<&str> = dry["surveys"]
+        .as_array()
+        .map(|s| s.iter().filter_map(|s| s["decision"].as_str()).collect())
+        .unwrap_or_default();
+    assert!(
+        status == 400 || !said.contains(&"created"),
+        "the real event is refused 400 {}, but its dry run answers {status} and says it \
+         would invite: {dry}",
+        real["code"]
+    );
+}
+
+/// A project with many surveys that are not Live (drafts pile up): every event now records a
+/// reason for each of them on its trigger, in one insert of seven parameters a row. Past
+/// 65 535 parameters the insert cannot be sent at all, so the event is never handled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_of_a_project_with_very_many_drafts_is_still_handled() {
+    let app = TestApp::spawn().await;
+    let project = app.create_project().await;
+    let live = app
+        .create_survey(project, json!({"trigger": {"events": ["trial_expired"]}}))
+        .await;
+    let live = live["id"].as_str().unwrap();
+    let drafts = 9_400;
+    let copied = app
+        .execute(&format!(
+            "INSERT INTO surveys (id, org_id, project_id, name, status, current_version, \
+               trigger_events, trigger_json, cooldown_seconds, sample_rate, \
+               invitation_lifetime_seconds, created_at, updated_at, trial_reminder_lead_seconds, \
+               sample_by) \
+             SELECT gen_random_uuid(), org_id, project_id, name || ' draft ' || g, 'draft', 1, \
+               trigger_events, trigger_json, cooldown_seconds, sample_rate, \
+               invitation_lifetime_seconds, created_at, updated_at, trial_reminder_lead_seconds, \
+               sample_by \
+             FROM surveys, generate_series(1, {drafts}) g WHERE id = '{live}'"
+        ))
+        .await;
+    assert_eq!(copied, drafts);
+    app.execute(&format!(
+        "INSERT INTO survey_versions (survey_id, version, questions) \
+         SELECT s.id, 1, v.questions FROM surveys s, survey_versions v \
+         WHERE s.project_id = '{project}' AND s.status = 'draft' AND v.survey_id = '{live}'"
+    ))
+    .await;
+
+    let (status, body) = app
+        .send_event(
+            Some(project),
+            json!({"event_name": "trial_expired", "user_info": {"contact_external_id": "ada"}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let id = body["trigger_id"].as_str().unwrap().to_owned();
+    let timeout = WAIT * 2;
+    let start = std::time::Instant::now();
+    let trigger = loop {
+        let (_, trigger) = app.trigger(&id).await;
+        if trigger["status"] == "completed" || trigger["status"] == "failed" {
+            break trigger;
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "the event's trigger is still {} after {timeout:?}: {trigger}; logs in {}",
+            trigger["status"],
+            app.log_dir().display()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(
+        (trigger["status"].as_str(), trigger["summary"]["sent"].as_u64()),
+        (Some("completed"), Some(1)),
+        "{trigger}"
+    );
+}
+
+/// A segment whose stored condition no longer reads (written by a later version and rolled
+/// back, or edited by hand) must not break its project's segment list, as a survey's
+/// unreadable conditions do not break the survey list: otherwise no one can even find the
+/// segment to fix it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_segment_whose_stored_condition_no_longer_reads_does_not_break_the_list() {
+    let app = TestApp::spawn().await;
+    let project = app.create_project().await;
+    let path = format!("/api/v1/projects/{project}/segments");
+    let r = app
+        .authed(Method::POST, &path)
+        .json(&json!({"name": "Has email", "condition": {"exists": {"field": "email"}}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    app.execute(&format!(
+        "INSERT INTO segments (id, org_id, project_id, name, condition) \
+         VALUES (gen_random_uuid(), '{}', '{project}', 'From a later version', \
+                 '{{\"matches\": {{\"field\": \"email\", \"value\": \"^a\"}}}}')",
+        app.org_id
+    ))
+    .await;
+    let r = app.authed(Method::GET, &path).send().await.unwrap();
+    let status = r.status().as_u16();
+    let body: Value = r.json().await.unwrap_or(Value::Null);
+    assert_eq!(status, 200, "listing the project's segments: {body}");
+}
