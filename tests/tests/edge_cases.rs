@@ -198,3 +198,57 @@ async fn a_segment_whose_stored_condition_no_longer_reads_does_not_break_the_lis
     let body: Value = r.json().await.unwrap_or(Value::Null);
     assert_eq!(status, 200, "listing the project's segments: {body}");
 }
+
+/// A batch whose events each push their user's attributes past the bound is refused event by
+/// event, as it should be. But it must not take a transaction per refused event, each
+/// re-inserting (and rolling back) every trigger and outbox row of the batch: 100 events
+/// would make 100 transactions and some 5 000 rolled-back rows each of triggers and outbox,
+/// for the price of 100 events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_of_events_each_too_large_for_its_user_is_not_retried_once_per_event() {
+    let app = TestApp::spawn().await;
+    let project = app.create_project().await;
+    app.create_survey(project, json!({"trigger": {"events": ["trial_expired"]}}))
+        .await;
+    // Ada's attributes hold 64 KB already.
+    let kept: serde_json::Map<String, Value> = (0..64)
+        .map(|i| (format!("k{i}"), Value::from("x".repeat(1_000))))
+        .collect();
+    let (status, body) = app
+        .upsert_user(json!({"project_id": project, "user_ref": "ada", "attributes": kept}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let events: Vec<Value> = (0..100)
+        .map(|i| {
+            json!({"event_name": "trial_expired", "user_info": {"contact_external_id": "ada",
+                   "custom_fields": {format!("new{i}"): "y".repeat(1_500)}}})
+        })
+        .collect();
+
+    let metrics = app.ops_url("/metrics");
+    let series = |part: &'static str| {
+        let (app, metrics) = (&app, &metrics);
+        async move {
+            app.metric(metrics, &format!("beckon_intake_group_size_{part}"))
+                .await
+                .unwrap_or(0.0)
+        }
+    };
+    let (groups_before, events_before) = (series("count").await, series("sum").await);
+    let (status, answer) = app
+        .send_batch(Some(project), json!({"events": events}))
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        (answer["accepted_count"].as_u64(), answer["rejected_count"].as_u64()),
+        (Some(0), Some(100)),
+        "each event alone takes Ada past the bound"
+    );
+    let transactions = series("count").await - groups_before;
+    let committed_again = series("sum").await - events_before;
+    assert!(
+        transactions <= 2.0,
+        "one batch request ran {transactions} transactions, writing and rolling back \
+         {committed_again} events' triggers and outbox rows"
+    );
+}
