@@ -252,3 +252,69 @@ async fn a_batch_of_events_each_too_large_for_its_user_is_not_retried_once_per_e
          {committed_again} events' triggers and outbox rows"
     );
 }
+
+/// A dry run reads, one query after another on one connection, the cooldown of every Live
+/// survey the event matches, and holds a pooled connection of the gateway all that time. For
+/// the price of one request each (any organization may send thousands a second), a few dry
+/// runs against a project with many Live surveys take every connection of the gateway, and
+/// another organization's requests wait behind them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_runs_of_one_organization_do_not_stall_another_organizations_requests() {
+    use futures_util::future::join_all;
+    let app = TestApp::spawn().await;
+    let project = app.create_project().await;
+    let live = app
+        .create_survey(
+            project,
+            json!({"trigger": {"events": ["trial_expired"]}, "cooldown_seconds": 3600}),
+        )
+        .await;
+    let live = live["id"].as_str().unwrap();
+    app.execute(&format!(
+        "INSERT INTO surveys (id, org_id, project_id, name, status, current_version, \
+           trigger_events, trigger_json, cooldown_seconds, sample_rate, \
+           invitation_lifetime_seconds, created_at, updated_at, trial_reminder_lead_seconds, \
+           sample_by) \
+         SELECT gen_random_uuid(), org_id, project_id, name || ' ' || g, status, 1, \
+           trigger_events, trigger_json, cooldown_seconds, sample_rate, \
+           invitation_lifetime_seconds, created_at, updated_at, trial_reminder_lead_seconds, \
+           sample_by \
+         FROM surveys, generate_series(1, 3000) g WHERE id = '{live}'"
+    ))
+    .await;
+    let dry = json!({"project_id": project, "user_ref": "ada", "event": "trial_expired",
+                     "dry_run": true});
+    let start = std::time::Instant::now();
+    let (status, answer) = app.dispatch(dry.clone()).await;
+    assert_eq!(status, 200, "{answer}");
+    let one = start.elapsed();
+
+    let (_, other_token) = app.other_org().await;
+    let other = async {
+        // Once the dry runs are under way.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let start = std::time::Instant::now();
+        let r = app
+            .http
+            .get(app.url("/api/v1/projects"))
+            .bearer_auth(&other_token)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), start.elapsed())
+    };
+    let dry_runs = join_all((0..8).map(|_| app.dispatch(dry.clone())));
+    let (answers, (status, waited)) = tokio::join!(dry_runs, other);
+    let refused: Vec<&Value> = answers
+        .iter()
+        .filter(|(s, _)| *s != 200)
+        .map(|(_, body)| body)
+        .collect();
+    assert!(
+        status == 200 && waited < Duration::from_secs(1),
+        "another organization's request was answered {status} after {waited:?}, behind 8 dry \
+         runs (one alone takes {one:?}; {} of them were refused: {:?})",
+        refused.len(),
+        refused.first()
+    );
+}
