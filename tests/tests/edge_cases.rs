@@ -318,3 +318,46 @@ async fn dry_runs_of_one_organization_do_not_stall_another_organizations_request
         refused.first()
     );
 }
+
+/// Rows a later version wrote must not make the trigger unreadable. This release records two
+/// outcomes the release before cannot parse (`not_live`, `not_subscribed`): during a rolling
+/// upgrade, or after rolling the binaries back, the earlier gateway answers 500 for the
+/// workflow of every trigger the new invitation service completed. The same will happen at the
+/// next new outcome: the workflow should show an outcome it does not know rather than fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trigger_with_an_outcome_from_a_later_version_still_reads() {
+    let app = TestApp::spawn().await;
+    let project = app.create_project().await;
+    app.create_survey(project, json!({"trigger": {"events": ["trial_expired"]}}))
+        .await;
+    app.create_survey(
+        project,
+        json!({"name": "Draft", "status": "draft", "trigger": {"events": ["trial_expired"]}}),
+    )
+    .await;
+    let (status, body) = app
+        .send_event(
+            Some(project),
+            json!({"event_name": "trial_expired", "user_info": {"contact_external_id": "ada"}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let id = body["trigger_id"].as_str().unwrap().to_owned();
+    let trigger = app.wait_trigger(&id, "completed", WAIT).await;
+    let path = trigger["details_endpoint"].as_str().unwrap().to_owned();
+    let r = app.authed(Method::GET, &path).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+
+    // What a later version might record; its migration widens the check, as this one's did.
+    app.execute("ALTER TABLE trigger_surveys DROP CONSTRAINT trigger_surveys_outcome_check")
+        .await;
+    app.execute(&format!(
+        "UPDATE trigger_surveys SET outcome = 'not_targeted' \
+         WHERE trigger_id = '{id}' AND outcome = 'not_live'"
+    ))
+    .await;
+    let r = app.authed(Method::GET, &path).send().await.unwrap();
+    let status = r.status().as_u16();
+    let body: Value = r.json().await.unwrap_or(Value::Null);
+    assert_eq!(status, 200, "the trigger's workflow: {body}");
+}
