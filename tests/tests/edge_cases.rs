@@ -11,7 +11,13 @@ use uuid::Uuid;
 
 /// `POST path` with an `Idempotency-Key` and an `X-Team-ID`: the status, whether it was a
 /// replay, and the body.
-async fn keyed(app: &TestApp, path: &str, key: &str, team: Uuid, body: &Value) -> (u16, bool, Value) {
+async fn keyed(
+    app: &TestApp,
+    path: &str,
+    key: &str,
+    team: Uuid,
+    body: &Value,
+) -> (u16, bool, Value) {
     let r = app
         .authed(Method::POST, path)
         .header("idempotency-key", key)
@@ -164,7 +170,10 @@ async fn an_event_of_a_project_with_very_many_drafts_is_still_handled() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
     assert_eq!(
-        (trigger["status"].as_str(), trigger["summary"]["sent"].as_u64()),
+        (
+            trigger["status"].as_str(),
+            trigger["summary"]["sent"].as_u64()
+        ),
         (Some("completed"), Some(1)),
         "{trigger}"
     );
@@ -240,7 +249,10 @@ async fn a_batch_of_events_each_too_large_for_its_user_is_not_retried_once_per_e
         .await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(
-        (answer["accepted_count"].as_u64(), answer["rejected_count"].as_u64()),
+        (
+            answer["accepted_count"].as_u64(),
+            answer["rejected_count"].as_u64()
+        ),
         (Some(0), Some(100)),
         "each event alone takes Ada past the bound"
     );
