@@ -373,3 +373,50 @@ async fn a_trigger_with_an_outcome_from_a_later_version_still_reads() {
     let body: Value = r.json().await.unwrap_or(Value::Null);
     assert_eq!(status, 200, "the trigger's workflow: {body}");
 }
+
+/// A keyed request whose first run committed its events and died before answering is run
+/// again by the retry that takes its key over, and every event is checked afresh. An event
+/// whose `trigger_at` has passed in between is then refused as "in the past", although the
+/// first run accepted it and its trigger is recorded and will fire: the answer (stored for
+/// the key and replayed for a day) tells the client to fix and resend an event that is queued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_after_a_takeover_does_not_refuse_an_event_its_first_run_accepted() {
+    let app = TestApp::spawn().await;
+    let project = app.create_project().await;
+    app.create_survey(project, json!({"trigger": {"events": ["trial_expired"]}}))
+        .await;
+    let soon = (time::OffsetDateTime::now_utc() + time::Duration::seconds(3))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let body = json!({"events": [
+        {"event_name": "trial_expired", "user_info": {"contact_external_id": "ada"},
+         "trigger_at": soon},
+    ]});
+    let (status, _, first) = keyed(&app, "/api/v1/events/batch", "soon", project, &body).await;
+    assert_eq!(
+        (status, first["accepted_count"].as_u64()),
+        (200, Some(1)),
+        "{first}"
+    );
+    let trigger = first["results"][0]["trigger_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // As if the gateway had died after the commit, before storing its answer; the retry
+    // comes once the event's time has passed.
+    app.execute(
+        "UPDATE idempotency_keys SET state = 'in_flight', response_status = NULL, \
+         response_body = NULL, lease_until = now() - interval '1 second'",
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let (status, _, again) = keyed(&app, "/api/v1/events/batch", "soon", project, &body).await;
+    assert_eq!(status, 200, "{again}");
+    let (recorded, _) = app.trigger(&trigger).await;
+    assert_eq!(recorded, 200, "the first run's trigger is there");
+    assert_eq!(
+        again["results"][0]["success"], true,
+        "the event was accepted by the first run (trigger {trigger}), but the retry answers {again}"
+    );
+}
