@@ -776,15 +776,24 @@ impl Condition {
     ///
     /// A `segment` holds when that segment's condition in `segments` does; one missing from
     /// `segments` is false (the pointer is the reference's).
+    ///
+    /// Each segment is evaluated once, however often the condition refers to it: at most
+    /// [`MAX_SEGMENTS`] segments of at most [`MAX_NODES`] operators each, beside the
+    /// condition's own.
     pub fn evaluate(&self, subject: &Subject<'_>, segments: &Segments) -> Result<(), String> {
-        self.evaluate_at("", subject, segments)
+        let none = HashMap::new();
+        let verdicts: HashMap<Uuid, bool> = segments
+            .iter()
+            .map(|(id, c)| (*id, c.evaluate_at("", subject, &none).is_ok()))
+            .collect();
+        self.evaluate_at("", subject, &verdicts)
     }
 
     fn evaluate_at(
         &self,
         at: &str,
         subject: &Subject<'_>,
-        segments: &Segments,
+        segments: &HashMap<Uuid, bool>,
     ) -> Result<(), String> {
         let here = format!("{at}/{}", self.operator());
         let holds = match self {
@@ -800,10 +809,7 @@ impl Condition {
                     .is_ok()
             }),
             Self::Not(child) => child.evaluate_at(&here, subject, segments).is_err(),
-            // A segment refers to no segment, so its own are never needed.
-            Self::Segment(id) => segments
-                .get(id)
-                .is_some_and(|c| c.evaluate_at("", subject, &Segments::new()).is_ok()),
+            Self::Segment(id) => segments.get(id).copied().unwrap_or(false),
             Self::Eq(c) => subject.read(&c.field).is_some_and(|v| same(&v, &c.value.0)),
             Self::Ne(c) => subject
                 .read(&c.field)

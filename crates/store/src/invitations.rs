@@ -82,11 +82,13 @@ pub fn claim_cooldown<'c>(
     user_ref: &str,
     cooldown_seconds: i64,
 ) -> impl Future<Output = Result<Option<Cooling>, StoreError>> + Send + use<'c> {
-    // `prior` reads the row as the statement began: when the claim fails on a row this
-    // statement could see, that row's time says when the window ends.
+    // `prior` reads the row as the statement began, if its window was open then: when the
+    // claim fails on it, its time says when the window ends. A window a concurrent claim
+    // opened, this statement cannot see: `until` is then unknown.
     let sent = Cached(
         diesel::sql_query(
-            "WITH prior AS (SELECT last_invited_at FROM cooldowns WHERE survey_id = $1 AND user_ref = $2), \
+            "WITH prior AS (SELECT last_invited_at FROM cooldowns WHERE survey_id = $1 AND user_ref = $2 \
+               AND last_invited_at > clock_timestamp() - make_interval(secs => $3)), \
              claimed AS (\
                INSERT INTO cooldowns (survey_id, user_ref, last_invited_at) \
                VALUES ($1, $2, clock_timestamp()) \
@@ -192,6 +194,44 @@ pub fn in_cooldown<'c>(
             until: Some(u.until),
         }))
     }
+}
+
+/// The cooldown windows of `user_ref` open now among `surveys` (each with its cooldown in
+/// seconds), by survey, in one statement; reads only.
+pub async fn open_cooldowns(
+    conn: &mut AsyncPgConnection,
+    user_ref: &str,
+    surveys: &[(Uuid, i64)],
+) -> Result<Vec<(Uuid, OffsetDateTime)>, StoreError> {
+    #[derive(QueryableByName)]
+    struct Open {
+        #[diesel(sql_type = SqlUuid)]
+        survey_id: Uuid,
+        #[diesel(sql_type = diesel::sql_types::Timestamptz)]
+        until: OffsetDateTime,
+    }
+    if surveys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let open: Vec<Open> = diesel::sql_query(
+        "SELECT c.survey_id, c.last_invited_at + make_interval(secs => v.secs) AS until \
+         FROM unnest($1, $2) AS v(survey_id, secs) \
+         JOIN cooldowns c ON c.survey_id = v.survey_id AND c.user_ref = $3 \
+         WHERE c.last_invited_at > clock_timestamp() - make_interval(secs => v.secs)",
+    )
+    .bind::<diesel::sql_types::Array<SqlUuid>, _>(
+        surveys.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+    )
+    .bind::<diesel::sql_types::Array<Double>, _>(
+        surveys
+            .iter()
+            .map(|(_, secs)| *secs as f64)
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Text, _>(user_ref)
+    .load(conn)
+    .await?;
+    Ok(open.into_iter().map(|o| (o.survey_id, o.until)).collect())
 }
 
 /// An invitation as the magic link finds it, with the survey version it shows.

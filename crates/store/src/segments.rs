@@ -23,7 +23,9 @@ pub struct Segment {
     pub project_id: Uuid,
     pub name: String,
     pub description: String,
-    pub condition: Condition,
+    /// `None` when the stored condition does not read (written by a later version, or by
+    /// hand): the segment is still listed, so it can be found and given a new one.
+    pub condition: Option<Condition>,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
 }
@@ -52,7 +54,11 @@ impl TryFrom<Row> for Segment {
             project_id: row.project_id,
             name: row.name,
             description: row.description,
-            condition: serde_json::from_value(row.condition)?,
+            condition: serde_json::from_value(row.condition)
+                .inspect_err(|e| {
+                    tracing::warn!(segment_id = %row.id, error = %e, "a segment's stored condition does not read");
+                })
+                .ok(),
             created_at: row.created_at,
             updated_at: row.updated_at,
         })

@@ -435,9 +435,12 @@ pub struct UnmatchedSurvey {
     pub live: bool,
 }
 
-/// Every survey of `project_id` but the archived ones that the event with `event_key` does
-/// not match: not Live, or not subscribed to it; oldest first. Pipelined like
-/// [`live_matching`].
+/// Most surveys an event did not match that are listed for it (so recorded on its trigger).
+pub const MAX_UNMATCHED: i64 = 100;
+
+/// The surveys of `project_id` but the archived ones that the event with `event_key` does not
+/// match (not Live, or not subscribed to it), oldest first, at most [`MAX_UNMATCHED`] of
+/// them. Pipelined like [`live_matching`].
 pub fn unmatched<'c>(
     conn: &'c AsyncPgConnection,
     project_id: Uuid,
@@ -455,6 +458,7 @@ pub fn unmatched<'c>(
                 )),
         )
         .order(surveys::id.asc())
+        .limit(MAX_UNMATCHED)
         .select((
             surveys::id,
             surveys::name,

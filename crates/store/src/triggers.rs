@@ -263,6 +263,20 @@ pub async fn existing(
         .await?)
 }
 
+/// The stored triggers of `org_id` among `ids`.
+pub async fn of_org(
+    conn: &mut AsyncPgConnection,
+    org_id: Uuid,
+    ids: &[Uuid],
+) -> Result<Vec<Trigger>, StoreError> {
+    Ok(triggers::table
+        .filter(triggers::org_id.eq(org_id))
+        .filter(triggers::id.eq_any(ids.to_vec()))
+        .select(Trigger::as_select())
+        .load(conn)
+        .await?)
+}
+
 /// A new trigger as a row.
 #[derive(Insertable)]
 #[diesel(table_name = triggers, treat_none_as_default_value = false)]
@@ -558,27 +572,48 @@ pub fn complete_many<'c>(
     done: &[(Uuid, &[SurveyResult])],
 ) -> impl Future<Output = Result<Vec<DispatchCounts>, StoreError>> + Send + use<'c> {
     use diesel::sql_types::{Array, Int4, Nullable, Text, Timestamptz, Uuid as SqlUuid};
-    let rows: Vec<_> = done
+    // One statement shape whatever the number of outcomes (the values travel as arrays), so
+    // no count of surveys runs into the protocol's limit on parameters.
+    let results: Vec<(Uuid, &SurveyResult)> = done
         .iter()
-        .flat_map(|(id, results)| {
-            results.iter().map(move |r| {
-                (
-                    trigger_surveys::trigger_id.eq(*id),
-                    trigger_surveys::survey_id.eq(r.survey_id),
-                    trigger_surveys::survey_version.eq(r.survey_version),
-                    trigger_surveys::outcome.eq(r.outcome.as_str()),
-                    trigger_surveys::reason.eq(r.reason.as_deref()),
-                    trigger_surveys::invitation_id.eq(r.invitation_id),
-                    trigger_surveys::until.eq(r.until),
-                )
-            })
-        })
+        .flat_map(|(id, results)| results.iter().map(move |r| (*id, r)))
         .collect();
-    let recorded = (!rows.is_empty()).then(|| {
+    let recorded = (!results.is_empty()).then(|| {
         Cached(
-            diesel::insert_into(trigger_surveys::table)
-                .values(rows)
-                .on_conflict_do_nothing(),
+            diesel::sql_query(
+                "INSERT INTO trigger_surveys \
+                   (trigger_id, survey_id, survey_version, outcome, reason, invitation_id, until) \
+                 SELECT * FROM unnest($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+            )
+            .bind::<Array<SqlUuid>, _>(results.iter().map(|(id, _)| *id).collect::<Vec<_>>())
+            .bind::<Array<SqlUuid>, _>(results.iter().map(|(_, r)| r.survey_id).collect::<Vec<_>>())
+            .bind::<Array<Int4>, _>(
+                results
+                    .iter()
+                    .map(|(_, r)| r.survey_version)
+                    .collect::<Vec<_>>(),
+            )
+            .bind::<Array<Text>, _>(
+                results
+                    .iter()
+                    .map(|(_, r)| r.outcome.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind::<Array<Nullable<Text>>, _>(
+                results
+                    .iter()
+                    .map(|(_, r)| r.reason.as_deref())
+                    .collect::<Vec<_>>(),
+            )
+            .bind::<Array<Nullable<SqlUuid>>, _>(
+                results
+                    .iter()
+                    .map(|(_, r)| r.invitation_id)
+                    .collect::<Vec<_>>(),
+            )
+            .bind::<Array<Nullable<Timestamptz>>, _>(
+                results.iter().map(|(_, r)| r.until).collect::<Vec<_>>(),
+            ),
         )
         .execute(&mut { conn })
     });
@@ -669,22 +704,27 @@ pub async fn results(
         ))
         .load(conn)
         .await?;
-    rows.into_iter()
-        .map(
+    // An outcome this version does not know (recorded by a later one) is left out, not an
+    // error: the rest of the trigger still reads.
+    Ok(rows
+        .into_iter()
+        .filter_map(
             |(survey_id, survey_version, outcome, reason, invitation_id, until)| {
-                Ok(SurveyResult {
+                let Some(known) = SurveyOutcome::parse(&outcome) else {
+                    tracing::warn!(%id, %survey_id, %outcome, "a survey outcome this version does not know is left out");
+                    return None;
+                };
+                Some(SurveyResult {
                     survey_id,
                     survey_version,
-                    outcome: SurveyOutcome::parse(&outcome).ok_or_else(|| {
-                        StoreError::InvalidRow(format!("unknown outcome `{outcome}`"))
-                    })?,
+                    outcome: known,
                     reason,
                     invitation_id,
                     until,
                 })
             },
         )
-        .collect()
+        .collect())
 }
 
 /// Completes a trigger that names no user as it fires: nothing to match or invite, so it is

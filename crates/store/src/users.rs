@@ -26,6 +26,32 @@ pub struct User {
     pub groups: Vec<String>,
 }
 
+/// Whether merging `attributes` into the user's (key by key, as an upsert does) keeps them
+/// within [`MAX_ATTRIBUTES_BYTES`], measured as the upsert measures them; reads only.
+pub async fn attributes_fit(
+    conn: &mut AsyncPgConnection,
+    project_id: Uuid,
+    user_ref: &str,
+    attributes: &serde_json::Value,
+) -> Result<bool, StoreError> {
+    #[derive(diesel::QueryableByName)]
+    struct Fits {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        fits: bool,
+    }
+    let found: Fits = diesel::sql_query(
+        "SELECT octet_length((coalesce((SELECT attributes FROM users \
+           WHERE project_id = $1 AND user_ref = $2), '{}'::jsonb) || $3)::text) <= $4 AS fits",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(project_id)
+    .bind::<diesel::sql_types::Text, _>(user_ref)
+    .bind::<diesel::sql_types::Jsonb, _>(attributes)
+    .bind::<diesel::sql_types::Integer, _>(MAX_ATTRIBUTES_BYTES)
+    .get_result(conn)
+    .await?;
+    Ok(found.fits)
+}
+
 impl User {
     /// The fields a targeting condition reads.
     pub fn facts(&self) -> beckon_domain::condition::UserFacts<'_> {

@@ -76,6 +76,12 @@ pub async fn decide(
     event_data: Option<&serde_json::Value>,
     changes: Option<&UserChanges>,
 ) -> Result<DryRunResponse, StoreError> {
+    // Refused as the real event would be.
+    if let Some(attributes) = changes.and_then(|c| c.attributes.as_ref())
+        && !users::attributes_fit(conn, project_id, user_ref, attributes).await?
+    {
+        return Err(StoreError::AttributesTooLarge);
+    }
     let shared = &*conn;
     let (live, unmatched, stored, caps) = futures_util::future::try_join4(
         surveys::live_matching(shared, project_id, event_key, None),
@@ -109,15 +115,36 @@ pub async fn decide(
     // The roll a new event would make.
     let trigger_id = Uuid::now_v7();
     let mut decisions = Vec::with_capacity(live.len() + unmatched.len());
-    for survey in live {
-        let skip = Targeting::read(survey.conditions, survey.segments).skip(&subject);
-        let s = survey.matched;
-        let cooling = match (&skip, s.cooldown_seconds) {
-            (None, seconds) if seconds > 0 => {
-                invitations::in_cooldown(shared, s.survey_id, user_ref, seconds).await?
-            }
-            _ => None,
-        };
+    let targeted: Vec<_> = live
+        .into_iter()
+        .map(|survey| {
+            let skip = Targeting::read(survey.conditions, survey.segments).skip(&subject);
+            (survey.matched, skip)
+        })
+        .collect();
+    // Every cooldown that may apply, read in one statement.
+    let cooling: Vec<(Uuid, i64)> = targeted
+        .iter()
+        .filter(|(s, skip)| skip.is_none() && s.cooldown_seconds > 0)
+        .map(|(s, _)| (s.survey_id, s.cooldown_seconds))
+        .collect();
+    let open: std::collections::HashMap<Uuid, OffsetDateTime> =
+        invitations::open_cooldowns(conn, user_ref, &cooling)
+            .await?
+            .into_iter()
+            .collect();
+    let cooldowns: Vec<Option<invitations::Cooling>> = targeted
+        .iter()
+        .map(|(s, skip)| {
+            let applies = skip.is_none() && s.cooldown_seconds > 0;
+            open.get(&s.survey_id)
+                .filter(|_| applies)
+                .map(|until| invitations::Cooling {
+                    until: Some(*until),
+                })
+        })
+        .collect();
+    for ((s, skip), cooling) in targeted.into_iter().zip(cooldowns) {
         let admitted = targeting::admits(
             s.sample_by,
             s.sample_rate,

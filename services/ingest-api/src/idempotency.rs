@@ -172,14 +172,20 @@ where
             )
         })?
         .to_owned();
-    let hash = Sha256::new()
+    let mut hash = Sha256::new()
         .chain_update(req.method().as_str())
         .chain_update(b" ")
         .chain_update(req.path())
         .chain_update(b"\n")
-        .chain_update(body)
-        .finalize()
-        .to_vec();
+        .chain_update(body);
+    // The project a header names is part of the request: the same body for another project
+    // is another request, not a replay. (Without the header the hash is as it always was.)
+    if let Some(team) = req.headers().get("x-team-id") {
+        hash = hash
+            .chain_update(b"\nx-team-id: ")
+            .chain_update(team.as_bytes());
+    }
+    let hash = hash.finalize().to_vec();
     let claim = {
         let mut conn = state.store.conn().await?;
         idempotency::claim(&mut conn, org_id, &key, &hash, state.idempotency_lease).await?

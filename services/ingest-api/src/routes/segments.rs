@@ -27,8 +27,11 @@ pub struct SegmentView {
     pub name: String,
     pub description: String,
     /// Reads user fields only (`email`, `name`, `groups`, `custom_fields.*`,
-    /// `trial_ends_at`, `created_at`), and refers to no segment.
-    pub condition: Condition,
+    /// `trial_ends_at`, `created_at`), and refers to no segment. Absent when the stored
+    /// condition no longer reads (surveys that refer to the segment error, saying why): PATCH
+    /// a new one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub condition: Option<Condition>,
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub created_at: OffsetDateTime,

@@ -18,7 +18,9 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use beckon_domain::ids;
 use beckon_store::StoreError;
 use beckon_store::triggers;
+use beckon_store::users;
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use uuid::Uuid;
 
 /// Most events in one batch.
@@ -179,15 +181,43 @@ async fn batch_inner(
     }
     let mut results: Vec<Option<BatchEventResult>> = Vec::with_capacity(events.len());
     let mut accepted = AcceptedEvents::default();
-    for (index, value) in events.into_iter().enumerate() {
-        let derived = request_id.map(|request| {
+    let derived_ids = |index: usize| {
+        request_id.map(|request| {
             // The event's place keeps its ids apart from its neighbours'.
             let place = [Uuid::from_u128(index as u128)];
             DerivedIds {
                 trigger: ids::derive(request, "batch-event-trigger", &place),
                 envelope: ids::derive(request, "batch-event-envelope", &place),
             }
-        });
+        })
+    };
+    // A run of this keyed request that died after its commit accepted some events: they are
+    // answered accepted as they were, not checked again (a `trigger_at` may have passed since).
+    let committed: Vec<triggers::Trigger> = match request_id {
+        Some(_) => {
+            let ids: Vec<Uuid> = (0..events.len())
+                .filter_map(|i| derived_ids(i).map(|d| d.trigger))
+                .collect();
+            triggers::of_org(&mut *state.store.conn().await?, auth.org_id, &ids).await?
+        }
+        None => Vec::new(),
+    };
+    for (index, value) in events.into_iter().enumerate() {
+        let derived = derived_ids(index);
+        if let Some(earlier) = derived
+            .as_ref()
+            .and_then(|d| committed.iter().find(|t| t.id == d.trigger))
+        {
+            results.push(Some(BatchEventResult {
+                index,
+                success: true,
+                trigger_id: Some(earlier.id),
+                job_id: earlier.job_id,
+                scheduled_for: earlier.scheduled_for.map(format_timestamp),
+                error: None,
+            }));
+            continue;
+        }
         let prepared = match parse_event(value) {
             Ok(request) => {
                 super::prepare(&mut resolver, header_team.as_deref(), request, derived).await
@@ -325,9 +355,10 @@ async fn commit(
     ),
     ApiError,
 > {
-    let mut refused = Vec::new();
+    let mut refused = too_large(state, accepted).await?;
     let mut earlier = AcceptedEvents::default();
-    // Each round that does not commit takes at least one event out, so this ends.
+    // Each round that does not commit takes at least one event out, so this ends. (Events
+    // too large for their user were taken out above; one found here raced another update.)
     let rows = loop {
         if accepted.events.is_empty() {
             break Vec::new();
@@ -361,6 +392,49 @@ async fn commit(
         accepted.push(committed);
     }
     Ok((rows, refused))
+}
+
+/// Takes out, and refuses, each event whose `custom_fields` would take its user's attributes
+/// past their bound, merged in batch order over what is stored (read, not written), so that
+/// such events cost a read each rather than a transaction each.
+async fn too_large(
+    state: &AppState,
+    accepted: &mut AcceptedEvents,
+) -> Result<Vec<(usize, ApiError)>, ApiError> {
+    let mut merged: HashMap<(Uuid, String), serde_json::Map<String, serde_json::Value>> =
+        HashMap::new();
+    let mut refused = Vec::new();
+    let mut conn = None;
+    let mut i = 0;
+    while i < accepted.events.len() {
+        let event = &accepted.events[i];
+        let Some((user, serde_json::Value::Object(attributes))) = event
+            .user
+            .as_ref()
+            .and_then(|u| Some((u, u.changes.attributes.as_ref()?)))
+        else {
+            i += 1;
+            continue;
+        };
+        let key = (event.project_id, user.user_ref.clone());
+        let mut candidate = merged.get(&key).cloned().unwrap_or_default();
+        candidate.extend(attributes.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let conn = match &mut conn {
+            Some(conn) => conn,
+            None => conn.insert(state.store.conn().await?),
+        };
+        let candidate = serde_json::Value::Object(candidate);
+        if users::attributes_fit(conn, key.0, &key.1, &candidate).await? {
+            if let serde_json::Value::Object(candidate) = candidate {
+                merged.insert(key, candidate);
+            }
+            i += 1;
+        } else {
+            let (at, _) = accepted.remove(i);
+            refused.push((at, super::attributes_too_large()));
+        }
+    }
+    Ok(refused)
 }
 
 /// The answer when the batch's transaction failed: nothing of it was written.

@@ -119,7 +119,11 @@ async fn dry_run(
         event.trigger.event_data.as_ref(),
         Some(&user.changes),
     )
-    .await?;
+    .await
+    .map_err(|e| match e {
+        StoreError::AttributesTooLarge => super::attributes_too_large(),
+        other => other.into(),
+    })?;
     Ok(HttpResponse::Ok().json(answer))
 }
 
