@@ -97,14 +97,7 @@ async fn dry_run(
     mut request: SendEventRequest,
 ) -> Result<HttpResponse, ApiError> {
     request.dry_run = None;
-    let header_team = header_team(req)?;
-    let event = super::prepare(
-        &mut Resolver::new(state, auth.org_id),
-        header_team.as_deref(),
-        request,
-        None,
-    )
-    .await?;
+    let event = prepare_one(&auth, state, req, request, None).await?;
     let Some(user) = &event.user else {
         return Ok(HttpResponse::Ok().json(DryRunResponse::without_contact()));
     };
@@ -127,6 +120,25 @@ async fn dry_run(
     Ok(HttpResponse::Ok().json(answer))
 }
 
+/// The one event of an `events/send` request, checked and made ready to commit, its project
+/// named by `X-Team-ID` or the body.
+async fn prepare_one(
+    auth: &OrgAuth,
+    state: &AppState,
+    req: &HttpRequest,
+    request: SendEventRequest,
+    derived: Option<DerivedIds>,
+) -> Result<crate::intake::Event, ApiError> {
+    let header_team = header_team(req)?;
+    super::prepare(
+        &mut Resolver::new(state, auth.org_id),
+        header_team.as_deref(),
+        request,
+        derived,
+    )
+    .await
+}
+
 /// `request_id`: the request an `Idempotency-Key` stands for, when there is one.
 async fn send_inner(
     auth: OrgAuth,
@@ -136,18 +148,11 @@ async fn send_inner(
     request_id: Option<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let request: SendEventRequest = body::parse_fields(bytes, field_code)?;
-    let header_team = header_team(req)?;
     let derived = request_id.map(|request| DerivedIds {
         trigger: ids::derive(request, "event-trigger", &[]),
         envelope: ids::derive(request, "event-envelope", &[]),
     });
-    let event = super::prepare(
-        &mut Resolver::new(state, auth.org_id),
-        header_team.as_deref(),
-        request,
-        derived,
-    )
-    .await?;
+    let event = prepare_one(&auth, state, req, request, derived).await?;
     let (trigger_id, job_id, scheduled_for) = (
         event.trigger.id,
         event.trigger.job_id,
