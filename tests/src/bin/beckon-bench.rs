@@ -7,12 +7,13 @@
 //! runs, the per-stage handler times, the RSS of each service and the CPU split.
 //!
 //! ```sh
-//! beckon-bench [--runs 3] [--seconds 8] [--out BENCHMARKS.md] [--only send,dispatch,e2e,fanout]
-//!              [--rates 200,500,750,1000,2000]
+//! beckon-bench [--runs 3] [--seconds 8] [--out BENCHMARKS.md]
+//!              [--only send,dispatch,e2e,fanout,targeting] [--rates 200,500,750,1000,2000]
 //! ```
 //!
 //! `--only` runs some parts (for a quick look while working on one); the report then shows `—`
-//! for the figures not measured. `--rates` picks the end-to-end rates (e.g. `--rates 200`
+//! for the figures not measured. `--only targeting-plain` runs the targeting part without its
+//! conditions, for a build from before them. `--rates` picks the end-to-end rates (e.g. `--rates 200`
 //! to profile one).
 
 use beckon_e2e::receiver::{Received, Receiver};
@@ -49,6 +50,13 @@ impl Window {
 
 /// The end-to-end rates tried, unless `--rates` says otherwise.
 const E2E_RATES: [u64; 5] = [200, 500, 750, 1000, 2000];
+
+/// Live surveys listening for the event in the targeting scenario, each with a condition in
+/// its second half; and surveys of the same project listening for another event.
+const TARGETED_SURVEYS: usize = 20;
+const OTHER_SURVEYS: usize = 5;
+/// Events queued for the matcher per second of `--seconds` in the targeting scenario.
+const TARGETING_EVENTS_PER_SECOND: u64 = 500;
 
 /// Named figures of one run of every scenario.
 type Figures = BTreeMap<String, f64>;
@@ -356,14 +364,25 @@ impl Bench {
         if self.wants("fanout") {
             self.fan_out(&mut figures).await;
         }
+        if self.wants("targeting") || self.only_wants("targeting-plain") {
+            self.targeting(&mut figures).await;
+        }
         figures
     }
 
-    /// Whether `--only` (a comma-separated list of send, dispatch, e2e, fanout) selects a part.
+    /// Whether `--only` (a comma-separated list of send, dispatch, e2e, fanout, targeting)
+    /// selects a part (all when absent).
     fn wants(&self, part: &str) -> bool {
         self.only
             .as_ref()
             .is_none_or(|parts| parts.iter().any(|p| p == part))
+    }
+
+    /// Whether `--only` names `part`, one run only when asked for.
+    fn only_wants(&self, part: &str) -> bool {
+        self.only
+            .as_ref()
+            .is_some_and(|parts| parts.iter().any(|p| p == part))
     }
 
     /// 1. events/send accepted, closed loop.
@@ -489,6 +508,174 @@ impl Bench {
         figures.insert("fanout_p99_ms".into(), fan.percentile_ms(0.99));
     }
 
+    /// 5. targeting: the matcher's handling rate, with and without conditions.
+    ///
+    /// A project of 20 Live surveys that listen for the event (and 5 that listen for another),
+    /// first without conditions, then with a condition on each of the 20 (over the event, the
+    /// user, or through a segment) that holds for every event sent, so both hand the same
+    /// surveys on.
+    async fn targeting(&self, figures: &mut Figures) {
+        let run = self.run;
+        // `--only targeting-plain`: without conditions only, for a build that has none.
+        let variants: &[(&str, bool)] = if self.wants("targeting") {
+            &[("plain", false), ("conditions", true)]
+        } else {
+            &[("plain", false)]
+        };
+        for &(variant, conditions) in variants {
+            let project = self.project_with_targeted_surveys(conditions).await;
+            let sender = SendFn::new(self, project, format!("t{run}{variant}-"));
+            let total = (TARGETING_EVENTS_PER_SECOND * self.seconds) as usize;
+            let w = self
+                .measured(
+                    &targeting_scenario(variant),
+                    self.matcher_drain(&sender, total),
+                )
+                .await;
+            figures.insert(format!("targeting_{variant}_per_s"), w.rate());
+            figures.insert(format!("targeting_{variant}_handled"), w.ok as f64);
+            figures.insert(format!("targeting_{variant}_events"), total as f64);
+            figures.insert(format!("targeting_{variant}_refused"), w.failed as f64);
+        }
+    }
+
+    /// A project with the targeting scenario's surveys, their conditions true for the events
+    /// [`SendFn::targeted_event`] sends.
+    async fn project_with_targeted_surveys(&self, conditions: bool) -> Uuid {
+        let project = self.app.create_project().await;
+        let segment = if conditions {
+            let r = self
+                .app
+                .authed(
+                    reqwest::Method::POST,
+                    &format!("/api/v1/projects/{project}/segments"),
+                )
+                .json(
+                    &json!({"name": "Customers, not staff", "condition": {"all": [
+                    {"exists": {"field": "email"}},
+                    {"not": {"contains": {"field": "groups", "value": "internal"}}}]}}),
+                )
+                .send()
+                .await
+                .expect("creating a segment");
+            let body: serde_json::Value = r.json().await.expect("json");
+            body["id"].as_str().map(str::to_owned)
+        } else {
+            None
+        };
+        for k in 0..TARGETED_SURVEYS {
+            let mut trigger = json!({"events": ["trial_expired"]});
+            if conditions {
+                trigger["conditions"] = match k % 4 {
+                    0 => json!({"eq": {"field": "event_data.plan", "value": "pro"}}),
+                    1 => {
+                        json!({"in": {"field": "custom_fields.country", "value": ["DE", "FR", "NL"]}})
+                    }
+                    2 => json!({"all": [{"after": {"field": "created_at", "value": "now-30d"}},
+                                        {"gt": {"field": "event_data.amount", "value": 10}}]}),
+                    _ => json!({"segment": segment.as_deref().expect("the segment was created")}),
+                };
+            }
+            self.app
+                .create_survey(
+                    project,
+                    json!({"name": format!("Survey {k}"), "trigger": trigger,
+                        "cooldown_seconds": 0, "sample_rate": 0.05}),
+                )
+                .await;
+        }
+        for k in 0..OTHER_SURVEYS {
+            self.app
+                .create_survey(
+                    project,
+                    json!({"name": format!("Other {k}"),
+                        "trigger": {"events": ["subscription_cancelled"]}}),
+                )
+                .await;
+        }
+        project
+    }
+
+    /// Queues `total` events while the matcher and the invitation stage are stopped
+    /// (`SIGSTOP`), then lets the matcher go on alone and times how long it takes to handle
+    /// them all: its handling rate with a backlog and the machine to itself. The invitation
+    /// stage goes on once it has (or after two minutes).
+    async fn matcher_drain(&self, sender: &SendFn, total: usize) -> Window {
+        let handled_before = self.matcher_handled().await;
+        let invitation = Stopped::services(&self.app, &["invitation"]);
+        let matcher = Stopped::services(&self.app, &["matcher"]);
+        // events/send, not events/batch: the part also measures builds from before the batch
+        // endpoint (`--only targeting-plain`).
+        let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut tasks = Vec::new();
+        for _ in 0..32 {
+            let (sender, next) = (sender.clone(), next.clone());
+            tasks.push(tokio::spawn(async move {
+                let (mut accepted, mut refused) = (0, 0);
+                loop {
+                    let n = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    if n >= total {
+                        return (accepted, refused);
+                    }
+                    if sender.targeted_event(n).await {
+                        accepted += 1;
+                    } else {
+                        refused += 1;
+                    }
+                }
+            }));
+        }
+        let mut w = Window::default();
+        for task in tasks {
+            let (accepted, refused) = task.await.expect("a load task");
+            w.ok += accepted;
+            w.failed += refused;
+        }
+        let queued = w.ok;
+        let started = Instant::now();
+        drop(matcher);
+        let deadline = started + Duration::from_secs(120);
+        let mut handled = 0.0;
+        while Instant::now() < deadline {
+            handled = self.matcher_handled().await - handled_before;
+            if handled >= queued as f64 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        w.elapsed = started.elapsed();
+        drop(invitation);
+        if handled < queued as f64 {
+            eprintln!("warning: the matcher handled {handled} of {queued} events in two minutes");
+        }
+        w.ok = handled as usize;
+        w
+    }
+
+    /// The events the matcher has handled since it started (`beckon_handler_seconds_count`
+    /// of `event.received`).
+    async fn matcher_handled(&self) -> f64 {
+        let port = self.app.ops_port("matcher").await;
+        let Ok(r) = self
+            .http
+            .get(format!("http://127.0.0.1:{port}/metrics"))
+            .send()
+            .await
+        else {
+            return 0.0;
+        };
+        r.text()
+            .await
+            .unwrap_or_default()
+            .lines()
+            .filter(|line| {
+                line.starts_with("beckon_handler_seconds_count{")
+                    && line.contains("type=\"event.received\"")
+            })
+            .filter_map(|line| line.rsplit_once(' ')?.1.parse::<f64>().ok())
+            .sum()
+    }
+
     /// Webhooks under `path` for events named `prefix<n>`: latency from each event's due
     /// time; waits until `per_event` × events arrived or 20 s of quiet.
     async fn delivered(
@@ -535,6 +722,50 @@ impl Bench {
     }
 }
 
+/// The name of a targeting scenario, as the report's tables show it.
+fn targeting_scenario(variant: &str) -> String {
+    match variant {
+        "plain" => format!("matcher, {TARGETED_SURVEYS} surveys without conditions"),
+        _ => format!("matcher, {TARGETED_SURVEYS} surveys with conditions"),
+    }
+}
+
+/// Some of the services' processes, stopped (`SIGSTOP`) until this is dropped, when they go
+/// on (`SIGCONT`) — also when a scenario panics.
+struct Stopped(Vec<u32>);
+
+impl Stopped {
+    fn services(app: &TestApp, names: &[&str]) -> Self {
+        let pids: Vec<u32> = app
+            .pids()
+            .into_iter()
+            .filter(|(name, _)| names.contains(name))
+            .map(|(_, pid)| pid)
+            .collect();
+        signal("-STOP", &pids);
+        Self(pids)
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        signal("-CONT", &self.0);
+    }
+}
+
+fn signal(signal: &str, pids: &[u32]) {
+    if pids.is_empty() {
+        return;
+    }
+    let status = std::process::Command::new("kill")
+        .arg(signal)
+        .args(pids.iter().map(u32::to_string))
+        .status();
+    if !status.is_ok_and(|s| s.success()) {
+        eprintln!("warning: kill {signal} {pids:?} failed");
+    }
+}
+
 fn label<'a>(labels: &'a str, name: &str) -> &'a str {
     labels
         .split(',')
@@ -572,6 +803,22 @@ impl SendFn {
             .header("x-team-id", self.project.to_string())
             .json(&json!({"event_name": "trial_expired",
                 "user_info": {"contact_external_id": format!("{}{n}", self.prefix)}}));
+        async move { matches!(request.send().await, Ok(r) if r.status().as_u16() == 201) }
+    }
+
+    /// The `n`th event of the targeting scenario: its user and event data such that every
+    /// targeting condition holds.
+    fn targeted_event(&self, n: usize) -> impl std::future::Future<Output = bool> + Send + use<> {
+        let user = format!("{}{n}", self.prefix);
+        let request = self
+            .http
+            .post(format!("{}/api/v1/events/send", self.base))
+            .header("x-api-key", &self.token)
+            .header("x-team-id", self.project.to_string())
+            .json(&json!({"event_name": "trial_expired",
+                "user_info": {"contact_external_id": user, "email": format!("{user}@example.com"),
+                    "custom_fields": {"country": "DE"}},
+                "event_data": {"plan": "pro", "amount": 42}}));
         async move { matches!(request.send().await, Ok(r) if r.status().as_u16() == 201) }
     }
 
@@ -870,6 +1117,33 @@ fn report(runs: &[Figures], bench: &Bench, seconds: u64, command: &str) -> Strin
                 && ge("fanout_per_s", 1900.0)
                 && lt("fanout_p99_ms", 100.0),
         ),
+        (
+            format!(
+                "matcher handling rate, a condition on each of {TARGETED_SURVEYS} Live surveys"
+            ),
+            "within 10% of the same surveys without conditions",
+            format!(
+                "{} against {}{}",
+                cell(get("targeting_conditions_per_s"), "/s"),
+                cell(get("targeting_plain_per_s"), "/s"),
+                match (
+                    get("targeting_conditions_per_s"),
+                    get("targeting_plain_per_s")
+                ) {
+                    (Some(c), Some(p)) if p > 0.0 => format!(" ({:+.1}%)", (c / p - 1.0) * 100.0),
+                    _ => String::new(),
+                }
+            ),
+            ["plain", "conditions"].iter().all(|v| {
+                get(&format!("targeting_{v}_handled")) == get(&format!("targeting_{v}_events"))
+            }) && match (
+                get("targeting_conditions_per_s"),
+                get("targeting_plain_per_s"),
+            ) {
+                (Some(c), Some(p)) => p > 0.0 && c >= 0.9 * p,
+                _ => false,
+            },
+        ),
     ];
     let processes = bench.processes.lock().unwrap();
     let rss_max = processes
@@ -927,12 +1201,23 @@ fn report(runs: &[Figures], bench: &Bench, seconds: u64, command: &str) -> Strin
         ));
     }
     out.push_str(&format!(
-        "| fan-out, 10 subscriptions × 200 events/s | {} | | {} | {} of {} delivered |\n\n",
+        "| fan-out, 10 subscriptions × 200 events/s | {} | | {} | {} of {} delivered |\n",
         cell(get("fanout_per_s"), "/s"),
         cell(get("fanout_p99_ms"), "ms"),
         cell(get("fanout_delivered"), ""),
         cell(get("fanout_expected"), ""),
     ));
+    for variant in ["plain", "conditions"] {
+        out.push_str(&format!(
+            "| {} ({OTHER_SURVEYS} more on another event; a backlog, handled with the invitation stage stopped) | {} | | | {} of {} handled, {} refused at intake |\n",
+            targeting_scenario(variant),
+            cell(get(&format!("targeting_{variant}_per_s")), "/s"),
+            cell(get(&format!("targeting_{variant}_handled")), ""),
+            cell(get(&format!("targeting_{variant}_events")), ""),
+            cell(get(&format!("targeting_{variant}_refused")), ""),
+        ));
+    }
+    out.push('\n');
 
     out.push_str("## Where the time goes (last run)\n\nMean time per message in each stage, from the services' own \
         `beckon_handler_seconds` and `beckon_http_request_seconds` histograms over the scenario.\n\n\
@@ -1049,6 +1334,8 @@ fn requests_of(scenario: &str, figures: &Figures) -> f64 {
                 s.trim_start_matches("dispatch ").trim_end_matches("/s")
             )
         }
+        s if s == targeting_scenario("plain") => "targeting_plain_events".to_owned(),
+        s if s == targeting_scenario("conditions") => "targeting_conditions_events".to_owned(),
         s if s.starts_with("end to end ") => {
             format!(
                 "e2e_r{}_sent",
