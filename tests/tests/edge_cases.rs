@@ -422,3 +422,56 @@ async fn a_retry_after_a_takeover_does_not_refuse_an_event_its_first_run_accepte
         "the event was accepted by the first run (trigger {trigger}), but the retry answers {again}"
     );
 }
+
+/// A user whose attributes were stored past their bound (before there was one) can still be
+/// sent events whose `custom_fields` add nothing: the upsert lets such a merge through. A dry
+/// run and a batch must check them as that upsert does, not refuse what events/send accepts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custom_fields_that_add_nothing_to_an_oversized_user_are_accepted_everywhere() {
+    let app = TestApp::spawn().await;
+    let project = app.create_project().await;
+    app.create_survey(project, json!({"trigger": {"events": ["trial_expired"]}}))
+        .await;
+    let (status, body) = app
+        .upsert_user(json!({"project_id": project, "user_ref": "ada"}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    // 80 KB of attributes, written as an older version could.
+    app.execute(&format!(
+        "UPDATE users SET attributes = (SELECT jsonb_object_agg('k' || i, repeat('x', 1000)) \
+         FROM generate_series(0, 79) AS i) WHERE project_id = '{project}' AND user_ref = 'ada'"
+    ))
+    .await;
+    let event = |dry_run: bool| {
+        json!({"event_name": "trial_expired", "dry_run": dry_run,
+               "user_info": {"contact_external_id": "ada", "email": "ada@example.com",
+                             "custom_fields": {"k0": "x".repeat(1000)}}})
+    };
+
+    let (status, answer) = app.send_event(Some(project), event(true)).await;
+    assert_eq!(
+        (status, answer["created_count"].as_u64()),
+        (200, Some(1)),
+        "{answer}"
+    );
+    let (status, answer) = app
+        .send_batch(Some(project), json!({"events": [event(false)]}))
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["accepted_count"], 1, "{answer}");
+    let (status, answer) = app.send_event(Some(project), event(false)).await;
+    assert_eq!(status, 201, "{answer}");
+    // Something new still takes them further past the bound: refused.
+    let (status, answer) = app
+        .send_event(
+            Some(project),
+            json!({"event_name": "trial_expired", "dry_run": true,
+                   "user_info": {"contact_external_id": "ada", "custom_fields": {"new": 1}}}),
+        )
+        .await;
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (400, Some("attributes_too_large")),
+        "{answer}"
+    );
+}

@@ -414,3 +414,102 @@ async fn reminders_follow_a_survey_that_goes_live_changes_its_lead_and_stops_lis
     patch(json!({"status": "paused"})).await;
     settled(0, None, "a paused survey's reminders cleared").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_created_while_their_survey_goes_live_gets_a_reminder() {
+    let app = TestApp::spawn_with(Options {
+        env: vec![("BECKON_REMINDER_SYNC_INTERVAL_MS", "50".into())],
+        ..Options::default()
+    })
+    .await;
+    let project = app.create_project().await;
+    let survey = app
+        .create_survey(
+            project,
+            json!({"status": "paused", "trigger": {"events": ["trial_ending_soon"]}}),
+        )
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let synced = || async { app.execute("SELECT 1 FROM reminder_sync").await == 0 };
+    app.eventually(WAIT, "the paused survey's sync", || async {
+        synced().await.then_some(())
+    })
+    .await;
+
+    // A gate the test holds: the upsert of `late` cannot commit until it opens, so it commits
+    // after everything it read, the survey still paused among it.
+    for sql in [
+        "CREATE TABLE gate (id int PRIMARY KEY)",
+        "INSERT INTO gate VALUES (1)",
+        "CREATE FUNCTION wait_at_gate() RETURNS trigger LANGUAGE plpgsql AS \
+           $$ BEGIN PERFORM 1 FROM gate WHERE id = 1 FOR SHARE; RETURN NULL; END $$",
+        "CREATE CONSTRAINT TRIGGER gated AFTER INSERT ON users DEFERRABLE INITIALLY DEFERRED \
+           FOR EACH ROW WHEN (NEW.user_ref = 'late') EXECUTE FUNCTION wait_at_gate()",
+    ] {
+        app.execute(sql).await;
+    }
+    let mut gate = app.store.conn().await.unwrap();
+    for sql in ["BEGIN", "SELECT 1 FROM gate FOR UPDATE"] {
+        diesel_async::RunQueryDsl::execute(diesel::sql_query(sql), &mut *gate)
+            .await
+            .unwrap();
+    }
+    let ends = from_now(10 * DAY);
+    let upsert = app.upsert_user(
+        json!({"project_id": project, "user_ref": "late", "trial_ends_at": iso(ends)}),
+    );
+    let meanwhile = async {
+        app.eventually(WAIT, "the upsert to wait at the gate", || async {
+            (app.execute(
+                "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() \
+                 AND wait_event_type = 'Lock' AND query ILIKE 'COMMIT%'",
+            )
+            .await
+                > 0)
+            .then_some(())
+        })
+        .await;
+        let r = app
+            .authed(
+                reqwest::Method::PATCH,
+                &format!("/api/v1/projects/{project}/surveys/{survey}"),
+            )
+            .json(&json!({"status": "live"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        // The sync of the survey gone live is done, or waits for the upsert.
+        app.eventually(WAIT, "the sync to finish or wait", || async {
+            let waiting = app
+                .execute(
+                    "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() \
+                     AND wait_event_type = 'Lock' AND wait_event = 'advisory'",
+                )
+                .await
+                > 0;
+            (waiting || synced().await).then_some(())
+        })
+        .await;
+        diesel_async::RunQueryDsl::execute(diesel::sql_query("COMMIT"), &mut *gate)
+            .await
+            .unwrap();
+    };
+    let ((status, body), ()) = futures_util::join!(upsert, meanwhile);
+    assert_eq!(status, 200, "{body}");
+    app.eventually(WAIT, "the sync to finish", || async {
+        synced().await.then_some(())
+    })
+    .await;
+    assert_eq!(
+        app.execute(&format!(
+            "SELECT 1 FROM triggers WHERE survey_id = '{survey}' AND user_ref = 'late' \
+             AND status = 'scheduled'"
+        ))
+        .await,
+        1,
+        "the survey went live before the new user was committed: the sync must see them"
+    );
+}

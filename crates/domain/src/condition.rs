@@ -302,6 +302,15 @@ enum Instant {
     At(OffsetDateTime),
 }
 
+/// An RFC 3339 time as a condition reads it, in UTC: any time that can be held, a birth date
+/// before 1970 as much as a renewal next year. (Unlike a time Beckon schedules with, which
+/// `timestamp::parse_utc` bounds, it is only compared, never stored or added to.)
+fn parse_time(raw: &str) -> Option<OffsetDateTime> {
+    OffsetDateTime::parse(raw, &time::format_description::well_known::Rfc3339)
+        .ok()?
+        .checked_to_offset(time::UtcOffset::UTC)
+}
+
 /// Why a time names no time.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
@@ -322,9 +331,7 @@ impl TimePoint {
 
     fn parse(raw: &str) -> Result<Instant, NotATime> {
         let Some(rest) = raw.strip_prefix("now") else {
-            return crate::timestamp::parse_utc(raw)
-                .map(Instant::At)
-                .map_err(|_| NotATime);
+            return parse_time(raw).map(Instant::At).ok_or(NotATime);
         };
         if rest.is_empty() {
             return Ok(Instant::Relative(0));
@@ -938,7 +945,7 @@ impl Subject<'_> {
             Field::CreatedAt => user.map(|u| u.created_at),
             other => self
                 .read(other)
-                .and_then(|v| v.as_str().and_then(|s| crate::timestamp::parse_utc(s).ok())),
+                .and_then(|v| v.as_str().and_then(parse_time)),
         }
     }
 }

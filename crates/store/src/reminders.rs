@@ -34,6 +34,37 @@ pub async fn mark(conn: &mut AsyncPgConnection, survey_id: Uuid) -> Result<(), S
     Ok(())
 }
 
+/// Takes, until the transaction ends, the project's lock that a users/upsert planning trial
+/// reminders holds shared and a sync batch exclusive ([`sync_batch`]).
+///
+/// A user the upsert creates is invisible to a sync until it commits, and the upsert plans
+/// only for the surveys Live when it reads them: without this lock a survey that goes Live in
+/// between, and is synced before the upsert commits, gives that user no reminder. With it, a
+/// sync waits for the upserts under way, and an upsert that starts later sees the survey Live.
+pub async fn hold_planning(
+    conn: &mut AsyncPgConnection,
+    project_id: Uuid,
+) -> Result<(), StoreError> {
+    planning_lock(conn, project_id, "pg_advisory_xact_lock_shared").await
+}
+
+async fn planning_lock(
+    conn: &mut AsyncPgConnection,
+    project_id: Uuid,
+    function: &str,
+) -> Result<(), StoreError> {
+    diesel::sql_query(format!(
+        "SELECT {function}(hashtextextended($1::text, {PLANNING_LOCK_SEED}))::text"
+    ))
+    .bind::<diesel::sql_types::Uuid, _>(project_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Keeps the planning lock apart from other advisory locks on the project's id.
+const PLANNING_LOCK_SEED: i64 = 7167;
+
 /// What one batch did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Synced {
@@ -91,6 +122,8 @@ pub async fn sync_batch(
             synced.finished = true;
             return Ok(Some(synced));
         };
+        // Every user an upsert under way is creating is committed before this batch looks.
+        planning_lock(conn, project_id, "pg_advisory_xact_lock").await?;
         let listens = status_now == SurveyStatus::Live.as_str()
             && events.contains(&LifecycleEvent::TrialEndingSoon.key());
         let lead = listens.then_some(lead);

@@ -330,11 +330,15 @@ pub struct LiveSurvey {
 
 /// The segments a survey's stored conditions refer to (`{"segment": id}` anywhere in them;
 /// no other key of a condition is named `segment`), by id: read with the survey, in the same
-/// statement.
+/// statement. Looked up by primary key, so the cost is the references', however many
+/// segments the project has; a reference that is no id (written by hand) finds nothing, and
+/// the conditions it is in do not read.
 const REFERRED_SEGMENTS: &str = "CASE WHEN trigger_json ? 'conditions' THEN \
     (SELECT jsonb_object_agg(g.id::text, g.condition) FROM segments g \
-     WHERE g.project_id = surveys.project_id AND g.id::text IN \
-       (SELECT jsonb_path_query(surveys.trigger_json -> 'conditions', 'lax $.**.segment') #>> '{}')) END";
+     WHERE g.project_id = surveys.project_id AND g.id = ANY(ARRAY( \
+       SELECT CASE WHEN r.id ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' \
+                   THEN r.id::uuid END \
+       FROM (SELECT jsonb_path_query(surveys.trigger_json -> 'conditions', 'lax $.**.segment') #>> '{}' AS id) r))) END";
 
 /// Every Live survey of `project_id` whose trigger subscribes to the event with `event_key`,
 /// with the rules that apply to it now.

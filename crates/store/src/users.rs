@@ -27,7 +27,9 @@ pub struct User {
 }
 
 /// Whether merging `attributes` into the user's (key by key, as an upsert does) keeps them
-/// within [`MAX_ATTRIBUTES_BYTES`], measured as the upsert measures them; reads only.
+/// within [`MAX_ATTRIBUTES_BYTES`], measured as the upsert measures them, or adds nothing to
+/// them (which the upsert lets through, so a user stored before the bound can still be
+/// updated otherwise); reads only.
 pub async fn attributes_fit(
     conn: &mut AsyncPgConnection,
     project_id: Uuid,
@@ -40,8 +42,9 @@ pub async fn attributes_fit(
         fits: bool,
     }
     let found: Fits = diesel::sql_query(
-        "SELECT octet_length((coalesce((SELECT attributes FROM users \
-           WHERE project_id = $1 AND user_ref = $2), '{}'::jsonb) || $3)::text) <= $4 AS fits",
+        "WITH kept AS (SELECT coalesce((SELECT attributes FROM users \
+           WHERE project_id = $1 AND user_ref = $2), '{}'::jsonb) AS attributes) \
+         SELECT octet_length((attributes || $3)::text) <= $4 OR attributes @> $3 AS fits FROM kept",
     )
     .bind::<diesel::sql_types::Uuid, _>(project_id)
     .bind::<diesel::sql_types::Text, _>(user_ref)

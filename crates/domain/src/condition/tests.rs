@@ -423,3 +423,35 @@ fn a_condition_refers_to_a_bounded_number_of_segments() {
     );
     assert!(serde_json::from_value::<Condition>(json!({"segment": "not-a-uuid"})).is_err());
 }
+
+#[test]
+fn a_time_before_1970_is_a_time() {
+    let born = |at: &str| json!({"born": at});
+    // Born in 1965: more than 10 years ago (520 weeks), and after 1960.
+    assert_eq!(
+        check(
+            json!({"before": {"field": "event_data.born", "value": "now-520w"}}),
+            born("1965-03-01T00:00:00Z")
+        ),
+        Ok(())
+    );
+    assert_eq!(
+        check(
+            json!({"after": {"field": "event_data.born", "value": "1960-01-01T00:00:00+01:00"}}),
+            born("1965-03-01T00:00:00Z")
+        ),
+        Ok(())
+    );
+    assert!(
+        check(
+            json!({"after": {"field": "event_data.born", "value": "1960-01-01T00:00:00Z"}}),
+            born("1959-12-31T23:59:59Z")
+        )
+        .is_err()
+    );
+    let written: Condition = serde_json::from_value(
+        json!({"before": {"field": "custom_fields.born", "value": "1900-01-01T00:00:00Z"}}),
+    )
+    .unwrap();
+    assert_eq!(written.validate(), Ok(()));
+}

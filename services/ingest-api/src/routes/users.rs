@@ -232,6 +232,10 @@ async fn upsert_inner(
     let project = owned_project(&mut conn, auth.org_id, &project_raw).await?;
     let (user, reminders) = conn
         .transaction::<_, StoreError, _>(async |conn| {
+            // Before the user is written: a reminder sync waits for this upsert to commit.
+            if changes.trial_ends_at.is_some() {
+                beckon_store::reminders::hold_planning(conn, project.id).await?;
+            }
             let user =
                 users::upsert(conn, auth.org_id, project.id, user_ref.as_str(), &changes).await?;
             if let Some(ends) = changes.trial_ends_at {

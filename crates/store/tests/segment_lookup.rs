@@ -1,0 +1,151 @@
+//! The segments a matched survey refers to are looked up by id, however many the project has.
+
+use beckon_domain::LifecycleEvent;
+use beckon_domain::condition::Condition;
+use beckon_domain::survey::{Question, QuestionKind, SurveyStatus, SurveyTrigger};
+use beckon_store::segments::{self, NewSegment};
+use beckon_store::surveys::{self, NewSurvey};
+use beckon_store::testing::WithProject;
+use diesel_async::RunQueryDsl;
+
+#[derive(diesel::QueryableByName)]
+struct Read {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    rows: i64,
+}
+
+/// Every event a survey with conditions matches reads the segments they refer to. Those are
+/// named by id; reading them must not scan the project's segments (any organization may make
+/// as many as it likes), or each event costs the shared matcher a scan per survey.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_survey_reads_only_the_segments_it_refers_to() {
+    let seeded = WithProject::new(4).await;
+    let mut conn = seeded.store.conn().await.unwrap();
+    let condition: Condition =
+        serde_json::from_value(serde_json::json!({"exists": {"field": "email"}})).unwrap();
+    let segment = segments::create(
+        &mut conn,
+        NewSegment {
+            org_id: seeded.org_id,
+            project_id: seeded.project_id,
+            name: "Has email".into(),
+            description: String::new(),
+            condition: condition.clone(),
+        },
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    diesel::sql_query(format!(
+        "INSERT INTO segments (id, org_id, project_id, name, condition) \
+         SELECT gen_random_uuid(), org_id, project_id, 'other ' || i, condition \
+         FROM segments, generate_series(1, 5000) AS i WHERE id = '{}'",
+        segment.id
+    ))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    diesel::sql_query("ANALYZE segments")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let event = LifecycleEvent::from_name("checkout_failed").unwrap();
+    let refers: Condition =
+        serde_json::from_value(serde_json::json!({"segment": segment.id})).unwrap();
+    for i in 0..3 {
+        surveys::create_survey(
+            &mut conn,
+            NewSurvey {
+                org_id: seeded.org_id,
+                project_id: seeded.project_id,
+                name: format!("Survey {i}"),
+                status: SurveyStatus::Live,
+                questions: vec![Question {
+                    id: "q1".into(),
+                    title: "How likely?".into(),
+                    required: true,
+                    tags: Vec::new(),
+                    kind: QuestionKind::Nps,
+                }],
+                trigger: SurveyTrigger {
+                    events: vec![event.clone()],
+                    conditions: Some(refers.clone()),
+                },
+                cooldown_seconds: 0,
+                sample_rate: 1.0,
+                sample_by: Default::default(),
+                invitation_lifetime_seconds: 60,
+                trial_reminder_lead_seconds: 3600,
+            },
+        )
+        .await
+        .unwrap();
+    }
+
+    // A survey whose reference was edited by hand into no id still matches (the matcher
+    // then errors it: its conditions do not read).
+    let edited = surveys::create_survey(
+        &mut conn,
+        NewSurvey {
+            org_id: seeded.org_id,
+            project_id: seeded.project_id,
+            name: "Edited".into(),
+            status: SurveyStatus::Live,
+            questions: vec![Question {
+                id: "q1".into(),
+                title: "How likely?".into(),
+                required: true,
+                tags: Vec::new(),
+                kind: QuestionKind::Nps,
+            }],
+            trigger: SurveyTrigger {
+                events: vec![event.clone()],
+                conditions: Some(refers.clone()),
+            },
+            cooldown_seconds: 0,
+            sample_rate: 1.0,
+            sample_by: Default::default(),
+            invitation_lifetime_seconds: 60,
+            trial_reminder_lead_seconds: 3600,
+        },
+    )
+    .await
+    .unwrap();
+    diesel::sql_query(format!(
+        "UPDATE surveys SET trigger_json = jsonb_set(trigger_json, '{{conditions}}', \
+           '{{\"any\": [{{\"segment\": \"not an id\"}}, {{\"segment\": 5}}]}}') WHERE id = '{}'",
+        edited.id
+    ))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+
+    // The rows of `segments` this transaction reads, as the statistics count them.
+    diesel::sql_query("BEGIN").execute(&mut conn).await.unwrap();
+    let live = surveys::live_matching(&conn, seeded.project_id, &event.key(), None)
+        .await
+        .unwrap();
+    let read: Read = diesel::sql_query(
+        "SELECT (coalesce(sum(seq_tup_read), 0) + coalesce(sum(idx_tup_fetch), 0))::bigint AS rows \
+         FROM pg_stat_xact_user_tables WHERE relname = 'segments'",
+    )
+    .get_result(&mut conn)
+    .await
+    .unwrap();
+    diesel::sql_query("COMMIT")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+
+    assert_eq!(live.len(), 4);
+    let expected = serde_json::json!({segment.id.to_string(): condition});
+    for survey in &live {
+        let found = (survey.matched.survey_id != edited.id).then_some(&expected);
+        assert_eq!(survey.segments.as_ref(), found);
+    }
+    assert!(
+        read.rows <= 10,
+        "matching 4 surveys read {} rows of segments, among the project's 5001",
+        read.rows
+    );
+}
