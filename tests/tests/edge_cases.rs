@@ -475,3 +475,51 @@ async fn custom_fields_that_add_nothing_to_an_oversized_user_are_accepted_everyw
         "{answer}"
     );
 }
+
+/// A project id is a UUID, whatever the letter case it is written in: `X-Team-ID` in capitals
+/// and `project_id` in small letters name one project, for events/send and for a batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_project_in_another_letter_case_is_no_mismatch() {
+    let app = TestApp::spawn().await;
+    let project = app.create_project().await;
+    let shouted = project.to_string().to_uppercase();
+    let event = json!({"event_name": "trial_expired", "project_id": project,
+        "user_info": {"contact_external_id": "user_case"}});
+    let r = app
+        .http
+        .post(app.url("/api/v1/events/send"))
+        .header("x-api-key", &app.token)
+        .header("x-team-id", &shouted)
+        .json(&event)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let body: Value = r.json().await.unwrap_or(Value::Null);
+    assert_eq!(status, 201, "{body}");
+    let r = app
+        .http
+        .post(app.url("/api/v1/events/batch"))
+        .header("x-api-key", &app.token)
+        .header("x-team-id", &shouted)
+        .json(&json!({"events": [event]}))
+        .send()
+        .await
+        .unwrap();
+    let body: Value = r.json().await.unwrap_or(Value::Null);
+    assert_eq!(body["accepted_count"], 1, "{body}");
+    // Two different projects are still a mismatch.
+    let other = app.create_project().await;
+    let (status, body) = app
+        .send_event(
+            Some(other),
+            json!({"event_name": "trial_expired", "project_id": project,
+                "user_info": {"contact_external_id": "user_case"}}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("project_mismatch")),
+        "{body}"
+    );
+}

@@ -142,7 +142,7 @@ pub enum Field {
     EventData(Vec<String>),
     Email,
     Name,
-    /// The user's groups (a list: `contains`, `exists`).
+    /// The user's groups (a list: `contains`; `exists` when the user is in any group).
     Groups,
     /// One of the user's attributes (`custom_fields.country`).
     CustomField(Vec<String>),
@@ -925,7 +925,8 @@ impl Subject<'_> {
             Field::Name => user
                 .and_then(|u| u.name)
                 .map(|s| Cow::Owned(Value::String(s.to_owned()))),
-            Field::Groups => user.map(|u| {
+            // In no group is no groups: `exists` asks whether the user is in any.
+            Field::Groups => user.filter(|u| !u.groups.is_empty()).map(|u| {
                 Cow::Owned(Value::Array(
                     u.groups.iter().map(|g| Value::String(g.clone())).collect(),
                 ))

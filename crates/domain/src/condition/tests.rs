@@ -455,3 +455,32 @@ fn a_time_before_1970_is_a_time() {
     .unwrap();
     assert_eq!(written.validate(), Ok(()));
 }
+
+#[test]
+fn a_user_in_no_group_has_no_groups() {
+    let custom = custom();
+    let none: Vec<String> = Vec::new();
+    let subject = Subject {
+        now: now(),
+        event_data: None,
+        user: Some(UserFacts {
+            email: None,
+            name: None,
+            groups: &none,
+            custom_fields: &custom,
+            trial_ends_at: None,
+            created_at: now(),
+        }),
+    };
+    let exists = parse(json!({"exists": {"field": "groups"}}));
+    assert_eq!(
+        exists.evaluate(&subject, &Segments::new()),
+        Err("/exists".to_owned())
+    );
+    let outside = parse(json!({"not": {"exists": {"field": "groups"}}}));
+    assert_eq!(outside.evaluate(&subject, &Segments::new()), Ok(()));
+    let member = parse(json!({"not": {"contains": {"field": "groups", "value": "internal"}}}));
+    assert_eq!(member.evaluate(&subject, &Segments::new()), Ok(()));
+    // A user in a group has groups.
+    assert!(holds(json!({"exists": {"field": "groups"}})));
+}

@@ -194,6 +194,15 @@ fn header_team(req: &HttpRequest) -> Result<Option<String>, ApiError> {
         .transpose()
 }
 
+/// Whether `X-Team-ID` and a body's `project_id` name one project: as ids when both are ids
+/// (a UUID in capitals is the same one), as written otherwise.
+fn same_project(header: &str, body: &str) -> bool {
+    match (Uuid::parse_str(header), Uuid::parse_str(body)) {
+        (Ok(h), Ok(b)) => h == b,
+        _ => header == body,
+    }
+}
+
 /// The ids of an event's trigger and envelope, when they are derived from the request an
 /// `Idempotency-Key` stands for: a retry that took the key over after its first run died
 /// finds that run's trigger.
@@ -288,7 +297,7 @@ async fn prepare(
         .at("/dry_run"));
     }
     let (team, from_body) = match (header_team, request.project_id.take()) {
-        (Some(h), Some(b)) if h != b => {
+        (Some(h), Some(b)) if !same_project(h, &b) => {
             return Err(ApiError::bad_request(
                 "project_mismatch",
                 "X-Team-ID and project_id name different projects.",
