@@ -791,28 +791,30 @@ impl Condition {
         let none = HashMap::new();
         let verdicts: HashMap<Uuid, bool> = segments
             .iter()
-            .map(|(id, c)| (*id, c.evaluate_at("", subject, &none).is_ok()))
+            .map(|(id, c)| (*id, c.evaluate_at(&At::Root, subject, &none).is_ok()))
             .collect();
-        self.evaluate_at("", subject, &verdicts)
+        self.evaluate_at(&At::Root, subject, &verdicts)
     }
 
+    /// [`Condition::evaluate`] of the condition at `at`: its pointer is written out only
+    /// when it is false, so a condition that holds costs no allocation.
     fn evaluate_at(
         &self,
-        at: &str,
+        at: &At<'_>,
         subject: &Subject<'_>,
         segments: &HashMap<Uuid, bool>,
     ) -> Result<(), String> {
-        let here = format!("{at}/{}", self.operator());
+        let here = At::Operator(at, self.operator());
         let holds = match self {
             Self::All(children) => {
                 for (i, child) in children.iter().enumerate() {
-                    child.evaluate_at(&format!("{here}/{i}"), subject, segments)?;
+                    child.evaluate_at(&At::Index(&here, i), subject, segments)?;
                 }
                 true
             }
             Self::Any(children) => children.iter().enumerate().any(|(i, child)| {
                 child
-                    .evaluate_at(&format!("{here}/{i}"), subject, segments)
+                    .evaluate_at(&At::Index(&here, i), subject, segments)
                     .is_ok()
             }),
             Self::Not(child) => child.evaluate_at(&here, subject, segments).is_err(),
@@ -824,8 +826,12 @@ impl Condition {
             Self::In(m) => subject
                 .read(&m.field)
                 .is_some_and(|v| m.value.iter().any(|option| same(&v, &option.0))),
-            Self::Contains(c) => {
-                subject
+            Self::Contains(c) => match (&c.field, &c.value.0) {
+                // A user's groups are a list of strings: asked without copying them.
+                (Field::Groups, Value::String(wanted)) => subject
+                    .user
+                    .is_some_and(|u| u.groups.iter().any(|g| g == wanted)),
+                _ => subject
                     .read(&c.field)
                     .is_some_and(|v| match (v.as_ref(), &c.value.0) {
                         (Value::String(text), Value::String(part)) => text.contains(part.as_str()),
@@ -833,8 +839,8 @@ impl Condition {
                             items.iter().any(|item| same(item, wanted))
                         }
                         _ => false,
-                    })
-            }
+                    }),
+            },
             Self::StartsWith(t) => subject
                 .read(&t.field)
                 .is_some_and(|v| v.as_str().is_some_and(|s| s.starts_with(t.value.as_str()))),
@@ -846,7 +852,7 @@ impl Condition {
                 .read(&n.field)
                 .and_then(|v| v.as_f64())
                 .is_some_and(|v| v < n.value),
-            Self::Exists(p) => subject.read(&p.field).is_some(),
+            Self::Exists(p) => subject.has(&p.field),
             Self::Before(t) => subject
                 .time(&t.field)
                 .is_some_and(|v| v < t.value.resolve(subject.now)),
@@ -854,7 +860,39 @@ impl Condition {
                 .time(&t.field)
                 .is_some_and(|v| v > t.value.resolve(subject.now)),
         };
-        if holds { Ok(()) } else { Err(here) }
+        if holds { Ok(()) } else { Err(here.pointer()) }
+    }
+}
+
+/// Where a condition sits in the one being evaluated, written out as a JSON pointer
+/// (`/all/1/in`) only when it is needed.
+enum At<'a> {
+    Root,
+    Operator(&'a At<'a>, &'static str),
+    Index(&'a At<'a>, usize),
+}
+
+impl At<'_> {
+    fn pointer(&self) -> String {
+        let mut out = String::new();
+        self.write(&mut out);
+        out
+    }
+
+    fn write(&self, out: &mut String) {
+        match self {
+            Self::Root => {}
+            Self::Operator(parent, operator) => {
+                parent.write(out);
+                out.push('/');
+                out.push_str(operator);
+            }
+            Self::Index(parent, i) => {
+                parent.write(out);
+                out.push('/');
+                out.push_str(&i.to_string());
+            }
+        }
     }
 }
 
@@ -935,6 +973,21 @@ impl Subject<'_> {
                 .and_then(|u| u.trial_ends_at)
                 .map(|t| Cow::Owned(rfc3339(t))),
             Field::CreatedAt => user.map(|u| Cow::Owned(rfc3339(u.created_at))),
+        }
+    }
+
+    /// Whether the field is there and not `null`: [`Subject::read`] is `Some`, without
+    /// copying what it would read.
+    fn has(&self, field: &Field) -> bool {
+        let user = self.user.as_ref();
+        match field {
+            Field::EventData(keys) => self.event_data.and_then(|d| follow(d, keys)).is_some(),
+            Field::CustomField(keys) => user.and_then(|u| follow(u.custom_fields, keys)).is_some(),
+            Field::Email => user.is_some_and(|u| u.email.is_some()),
+            Field::Name => user.is_some_and(|u| u.name.is_some()),
+            Field::Groups => user.is_some_and(|u| !u.groups.is_empty()),
+            Field::TrialEndsAt => user.is_some_and(|u| u.trial_ends_at.is_some()),
+            Field::CreatedAt => user.is_some(),
         }
     }
 

@@ -484,3 +484,60 @@ fn a_user_in_no_group_has_no_groups() {
     // A user in a group has groups.
     assert!(holds(json!({"exists": {"field": "groups"}})));
 }
+
+#[test]
+fn exists_finds_a_field_exactly_when_a_comparison_reads_one() {
+    let custom = json!({"a": {"b": 1}, "gone": null});
+    let data = json!({"plan": "pro", "none": null});
+    let some_groups = vec!["beta".to_owned()];
+    let no_groups: Vec<String> = Vec::new();
+    let fields = [
+        "email",
+        "name",
+        "groups",
+        "trial_ends_at",
+        "created_at",
+        "event_data.plan",
+        "event_data.none",
+        "event_data.missing",
+        "custom_fields.a.b",
+        "custom_fields.gone",
+        "custom_fields.a.missing",
+    ];
+    let users = [
+        None,
+        Some(UserFacts {
+            email: Some(""),
+            name: None,
+            groups: &no_groups,
+            custom_fields: &custom,
+            trial_ends_at: None,
+            created_at: now(),
+        }),
+        Some(UserFacts {
+            email: None,
+            name: Some("Ada"),
+            groups: &some_groups,
+            custom_fields: &custom,
+            trial_ends_at: Some(now()),
+            created_at: now(),
+        }),
+    ];
+    for user in users {
+        for event_data in [None, Some(&data)] {
+            let subject = Subject {
+                now: now(),
+                event_data,
+                user,
+            };
+            for raw in fields {
+                let field: Field = serde_json::from_value(json!(raw)).unwrap();
+                assert_eq!(
+                    subject.has(&field),
+                    subject.read(&field).is_some(),
+                    "{raw} for {user:?} and {event_data:?}"
+                );
+            }
+        }
+    }
+}
