@@ -16,6 +16,7 @@
 //! conditions, for a build from before them. `--rates` picks the end-to-end rates (e.g. `--rates 200`
 //! to profile one).
 
+use beckon_e2e::broker::Broker;
 use beckon_e2e::receiver::{Received, Receiver};
 use beckon_e2e::{Options, TestApp};
 use serde_json::json;
@@ -56,13 +57,15 @@ const E2E_RATES: [u64; 5] = [200, 500, 750, 1000, 2000];
 const TARGETED_SURVEYS: usize = 20;
 const OTHER_SURVEYS: usize = 5;
 /// Events queued for the matcher per second of `--seconds` in the targeting scenario.
-const TARGETING_EVENTS_PER_SECOND: u64 = 500;
+const TARGETING_EVENTS_PER_SECOND: u64 = 1000;
 
 /// Named figures of one run of every scenario.
 type Figures = BTreeMap<String, f64>;
 
 struct Bench {
     app: TestApp,
+    /// Reads the work queues' depths.
+    broker: Broker,
     receiver: Receiver,
     http: reqwest::Client,
     seconds: u64,
@@ -211,7 +214,7 @@ impl Bench {
     }
 
     /// Waits until the pipeline has nothing in flight: no trigger unfinished, no delivery
-    /// pending (at most a minute).
+    /// pending, no message waiting in a work queue (at most a minute).
     async fn quiesce(&self) {
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
@@ -222,7 +225,14 @@ impl Bench {
                      UNION ALL SELECT 1 FROM webhook_deliveries WHERE status = 'pending' LIMIT 1",
                 )
                 .await;
-            if busy == 0 {
+            let mut queued = 0;
+            for queue in beckon_bus::topology::queues::all() {
+                queued += self
+                    .broker
+                    .depth(&format!("{}.{}", self.app.prefix, queue.name))
+                    .await;
+            }
+            if busy == 0 && queued == 0 {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -517,10 +527,12 @@ impl Bench {
     async fn targeting(&self, figures: &mut Figures) {
         let run = self.run;
         // `--only targeting-plain`: without conditions only, for a build that has none.
-        let variants: &[(&str, bool)] = if self.wants("targeting") {
-            &[("plain", false), ("conditions", true)]
-        } else {
-            &[("plain", false)]
+        // Each run takes them in the other order than the run before, so neither always
+        // follows the other's leftovers.
+        let variants: &[(&str, bool)] = match (self.wants("targeting"), run % 2) {
+            (true, 0) => &[("plain", false), ("conditions", true)],
+            (true, _) => &[("conditions", true), ("plain", false)],
+            (false, _) => &[("plain", false)],
         };
         for &(variant, conditions) in variants {
             let project = self.project_with_targeted_surveys(conditions).await;
@@ -1375,8 +1387,10 @@ async fn main() {
         .tcp_nodelay(true)
         .build()
         .expect("an HTTP client");
+    let broker = Broker::connect(&app.prefix).await;
     let mut bench = Bench {
         app,
+        broker,
         receiver,
         http,
         seconds,
