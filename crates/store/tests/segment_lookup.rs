@@ -52,65 +52,40 @@ async fn a_survey_reads_only_the_segments_it_refers_to() {
     let event = LifecycleEvent::from_name("checkout_failed").unwrap();
     let refers: Condition =
         serde_json::from_value(serde_json::json!({"segment": segment.id})).unwrap();
+    // A Live survey on `event` whose conditions refer to the segment.
+    let survey = |name: String| NewSurvey {
+        org_id: seeded.org_id,
+        project_id: seeded.project_id,
+        name,
+        status: SurveyStatus::Live,
+        questions: vec![Question {
+            id: "q1".into(),
+            title: "How likely?".into(),
+            required: true,
+            tags: Vec::new(),
+            kind: QuestionKind::Nps,
+        }],
+        trigger: SurveyTrigger {
+            events: vec![event.clone()],
+            conditions: Some(refers.clone()),
+        },
+        cooldown_seconds: 0,
+        sample_rate: 1.0,
+        sample_by: Default::default(),
+        invitation_lifetime_seconds: 60,
+        trial_reminder_lead_seconds: 3600,
+    };
     for i in 0..3 {
-        surveys::create_survey(
-            &mut conn,
-            NewSurvey {
-                org_id: seeded.org_id,
-                project_id: seeded.project_id,
-                name: format!("Survey {i}"),
-                status: SurveyStatus::Live,
-                questions: vec![Question {
-                    id: "q1".into(),
-                    title: "How likely?".into(),
-                    required: true,
-                    tags: Vec::new(),
-                    kind: QuestionKind::Nps,
-                }],
-                trigger: SurveyTrigger {
-                    events: vec![event.clone()],
-                    conditions: Some(refers.clone()),
-                },
-                cooldown_seconds: 0,
-                sample_rate: 1.0,
-                sample_by: Default::default(),
-                invitation_lifetime_seconds: 60,
-                trial_reminder_lead_seconds: 3600,
-            },
-        )
-        .await
-        .unwrap();
+        surveys::create_survey(&mut conn, survey(format!("Survey {i}")))
+            .await
+            .unwrap();
     }
 
     // A survey whose reference was edited by hand into no id still matches (the matcher
     // then errors it: its conditions do not read).
-    let edited = surveys::create_survey(
-        &mut conn,
-        NewSurvey {
-            org_id: seeded.org_id,
-            project_id: seeded.project_id,
-            name: "Edited".into(),
-            status: SurveyStatus::Live,
-            questions: vec![Question {
-                id: "q1".into(),
-                title: "How likely?".into(),
-                required: true,
-                tags: Vec::new(),
-                kind: QuestionKind::Nps,
-            }],
-            trigger: SurveyTrigger {
-                events: vec![event.clone()],
-                conditions: Some(refers.clone()),
-            },
-            cooldown_seconds: 0,
-            sample_rate: 1.0,
-            sample_by: Default::default(),
-            invitation_lifetime_seconds: 60,
-            trial_reminder_lead_seconds: 3600,
-        },
-    )
-    .await
-    .unwrap();
+    let edited = surveys::create_survey(&mut conn, survey("Edited".into()))
+        .await
+        .unwrap();
     diesel::sql_query(format!(
         "UPDATE surveys SET trigger_json = jsonb_set(trigger_json, '{{conditions}}', \
            '{{\"any\": [{{\"segment\": \"not an id\"}}, {{\"segment\": 5}}]}}') WHERE id = '{}'",

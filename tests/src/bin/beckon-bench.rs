@@ -808,29 +808,31 @@ impl SendFn {
     }
 
     fn event(&self, n: usize) -> impl std::future::Future<Output = bool> + Send + use<> {
-        let request = self
-            .http
-            .post(format!("{}/api/v1/events/send", self.base))
-            .header("x-api-key", &self.token)
-            .header("x-team-id", self.project.to_string())
-            .json(&json!({"event_name": "trial_expired",
-                "user_info": {"contact_external_id": format!("{}{n}", self.prefix)}}));
-        async move { matches!(request.send().await, Ok(r) if r.status().as_u16() == 201) }
+        self.send(json!({"event_name": "trial_expired",
+            "user_info": {"contact_external_id": format!("{}{n}", self.prefix)}}))
     }
 
     /// The `n`th event of the targeting scenario: its user and event data such that every
     /// targeting condition holds.
     fn targeted_event(&self, n: usize) -> impl std::future::Future<Output = bool> + Send + use<> {
         let user = format!("{}{n}", self.prefix);
+        self.send(json!({"event_name": "trial_expired",
+            "user_info": {"contact_external_id": user, "email": format!("{user}@example.com"),
+                "custom_fields": {"country": "DE"}},
+            "event_data": {"plan": "pro", "amount": 42}}))
+    }
+
+    /// `events/send` of `body` to the project; whether it was accepted.
+    fn send(
+        &self,
+        body: serde_json::Value,
+    ) -> impl std::future::Future<Output = bool> + Send + use<> {
         let request = self
             .http
             .post(format!("{}/api/v1/events/send", self.base))
             .header("x-api-key", &self.token)
             .header("x-team-id", self.project.to_string())
-            .json(&json!({"event_name": "trial_expired",
-                "user_info": {"contact_external_id": user, "email": format!("{user}@example.com"),
-                    "custom_fields": {"country": "DE"}},
-                "event_data": {"plan": "pro", "amount": 42}}));
+            .json(&body);
         async move { matches!(request.send().await, Ok(r) if r.status().as_u16() == 201) }
     }
 
