@@ -152,6 +152,9 @@ pub struct Options {
     /// image, with [`Options::image`]), as an operator does, instead of cloning the migrated
     /// template. Only on the default server (not with [`Options::database_server`]).
     pub migrate: bool,
+    /// Start one service (`matcher`, say) under a command, given as the words before the
+    /// binary (`valgrind --tool=callgrind …`), to measure or inspect it.
+    pub wrap: Option<(&'static str, Vec<String>)>,
 }
 
 impl Options {
@@ -177,6 +180,7 @@ impl Default for Options {
             database_address: None,
             image: None,
             migrate: false,
+            wrap: None,
         }
     }
 }
@@ -351,7 +355,14 @@ impl TestApp {
         let log_path = log.clone();
         let log = std::fs::File::create(&log).expect("a log file");
         let key_setting = self.secret_key_setting();
-        let mut command = Command::new(bin_dir().join(service));
+        let mut command = match &self.options.wrap {
+            Some((wrapped, words)) if *wrapped == service && !words.is_empty() => {
+                let mut command = Command::new(&words[0]);
+                command.args(&words[1..]).arg(bin_dir().join(service));
+                command
+            }
+            _ => Command::new(bin_dir().join(service)),
+        };
         command
             .env("BECKON_DATABASE_URL", &self.services_db_url)
             .env("BECKON_AMQP_URL", self.amqp_url())

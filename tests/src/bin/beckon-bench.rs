@@ -15,6 +15,12 @@
 //! for the figures not measured. `--only targeting-plain` runs the targeting part without its
 //! conditions, for a build from before them. `--rates` picks the end-to-end rates (e.g. `--rates 200`
 //! to profile one).
+//!
+//! `--callgrind` runs the matcher under `valgrind --tool=callgrind` and counts the instructions
+//! it executes to handle the targeting part's backlog: a figure that, unlike a rate, does not
+//! move with whatever else the machine is doing. The matcher runs some fifty times slower, so
+//! pair it with `--only targeting --seconds 1` (1,000 events per variant) and an `--out` of its
+//! own; its rates and CPU figures then mean nothing.
 
 use beckon_e2e::broker::Broker;
 use beckon_e2e::receiver::{Received, Receiver};
@@ -32,6 +38,8 @@ struct Window {
     ok: usize,
     failed: usize,
     elapsed: Duration,
+    /// With `--callgrind`, the instructions the matcher executed over the window.
+    instructions: Option<f64>,
 }
 
 impl Window {
@@ -80,6 +88,64 @@ struct Bench {
     /// Scenario → PostgreSQL's own counters over it, and the statements the services sent
     /// it (last run).
     database: Mutex<BTreeMap<String, (DbCounters, i64)>>,
+    /// `--callgrind`: the matcher runs under callgrind, its dumps here.
+    callgrind: Option<Callgrind>,
+}
+
+/// The matcher under `valgrind --tool=callgrind`: its counters zeroed and dumped on request
+/// (`callgrind_control`), each dump a file of its own in `dir`.
+struct Callgrind {
+    dir: std::path::PathBuf,
+}
+
+impl Callgrind {
+    fn new() -> Self {
+        let dir =
+            std::env::temp_dir().join(format!("beckon-bench-callgrind-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a directory for callgrind's dumps");
+        Self { dir }
+    }
+
+    /// The words that start the matcher under callgrind.
+    fn wrapper(&self) -> Vec<String> {
+        vec![
+            "valgrind".into(),
+            "--tool=callgrind".into(),
+            format!("--callgrind-out-file={}/matcher.%p", self.dir.display()),
+            format!("--log-file={}/valgrind.%p.log", self.dir.display()),
+        ]
+    }
+
+    /// Sets the instruction count of `pid` to zero.
+    fn zero(&self, pid: u32) {
+        control(&["-z", &pid.to_string()]);
+    }
+
+    /// The instructions `pid` executed since it was last zeroed or dumped (callgrind's
+    /// `totals:` line of a new dump), which zeroes them.
+    fn dump(&self, pid: u32) -> Option<f64> {
+        control(&["-d", &pid.to_string()]);
+        let prefix = format!("matcher.{pid}.");
+        let newest = std::fs::read_dir(&self.dir)
+            .ok()?
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter_map(|name| name.strip_prefix(&prefix)?.parse::<u32>().ok())
+            .max()?;
+        let text = std::fs::read_to_string(self.dir.join(format!("{prefix}{newest}"))).ok()?;
+        text.lines()
+            .find_map(|line| line.strip_prefix("totals:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+    }
+}
+
+fn control(args: &[&str]) {
+    let status = std::process::Command::new("callgrind_control")
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .status();
+    if !status.is_ok_and(|s| s.success()) {
+        eprintln!("warning: callgrind_control {args:?} failed");
+    }
 }
 
 /// PostgreSQL's counters for the benchmark's database (`pg_stat_database`).
@@ -548,6 +614,12 @@ impl Bench {
             figures.insert(format!("targeting_{variant}_handled"), w.ok as f64);
             figures.insert(format!("targeting_{variant}_events"), total as f64);
             figures.insert(format!("targeting_{variant}_refused"), w.failed as f64);
+            if let Some(instructions) = w.instructions {
+                figures.insert(
+                    format!("targeting_{variant}_instructions"),
+                    instructions / (w.ok as f64).max(1.0),
+                );
+            }
         }
     }
 
@@ -611,10 +683,21 @@ impl Bench {
     /// Queues `total` events while the matcher and the invitation stage are stopped
     /// (`SIGSTOP`), then lets the matcher go on alone and times how long it takes to handle
     /// them all: its handling rate with a backlog and the machine to itself. The invitation
-    /// stage goes on once it has (or after two minutes).
+    /// stage goes on once it has (or after two minutes; twenty under callgrind).
     async fn matcher_drain(&self, sender: &SendFn, total: usize) -> Window {
-        let handled_before = self.matcher_handled().await;
         let invitation = Stopped::services(&self.app, &["invitation"]);
+        let matcher_pid = self
+            .app
+            .pids()
+            .into_iter()
+            .find_map(|(name, pid)| (name == "matcher").then_some(pid))
+            .expect("the matcher runs");
+        // Counted from here: a stopped matcher executes nothing, so what the count holds is
+        // the backlog's handling (and the few scrapes of its metrics that tell it is done).
+        if let Some(callgrind) = &self.callgrind {
+            callgrind.zero(matcher_pid);
+        }
+        let handled_before = self.matcher_handled().await;
         let matcher = Stopped::services(&self.app, &["matcher"]);
         // events/send, not events/batch: the part also measures builds from before the batch
         // endpoint (`--only targeting-plain`).
@@ -646,19 +729,31 @@ impl Bench {
         let queued = w.ok;
         let started = Instant::now();
         drop(matcher);
-        let deadline = started + Duration::from_secs(120);
+        // Under callgrind each scrape of the metrics is counted too: few of them.
+        let (limit, poll) = match self.callgrind {
+            Some(_) => (Duration::from_secs(1200), Duration::from_secs(1)),
+            None => (Duration::from_secs(120), Duration::from_millis(10)),
+        };
+        let deadline = started + limit;
         let mut handled = 0.0;
         while Instant::now() < deadline {
             handled = self.matcher_handled().await - handled_before;
             if handled >= queued as f64 {
                 break;
             }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            tokio::time::sleep(poll).await;
         }
         w.elapsed = started.elapsed();
+        w.instructions = self
+            .callgrind
+            .as_ref()
+            .and_then(|callgrind| callgrind.dump(matcher_pid));
         drop(invitation);
         if handled < queued as f64 {
-            eprintln!("warning: the matcher handled {handled} of {queued} events in two minutes");
+            eprintln!(
+                "warning: the matcher handled {handled} of {queued} events in {} s",
+                limit.as_secs()
+            );
         }
         w.ok = handled as usize;
         w
@@ -731,6 +826,54 @@ impl Bench {
         }
         w.elapsed = last.saturating_duration_since(due.first().copied().unwrap_or(last));
         w
+    }
+}
+
+/// The targeting target's measured cell: instructions per event under `--callgrind`, else
+/// the rates.
+fn targeting_measured(get: &impl Fn(&str) -> Option<f64>) -> String {
+    let (unit, conditions, plain) = match (
+        get("targeting_conditions_instructions"),
+        get("targeting_plain_instructions"),
+    ) {
+        (Some(c), Some(p)) => (" instructions per event (callgrind)", Some(c), Some(p)),
+        _ => (
+            "",
+            get("targeting_conditions_per_s"),
+            get("targeting_plain_per_s"),
+        ),
+    };
+    let rate = |v: Option<f64>| match unit {
+        "" => cell(v, "/s"),
+        _ => cell(v, ""),
+    };
+    format!(
+        "{} against {}{unit}{}",
+        rate(conditions),
+        rate(plain),
+        match (conditions, plain) {
+            (Some(c), Some(p)) if p > 0.0 => format!(" ({:+.1}%)", (c / p - 1.0) * 100.0),
+            _ => String::new(),
+        }
+    )
+}
+
+/// Whether the matcher with conditions handles events within 10% of its rate without them:
+/// by instructions per event under `--callgrind` (a rate 10% lower is 1/0.9 the
+/// instructions), else by the rates.
+fn targeting_within(get: &impl Fn(&str) -> Option<f64>) -> bool {
+    match (
+        get("targeting_conditions_instructions"),
+        get("targeting_plain_instructions"),
+    ) {
+        (Some(c), Some(p)) => c > 0.0 && p > 0.0 && c * 0.9 <= p,
+        _ => match (
+            get("targeting_conditions_per_s"),
+            get("targeting_plain_per_s"),
+        ) {
+            (Some(c), Some(p)) => p > 0.0 && c >= 0.9 * p,
+            _ => false,
+        },
     }
 }
 
@@ -1136,27 +1279,10 @@ fn report(runs: &[Figures], bench: &Bench, seconds: u64, command: &str) -> Strin
                 "matcher handling rate, a condition on each of {TARGETED_SURVEYS} Live surveys"
             ),
             "within 10% of the same surveys without conditions",
-            format!(
-                "{} against {}{}",
-                cell(get("targeting_conditions_per_s"), "/s"),
-                cell(get("targeting_plain_per_s"), "/s"),
-                match (
-                    get("targeting_conditions_per_s"),
-                    get("targeting_plain_per_s")
-                ) {
-                    (Some(c), Some(p)) if p > 0.0 => format!(" ({:+.1}%)", (c / p - 1.0) * 100.0),
-                    _ => String::new(),
-                }
-            ),
+            targeting_measured(&get),
             ["plain", "conditions"].iter().all(|v| {
                 get(&format!("targeting_{v}_handled")) == get(&format!("targeting_{v}_events"))
-            }) && match (
-                get("targeting_conditions_per_s"),
-                get("targeting_plain_per_s"),
-            ) {
-                (Some(c), Some(p)) => p > 0.0 && c >= 0.9 * p,
-                _ => false,
-            },
+            }) && targeting_within(&get),
         ),
     ];
     let processes = bench.processes.lock().unwrap();
@@ -1223,12 +1349,16 @@ fn report(runs: &[Figures], bench: &Bench, seconds: u64, command: &str) -> Strin
     ));
     for variant in ["plain", "conditions"] {
         out.push_str(&format!(
-            "| {} ({OTHER_SURVEYS} more on another event; a backlog, handled with the invitation stage stopped) | {} | | | {} of {} handled, {} refused at intake |\n",
+            "| {} ({OTHER_SURVEYS} more on another event; a backlog, handled with the invitation stage stopped) | {} | | | {} of {} handled, {} refused at intake{} |\n",
             targeting_scenario(variant),
             cell(get(&format!("targeting_{variant}_per_s")), "/s"),
             cell(get(&format!("targeting_{variant}_handled")), ""),
             cell(get(&format!("targeting_{variant}_events")), ""),
             cell(get(&format!("targeting_{variant}_refused")), ""),
+            match get(&format!("targeting_{variant}_instructions")) {
+                Some(i) => format!("; {i:.0} matcher instructions per event (callgrind)"),
+                None => String::new(),
+            },
         ));
     }
     out.push('\n');
@@ -1369,6 +1499,9 @@ async fn main() {
     // The services' defaults, but quiet logs and no per-organization rate limit (one
     // organization sends everything here).
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let callgrind = std::env::args()
+        .any(|a| a == "--callgrind")
+        .then(Callgrind::new);
     let app = TestApp::spawn_with(Options {
         env: vec![
             // Quiet, but for the line that says where the metrics are served.
@@ -1380,6 +1513,7 @@ async fn main() {
             ("BECKON_SCHEDULER_INTERVAL_MS", "200".into()),
             ("BECKON_WEBHOOK_POLL_INTERVAL_MS", "200".into()),
         ],
+        wrap: callgrind.as_ref().map(|c| ("matcher", c.wrapper())),
         ..Options::default()
     })
     .await;
@@ -1412,6 +1546,7 @@ async fn main() {
         stages: Mutex::default(),
         processes: Mutex::default(),
         database: Mutex::default(),
+        callgrind,
     };
     let mut results = Vec::new();
     for run in 0..runs {
