@@ -662,6 +662,18 @@ impl Condition {
         }
     }
 
+    /// The first segment the condition refers to that `segments` lacks.
+    pub fn missing_segment(&self, segments: &Segments) -> Option<Uuid> {
+        match self {
+            Self::All(children) | Self::Any(children) => children
+                .iter()
+                .find_map(|child| child.missing_segment(segments)),
+            Self::Not(child) => child.missing_segment(segments),
+            Self::Segment(id) => (!segments.contains_key(id)).then_some(*id),
+            _ => None,
+        }
+    }
+
     /// Every segment the condition refers to, with the JSON pointer of each reference, in
     /// order (a segment referred to twice is listed twice).
     pub fn segment_refs(&self) -> Vec<(String, Uuid)> {
@@ -786,39 +798,40 @@ impl Condition {
     ///
     /// Each segment is evaluated once, however often the condition refers to it: at most
     /// [`MAX_SEGMENTS`] segments of at most [`MAX_NODES`] operators each, beside the
-    /// condition's own.
+    /// condition's own. Only a false condition's pointer is written out: one that holds costs
+    /// no allocation.
     pub fn evaluate(&self, subject: &Subject<'_>, segments: &Segments) -> Result<(), String> {
-        let none = HashMap::new();
-        let verdicts: HashMap<Uuid, bool> = segments
-            .iter()
-            .map(|(id, c)| (*id, c.evaluate_at(&At::Root, subject, &none).is_ok()))
-            .collect();
-        self.evaluate_at(&At::Root, subject, &verdicts)
+        let mut verdicts = Verdicts {
+            segments,
+            found: [(Uuid::nil(), false); MAX_SEGMENTS],
+            len: 0,
+        };
+        self.evaluate_in(subject, Some(&mut verdicts))
+            .map_err(|clause| clause.pointer())
     }
 
-    /// [`Condition::evaluate`] of the condition at `at`: its pointer is written out only
-    /// when it is false, so a condition that holds costs no allocation.
-    fn evaluate_at(
+    /// [`Condition::evaluate`], the segments' verdicts taken from `verdicts` (none inside a
+    /// segment, whose own references are false); a false clause's path is kept on the stack.
+    fn evaluate_in(
         &self,
-        at: &At<'_>,
         subject: &Subject<'_>,
-        segments: &HashMap<Uuid, bool>,
-    ) -> Result<(), String> {
-        let here = At::Operator(at, self.operator());
+        mut verdicts: Option<&mut Verdicts<'_>>,
+    ) -> Result<(), FalseClause> {
         let holds = match self {
             Self::All(children) => {
                 for (i, child) in children.iter().enumerate() {
-                    child.evaluate_at(&At::Index(&here, i), subject, segments)?;
+                    if let Err(mut clause) = child.evaluate_in(subject, verdicts.as_deref_mut()) {
+                        clause.inside_all(i);
+                        return Err(clause);
+                    }
                 }
                 true
             }
-            Self::Any(children) => children.iter().enumerate().any(|(i, child)| {
-                child
-                    .evaluate_at(&At::Index(&here, i), subject, segments)
-                    .is_ok()
-            }),
-            Self::Not(child) => child.evaluate_at(&here, subject, segments).is_err(),
-            Self::Segment(id) => segments.get(id).copied().unwrap_or(false),
+            Self::Any(children) => children
+                .iter()
+                .any(|child| child.evaluate_in(subject, verdicts.as_deref_mut()).is_ok()),
+            Self::Not(child) => child.evaluate_in(subject, verdicts).is_err(),
+            Self::Segment(id) => verdicts.is_some_and(|v| v.of(*id, subject)),
             Self::Eq(c) => subject.read(&c.field).is_some_and(|v| same(&v, &c.value.0)),
             Self::Ne(c) => subject
                 .read(&c.field)
@@ -860,39 +873,89 @@ impl Condition {
                 .time(&t.field)
                 .is_some_and(|v| v > t.value.resolve(subject.now)),
         };
-        if holds { Ok(()) } else { Err(here.pointer()) }
+        if holds {
+            Ok(())
+        } else {
+            Err(FalseClause::at(self.operator()))
+        }
     }
 }
 
-/// Where a condition sits in the one being evaluated, written out as a JSON pointer
-/// (`/all/1/in`) only when it is needed.
-enum At<'a> {
-    Root,
-    Operator(&'a At<'a>, &'static str),
-    Index(&'a At<'a>, usize),
+/// The verdicts of the segments a condition refers to, each found the first time it is asked
+/// for.
+struct Verdicts<'s> {
+    segments: &'s Segments,
+    found: [(Uuid, bool); MAX_SEGMENTS],
+    len: usize,
 }
 
-impl At<'_> {
+impl Verdicts<'_> {
+    /// Whether segment `id` holds for `subject`: false when it is not in the segments.
+    fn of(&mut self, id: Uuid, subject: &Subject<'_>) -> bool {
+        if let Some((_, verdict)) = self.found[..self.len].iter().find(|(s, _)| *s == id) {
+            return *verdict;
+        }
+        let verdict = self
+            .segments
+            .get(&id)
+            .is_some_and(|c| c.evaluate_in(subject, None).is_ok());
+        // A condition refers to at most MAX_SEGMENTS segments; stored ones written by hand
+        // may refer to more, which are then evaluated at each reference.
+        if let Some(slot) = self.found.get_mut(self.len) {
+            *slot = (id, verdict);
+            self.len += 1;
+        }
+        verdict
+    }
+}
+
+/// Where a false clause sits: only an `all` says which of its conditions was false (an `any`
+/// or a `not` is false itself), so the path is the index in each `all` around the clause,
+/// kept without allocating until it is written out.
+struct FalseClause {
+    operator: &'static str,
+    /// Innermost first.
+    alls: [u32; MAX_DEPTH],
+    len: usize,
+    /// Steps beyond [`MAX_DEPTH`] (a condition stored deeper than allowed) were dropped.
+    cut: bool,
+}
+
+impl FalseClause {
+    fn at(operator: &'static str) -> Self {
+        Self {
+            operator,
+            alls: [0; MAX_DEPTH],
+            len: 0,
+            cut: false,
+        }
+    }
+
+    /// The clause is the `i`th condition of an `all`.
+    fn inside_all(&mut self, i: usize) {
+        match (self.alls.get_mut(self.len), u32::try_from(i)) {
+            (Some(slot), Ok(i)) => {
+                *slot = i;
+                self.len += 1;
+            }
+            _ => self.cut = true,
+        }
+    }
+
+    /// The JSON pointer, from the root. A path too deep to keep (a stored condition nested
+    /// deeper than allowed) has lost its outer steps, which `/…` stands for.
     fn pointer(&self) -> String {
         let mut out = String::new();
-        self.write(&mut out);
-        out
-    }
-
-    fn write(&self, out: &mut String) {
-        match self {
-            Self::Root => {}
-            Self::Operator(parent, operator) => {
-                parent.write(out);
-                out.push('/');
-                out.push_str(operator);
-            }
-            Self::Index(parent, i) => {
-                parent.write(out);
-                out.push('/');
-                out.push_str(&i.to_string());
-            }
+        if self.cut {
+            out.push_str("/…");
         }
+        for i in self.alls[..self.len].iter().rev() {
+            out.push_str("/all/");
+            out.push_str(&i.to_string());
+        }
+        out.push('/');
+        out.push_str(self.operator);
+        out
     }
 }
 

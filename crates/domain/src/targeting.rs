@@ -12,6 +12,7 @@ use crate::envelope::Skip;
 use crate::outcome::SurveyOutcome;
 use crate::sampling;
 use crate::survey::SampleBy;
+use serde::Deserialize;
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -21,39 +22,54 @@ pub struct Targeting(Result<Option<(Condition, Segments)>, String>);
 
 impl Targeting {
     /// Reads the conditions as stored and the segments they refer to (an object of each
-    /// segment's condition by id). Conditions that do not read, or refer to a segment that is
-    /// not there, make a targeting that errors the survey, saying why.
-    pub fn read(conditions: Option<Value>, segments: Option<Value>) -> Self {
+    /// segment's condition by id), both JSON text. Conditions that do not read, or refer to
+    /// a segment that is not there, make a targeting that errors the survey, saying why.
+    pub fn read(conditions: Option<&str>, segments: Option<&str>) -> Self {
         Self(Self::parse(conditions, segments))
     }
 
     fn parse(
-        conditions: Option<Value>,
-        segments: Option<Value>,
+        conditions: Option<&str>,
+        segments: Option<&str>,
     ) -> Result<Option<(Condition, Segments)>, String> {
         let Some(conditions) = conditions else {
             return Ok(None);
         };
-        let condition: Condition = serde_json::from_value(conditions)
+        let condition: Condition = serde_json::from_str(conditions)
             .map_err(|e| format!("the survey's conditions could not be read: {e}"))?;
-        let mut stored: std::collections::HashMap<Uuid, Value> = match segments {
-            None | Some(Value::Null) => Default::default(),
-            Some(segments) => serde_json::from_value(segments)
-                .map_err(|e| format!("the survey's segments could not be read: {e}"))?,
+        // Straight from the text to conditions: the statement that read them finds only the
+        // segments referred to.
+        let segments = match segments {
+            None | Some("null") => Segments::new(),
+            Some(text) => match serde_json::from_str::<Segments>(text) {
+                Ok(segments) => segments,
+                Err(_) => Self::referred_segments(&condition, text)?,
+            },
         };
-        let mut segments = Segments::new();
-        for (_, id) in condition.segment_refs() {
-            if segments.contains_key(&id) {
-                continue;
-            }
-            let raw = stored.remove(&id).ok_or_else(|| {
-                format!("the survey refers to segment {id}, which no longer exists")
-            })?;
-            let segment = serde_json::from_value(raw)
-                .map_err(|e| format!("segment {id} could not be read: {e}"))?;
-            segments.insert(id, segment);
+        if let Some(id) = condition.missing_segment(&segments) {
+            return Err(format!(
+                "the survey refers to segment {id}, which no longer exists"
+            ));
         }
         Ok(Some((condition, segments)))
+    }
+
+    /// The segments `condition` refers to, one by one, when they did not read as a whole:
+    /// one that is not referred to is left unread, and the first referred to that does not
+    /// read is named.
+    fn referred_segments(condition: &Condition, text: &str) -> Result<Segments, String> {
+        let stored: std::collections::HashMap<Uuid, Value> = serde_json::from_str(text)
+            .map_err(|e| format!("the survey's segments could not be read: {e}"))?;
+        let mut segments = Segments::new();
+        for (_, id) in condition.segment_refs() {
+            // A missing one is named by the caller.
+            if let Some(raw) = stored.get(&id) {
+                let segment = Condition::deserialize(raw)
+                    .map_err(|e| format!("segment {id} could not be read: {e}"))?;
+                segments.insert(id, segment);
+            }
+        }
+        Ok(segments)
     }
 
     /// Why the survey is skipped for `subject`: its conditions are false (and which clause),
@@ -166,10 +182,15 @@ mod tests {
     #[test]
     fn a_survey_referring_to_a_segment_that_is_gone_does_not_read() {
         let (kept, gone) = (Uuid::now_v7(), Uuid::now_v7());
+        let read = |conditions: Value, segments: Value| {
+            Targeting::read(Some(&conditions.to_string()), Some(&segments.to_string()))
+        };
         let conditions = json!({"any": [{"segment": kept}, {"segment": gone}]});
         let segments = json!({kept.to_string(): {"exists": {"field": "email"}}});
-        let read = Targeting::read(Some(conditions.clone()), Some(segments));
-        let err = read.unreadable().unwrap();
+        let err = read(conditions.clone(), segments)
+            .unreadable()
+            .unwrap()
+            .to_owned();
         assert!(
             err.contains(&gone.to_string()) && err.contains("no longer exists"),
             "{err}"
@@ -177,16 +198,47 @@ mod tests {
 
         let segments = json!({kept.to_string(): {"exists": {"field": "email"}},
                               gone.to_string(): {"exists": {"field": "name"}}});
+        assert_eq!(read(conditions.clone(), segments).unreadable(), None);
+        assert_eq!(Targeting::read(None, None), Targeting(Ok(None)));
+        // A segment that does not read is named, beside one that does.
+        let err = read(
+            conditions,
+            json!({kept.to_string(): {"exists": {"field": "email"}},
+                   gone.to_string(): {"bogus": 1}}),
+        )
+        .unreadable()
+        .unwrap()
+        .to_owned();
+        assert!(
+            err.contains(&format!("segment {gone} could not be read")),
+            "{err}"
+        );
+        assert!(
+            read(
+                json!({"segment": kept}),
+                json!({kept.to_string(): {"bogus": 1}})
+            )
+            .unreadable()
+            .unwrap()
+            .contains("could not be read")
+        );
+        // One that is not referred to is not read.
         assert_eq!(
-            Targeting::read(Some(conditions), Some(segments)).unreadable(),
+            read(
+                json!({"segment": kept}),
+                json!({kept.to_string(): {"exists": {"field": "email"}},
+                       gone.to_string(): {"bogus": 1}})
+            )
+            .unreadable(),
             None
         );
-        assert_eq!(Targeting::read(None, None), Targeting(Ok(None)));
-        let read = Targeting::read(
-            Some(json!({"segment": kept})),
-            Some(json!({kept.to_string(): {"bogus": 1}})),
+        // No segments at all (none referred to was found): the first reference is named.
+        assert!(
+            Targeting::read(Some(&json!({"segment": gone}).to_string()), None)
+                .unreadable()
+                .unwrap()
+                .contains(&gone.to_string())
         );
-        assert!(read.unreadable().unwrap().contains("could not be read"));
     }
 
     #[test]

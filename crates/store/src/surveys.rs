@@ -320,12 +320,13 @@ fn reminder_key() -> String {
 }
 
 /// A Live survey an event matched, its trigger's conditions as stored (absent: none), and
-/// the segments they refer to, as an object of each segment's condition by id.
+/// the segments they refer to, as an object of each segment's condition by id: both JSON
+/// text, read straight into conditions by `beckon_domain::targeting::Targeting::read`.
 #[derive(Debug, Clone)]
 pub struct LiveSurvey {
     pub matched: MatchedSurvey,
-    pub conditions: Option<serde_json::Value>,
-    pub segments: Option<serde_json::Value>,
+    pub conditions: Option<String>,
+    pub segments: Option<String>,
 }
 
 /// The segments a survey's stored conditions refer to (`{"segment": id}` anywhere in them;
@@ -334,7 +335,7 @@ pub struct LiveSurvey {
 /// segments the project has; a reference that is no id (written by hand) finds nothing, and
 /// the conditions it is in do not read.
 const REFERRED_SEGMENTS: &str = "CASE WHEN trigger_json ? 'conditions' THEN \
-    (SELECT jsonb_object_agg(g.id::text, g.condition) FROM segments g \
+    (SELECT jsonb_object_agg(g.id::text, g.condition)::text FROM segments g \
      WHERE g.project_id = surveys.project_id AND g.id = ANY(ARRAY( \
        SELECT CASE WHEN r.id ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' \
                    THEN r.id::uuid END \
@@ -373,10 +374,10 @@ pub fn live_matching<'c>(
                 surveys::sample_rate,
                 surveys::sample_by,
                 surveys::invitation_lifetime_seconds,
-                diesel::dsl::sql::<diesel::sql_types::Nullable<diesel::sql_types::Jsonb>>(
-                    "trigger_json -> 'conditions'",
+                diesel::dsl::sql::<diesel::sql_types::Nullable<diesel::sql_types::Text>>(
+                    "(trigger_json -> 'conditions')::text",
                 ),
-                diesel::dsl::sql::<diesel::sql_types::Nullable<diesel::sql_types::Jsonb>>(
+                diesel::dsl::sql::<diesel::sql_types::Nullable<diesel::sql_types::Text>>(
                     REFERRED_SEGMENTS,
                 ),
             )),
@@ -389,8 +390,8 @@ pub fn live_matching<'c>(
         f64,
         String,
         i64,
-        Option<serde_json::Value>,
-        Option<serde_json::Value>,
+        Option<String>,
+        Option<String>,
     )>(&mut { conn });
     async move {
         Ok(sent

@@ -118,7 +118,8 @@ pub async fn decide(
     let targeted: Vec<_> = live
         .into_iter()
         .map(|survey| {
-            let skip = Targeting::read(survey.conditions, survey.segments).skip(&subject);
+            let skip = Targeting::read(survey.conditions.as_deref(), survey.segments.as_deref())
+                .skip(&subject);
             (survey.matched, skip)
         })
         .collect();

@@ -271,7 +271,7 @@ struct Target {
 
 impl From<LiveSurvey> for Target {
     fn from(live: LiveSurvey) -> Self {
-        let targeting = Targeting::read(live.conditions, live.segments);
+        let targeting = Targeting::read(live.conditions.as_deref(), live.segments.as_deref());
         if let Some(reason) = targeting.unreadable() {
             tracing::error!(survey_id = %live.matched.survey_id, %reason, "a survey's stored conditions do not read");
         }

@@ -214,6 +214,39 @@ fn all_any_and_not_say_which_clause_was_false() {
 }
 
 #[test]
+fn the_deepest_false_clause_is_pointed_at_whole() {
+    let plan = json!({"eq": {"field": "event_data.plan", "value": "pro"}});
+    let free = json!({"eq": {"field": "event_data.plan", "value": "free"}});
+    let nest = |depth: usize| {
+        let mut condition = json!({"all": [plan.clone(), free.clone()]});
+        for _ in 1..depth {
+            condition = json!({"all": [condition]});
+        }
+        condition
+    };
+    let deepest = nest(MAX_DEPTH);
+    assert!(parse(deepest.clone()).validate().is_ok());
+    assert_eq!(
+        check(deepest, json!({"plan": "pro"})),
+        Err(format!("{}/all/1/eq", "/all/0".repeat(MAX_DEPTH - 1)))
+    );
+    // Stored deeper than allowed (by hand): the outer steps are cut, nothing fails.
+    let deeper: Condition = serde_json::from_value(nest(MAX_DEPTH + 2)).unwrap();
+    assert!(deeper.validate().is_err());
+    let data = json!({"plan": "pro"});
+    let subject = Subject {
+        now: now(),
+        event_data: Some(&data),
+        user: None,
+    };
+    let pointer = deeper.evaluate(&subject, &Segments::new()).unwrap_err();
+    assert!(
+        pointer.starts_with("/…/") && pointer.ends_with("/all/0/all/1/eq"),
+        "{pointer}"
+    );
+}
+
+#[test]
 fn without_a_user_every_user_comparison_is_false() {
     let condition = parse(json!({"not": {"exists": {"field": "email"}}}));
     let subject = Subject {
