@@ -32,7 +32,8 @@ impl Targeting {
         conditions: Option<&str>,
         segments: Option<&str>,
     ) -> Result<Option<(Condition, Segments)>, String> {
-        let Some(conditions) = conditions else {
+        // `null` (stored by hand) is no conditions, as the survey's trigger reads it back.
+        let Some(conditions) = conditions.filter(|text| *text != "null") else {
             return Ok(None);
         };
         let condition: Condition = serde_json::from_str(conditions)
@@ -203,6 +204,7 @@ mod tests {
                               gone.to_string(): {"exists": {"field": "name"}}});
         assert_eq!(read(conditions.clone(), segments).unreadable(), None);
         assert_eq!(Targeting::read(None, None), Targeting(Ok(None)));
+        assert_eq!(Targeting::read(Some("null"), None), Targeting(Ok(None)));
         // A segment that does not read is named, beside one that does.
         let err = read(
             conditions,
