@@ -915,10 +915,11 @@ impl Verdicts<'_> {
 struct FalseClause {
     operator: &'static str,
     /// Innermost first.
-    alls: [u32; MAX_DEPTH],
+    alls: [usize; MAX_DEPTH],
     len: usize,
-    /// Steps beyond [`MAX_DEPTH`] (a condition stored deeper than allowed) were dropped.
-    cut: bool,
+    /// The steps beyond [`MAX_DEPTH`], innermost first: only a condition stored deeper than
+    /// allowed (by hand) has any, and its pointer still names the clause from the root.
+    outer: Vec<usize>,
 }
 
 impl FalseClause {
@@ -927,29 +928,30 @@ impl FalseClause {
             operator,
             alls: [0; MAX_DEPTH],
             len: 0,
-            cut: false,
+            outer: Vec::new(),
         }
     }
 
     /// The clause is the `i`th condition of an `all`.
     fn inside_all(&mut self, i: usize) {
-        match (self.alls.get_mut(self.len), u32::try_from(i)) {
-            (Some(slot), Ok(i)) => {
+        match self.alls.get_mut(self.len) {
+            Some(slot) => {
                 *slot = i;
                 self.len += 1;
             }
-            _ => self.cut = true,
+            None => self.outer.push(i),
         }
     }
 
-    /// The JSON pointer, from the root. A path too deep to keep (a stored condition nested
-    /// deeper than allowed) has lost its outer steps, which `/…` stands for.
+    /// The JSON pointer, from the root.
     fn pointer(&self) -> String {
         let mut out = String::new();
-        if self.cut {
-            out.push_str("/…");
-        }
-        for i in self.alls[..self.len].iter().rev() {
+        for i in self
+            .outer
+            .iter()
+            .rev()
+            .chain(self.alls[..self.len].iter().rev())
+        {
             out.push_str("/all/");
             out.push_str(&i.to_string());
         }

@@ -32,7 +32,8 @@ impl Targeting {
         conditions: Option<&str>,
         segments: Option<&str>,
     ) -> Result<Option<(Condition, Segments)>, String> {
-        let Some(conditions) = conditions else {
+        // `null` (stored by hand) is no conditions, as the survey's trigger reads it back.
+        let Some(conditions) = conditions.filter(|text| *text != "null") else {
             return Ok(None);
         };
         let condition: Condition = serde_json::from_str(conditions)
@@ -47,27 +48,30 @@ impl Targeting {
             },
         };
         if let Some(id) = condition.missing_segment(&segments) {
-            return Err(format!(
-                "the survey refers to segment {id}, which no longer exists"
-            ));
+            return Err(Self::gone(id));
         }
         Ok(Some((condition, segments)))
     }
 
+    fn gone(id: Uuid) -> String {
+        format!("the survey refers to segment {id}, which no longer exists")
+    }
+
     /// The segments `condition` refers to, one by one, when they did not read as a whole:
-    /// one that is not referred to is left unread, and the first referred to that does not
-    /// read is named.
+    /// one that is not referred to is left unread, and the first reference that is missing
+    /// or does not read is named, as when every segment reads.
     fn referred_segments(condition: &Condition, text: &str) -> Result<Segments, String> {
         let stored: std::collections::HashMap<Uuid, Value> = serde_json::from_str(text)
             .map_err(|e| format!("the survey's segments could not be read: {e}"))?;
         let mut segments = Segments::new();
         for (_, id) in condition.segment_refs() {
-            // A missing one is named by the caller.
-            if let Some(raw) = stored.get(&id) {
-                let segment = Condition::deserialize(raw)
-                    .map_err(|e| format!("segment {id} could not be read: {e}"))?;
-                segments.insert(id, segment);
+            if segments.contains_key(&id) {
+                continue;
             }
+            let raw = stored.get(&id).ok_or_else(|| Self::gone(id))?;
+            let segment = Condition::deserialize(raw)
+                .map_err(|e| format!("segment {id} could not be read: {e}"))?;
+            segments.insert(id, segment);
         }
         Ok(segments)
     }
@@ -200,6 +204,7 @@ mod tests {
                               gone.to_string(): {"exists": {"field": "name"}}});
         assert_eq!(read(conditions.clone(), segments).unreadable(), None);
         assert_eq!(Targeting::read(None, None), Targeting(Ok(None)));
+        assert_eq!(Targeting::read(Some("null"), None), Targeting(Ok(None)));
         // A segment that does not read is named, beside one that does.
         let err = read(
             conditions,
@@ -221,6 +226,25 @@ mod tests {
             .unreadable()
             .unwrap()
             .contains("could not be read")
+        );
+        // The first reference that is missing or does not read is named, whichever of the
+        // two it is: a missing one first, before one that does not read...
+        let broken = Uuid::now_v7();
+        let both = json!({"all": [{"segment": gone}, {"segment": broken}]});
+        let err = read(both, json!({broken.to_string(): {"bogus": 1}}))
+            .unreadable()
+            .unwrap()
+            .to_owned();
+        assert_eq!(err, Targeting::gone(gone));
+        // ...and one that does not read first, before a missing one.
+        let both = json!({"all": [{"segment": broken}, {"segment": gone}]});
+        let err = read(both, json!({broken.to_string(): {"bogus": 1}}))
+            .unreadable()
+            .unwrap()
+            .to_owned();
+        assert!(
+            err.starts_with(&format!("segment {broken} could not be read")),
+            "{err}"
         );
         // One that is not referred to is not read.
         assert_eq!(

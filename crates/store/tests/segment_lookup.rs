@@ -128,3 +128,107 @@ async fn a_survey_reads_only_the_segments_it_refers_to() {
         read.rows
     );
 }
+
+/// A survey's conditions find only its own project's segments: a reference to another
+/// project's segment (written by hand) finds nothing, and the survey does not read. A trigger
+/// whose conditions are stored as `null` has none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_survey_never_reads_another_projects_segment() {
+    use beckon_domain::condition::Subject;
+    use beckon_domain::targeting::Targeting;
+    let seeded = WithProject::new(2).await;
+    let mut conn = seeded.store.conn().await.unwrap();
+    let other_org = beckon_store::tenancy::create_organization(&mut conn, "Other")
+        .await
+        .unwrap();
+    let other_project = beckon_store::tenancy::create_project(&mut conn, other_org.id, "Web")
+        .await
+        .unwrap();
+    let condition: Condition =
+        serde_json::from_value(serde_json::json!({"exists": {"field": "email"}})).unwrap();
+    let segment = |org_id, project_id| NewSegment {
+        org_id,
+        project_id,
+        name: "Has email".into(),
+        description: String::new(),
+        condition: condition.clone(),
+    };
+    let own = segments::create(&mut conn, segment(seeded.org_id, seeded.project_id))
+        .await
+        .unwrap()
+        .unwrap();
+    let foreign = segments::create(&mut conn, segment(other_org.id, other_project.id))
+        .await
+        .unwrap()
+        .unwrap();
+    let event = LifecycleEvent::from_name("checkout_failed").unwrap();
+    let mut stored = Vec::new();
+    for conditions in [
+        serde_json::json!({"all": [{"segment": own.id}, {"segment": foreign.id}]}),
+        serde_json::Value::Null,
+    ] {
+        let survey = surveys::create_survey(
+            &mut conn,
+            NewSurvey {
+                org_id: seeded.org_id,
+                project_id: seeded.project_id,
+                name: "Targeted".into(),
+                status: SurveyStatus::Live,
+                questions: vec![Question {
+                    id: "q1".into(),
+                    title: "How likely?".into(),
+                    required: true,
+                    tags: Vec::new(),
+                    kind: QuestionKind::Nps,
+                }],
+                trigger: SurveyTrigger {
+                    events: vec![event.clone()],
+                    conditions: None,
+                },
+                cooldown_seconds: 0,
+                sample_rate: 1.0,
+                sample_by: Default::default(),
+                invitation_lifetime_seconds: 60,
+                trial_reminder_lead_seconds: 3600,
+            },
+        )
+        .await
+        .unwrap();
+        diesel::sql_query(format!(
+            "UPDATE surveys SET trigger_json = jsonb_set(trigger_json, '{{conditions}}', '{conditions}') \
+             WHERE id = '{}'",
+            survey.id
+        ))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        stored.push(survey.id);
+    }
+
+    let live = surveys::live_matching(&conn, seeded.project_id, &event.key(), None)
+        .await
+        .unwrap();
+    assert_eq!(live.len(), 2);
+    let subject = Subject {
+        now: time::OffsetDateTime::now_utc(),
+        event_data: None,
+        user: None,
+    };
+    for survey in live {
+        let targeting = Targeting::read(survey.conditions.as_deref(), survey.segments.as_deref());
+        if survey.matched.survey_id == stored[0] {
+            let found: serde_json::Value =
+                serde_json::from_str(survey.segments.as_deref().unwrap()).unwrap();
+            assert_eq!(found, serde_json::json!({own.id.to_string(): condition}));
+            let reason = targeting.unreadable().unwrap();
+            assert!(
+                reason.contains(&foreign.id.to_string()) && reason.contains("no longer exists"),
+                "{reason}"
+            );
+        } else {
+            assert_eq!(survey.conditions.as_deref(), Some("null"));
+            assert_eq!(survey.segments, None);
+            assert_eq!(targeting.skip(&subject), None);
+        }
+    }
+}

@@ -92,7 +92,7 @@ struct Bench {
     callgrind: Option<Callgrind>,
 }
 
-/// The matcher under `valgrind --tool=callgrind`: its counters zeroed and dumped on request
+/// The matcher under `valgrind --tool=callgrind`: its counters dumped on request
 /// (`callgrind_control`), each dump a file of its own in `dir`.
 struct Callgrind {
     dir: std::path::PathBuf,
@@ -116,35 +116,39 @@ impl Callgrind {
         ]
     }
 
-    /// Sets the instruction count of `pid` to zero.
-    fn zero(&self, pid: u32) {
-        control(&["-z", &pid.to_string()]);
-    }
-
-    /// The instructions `pid` executed since it was last zeroed or dumped (callgrind's
-    /// `totals:` line of a new dump), which zeroes them.
+    /// The instructions `pid` executed since its last dump (the `summary:` of a new dump),
+    /// which zeroes them; `None` when no new dump was written. `callgrind_control` exits 0
+    /// whether or not it reached the process, so only a dump numbered past the last one
+    /// tells it did: reading the newest file regardless would give the last window's count
+    /// for this one. (Counted from a dump, not from `callgrind_control -z`: after a zero, a
+    /// dump's `totals:` exceeds its `summary:`, the count since the zero, by however much
+    /// depends on what ran when it was zeroed; after a dump the two agree.)
     fn dump(&self, pid: u32) -> Option<f64> {
-        control(&["-d", &pid.to_string()]);
         let prefix = format!("matcher.{pid}.");
-        let newest = std::fs::read_dir(&self.dir)
-            .ok()?
-            .filter_map(|e| e.ok()?.file_name().into_string().ok())
-            .filter_map(|name| name.strip_prefix(&prefix)?.parse::<u32>().ok())
-            .max()?;
-        let text = std::fs::read_to_string(self.dir.join(format!("{prefix}{newest}"))).ok()?;
-        text.lines()
-            .find_map(|line| line.strip_prefix("totals:"))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-    }
-}
-
-fn control(args: &[&str]) {
-    let status = std::process::Command::new("callgrind_control")
-        .args(args)
-        .stdout(std::process::Stdio::null())
-        .status();
-    if !status.is_ok_and(|s| s.success()) {
-        eprintln!("warning: callgrind_control {args:?} failed");
+        let newest = || {
+            std::fs::read_dir(&self.dir)
+                .ok()?
+                .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter_map(|name| name.strip_prefix(&prefix)?.parse::<u32>().ok())
+                .max()
+        };
+        let before = newest();
+        let status = std::process::Command::new("callgrind_control")
+            .args(["-d", &pid.to_string()])
+            .stdout(std::process::Stdio::null())
+            .status();
+        let read = |dump: u32| -> Option<f64> {
+            let text = std::fs::read_to_string(self.dir.join(format!("{prefix}{dump}"))).ok()?;
+            let summary = text
+                .lines()
+                .find_map(|line| line.strip_prefix("summary:"))?;
+            summary.split_whitespace().next()?.parse().ok()
+        };
+        let instructions = newest().filter(|&dump| before < Some(dump)).and_then(read);
+        if instructions.is_none() {
+            eprintln!("warning: callgrind_control -d {pid} ({status:?}) wrote no dump to read");
+        }
+        instructions
     }
 }
 
@@ -692,11 +696,14 @@ impl Bench {
             .into_iter()
             .find_map(|(name, pid)| (name == "matcher").then_some(pid))
             .expect("the matcher runs");
-        // Counted from here: a stopped matcher executes nothing, so what the count holds is
-        // the backlog's handling (and the few scrapes of its metrics that tell it is done).
-        if let Some(callgrind) = &self.callgrind {
-            callgrind.zero(matcher_pid);
-        }
+        // Counted from this dump: a stopped matcher executes nothing, so what the next one
+        // holds is the backlog's handling (and the few scrapes of its metrics that tell it is
+        // done). Without it, the next would hold whatever came before too: no figure then.
+        let counting = self
+            .callgrind
+            .as_ref()
+            .and_then(|callgrind| callgrind.dump(matcher_pid))
+            .is_some();
         let handled_before = self.matcher_handled().await;
         let matcher = Stopped::services(&self.app, &["matcher"]);
         // events/send, not events/batch: the part also measures builds from before the batch
@@ -747,6 +754,7 @@ impl Bench {
         w.instructions = self
             .callgrind
             .as_ref()
+            .filter(|_| counting)
             .and_then(|callgrind| callgrind.dump(matcher_pid));
         drop(invitation);
         if handled < queued as f64 {
@@ -829,19 +837,22 @@ impl Bench {
     }
 }
 
-/// The targeting target's measured cell: instructions per event under `--callgrind`, else
-/// the rates.
-fn targeting_measured(get: &impl Fn(&str) -> Option<f64>) -> String {
-    let (unit, conditions, plain) = match (
-        get("targeting_conditions_instructions"),
-        get("targeting_plain_instructions"),
-    ) {
-        (Some(c), Some(p)) => (" instructions per event (callgrind)", Some(c), Some(p)),
-        _ => (
+/// The targeting target's measured cell: instructions per event under `--callgrind` (a
+/// figure missing shown so, not replaced with a rate, which means nothing there), else the
+/// rates.
+fn targeting_measured(get: &impl Fn(&str) -> Option<f64>, callgrind: bool) -> String {
+    let (unit, conditions, plain) = if callgrind {
+        (
+            " instructions per event (callgrind)",
+            get("targeting_conditions_instructions"),
+            get("targeting_plain_instructions"),
+        )
+    } else {
+        (
             "",
             get("targeting_conditions_per_s"),
             get("targeting_plain_per_s"),
-        ),
+        )
     };
     let rate = |v: Option<f64>| match unit {
         "" => cell(v, "/s"),
@@ -860,20 +871,23 @@ fn targeting_measured(get: &impl Fn(&str) -> Option<f64>) -> String {
 
 /// Whether the matcher with conditions handles events within 10% of its rate without them:
 /// by instructions per event under `--callgrind` (a rate 10% lower is 1/0.9 the
-/// instructions), else by the rates.
-fn targeting_within(get: &impl Fn(&str) -> Option<f64>) -> bool {
-    match (
-        get("targeting_conditions_instructions"),
-        get("targeting_plain_instructions"),
-    ) {
-        (Some(c), Some(p)) => c > 0.0 && p > 0.0 && c * 0.9 <= p,
-        _ => match (
-            get("targeting_conditions_per_s"),
-            get("targeting_plain_per_s"),
+/// instructions; not when either is missing), else by the rates.
+fn targeting_within(get: &impl Fn(&str) -> Option<f64>, callgrind: bool) -> bool {
+    if callgrind {
+        return match (
+            get("targeting_conditions_instructions"),
+            get("targeting_plain_instructions"),
         ) {
-            (Some(c), Some(p)) => p > 0.0 && c >= 0.9 * p,
+            (Some(c), Some(p)) => c > 0.0 && p > 0.0 && c * 0.9 <= p,
             _ => false,
-        },
+        };
+    }
+    match (
+        get("targeting_conditions_per_s"),
+        get("targeting_plain_per_s"),
+    ) {
+        (Some(c), Some(p)) => p > 0.0 && c >= 0.9 * p,
+        _ => false,
     }
 }
 
@@ -1279,10 +1293,10 @@ fn report(runs: &[Figures], bench: &Bench, seconds: u64, command: &str) -> Strin
                 "matcher handling rate, a condition on each of {TARGETED_SURVEYS} Live surveys"
             ),
             "within 10% of the same surveys without conditions",
-            targeting_measured(&get),
+            targeting_measured(&get, bench.callgrind.is_some()),
             ["plain", "conditions"].iter().all(|v| {
                 get(&format!("targeting_{v}_handled")) == get(&format!("targeting_{v}_events"))
-            }) && targeting_within(&get),
+            }) && targeting_within(&get, bench.callgrind.is_some()),
         ),
     ];
     let processes = bench.processes.lock().unwrap();
@@ -1575,4 +1589,43 @@ async fn main() {
     }
     std::fs::write(&out, &text).expect("write the report");
     println!("{text}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dump_that_was_not_written_gives_no_count() {
+        let dir = std::env::temp_dir().join(format!("beckon-bench-test-{}", uuid::Uuid::now_v7()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // The last window's dump, of a process callgrind does not run (this one): the dump
+        // asked for now is never written, and that one must not be taken for it.
+        let pid = std::process::id();
+        std::fs::write(
+            dir.join(format!("matcher.{pid}.1")),
+            "events: Ir\nsummary: 5000\n\ntotals: 5000\n",
+        )
+        .unwrap();
+        let callgrind = Callgrind { dir: dir.clone() };
+        assert_eq!(callgrind.dump(pid), None);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn under_callgrind_a_missing_count_is_not_replaced_with_a_rate() {
+        let figures: BTreeMap<&str, f64> = [
+            ("targeting_conditions_per_s", 1000.0),
+            ("targeting_plain_per_s", 1000.0),
+            ("targeting_plain_instructions", 250_000.0),
+        ]
+        .into();
+        let get = |key: &str| figures.get(key).copied();
+        assert!(!targeting_within(&get, true));
+        assert_eq!(
+            targeting_measured(&get, true),
+            "— against 250000 instructions per event (callgrind)"
+        );
+        assert!(targeting_within(&get, false));
+    }
 }
