@@ -100,6 +100,20 @@ struct Callgrind {
 
 impl Callgrind {
     fn new() -> Self {
+        // Said before the stack starts: a matcher that cannot start would read as one that
+        // never got ready.
+        for tool in ["valgrind", "callgrind_control"] {
+            let found = std::process::Command::new(tool)
+                .arg("--version")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok();
+            assert!(
+                found,
+                "--callgrind needs `{tool}` (Debian's valgrind package)"
+            );
+        }
         let dir =
             std::env::temp_dir().join(format!("beckon-bench-callgrind-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("a directory for callgrind's dumps");
