@@ -8,6 +8,37 @@ use beckon_store::surveys::{self, NewSurvey};
 use beckon_store::testing::WithProject;
 use diesel_async::RunQueryDsl;
 
+/// A Live survey of `seeded`'s project on `event`, with `conditions`.
+fn live_survey(
+    seeded: &WithProject,
+    name: &str,
+    event: &LifecycleEvent,
+    conditions: Option<Condition>,
+) -> NewSurvey {
+    NewSurvey {
+        org_id: seeded.org_id,
+        project_id: seeded.project_id,
+        name: name.to_owned(),
+        status: SurveyStatus::Live,
+        questions: vec![Question {
+            id: "q1".into(),
+            title: "How likely?".into(),
+            required: true,
+            tags: Vec::new(),
+            kind: QuestionKind::Nps,
+        }],
+        trigger: SurveyTrigger {
+            events: vec![event.clone()],
+            conditions,
+        },
+        cooldown_seconds: 0,
+        sample_rate: 1.0,
+        sample_by: Default::default(),
+        invitation_lifetime_seconds: 60,
+        trial_reminder_lead_seconds: 3600,
+    }
+}
+
 #[derive(diesel::QueryableByName)]
 struct Read {
     #[diesel(sql_type = diesel::sql_types::BigInt)]
@@ -53,28 +84,7 @@ async fn a_survey_reads_only_the_segments_it_refers_to() {
     let refers: Condition =
         serde_json::from_value(serde_json::json!({"segment": segment.id})).unwrap();
     // A Live survey on `event` whose conditions refer to the segment.
-    let survey = |name: String| NewSurvey {
-        org_id: seeded.org_id,
-        project_id: seeded.project_id,
-        name,
-        status: SurveyStatus::Live,
-        questions: vec![Question {
-            id: "q1".into(),
-            title: "How likely?".into(),
-            required: true,
-            tags: Vec::new(),
-            kind: QuestionKind::Nps,
-        }],
-        trigger: SurveyTrigger {
-            events: vec![event.clone()],
-            conditions: Some(refers.clone()),
-        },
-        cooldown_seconds: 0,
-        sample_rate: 1.0,
-        sample_by: Default::default(),
-        invitation_lifetime_seconds: 60,
-        trial_reminder_lead_seconds: 3600,
-    };
+    let survey = |name: String| live_survey(&seeded, &name, &event, Some(refers.clone()));
     for i in 0..3 {
         surveys::create_survey(&mut conn, survey(format!("Survey {i}")))
             .await
@@ -167,33 +177,10 @@ async fn a_survey_never_reads_another_projects_segment() {
         serde_json::json!({"all": [{"segment": own.id}, {"segment": foreign.id}]}),
         serde_json::Value::Null,
     ] {
-        let survey = surveys::create_survey(
-            &mut conn,
-            NewSurvey {
-                org_id: seeded.org_id,
-                project_id: seeded.project_id,
-                name: "Targeted".into(),
-                status: SurveyStatus::Live,
-                questions: vec![Question {
-                    id: "q1".into(),
-                    title: "How likely?".into(),
-                    required: true,
-                    tags: Vec::new(),
-                    kind: QuestionKind::Nps,
-                }],
-                trigger: SurveyTrigger {
-                    events: vec![event.clone()],
-                    conditions: None,
-                },
-                cooldown_seconds: 0,
-                sample_rate: 1.0,
-                sample_by: Default::default(),
-                invitation_lifetime_seconds: 60,
-                trial_reminder_lead_seconds: 3600,
-            },
-        )
-        .await
-        .unwrap();
+        let survey =
+            surveys::create_survey(&mut conn, live_survey(&seeded, "Targeted", &event, None))
+                .await
+                .unwrap();
         diesel::sql_query(format!(
             "UPDATE surveys SET trigger_json = jsonb_set(trigger_json, '{{conditions}}', '{conditions}') \
              WHERE id = '{}'",
