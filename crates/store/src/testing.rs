@@ -139,6 +139,40 @@ impl TestDatabase {
     }
 }
 
+/// A survey of `project_id` named "Churn" with one NPS question, in `status`, listening for
+/// `events` without conditions: no cooldown, every trigger sampled, links valid for ten
+/// minutes, reminders an hour ahead. Tests change what they need with `..`.
+pub fn survey(
+    org_id: uuid::Uuid,
+    project_id: uuid::Uuid,
+    status: beckon_domain::survey::SurveyStatus,
+    events: Vec<beckon_domain::LifecycleEvent>,
+) -> crate::surveys::NewSurvey {
+    use beckon_domain::survey::{Question, QuestionKind, SurveyTrigger};
+    crate::surveys::NewSurvey {
+        org_id,
+        project_id,
+        name: "Churn".into(),
+        status,
+        questions: vec![Question {
+            id: "q1".into(),
+            title: "How likely?".into(),
+            required: true,
+            tags: Vec::new(),
+            kind: QuestionKind::Nps,
+        }],
+        trigger: SurveyTrigger {
+            events,
+            conditions: None,
+        },
+        cooldown_seconds: 0,
+        sample_rate: 1.0,
+        sample_by: Default::default(),
+        invitation_lifetime_seconds: 600,
+        trial_reminder_lead_seconds: 3600,
+    }
+}
+
 /// A fresh database holding one organization ("Acme") with one project ("Web"), and a store
 /// on it: where most tests that need real rows start.
 pub struct WithProject {
@@ -167,6 +201,15 @@ impl WithProject {
             org_id: org.id,
             project_id: project.id,
         }
+    }
+
+    /// A survey of the project: see [`survey`].
+    pub fn survey(
+        &self,
+        status: beckon_domain::survey::SurveyStatus,
+        events: Vec<beckon_domain::LifecycleEvent>,
+    ) -> crate::surveys::NewSurvey {
+        survey(self.org_id, self.project_id, status, events)
     }
 
     /// An active webhook subscription of the project (ordered or not) to a URL nothing

@@ -1,6 +1,6 @@
 //! The cooldown a claim reports when it loses a race for the window.
 
-use beckon_domain::survey::{Question, QuestionKind, SurveyStatus, SurveyTrigger};
+use beckon_domain::survey::SurveyStatus;
 use beckon_store::invitations;
 use beckon_store::surveys::{self, NewSurvey};
 use beckon_store::testing::WithProject;
@@ -21,26 +21,9 @@ async fn a_claim_that_loses_a_race_never_reports_a_cooldown_that_already_ended()
         surveys::create_survey(
             &mut conn,
             NewSurvey {
-                org_id: seeded.org_id,
-                project_id: seeded.project_id,
-                name: "Churn".into(),
-                status: SurveyStatus::Live,
-                questions: vec![Question {
-                    id: "q1".into(),
-                    title: "How likely?".into(),
-                    required: true,
-                    tags: Vec::new(),
-                    kind: QuestionKind::Nps,
-                }],
-                trigger: SurveyTrigger {
-                    events: vec![],
-                    conditions: None,
-                },
                 cooldown_seconds: 3600,
-                sample_rate: 1.0,
-                sample_by: Default::default(),
                 invitation_lifetime_seconds: 60,
-                trial_reminder_lead_seconds: 3600,
+                ..seeded.survey(SurveyStatus::Live, vec![])
             },
         )
         .await

@@ -2,7 +2,7 @@
 
 use beckon_domain::LifecycleEvent;
 use beckon_domain::scope::Scope;
-use beckon_domain::survey::{Question, QuestionKind, SurveyStatus, SurveyTrigger};
+use beckon_domain::survey::SurveyStatus;
 use beckon_store::paging::PageRequest;
 use beckon_store::surveys::{self, NewSurvey, SurveyPatch};
 use beckon_store::testing::{TestDatabase, WithProject};
@@ -21,26 +21,9 @@ fn new_survey(
     events: Vec<LifecycleEvent>,
 ) -> NewSurvey {
     NewSurvey {
-        org_id: org,
-        project_id: project,
-        name: "Churn".into(),
-        status,
-        questions: vec![Question {
-            id: "q1".into(),
-            title: "How likely?".into(),
-            required: true,
-            tags: Vec::new(),
-            kind: QuestionKind::Nps,
-        }],
-        trigger: SurveyTrigger {
-            events,
-            conditions: None,
-        },
         cooldown_seconds: 3600,
-        sample_rate: 1.0,
-        sample_by: Default::default(),
         invitation_lifetime_seconds: 60,
-        trial_reminder_lead_seconds: 3600,
+        ..beckon_store::testing::survey(org, project, status, events)
     }
 }
 

@@ -2,7 +2,7 @@
 
 use beckon_domain::LifecycleEvent;
 use beckon_domain::condition::Condition;
-use beckon_domain::survey::{Question, QuestionKind, SurveyStatus, SurveyTrigger};
+use beckon_domain::survey::SurveyStatus;
 use beckon_store::segments::{self, NewSegment};
 use beckon_store::surveys::{self, NewSurvey};
 use beckon_store::testing::WithProject;
@@ -15,28 +15,13 @@ fn live_survey(
     event: &LifecycleEvent,
     conditions: Option<Condition>,
 ) -> NewSurvey {
-    NewSurvey {
-        org_id: seeded.org_id,
-        project_id: seeded.project_id,
+    let mut survey = NewSurvey {
         name: name.to_owned(),
-        status: SurveyStatus::Live,
-        questions: vec![Question {
-            id: "q1".into(),
-            title: "How likely?".into(),
-            required: true,
-            tags: Vec::new(),
-            kind: QuestionKind::Nps,
-        }],
-        trigger: SurveyTrigger {
-            events: vec![event.clone()],
-            conditions,
-        },
-        cooldown_seconds: 0,
-        sample_rate: 1.0,
-        sample_by: Default::default(),
         invitation_lifetime_seconds: 60,
-        trial_reminder_lead_seconds: 3600,
-    }
+        ..seeded.survey(SurveyStatus::Live, vec![event.clone()])
+    };
+    survey.trigger.conditions = conditions;
+    survey
 }
 
 #[derive(diesel::QueryableByName)]

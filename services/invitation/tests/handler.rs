@@ -5,7 +5,7 @@ use beckon_bus::{BusConfig, Topology};
 use beckon_domain::LifecycleEvent;
 use beckon_domain::envelope::{Envelope, EventMatched, MatchedSurvey, Skip, TriggerType};
 use beckon_domain::outcome::SurveyOutcome;
-use beckon_domain::survey::{Question, QuestionKind, SurveyStatus, SurveyTrigger};
+use beckon_domain::survey::SurveyStatus;
 use beckon_domain::user_ref::UserRef;
 use beckon_store::surveys::{self, NewSurvey};
 use beckon_store::testing::WithProject;
@@ -38,26 +38,9 @@ async fn live_survey_in(
     let survey = surveys::create_survey(
         &mut conn,
         NewSurvey {
-            org_id: seeded.org_id,
             project_id,
-            name: "Churn".into(),
-            status: SurveyStatus::Live,
-            questions: vec![Question {
-                id: "q1".into(),
-                title: "How likely?".into(),
-                required: true,
-                tags: Vec::new(),
-                kind: QuestionKind::Nps,
-            }],
-            trigger: SurveyTrigger {
-                events: vec![LifecycleEvent::TrialExpired],
-                conditions: None,
-            },
             cooldown_seconds,
-            sample_rate: 1.0,
-            sample_by: Default::default(),
-            invitation_lifetime_seconds: 600,
-            trial_reminder_lead_seconds: 3600,
+            ..seeded.survey(SurveyStatus::Live, vec![LifecycleEvent::TrialExpired])
         },
     )
     .await

@@ -5,9 +5,9 @@ use beckon_bus::{BusConfig, Topology};
 use beckon_domain::LifecycleEvent;
 use beckon_domain::condition::Condition;
 use beckon_domain::envelope::{Envelope, EventMatched, EventReceived, Skip, TriggerType};
-use beckon_domain::survey::{Question, QuestionKind, SurveyStatus, SurveyTrigger};
+use beckon_domain::survey::SurveyStatus;
 use beckon_domain::user_ref::UserRef;
-use beckon_store::surveys::{self, NewSurvey};
+use beckon_store::surveys;
 use beckon_store::testing::WithProject;
 use beckon_store::users::{self, UserChanges};
 use beckon_worker::{Handler, Item};
@@ -20,34 +20,12 @@ async fn live_survey(seeded: &WithProject, conditions: Option<serde_json::Value>
     let mut conn = seeded.store.conn().await.expect("a connection");
     let conditions: Option<Condition> =
         conditions.map(|c| serde_json::from_value(c).expect("a condition"));
-    surveys::create_survey(
-        &mut conn,
-        NewSurvey {
-            org_id: seeded.org_id,
-            project_id: seeded.project_id,
-            name: "Churn".into(),
-            status: SurveyStatus::Live,
-            questions: vec![Question {
-                id: "q1".into(),
-                title: "How likely?".into(),
-                required: true,
-                tags: Vec::new(),
-                kind: QuestionKind::Nps,
-            }],
-            trigger: SurveyTrigger {
-                events: vec![LifecycleEvent::TrialExpired],
-                conditions,
-            },
-            cooldown_seconds: 0,
-            sample_rate: 1.0,
-            sample_by: Default::default(),
-            invitation_lifetime_seconds: 600,
-            trial_reminder_lead_seconds: 3600,
-        },
-    )
-    .await
-    .expect("a survey")
-    .id
+    let mut survey = seeded.survey(SurveyStatus::Live, vec![LifecycleEvent::TrialExpired]);
+    survey.trigger.conditions = conditions;
+    surveys::create_survey(&mut conn, survey)
+        .await
+        .expect("a survey")
+        .id
 }
 
 /// What the matcher sends on for `trial_expired` about `user` with `event_data`.
