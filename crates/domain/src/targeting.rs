@@ -32,8 +32,8 @@ impl Targeting {
         conditions: Option<&str>,
         segments: Option<&str>,
     ) -> Result<Option<(Condition, Segments)>, String> {
-        // `null` (stored by hand) is no conditions, as the survey's trigger reads it back.
-        let Some(conditions) = conditions.filter(|text| *text != "null") else {
+        // Stored `null` arrives as none: the statement that reads them says so.
+        let Some(conditions) = conditions else {
             return Ok(None);
         };
         let condition: Condition = serde_json::from_str(conditions)
@@ -204,7 +204,6 @@ mod tests {
                               gone.to_string(): {"exists": {"field": "name"}}});
         assert_eq!(read(conditions.clone(), segments).unreadable(), None);
         assert_eq!(Targeting::read(None, None), Targeting(Ok(None)));
-        assert_eq!(Targeting::read(Some("null"), None), Targeting(Ok(None)));
         // A segment that does not read is named, beside one that does.
         let err = read(
             conditions,

@@ -319,115 +319,15 @@ fn reminder_key() -> String {
     beckon_domain::LifecycleEvent::TrialEndingSoon.key()
 }
 
-/// A Live survey an event matched, its trigger's conditions as stored (absent: none), and
-/// the segments they refer to, as an object of each segment's condition by id: both JSON
-/// text, read straight into conditions by `beckon_domain::targeting::Targeting::read`.
+/// A Live survey an event matched, its trigger's conditions as stored (absent or `null`:
+/// none), and the segments they refer to, as an object of each segment's condition by id:
+/// both JSON text, read straight into conditions by
+/// `beckon_domain::targeting::Targeting::read`.
 #[derive(Debug, Clone)]
 pub struct LiveSurvey {
     pub matched: MatchedSurvey,
     pub conditions: Option<String>,
     pub segments: Option<String>,
-}
-
-/// The segments a survey's stored conditions refer to (`{"segment": id}` anywhere in them;
-/// no other key of a condition is named `segment`), by id: read with the survey, in the same
-/// statement. Looked up by primary key, so the cost is the references', however many
-/// segments the project has; a reference that is no id (written by hand) finds nothing, and
-/// the conditions it is in do not read.
-const REFERRED_SEGMENTS: &str = "CASE WHEN trigger_json ? 'conditions' THEN \
-    (SELECT jsonb_object_agg(g.id::text, g.condition)::text FROM segments g \
-     WHERE g.project_id = surveys.project_id AND g.id = ANY(ARRAY( \
-       SELECT CASE WHEN r.id ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' \
-                   THEN r.id::uuid END \
-       FROM (SELECT jsonb_path_query(surveys.trigger_json -> 'conditions', 'lax $.**.segment') #>> '{}' AS id) r))) END";
-
-/// Every Live survey of `project_id` whose trigger subscribes to the event with `event_key`,
-/// with the rules that apply to it now.
-///
-/// `only` restricts matching to one survey (a trial reminder fires for its own survey only).
-///
-/// The future borrows the connection shared, so it can be awaited together with other
-/// statements, which the connection pipelines.
-pub fn live_matching<'c>(
-    conn: &'c AsyncPgConnection,
-    project_id: Uuid,
-    event_key: &str,
-    only: Option<Uuid>,
-) -> impl Future<Output = Result<Vec<LiveSurvey>, StoreError>> + Send + use<'c> {
-    use diesel::PgArrayExpressionMethods;
-    let mut query = surveys::table.into_boxed();
-    if let Some(id) = only {
-        query = query.filter(surveys::id.eq(id));
-    }
-    // Boxed, so diesel would not prepare it; it takes two shapes.
-    let sent = Cached(
-        query
-            .filter(surveys::project_id.eq(project_id))
-            .filter(surveys::status.eq(SurveyStatus::Live.as_str()))
-            .filter(surveys::trigger_events.contains(vec![event_key]))
-            .order(surveys::id.asc())
-            .select((
-                surveys::id,
-                surveys::name,
-                surveys::current_version,
-                surveys::cooldown_seconds,
-                surveys::sample_rate,
-                surveys::sample_by,
-                surveys::invitation_lifetime_seconds,
-                diesel::dsl::sql::<diesel::sql_types::Nullable<diesel::sql_types::Text>>(
-                    "(trigger_json -> 'conditions')::text",
-                ),
-                diesel::dsl::sql::<diesel::sql_types::Nullable<diesel::sql_types::Text>>(
-                    REFERRED_SEGMENTS,
-                ),
-            )),
-    )
-    .load::<(
-        Uuid,
-        String,
-        i32,
-        i64,
-        f64,
-        String,
-        i64,
-        Option<String>,
-        Option<String>,
-    )>(&mut { conn });
-    async move {
-        Ok(sent
-            .await?
-            .into_iter()
-            .map(
-                |(
-                    survey_id,
-                    name,
-                    version,
-                    cooldown_seconds,
-                    sample_rate,
-                    sample_by,
-                    lifetime,
-                    conditions,
-                    segments,
-                )| {
-                    LiveSurvey {
-                        matched: MatchedSurvey {
-                            survey_id,
-                            name,
-                            version,
-                            cooldown_seconds,
-                            sample_rate,
-                            // Always known (a check constraint); per event is the old way.
-                            sample_by: SampleBy::parse(&sample_by).unwrap_or_default(),
-                            invitation_lifetime_seconds: lifetime,
-                            skip: None,
-                        },
-                        conditions,
-                        segments,
-                    }
-                },
-            )
-            .collect())
-    }
 }
 
 /// A survey of the project an event did not match, and why.
@@ -443,45 +343,164 @@ pub struct UnmatchedSurvey {
 /// Most surveys an event did not match that are listed for it (so recorded on its trigger).
 pub const MAX_UNMATCHED: i64 = 100;
 
-/// The surveys of `project_id` but the archived ones that the event with `event_key` does not
-/// match (not Live, or not subscribed to it), oldest first, at most [`MAX_UNMATCHED`] of
-/// them. Pipelined like [`live_matching`].
-pub fn unmatched<'c>(
+/// The surveys of a project one event is matched against, read in one statement (so one
+/// snapshot: a survey changed meanwhile is in one list, never in both or neither).
+#[derive(Debug, Clone, Default)]
+pub struct Candidates {
+    /// Every Live survey subscribed to the event, with the rules that apply to it now.
+    pub live: Vec<LiveSurvey>,
+    /// The project's other surveys but the archived ones (not Live, or not subscribed to
+    /// the event), oldest first, at most [`MAX_UNMATCHED`] of them. Empty when matching one
+    /// survey.
+    pub unmatched: Vec<UnmatchedSurvey>,
+}
+
+/// The columns [`candidates`] reads of each survey, from a relation named `surveys` with a
+/// `matching` column: what an unmatched survey needs is read of every survey, conditions and
+/// segments of the matching ones only.
+///
+/// The segments a survey's stored conditions refer to (`{"segment": id}` anywhere in them;
+/// no other key of a condition is named `segment`) are read with it, by id. Looked up by
+/// primary key, so the cost is the references', however many segments the project has; a
+/// reference that is no id (written by hand) finds nothing, and the conditions it is in do
+/// not read. Stored `"conditions": null` (written by hand) reads as none, as the survey's
+/// trigger reads it back.
+const CANDIDATE_COLUMNS: &str = "SELECT id, name, current_version, cooldown_seconds, sample_rate, \
+    sample_by, invitation_lifetime_seconds, status = 'live', matching, \
+    CASE WHEN matching THEN NULLIF(trigger_json -> 'conditions', 'null'::jsonb)::text END, \
+    CASE WHEN matching AND trigger_json ? 'conditions' THEN \
+    (SELECT jsonb_object_agg(g.id::text, g.condition)::text FROM segments g \
+     WHERE g.project_id = surveys.project_id AND g.id = ANY(ARRAY( \
+       SELECT CASE WHEN r.id ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' \
+                   THEN r.id::uuid END \
+       FROM (SELECT jsonb_path_query(surveys.trigger_json -> 'conditions', 'lax $.**.segment') #>> '{}' AS id) r))) END \
+    FROM (";
+
+/// The columns of a survey the statement reads further.
+const SURVEY_COLUMNS: &str = "id, name, current_version, cooldown_seconds, sample_rate, sample_by, \
+    invitation_lifetime_seconds, status, trigger_json, project_id";
+
+type CandidateRow = (
+    Uuid,
+    String,
+    i32,
+    i64,
+    f64,
+    String,
+    i64,
+    bool,
+    bool,
+    Option<String>,
+    Option<String>,
+);
+
+type CandidateSql = (
+    diesel::sql_types::Uuid,
+    diesel::sql_types::Text,
+    diesel::sql_types::Integer,
+    diesel::sql_types::BigInt,
+    diesel::sql_types::Double,
+    diesel::sql_types::Text,
+    diesel::sql_types::BigInt,
+    diesel::sql_types::Bool,
+    diesel::sql_types::Bool,
+    diesel::sql_types::Nullable<diesel::sql_types::Text>,
+    diesel::sql_types::Nullable<diesel::sql_types::Text>,
+);
+
+/// The surveys of `project_id` the event with `event_key` is matched against: every Live
+/// survey whose trigger subscribes to it, and the project's others (see [`Candidates`]).
+///
+/// `only` restricts matching to one survey (a trial reminder fires for its own survey only),
+/// and lists no others.
+///
+/// The future borrows the connection shared, so it can be awaited together with other
+/// statements, which the connection pipelines.
+pub fn candidates<'c>(
     conn: &'c AsyncPgConnection,
     project_id: Uuid,
     event_key: &str,
-) -> impl Future<Output = Result<Vec<UnmatchedSurvey>, StoreError>> + Send + use<'c> {
-    use diesel::PgArrayExpressionMethods;
-    let sent = surveys::table
-        .filter(surveys::project_id.eq(project_id))
-        .filter(surveys::status.ne(SurveyStatus::Archived.as_str()))
-        .filter(
-            surveys::status
-                .ne(SurveyStatus::Live.as_str())
-                .or(diesel::dsl::not(
-                    surveys::trigger_events.contains(vec![event_key.to_owned()]),
+    only: Option<Uuid>,
+) -> impl Future<Output = Result<Candidates, StoreError>> + Send + use<'c> {
+    use diesel::dsl::sql;
+    use diesel::sql_types::{Text, Uuid as SqlUuid};
+    let matching = sql::<CandidateSql>(&format!(
+        "{CANDIDATE_COLUMNS}SELECT {SURVEY_COLUMNS}, true AS matching FROM surveys \
+         WHERE project_id = "
+    ))
+    .bind::<SqlUuid, _>(project_id)
+    .sql(" AND status = 'live' AND trigger_events @> ARRAY[")
+    .bind::<Text, _>(event_key.to_owned());
+    // Prepared once per connection in each of its two shapes.
+    use futures_util::future::Either;
+    let sent = match only {
+        Some(id) => Either::Left(
+            Cached(
+            matching
+                .sql("]::text[] AND id = ")
+                .bind::<SqlUuid, _>(id)
+                    .sql(") surveys ORDER BY id"),
+            )
+            .load::<CandidateRow>(&mut { conn }),
+        ),
+        None => Either::Right(
+            Cached(
+            matching
+                .sql(&format!(
+                    "]::text[] UNION ALL (SELECT {SURVEY_COLUMNS}, false FROM surveys WHERE project_id = "
+                ))
+                .bind::<SqlUuid, _>(project_id)
+                .sql(" AND status <> 'archived' AND NOT (status = 'live' AND trigger_events @> ARRAY[")
+                .bind::<Text, _>(event_key.to_owned())
+                .sql(&format!(
+                    "]::text[]) ORDER BY id LIMIT {MAX_UNMATCHED})) surveys ORDER BY matching DESC, id"
                 )),
-        )
-        .order(surveys::id.asc())
-        .limit(MAX_UNMATCHED)
-        .select((
-            surveys::id,
-            surveys::name,
-            surveys::current_version,
-            surveys::status,
-        ))
-        .load::<(Uuid, String, i32, String)>(&mut { conn });
+            )
+            .load::<CandidateRow>(&mut { conn }),
+        ),
+    };
     async move {
-        Ok(sent
-            .await?
-            .into_iter()
-            .map(|(survey_id, name, version, status)| UnmatchedSurvey {
-                survey_id,
-                name,
-                version,
-                live: status == SurveyStatus::Live.as_str(),
-            })
-            .collect())
+        let mut candidates = Candidates::default();
+        for (
+            survey_id,
+            name,
+            version,
+            cooldown_seconds,
+            sample_rate,
+            sample_by,
+            lifetime,
+            live,
+            matching,
+            conditions,
+            segments,
+        ) in sent.await?
+        {
+            if !matching {
+                candidates.unmatched.push(UnmatchedSurvey {
+                    survey_id,
+                    name,
+                    version,
+                    live,
+                });
+                continue;
+            }
+            candidates.live.push(LiveSurvey {
+                matched: MatchedSurvey {
+                    survey_id,
+                    name,
+                    version,
+                    cooldown_seconds,
+                    sample_rate,
+                    // Always known (a check constraint); per event is the old way.
+                    sample_by: SampleBy::parse(&sample_by).unwrap_or_default(),
+                    invitation_lifetime_seconds: lifetime,
+                    skip: None,
+                },
+                conditions,
+                segments,
+            });
+        }
+        Ok(candidates)
     }
 }
 

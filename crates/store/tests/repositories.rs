@@ -104,13 +104,13 @@ async fn only_live_surveys_subscribed_to_the_exact_event_match() {
     )
     .await
     .unwrap();
-    surveys::create_survey(
+    let paused = surveys::create_survey(
         &mut conn,
         new_survey(org, project, SurveyStatus::Paused, vec![custom.clone()]),
     )
     .await
     .unwrap();
-    surveys::create_survey(
+    let elsewhere = surveys::create_survey(
         &mut conn,
         new_survey(
             org,
@@ -121,32 +121,111 @@ async fn only_live_surveys_subscribed_to_the_exact_event_match() {
     )
     .await
     .unwrap();
+    surveys::create_survey(
+        &mut conn,
+        new_survey(org, project, SurveyStatus::Archived, vec![custom.clone()]),
+    )
+    .await
+    .unwrap();
 
-    let matched = surveys::live_matching(&conn, project, &custom.key(), None)
+    let found = surveys::candidates(&conn, project, &custom.key(), None)
         .await
         .unwrap();
     assert_eq!(
-        matched
+        found
+            .live
             .iter()
             .map(|m| m.matched.survey_id)
             .collect::<Vec<_>>(),
         vec![live.id]
     );
+    // The others but the archived one, each with why: oldest first.
+    assert_eq!(
+        found
+            .unmatched
+            .iter()
+            .map(|s| (s.survey_id, s.live))
+            .collect::<Vec<_>>(),
+        vec![(paused.id, false), (elsewhere.id, true)]
+    );
+    // Matching one survey (a reminder) lists no others, and only that one if it matches.
+    let only = surveys::candidates(&conn, project, &custom.key(), Some(live.id))
+        .await
+        .unwrap();
+    assert_eq!(only.live.len(), 1);
+    assert!(only.unmatched.is_empty());
+    for not_matching in [paused.id, elsewhere.id] {
+        let only = surveys::candidates(&conn, project, &custom.key(), Some(not_matching))
+            .await
+            .unwrap();
+        assert!(only.live.is_empty() && only.unmatched.is_empty());
+    }
     let other_project = Uuid::now_v7();
     assert!(
-        surveys::live_matching(&conn, other_project, &custom.key(), None)
+        surveys::candidates(&conn, other_project, &custom.key(), None)
             .await
             .unwrap()
+            .live
             .is_empty()
     );
     let named_like_predefined = LifecycleEvent::Custom(
         beckon_domain::event::CustomEventName::parse("trial_expired").unwrap(),
     );
     assert!(
-        surveys::live_matching(&conn, project, &named_like_predefined.key(), None)
+        surveys::candidates(&conn, project, &named_like_predefined.key(), None)
             .await
             .unwrap()
+            .live
             .is_empty()
+    );
+}
+
+/// However many surveys an event does not match, it lists the oldest hundred, and every
+/// survey it does match.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_lists_at_most_a_hundred_surveys_it_did_not_match() {
+    let (_db, store, org, project) = setup().await;
+    let mut conn = store.conn().await.unwrap();
+    let event = LifecycleEvent::TrialExpired;
+    let mut others = Vec::new();
+    for _ in 0..surveys::MAX_UNMATCHED + 2 {
+        let s = surveys::create_survey(
+            &mut conn,
+            new_survey(org, project, SurveyStatus::Draft, vec![event.clone()]),
+        )
+        .await
+        .unwrap();
+        others.push(s.id);
+    }
+    let mut live = Vec::new();
+    for _ in 0..2 {
+        let s = surveys::create_survey(
+            &mut conn,
+            new_survey(org, project, SurveyStatus::Live, vec![event.clone()]),
+        )
+        .await
+        .unwrap();
+        live.push(s.id);
+    }
+    let found = surveys::candidates(&conn, project, &event.key(), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        found
+            .live
+            .iter()
+            .map(|s| s.matched.survey_id)
+            .collect::<Vec<_>>(),
+        live
+    );
+    others.truncate(surveys::MAX_UNMATCHED as usize);
+    assert_eq!(
+        found
+            .unmatched
+            .iter()
+            .map(|s| s.survey_id)
+            .collect::<Vec<_>>(),
+        others
     );
 }
 

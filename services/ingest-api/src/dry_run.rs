@@ -83,9 +83,8 @@ pub async fn decide(
         return Err(StoreError::AttributesTooLarge);
     }
     let shared = &*conn;
-    let (live, unmatched, stored, caps) = futures_util::future::try_join4(
-        surveys::live_matching(shared, project_id, event_key, None),
-        surveys::unmatched(shared, project_id, event_key),
+    let (candidates, stored, caps) = futures_util::future::try_join3(
+        surveys::candidates(shared, project_id, event_key, None),
         users::get_many(shared, &[(project_id, user_ref)]),
         tenancy::caps(shared, &[project_id]),
     )
@@ -114,6 +113,7 @@ pub async fn decide(
     };
     // The roll a new event would make.
     let trigger_id = Uuid::now_v7();
+    let surveys::Candidates { live, unmatched } = candidates;
     let mut decisions = Vec::with_capacity(live.len() + unmatched.len());
     let targeted: Vec<_> = live
         .into_iter()

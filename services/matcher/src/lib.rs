@@ -18,6 +18,8 @@ use beckon_store::surveys::LiveSurvey;
 use beckon_store::{surveys, triggers, users};
 use beckon_worker::{Emit, HandleError, Handled, Handler, Item, Repeats};
 use diesel_async::AsyncPgConnection;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -123,7 +125,8 @@ fn secs(
 
 /// Matches one event to the Live surveys subscribed to it.
 pub struct Matcher {
-    pub topology: Topology,
+    topology: Topology,
+    read: ReadConditions,
 }
 
 /// What a lookup of matching surveys depends on: project, event key, and the one survey a
@@ -131,6 +134,13 @@ pub struct Matcher {
 type EventOf = (Uuid, String, Option<Uuid>);
 
 impl Matcher {
+    pub fn new(topology: Topology) -> Self {
+        Self {
+            topology,
+            read: ReadConditions::default(),
+        }
+    }
+
     /// The `event.matched` envelope of `env`, listing the surveys it matched and those it did
     /// not.
     fn matched(
@@ -198,33 +208,28 @@ impl Handler<EventReceived> for Matcher {
         let conn = &*conn;
         // The users are read with the surveys, whether or not a condition reads them: in the
         // same round trip, it costs less than a second one when one does.
-        // The project's other surveys, to record why each was not matched; a trigger for one
-        // survey (a reminder) is about that survey only.
-        let (_, found, users, others) =
-            futures_util::future::try_join4(
-                triggers::mark_processing_many(conn, &ids),
-                futures_util::future::try_join_all(distinct.iter().map(|(project, key, only)| {
-                    surveys::live_matching(conn, *project, key, *only)
-                })),
-                users::get_many(conn, &people),
-                futures_util::future::try_join_all(distinct.iter().map(|(project, key, only)| {
-                    let listed = only
-                        .is_none()
-                        .then(|| surveys::unmatched(conn, *project, key));
-                    async move {
-                        match listed {
-                            Some(listed) => listed.await,
-                            None => Ok(Vec::new()),
-                        }
-                    }
-                })),
-            )
-            .await?;
+        let (_, found, users) = futures_util::future::try_join3(
+            triggers::mark_processing_many(conn, &ids),
+            futures_util::future::try_join_all(
+                distinct
+                    .iter()
+                    .map(|(project, key, only)| surveys::candidates(conn, *project, key, *only)),
+            ),
+            users::get_many(conn, &people),
+        )
+        .await?;
         let now = time::OffsetDateTime::now_utc();
         // Conditions read once per lookup, not once per event that shares it.
-        let found: Vec<Vec<Target>> = found
+        let found: Vec<(Vec<Target>, Vec<surveys::UnmatchedSurvey>)> = found
             .into_iter()
-            .map(|live| live.into_iter().map(Target::from).collect())
+            .map(|candidates| {
+                let live = candidates
+                    .live
+                    .into_iter()
+                    .map(|live| self.read.target(live))
+                    .collect();
+                (live, candidates.unmatched)
+            })
             .collect();
         Ok(Handled::emits(
             items
@@ -232,7 +237,10 @@ impl Handler<EventReceived> for Matcher {
                 .zip(&keys)
                 .map(|(item, key)| {
                     let at = distinct.iter().position(|k| *k == key).unwrap_or_default();
-                    let live = found.get(at).map(Vec::as_slice).unwrap_or_default();
+                    let (live, others) = match found.get(at) {
+                        Some((live, others)) => (live.as_slice(), others.as_slice()),
+                        None => (&[][..], &[][..]),
+                    };
                     let user = users.iter().find(|u| {
                         u.project_id == item.env.project_id
                             && u.user_ref == item.env.data.user_ref.as_str()
@@ -244,9 +252,7 @@ impl Handler<EventReceived> for Matcher {
                     };
                     let matched = live.iter().map(|s| targeted(s, &subject)).collect();
                     let unmatched = others
-                        .get(at)
-                        .into_iter()
-                        .flatten()
+                        .iter()
                         .map(|s| UnmatchedSurvey {
                             survey_id: s.survey_id,
                             version: s.version,
@@ -266,18 +272,70 @@ impl Handler<EventReceived> for Matcher {
 /// A Live survey an event matched, with its conditions and the segments they refer to read.
 struct Target {
     matched: MatchedSurvey,
-    targeting: Targeting,
+    /// `None`: the survey has no conditions.
+    targeting: Option<Arc<Targeting>>,
 }
 
-impl From<LiveSurvey> for Target {
-    fn from(live: LiveSurvey) -> Self {
-        let targeting = Targeting::read(live.conditions.as_deref(), live.segments.as_deref());
-        if let Some(reason) = targeting.unreadable() {
-            tracing::error!(survey_id = %live.matched.survey_id, %reason, "a survey's stored conditions do not read");
+/// Surveys' conditions as last read, kept while their stored text (and their segments')
+/// stays the same: most events meet conditions already read.
+#[derive(Default)]
+struct ReadConditions(Mutex<HashMap<Uuid, Read>>);
+
+/// One survey's conditions and segments as stored, and read.
+struct Read {
+    conditions: String,
+    segments: Option<String>,
+    targeting: Arc<Targeting>,
+}
+
+/// Most surveys whose read conditions are kept; past it, all are read again.
+const KEPT_CONDITIONS: usize = 4096;
+
+impl ReadConditions {
+    /// `live`'s conditions, read: kept from before when stored as they were then.
+    fn target(&self, live: LiveSurvey) -> Target {
+        let LiveSurvey {
+            matched,
+            conditions,
+            segments,
+        } = live;
+        let Some(conditions) = conditions else {
+            return Target {
+                matched,
+                targeting: None,
+            };
+        };
+        let mut kept = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(read) = kept.get(&matched.survey_id)
+            && read.conditions == conditions
+            && read.segments == segments
+        {
+            return Target {
+                matched,
+                targeting: Some(read.targeting.clone()),
+            };
         }
-        Self {
-            matched: live.matched,
-            targeting,
+        let targeting = Arc::new(Targeting::read(Some(&conditions), segments.as_deref()));
+        if let Some(reason) = targeting.unreadable() {
+            tracing::error!(survey_id = %matched.survey_id, %reason, "a survey's stored conditions do not read");
+        }
+        if kept.len() >= KEPT_CONDITIONS {
+            kept.clear();
+        }
+        kept.insert(
+            matched.survey_id,
+            Read {
+                conditions,
+                segments,
+                targeting: targeting.clone(),
+            },
+        );
+        Target {
+            matched,
+            targeting: Some(targeting),
         }
     }
 }
@@ -286,7 +344,10 @@ impl From<LiveSurvey> for Target {
 /// cannot be read).
 fn targeted(target: &Target, subject: &Subject<'_>) -> MatchedSurvey {
     let mut matched = target.matched.clone();
-    matched.skip = target.targeting.skip(subject);
+    matched.skip = target
+        .targeting
+        .as_ref()
+        .and_then(|targeting| targeting.skip(subject));
     matched
 }
 
@@ -297,9 +358,7 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
         &config.infra,
         "127.0.0.1:9101",
         queues::matcher(),
-        |topology| Matcher {
-            topology: topology.clone(),
-        },
+        |topology| Matcher::new(topology.clone()),
         // Beside the consumer: the scheduler, the retention sweep, the stalled-trigger sweep
         // and the reminder sync.
         move |deps: beckon_worker::Deps,

@@ -7,6 +7,7 @@ use beckon_domain::condition::Condition;
 use beckon_domain::envelope::{Envelope, EventMatched, EventReceived, Skip, TriggerType};
 use beckon_domain::survey::SurveyStatus;
 use beckon_domain::user_ref::UserRef;
+use beckon_store::segments::{self, NewSegment, SegmentPatch};
 use beckon_store::surveys;
 use beckon_store::testing::WithProject;
 use beckon_store::users::{self, UserChanges};
@@ -28,8 +29,25 @@ async fn live_survey(seeded: &WithProject, conditions: Option<serde_json::Value>
         .id
 }
 
-/// What the matcher sends on for `trial_expired` about `user` with `event_data`.
+fn matcher() -> Matcher {
+    Matcher::new(Topology::new(&BusConfig::new(
+        "amqp://127.0.0.1",
+        "matcher-test",
+    )))
+}
+
+/// What a new matcher sends on for `trial_expired` about `user` with `event_data`.
 async fn matched(
+    seeded: &WithProject,
+    user: &str,
+    event_data: serde_json::Value,
+) -> Vec<(Uuid, Option<Skip>)> {
+    matched_by(&matcher(), seeded, user, event_data).await
+}
+
+/// What `matcher` sends on for `trial_expired` about `user` with `event_data`.
+async fn matched_by(
+    matcher: &Matcher,
     seeded: &WithProject,
     user: &str,
     event_data: serde_json::Value,
@@ -51,9 +69,6 @@ async fn matched(
         },
     );
     let span = tracing::Span::none();
-    let matcher = Matcher {
-        topology: Topology::new(&BusConfig::new("amqp://127.0.0.1", "matcher-test")),
-    };
     let mut conn = seeded.store.conn().await.expect("a connection");
     let handled = matcher
         .handle(
@@ -150,5 +165,112 @@ async fn conditions_are_evaluated_against_the_event_and_the_user_as_stored_now()
         Some(Skip::ConditionFalse {
             clause: "/all/1/eq".into()
         })
+    );
+}
+
+/// A matcher keeps the conditions it has read, but never past a change: to the survey's
+/// conditions, or to a segment they refer to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_matcher_follows_each_change_to_conditions_and_segments() {
+    let seeded = WithProject::new(2).await;
+    let mut conn = seeded.store.conn().await.expect("a connection");
+    let condition = |value: serde_json::Value| -> Condition {
+        serde_json::from_value(value).expect("a condition")
+    };
+    let staff = segments::create(
+        &mut conn,
+        NewSegment {
+            org_id: seeded.org_id,
+            project_id: seeded.project_id,
+            name: "Staff".into(),
+            description: String::new(),
+            condition: condition(json!({"eq": {"field": "custom_fields.team", "value": "staff"}})),
+        },
+    )
+    .await
+    .expect("a segment")
+    .expect("a new name");
+    let survey = live_survey(&seeded, Some(json!({"segment": staff.id}))).await;
+    let staff_member = UserChanges {
+        attributes: Some(json!({"team": "staff"})),
+        ..Default::default()
+    };
+    users::upsert(
+        &mut conn,
+        seeded.org_id,
+        seeded.project_id,
+        "ada",
+        &staff_member,
+    )
+    .await
+    .expect("a user");
+    let matcher = matcher();
+    let skip = |got: Vec<(Uuid, Option<Skip>)>| {
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].0, survey);
+        got[0].1.clone()
+    };
+    let false_at = |clause: &str| {
+        Some(Skip::ConditionFalse {
+            clause: clause.into(),
+        })
+    };
+    // Read, then kept: the same verdict twice.
+    for _ in 0..2 {
+        assert_eq!(
+            skip(matched_by(&matcher, &seeded, "ada", json!({})).await),
+            None
+        );
+    }
+
+    // The segment changes: every survey using it follows.
+    segments::update(
+        &mut conn,
+        seeded.project_id,
+        staff.id,
+        SegmentPatch {
+            condition: Some(condition(
+                json!({"eq": {"field": "custom_fields.team", "value": "ops"}}),
+            )),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("updated")
+    .expect("a free name")
+    .expect("the segment");
+    assert_eq!(
+        skip(matched_by(&matcher, &seeded, "ada", json!({})).await),
+        false_at("/segment")
+    );
+
+    // The survey's conditions change.
+    let mut trigger = surveys::get_survey(&mut conn, seeded.project_id, survey)
+        .await
+        .expect("read")
+        .expect("the survey")
+        .trigger;
+    trigger.conditions = Some(condition(
+        json!({"any": [{"segment": staff.id}, {"eq": {"field": "event_data.plan", "value": "pro"}}]}),
+    ));
+    surveys::update_survey(
+        &mut conn,
+        seeded.project_id,
+        survey,
+        surveys::SurveyPatch {
+            trigger: Some(trigger),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("updated")
+    .expect("the survey");
+    assert_eq!(
+        skip(matched_by(&matcher, &seeded, "ada", json!({"plan": "pro"})).await),
+        None
+    );
+    assert_eq!(
+        skip(matched_by(&matcher, &seeded, "ada", json!({"plan": "free"})).await),
+        false_at("/any")
     );
 }
