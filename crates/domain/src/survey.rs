@@ -353,6 +353,11 @@ impl SampleBy {
         }
     }
 
+    /// Whether this is the default (each event rolls), which messages leave out.
+    pub fn is_default(&self) -> bool {
+        *self == Self::Event
+    }
+
     pub fn parse(raw: &str) -> Option<Self> {
         [Self::Event, Self::User]
             .into_iter()

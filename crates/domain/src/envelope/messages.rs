@@ -96,9 +96,10 @@ pub struct MatchedSurvey {
     pub cooldown_seconds: i64,
     /// Share of triggers that get an invitation, 0 to 1.
     pub sample_rate: f64,
-    /// Whether the sample rolls per event or once per user.
-    // `default`: envelopes queued before the field existed still read.
-    #[serde(default)]
+    /// Whether the sample rolls per event (when absent) or once per user.
+    // `default`: envelopes queued before the field existed still read; left out when it is
+    // the default, as most surveys have it.
+    #[serde(default, skip_serializing_if = "SampleBy::is_default")]
     pub sample_by: SampleBy,
     /// Seconds an invitation's magic link stays valid.
     pub invitation_lifetime_seconds: i64,

@@ -280,3 +280,31 @@ fn an_announcement_shows_variables_and_source_null_when_not_given() {
     assert!(value.as_object().unwrap().contains_key("variables"));
     assert_eq!(value["source"], serde_json::json!({"type": "cron"}));
 }
+
+#[test]
+fn a_matched_survey_carries_sample_by_only_when_it_is_not_the_default() {
+    let survey = |sample_by| MatchedSurvey {
+        survey_id: Uuid::now_v7(),
+        name: "Churn".into(),
+        version: 1,
+        cooldown_seconds: 0,
+        sample_rate: 0.5,
+        sample_by,
+        invitation_lifetime_seconds: 3600,
+        skip: None,
+    };
+    for (sample_by, written) in [
+        (crate::survey::SampleBy::Event, None),
+        (crate::survey::SampleBy::User, Some("user")),
+    ] {
+        let sent = survey(sample_by);
+        let value = serde_json::to_value(&sent).unwrap();
+        assert_eq!(
+            value.get("sample_by").and_then(|v| v.as_str()),
+            written,
+            "{value}"
+        );
+        let read: MatchedSurvey = serde_json::from_value(value).unwrap();
+        assert_eq!(read, sent);
+    }
+}
