@@ -132,11 +132,21 @@ impl DecodeError {
 
 /// Decodes `bytes` as an envelope of payload `T`, telling bad JSON, a foreign type, an
 /// unknown version and a schema violation apart.
+///
+/// The envelope is read around its `data`, which is kept as text until the type and version
+/// say what it is, then read straight into `T`: no passage through `serde_json::Value`.
 pub fn decode<T: Payload>(bytes: &[u8]) -> Result<Envelope<T>, DecodeError> {
-    let value: serde_json::Value =
-        serde_json::from_slice(bytes).map_err(DecodeError::MalformedJson)?;
-    let raw: Envelope<serde_json::Value> =
-        serde_json::from_value(value).map_err(DecodeError::SchemaViolation)?;
+    let raw: Envelope<&serde_json::value::RawValue> =
+        serde_json::from_slice(bytes).map_err(|err| match err.classify() {
+            // Read as far as a field that does not fit: the rest may not be JSON at all.
+            serde_json::error::Category::Data => {
+                match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+                    Ok(_) => DecodeError::SchemaViolation(err),
+                    Err(syntax) => DecodeError::MalformedJson(syntax),
+                }
+            }
+            _ => DecodeError::MalformedJson(err),
+        })?;
     if raw.kind != T::TYPE {
         return Err(DecodeError::UnknownType {
             found: raw.kind,
@@ -150,7 +160,7 @@ pub fn decode<T: Payload>(bytes: &[u8]) -> Result<Envelope<T>, DecodeError> {
             expected: T::VERSION,
         });
     }
-    let data = serde_json::from_value(raw.data).map_err(DecodeError::SchemaViolation)?;
+    let data = serde_json::from_str(raw.data.get()).map_err(DecodeError::SchemaViolation)?;
     Ok(Envelope {
         id: raw.id,
         kind: raw.kind,

@@ -52,6 +52,22 @@ fn decode_tells_the_four_kinds_of_bad_message_apart() {
             .reason(),
         "schema_violation"
     );
+    // A field that does not fit, in what then breaks off: not JSON, whichever comes first.
+    assert_eq!(
+        decode::<EventReceived>(b"{\"id\": 1, \"type\": ")
+            .unwrap_err()
+            .reason(),
+        "malformed_json"
+    );
+    // Broken JSON inside `data`, in an envelope that is otherwise whole.
+    let mut broken = serde_json::to_string(&received()).unwrap();
+    broken.truncate(broken.len() - 2);
+    assert_eq!(
+        decode::<EventReceived>(broken.as_bytes())
+            .unwrap_err()
+            .reason(),
+        "malformed_json"
+    );
 
     let mut value = serde_json::to_value(received()).unwrap();
     value["version"] = 2.into();
