@@ -219,7 +219,7 @@ impl Topology {
 pub mod queues {
     use super::WorkQueue;
     use beckon_domain::envelope::{
-        EventMatched, EventReceived, InvitationCreated, Payload, ResponseProgressed,
+        EventMatched, EventReceived, InvitationCreated, Kind, ResponseProgressed,
     };
 
     /// The matcher takes accepted events.
@@ -234,7 +234,7 @@ pub mod queues {
     pub fn invitation() -> WorkQueue {
         WorkQueue {
             name: "invitation",
-            bindings: vec![EventMatched::routing_key()],
+            bindings: vec![<EventMatched>::routing_key()],
         }
     }
 

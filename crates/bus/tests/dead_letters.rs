@@ -5,7 +5,7 @@ use beckon_bus::consumer::{self, ConsumerConfig};
 use beckon_bus::publisher::Outgoing;
 use beckon_bus::topology::WorkQueue;
 use beckon_bus::{BusConfig, Disposition, Message, Publisher, Topology, headers};
-use beckon_domain::envelope::{self, EventReceived, Payload};
+use beckon_domain::envelope::{self, EventReceived, Kind};
 use lapin::options::BasicGetOptions;
 use lapin::types::FieldTable;
 use std::collections::BTreeMap;

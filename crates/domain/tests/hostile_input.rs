@@ -175,7 +175,7 @@ fn seeds() -> Vec<Value> {
             event_data: None,
             variables: None,
             source: json!({"type": "cron"}).as_object().cloned(),
-            unmatched: Vec::new(),
+            unmatched: Vec::<beckon_domain::envelope::UnmatchedSurvey>::new(),
             surveys: vec![MatchedSurvey {
                 survey_id: Uuid::now_v7(),
                 name: "Churn".into(),

@@ -7,7 +7,8 @@
 
 use crate::sealed::{SealError, SealingKeys};
 use beckon_domain::envelope::{
-    Completion, Envelope, InvitationCreated, LinkUrl, Payload, ResponseProgressed, ResponseStage,
+    Completion, Envelope, InvitationCreated, Kind, LinkUrl, Payload, ResponseProgressed,
+    ResponseStage,
 };
 pub use beckon_domain::tenant::{Named, Tenant};
 use beckon_domain::webhook_format::PayloadFormat;

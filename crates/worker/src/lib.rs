@@ -9,7 +9,7 @@ pub use outage::Database;
 
 use beckon_bus::consumer::{self, ConsumerConfig};
 use beckon_bus::{Disposition, Message, Publisher, Topology};
-use beckon_domain::envelope::{Envelope, Payload};
+use beckon_domain::envelope::{Envelope, Kind, Payload};
 use beckon_outbox::OutboxCleaner;
 use beckon_runtime::error_chain;
 use beckon_runtime::supervise::{TaskStatus, supervise};
@@ -31,7 +31,7 @@ pub struct Emit {
 
 impl Emit {
     /// To the events exchange, under the envelope's routing key.
-    pub fn event<T: Payload>(topology: &Topology, env: &Envelope<T>) -> Self {
+    pub fn event<T: Kind + serde::Serialize>(topology: &Topology, env: &Envelope<T>) -> Self {
         Self {
             envelope_id: env.id,
             exchange: topology.events_exchange(),
@@ -41,7 +41,7 @@ impl Emit {
     }
 
     /// Straight to a reply queue, through the default exchange.
-    pub fn reply<T: Payload>(queue: &str, env: &Envelope<T>) -> Self {
+    pub fn reply<T: Kind + serde::Serialize>(queue: &str, env: &Envelope<T>) -> Self {
         Self {
             envelope_id: env.id,
             exchange: String::new(),

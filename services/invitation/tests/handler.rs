@@ -88,7 +88,7 @@ async fn matched(
             event_data: None,
             variables: None,
             source: None,
-            unmatched: Vec::new(),
+            unmatched: Vec::<beckon_domain::envelope::UnmatchedSurvey>::new(),
         },
     )
 }

@@ -8,18 +8,14 @@ use anyhow::Context as _;
 use beckon_bus::Topology;
 use beckon_bus::topology::queues;
 use beckon_domain::condition::Subject;
-use beckon_domain::envelope::{
-    Envelope, EventMatched, EventReceived, MatchedSurvey, UnmatchedSurvey,
-};
-use beckon_domain::targeting::Targeting;
+use beckon_domain::envelope::{Envelope, EventMatched, EventReceived};
 use beckon_runtime::InfraConfig;
 use beckon_store::retention::RetentionError;
-use beckon_store::surveys::LiveSurvey;
 use beckon_store::{surveys, triggers, users};
 use beckon_worker::{Emit, HandleError, Handled, Handler, Item, Repeats};
 use diesel_async::AsyncPgConnection;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use serde_json::value::RawValue;
+use targets::{Carried, ReadConditions, Target};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -30,6 +26,7 @@ pub mod reminders;
 pub mod retention;
 pub mod scheduler;
 pub mod stalled;
+mod targets;
 
 /// The matcher's configuration.
 #[derive(Debug, Clone)]
@@ -146,12 +143,12 @@ impl Matcher {
     fn matched(
         &self,
         env: &Envelope<EventReceived>,
-        surveys: Vec<MatchedSurvey>,
-        unmatched: Vec<UnmatchedSurvey>,
+        surveys: Vec<Carried<'_>>,
+        unmatched: Vec<&RawValue>,
     ) -> Emit {
         tracing::info!(
             matched = surveys.len(),
-            skipped = surveys.iter().filter(|s| s.skip.is_some()).count(),
+            skipped = surveys.iter().filter(|s| s.is_skipped()).count(),
             "event matched"
         );
         let out = Envelope::child_of(
@@ -219,8 +216,9 @@ impl Handler<EventReceived> for Matcher {
         )
         .await?;
         let now = time::OffsetDateTime::now_utc();
-        // Conditions read once per lookup, not once per event that shares it.
-        let found: Vec<(Vec<Target>, Vec<surveys::UnmatchedSurvey>)> = found
+        // Conditions read and surveys written once per lookup, not once per event that
+        // shares it.
+        let found: Vec<(Vec<Target>, Vec<Box<RawValue>>)> = found
             .into_iter()
             .map(|candidates| {
                 let live = candidates
@@ -228,7 +226,7 @@ impl Handler<EventReceived> for Matcher {
                     .into_iter()
                     .map(|live| self.read.target(live))
                     .collect();
-                (live, candidates.unmatched)
+                (live, targets::unmatched(&candidates.unmatched))
             })
             .collect();
         Ok(Handled::emits(
@@ -250,15 +248,8 @@ impl Handler<EventReceived> for Matcher {
                         event_data: item.env.data.event_data.as_ref(),
                         user: user.map(users::User::facts),
                     };
-                    let matched = live.iter().map(|s| targeted(s, &subject)).collect();
-                    let unmatched = others
-                        .iter()
-                        .map(|s| UnmatchedSurvey {
-                            survey_id: s.survey_id,
-                            version: s.version,
-                            live: s.live,
-                        })
-                        .collect();
+                    let matched = live.iter().map(|s| s.for_event(&subject)).collect();
+                    let unmatched = others.iter().map(Box::as_ref).collect();
                     vec![
                         item.span
                             .in_scope(|| self.matched(item.env, matched, unmatched)),
@@ -267,88 +258,6 @@ impl Handler<EventReceived> for Matcher {
                 .collect(),
         ))
     }
-}
-
-/// A Live survey an event matched, with its conditions and the segments they refer to read.
-struct Target {
-    matched: MatchedSurvey,
-    /// `None`: the survey has no conditions.
-    targeting: Option<Arc<Targeting>>,
-}
-
-/// Surveys' conditions as last read, kept while their stored text (and their segments')
-/// stays the same: most events meet conditions already read.
-#[derive(Default)]
-struct ReadConditions(Mutex<HashMap<Uuid, Read>>);
-
-/// One survey's conditions and segments as stored, and read.
-struct Read {
-    conditions: String,
-    segments: Option<String>,
-    targeting: Arc<Targeting>,
-}
-
-/// Most surveys whose read conditions are kept; past it, all are read again.
-const KEPT_CONDITIONS: usize = 4096;
-
-impl ReadConditions {
-    /// `live`'s conditions, read: kept from before when stored as they were then.
-    fn target(&self, live: LiveSurvey) -> Target {
-        let LiveSurvey {
-            matched,
-            conditions,
-            segments,
-        } = live;
-        let Some(conditions) = conditions else {
-            return Target {
-                matched,
-                targeting: None,
-            };
-        };
-        let mut kept = self
-            .0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(read) = kept.get(&matched.survey_id)
-            && read.conditions == conditions
-            && read.segments == segments
-        {
-            return Target {
-                matched,
-                targeting: Some(read.targeting.clone()),
-            };
-        }
-        let targeting = Arc::new(Targeting::read(Some(&conditions), segments.as_deref()));
-        if let Some(reason) = targeting.unreadable() {
-            tracing::error!(survey_id = %matched.survey_id, %reason, "a survey's stored conditions do not read");
-        }
-        if kept.len() >= KEPT_CONDITIONS {
-            kept.clear();
-        }
-        kept.insert(
-            matched.survey_id,
-            Read {
-                conditions,
-                segments,
-                targeting: targeting.clone(),
-            },
-        );
-        Target {
-            matched,
-            targeting: Some(targeting),
-        }
-    }
-}
-
-/// A matched survey, marked to be skipped when its conditions are false for `subject` (or
-/// cannot be read).
-fn targeted(target: &Target, subject: &Subject<'_>) -> MatchedSurvey {
-    let mut matched = target.matched.clone();
-    matched.skip = target
-        .targeting
-        .as_ref()
-        .and_then(|targeting| targeting.skip(subject));
-    matched
 }
 
 /// Runs until `cancel` fires; then finishes in-flight messages and returns.

@@ -1,7 +1,7 @@
 //! The payloads of the dispatch pipeline:
 //! gateway → `event.received` → matcher → `event.matched` → invitation → `dispatch.completed`.
 
-use super::Payload;
+use super::{Kind, Payload};
 use crate::event::LifecycleEvent;
 use crate::outcome::DispatchCounts;
 use crate::survey::SampleBy;
@@ -77,10 +77,12 @@ pub struct EventReceived {
     pub source: Option<JsonObject>,
 }
 
-impl Payload for EventReceived {
+impl Kind for EventReceived {
     const TYPE: &'static str = "event.received";
     const VERSION: u32 = 1;
 }
+
+impl Payload for EventReceived {}
 
 /// A Live survey an event matched, with the rules that apply to it as they were at matching
 /// time.
@@ -120,13 +122,18 @@ pub enum Skip {
 
 /// Every Live survey one event matched — one envelope per event, possibly with none, so the
 /// next stage knows when all matches are done and can reply once.
+// `S` and `U` are how each survey is written: read, always a `MatchedSurvey` and an
+// `UnmatchedSurvey`; a writer may carry the JSON of one written once for many envelopes
+// instead, which reads the same.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct EventMatched {
+#[schemars(rename = "EventMatched")]
+#[serde(bound(deserialize = "S: Deserialize<'de>, U: Deserialize<'de>"))]
+pub struct EventMatched<S = MatchedSurvey, U = UnmatchedSurvey> {
     pub trigger_type: TriggerType,
     pub user_ref: UserRef,
     pub event: LifecycleEvent,
     pub reply_to: Option<ReplyTo>,
-    pub surveys: Vec<MatchedSurvey>,
+    pub surveys: Vec<S>,
     /// The event's own parameters, carried to the webhooks it causes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event_data: Option<serde_json::Value>,
@@ -139,7 +146,7 @@ pub struct EventMatched {
     /// The project's other surveys (not archived), which the event did not match: recorded
     /// on the trigger with why, so it lists every survey.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub unmatched: Vec<UnmatchedSurvey>,
+    pub unmatched: Vec<U>,
 }
 
 /// A survey of the project an event did not match.
@@ -151,10 +158,12 @@ pub struct UnmatchedSurvey {
     pub live: bool,
 }
 
-impl Payload for EventMatched {
+impl<S, U> Kind for EventMatched<S, U> {
     const TYPE: &'static str = "event.matched";
     const VERSION: u32 = 1;
 }
+
+impl Payload for EventMatched {}
 
 /// An invitation a dispatch created, as the dispatch response lists it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -212,10 +221,12 @@ pub struct DispatchCompleted {
     pub created_invitations: Vec<IssuedInvitation>,
 }
 
-impl Payload for DispatchCompleted {
+impl Kind for DispatchCompleted {
     const TYPE: &'static str = "dispatch.completed";
     const VERSION: u32 = 1;
 }
+
+impl Payload for DispatchCompleted {}
 
 /// The invitation a `invitation.created` webhook announces.
 // Its link is `L`: sealed (`CarriedLink`) on the bus, in plaintext (`LinkUrl`) in the webhook.
@@ -305,10 +316,12 @@ impl<L> InvitationCreated<L> {
     }
 }
 
-impl Payload for InvitationCreated {
+impl Kind for InvitationCreated {
     const TYPE: &'static str = "invitation.created";
     const VERSION: u32 = 1;
 }
+
+impl Payload for InvitationCreated {}
 
 /// The stage of a response a `response.*` webhook reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -439,7 +452,9 @@ pub struct ResponseProgressed {
     pub question: Option<AnswerDetails>,
 }
 
-impl Payload for ResponseProgressed {
+impl Kind for ResponseProgressed {
     const TYPE: &'static str = "response.progressed";
     const VERSION: u32 = 1;
 }
+
+impl Payload for ResponseProgressed {}

@@ -15,8 +15,9 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-/// A payload type carried in an [`Envelope`].
-pub trait Payload: Serialize + DeserializeOwned + JsonSchema + Send + Sync + 'static {
+/// What an envelope's `type` and `version` name: a [`Payload`], or a way of writing one
+/// that reads as it.
+pub trait Kind {
     /// The envelope `type`, dot-separated (`event.received`).
     const TYPE: &'static str;
     /// The envelope `version`, from 1.
@@ -25,6 +26,12 @@ pub trait Payload: Serialize + DeserializeOwned + JsonSchema + Send + Sync + 'st
     fn routing_key() -> String {
         routing_key(Self::TYPE, Self::VERSION)
     }
+}
+
+/// A payload type carried in an [`Envelope`].
+pub trait Payload:
+    Kind + Serialize + DeserializeOwned + JsonSchema + Send + Sync + 'static
+{
 }
 
 /// The routing key of a payload type and version.
@@ -54,7 +61,7 @@ pub struct Envelope<T> {
     pub data: T,
 }
 
-impl<T: Payload> Envelope<T> {
+impl<T: Kind> Envelope<T> {
     /// A new envelope with the given id (fresh or derived from a parent).
     pub fn new(id: Uuid, org_id: Uuid, project_id: Uuid, correlation_id: Uuid, data: T) -> Self {
         Self {
@@ -87,7 +94,10 @@ impl<T: Payload> Envelope<T> {
         T::routing_key()
     }
 
-    pub fn to_json(&self) -> Vec<u8> {
+    pub fn to_json(&self) -> Vec<u8>
+    where
+        T: Serialize,
+    {
         // Serialising these types cannot fail: every map key is a string.
         serde_json::to_vec(self).expect("an envelope always serialises")
     }

@@ -160,7 +160,7 @@ fn every_payload_type_validates_against_its_generated_schema() {
             event_data: None,
             variables: Some(object(serde_json::json!({"first_name": "Ada"}))),
             source: None,
-            unmatched: Vec::new(),
+            unmatched: Vec::<UnmatchedSurvey>::new(),
             surveys: vec![MatchedSurvey {
                 survey_id: Uuid::now_v7(),
                 name: "Churn".into(),
