@@ -88,7 +88,14 @@ impl Serialize for Carried<'_> {
 /// Surveys' conditions as last read, kept while their stored text (and their segments')
 /// stays the same: most events meet conditions already read.
 #[derive(Default)]
-pub(crate) struct ReadConditions(Mutex<HashMap<Uuid, Read>>);
+pub(crate) struct ReadConditions(Mutex<Kept>);
+
+#[derive(Default)]
+struct Kept {
+    surveys: HashMap<Uuid, Read>,
+    /// The stored text of every survey kept, in bytes.
+    bytes: usize,
+}
 
 /// One survey's conditions and segments as stored, and read.
 struct Read {
@@ -97,8 +104,16 @@ struct Read {
     targeting: Arc<Targeting>,
 }
 
-/// Most surveys whose read conditions are kept; past it, all are read again.
-const KEPT_CONDITIONS: usize = 4096;
+impl Read {
+    fn bytes(&self) -> usize {
+        self.conditions.len() + self.segments.as_ref().map_or(0, String::len)
+    }
+}
+
+/// Most surveys whose read conditions are kept, and most stored text they hold (what is read
+/// from it takes a few times as much); past either, all are read again.
+const KEPT_SURVEYS: usize = 4096;
+const KEPT_BYTES: usize = 16 << 20;
 
 impl ReadConditions {
     /// `live`'s conditions, read: kept from before when stored as they were then.
@@ -111,32 +126,42 @@ impl ReadConditions {
         let Some(conditions) = conditions else {
             return Target::new(matched, None);
         };
-        let mut kept = self
-            .0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(read) = kept.get(&matched.survey_id)
+        if let Some(read) = self.kept().surveys.get(&matched.survey_id)
             && read.conditions == conditions
             && read.segments == segments
         {
             return Target::new(matched, Some(read.targeting.clone()));
         }
+        // Read without holding the others up.
         let targeting = Arc::new(Targeting::read(Some(&conditions), segments.as_deref()));
         if let Some(reason) = targeting.unreadable() {
             tracing::error!(survey_id = %matched.survey_id, %reason, "a survey's stored conditions do not read");
         }
-        if kept.len() >= KEPT_CONDITIONS {
-            kept.clear();
+        let read = Read {
+            conditions,
+            segments,
+            targeting: targeting.clone(),
+        };
+        let mut kept = self.kept();
+        if let Some(before) = kept.surveys.remove(&matched.survey_id) {
+            kept.bytes -= before.bytes();
         }
-        kept.insert(
-            matched.survey_id,
-            Read {
-                conditions,
-                segments,
-                targeting: targeting.clone(),
-            },
-        );
+        if kept.surveys.len() >= KEPT_SURVEYS || kept.bytes + read.bytes() > KEPT_BYTES {
+            kept.surveys.clear();
+            kept.bytes = 0;
+        }
+        if read.bytes() <= KEPT_BYTES {
+            kept.bytes += read.bytes();
+            kept.surveys.insert(matched.survey_id, read);
+        }
         Target::new(matched, Some(targeting))
+    }
+
+    fn kept(&self) -> std::sync::MutexGuard<'_, Kept> {
+        // What is kept stays whole whatever panicked: each change is made under the lock.
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -234,5 +259,37 @@ mod tests {
         );
         let read: EventMatched = serde_json::from_slice(&carried).unwrap();
         assert_eq!(read, matched(whole, not_matched));
+    }
+
+    fn live(conditions: String) -> LiveSurvey {
+        LiveSurvey {
+            matched: survey("Churn", SampleBy::Event),
+            conditions: Some(conditions),
+            segments: None,
+        }
+    }
+
+    /// However large the conditions, what is kept of them stays within its bound.
+    #[test]
+    fn kept_conditions_stay_within_their_bound() {
+        let read = ReadConditions::default();
+        // Text that does not read is kept like any other (the survey errors, saying why).
+        let third = "x".repeat(KEPT_BYTES / 3);
+        for _ in 0..10 {
+            read.target(live(third.clone()));
+            let kept = read.kept();
+            assert!(kept.bytes <= KEPT_BYTES && !kept.surveys.is_empty());
+            assert_eq!(
+                kept.bytes,
+                kept.surveys.values().map(Read::bytes).sum::<usize>()
+            );
+        }
+        let target = read.target(live("x".repeat(KEPT_BYTES + 1)));
+        assert!(target.targeting.is_some_and(|t| t.unreadable().is_some()));
+        assert!(read.kept().bytes <= KEPT_BYTES);
+        for _ in 0..KEPT_SURVEYS + 1 {
+            read.target(live("{\"exists\": {\"field\": \"email\"}}".into()));
+        }
+        assert!(read.kept().surveys.len() <= KEPT_SURVEYS);
     }
 }
