@@ -144,43 +144,69 @@ impl DecodeError {
 /// unknown version and a schema violation apart.
 ///
 /// The envelope is read around its `data`, which is kept as text until the type and version
-/// say what it is, then read straight into `T`: no passage through `serde_json::Value`.
+/// say what it is, then read straight into `T`: no passage through `serde_json::Value`. A
+/// message that reading refuses is read again through a `Value`, which decides: so every
+/// message is accepted or refused, and for the same reason, as when that was the only
+/// reading (a repeated key, say, is read with its last value). The one difference: what a
+/// field the payload does not know holds is skipped, not read, so a number out of range or a
+/// lone surrogate there no longer refuses the message.
 pub fn decode<T: Payload>(bytes: &[u8]) -> Result<Envelope<T>, DecodeError> {
+    // Rare: never for what our own writers send.
+    around_data(bytes).or_else(|_| through_value(bytes))
+}
+
+/// `bytes` read around its `data`.
+fn around_data<T: Payload>(bytes: &[u8]) -> Result<Envelope<T>, DecodeError> {
     let raw: Envelope<&serde_json::value::RawValue> =
-        serde_json::from_slice(bytes).map_err(|err| match err.classify() {
-            // Read as far as a field that does not fit: the rest may not be JSON at all.
-            serde_json::error::Category::Data => {
-                match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
-                    Ok(_) => DecodeError::SchemaViolation(err),
-                    Err(syntax) => DecodeError::MalformedJson(syntax),
-                }
-            }
-            _ => DecodeError::MalformedJson(err),
-        })?;
-    if raw.kind != T::TYPE {
-        return Err(DecodeError::UnknownType {
-            found: raw.kind,
-            expected: T::TYPE,
-        });
-    }
-    if raw.version != T::VERSION {
-        return Err(DecodeError::UnknownVersion {
-            kind: raw.kind,
-            found: raw.version,
-            expected: T::VERSION,
-        });
-    }
+        serde_json::from_slice(bytes).map_err(DecodeError::SchemaViolation)?;
+    raw.is_of::<T>()?;
     let data = serde_json::from_str(raw.data.get()).map_err(DecodeError::SchemaViolation)?;
-    Ok(Envelope {
-        id: raw.id,
-        kind: raw.kind,
-        version: raw.version,
-        occurred_at: raw.occurred_at,
-        org_id: raw.org_id,
-        project_id: raw.project_id,
-        correlation_id: raw.correlation_id,
-        data,
-    })
+    Ok(raw.with_data(data))
+}
+
+/// `bytes` read into a `serde_json::Value` first.
+fn through_value<T: Payload>(bytes: &[u8]) -> Result<Envelope<T>, DecodeError> {
+    let value: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(DecodeError::MalformedJson)?;
+    let mut raw: Envelope<serde_json::Value> =
+        serde_json::from_value(value).map_err(DecodeError::SchemaViolation)?;
+    raw.is_of::<T>()?;
+    let data = serde_json::from_value(std::mem::take(&mut raw.data))
+        .map_err(DecodeError::SchemaViolation)?;
+    Ok(raw.with_data(data))
+}
+
+impl<D> Envelope<D> {
+    /// Whether this envelope's type and version are `T`'s.
+    fn is_of<T: Payload>(&self) -> Result<(), DecodeError> {
+        if self.kind != T::TYPE {
+            return Err(DecodeError::UnknownType {
+                found: self.kind.clone(),
+                expected: T::TYPE,
+            });
+        }
+        if self.version != T::VERSION {
+            return Err(DecodeError::UnknownVersion {
+                kind: self.kind.clone(),
+                found: self.version,
+                expected: T::VERSION,
+            });
+        }
+        Ok(())
+    }
+
+    fn with_data<T>(self, data: T) -> Envelope<T> {
+        Envelope {
+            id: self.id,
+            kind: self.kind,
+            version: self.version,
+            occurred_at: self.occurred_at,
+            org_id: self.org_id,
+            project_id: self.project_id,
+            correlation_id: self.correlation_id,
+            data,
+        }
+    }
 }
 
 /// The JSON Schema of `Envelope<T>`, with `type` and `version` pinned to `T`'s.
