@@ -114,6 +114,9 @@ impl Read {
 /// from it takes a few times as much); past either, all are read again.
 const KEPT_SURVEYS: usize = 4096;
 const KEPT_BYTES: usize = 16 << 20;
+/// Most stored text of one survey that is kept: a larger one is read at every lookup, as
+/// it would otherwise push the others out.
+const KEPT_BYTES_EACH: usize = KEPT_BYTES / 16;
 
 impl ReadConditions {
     /// `live`'s conditions, read: kept from before when stored as they were then.
@@ -146,11 +149,11 @@ impl ReadConditions {
         if let Some(before) = kept.surveys.remove(&matched.survey_id) {
             kept.bytes -= before.bytes();
         }
-        if kept.surveys.len() >= KEPT_SURVEYS || kept.bytes + read.bytes() > KEPT_BYTES {
-            kept.surveys.clear();
-            kept.bytes = 0;
-        }
-        if read.bytes() <= KEPT_BYTES {
+        if read.bytes() <= KEPT_BYTES_EACH {
+            if kept.surveys.len() >= KEPT_SURVEYS || kept.bytes + read.bytes() > KEPT_BYTES {
+                kept.surveys.clear();
+                kept.bytes = 0;
+            }
             kept.bytes += read.bytes();
             kept.surveys.insert(matched.survey_id, read);
         }
@@ -274,9 +277,9 @@ mod tests {
     fn kept_conditions_stay_within_their_bound() {
         let read = ReadConditions::default();
         // Text that does not read is kept like any other (the survey errors, saying why).
-        let third = "x".repeat(KEPT_BYTES / 3);
-        for _ in 0..10 {
-            read.target(live(third.clone()));
+        let largest = "x".repeat(KEPT_BYTES_EACH);
+        for _ in 0..40 {
+            read.target(live(largest.clone()));
             let kept = read.kept();
             assert!(kept.bytes <= KEPT_BYTES && !kept.surveys.is_empty());
             assert_eq!(
@@ -284,9 +287,11 @@ mod tests {
                 kept.surveys.values().map(Read::bytes).sum::<usize>()
             );
         }
-        let target = read.target(live("x".repeat(KEPT_BYTES + 1)));
+        // One survey larger than that is read, and not kept.
+        let before = read.kept().surveys.len();
+        let target = read.target(live("x".repeat(KEPT_BYTES_EACH + 1)));
         assert!(target.targeting.is_some_and(|t| t.unreadable().is_some()));
-        assert!(read.kept().bytes <= KEPT_BYTES);
+        assert_eq!(read.kept().surveys.len(), before);
         for _ in 0..KEPT_SURVEYS + 1 {
             read.target(live("{\"exists\": {\"field\": \"email\"}}".into()));
         }
