@@ -93,6 +93,11 @@ async fn tokens_authenticate_until_revoked_and_only_by_their_hash() {
     );
 }
 
+/// The ids of the Live surveys `found` matched, in order.
+fn live_ids(found: &surveys::Candidates) -> Vec<Uuid> {
+    found.live.iter().map(|s| s.matched.survey_id).collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_live_surveys_subscribed_to_the_exact_event_match() {
     let (_db, store, org, project) = setup().await;
@@ -131,14 +136,7 @@ async fn only_live_surveys_subscribed_to_the_exact_event_match() {
     let found = surveys::candidates(&conn, project, &custom.key(), None)
         .await
         .unwrap();
-    assert_eq!(
-        found
-            .live
-            .iter()
-            .map(|m| m.matched.survey_id)
-            .collect::<Vec<_>>(),
-        vec![live.id]
-    );
+    assert_eq!(live_ids(&found), vec![live.id]);
     // The others but the archived one, each with why: oldest first.
     assert_eq!(
         found
@@ -210,14 +208,7 @@ async fn an_event_lists_at_most_a_hundred_surveys_it_did_not_match() {
     let found = surveys::candidates(&conn, project, &event.key(), None)
         .await
         .unwrap();
-    assert_eq!(
-        found
-            .live
-            .iter()
-            .map(|s| s.matched.survey_id)
-            .collect::<Vec<_>>(),
-        live
-    );
+    assert_eq!(live_ids(&found), live);
     others.truncate(surveys::MAX_UNMATCHED as usize);
     assert_eq!(
         found
