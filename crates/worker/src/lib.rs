@@ -41,7 +41,7 @@ impl Emit {
     }
 
     /// Straight to a reply queue, through the default exchange.
-    pub fn reply<T: Kind + serde::Serialize>(queue: &str, env: &Envelope<T>) -> Self {
+    pub fn reply<T: Payload>(queue: &str, env: &Envelope<T>) -> Self {
         Self {
             envelope_id: env.id,
             exchange: String::new(),

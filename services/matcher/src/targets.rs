@@ -129,11 +129,15 @@ impl ReadConditions {
         let Some(conditions) = conditions else {
             return Target::new(matched, None);
         };
-        if let Some(read) = self.kept().surveys.get(&matched.survey_id)
-            && read.conditions == conditions
-            && read.segments == segments
-        {
-            return Target::new(matched, Some(read.targeting.clone()));
+        // Only the look-up holds the lock; the survey is written after.
+        let kept = self
+            .kept()
+            .surveys
+            .get(&matched.survey_id)
+            .filter(|read| read.conditions == conditions && read.segments == segments)
+            .map(|read| read.targeting.clone());
+        if let Some(targeting) = kept {
+            return Target::new(matched, Some(targeting));
         }
         // Read without holding the others up.
         let targeting = Arc::new(Targeting::read(Some(&conditions), segments.as_deref()));
